@@ -1,0 +1,3 @@
+module github.com/mlp-go/cifar-mlp
+
+go 1.26

@@ -1,0 +1,497 @@
+package main
+
+// matrix.go: the one matrix type and the GEMM engine every layer runs on.
+//
+//	C = α·op(A)·op(B) + β·C,   op(X) ∈ {X, Xᵀ}
+//
+// op(A) is M×K, op(B) is K×N, C is M×N. The products the MLP needs:
+//
+//	forward      S  = X·W₁ᵀ          (N×D)·(D×H)      NoTrans, Trans
+//	dW₁          dW = dHᵀ·X          (H×N)·(N×D)      Trans,   NoTrans
+//	second layer dH = G·W₂           (N×C)·(C×H)      NoTrans, NoTrans
+//	             dW₂ = Gᵀ·H          (C×N)·(N×H)      Trans,   NoTrans
+//
+// Three implementations live side by side:
+//
+//   - GemmNaive: the textbook triple loop. It is the reference and the test
+//     oracle; read it first.
+//   - the blocked engine (Gemm.Mul): packs panels of A and B into
+//     contiguous buffers sized for the caches and runs a register-blocked
+//     micro-kernel over them (the BLIS/GotoBLAS scheme, as in gonum's dgemm).
+//     The default micro-kernel is plain Go (kernelGo below); when the binary
+//     is built with GOEXPERIMENT=simd on amd64 and the CPU has AVX2 and FMA,
+//     matrix_simd_amd64.go supplies an AVX2/FMA micro-kernel instead.
+//   - the parallel engine: the same blocked algorithm, with the output C cut
+//     into independent rectangles, one per worker goroutine.
+//
+// Determinism. Every element C[i,j] is summed in exactly the same order,
+// whatever the number of workers: the K dimension is always cut into the
+// same KC-sized slices, processed in increasing order, and inside a slice the
+// micro-kernel accumulates k = 0, 1, 2, … in a register before adding the
+// slice's total into C. Workers only decide *which* elements of C they own,
+// never how an element is summed, so results are bitwise identical for any
+// GOMAXPROCS.
+
+import (
+	"fmt"
+	"runtime"
+	"sync"
+)
+
+// Matrix is a dense row-major matrix: element (i, j) is Data[i*Cols+j].
+type Matrix struct {
+	Rows, Cols int
+	Data       []float64
+}
+
+// NewMatrix returns a zeroed rows×cols matrix.
+func NewMatrix(rows, cols int) *Matrix {
+	if rows < 0 || cols < 0 {
+		panic(fmt.Sprintf("mlp: NewMatrix: negative shape %dx%d", rows, cols))
+	}
+	return &Matrix{Rows: rows, Cols: cols, Data: make([]float64, rows*cols)}
+}
+
+// At returns element (i, j).
+func (m *Matrix) At(i, j int) float64 { return m.Data[i*m.Cols+j] }
+
+// Set sets element (i, j).
+func (m *Matrix) Set(i, j int, v float64) { m.Data[i*m.Cols+j] = v }
+
+// Row returns row i as a slice sharing m's storage.
+func (m *Matrix) Row(i int) []float64 { return m.Data[i*m.Cols : (i+1)*m.Cols] }
+
+// RowsView returns rows [from, to) as a matrix sharing m's storage.
+func (m *Matrix) RowsView(from, to int) *Matrix {
+	return &Matrix{Rows: to - from, Cols: m.Cols, Data: m.Data[from*m.Cols : to*m.Cols]}
+}
+
+// Shape is "RxC", for messages.
+func (m *Matrix) Shape() string { return fmt.Sprintf("%dx%d", m.Rows, m.Cols) }
+
+// Clone returns a deep copy.
+func (m *Matrix) Clone() *Matrix {
+	c := &Matrix{Rows: m.Rows, Cols: m.Cols, Data: make([]float64, len(m.Data))}
+	copy(c.Data, m.Data)
+	return c
+}
+
+// gemmShape checks the operand shapes of C = α·op(A)·op(B) + β·C and returns
+// M, K, N. A mismatch is a caller bug and panics naming every shape.
+func gemmShape(transA, transB bool, a, b, c *Matrix) (m, k, n int) {
+	m, k = a.Rows, a.Cols
+	if transA {
+		m, k = k, m
+	}
+	kb, n := b.Rows, b.Cols
+	if transB {
+		kb, n = n, kb
+	}
+	if k != kb || c.Rows != m || c.Cols != n {
+		panic(fmt.Sprintf("mlp: gemm shape mismatch: op(A) is %dx%d (A %s, trans %v), op(B) is %dx%d (B %s, trans %v), C is %s",
+			m, k, a.Shape(), transA, kb, n, b.Shape(), transB, c.Shape()))
+	}
+	if len(a.Data) != a.Rows*a.Cols || len(b.Data) != b.Rows*b.Cols || len(c.Data) != c.Rows*c.Cols {
+		panic("mlp: gemm: a matrix's Data length does not match Rows*Cols")
+	}
+	return m, k, n
+}
+
+// strides returns how to step through op(X) stored row-major: element (r, c)
+// of op(X) is X.Data[r*rs + c*cs].
+func strides(x *Matrix, trans bool) (rs, cs int) {
+	if trans {
+		return 1, x.Cols
+	}
+	return x.Cols, 1
+}
+
+// GemmNaive is the reference: C = α·op(A)·op(B) + β·C by the definition
+//
+//	C[i,j] = α·Σ_k op(A)[i,k]·op(B)[k,j] + β·C[i,j]
+//
+// one dot product per element, k in increasing order. Slow and obviously right.
+func GemmNaive(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c *Matrix) {
+	m, k, n := gemmShape(transA, transB, a, b, c)
+	ars, acs := strides(a, transA)
+	brs, bcs := strides(b, transB)
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var sum float64
+			for p := 0; p < k; p++ {
+				sum += a.Data[i*ars+p*acs] * b.Data[p*brs+j*bcs]
+			}
+			cij := &c.Data[i*c.Cols+j]
+			if beta == 0 {
+				*cij = alpha * sum // β = 0 overwrites, even a NaN already in C
+			} else {
+				*cij = alpha*sum + beta*(*cij)
+			}
+		}
+	}
+}
+
+// Tuning constants, in one place (sized for AMD Zen 3: 32 KiB L1d and
+// 512 KiB L2 per core, 32 MiB shared L3).
+//
+//	kc: depth of one packed slice of K. A micro-panel of B (kc×nr doubles,
+//	    16 KiB for nr=8) stays in L1 while the kernel sweeps A panels.
+//	mc: rows of A packed at once; the packed mc×kc block (192 KiB) lives in L2.
+//	nc: columns of B packed at once; the kc×nc block (up to 8 MiB) lives in L3.
+//	parallelMinFlops: below this many flops (2·M·N·K) one goroutine does the
+//	    whole product; waking workers would cost more than it saves.
+const (
+	kc               = 256
+	mc               = 96
+	nc               = 4096
+	parallelMinFlops = 200_000
+)
+
+// microKernel computes one mr×nr tile:
+//
+//	C[i, j] += α · Σ_{p<kc} a[p*mr+i] · b[p*nr+j]     (0 ≤ i < mr, 0 ≤ j < nr)
+//
+// where a is a packed kc×mr micro-panel of op(A) (column of the tile's rows
+// for each p), b a packed kc×nr micro-panel of op(B), and C's tile starts at
+// c[0] with row stride ldc. The sum over p runs in increasing order.
+type microKernel struct {
+	name   string
+	mr, nr int
+	fn     func(kc int, alpha float64, a, b, c []float64, ldc int)
+}
+
+// kernelGo is the portable micro-kernel: a 4×4 tile held in 16 scalar
+// accumulators. This is the readable version of the fast kernel.
+var kernelGo = microKernel{name: "go4x4", mr: 4, nr: 4, fn: kernelGo4x4}
+
+// simdKernel is set once, at package initialisation, by
+// matrix_simd_amd64.go when the binary is built with GOEXPERIMENT=simd and the
+// CPU reports AVX2 and FMA; it is never written afterwards. Nil otherwise.
+var simdKernel *microKernel
+
+func kernelGo4x4(kc int, alpha float64, a, b, c []float64, ldc int) {
+	var c00, c01, c02, c03 float64
+	var c10, c11, c12, c13 float64
+	var c20, c21, c22, c23 float64
+	var c30, c31, c32, c33 float64
+	a = a[:4*kc]
+	b = b[:4*kc]
+	for p := 0; p < kc; p++ {
+		ap := a[4*p : 4*p+4 : 4*p+4]
+		bp := b[4*p : 4*p+4 : 4*p+4]
+		b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
+		a0 := ap[0]
+		c00 += a0 * b0
+		c01 += a0 * b1
+		c02 += a0 * b2
+		c03 += a0 * b3
+		a1 := ap[1]
+		c10 += a1 * b0
+		c11 += a1 * b1
+		c12 += a1 * b2
+		c13 += a1 * b3
+		a2 := ap[2]
+		c20 += a2 * b0
+		c21 += a2 * b1
+		c22 += a2 * b2
+		c23 += a2 * b3
+		a3 := ap[3]
+		c30 += a3 * b0
+		c31 += a3 * b1
+		c32 += a3 * b2
+		c33 += a3 * b3
+	}
+	r := c[0:4:4]
+	r[0] += alpha * c00
+	r[1] += alpha * c01
+	r[2] += alpha * c02
+	r[3] += alpha * c03
+	r = c[ldc : ldc+4 : ldc+4]
+	r[0] += alpha * c10
+	r[1] += alpha * c11
+	r[2] += alpha * c12
+	r[3] += alpha * c13
+	r = c[2*ldc : 2*ldc+4 : 2*ldc+4]
+	r[0] += alpha * c20
+	r[1] += alpha * c21
+	r[2] += alpha * c22
+	r[3] += alpha * c23
+	r = c[3*ldc : 3*ldc+4 : 3*ldc+4]
+	r[0] += alpha * c30
+	r[1] += alpha * c31
+	r[2] += alpha * c32
+	r[3] += alpha * c33
+}
+
+// Gemm is the blocked, parallel GEMM engine. It owns one set of packing
+// buffers per worker and a pool of long-lived worker goroutines, so a call
+// allocates nothing in steady state. A Gemm is not safe for concurrent calls
+// of Mul; give each goroutine that multiplies its own engine (the λ search
+// runs one serial engine per trial).
+type Gemm struct {
+	kern    microKernel
+	workers int
+	ws      []*gemmWorkspace // ws[w] belongs to worker w
+	jobs    chan gemmJob
+	wg      sync.WaitGroup
+	prob    gemmProblem // the current call's operands, read by every worker
+}
+
+// gemmWorkspace holds one worker's packed panels plus a scratch tile for the
+// ragged edges of C.
+type gemmWorkspace struct {
+	ap, bp []float64
+	edge   []float64
+}
+
+// gemmJob asks a worker to compute rows [i0,i1) × columns [j0,j1) of C.
+type gemmJob struct {
+	w                  int
+	p                  *gemmProblem
+	i0, i1, j0, j1 int
+}
+
+// gemmProblem is one call's operands, as strides into op(A) and op(B).
+type gemmProblem struct {
+	alpha, beta float64
+	a, b        []float64
+	ars, acs    int
+	brs, bcs    int
+	c           []float64
+	ldc         int
+	k           int // the shared dimension of op(A) and op(B)
+}
+
+// NewGemm returns an engine with the given number of workers (≤ 0 means
+// GOMAXPROCS) using the fastest micro-kernel this binary and CPU support.
+func NewGemm(workers int) *Gemm {
+	k := kernelGo
+	if simdKernel != nil {
+		k = *simdKernel
+	}
+	return newGemmKernel(workers, k)
+}
+
+// newGemmKernel returns an engine with a chosen micro-kernel (tests and
+// benchmarks compare kernels with it).
+func newGemmKernel(workers int, k microKernel) *Gemm {
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	g := &Gemm{kern: k, workers: workers}
+	for w := 0; w < workers; w++ {
+		g.ws = append(g.ws, &gemmWorkspace{
+			ap:   make([]float64, mc*kc),
+			bp:   make([]float64, kc*nc),
+			edge: make([]float64, k.mr*k.nr),
+		})
+	}
+	if workers > 1 {
+		g.jobs = make(chan gemmJob, workers)
+		for w := 1; w < workers; w++ {
+			go func() {
+				for j := range g.jobs {
+					g.block(j.w, j.p, j.i0, j.i1, j.j0, j.j1)
+					g.wg.Done()
+				}
+			}()
+		}
+	}
+	return g
+}
+
+// Close stops the engine's worker goroutines. The engine must not be used after.
+func (g *Gemm) Close() {
+	if g.jobs != nil {
+		close(g.jobs)
+		g.jobs = nil
+	}
+}
+
+// Workers is the number of goroutines a large product is split over.
+func (g *Gemm) Workers() int { return g.workers }
+
+// KernelName names the micro-kernel in use ("go4x4", "avx2-fma…").
+func (g *Gemm) KernelName() string { return g.kern.name }
+
+// Mul computes C = α·op(A)·op(B) + β·C. A and B are read only; C must not
+// share storage with A or B. With β = 0, C's previous contents (even NaN)
+// are ignored.
+//
+// Parallel scheme: C is cut along its longer side into at most `workers`
+// strips whose edges fall on micro-tile boundaries; worker w computes strip w
+// completely (its own packing of the panels it needs, then every K slice in
+// order). Strips never overlap, so workers share nothing but read-only A and B.
+func (g *Gemm) Mul(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c *Matrix) {
+	m, k, n := gemmShape(transA, transB, a, b, c)
+	g.prob = gemmProblem{alpha: alpha, beta: beta, a: a.Data, b: b.Data, c: c.Data, ldc: c.Cols, k: k}
+	p := &g.prob
+	p.ars, p.acs = strides(a, transA)
+	p.brs, p.bcs = strides(b, transB)
+	parts := g.workers
+	if 2*float64(m)*float64(n)*float64(k) < parallelMinFlops {
+		parts = 1
+	}
+	// Split the longer side of C, in whole micro-tiles.
+	splitRows := m >= n
+	unit, extent := g.kern.nr, n
+	if splitRows {
+		unit, extent = g.kern.mr, m
+	}
+	tiles := (extent + unit - 1) / unit
+	if parts > tiles {
+		parts = tiles
+	}
+	if parts <= 1 {
+		g.block(0, p, 0, m, 0, n)
+		g.prob = gemmProblem{} // drop references to the operands
+		return
+	}
+	g.wg.Add(parts - 1)
+	for w := parts - 1; w >= 0; w-- {
+		lo := tiles * w / parts * unit
+		hi := min(tiles*(w+1)/parts*unit, extent)
+		j := gemmJob{w: w, p: p, i0: 0, i1: m, j0: lo, j1: hi}
+		if splitRows {
+			j = gemmJob{w: w, p: p, i0: lo, i1: hi, j0: 0, j1: n}
+		}
+		if w == 0 {
+			g.block(0, p, j.i0, j.i1, j.j0, j.j1) // the caller is worker 0
+		} else {
+			g.jobs <- j
+		}
+	}
+	g.wg.Wait()
+	g.prob = gemmProblem{}
+}
+
+// block computes rows [i0,i1) × columns [j0,j1) of C with workspace w:
+// the serial blocked algorithm.
+//
+//	scale C's block by β
+//	for each nc-wide column block of B (jc):
+//	  for each kc-deep slice of K (pc), in order:
+//	    pack op(B)[pc:pc+kc, jc:jc+nc] into nr-wide micro-panels
+//	    for each mc-tall row block of A (ic):
+//	      pack op(A)[ic:ic+mc, pc:pc+kc] into mr-tall micro-panels
+//	      for every mr×nr tile: micro-kernel
+func (g *Gemm) block(w int, p *gemmProblem, i0, i1, j0, j1 int) {
+	ws := g.ws[w]
+	mr, nr := g.kern.mr, g.kern.nr
+	ldc := p.ldc
+	for i := i0; i < i1; i++ {
+		row := p.c[i*ldc+j0 : i*ldc+j1]
+		if p.beta == 0 {
+			clear(row)
+		} else if p.beta != 1 {
+			for j := range row {
+				row[j] *= p.beta
+			}
+		}
+	}
+	k := p.k
+	if p.alpha == 0 || k == 0 {
+		return
+	}
+	for jc := j0; jc < j1; jc += nc {
+		ncb := min(nc, j1-jc)
+		for pc := 0; pc < k; pc += kc {
+			kcb := min(kc, k-pc)
+			packB(ws.bp, p.b, p.brs, p.bcs, pc, kcb, jc, ncb, nr)
+			for ic := i0; ic < i1; ic += mc {
+				mcb := min(mc, i1-ic)
+				packA(ws.ap, p.a, p.ars, p.acs, ic, mcb, pc, kcb, mr)
+				for jr := 0; jr < ncb; jr += nr {
+					nrb := min(nr, ncb-jr)
+					bpanel := ws.bp[jr*kcb : (jr+nr)*kcb]
+					for ir := 0; ir < mcb; ir += mr {
+						mrb := min(mr, mcb-ir)
+						apanel := ws.ap[ir*kcb : (ir+mr)*kcb]
+						ci := (ic+ir)*ldc + jc + jr
+						if mrb == mr && nrb == nr {
+							g.kern.fn(kcb, p.alpha, apanel, bpanel, p.c[ci:], ldc)
+							continue
+						}
+						// Ragged edge: run the kernel on a zeroed scratch
+						// tile, then add the valid part into C.
+						clear(ws.edge)
+						g.kern.fn(kcb, p.alpha, apanel, bpanel, ws.edge, nr)
+						for i := 0; i < mrb; i++ {
+							crow := p.c[ci+i*ldc : ci+i*ldc+nrb]
+							erow := ws.edge[i*nr : i*nr+nrb]
+							for j := range crow {
+								crow[j] += erow[j]
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// packA copies op(A)[i0:i0+mcb, p0:p0+kcb] into dst as mr-tall micro-panels:
+// panel q holds rows i0+q·mr … i0+q·mr+mr-1, stored k-major
+// (dst[q·mr·kcb + p·mr + i]). Rows past the edge are zero-filled, so the
+// micro-kernel never needs to know about ragged edges.
+func packA(dst, a []float64, rs, cs, i0, mcb, p0, kcb, mr int) {
+	for ir := 0; ir < mcb; ir += mr {
+		panel := dst[ir*kcb : (ir+mr)*kcb]
+		rows := min(mr, mcb-ir)
+		base := (i0+ir)*rs + p0*cs
+		if rs == 1 {
+			// op(A) = Aᵀ: the tile's rows are contiguous in memory for each p.
+			for p := 0; p < kcb; p++ {
+				out := panel[p*mr : p*mr+mr]
+				copy(out[:rows], a[base+p*cs:base+p*cs+rows])
+				clear(out[rows:])
+			}
+			continue
+		}
+		for i := 0; i < mr; i++ {
+			if i >= rows {
+				for p := 0; p < kcb; p++ {
+					panel[p*mr+i] = 0
+				}
+				continue
+			}
+			src := a[base+i*rs : base+i*rs+(kcb-1)*cs+1]
+			for p := 0; p < kcb; p++ {
+				panel[p*mr+i] = src[p*cs]
+			}
+		}
+	}
+}
+
+// packB copies op(B)[p0:p0+kcb, j0:j0+ncb] into dst as nr-wide micro-panels:
+// panel q holds columns j0+q·nr … j0+q·nr+nr-1, stored k-major
+// (dst[q·nr·kcb + p·nr + j]). Columns past the edge are zero-filled.
+func packB(dst, b []float64, rs, cs, p0, kcb, j0, ncb, nr int) {
+	for jr := 0; jr < ncb; jr += nr {
+		panel := dst[jr*kcb : (jr+nr)*kcb]
+		cols := min(nr, ncb-jr)
+		base := p0*rs + (j0+jr)*cs
+		if cs == 1 {
+			// op(B) = B: a panel row is contiguous in memory.
+			for p := 0; p < kcb; p++ {
+				out := panel[p*nr : p*nr+nr]
+				copy(out[:cols], b[base+p*rs:base+p*rs+cols])
+				clear(out[cols:])
+			}
+			continue
+		}
+		// op(B) = Bᵀ: walk each of the panel's columns along its stored row.
+		for j := 0; j < nr; j++ {
+			if j >= cols {
+				for p := 0; p < kcb; p++ {
+					panel[p*nr+j] = 0
+				}
+				continue
+			}
+			src := b[base+j*cs : base+j*cs+kcb]
+			for p, v := range src {
+				panel[p*nr+j] = v
+			}
+		}
+	}
+}
