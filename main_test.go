@@ -1,10 +1,22 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"crypto/md5"
+	"encoding/hex"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -219,6 +231,533 @@ func BenchmarkGEMM(b *testing.B) {
 				flops := 2 * float64(s.m) * float64(s.k) * float64(s.n)
 				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// network.go and gradcheck.go
+
+func TestGradCheckTinyNets(t *testing.T) {
+	cases := []struct {
+		name   string
+		sizes  []int
+		lambda float64
+	}{
+		{"one hidden layer, λ=0", []int{6, 7, 3}, 0},
+		{"one hidden layer, λ=0.1", []int{6, 7, 3}, 0.1},
+		{"two hidden layers, λ=0", []int{6, 7, 5, 3}, 0},
+		{"two hidden layers, λ=0.05", []int{6, 7, 5, 3}, 0.05},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := newRNG(42, uint64(i))
+			net := NewMLP(tc.sizes, false, rng)
+			for _, b := range net.B { // non-zero biases exercise db
+				for j := range b.Data {
+					b.Data[j] = 0.1 * rng.NormFloat64()
+				}
+			}
+			x := randMatrix(rng, 5, tc.sizes[0])
+			y := []int{0, 1, 2, 1, 0}
+			g := NewGemm(1)
+			defer g.Close()
+			ws := NewWorkspace(net, g, 5)
+			for _, r := range GradCheck(net, ws, x, y, tc.lambda, 1e-5) {
+				if r.CentMaxRel >= 1e-6 {
+					t.Errorf("%s: centred relative error %.3g, want < 1e-6", r.Name, r.CentMaxRel)
+				}
+				if r.FwdMaxAbs >= 1e-4 {
+					t.Errorf("%s: forward-difference absolute error %.3g, want < 1e-4", r.Name, r.FwdMaxAbs)
+				}
+			}
+		})
+	}
+}
+
+func TestInitialLossIsLn10(t *testing.T) {
+	rng := newRNG(1, 1)
+	net := NewMLP([]int{inputDim, 50, numClasses}, false, rng)
+	// Random normalised inputs (mean 0, std 1 per dimension) and labels.
+	x := randMatrix(rng, 500, inputDim)
+	y := make([]int, 500)
+	for i := range y {
+		y[i] = rng.IntN(numClasses)
+	}
+	g := NewGemm(0)
+	defer g.Close()
+	got := net.Evaluate(NewWorkspace(net, g, 100), x, y, 0, nil).Loss
+	// The scores start small (std ≈ 0.6), so the loss is near ln 10 plus
+	// about half their variance.
+	if want := math.Log(10); math.Abs(got-want) > 0.3 {
+		t.Errorf("initial loss %.4f, want ≈ ln 10 = %.4f", got, want)
+	}
+}
+
+func TestSoftmaxFiniteForLargeScores(t *testing.T) {
+	s := &Matrix{Rows: 2, Cols: 3, Data: []float64{1000, -1000, 0, -1000, -1000, 1000}}
+	p := NewMatrix(2, 3)
+	softmaxForward(s, p)
+	for i, v := range p.Data {
+		if !finite(v) || v < 0 || v > 1 {
+			t.Fatalf("p[%d] = %v, want a probability", i, v)
+		}
+	}
+	if got := crossEntropy(s, []int{1, 2}); !finite(got) || math.Abs(got-1000) > 1e-9 {
+		t.Errorf("cross-entropy %v, want 1000 (sample 0 has p[y] = e^-2000) / 2 samples", got)
+	}
+}
+
+func TestOverfitSynthetic100(t *testing.T) {
+	d := syntheticDataset(100, 3072, numClasses, newRNG(5, 5))
+	// Random labels: nothing to generalise, so only memorising gets ≥ 95 %.
+	rng := newRNG(5, 6)
+	for i := range d.Y {
+		d.Y[i] = rng.IntN(numClasses)
+	}
+	cfg := &Config{Batch: 10, Eta: 0.01, Epochs: 200, NS: 1, Cycles: 1, Evals: 1}
+	net := NewMLP([]int{3072, 50, numClasses}, false, newRNG(5, 7))
+	g := NewGemm(0)
+	defer g.Close()
+	res, err := Train(cfg, net, g, d, d, 1, nil, nil, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc := res.History[len(res.History)-1].Train.Accuracy; acc < 0.95 {
+		t.Errorf("train accuracy after 200 epochs on 100 images %.3f, want ≥ 0.95", acc)
+	}
+}
+
+// goldenLosses are the first batch losses of a tiny training run, recorded
+// from this implementation; any change to the math moves them.
+var goldenLosses = []float64{
+	1.2938177944580962,
+	1.4760411763797188,
+	1.3175326793739173,
+	1.7623952152867726,
+	1.2464568217644629,
+	1.3882929591701667,
+}
+
+func tinyRunLosses(steps int) []float64 {
+	rng := newRNG(2024, 1)
+	d := syntheticDataset(40, 12, 4, rng)
+	net := NewMLP([]int{12, 8, 6, 4}, false, rng)
+	g := NewGemm(1)
+	defer g.Close()
+	ws := NewWorkspace(net, g, 10)
+	var losses []float64
+	for s := 0; s < steps; s++ {
+		b := s % 4
+		x := d.X.RowsView(10*b, 10*b+10)
+		net.Forward(ws, x)
+		losses = append(losses, net.Backward(ws, d.Y[10*b:10*b+10], 0.01))
+		net.SGDStep(ws, 0.05)
+	}
+	return losses
+}
+
+func TestGoldenLosses(t *testing.T) {
+	got := tinyRunLosses(len(goldenLosses))
+	for i, want := range goldenLosses {
+		if math.Abs(got[i]-want) > 1e-12 {
+			t.Errorf("step %d: loss %.17g, want %.17g", i, got[i], want)
+		}
+	}
+}
+
+func TestTrainStepZeroAllocs(t *testing.T) {
+	rng := newRNG(9, 9)
+	net := NewMLP([]int{3072, 50, 10}, false, rng)
+	x := randMatrix(rng, 100, 3072)
+	y := make([]int, 100)
+	g := NewGemm(2)
+	defer g.Close()
+	ws := NewWorkspace(net, g, 100)
+	allocs := testing.AllocsPerRun(10, func() {
+		net.Forward(ws, x)
+		net.Backward(ws, y, 0.01)
+		net.SGDStep(ws, 0.01)
+	})
+	if allocs != 0 {
+		t.Errorf("got %v allocations per training step, want 0", allocs)
+	}
+}
+
+// BenchmarkStep/NxDxHxC: one forward + backward + update of a batch.
+func BenchmarkStep(b *testing.B) {
+	for _, h := range []int{50, 500, 2000} {
+		b.Run(fmt.Sprintf("100x3072x%dx10", h), func(b *testing.B) {
+			rng := newRNG(1, 1)
+			net := NewMLP([]int{3072, h, 10}, false, rng)
+			x := randMatrix(rng, 100, 3072)
+			y := make([]int, 100)
+			g := NewGemm(0)
+			defer g.Close()
+			ws := NewWorkspace(net, g, 100)
+			for b.Loop() {
+				net.Forward(ws, x)
+				net.Backward(ws, y, 0.01)
+				net.SGDStep(ws, 0.01)
+			}
+			// forward 2·N·D·H + 2·N·H·C; backward twice that minus dX of layer 1
+			flops := 2*100*3072*float64(h)*2 + 2*100*float64(h)*10*3
+			b.ReportMetric(100*float64(b.N)/b.Elapsed().Seconds(), "images/s")
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+func TestPrintGolden(t *testing.T) {
+	if os.Getenv("PRINT_GOLDEN") == "" {
+		t.Skip("set PRINT_GOLDEN=1 to print the golden losses")
+	}
+	for _, l := range tinyRunLosses(6) {
+		fmt.Printf("\t%.17g,\n", l)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// cifar.go
+
+// syntheticBatch returns n records in the CIFAR-10 binary layout: class k's
+// images are a fixed random pattern plus noise, so a net can learn them.
+func syntheticBatch(n int, rng *rand.Rand) []byte {
+	patterns := make([][]float64, numClasses)
+	prng := newRNG(777, 777) // the same patterns in every batch
+	for k := range patterns {
+		patterns[k] = make([]float64, inputDim)
+		for j := range patterns[k] {
+			patterns[k][j] = prng.NormFloat64()
+		}
+	}
+	b := make([]byte, 0, n*recordSize)
+	for i := 0; i < n; i++ {
+		k := rng.IntN(numClasses)
+		b = append(b, byte(k))
+		for j := 0; j < inputDim; j++ {
+			v := 128 + 30*patterns[k][j] + 40*rng.NormFloat64()
+			b = append(b, byte(math.Max(0, math.Min(255, v))))
+		}
+	}
+	return b
+}
+
+// writeSyntheticCIFAR writes a small data set in the official layout.
+func writeSyntheticCIFAR(t testing.TB, dir string, perBatch int) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rng := newRNG(31, 41)
+	for _, f := range batchFiles {
+		if err := os.WriteFile(filepath.Join(dir, f), syntheticBatch(perBatch, rng), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "batches.meta.txt"), []byte(strings.Join(defaultClassNames[:], "\n")+"\n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestParseBatchRoundTrip(t *testing.T) {
+	raw := syntheticBatch(7, newRNG(1, 2))
+	d, err := ParseBatch("x.bin", raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Len() != 7 {
+		t.Fatalf("got %d records, want 7", d.Len())
+	}
+	for r := 0; r < 7; r++ {
+		if got, want := d.Y[r], int(raw[r*recordSize]); got != want {
+			t.Errorf("record %d: label %d, want %d", r, got, want)
+		}
+		for _, j := range []int{0, 1023, 1024, 2048, 3071} { // red, green, blue planes
+			if got, want := d.X.At(r, j), float64(raw[r*recordSize+1+j])/255; got != want {
+				t.Errorf("record %d pixel %d: %v, want %v", r, j, got, want)
+			}
+		}
+	}
+}
+
+func TestLoadSplits(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, dir, 50)
+	cases := []struct {
+		name               string
+		split              string
+		val, n             int
+		wantTrain, wantVal int
+		wantErr            string
+	}{
+		{"all, 50 held out", "all", 50, 0, 200, 50, ""},
+		{"all, capped", "all", 50, 120, 120, 50, ""},
+		{"batch1", "batch1", 0, 0, 50, 50, ""},
+		{"batch1 capped", "batch1", 20, 30, 30, 20, ""},
+		{"val too large", "all", 250, 0, 0, 0, "-val 250"},
+		{"bad split", "some", 0, 0, 0, 0, "-split"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &Config{Data: dir, Split: tc.split, Val: tc.val, N: tc.n}
+			sp, err := LoadSplits(cfg, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got error %v, want one mentioning %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sp.Train.Len() != tc.wantTrain || sp.Val.Len() != tc.wantVal || sp.Test.Len() != 50 {
+				t.Fatalf("got %d/%d/%d images, want %d/%d/50", sp.Train.Len(), sp.Val.Len(), sp.Test.Len(), tc.wantTrain, tc.wantVal)
+			}
+			mean, std := meanStd(sp.Train.X)
+			for j := 0; j < inputDim; j += 97 {
+				if math.Abs(mean[j]) > 1e-9 || math.Abs(std[j]-1) > 1e-9 {
+					t.Fatalf("dimension %d after normalising: mean %g std %g, want 0 and 1", j, mean[j], std[j])
+				}
+			}
+		})
+	}
+}
+
+func TestLoadErrors(t *testing.T) {
+	good := syntheticBatch(3, newRNG(1, 1))
+	badLabel := append([]byte(nil), good...)
+	badLabel[2*recordSize] = 11
+	cases := []struct {
+		name    string
+		data    []byte
+		missing bool
+		want    []string
+	}{
+		{"truncated", good[:len(good)-5], false, []string{"data_batch_3.bin", "whole number"}},
+		{"bad label", badLabel, false, []string{"data_batch_3.bin", "record 2", "label 11"}},
+		{"empty", nil, false, []string{"data_batch_3.bin", "empty"}},
+		{"missing", nil, true, []string{"data_batch_3.bin", "missing"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeSyntheticCIFAR(t, dir, 3)
+			p := filepath.Join(dir, "data_batch_3.bin")
+			if tc.missing {
+				os.Remove(p)
+				// a folder with missing files is not re-downloaded
+				_, err := LoadSplits(&Config{Data: dir, Split: "all", Download: true}, io.Discard)
+				if err == nil || !strings.Contains(err.Error(), "lacks") {
+					t.Fatalf("LoadSplits: got %v, want a 'lacks' error", err)
+				}
+			} else if err := os.WriteFile(p, tc.data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := readBatches(dir, batchFiles[:5], 0)
+			if err == nil {
+				t.Fatal("got no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestDownloadDisabledSaysHow(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "nothing")
+	_, err := LoadSplits(&Config{Data: dir, Split: "all", Download: false, DataURL: cifarURL, DataMD5: cifarMD5}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-download=false") || !strings.Contains(err.Error(), cifarURL) {
+		t.Fatalf("got %v, want an explanation naming -download=false and the URL", err)
+	}
+}
+
+// tarball builds a .tar.gz from entries.
+type tarEntry struct {
+	name     string
+	body     []byte
+	typeflag byte
+	link     string
+}
+
+func tarball(t *testing.T, entries []tarEntry) []byte {
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	tw := tar.NewWriter(zw)
+	for _, e := range entries {
+		hdr := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.body)), Typeflag: e.typeflag, Linkname: e.link}
+		if e.typeflag != tar.TypeReg {
+			hdr.Size = 0
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		if e.typeflag == tar.TypeReg {
+			tw.Write(e.body)
+		}
+	}
+	tw.Close()
+	zw.Close()
+	return buf.Bytes()
+}
+
+// goodEntries is a well-formed archive's contents: every batch holds the
+// same synthetic records (made once; making 60,000 would take seconds).
+func goodEntries() []tarEntry {
+	var es []tarEntry
+	body := bytes.Repeat(syntheticBatch(batchImages/100, newRNG(3, 3)), 100)
+	for _, f := range batchFiles {
+		es = append(es, tarEntry{name: "cifar-10-batches-bin/" + f, body: body, typeflag: tar.TypeReg})
+	}
+	es = append(es, tarEntry{name: "cifar-10-batches-bin/batches.meta.txt", body: []byte(strings.Join(defaultClassNames[:], "\n")), typeflag: tar.TypeReg})
+	return es
+}
+
+func md5hex(b []byte) string { s := md5.Sum(b); return hex.EncodeToString(s[:]) }
+
+func TestDownload(t *testing.T) {
+	good := tarball(t, goodEntries())
+	withEntry := func(e tarEntry) []byte { return tarball(t, append(goodEntries()[:2], e)) }
+	cases := []struct {
+		name    string
+		body    []byte
+		md5     string // "" = the body's own
+		status  int
+		cut     bool // promise more bytes than sent
+		wantErr string
+	}{
+		{"good", good, "", 200, false, ""},
+		{"wrong checksum", good, "00000000000000000000000000000000", 200, false, "MD5"},
+		{"truncated", good, "", 200, true, "bytes"},
+		{"404", nil, "", 404, false, "404"},
+		{"500", nil, "", 500, false, "500"},
+		{"dot-dot", withEntry(tarEntry{name: "cifar-10-batches-bin/../evil", body: []byte("x"), typeflag: tar.TypeReg}), "", 200, false, "'..'"},
+		{"absolute", withEntry(tarEntry{name: "/tmp/evil", body: []byte("x"), typeflag: tar.TypeReg}), "", 200, false, "absolute"},
+		{"symlink", withEntry(tarEntry{name: "cifar-10-batches-bin/test_batch.bin", typeflag: tar.TypeSymlink, link: "/etc/passwd"}), "", 200, false, "regular files"},
+		{"unknown file", withEntry(tarEntry{name: "cifar-10-batches-bin/run.sh", body: []byte("x"), typeflag: tar.TypeReg}), "", 200, false, "not a file"},
+		{"missing batch", tarball(t, goodEntries()[:3]), "", 200, false, "lacks"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tc.status != 200 {
+					http.Error(w, "no", tc.status)
+					return
+				}
+				if tc.cut {
+					w.Header().Set("Content-Length", strconv.Itoa(len(tc.body)))
+					w.Write(tc.body[:len(tc.body)/2])
+					return
+				}
+				w.Write(tc.body)
+			}))
+			defer srv.Close()
+			parent := t.TempDir()
+			dir := filepath.Join(parent, "cifar-10-batches-bin")
+			sum := tc.md5
+			if sum == "" && tc.body != nil {
+				sum = md5hex(tc.body)
+			}
+			cfg := &Config{Data: dir, Split: "batch1", Val: 0, Download: true, DataURL: srv.URL + "/cifar-10-binary.tar.gz", DataMD5: sum}
+			var progress bytes.Buffer
+			sp, err := LoadSplits(cfg, &progress)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if sp.Train.Len() != batchImages || sp.Test.Len() != batchImages {
+					t.Fatalf("got %d train / %d test images", sp.Train.Len(), sp.Test.Len())
+				}
+				if !strings.Contains(progress.String(), "MB") {
+					t.Errorf("no progress shown: %q", progress.String())
+				}
+			} else if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got error %v, want one mentioning %q", err, tc.wantErr)
+			}
+			left, _ := os.ReadDir(parent)
+			if tc.wantErr != "" && len(left) != 0 {
+				t.Errorf("a failed download left %d entries behind (first %s)", len(left), left[0].Name())
+			}
+			if tc.wantErr == "" && (len(left) != 1 || left[0].Name() != "cifar-10-batches-bin") {
+				t.Errorf("after a good download the folder holds %v, want only the data folder", left)
+			}
+		})
+	}
+}
+
+func FuzzLoadBatch(f *testing.F) {
+	f.Add(syntheticBatch(1, newRNG(1, 1)))
+	f.Add(syntheticBatch(2, newRNG(1, 2))[:recordSize+7])
+	f.Add([]byte{})
+	f.Add([]byte{10})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d, err := ParseBatch("fuzz.bin", data)
+		valid := len(data) > 0 && len(data)%recordSize == 0
+		for r := 0; valid && r < len(data)/recordSize; r++ {
+			valid = data[r*recordSize] < numClasses
+		}
+		if valid != (err == nil) {
+			t.Fatalf("valid=%v but err=%v", valid, err)
+		}
+		if err == nil && d.Len() != len(data)/recordSize {
+			t.Fatalf("%d records from %d bytes", d.Len(), len(data))
+		}
+	})
+}
+
+func cifarDir(t testing.TB) string {
+	dir := os.Getenv("CIFAR10_DIR")
+	if dir == "" {
+		t.Skip("integration test: set CIFAR10_DIR to a folder made by ../shared/cifar10/make-bin.sh to run it")
+	}
+	return dir
+}
+
+func TestIntegrationCIFAR(t *testing.T) {
+	dir := cifarDir(t)
+	sp, err := LoadSplits(&Config{Data: dir, Split: "all", Val: 0}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp.Train.Len() != 50000 || sp.Test.Len() != 10000 {
+		t.Fatalf("got %d train and %d test images, want 50000 and 10000", sp.Train.Len(), sp.Test.Len())
+	}
+	count := func(y []int) (c [numClasses]int) {
+		for _, v := range y {
+			c[v]++
+		}
+		return c
+	}
+	for k, c := range count(sp.Train.Y) {
+		if c != 5000 {
+			t.Errorf("train class %d: %d images, want 5000", k, c)
+		}
+	}
+	for k, c := range count(sp.Test.Y) {
+		if c != 1000 {
+			t.Errorf("test class %d: %d images, want 1000", k, c)
+		}
+	}
+	mean, std := meanStd(sp.Train.X)
+	for j := range mean {
+		if math.Abs(mean[j]) > 1e-9 || math.Abs(std[j]-1) > 1e-9 {
+			t.Fatalf("dimension %d: mean %g std %g after normalising", j, mean[j], std[j])
+		}
+	}
+}
+
+func BenchmarkLoadCIFAR(b *testing.B) {
+	dir := os.Getenv("CIFAR10_DIR")
+	if dir == "" {
+		dir = filepath.Join(b.TempDir(), "data")
+		writeSyntheticCIFAR(b, dir, batchImages)
+	}
+	for b.Loop() {
+		if _, err := LoadSplits(&Config{Data: dir, Split: "all", Val: 5000}, io.Discard); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -246,8 +246,8 @@ type gemmWorkspace struct {
 
 // gemmJob asks a worker to compute rows [i0,i1) × columns [j0,j1) of C.
 type gemmJob struct {
-	w                  int
-	p                  *gemmProblem
+	w              int
+	p              *gemmProblem
 	i0, i1, j0, j1 int
 }
 
@@ -342,6 +342,13 @@ func (g *Gemm) Mul(transA, transB bool, alpha float64, a, b *Matrix, beta float6
 	if parts > tiles {
 		parts = tiles
 	}
+	if m == 1 || n == 1 {
+		// A single row or column of output: packing would cost more than
+		// the product itself. Dot products straight from the operands.
+		gemmDot(p, m, n)
+		g.prob = gemmProblem{}
+		return
+	}
 	if parts <= 1 {
 		g.block(0, p, 0, m, 0, n)
 		g.prob = gemmProblem{} // drop references to the operands
@@ -363,6 +370,34 @@ func (g *Gemm) Mul(transA, transB bool, alpha float64, a, b *Matrix, beta float6
 	}
 	g.wg.Wait()
 	g.prob = gemmProblem{}
+}
+
+// gemmDot computes C = α·op(A)·op(B) + β·C one dot product per element,
+// four partial sums at a time (used when C is a single row or column).
+func gemmDot(p *gemmProblem, m, n int) {
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s0, s1, s2, s3 float64
+			ai, bj := i*p.ars, j*p.bcs
+			k := 0
+			for ; k+4 <= p.k; k += 4 {
+				s0 += p.a[ai+k*p.acs] * p.b[bj+k*p.brs]
+				s1 += p.a[ai+(k+1)*p.acs] * p.b[bj+(k+1)*p.brs]
+				s2 += p.a[ai+(k+2)*p.acs] * p.b[bj+(k+2)*p.brs]
+				s3 += p.a[ai+(k+3)*p.acs] * p.b[bj+(k+3)*p.brs]
+			}
+			for ; k < p.k; k++ {
+				s0 += p.a[ai+k*p.acs] * p.b[bj+k*p.brs]
+			}
+			sum := (s0 + s1) + (s2 + s3)
+			c := &p.c[i*p.ldc+j]
+			if p.beta == 0 {
+				*c = p.alpha * sum
+			} else {
+				*c = p.alpha*sum + p.beta*(*c)
+			}
+		}
+	}
 }
 
 // block computes rows [i0,i1) × columns [j0,j1) of C with workspace w:

@@ -66,4 +66,3 @@ func kernelAVX2x6x8(kc int, alpha float64, a, b, c []float64, ldc int) {
 	addRow(c[4*ldc:], c40, c41)
 	addRow(c[5*ldc:], c50, c51)
 }
-

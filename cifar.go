@@ -1,0 +1,528 @@
+package main
+
+// cifar.go: CIFAR-10 in its official binary layout — reading, checking,
+// downloading, splitting and normalising.
+//
+// Each of data_batch_1.bin … data_batch_5.bin and test_batch.bin holds 10,000
+// records of 3073 bytes: one label byte (0–9), then 3072 pixel bytes, the
+// 1024 red values, then 1024 green, then 1024 blue, each a 32×32 plane in
+// row-major order. batches.meta.txt names the classes, one per line.
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+const (
+	imageSide   = 32
+	inputDim    = 3 * imageSide * imageSide // D = 3072
+	recordSize  = 1 + inputDim              // label byte + pixels
+	numClasses  = 10                        // C
+	batchImages = 10000
+
+	// The official archive, as published on the data set's home page.
+	cifarURL = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz"
+	cifarMD5 = "c32a1d4ab5d03f1284b67883e8d87530"
+)
+
+// defaultClassNames are CIFAR-10's classes in label order (used when
+// batches.meta.txt is absent).
+var defaultClassNames = [numClasses]string{"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
+
+// batchFiles are the six files of the data set; trainFiles the first five.
+var batchFiles = []string{"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"}
+
+// Dataset is a set of images as rows of X (N×D) with labels Y (N).
+type Dataset struct {
+	X *Matrix
+	Y []int
+}
+
+// Len is the number of images.
+func (d *Dataset) Len() int { return len(d.Y) }
+
+// Subset returns rows [from, to) as a dataset sharing d's storage.
+func (d *Dataset) Subset(from, to int) *Dataset {
+	return &Dataset{X: d.X.RowsView(from, to), Y: d.Y[from:to]}
+}
+
+// FormatError reports a malformed batch file: which file, which record (−1
+// when the whole file is at fault) and what is wrong.
+type FormatError struct {
+	File   string
+	Record int
+	Msg    string
+}
+
+func (e *FormatError) Error() string {
+	if e.Record < 0 {
+		return fmt.Sprintf("cifar: %s: %s", e.File, e.Msg)
+	}
+	return fmt.Sprintf("cifar: %s: record %d: %s", e.File, e.Record, e.Msg)
+}
+
+// checkBatch validates the layout of a batch file's bytes and returns the
+// number of records.
+func checkBatch(name string, data []byte) (int, error) {
+	if len(data) == 0 {
+		return 0, &FormatError{name, -1, "file is empty"}
+	}
+	if len(data)%recordSize != 0 {
+		return 0, &FormatError{name, -1, fmt.Sprintf("size %d bytes is not a whole number of %d-byte records (1 label + 3072 pixels); the file is truncated or not a CIFAR-10 binary batch", len(data), recordSize)}
+	}
+	n := len(data) / recordSize
+	for r := 0; r < n; r++ {
+		if lbl := data[r*recordSize]; lbl >= numClasses {
+			return 0, &FormatError{name, r, fmt.Sprintf("label %d is not a class (want 0–9); this is not a CIFAR-10 batch (CIFAR-100 has 2 label bytes)", lbl)}
+		}
+	}
+	return n, nil
+}
+
+// decodeRecords writes the records of a checked batch into x (rows of
+// D = 3072 values, pixel/255) and y.
+func decodeRecords(data []byte, x []float64, y []int) {
+	for r := range y {
+		rec := data[r*recordSize : (r+1)*recordSize]
+		y[r] = int(rec[0])
+		row := x[r*inputDim : (r+1)*inputDim]
+		for i, p := range rec[1:] {
+			row[i] = float64(p) / 255
+		}
+	}
+}
+
+// ParseBatch decodes one batch file's bytes (pixels divided by 255, not yet
+// normalised). name is used in errors.
+func ParseBatch(name string, data []byte) (*Dataset, error) {
+	n, err := checkBatch(name, data)
+	if err != nil {
+		return nil, err
+	}
+	d := &Dataset{X: NewMatrix(n, inputDim), Y: make([]int, n)}
+	decodeRecords(data, d.X.Data, d.Y)
+	return d, nil
+}
+
+// readBatches reads the named files from dir into one dataset, keeping at
+// most limit images (limit ≤ 0: all). The pixels are written straight into
+// the final matrix: one float64 copy of the data, no more.
+func readBatches(dir string, names []string, limit int) (*Dataset, error) {
+	raw := make([][]byte, len(names))
+	total := 0
+	for i, name := range names {
+		p := filepath.Join(dir, name)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("read %s: file missing; delete the folder %s and rerun with -download=true (the default) to fetch CIFAR-10 again: %w", p, dir, err)
+			}
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		n, err := checkBatch(p, b)
+		if err != nil {
+			return nil, err
+		}
+		raw[i] = b[:n*recordSize]
+		total += n
+		if limit > 0 && total >= limit {
+			raw[i] = b[:(n-(total-limit))*recordSize]
+			total = limit
+			raw = raw[:i+1]
+			break
+		}
+	}
+	d := &Dataset{X: NewMatrix(total, inputDim), Y: make([]int, total)}
+	at := 0
+	for _, b := range raw {
+		n := len(b) / recordSize
+		decodeRecords(b, d.X.Data[at*inputDim:(at+n)*inputDim], d.Y[at:at+n])
+		at += n
+	}
+	return d, nil
+}
+
+// readClassNames reads batches.meta.txt (one class per line), falling back
+// to the standard names if the file is absent.
+func readClassNames(dir string) ([]string, error) {
+	p := filepath.Join(dir, "batches.meta.txt")
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return defaultClassNames[:], nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	var names []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if s := strings.TrimSpace(line); s != "" {
+			names = append(names, s)
+		}
+	}
+	if len(names) != numClasses {
+		return nil, fmt.Errorf("read %s: %d class names, want %d (one per line)", p, len(names), numClasses)
+	}
+	return names, nil
+}
+
+// Splits is what a run trains, validates and tests on, already normalised
+// with the training split's per-dimension mean and standard deviation.
+type Splits struct {
+	Train, Val, Test *Dataset
+	Mean, Std        []float64 // D values each, from the training split
+	Classes          []string
+}
+
+// dataPresent reports whether dir holds all six batch files.
+func dataPresent(dir string) bool {
+	for _, f := range batchFiles {
+		if st, err := os.Stat(filepath.Join(dir, f)); err != nil || !st.Mode().IsRegular() {
+			return false
+		}
+	}
+	return true
+}
+
+// ensureData makes sure cfg.Data holds the data set, downloading it when the
+// folder is missing and downloads are allowed.
+func ensureData(cfg *Config, stderr io.Writer) error {
+	if dataPresent(cfg.Data) {
+		return nil
+	}
+	if _, err := os.Stat(cfg.Data); err == nil {
+		return fmt.Errorf("data folder %s exists but lacks some of %s; delete it and rerun with -download=true to fetch CIFAR-10, or point -data at a complete copy", cfg.Data, strings.Join(batchFiles, ", "))
+	}
+	if !cfg.Download {
+		return fmt.Errorf("no CIFAR-10 data in %s and -download=false: download %s (MD5 %s), unpack it so that %s holds data_batch_1.bin … test_batch.bin, or rerun with -download=true, or point -data at such a folder", cfg.Data, cfg.DataURL, cfg.DataMD5, cfg.Data)
+	}
+	fmt.Fprintf(stderr, "CIFAR-10 not found in %s; downloading %s\n", cfg.Data, cfg.DataURL)
+	return downloadCIFAR(context.Background(), http.DefaultClient, cfg.DataURL, cfg.DataMD5, cfg.Data, stderr)
+}
+
+// LoadSplits loads (downloading if needed) and splits the data as cfg says:
+//
+//	-split all     train on data_batch_1…5 minus the last -val images, which
+//	               validate (45,000/5,000 by default; the seed's set-up)
+//	-split batch1  train on data_batch_1, validate on data_batch_2 (the
+//	               assignment's first exercises)
+//
+// -n caps the training set. The test set is always test_batch.bin. Every
+// split is normalised with the training split's mean and std.
+func LoadSplits(cfg *Config, stderr io.Writer) (*Splits, error) {
+	if err := ensureData(cfg, stderr); err != nil {
+		return nil, err
+	}
+	classes, err := readClassNames(cfg.Data)
+	if err != nil {
+		return nil, err
+	}
+	sp := &Splits{Classes: classes}
+	switch cfg.Split {
+	case "all":
+		all, err := readBatches(cfg.Data, batchFiles[:5], 0)
+		if err != nil {
+			return nil, err
+		}
+		if cfg.Val < 0 || cfg.Val >= all.Len() {
+			return nil, usageErrorf("-val %d: the validation set must hold at least 0 and fewer than the %d training images", cfg.Val, all.Len())
+		}
+		nTrain := all.Len() - cfg.Val
+		sp.Val = all.Subset(nTrain, all.Len())
+		if cfg.N > 0 && cfg.N < nTrain {
+			nTrain = cfg.N
+		}
+		sp.Train = all.Subset(0, nTrain)
+	case "batch1":
+		if sp.Train, err = readBatches(cfg.Data, batchFiles[:1], cfg.N); err != nil {
+			return nil, err
+		}
+		if sp.Val, err = readBatches(cfg.Data, batchFiles[1:2], cfg.Val); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, usageErrorf("-split %q: want all or batch1", cfg.Split)
+	}
+	if sp.Test, err = readBatches(cfg.Data, batchFiles[5:], 0); err != nil {
+		return nil, err
+	}
+	if sp.Train.Len() == 0 {
+		return nil, usageErrorf("the training split is empty; check -n and -val")
+	}
+	sp.Mean, sp.Std = meanStd(sp.Train.X)
+	for _, d := range []*Dataset{sp.Train, sp.Val, sp.Test} {
+		normalise(d.X, sp.Mean, sp.Std)
+	}
+	return sp, nil
+}
+
+// meanStd returns the per-column mean and (population) standard deviation
+// of x; a constant column gets std 1 so that normalising leaves it at 0.
+func meanStd(x *Matrix) (mean, std []float64) {
+	mean = make([]float64, x.Cols)
+	std = make([]float64, x.Cols)
+	for n := 0; n < x.Rows; n++ {
+		for j, v := range x.Row(n) {
+			mean[j] += v
+		}
+	}
+	for j := range mean {
+		mean[j] /= float64(x.Rows)
+	}
+	for n := 0; n < x.Rows; n++ {
+		for j, v := range x.Row(n) {
+			d := v - mean[j]
+			std[j] += d * d
+		}
+	}
+	for j := range std {
+		std[j] = math.Sqrt(std[j] / float64(x.Rows))
+		if std[j] == 0 {
+			std[j] = 1
+		}
+	}
+	return mean, std
+}
+
+// normalise applies x[n, j] ← (x[n, j] − mean[j]) / std[j] in place.
+func normalise(x *Matrix, mean, std []float64) {
+	inv := make([]float64, len(std))
+	for j, s := range std {
+		inv[j] = 1 / s
+	}
+	for n := 0; n < x.Rows; n++ {
+		row := x.Row(n)
+		for j := range row {
+			row[j] = (row[j] - mean[j]) * inv[j]
+		}
+	}
+}
+
+// syntheticDataset returns n samples of a planted problem with d dimensions
+// and c classes: each class has a random centre and samples are centre +
+// unit noise. Used when no real data is needed (tests, gradcheck fallback).
+func syntheticDataset(n, d, c int, rng *rand.Rand) *Dataset {
+	centres := NewMatrix(c, d)
+	for i := range centres.Data {
+		centres.Data[i] = rng.NormFloat64()
+	}
+	ds := &Dataset{X: NewMatrix(n, d), Y: make([]int, n)}
+	for i := 0; i < n; i++ {
+		k := i % c
+		ds.Y[i] = k
+		row, ctr := ds.X.Row(i), centres.Row(k)
+		for j := range row {
+			row[j] = ctr[j] + rng.NormFloat64()
+		}
+	}
+	return ds
+}
+
+// ---------------------------------------------------------------------------
+// Download and safe extraction.
+
+// downloadCIFAR fetches the archive at url into a temporary file beside dir,
+// checks its MD5, extracts the batch files into a temporary folder beside
+// dir and renames that folder to dir. On any failure nothing is left behind:
+// dir does not exist unless it is complete.
+func downloadCIFAR(ctx context.Context, client *http.Client, url, wantMD5, dir string, progress io.Writer) error {
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", parent, err)
+	}
+	tmp, err := os.CreateTemp(parent, ".cifar-download-*.tar.gz")
+	if err != nil {
+		return fmt.Errorf("create temporary file in %s: %w", parent, err)
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return fmt.Errorf("download %s: %w", url, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return fmt.Errorf("download %s: %w (no internet? fetch the archive by hand and unpack it into %s)", url, err, dir)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("download %s: server answered %s", url, resp.Status)
+	}
+	hash := md5.New()
+	pw := newProgress(progress, resp.ContentLength)
+	n, err := io.Copy(io.MultiWriter(tmp, hash, pw), resp.Body)
+	pw.finish()
+	if err != nil {
+		return fmt.Errorf("download %s: after %d bytes: %w", url, n, err)
+	}
+	if resp.ContentLength >= 0 && n != resp.ContentLength {
+		return fmt.Errorf("download %s: got %d of %d bytes (connection cut short); rerun to try again", url, n, resp.ContentLength)
+	}
+	if got := hex.EncodeToString(hash.Sum(nil)); got != wantMD5 {
+		return fmt.Errorf("download %s: MD5 %s, want %s: the file is corrupt or not the CIFAR-10 archive", url, got, wantMD5)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("rewind %s: %w", tmp.Name(), err)
+	}
+	stage, err := os.MkdirTemp(parent, ".cifar-extract-*")
+	if err != nil {
+		return fmt.Errorf("create temporary folder in %s: %w", parent, err)
+	}
+	if err := extractCIFAR(tmp, stage); err != nil {
+		os.RemoveAll(stage)
+		return fmt.Errorf("extract %s: %w", url, err)
+	}
+	if err := os.Rename(stage, dir); err != nil {
+		os.RemoveAll(stage)
+		return fmt.Errorf("move %s into place as %s: %w", stage, dir, err)
+	}
+	return nil
+}
+
+// archiveFiles are the names extractCIFAR accepts inside the archive's
+// top-level folder (anything else is refused).
+var archiveFiles = map[string]bool{
+	"data_batch_1.bin": true, "data_batch_2.bin": true, "data_batch_3.bin": true,
+	"data_batch_4.bin": true, "data_batch_5.bin": true, "test_batch.bin": true,
+	"batches.meta.txt": true, "readme.html": true,
+}
+
+// extractCIFAR unpacks a gzipped tar from r into dir, flattening the
+// archive's cifar-10-batches-bin/ folder. It accepts only regular files with
+// the expected names: an absolute path, a ".." element, a link or device,
+// or an unknown file is an error. After extraction every batch file must be
+// present with its exact size.
+func extractCIFAR(r io.Reader, dir string) error {
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return fmt.Errorf("not a gzip file: %w", err)
+	}
+	tr := tar.NewReader(zr)
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read tar: %w", err)
+		}
+		name := hdr.Name
+		if strings.HasPrefix(name, "/") || filepath.IsAbs(name) {
+			return fmt.Errorf("entry %q: absolute path refused", name)
+		}
+		for _, el := range strings.Split(name, "/") {
+			if el == ".." {
+				return fmt.Errorf("entry %q: path with '..' refused", name)
+			}
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			continue
+		case tar.TypeReg:
+		default:
+			return fmt.Errorf("entry %q: only regular files are accepted (type %q is a link, device or other special file)", name, hdr.Typeflag)
+		}
+		clean := path.Clean(name)
+		base := path.Base(clean)
+		if d := path.Dir(clean); (d != "cifar-10-batches-bin" && d != ".") || !archiveFiles[base] {
+			return fmt.Errorf("entry %q: not a file of the CIFAR-10 binary archive", name)
+		}
+		if err := writeFileFrom(filepath.Join(dir, base), tr, hdr.Size); err != nil {
+			return err
+		}
+	}
+	for _, f := range batchFiles {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			return fmt.Errorf("archive lacks %s", f)
+		}
+		if st.Size() != batchImages*recordSize {
+			return fmt.Errorf("%s in the archive has %d bytes, want %d", f, st.Size(), batchImages*recordSize)
+		}
+	}
+	return nil
+}
+
+// writeFileFrom copies exactly size bytes from r into a new file p.
+func writeFileFrom(p string, r io.Reader, size int64) error {
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", p, err)
+	}
+	_, err = io.CopyN(f, r, size)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
+// progress reports a download on w: a single updating line on a terminal,
+// a line every few seconds otherwise.
+type progress struct {
+	w         io.Writer
+	total     int64
+	done      int64
+	start     time.Time
+	last      time.Time
+	tty       bool
+	everyLine time.Duration
+}
+
+func newProgress(w io.Writer, total int64) *progress {
+	p := &progress{w: w, total: total, start: time.Now(), everyLine: 5 * time.Second}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			p.tty, p.everyLine = true, 200*time.Millisecond
+		}
+	}
+	p.last = p.start
+	return p
+}
+
+func (p *progress) Write(b []byte) (int, error) {
+	p.done += int64(len(b))
+	if now := time.Now(); now.Sub(p.last) >= p.everyLine {
+		p.last = now
+		p.print()
+	}
+	return len(b), nil
+}
+
+func (p *progress) print() {
+	secs := time.Since(p.start).Seconds()
+	rate := float64(p.done) / math.Max(secs, 1e-9) / 1e6
+	line := fmt.Sprintf("downloaded %.1f MB", float64(p.done)/1e6)
+	if p.total > 0 {
+		line += fmt.Sprintf(" of %.1f MB (%.0f%%)", float64(p.total)/1e6, 100*float64(p.done)/float64(p.total))
+	}
+	line += fmt.Sprintf(", %.1f MB/s", rate)
+	if p.tty {
+		fmt.Fprintf(p.w, "\r%s   ", line)
+	} else {
+		fmt.Fprintln(p.w, line)
+	}
+}
+
+func (p *progress) finish() {
+	p.print()
+	if p.tty {
+		fmt.Fprintln(p.w)
+	}
+}

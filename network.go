@@ -1,0 +1,415 @@
+package main
+
+// network.go: the multi-layer perceptron, one forward/backward pair per layer.
+//
+// Shape legend (samples are rows, so a whole batch goes through one GEMM):
+//
+//	N  samples in the batch
+//	D  input dimensions (3072 = 32·32·3 for CIFAR-10)
+//	H  hidden units of a layer (50 in the seed's net)
+//	C  classes (10)
+//
+// For the seed's two-layer net (sizes D, H, C):
+//
+//	x                     N×D   input batch (normalised pixels)
+//	s1 = x·W1ᵀ + 1·b1ᵀ    N×H   W1 is H×D, b1 is 1×H
+//	h  = max(0, s1)       N×H   ReLU
+//	s  = h·W2ᵀ + 1·b2ᵀ    N×C   W2 is C×H, b2 is 1×C ("scores")
+//	p  = softmax(s)       N×C   row-wise ("probs")
+//
+//	loss = −(1/N)·Σ_n log p[n, y_n]          (mean cross-entropy)
+//	cost = loss + λ·Σ_l ‖W_l‖²               (biases are not regularised)
+//
+// and the gradients of the cost, layer by layer from the top:
+//
+//	G   = (p − Y)/N                N×C   Y is the one-hot label matrix
+//	dW2 = Gᵀ·h + 2λ·W2             C×H
+//	db2 = Σ_n G[n,:]               1×C
+//	dH  = G·W2  ⊙ 1[s1 > 0]        N×H   back through the ReLU
+//	dW1 = dHᵀ·x + 2λ·W1            H×D
+//	db1 = Σ_n dH[n,:]              1×H
+//
+// Deeper nets repeat the hidden (linear + ReLU) block; the formulas are the
+// same with h_{l−1} in place of x.
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+)
+
+// MLP holds the parameters of the network: layer l maps Sizes[l] inputs to
+// Sizes[l+1] outputs with W[l] (Sizes[l+1]×Sizes[l]) and b[l] (1×Sizes[l+1]).
+type MLP struct {
+	Sizes []int
+	W     []*Matrix
+	B     []*Matrix
+}
+
+// Layers is the number of linear layers (hidden layers + 1).
+func (net *MLP) Layers() int { return len(net.W) }
+
+// NewMLP builds a net with the given layer sizes [D, H1, …, C] and draws the
+// weights from rng: W_l ~ N(0, σ²) with σ = 1/√fan_in as in the assignment, or
+// σ = √(2/fan_in) (He) when he is true; biases start at 0.
+func NewMLP(sizes []int, he bool, rng *rand.Rand) *MLP {
+	if len(sizes) < 2 {
+		panic(fmt.Sprintf("mlp: NewMLP needs at least input and output sizes, got %v", sizes))
+	}
+	net := &MLP{Sizes: append([]int(nil), sizes...)}
+	for l := 0; l+1 < len(sizes); l++ {
+		in, out := sizes[l], sizes[l+1]
+		if in <= 0 || out <= 0 {
+			panic(fmt.Sprintf("mlp: NewMLP: layer sizes must be positive, got %v", sizes))
+		}
+		sigma := 1 / math.Sqrt(float64(in))
+		if he {
+			sigma = math.Sqrt(2 / float64(in))
+		}
+		w := NewMatrix(out, in)
+		for i := range w.Data {
+			w.Data[i] = sigma * rng.NormFloat64()
+		}
+		net.W = append(net.W, w)
+		net.B = append(net.B, NewMatrix(1, out))
+	}
+	return net
+}
+
+// Clone returns a deep copy of the parameters.
+func (net *MLP) Clone() *MLP {
+	c := &MLP{Sizes: append([]int(nil), net.Sizes...)}
+	for l := range net.W {
+		c.W = append(c.W, net.W[l].Clone())
+		c.B = append(c.B, net.B[l].Clone())
+	}
+	return c
+}
+
+// Param is one named parameter tensor with its gradient, for optimisers and
+// the gradient check.
+type Param struct {
+	Name string // "W1", "b1", "W2", …
+	Val  *Matrix
+	Grad *Matrix
+}
+
+// Params lists W1, b1, W2, b2, … paired with the gradients in ws.
+func (net *MLP) Params(ws *Workspace) []Param {
+	var ps []Param
+	for l := range net.W {
+		ps = append(ps,
+			Param{fmt.Sprintf("W%d", l+1), net.W[l], ws.dW[l]},
+			Param{fmt.Sprintf("b%d", l+1), net.B[l], ws.dB[l]})
+	}
+	return ps
+}
+
+// RegTerm is Σ_l ‖W_l‖², the sum of squares of every weight.
+func (net *MLP) RegTerm() float64 {
+	var r float64
+	for _, w := range net.W {
+		for _, v := range w.Data {
+			r += v * v
+		}
+	}
+	return r
+}
+
+// Workspace holds everything one forward/backward pass writes, sized for up
+// to maxN samples, so steady-state training allocates nothing. Activation
+// matrices are re-sliced to the batch's N on every call.
+type Workspace struct {
+	gemm *Gemm
+	maxN int
+	// act[l] is the input of layer l (N×Sizes[l]); act[0] is the batch x
+	// itself (not copied), act[l] for l ≥ 1 is the ReLU output h_l.
+	act []*Matrix
+	// scores is the top layer's output s (N×C); probs its softmax p (N×C).
+	scores, probs *Matrix
+	// delta[l] is the gradient of the cost with respect to layer l's output
+	// (N×Sizes[l+1]): G for the top layer, dH below it.
+	delta []*Matrix
+	// dW[l], dB[l]: gradients of the cost with respect to W[l], b[l].
+	dW, dB []*Matrix
+	// buffers behind the re-sliced matrices above
+	actBuf, deltaBuf [][]float64
+	scoresBuf        []float64
+	probsBuf         []float64
+}
+
+// NewWorkspace allocates the buffers for batches of up to maxN samples of net,
+// multiplying with gemm.
+func NewWorkspace(net *MLP, gemm *Gemm, maxN int) *Workspace {
+	ws := &Workspace{gemm: gemm, maxN: maxN}
+	L := net.Layers()
+	c := net.Sizes[L]
+	ws.act = make([]*Matrix, L)
+	ws.actBuf = make([][]float64, L)
+	ws.delta = make([]*Matrix, L)
+	ws.deltaBuf = make([][]float64, L)
+	for l := 0; l < L; l++ {
+		if l > 0 {
+			ws.actBuf[l] = make([]float64, maxN*net.Sizes[l])
+		}
+		ws.act[l] = &Matrix{}
+		ws.deltaBuf[l] = make([]float64, maxN*net.Sizes[l+1])
+		ws.delta[l] = &Matrix{}
+		ws.dW = append(ws.dW, NewMatrix(net.Sizes[l+1], net.Sizes[l]))
+		ws.dB = append(ws.dB, NewMatrix(1, net.Sizes[l+1]))
+	}
+	ws.scoresBuf = make([]float64, maxN*c)
+	ws.probsBuf = make([]float64, maxN*c)
+	ws.scores, ws.probs = &Matrix{}, &Matrix{}
+	return ws
+}
+
+// view points m at the first rows×cols elements of buf.
+func view(m *Matrix, buf []float64, rows, cols int) *Matrix {
+	m.Rows, m.Cols, m.Data = rows, cols, buf[:rows*cols]
+	return m
+}
+
+// linearForward computes out = x·wᵀ + 1·bᵀ.
+//
+//	x    N×in     layer input
+//	w    out×in   weights
+//	b    1×out    bias, added to every row
+//	out  N×out    result (overwritten)
+func linearForward(g *Gemm, x, w, b, out *Matrix) {
+	g.Mul(false, true, 1, x, w, 0, out)
+	for n := 0; n < out.Rows; n++ {
+		row := out.Row(n)
+		for j, bj := range b.Data {
+			row[j] += bj
+		}
+	}
+}
+
+// linearBackward computes the gradients of a linear layer out = x·wᵀ + b
+// from dout = ∂cost/∂out, including the L2 term of the cost:
+//
+//	dw = doutᵀ·x + 2λ·w      out×in
+//	db = Σ_n dout[n,:]       1×out
+//	dx = dout·w              N×in   (skipped when dx is nil: the input layer)
+//
+// dout is N×out, x is N×in, w is out×in.
+func linearBackward(g *Gemm, dout, x, w *Matrix, lambda float64, dx, dw, db *Matrix) {
+	// dw ← 2λ·w, then dw ← doutᵀ·x + dw in one GEMM with β = 1.
+	for i, v := range w.Data {
+		dw.Data[i] = 2 * lambda * v
+	}
+	g.Mul(true, false, 1, dout, x, 1, dw)
+	clear(db.Data)
+	for n := 0; n < dout.Rows; n++ {
+		for j, v := range dout.Row(n) {
+			db.Data[j] += v
+		}
+	}
+	if dx != nil {
+		g.Mul(false, false, 1, dout, w, 0, dx)
+	}
+}
+
+// reluForward applies h = max(0, s) in place.
+func reluForward(s *Matrix) {
+	for i, v := range s.Data {
+		if v < 0 {
+			s.Data[i] = 0
+		}
+	}
+}
+
+// reluBackward turns ∂cost/∂h into ∂cost/∂s in place: dh[i] = 0 where the
+// unit was off (h[i] = max(0, s[i]) = 0, so the gradient does not pass).
+func reluBackward(dh, h *Matrix) {
+	for i, v := range h.Data {
+		if v <= 0 {
+			dh.Data[i] = 0
+		}
+	}
+}
+
+// softmaxForward writes p = softmax(s) row by row, subtracting each row's
+// maximum first so that exp never overflows (scores of ±1000 are fine).
+//
+//	s, p   N×C
+func softmaxForward(s, p *Matrix) {
+	for n := 0; n < s.Rows; n++ {
+		srow, prow := s.Row(n), p.Row(n)
+		mx := math.Inf(-1)
+		for _, v := range srow {
+			mx = math.Max(mx, v)
+		}
+		var sum float64
+		for j, v := range srow {
+			e := math.Exp(v - mx)
+			prow[j] = e
+			sum += e
+		}
+		for j := range prow {
+			prow[j] /= sum
+		}
+	}
+}
+
+// crossEntropy is the mean cross-entropy −(1/N)·Σ_n log p[n, y_n], computed
+// from the scores with log-sum-exp so that it stays finite even when p
+// underflows to 0:  −log p[n,y] = log Σ_j exp(s[n,j] − m) − (s[n,y] − m),
+// m = max_j s[n,j].
+//
+//	s  N×C scores;  y  N labels in [0, C)
+func crossEntropy(s *Matrix, y []int) float64 {
+	var total float64
+	for n := 0; n < s.Rows; n++ {
+		row := s.Row(n)
+		mx := math.Inf(-1)
+		for _, v := range row {
+			mx = math.Max(mx, v)
+		}
+		var sum float64
+		for _, v := range row {
+			sum += math.Exp(v - mx)
+		}
+		total += math.Log(sum) - (row[y[n]] - mx)
+	}
+	return total / float64(s.Rows)
+}
+
+// softmaxCrossEntropyBackward writes G = ∂loss/∂s = (p − Y)/N, where Y is
+// the one-hot matrix of the labels y.
+//
+//	p, g  N×C;  y  N labels
+func softmaxCrossEntropyBackward(p *Matrix, y []int, g *Matrix) {
+	inv := 1 / float64(p.Rows)
+	for n := 0; n < p.Rows; n++ {
+		prow, grow := p.Row(n), g.Row(n)
+		for j, v := range prow {
+			grow[j] = v * inv
+		}
+		grow[y[n]] -= inv
+	}
+}
+
+// Forward runs the batch x (N×D, N ≤ the workspace's maxN) through the net
+// and returns the scores s (N×C). The intermediate activations stay in ws
+// for Backward. The returned matrix belongs to ws.
+func (net *MLP) Forward(ws *Workspace, x *Matrix) *Matrix {
+	if x.Cols != net.Sizes[0] || x.Rows > ws.maxN {
+		panic(fmt.Sprintf("mlp: Forward: batch is %s, net wants N×%d with N ≤ %d", x.Shape(), net.Sizes[0], ws.maxN))
+	}
+	n := x.Rows
+	L := net.Layers()
+	*ws.act[0] = *x
+	for l := 0; l < L; l++ {
+		var out *Matrix
+		if l+1 < L {
+			out = view(ws.act[l+1], ws.actBuf[l+1], n, net.Sizes[l+1])
+		} else {
+			out = view(ws.scores, ws.scoresBuf, n, net.Sizes[l+1])
+		}
+		linearForward(ws.gemm, ws.act[l], net.W[l], net.B[l], out)
+		if l+1 < L {
+			reluForward(out)
+		}
+	}
+	return ws.scores
+}
+
+// Backward computes the gradients of the cost for the batch last passed to
+// Forward, with labels y (N), into ws.dW and ws.dB, and returns the batch's
+// mean cross-entropy loss (the cost is loss + λ·RegTerm()).
+func (net *MLP) Backward(ws *Workspace, y []int, lambda float64) float64 {
+	n := ws.scores.Rows
+	if len(y) != n {
+		panic(fmt.Sprintf("mlp: Backward: %d labels for a batch of %d", len(y), n))
+	}
+	L := net.Layers()
+	probs := view(ws.probs, ws.probsBuf, n, ws.scores.Cols)
+	softmaxForward(ws.scores, probs)
+	loss := crossEntropy(ws.scores, y)
+	g := view(ws.delta[L-1], ws.deltaBuf[L-1], n, net.Sizes[L])
+	softmaxCrossEntropyBackward(probs, y, g)
+	for l := L - 1; l >= 0; l-- {
+		var dx *Matrix
+		if l > 0 {
+			dx = view(ws.delta[l-1], ws.deltaBuf[l-1], n, net.Sizes[l])
+		}
+		linearBackward(ws.gemm, ws.delta[l], ws.act[l], net.W[l], lambda, dx, ws.dW[l], ws.dB[l])
+		if dx != nil {
+			reluBackward(dx, ws.act[l])
+		}
+	}
+	return loss
+}
+
+// SGDStep does one gradient-descent update θ ← θ − η·∂cost/∂θ with the
+// gradients in ws.
+func (net *MLP) SGDStep(ws *Workspace, eta float64) {
+	for l := range net.W {
+		for i, g := range ws.dW[l].Data {
+			net.W[l].Data[i] -= eta * g
+		}
+		for i, g := range ws.dB[l].Data {
+			net.B[l].Data[i] -= eta * g
+		}
+	}
+}
+
+// Metrics are the figures the seed's plots show for one data set.
+type Metrics struct {
+	Cost, Loss, Accuracy float64
+}
+
+// Evaluate computes loss, cost and accuracy of net on all of x (N×D) with
+// labels y, in chunks of the workspace's size. If pred is not nil, it
+// receives each sample's arg-max class.
+func (net *MLP) Evaluate(ws *Workspace, x *Matrix, y []int, lambda float64, pred []int) Metrics {
+	if x.Rows == 0 {
+		return Metrics{Cost: math.NaN(), Loss: math.NaN(), Accuracy: math.NaN()}
+	}
+	var lossSum float64
+	correct := 0
+	for from := 0; from < x.Rows; from += ws.maxN {
+		to := min(from+ws.maxN, x.Rows)
+		s := net.Forward(ws, x.RowsView(from, to))
+		lossSum += crossEntropy(s, y[from:to]) * float64(to-from)
+		for n := 0; n < s.Rows; n++ {
+			k := argmax(s.Row(n))
+			if k == y[from+n] {
+				correct++
+			}
+			if pred != nil {
+				pred[from+n] = k
+			}
+		}
+	}
+	loss := lossSum / float64(x.Rows)
+	return Metrics{
+		Loss:     loss,
+		Cost:     loss + lambda*net.RegTerm(),
+		Accuracy: float64(correct) / float64(x.Rows),
+	}
+}
+
+// Probabilities returns softmax(scores) for x (N×D), as a new N×C matrix.
+func (net *MLP) Probabilities(ws *Workspace, x *Matrix) *Matrix {
+	out := NewMatrix(x.Rows, net.Sizes[len(net.Sizes)-1])
+	for from := 0; from < x.Rows; from += ws.maxN {
+		to := min(from+ws.maxN, x.Rows)
+		s := net.Forward(ws, x.RowsView(from, to))
+		softmaxForward(s, out.RowsView(from, to))
+	}
+	return out
+}
+
+// argmax returns the index of the largest element (the first on ties).
+func argmax(v []float64) int {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return best
+}

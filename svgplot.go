@@ -1,0 +1,231 @@
+package main
+
+// svgplot.go: a minimal SVG plot writer — line and scatter series, axes with
+// round-number ticks, optional log-scale x, axis titles, a legend and a
+// title — plus a heat map for the confusion matrix. No dependencies; the
+// output is plain SVG 1.1 with a viewBox, so any browser renders it.
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+	"math"
+	"strconv"
+)
+
+// Series is one curve or point cloud.
+type Series struct {
+	Name    string
+	X, Y    []float64
+	Scatter bool   // points instead of a polyline
+	Color   string // "" picks from the palette
+}
+
+// Plot describes one chart.
+type Plot struct {
+	Title, XLabel, YLabel string
+	LogX                  bool // x axis in log10 scale (x must be > 0)
+	Series                []Series
+}
+
+// Layout constants, in SVG user units (pixels at 100 %).
+const (
+	plotWidth   = 640
+	plotHeight  = 400
+	plotLeft    = 70 // room for y tick labels and the y title
+	plotRight   = 20 //
+	plotTop     = 40 // room for the title
+	plotBottom  = 55 // room for x tick labels and the x title
+	plotAreaW   = plotWidth - plotLeft - plotRight
+	plotAreaH   = plotHeight - plotTop - plotBottom
+	targetTicks = 6
+)
+
+var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"}
+
+// niceStep returns a round tick spacing (1, 2 or 5 × 10^k) giving about
+// targetTicks ticks over span.
+func niceStep(span float64) float64 {
+	if span <= 0 || math.IsInf(span, 0) || math.IsNaN(span) {
+		return 1
+	}
+	raw := span / targetTicks
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if raw <= m*mag {
+			return m * mag
+		}
+	}
+	return 10 * mag
+}
+
+// axisRange widens [lo, hi] to whole tick steps and returns the ticks.
+func axisRange(lo, hi float64) (min, max float64, ticks []float64) {
+	if lo == hi {
+		lo, hi = lo-0.5, hi+0.5
+	}
+	step := niceStep(hi - lo)
+	min = math.Floor(lo/step+1e-9) * step
+	max = math.Ceil(hi/step-1e-9) * step
+	for t := min; t <= max+step*1e-9; t += step {
+		ticks = append(ticks, math.Round(t/step)*step)
+	}
+	return min, max, ticks
+}
+
+// formatTick prints a tick value without float noise.
+func formatTick(v float64) string {
+	if v == 0 {
+		return "0"
+	}
+	if a := math.Abs(v); a >= 1e5 || a < 1e-3 {
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}
+	return strconv.FormatFloat(v, 'f', -1, 64)
+}
+
+// esc escapes text for XML.
+func esc(s string) string {
+	var b bytes.Buffer
+	xml.EscapeText(&b, []byte(s))
+	return b.String()
+}
+
+// finite reports whether v is a real number.
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// SVG renders the plot.
+func (p *Plot) SVG() []byte {
+	tx := func(x float64) float64 { return x }
+	if p.LogX {
+		tx = math.Log10
+	}
+	// Data ranges over finite points.
+	xlo, xhi, ylo, yhi := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
+	for _, s := range p.Series {
+		for i := range s.X {
+			x, y := tx(s.X[i]), s.Y[i]
+			if !finite(x) || !finite(y) {
+				continue
+			}
+			xlo, xhi = math.Min(xlo, x), math.Max(xhi, x)
+			ylo, yhi = math.Min(ylo, y), math.Max(yhi, y)
+		}
+	}
+	if xlo > xhi { // no data
+		xlo, xhi, ylo, yhi = 0, 1, 0, 1
+	}
+	var xticks []float64
+	var xmin, xmax float64
+	if p.LogX {
+		xmin, xmax = math.Floor(xlo), math.Ceil(xhi)
+		if xmin == xmax {
+			xmax++
+		}
+		for t := xmin; t <= xmax; t++ {
+			xticks = append(xticks, t)
+		}
+	} else {
+		xmin, xmax, xticks = axisRange(xlo, xhi)
+	}
+	ymin, ymax, yticks := axisRange(ylo, yhi)
+	px := func(x float64) float64 { return plotLeft + (tx(x)-xmin)/(xmax-xmin)*plotAreaW }
+	pxRaw := func(t float64) float64 { return plotLeft + (t-xmin)/(xmax-xmin)*plotAreaW }
+	py := func(y float64) float64 { return plotTop + plotAreaH - (y-ymin)/(ymax-ymin)*plotAreaH }
+
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", plotWidth, plotHeight, plotWidth, plotHeight)
+	fmt.Fprintf(&b, `<rect x="0" y="0" width="%d" height="%d" fill="white"/>`+"\n", plotWidth, plotHeight)
+	fmt.Fprintf(&b, `<text x="%d" y="24" text-anchor="middle" font-size="15">%s</text>`+"\n", plotWidth/2, esc(p.Title))
+	// Grid, ticks and labels.
+	for _, t := range xticks {
+		x := pxRaw(t)
+		label := formatTick(t)
+		if p.LogX {
+			label = "1e" + strconv.Itoa(int(t))
+		}
+		fmt.Fprintf(&b, `<line x1="%.2f" y1="%d" x2="%.2f" y2="%d" stroke="#ddd"/>`+"\n", x, plotTop, x, plotTop+plotAreaH)
+		fmt.Fprintf(&b, `<text x="%.2f" y="%d" text-anchor="middle">%s</text>`+"\n", x, plotTop+plotAreaH+16, esc(label))
+	}
+	for _, t := range yticks {
+		y := py(t)
+		fmt.Fprintf(&b, `<line x1="%d" y1="%.2f" x2="%d" y2="%.2f" stroke="#ddd"/>`+"\n", plotLeft, y, plotLeft+plotAreaW, y)
+		fmt.Fprintf(&b, `<text x="%d" y="%.2f" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", plotLeft-6, y, esc(formatTick(t)))
+	}
+	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="black"/>`+"\n", plotLeft, plotTop, plotAreaW, plotAreaH)
+	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", plotLeft+plotAreaW/2, plotHeight-12, esc(p.XLabel))
+	fmt.Fprintf(&b, `<text x="16" y="%d" text-anchor="middle" transform="rotate(-90 16 %d)">%s</text>`+"\n", plotTop+plotAreaH/2, plotTop+plotAreaH/2, esc(p.YLabel))
+	// Series.
+	for i, s := range p.Series {
+		color := s.Color
+		if color == "" {
+			color = palette[i%len(palette)]
+		}
+		if s.Scatter {
+			for j := range s.X {
+				if finite(tx(s.X[j])) && finite(s.Y[j]) {
+					fmt.Fprintf(&b, `<circle cx="%.2f" cy="%.2f" r="4" fill="%s"/>`+"\n", px(s.X[j]), py(s.Y[j]), color)
+				}
+			}
+		} else {
+			var pts bytes.Buffer
+			for j := range s.X {
+				if finite(tx(s.X[j])) && finite(s.Y[j]) {
+					fmt.Fprintf(&pts, "%.2f,%.2f ", px(s.X[j]), py(s.Y[j]))
+				}
+			}
+			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="1.8"/>`+"\n", bytes.TrimSpace(pts.Bytes()), color)
+		}
+		// Legend entry, top right inside the plot area.
+		ly := plotTop + 16 + 18*i
+		lx := plotLeft + plotAreaW - 150
+		if s.Scatter {
+			fmt.Fprintf(&b, `<circle cx="%d" cy="%d" r="4" fill="%s"/>`+"\n", lx+10, ly-4, color)
+		} else {
+			fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>`+"\n", lx, ly-4, lx+20, ly-4, color)
+		}
+		fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", lx+26, ly, esc(s.Name))
+	}
+	b.WriteString("</svg>\n")
+	return b.Bytes()
+}
+
+// HeatmapSVG draws a labelled matrix of counts (the confusion matrix: rows
+// are true classes, columns predicted ones), darker for larger values.
+func HeatmapSVG(title string, labels []string, counts [][]int, rowTitle, colTitle string) []byte {
+	n := len(labels)
+	const cell, left, top = 44, 110, 120
+	w, h := left+n*cell+20, top+n*cell+40
+	mx := 1
+	for _, row := range counts {
+		for _, v := range row {
+			mx = max(mx, v)
+		}
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", w, h, w, h)
+	fmt.Fprintf(&b, `<rect x="0" y="0" width="%d" height="%d" fill="white"/>`+"\n", w, h)
+	fmt.Fprintf(&b, `<text x="%d" y="22" text-anchor="middle" font-size="15">%s</text>`+"\n", w/2, esc(title))
+	fmt.Fprintf(&b, `<text x="%d" y="44" text-anchor="middle">%s</text>`+"\n", left+n*cell/2, esc(colTitle))
+	fmt.Fprintf(&b, `<text x="14" y="%d" text-anchor="middle" transform="rotate(-90 14 %d)">%s</text>`+"\n", top+n*cell/2, top+n*cell/2, esc(rowTitle))
+	for j, l := range labels {
+		x := left + j*cell + cell/2
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="start" transform="rotate(-60 %d %d)">%s</text>`+"\n", x, top-6, x, top-6, esc(l))
+	}
+	for i, row := range counts {
+		y := top + i*cell
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", left-6, y+cell/2, esc(labels[i]))
+		for j, v := range row {
+			shade := 1 - float64(v)/float64(mx)
+			g := int(255 * shade)
+			fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="rgb(%d,%d,255)" stroke="#888"/>`+"\n", left+j*cell, y, cell, cell, g, g)
+			txt := "black"
+			if shade < 0.5 {
+				txt = "white"
+			}
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" dominant-baseline="middle" fill="%s">%d</text>`+"\n", left+j*cell+cell/2, y+cell/2, txt, v)
+		}
+	}
+	b.WriteString("</svg>\n")
+	return b.Bytes()
+}

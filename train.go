@@ -1,0 +1,716 @@
+package main
+
+// train.go: mini-batch gradient descent with cyclical learning rates, the
+// learning curves, the saved model (.npz) and the train / overfit / eval /
+// predict modes.
+
+import (
+	"archive/zip"
+	"bytes"
+	"encoding/binary"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/jpeg" // -mode=predict reads JPEG
+	_ "image/png"  // and PNG
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// cyclicalEta is the triangular schedule of Smith (2015) used by the
+// assignment: over each cycle of 2·n_s steps, η climbs linearly from η_min to
+// η_max in n_s steps and falls back in the next n_s.
+//
+//	t' = t mod 2n_s
+//	η_t = η_min + (t'/n_s)·(η_max − η_min)          for 0 ≤ t' < n_s
+//	η_t = η_max − ((t'−n_s)/n_s)·(η_max − η_min)     for n_s ≤ t' < 2n_s
+func cyclicalEta(t, ns int, etaMin, etaMax float64) float64 {
+	tc := t % (2 * ns)
+	if tc < ns {
+		return etaMin + float64(tc)/float64(ns)*(etaMax-etaMin)
+	}
+	return etaMax - float64(tc-ns)/float64(ns)*(etaMax-etaMin)
+}
+
+// HistoryRow is one evaluation during training.
+type HistoryRow struct {
+	Step  int
+	Epoch float64
+	Eta   float64
+	Train Metrics
+	Val   Metrics
+}
+
+// TrainResult is what Train returns.
+type TrainResult struct {
+	History     []HistoryRow
+	Steps       int  // steps done
+	Interrupted bool // stopped early by an interrupt
+}
+
+// errDiverged is wrapped by Train's error when the cost became NaN or ±Inf.
+var errDiverged = errors.New("training diverged")
+
+// totalSteps is the length of the run: epochs × ⌊n/batch⌋ steps when -epochs
+// is set, 2·n_s·cycles otherwise.
+func totalSteps(cfg *Config, n int) int {
+	if cfg.Epochs > 0 {
+		return cfg.Epochs * (n / cfg.Batch)
+	}
+	return 2 * cfg.NS * cfg.Cycles
+}
+
+// etaAt is the learning rate of step t.
+func etaAt(cfg *Config, t int) float64 {
+	if cfg.Eta > 0 {
+		return cfg.Eta
+	}
+	return cyclicalEta(t, cfg.NS, cfg.EtaMin, cfg.EtaMax)
+}
+
+// Train runs mini-batch gradient descent on train, evaluating on train and
+// val at evenly spaced steps (cfg.Evals per cycle, and at the end; with
+// evalTrain false, the training set only at the end). The
+// training order is reshuffled every epoch from rng's stream. Progress goes
+// to progress (nil: none); a value on stop ends the run after the current
+// step.
+func Train(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, seed uint64, progress io.Writer, stop <-chan os.Signal, evalTrain bool) (*TrainResult, error) {
+	n := train.Len()
+	if cfg.Batch > n {
+		return nil, usageErrorf("-batch %d is larger than the training set (%d images)", cfg.Batch, n)
+	}
+	total := totalSteps(cfg, n)
+	perEpoch := n / cfg.Batch
+	evalEvery := max(1, 2*cfg.NS/cfg.Evals)
+	if cfg.Epochs > 0 {
+		evalEvery = perEpoch // once per epoch
+	}
+	rng := newRNG(seed, 2)
+	ws := NewWorkspace(net, gemm, max(cfg.Batch, 1000))
+	xb := NewMatrix(cfg.Batch, net.Sizes[0])
+	yb := make([]int, cfg.Batch)
+	perm := make([]int, n)
+	for i := range perm {
+		perm[i] = i
+	}
+	res := &TrainResult{}
+	start := time.Now()
+	lastPrint := start
+	for t := 0; t < total; t++ {
+		b := t % perEpoch
+		if b == 0 {
+			rng.Shuffle(n, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+		}
+		for i := 0; i < cfg.Batch; i++ {
+			k := perm[b*cfg.Batch+i]
+			copy(xb.Row(i), train.X.Row(k))
+			yb[i] = train.Y[k]
+		}
+		eta := etaAt(cfg, t)
+		net.Forward(ws, xb)
+		loss := net.Backward(ws, yb, cfg.Lambda)
+		if !finite(loss) {
+			return res, fmt.Errorf("%w at step %d (η=%.3g): the batch loss is %v; try a smaller -eta-max (now %g) or -eta", errDiverged, t+1, eta, loss, cfg.EtaMax)
+		}
+		net.SGDStep(ws, eta)
+		res.Steps = t + 1
+		interrupted := false
+		select {
+		case <-stop:
+			interrupted = true
+		default:
+		}
+		if (t+1)%evalEvery == 0 || t+1 == total || interrupted {
+			row := HistoryRow{Step: t + 1, Epoch: float64(t+1) / float64(perEpoch), Eta: eta}
+			row.Train = Metrics{math.NaN(), math.NaN(), math.NaN()}
+			evalNow := evalTrain || t+1 == total || interrupted
+			if evalNow {
+				row.Train = net.Evaluate(ws, train.X, train.Y, cfg.Lambda, nil)
+			}
+			if val != nil && val.Len() > 0 {
+				row.Val = net.Evaluate(ws, val.X, val.Y, cfg.Lambda, nil)
+			} else {
+				row.Val = Metrics{math.NaN(), math.NaN(), math.NaN()}
+			}
+			res.History = append(res.History, row)
+			if evalNow && !finite(row.Train.Cost) {
+				return res, fmt.Errorf("%w at step %d: the training cost is %v; try a smaller -eta-max (now %g) or -eta", errDiverged, t+1, row.Train.Cost, cfg.EtaMax)
+			}
+		}
+		if progress != nil && (time.Since(lastPrint) > time.Second || t+1 == total) {
+			lastPrint = time.Now()
+			rate := float64(t+1) / time.Since(start).Seconds()
+			msg := fmt.Sprintf("step %d/%d epoch %.1f η=%.4f", t+1, total, float64(t+1)/float64(perEpoch), eta)
+			if h := res.History; len(h) > 0 {
+				last := h[len(h)-1]
+				msg += fmt.Sprintf(" | train cost %.3f acc %.1f%% val cost %.3f acc %.1f%%", last.Train.Cost, 100*last.Train.Accuracy, last.Val.Cost, 100*last.Val.Accuracy)
+			}
+			msg += fmt.Sprintf(" | %.0f steps/s, %.0fs left", rate, float64(total-t-1)/rate)
+			fmt.Fprintln(progress, msg)
+		}
+		if interrupted {
+			res.Interrupted = true
+			break
+		}
+	}
+	return res, nil
+}
+
+// ---------------------------------------------------------------------------
+// Writing results.
+
+// writeFileAtomic writes a file by filling a temporary file in the same
+// folder and renaming it over path, so readers never see half a file.
+func writeFileAtomic(path string, fill func(w io.Writer) error) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(f.Name()) // after a successful rename this is a no-op
+	if err := fill(f); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeBytesAtomic writes b to path atomically.
+func writeBytesAtomic(path string, b []byte) error {
+	return writeFileAtomic(path, func(w io.Writer) error { _, err := w.Write(b); return err })
+}
+
+// writeJSON writes v as indented JSON, atomically.
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	return writeBytesAtomic(path, append(b, '\n'))
+}
+
+// fmtFloat prints a float for CSV with full precision.
+func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// writeHistoryCSV writes the learning curves.
+func writeHistoryCSV(path string, h []HistoryRow) error {
+	return writeFileAtomic(path, func(w io.Writer) error {
+		cw := csv.NewWriter(w)
+		cw.Write([]string{"step", "epoch", "eta", "train_cost", "train_loss", "train_acc", "val_cost", "val_loss", "val_acc"})
+		for _, r := range h {
+			cw.Write([]string{strconv.Itoa(r.Step), fmtFloat(r.Epoch), fmtFloat(r.Eta),
+				fmtFloat(r.Train.Cost), fmtFloat(r.Train.Loss), fmtFloat(r.Train.Accuracy),
+				fmtFloat(r.Val.Cost), fmtFloat(r.Val.Loss), fmtFloat(r.Val.Accuracy)})
+		}
+		cw.Flush()
+		return cw.Error()
+	})
+}
+
+// writeCurves writes cost.svg, loss.svg, accuracy.svg and lr.svg.
+func writeCurves(dir, title string, h []HistoryRow, cfg *Config) error {
+	steps := make([]float64, len(h))
+	get := func(f func(r HistoryRow) float64) []float64 {
+		v := make([]float64, len(h))
+		for i, r := range h {
+			v[i] = f(r)
+		}
+		return v
+	}
+	for i, r := range h {
+		steps[i] = float64(r.Step)
+	}
+	plots := map[string]*Plot{
+		"cost.svg": {Title: title + ": cost", XLabel: "update step", YLabel: "cost (loss + λ·Σ‖W‖²)", Series: []Series{
+			{Name: "training", X: steps, Y: get(func(r HistoryRow) float64 { return r.Train.Cost })},
+			{Name: "validation", X: steps, Y: get(func(r HistoryRow) float64 { return r.Val.Cost })}}},
+		"loss.svg": {Title: title + ": loss", XLabel: "update step", YLabel: "cross-entropy loss", Series: []Series{
+			{Name: "training", X: steps, Y: get(func(r HistoryRow) float64 { return r.Train.Loss })},
+			{Name: "validation", X: steps, Y: get(func(r HistoryRow) float64 { return r.Val.Loss })}}},
+		"accuracy.svg": {Title: title + ": accuracy", XLabel: "update step", YLabel: "accuracy", Series: []Series{
+			{Name: "training", X: steps, Y: get(func(r HistoryRow) float64 { return r.Train.Accuracy })},
+			{Name: "validation", X: steps, Y: get(func(r HistoryRow) float64 { return r.Val.Accuracy })}}},
+	}
+	// The learning rate at every step (sampled so the file stays small).
+	last := 0
+	if len(h) > 0 {
+		last = h[len(h)-1].Step
+	}
+	var ts, etas []float64
+	stride := max(1, last/2000)
+	for t := 0; t < last; t += stride {
+		ts, etas = append(ts, float64(t)), append(etas, etaAt(cfg, t))
+	}
+	plots["lr.svg"] = &Plot{Title: title + ": learning rate", XLabel: "update step", YLabel: "η", Series: []Series{{Name: "η_t", X: ts, Y: etas}}}
+	names := make([]string, 0, len(plots))
+	for name := range plots {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := writeBytesAtomic(filepath.Join(dir, name), plots[name].SVG()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// The model file: a NumPy .npz (a zip of .npy arrays) that numpy.load opens.
+
+// npyBytes encodes m as a version 1.0 .npy file of little-endian float64.
+// The header is a Python dict literal padded with spaces to a multiple of 64
+// bytes and ended by a newline.
+func npyBytes(m *Matrix) []byte {
+	hdr := fmt.Sprintf("{'descr': '<f8', 'fortran_order': False, 'shape': (%d, %d), }", m.Rows, m.Cols)
+	pad := 64 - (10+len(hdr)+1)%64
+	if pad == 64 {
+		pad = 0
+	}
+	hdr += strings.Repeat(" ", pad) + "\n"
+	var b bytes.Buffer
+	b.WriteString("\x93NUMPY\x01\x00")
+	binary.Write(&b, binary.LittleEndian, uint16(len(hdr)))
+	b.WriteString(hdr)
+	buf := make([]byte, 8*len(m.Data))
+	for i, v := range m.Data {
+		binary.LittleEndian.PutUint64(buf[8*i:], math.Float64bits(v))
+	}
+	b.Write(buf)
+	return b.Bytes()
+}
+
+var npyShape = regexp.MustCompile(`'shape':\s*\((\d+),\s*(\d*)\)`)
+
+// parseNpy decodes a 2-D little-endian float64 .npy file (as npyBytes writes).
+func parseNpy(name string, b []byte) (*Matrix, error) {
+	if len(b) < 10 || string(b[:6]) != "\x93NUMPY" {
+		return nil, fmt.Errorf("%s: not a .npy array", name)
+	}
+	var hlen, off int
+	switch b[6] {
+	case 1:
+		hlen, off = int(binary.LittleEndian.Uint16(b[8:10])), 10
+	case 2, 3:
+		if len(b) < 12 {
+			return nil, fmt.Errorf("%s: truncated header", name)
+		}
+		hlen, off = int(binary.LittleEndian.Uint32(b[8:12])), 12
+	default:
+		return nil, fmt.Errorf("%s: unknown .npy version %d", name, b[6])
+	}
+	if off+hlen > len(b) {
+		return nil, fmt.Errorf("%s: truncated header", name)
+	}
+	hdr := string(b[off : off+hlen])
+	if !strings.Contains(hdr, "'<f8'") || !strings.Contains(hdr, "'fortran_order': False") {
+		return nil, fmt.Errorf("%s: want a C-ordered little-endian float64 array, header %q", name, hdr)
+	}
+	sm := npyShape.FindStringSubmatch(hdr)
+	if sm == nil {
+		return nil, fmt.Errorf("%s: want a 2-D array, header %q", name, hdr)
+	}
+	rows, _ := strconv.Atoi(sm[1])
+	cols := 1
+	if sm[2] != "" {
+		cols, _ = strconv.Atoi(sm[2])
+	}
+	data := b[off+hlen:]
+	if len(data) != 8*rows*cols {
+		return nil, fmt.Errorf("%s: %d data bytes for shape (%d, %d)", name, len(data), rows, cols)
+	}
+	m := NewMatrix(rows, cols)
+	for i := range m.Data {
+		m.Data[i] = math.Float64frombits(binary.LittleEndian.Uint64(data[8*i:]))
+	}
+	return m, nil
+}
+
+// Model is a trained net with the normalisation it was trained with.
+type Model struct {
+	Net       *MLP
+	Mean, Std []float64
+}
+
+// SaveModel writes W1, b1, W2, b2, …, mean, std as a .npz file, atomically.
+func SaveModel(path string, m *Model) error {
+	return writeFileAtomic(path, func(w io.Writer) error {
+		zw := zip.NewWriter(w)
+		add := func(name string, mat *Matrix) error {
+			f, err := zw.Create(name + ".npy")
+			if err != nil {
+				return err
+			}
+			_, err = f.Write(npyBytes(mat))
+			return err
+		}
+		for l := range m.Net.W {
+			if err := add(fmt.Sprintf("W%d", l+1), m.Net.W[l]); err != nil {
+				return err
+			}
+			if err := add(fmt.Sprintf("b%d", l+1), m.Net.B[l]); err != nil {
+				return err
+			}
+		}
+		if err := add("mean", &Matrix{Rows: 1, Cols: len(m.Mean), Data: m.Mean}); err != nil {
+			return err
+		}
+		if err := add("std", &Matrix{Rows: 1, Cols: len(m.Std), Data: m.Std}); err != nil {
+			return err
+		}
+		return zw.Close()
+	})
+}
+
+// LoadModel reads a model written by SaveModel.
+func LoadModel(path string) (*Model, error) {
+	zr, err := zip.OpenReader(path)
+	if err != nil {
+		return nil, fmt.Errorf("read model %s: %w (train one with -mode=train, or pass -model)", path, err)
+	}
+	defer zr.Close()
+	arrays := map[string]*Matrix{}
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			return nil, fmt.Errorf("read model %s: %s: %w", path, f.Name, err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read model %s: %s: %w", path, f.Name, err)
+		}
+		m, err := parseNpy(f.Name, b)
+		if err != nil {
+			return nil, fmt.Errorf("read model %s: %w", path, err)
+		}
+		arrays[strings.TrimSuffix(f.Name, ".npy")] = m
+	}
+	model := &Model{Net: &MLP{}}
+	for l := 1; ; l++ {
+		w, okW := arrays[fmt.Sprintf("W%d", l)]
+		b, okB := arrays[fmt.Sprintf("b%d", l)]
+		if !okW {
+			break
+		}
+		if !okB || b.Rows != 1 || b.Cols != w.Rows {
+			return nil, fmt.Errorf("read model %s: b%d missing or not 1×%d", path, l, w.Rows)
+		}
+		if l == 1 {
+			model.Net.Sizes = append(model.Net.Sizes, w.Cols)
+		} else if w.Cols != model.Net.Sizes[l-1] {
+			return nil, fmt.Errorf("read model %s: W%d is %s, want %d columns", path, l, w.Shape(), model.Net.Sizes[l-1])
+		}
+		model.Net.Sizes = append(model.Net.Sizes, w.Rows)
+		model.Net.W = append(model.Net.W, w)
+		model.Net.B = append(model.Net.B, b)
+	}
+	mean, std := arrays["mean"], arrays["std"]
+	if len(model.Net.W) == 0 || mean == nil || std == nil {
+		return nil, fmt.Errorf("read model %s: want arrays W1, b1, …, mean and std", path)
+	}
+	if d := model.Net.Sizes[0]; len(mean.Data) != d || len(std.Data) != d {
+		return nil, fmt.Errorf("read model %s: mean/std have %d/%d values, want %d", path, len(mean.Data), len(std.Data), d)
+	}
+	model.Mean, model.Std = mean.Data, std.Data
+	return model, nil
+}
+
+// ---------------------------------------------------------------------------
+// Modes.
+
+// RunSummary is summary.json.
+type RunSummary struct {
+	Config        *Config   `json:"config"`
+	Kernel        string    `json:"gemm_kernel"`
+	Sizes         []int     `json:"sizes"`
+	TrainImages   int       `json:"train_images"`
+	ValImages     int       `json:"val_images"`
+	Steps         int       `json:"steps"`
+	Interrupted   bool      `json:"interrupted"`
+	TrainAccuracy optFloat  `json:"train_accuracy"`
+	ValAccuracy   optFloat  `json:"val_accuracy"`
+	TestAccuracy  optFloat  `json:"test_accuracy"`
+	TrainCost     optFloat  `json:"train_cost"`
+	WallSeconds   float64   `json:"wall_seconds"`
+	Finished      time.Time `json:"finished"`
+}
+
+// netSizes is [D, hidden…, C].
+func netSizes(cfg *Config, d int) []int {
+	return append(append([]int{d}, cfg.Hidden...), numClasses)
+}
+
+// trainAndSave trains a fresh net on the splits and writes every output into
+// cfg.Out. It returns the summary; a divergence still writes what it has.
+func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop <-chan os.Signal) (*RunSummary, error) {
+	start := time.Now()
+	gemm := NewGemm(cfg.Workers)
+	defer gemm.Close()
+	net := NewMLP(netSizes(cfg, sp.Train.X.Cols), cfg.He, newRNG(cfg.Seed, 1))
+	res, trainErr := Train(cfg, net, gemm, sp.Train, sp.Val, cfg.Seed, stderr, stop, true)
+	if res == nil {
+		return nil, trainErr
+	}
+	sum := &RunSummary{Config: cfg, Kernel: gemm.KernelName(), Sizes: net.Sizes, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len(),
+		Steps: res.Steps, Interrupted: res.Interrupted, TestAccuracy: optFloat(math.NaN()), TrainAccuracy: optFloat(math.NaN()), ValAccuracy: optFloat(math.NaN()), TrainCost: optFloat(math.NaN())}
+	if h := res.History; len(h) > 0 {
+		last := h[len(h)-1]
+		sum.TrainAccuracy, sum.ValAccuracy, sum.TrainCost = optFloat(last.Train.Accuracy), optFloat(last.Val.Accuracy), optFloat(last.Train.Cost)
+	}
+	if trainErr == nil && sp.Test != nil && sp.Test.Len() > 0 {
+		ws := NewWorkspace(net, gemm, 1000)
+		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test.X, sp.Test.Y, cfg.Lambda, nil).Accuracy)
+	}
+	sum.WallSeconds = time.Since(start).Seconds()
+	sum.Finished = time.Now().UTC()
+	if err := writeRun(cfg, title, res.History, &Model{Net: net, Mean: sp.Mean, Std: sp.Std}, sum); err != nil {
+		return nil, err
+	}
+	return sum, trainErr
+}
+
+// writeRun writes history.csv, the plots, model.npz and summary.json.
+func writeRun(cfg *Config, title string, h []HistoryRow, model *Model, sum *RunSummary) error {
+	if err := writeHistoryCSV(filepath.Join(cfg.Out, "history.csv"), h); err != nil {
+		return err
+	}
+	if err := writeCurves(cfg.Out, title, h, cfg); err != nil {
+		return err
+	}
+	if err := SaveModel(filepath.Join(cfg.Out, "model.npz"), model); err != nil {
+		return err
+	}
+	return writeJSON(filepath.Join(cfg.Out, "summary.json"), sum)
+}
+
+// optFloat is a figure that may not have been measured: NaN is written to
+// JSON as null.
+type optFloat float64
+
+func (f optFloat) MarshalJSON() ([]byte, error) {
+	if !finite(float64(f)) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(f))
+}
+
+// runTrain is -mode=train.
+func runTrain(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
+	sp, err := LoadSplits(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "training %v on %d images, validating on %d; λ=%g, η∈[%g, %g], n_s=%d, %d cycles, batch %d\n",
+		netSizes(cfg, inputDim), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, cfg.Cycles, cfg.Batch)
+	sum, err := trainAndSave(cfg, sp, fmt.Sprintf("λ=%g, n_s=%d, %d cycles", cfg.Lambda, cfg.NS, cfg.Cycles), stderr, stop)
+	if sum != nil {
+		printSummary(stdout, sum, cfg.Out)
+	}
+	return err
+}
+
+func printSummary(w io.Writer, sum *RunSummary, out string) {
+	state := ""
+	if sum.Interrupted {
+		state = " (interrupted)"
+	}
+	fmt.Fprintf(w, "steps %d%s, %.1f s, kernel %s\ntrain accuracy %.2f%%  validation accuracy %.2f%%  test accuracy %.2f%%\nwrote %s/{history.csv,summary.json,cost.svg,loss.svg,accuracy.svg,lr.svg,model.npz}\n",
+		sum.Steps, state, sum.WallSeconds, sum.Kernel, 100*sum.TrainAccuracy, 100*sum.ValAccuracy, 100*sum.TestAccuracy, out)
+}
+
+// runOverfit is -mode=overfit: the first 100 training images, λ = 0, a
+// constant η (default 0.01), batch 10 and 200 epochs unless the flags say
+// otherwise; the net should memorise them.
+func runOverfit(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
+	c := *cfg
+	if c.N == 0 {
+		c.N = 100
+	}
+	c.Lambda, c.Split, c.Val = 0, "batch1", 0
+	if c.Eta == 0 {
+		c.Eta = 0.01
+	}
+	if c.Epochs == 0 {
+		c.Epochs = 200
+	}
+	if c.Batch == 100 {
+		c.Batch = 10
+	}
+	var sp *Splits
+	if dataPresent(c.Data) || c.Download {
+		var err error
+		if sp, err = LoadSplits(&c, stderr); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stderr, "no CIFAR-10 data in %s: overfitting a synthetic problem instead\n", c.Data)
+		d := syntheticDataset(c.N, inputDim, numClasses, newRNG(c.Seed, 99))
+		sp = &Splits{Train: d, Val: &Dataset{X: NewMatrix(0, inputDim)}, Mean: make([]float64, inputDim), Std: make([]float64, inputDim)}
+	}
+	sp.Val = sp.Train // the curves show the memorised set itself
+	sum, err := trainAndSave(&c, sp, fmt.Sprintf("overfit %d images", sp.Train.Len()), stderr, stop)
+	if sum != nil {
+		fmt.Fprintf(stdout, "overfit %d images for %d epochs (η=%g, batch %d, λ=0): train cost %.4f, train accuracy %.1f%%\n",
+			sp.Train.Len(), c.Epochs, c.Eta, c.Batch, sum.TrainCost, 100*sum.TrainAccuracy)
+	}
+	return err
+}
+
+// loadTestFor reads test_batch.bin and normalises it with a model's numbers.
+func loadTestFor(cfg *Config, m *Model, stderr io.Writer) (*Dataset, []string, error) {
+	if err := ensureData(cfg, stderr); err != nil {
+		return nil, nil, err
+	}
+	classes, err := readClassNames(cfg.Data)
+	if err != nil {
+		return nil, nil, err
+	}
+	test, err := readBatches(cfg.Data, batchFiles[5:], 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	if test.X.Cols != m.Net.Sizes[0] {
+		return nil, nil, fmt.Errorf("model %s takes %d inputs, the data has %d", cfg.Model, m.Net.Sizes[0], test.X.Cols)
+	}
+	normalise(test.X, m.Mean, m.Std)
+	return test, classes, nil
+}
+
+// runEval is -mode=eval: test accuracy, per-class accuracy and the confusion
+// matrix of a saved model.
+func runEval(cfg *Config, stdout, stderr io.Writer) error {
+	m, err := LoadModel(cfg.Model)
+	if err != nil {
+		return err
+	}
+	test, classes, err := loadTestFor(cfg, m, stderr)
+	if err != nil {
+		return err
+	}
+	gemm := NewGemm(cfg.Workers)
+	defer gemm.Close()
+	ws := NewWorkspace(m.Net, gemm, 1000)
+	pred := make([]int, test.Len())
+	met := m.Net.Evaluate(ws, test.X, test.Y, 0, pred)
+	conf := make([][]int, numClasses)
+	for i := range conf {
+		conf[i] = make([]int, numClasses)
+	}
+	for i, p := range pred {
+		conf[test.Y[i]][p]++
+	}
+	fmt.Fprintf(stdout, "model %s %v: test accuracy %.2f%% on %d images, loss %.4f\n\n", cfg.Model, m.Net.Sizes, 100*met.Accuracy, test.Len(), met.Loss)
+	fmt.Fprintf(stdout, "%-11s %8s\n", "class", "accuracy")
+	for k, name := range classes {
+		total := 0
+		for _, v := range conf[k] {
+			total += v
+		}
+		fmt.Fprintf(stdout, "%-11s %7.1f%%\n", name, 100*float64(conf[k][k])/math.Max(1, float64(total)))
+	}
+	fmt.Fprintf(stdout, "\nconfusion matrix (rows: true class, columns: predicted)\n%-11s", "")
+	for _, name := range classes {
+		fmt.Fprintf(stdout, " %5.5s", name)
+	}
+	fmt.Fprintln(stdout)
+	for k, name := range classes {
+		fmt.Fprintf(stdout, "%-11s", name)
+		for _, v := range conf[k] {
+			fmt.Fprintf(stdout, " %5d", v)
+		}
+		fmt.Fprintln(stdout)
+	}
+	out := filepath.Join(cfg.Out, "confusion.svg")
+	svg := HeatmapSVG(fmt.Sprintf("Confusion matrix, test accuracy %.2f%%", 100*met.Accuracy), classes, conf, "true class", "predicted class")
+	if err := writeBytesAtomic(out, svg); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s\n", out)
+	return nil
+}
+
+// imageVector reads a 32×32 PNG or JPEG into the CIFAR layout (red plane,
+// green plane, blue plane; values/255).
+func imageVector(path string) ([]float64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w (want a PNG or JPEG)", path, err)
+	}
+	b := img.Bounds()
+	if b.Dx() != imageSide || b.Dy() != imageSide {
+		return nil, fmt.Errorf("read %s: image is %dx%d, want 32x32 (resize it first)", path, b.Dx(), b.Dy())
+	}
+	v := make([]float64, inputDim)
+	for y := 0; y < imageSide; y++ {
+		for x := 0; x < imageSide; x++ {
+			r, g, bl, _ := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
+			i := y*imageSide + x
+			v[i] = float64(r>>8) / 255
+			v[1024+i] = float64(g>>8) / 255
+			v[2048+i] = float64(bl>>8) / 255
+		}
+	}
+	return v, nil
+}
+
+// runPredict is -mode=predict: top-3 classes for each image.
+func runPredict(cfg *Config, stdout io.Writer) error {
+	m, err := LoadModel(cfg.Model)
+	if err != nil {
+		return err
+	}
+	if m.Net.Sizes[0] != inputDim {
+		return fmt.Errorf("model %s takes %d inputs, not 32×32×3 images", cfg.Model, m.Net.Sizes[0])
+	}
+	classes := defaultClassNames[:]
+	if c, err := readClassNames(cfg.Data); err == nil {
+		classes = c
+	}
+	x := NewMatrix(len(cfg.Args), inputDim)
+	for i, p := range cfg.Args {
+		v, err := imageVector(p)
+		if err != nil {
+			return err
+		}
+		copy(x.Row(i), v)
+	}
+	normalise(x, m.Mean, m.Std)
+	gemm := NewGemm(1)
+	defer gemm.Close()
+	probs := m.Net.Probabilities(NewWorkspace(m.Net, gemm, max(1, x.Rows)), x)
+	for i, p := range cfg.Args {
+		row := probs.Row(i)
+		idx := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+		sort.SliceStable(idx, func(a, b int) bool { return row[idx[a]] > row[idx[b]] })
+		fmt.Fprintf(stdout, "%s:", p)
+		for _, k := range idx[:3] {
+			fmt.Fprintf(stdout, "  %s %.1f%%", classes[k], 100*row[k])
+		}
+		fmt.Fprintln(stdout)
+	}
+	return nil
+}
