@@ -2,11 +2,18 @@ package main
 
 import (
 	"archive/tar"
+	"archive/zip"
 	"bytes"
 	"compress/gzip"
 	"crypto/md5"
+	"encoding/csv"
 	"encoding/hex"
+	"encoding/json"
+	"encoding/xml"
+	"flag"
 	"fmt"
+	"image"
+	"image/png"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -759,5 +766,438 @@ func BenchmarkLoadCIFAR(b *testing.B) {
 		if _, err := LoadSplits(&Config{Data: dir, Split: "all", Val: 5000}, io.Discard); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// train.go, svgplot.go, main.go
+
+func TestCyclicalEta(t *testing.T) {
+	cases := []struct {
+		t    int
+		want float64
+	}{{0, 1e-5}, {250, 1e-5 + 0.5*(0.1-1e-5)}, {500, 0.1}, {750, 1e-5 + 0.5*(0.1-1e-5)}, {1000, 1e-5}, {1500, 0.1}}
+	for _, c := range cases {
+		if got := cyclicalEta(c.t, 500, 1e-5, 0.1); math.Abs(got-c.want) > 1e-15 {
+			t.Errorf("t=%d: η=%.17g, want %.17g", c.t, got, c.want)
+		}
+	}
+}
+
+// runCLI runs the program in-process and returns exit status and outputs.
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb, nil)
+	return code, out.String(), errb.String()
+}
+
+func TestTrainEndToEnd(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 200)
+	var histories [][]byte
+	for _, procs := range []int{1, 2} {
+		old := runtime.GOMAXPROCS(procs)
+		out := filepath.Join(t.TempDir(), "run")
+		code, stdout, stderr := runCLI("-mode=train", "-data", data, "-download=false", "-out", out, "-val", "100",
+			"-ns", "40", "-cycles", "2", "-batch", "20", "-lambda", "0.001", "-evals", "4", "-seed", "3")
+		runtime.GOMAXPROCS(old)
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+		h, err := os.ReadFile(filepath.Join(out, "history.csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		histories = append(histories, h)
+		recs, err := csv.NewReader(bytes.NewReader(h)).ReadAll()
+		if err != nil || len(recs) != 1+8 {
+			t.Fatalf("history.csv: %d records, err %v; want header + 8 evaluations", len(recs), err)
+		}
+		first, _ := strconv.ParseFloat(recs[1][3], 64)
+		last, _ := strconv.ParseFloat(recs[len(recs)-1][3], 64)
+		if !(last < first) {
+			t.Errorf("training cost did not fall: %g → %g", first, last)
+		}
+		var sum map[string]any
+		b, _ := os.ReadFile(filepath.Join(out, "summary.json"))
+		if err := json.Unmarshal(b, &sum); err != nil {
+			t.Fatalf("summary.json: %v", err)
+		}
+		if acc, ok := sum["test_accuracy"].(float64); !ok || acc < 0.5 {
+			t.Errorf("test accuracy %v on the planted problem, want ≥ 0.5", sum["test_accuracy"])
+		}
+		for _, name := range []string{"cost.svg", "loss.svg", "accuracy.svg", "lr.svg"} {
+			b, err := os.ReadFile(filepath.Join(out, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkXML(t, name, b)
+		}
+		m, err := LoadModel(filepath.Join(out, "model.npz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(m.Net.Sizes) != "[3072 50 10]" || len(m.Mean) != 3072 {
+			t.Errorf("model sizes %v, mean %d values", m.Net.Sizes, len(m.Mean))
+		}
+		checkNpz(t, filepath.Join(out, "model.npz"), []string{"W1.npy", "b1.npy", "W2.npy", "b2.npy", "mean.npy", "std.npy"})
+		if procs == 1 {
+			code, stdout, stderr = runCLI("-mode=eval", "-data", data, "-download=false", "-model", filepath.Join(out, "model.npz"), "-out", out)
+			if code != 0 || !strings.Contains(stdout, "test accuracy") || !strings.Contains(stdout, "confusion matrix") {
+				t.Errorf("eval: exit %d\n%s\n%s", code, stdout, stderr)
+			}
+			b, _ := os.ReadFile(filepath.Join(out, "confusion.svg"))
+			checkXML(t, "confusion.svg", b)
+		}
+	}
+	if !bytes.Equal(histories[0], histories[1]) {
+		t.Errorf("history.csv differs between GOMAXPROCS 1 and 2")
+	}
+}
+
+func checkXML(t *testing.T, name string, b []byte) {
+	t.Helper()
+	d := xml.NewDecoder(bytes.NewReader(b))
+	for {
+		_, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s is not well-formed XML: %v", name, err)
+		}
+	}
+	if !bytes.Contains(b, []byte("viewBox")) {
+		t.Errorf("%s has no viewBox", name)
+	}
+}
+
+// checkNpz opens an .npz as a zip and checks each member's .npy header.
+func checkNpz(t *testing.T, path string, want []string) {
+	t.Helper()
+	zr, err := zip.OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	var names []string
+	for _, f := range zr.File {
+		names = append(names, f.Name)
+		rc, _ := f.Open()
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if len(b) < 10 || string(b[:8]) != "\x93NUMPY\x01\x00" {
+			t.Fatalf("%s: bad .npy magic", f.Name)
+		}
+		hl := int(b[8]) | int(b[9])<<8
+		if (10+hl)%64 != 0 || b[10+hl-1] != '\n' {
+			t.Errorf("%s: header length %d not padded to 64 bytes with a final newline", f.Name, hl)
+		}
+		if _, err := parseNpy(f.Name, b); err != nil {
+			t.Error(err)
+		}
+	}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Errorf("npz holds %v, want %v", names, want)
+	}
+}
+
+func TestPredict(t *testing.T) {
+	dir := t.TempDir()
+	net := NewMLP([]int{inputDim, 5, numClasses}, false, newRNG(1, 1))
+	std := make([]float64, inputDim)
+	for i := range std {
+		std[i] = 1
+	}
+	model := filepath.Join(dir, "m.npz")
+	if err := SaveModel(model, &Model{Net: net, Mean: make([]float64, inputDim), Std: std}); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, w, h int) string {
+		img := image.NewRGBA(image.Rect(0, 0, w, h))
+		var b bytes.Buffer
+		png.Encode(&b, img)
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, b.Bytes(), 0o644)
+		return p
+	}
+	good, big := write("ok.png", 32, 32), write("big.png", 64, 64)
+	code, stdout, stderr := runCLI("-mode=predict", "-model", model, good)
+	if code != 0 || strings.Count(stdout, "%") != 3 {
+		t.Errorf("predict: exit %d, stdout %q, stderr %q; want 3 classes", code, stdout, stderr)
+	}
+	code, _, stderr = runCLI("-mode=predict", "-model", model, big)
+	if code == 0 || !strings.Contains(stderr, "64x64, want 32x32") {
+		t.Errorf("predict on a 64×64 image: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestDivergenceStops(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 100)
+	code, _, stderr := runCLI("-mode=train", "-data", data, "-download=false", "-out", t.TempDir(), "-val", "50",
+		"-ns", "20", "-cycles", "1", "-batch", "10", "-eta-min", "1e3", "-eta-max", "1e4")
+	if code != 1 || !strings.Contains(stderr, "diverged") || !strings.Contains(stderr, "smaller -eta-max") {
+		t.Errorf("exit %d, stderr %q; want a divergence message suggesting a smaller -eta-max", code, stderr)
+	}
+}
+
+func TestBadFlagsExit2(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown mode", []string{"-mode=fly"}, "unknown mode"},
+		{"unknown flag", []string{"-colour"}, "not defined"},
+		{"negative lambda", []string{"-lambda", "-1"}, "λ must be ≥ 0"},
+		{"zero ns", []string{"-ns", "0"}, "n_s must be positive"},
+		{"zero batch", []string{"-batch", "0"}, "batch size"},
+		{"eta order", []string{"-eta-min", "0.5", "-eta-max", "0.1"}, "larger than -eta-max"},
+		{"bad hidden", []string{"-hidden", "50,x"}, "layer sizes"},
+		{"predict without images", []string{"-mode=predict"}, "needs image files"},
+		{"bad shard", []string{"-mode=search", "-shard", "5/4"}, "0 ≤ i < n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runCLI(append(tc.args, "-data", filepath.Join(t.TempDir(), "none"), "-download=false")...)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit 2 and %q", code, stderr, tc.want)
+			}
+		})
+	}
+	dir := filepath.Join(t.TempDir(), "d")
+	writeSyntheticCIFAR(t, dir, 30)
+	code, _, stderr := runCLI("-data", dir, "-val", "10", "-batch", "500")
+	if code != 2 || !strings.Contains(stderr, "larger than the training set") {
+		t.Errorf("batch larger than the data: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestEveryFlagInREADME(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := newFlagSet(&Config{}, io.Discard)
+	fs.VisitAll(func(f *flag.Flag) {
+		if !bytes.Contains(readme, []byte("`-"+f.Name)) {
+			t.Errorf("flag -%s is not documented in README.md", f.Name)
+		}
+	})
+	var usage bytes.Buffer
+	newFlagSet(&Config{}, &usage).Usage()
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(usage.String(), "-"+f.Name+" ") {
+			t.Errorf("flag -%s is missing from -h", f.Name)
+		}
+	})
+}
+
+func TestPlotSVG(t *testing.T) {
+	p := &Plot{Title: "a <b> & c", XLabel: "x", YLabel: "y", Series: []Series{
+		{Name: "line", X: []float64{0, 5, 10}, Y: []float64{0, 0.5, 1}},
+		{Name: "dots", X: []float64{5}, Y: []float64{0.5}, Scatter: true},
+	}}
+	b := p.SVG()
+	checkXML(t, "plot", b)
+	// x ∈ [0, 10] and y ∈ [0, 1] are already round, so (5, 0.5) is the
+	// centre of the plot area.
+	cx, cy := plotLeft+plotAreaW/2.0, plotTop+plotAreaH/2.0
+	if want := fmt.Sprintf(`<circle cx="%.2f" cy="%.2f"`, cx, cy); !bytes.Contains(b, []byte(want)) {
+		t.Errorf("the point (5, 0.5) is not at %s", want)
+	}
+	if want := fmt.Sprintf("%.2f,%.2f", float64(plotLeft), float64(plotTop+plotAreaH)); !bytes.Contains(b, []byte(want)) {
+		t.Errorf("the point (0, 0) is not at the bottom-left corner %s", want)
+	}
+	if !bytes.Contains(b, []byte("a &lt;b&gt; &amp; c")) {
+		t.Errorf("title not escaped")
+	}
+	logp := &Plot{LogX: true, Series: []Series{{Name: "s", X: []float64{1e-5, 1e-1}, Y: []float64{0, 1}}}}
+	lb := logp.SVG()
+	checkXML(t, "log plot", lb)
+	if !bytes.Contains(lb, []byte(">1e-5<")) || !bytes.Contains(lb, []byte(">1e-3<")) {
+		t.Errorf("log axis lacks decade ticks")
+	}
+}
+
+func TestNiceTicks(t *testing.T) {
+	cases := []struct {
+		lo, hi   float64
+		min, max float64
+	}{{0, 1, 0, 1}, {0.13, 0.58, 0.1, 0.6}, {-3, 97, -20, 100}, {2, 2, 1.4, 2.6}}
+	for _, c := range cases {
+		mn, mx, ticks := axisRange(c.lo, c.hi)
+		if math.Abs(mn-c.min) > 1e-12 || math.Abs(mx-c.max) > 1e-12 || len(ticks) < 3 {
+			t.Errorf("axisRange(%g, %g) = %g, %g, %v; want %g, %g", c.lo, c.hi, mn, mx, ticks, c.min, c.max)
+		}
+	}
+}
+
+func TestIntegrationTrainOneCycle(t *testing.T) {
+	dir := cifarDir(t)
+	code, stdout, stderr := runCLI("-mode=train", "-data", dir, "-download=false", "-out", t.TempDir(),
+		"-n", "10000", "-ns", "200", "-cycles", "1", "-lambda", "0.01", "-evals", "2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s %s", code, stdout, stderr)
+	}
+	var val float64
+	for _, line := range strings.Split(stdout, "\n") {
+		if i := strings.Index(line, "validation accuracy "); i >= 0 {
+			fmt.Sscanf(line[i+len("validation accuracy "):], "%f", &val)
+		}
+	}
+	if val < 40 {
+		t.Errorf("validation accuracy %.2f%% after one cycle on 10,000 images, want ≥ 40%%\n%s", val, stdout)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// search.go
+
+// searchArgs is a small, quick search on a synthetic data folder.
+func searchArgs(data, out string, extra ...string) []string {
+	return append([]string{"-mode=search", "-data", data, "-download=false", "-out", out, "-val", "100", "-n", "200",
+		"-trials", "4", "-lmin", "-4", "-lmax", "1", "-batch", "20", "-cycles", "1", "-evals", "2", "-hidden", "10"}, extra...)
+}
+
+// trialsByIndex reads every trial in dir, without the wall time.
+func trialsByIndex(t *testing.T, dir string) map[int]Trial {
+	t.Helper()
+	done, err := readTrialDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tr := range done {
+		tr.Seconds = 0
+		done[i] = tr
+	}
+	return done
+}
+
+func TestSearch(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 60)
+
+	// One unsharded run with 1 worker, one with 2: the same trials.
+	out1, out2 := t.TempDir(), t.TempDir()
+	code, stdout, stderr := runCLI(searchArgs(data, out1, "-workers", "1")...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "Table 1") || !strings.Contains(stdout, "Table 2") {
+		t.Errorf("no top-3 tables in the output:\n%s", stdout)
+	}
+	if code, _, stderr := runCLI(searchArgs(data, out2, "-workers", "2")...); code != 0 {
+		t.Fatal(stderr)
+	}
+	ref := trialsByIndex(t, out1)
+	if len(ref) != 8 {
+		t.Fatalf("%d trials recorded, want 8", len(ref))
+	}
+	if got := trialsByIndex(t, out2); fmt.Sprint(got) != fmt.Sprint(ref) {
+		t.Errorf("-workers 2 gave different trials:\n%v\nwant\n%v", got, ref)
+	}
+	// The planted problem is easy, and λ = 10 (log 1) smothers the weights:
+	// the best λ must come from the small end of the range.
+	var all []Trial
+	for _, tr := range ref {
+		all = append(all, tr)
+	}
+	if best := bestTrial(all); best.LogLambda > -1 {
+		t.Errorf("best log10 λ %.2f, want one below -1 (large λ underfits the planted problem)", best.LogLambda)
+	}
+	checkXML(t, "search.svg", mustRead(t, filepath.Join(out1, "search.svg")))
+
+	// Four shards in one shared folder, run twice (the coarse phase, then
+	// the fine phase once every coarse result is in), then merged.
+	shared := t.TempDir()
+	for round := 0; round < 2; round++ {
+		for i := 0; i < 4; i++ {
+			if code, _, stderr := runCLI(searchArgs(data, shared, "-shard", fmt.Sprintf("%d/4", i))...); code != 0 {
+				t.Fatal(stderr)
+			}
+		}
+	}
+	merged := t.TempDir()
+	if code, _, stderr := runCLI("-mode=search", "-merge", "-out", merged, shared); code != 0 {
+		t.Fatal(stderr)
+	}
+	if got := trialsByIndex(t, merged); fmt.Sprint(got) != fmt.Sprint(ref) {
+		t.Errorf("merged shards differ from the unsharded run:\n%v\nwant\n%v", got, ref)
+	}
+
+	// A search killed after two trials: keep two lines, rerun, and those two
+	// are not run again (their recorded wall times survive).
+	resumed := t.TempDir()
+	b := mustRead(t, filepath.Join(out1, "trials.csv"))
+	lines := strings.SplitAfter(string(b), "\n")
+	kept := strings.Join(lines[:3], "")
+	os.WriteFile(filepath.Join(resumed, "trials.csv"), []byte(kept), 0o644)
+	code, _, stderr = runCLI(searchArgs(data, resumed)...)
+	if code != 0 {
+		t.Fatal(stderr)
+	}
+	after := string(mustRead(t, filepath.Join(resumed, "trials.csv")))
+	if !strings.HasPrefix(after, kept) || strings.Count(after, "\n") != 9 {
+		t.Errorf("resumed trials.csv:\n%s\nwant the two kept lines first and 8 trials in all", after)
+	}
+	if strings.Count(stderr, "coarse trial ") != 2 {
+		t.Errorf("the rerun ran %d coarse trials, want the 2 missing ones\n%s", strings.Count(stderr, "coarse trial "), stderr)
+	}
+
+	// A foreign or malformed trials.csv is an error, not overwritten.
+	for name, content := range map[string]string{"foreign": "a,b,c\n1,2,3\n", "malformed": strings.Join(trialHeader, ",") + "\ncoarse,0,x,1,1,1,1,1,1\n"} {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "trials.csv")
+		os.WriteFile(p, []byte(content), 0o644)
+		code, _, stderr := runCLI(searchArgs(data, dir)...)
+		if code == 0 || !strings.Contains(stderr, p) {
+			t.Errorf("%s trials.csv: exit %d, stderr %q; want an error naming the file", name, code, stderr)
+		}
+		if string(mustRead(t, p)) != content {
+			t.Errorf("%s trials.csv was changed", name)
+		}
+	}
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestShardFromEnvironment(t *testing.T) {
+	cases := []struct {
+		name       string
+		cfg        Config
+		env        map[string]string
+		wantI      int
+		wantN      int
+		wantErrSub string
+	}{
+		{"none", Config{}, nil, 0, 1, ""},
+		{"flag", Config{Shard: "2/5"}, nil, 2, 5, ""},
+		{"slurm", Config{}, map[string]string{"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}, 3, 4, ""},
+		{"kubernetes", Config{Shards: 3}, map[string]string{"JOB_COMPLETION_INDEX": "1"}, 1, 3, ""},
+		{"kubernetes without -shards", Config{}, map[string]string{"JOB_COMPLETION_INDEX": "1"}, 0, 0, "-shards"},
+		{"flag beats env", Config{Shard: "0/2"}, map[string]string{"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}, 0, 2, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			i, n, err := shardSpec(&tc.cfg, func(k string) string { return tc.env[k] })
+			if tc.wantErrSub != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErrSub) {
+					t.Fatalf("got %v, want an error mentioning %s", err, tc.wantErrSub)
+				}
+				return
+			}
+			if err != nil || i != tc.wantI || n != tc.wantN {
+				t.Errorf("got %d/%d, %v; want %d/%d", i, n, err, tc.wantI, tc.wantN)
+			}
+		})
 	}
 }
