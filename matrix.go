@@ -287,10 +287,11 @@ func newGemmKernel(workers int, k microKernel) *Gemm {
 		})
 	}
 	if workers > 1 {
-		g.jobs = make(chan gemmJob, workers)
+		jobs := make(chan gemmJob, workers)
+		g.jobs = jobs
 		for w := 1; w < workers; w++ {
 			go func() {
-				for j := range g.jobs {
+				for j := range jobs { // ends when Close closes the channel
 					g.block(j.w, j.p, j.i0, j.i1, j.j0, j.j1)
 					g.wg.Done()
 				}
