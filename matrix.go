@@ -176,30 +176,29 @@ func kernelGo4x4(kc int, alpha float64, a, b, c []float64, ldc int) {
 	var c30, c31, c32, c33 float64
 	a = a[:4*kc]
 	b = b[:4*kc]
-	for p := 0; p < kc; p++ {
-		ap := a[4*p : 4*p+4 : 4*p+4]
-		bp := b[4*p : 4*p+4 : 4*p+4]
-		b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
-		a0 := ap[0]
+	for len(a) >= 4 && len(b) >= 4 { // one step p per iteration
+		b0, b1, b2, b3 := b[0], b[1], b[2], b[3]
+		a0 := a[0]
 		c00 += a0 * b0
 		c01 += a0 * b1
 		c02 += a0 * b2
 		c03 += a0 * b3
-		a1 := ap[1]
+		a1 := a[1]
 		c10 += a1 * b0
 		c11 += a1 * b1
 		c12 += a1 * b2
 		c13 += a1 * b3
-		a2 := ap[2]
+		a2 := a[2]
 		c20 += a2 * b0
 		c21 += a2 * b1
 		c22 += a2 * b2
 		c23 += a2 * b3
-		a3 := ap[3]
+		a3 := a[3]
 		c30 += a3 * b0
 		c31 += a3 * b1
 		c32 += a3 * b2
 		c33 += a3 * b3
+		a, b = a[4:], b[4:]
 	}
 	r := c[0:4:4]
 	r[0] += alpha * c00
