@@ -483,6 +483,20 @@ func packA(dst, a []float64, rs, cs, i0, mcb, p0, kcb, mr int) {
 			}
 			continue
 		}
+		if cs == 1 && rows == mr && mr == 4 {
+			// The common case, op(A) = A with a full panel: interleave four
+			// contiguous rows, writing the panel in order.
+			r0 := a[base : base+kcb]
+			r1 := a[base+rs : base+rs+kcb]
+			r2 := a[base+2*rs : base+2*rs+kcb]
+			r3 := a[base+3*rs : base+3*rs+kcb]
+			out := panel[:4*kcb]
+			for p := range r0 {
+				o := out[4*p : 4*p+4 : 4*p+4]
+				o[0], o[1], o[2], o[3] = r0[p], r1[p], r2[p], r3[p]
+			}
+			continue
+		}
 		for i := 0; i < mr; i++ {
 			if i >= rows {
 				for p := 0; p < kcb; p++ {
