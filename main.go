@@ -16,6 +16,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 )
@@ -51,6 +52,7 @@ type Config struct {
 	Out            string
 	Model          string
 	Workers        int
+	CPUProfile     string
 	Args           []string // positional arguments (images for -mode=predict)
 
 	// gradcheck
@@ -87,7 +89,7 @@ var flagGroups = []struct {
 	title string
 	names []string
 }{
-	{"General", []string{"mode", "out", "seed", "workers"}},
+	{"General", []string{"mode", "out", "seed", "workers", "cpuprofile"}},
 	{"Data (train, search, eval, gradcheck, overfit)", []string{"data", "download", "split", "val", "n"}},
 	{"Network", []string{"hidden", "he"}},
 	{"Training (train, overfit, search trials)", []string{"lambda", "eta-min", "eta-max", "eta", "ns", "cycles", "epochs", "batch", "evals"}},
@@ -116,6 +118,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Out, "out", "", "output folder (default runs/<mode>)")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed for initialisation, shuffling and the search")
 	fs.IntVar(&cfg.Workers, "workers", 0, "goroutines for the GEMM, or search trials run at once (0: GOMAXPROCS)")
+	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (read it with go tool pprof)")
 
 	fs.StringVar(&cfg.Data, "data", "cifar-10-batches-bin", "folder with the CIFAR-10 binary batches (downloaded if missing)")
 	fs.BoolVar(&cfg.Download, "download", true, "download CIFAR-10 when -data does not exist (false: never touch the network)")
@@ -271,6 +274,19 @@ func run(args []string, stdout, stderr io.Writer, interrupt <-chan os.Signal) in
 			fmt.Fprintf(stderr, "cifar-mlp: %v\nrun 'go run . -h' for every mode and flag\n", err)
 		}
 		return 2 // the flag package has already printed its own complaint and the usage
+	}
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			fmt.Fprintf(stderr, "cifar-mlp: -cpuprofile: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "cifar-mlp: -cpuprofile: %v\n", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
 	}
 	switch cfg.Mode {
 	case "train":

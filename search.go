@@ -361,9 +361,11 @@ func runSearch(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 		}
 	}
 	fmt.Fprintf(stderr, "coarse search: %d of %d trials to run here (shard %d/%d), n_s=%d, %d cycles, %d training images\n", len(todo), cfg.Trials, shard, shards, cfg.NS, cfg.Cycles, sp.Train.Len())
+	phaseStart := time.Now()
 	if err := runTrials(cfg, sp, "coarse", todo, log, done, stderr, stop); err != nil {
 		return err
 	}
+	fmt.Fprintf(stderr, "coarse phase: %d trials in %.1f s\n", len(todo), time.Since(phaseStart).Seconds())
 	ct := phaseTrials(done, "coarse")
 	if len(ct) < cfg.Trials {
 		fmt.Fprintf(stdout, "coarse trials recorded: %d of %d; the fine phase starts when all are in %s (rerun once the other shards are done)\n", len(ct), cfg.Trials, cfg.Out)
@@ -381,9 +383,11 @@ func runSearch(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 		}
 	}
 	fmt.Fprintf(stderr, "fine search in log10 λ ∈ [%.3f, %.3f]: %d trials to run here\n", lo, hi, len(todo))
+	phaseStart = time.Now()
 	if err := runTrials(cfg, sp, "fine", todo, log, done, stderr, stop); err != nil {
 		return err
 	}
+	fmt.Fprintf(stderr, "fine phase: %d trials in %.1f s\n", len(todo), time.Since(phaseStart).Seconds())
 	if len(phaseTrials(done, "fine")) < cfg.Trials {
 		fmt.Fprintf(stdout, "fine trials recorded: %d of %d; rerun once the other shards are done, or merge with -merge\n", len(phaseTrials(done, "fine")), cfg.Trials)
 		return nil
