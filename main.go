@@ -271,9 +271,14 @@ func run(args []string, stdout, stderr io.Writer, interrupt <-chan os.Signal) in
 	if err != nil {
 		var ue *usageError
 		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "cifar-mlp: %v\nrun 'go run . -h' for every mode and flag\n", err)
+			fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
+			if strings.HasPrefix(ue.msg, "-mode") {
+				newFlagSet(&Config{}, stderr).Usage()
+			} else {
+				fmt.Fprintln(stderr, "run 'go run . -h' for every mode and flag")
+			}
 		}
-		return 2 // the flag package has already printed its own complaint and the usage
+		return 2 // for a bad flag, the flag package has already printed its complaint and the usage
 	}
 	if cfg.CPUProfile != "" {
 		f, err := os.Create(cfg.CPUProfile)

@@ -53,8 +53,9 @@ type HistoryRow struct {
 // TrainResult is what Train returns.
 type TrainResult struct {
 	History     []HistoryRow
-	Steps       int  // steps done
-	Interrupted bool // stopped early by an interrupt
+	Steps       int     // steps done
+	EvalSeconds float64 // wall time spent evaluating (the rest is updates)
+	Interrupted bool    // stopped early by an interrupt
 }
 
 // errDiverged is wrapped by Train's error when the cost became NaN or ±Inf.
@@ -130,6 +131,7 @@ func Train(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, seed uint64, 
 		default:
 		}
 		if (t+1)%evalEvery == 0 || t+1 == total || interrupted {
+			evalStart := time.Now()
 			row := HistoryRow{Step: t + 1, Epoch: float64(t+1) / float64(perEpoch), Eta: eta}
 			row.Train = Metrics{math.NaN(), math.NaN(), math.NaN()}
 			evalNow := evalTrain || t+1 == total || interrupted
@@ -142,6 +144,7 @@ func Train(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, seed uint64, 
 				row.Val = Metrics{math.NaN(), math.NaN(), math.NaN()}
 			}
 			res.History = append(res.History, row)
+			res.EvalSeconds += time.Since(evalStart).Seconds()
 			if evalNow && !finite(row.Train.Cost) {
 				return res, fmt.Errorf("%w at step %d: the training cost is %v; try a smaller -eta-max (now %g) or -eta", errDiverged, t+1, row.Train.Cost, cfg.EtaMax)
 			}
@@ -451,6 +454,8 @@ type RunSummary struct {
 	TestAccuracy  optFloat  `json:"test_accuracy"`
 	TrainCost     optFloat  `json:"train_cost"`
 	WallSeconds   float64   `json:"wall_seconds"`
+	TrainSeconds  float64   `json:"train_seconds"` // the training loop, evaluations included
+	EvalSeconds   float64   `json:"eval_seconds"`  // the evaluations during training
 	Finished      time.Time `json:"finished"`
 }
 
@@ -466,10 +471,12 @@ func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop 
 	gemm := NewGemm(cfg.Workers)
 	defer gemm.Close()
 	net := NewMLP(netSizes(cfg, sp.Train.X.Cols), cfg.He, newRNG(cfg.Seed, 1))
+	trainStart := time.Now()
 	res, trainErr := Train(cfg, net, gemm, sp.Train, sp.Val, cfg.Seed, stderr, stop, true)
 	if res == nil {
 		return nil, trainErr
 	}
+	trainSeconds := time.Since(trainStart).Seconds()
 	sum := &RunSummary{Config: cfg, Kernel: gemm.KernelName(), Sizes: net.Sizes, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len(),
 		Steps: res.Steps, Interrupted: res.Interrupted, TestAccuracy: optFloat(math.NaN()), TrainAccuracy: optFloat(math.NaN()), ValAccuracy: optFloat(math.NaN()), TrainCost: optFloat(math.NaN())}
 	if h := res.History; len(h) > 0 {
@@ -481,6 +488,7 @@ func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop 
 		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test.X, sp.Test.Y, cfg.Lambda, nil).Accuracy)
 	}
 	sum.WallSeconds = time.Since(start).Seconds()
+	sum.TrainSeconds, sum.EvalSeconds = trainSeconds, res.EvalSeconds
 	sum.Finished = time.Now().UTC()
 	if err := writeRun(cfg, title, res.History, &Model{Net: net, Mean: sp.Mean, Std: sp.Std}, sum); err != nil {
 		return nil, err
@@ -533,8 +541,8 @@ func printSummary(w io.Writer, sum *RunSummary, out string) {
 	if sum.Interrupted {
 		state = " (interrupted)"
 	}
-	fmt.Fprintf(w, "steps %d%s, %.1f s, kernel %s\ntrain accuracy %.2f%%  validation accuracy %.2f%%  test accuracy %.2f%%\nwrote %s/{history.csv,summary.json,cost.svg,loss.svg,accuracy.svg,lr.svg,model.npz}\n",
-		sum.Steps, state, sum.WallSeconds, sum.Kernel, 100*sum.TrainAccuracy, 100*sum.ValAccuracy, 100*sum.TestAccuracy, out)
+	fmt.Fprintf(w, "steps %d%s in %.1f s (updates %.1f s, evaluations %.1f s), kernel %s\ntrain accuracy %.2f%%  validation accuracy %.2f%%  test accuracy %.2f%%\nwrote %s/{history.csv,summary.json,cost.svg,loss.svg,accuracy.svg,lr.svg,model.npz}\n",
+		sum.Steps, state, sum.TrainSeconds, sum.TrainSeconds-sum.EvalSeconds, sum.EvalSeconds, sum.Kernel, 100*sum.TrainAccuracy, 100*sum.ValAccuracy, 100*sum.TestAccuracy, out)
 }
 
 // runOverfit is -mode=overfit: the first 100 training images, λ = 0, a
