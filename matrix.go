@@ -476,10 +476,16 @@ func packA(dst, a []float64, rs, cs, i0, mcb, p0, kcb, mr int) {
 		base := (i0+ir)*rs + p0*cs
 		if rs == 1 {
 			// op(A) = Aᵀ: the tile's rows are contiguous in memory for each p.
+			// (Element loops, not copy: a call per 4 values costs more.)
 			for p := 0; p < kcb; p++ {
 				out := panel[p*mr : p*mr+mr]
-				copy(out[:rows], a[base+p*cs:base+p*cs+rows])
-				clear(out[rows:])
+				src := a[base+p*cs : base+p*cs+rows]
+				for i, v := range src {
+					out[i] = v
+				}
+				for i := rows; i < mr; i++ {
+					out[i] = 0
+				}
 			}
 			continue
 		}
@@ -524,8 +530,13 @@ func packB(dst, b []float64, rs, cs, p0, kcb, j0, ncb, nr int) {
 			// op(B) = B: a panel row is contiguous in memory.
 			for p := 0; p < kcb; p++ {
 				out := panel[p*nr : p*nr+nr]
-				copy(out[:cols], b[base+p*rs:base+p*rs+cols])
-				clear(out[cols:])
+				src := b[base+p*rs : base+p*rs+cols]
+				for j, v := range src {
+					out[j] = v
+				}
+				for j := cols; j < nr; j++ {
+					out[j] = 0
+				}
 			}
 			continue
 		}
