@@ -5,7 +5,7 @@ package main
 // matrix_simd_amd64.go: the AVX2/FMA micro-kernel, written with Go 1.26's
 // experimental simd/archsimd package (build with GOEXPERIMENT=simd).
 //
-// It computes the same thing as kernelGo4x4 in matrix.go, for a 4×8 tile:
+// It computes the same thing as kernelGo2x4 in matrix.go, for a 4×8 tile:
 //
 //	C[i, j] += α · Σ_{p<kc} a[p*4+i] · b[p*8+j]
 //
