@@ -36,15 +36,15 @@ import (
 
 // Trial is one λ tried and what it gave.
 type Trial struct {
-	Phase      string // "coarse" or "fine"
-	Index      int    // 0 … 2·trials−1 across both phases
-	LogLambda  float64
-	Lambda     float64
-	ValAcc     float64 // at the end of training
-	BestValAcc float64 // best of the evaluations during training
-	ValCost    float64
-	TrainAcc   float64
-	Seconds    float64
+	Phase      string  `json:"phase"` // "coarse" or "fine"
+	Index      int     `json:"index"` // 0 … 2·trials−1 across both phases
+	LogLambda  float64 `json:"log10_lambda"`
+	Lambda     float64 `json:"lambda"`
+	ValAcc     float64 `json:"val_acc"`      // at the end of training
+	BestValAcc float64 `json:"best_val_acc"` // best of the evaluations during training
+	ValCost    float64 `json:"val_cost"`
+	TrainAcc   float64 `json:"train_acc"`
+	Seconds    float64 `json:"seconds"`
 }
 
 var trialHeader = []string{"phase", "index", "log10_lambda", "lambda", "val_acc", "best_val_acc", "val_cost", "train_acc", "seconds"}
