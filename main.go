@@ -94,7 +94,7 @@ var flagGroups = []struct {
 	{"Network", []string{"hidden", "he"}},
 	{"Training (train, overfit, search trials)", []string{"lambda", "eta-min", "eta-max", "eta", "ns", "cycles", "epochs", "batch", "evals"}},
 	{"Evaluation and prediction (eval, predict)", []string{"model"}},
-	{"Gradient check (gradcheck)", []string{"dims", "h"}},
+	{"Gradient check (gradcheck)", []string{"dims", "step"}},
 	{"λ search (search)", []string{"trials", "lmin", "lmax", "final", "shard", "shards", "merge"}},
 }
 
@@ -148,7 +148,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Model, "model", "runs/train/model.npz", "saved model for -mode=eval and -mode=predict")
 
 	fs.IntVar(&cfg.Dims, "dims", 20, "gradcheck: input dimensions used in check (a)")
-	fs.Float64Var(&cfg.H, "h", 1e-5, "gradcheck: finite-difference step")
+	fs.Float64Var(&cfg.H, "step", 1e-5, "gradcheck: finite-difference step h")
 
 	fs.IntVar(&cfg.Trials, "trials", 8, "search: λ values tried in each phase (coarse, fine)")
 	fs.Float64Var(&cfg.LMin, "lmin", -5, "search: coarse range lower end of log10 λ")
@@ -164,11 +164,11 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 			fmt.Fprintf(out, "\n%s:\n", g.title)
 			for _, name := range g.names {
 				f := fs.Lookup(name)
-				def := f.DefValue
-				if name == "hidden" {
-					def = "50"
+				line := fmt.Sprintf("  -%-10s %s", f.Name, f.Usage)
+				if f.DefValue != "" && f.DefValue != "[]" && !strings.Contains(f.Usage, "(default") {
+					line += fmt.Sprintf(" (default %s)", f.DefValue)
 				}
-				fmt.Fprintf(out, "  -%-9s %s (default %q)\n", f.Name, f.Usage, def)
+				fmt.Fprintln(out, line)
 			}
 		}
 	}
@@ -246,7 +246,7 @@ func (c *Config) check() error {
 	case c.Dims <= 0:
 		return usageErrorf("-dims %d: must be positive", c.Dims)
 	case c.H <= 0:
-		return usageErrorf("-h %g: the step must be positive", c.H)
+		return usageErrorf("-step %g: the step must be positive", c.H)
 	case c.Trials <= 0:
 		return usageErrorf("-trials %d: must be positive", c.Trials)
 	case c.LMin > c.LMax:
