@@ -32,10 +32,10 @@ type Plot struct {
 const (
 	plotWidth   = 640
 	plotHeight  = 400
-	plotLeft    = 70 // room for y tick labels and the y title
-	plotRight   = 20 //
-	plotTop     = 40 // room for the title
-	plotBottom  = 55 // room for x tick labels and the x title
+	plotLeft    = 70  // room for y tick labels and the y title
+	plotRight   = 150 // room for the legend, right of the plot area
+	plotTop     = 40  // room for the title
+	plotBottom  = 55  // room for x tick labels and the x title
 	plotAreaW   = plotWidth - plotLeft - plotRight
 	plotAreaH   = plotHeight - plotTop - plotBottom
 	targetTicks = 6
@@ -73,15 +73,17 @@ func axisRange(lo, hi float64) (min, max float64, ticks []float64) {
 	return min, max, ticks
 }
 
-// formatTick prints a tick value without float noise.
-func formatTick(v float64) string {
+// formatTick prints a tick value with as many decimals as the tick step
+// needs (0.35, not 0.35000000000000003).
+func formatTick(v, step float64) string {
 	if v == 0 {
 		return "0"
 	}
 	if a := math.Abs(v); a >= 1e5 || a < 1e-3 {
 		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
-	return strconv.FormatFloat(v, 'f', -1, 64)
+	decimals := max(0, int(math.Ceil(-math.Log10(step)-1e-9)))
+	return strconv.FormatFloat(v, 'f', decimals, 64)
 }
 
 // esc escapes text for XML.
@@ -140,7 +142,7 @@ func (p *Plot) SVG() []byte {
 	// Grid, ticks and labels.
 	for _, t := range xticks {
 		x := pxRaw(t)
-		label := formatTick(t)
+		label := formatTick(t, xticks[min(1, len(xticks)-1)]-xticks[0])
 		if p.LogX {
 			label = "1e" + strconv.Itoa(int(t))
 		}
@@ -150,7 +152,7 @@ func (p *Plot) SVG() []byte {
 	for _, t := range yticks {
 		y := py(t)
 		fmt.Fprintf(&b, `<line x1="%d" y1="%.2f" x2="%d" y2="%.2f" stroke="#ddd"/>`+"\n", plotLeft, y, plotLeft+plotAreaW, y)
-		fmt.Fprintf(&b, `<text x="%d" y="%.2f" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", plotLeft-6, y, esc(formatTick(t)))
+		fmt.Fprintf(&b, `<text x="%d" y="%.2f" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", plotLeft-6, y, esc(formatTick(t, yticks[min(1, len(yticks)-1)]-yticks[0])))
 	}
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="black"/>`+"\n", plotLeft, plotTop, plotAreaW, plotAreaH)
 	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", plotLeft+plotAreaW/2, plotHeight-12, esc(p.XLabel))
@@ -176,9 +178,9 @@ func (p *Plot) SVG() []byte {
 			}
 			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="1.8"/>`+"\n", bytes.TrimSpace(pts.Bytes()), color)
 		}
-		// Legend entry, top right inside the plot area.
+		// Legend entry, in the right margin.
 		ly := plotTop + 16 + 18*i
-		lx := plotLeft + plotAreaW - 150
+		lx := plotLeft + plotAreaW + 12
 		if s.Scatter {
 			fmt.Fprintf(&b, `<circle cx="%d" cy="%d" r="4" fill="%s"/>`+"\n", lx+10, ly-4, color)
 		} else {

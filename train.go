@@ -570,8 +570,12 @@ func runOverfit(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) er
 			return err
 		}
 	} else {
-		fmt.Fprintf(stderr, "no CIFAR-10 data in %s: overfitting a synthetic problem instead\n", c.Data)
+		fmt.Fprintf(stderr, "no CIFAR-10 data in %s: overfitting random images with random labels instead\n", c.Data)
 		d := syntheticDataset(c.N, inputDim, numClasses, newRNG(c.Seed, 99))
+		rng := newRNG(c.Seed, 98)
+		for i := range d.Y { // nothing to learn but the samples themselves
+			d.Y[i] = rng.IntN(numClasses)
+		}
 		sp = &Splits{Train: d, Val: &Dataset{X: NewMatrix(0, inputDim)}, Mean: make([]float64, inputDim), Std: make([]float64, inputDim)}
 	}
 	sp.Val = sp.Train // the curves show the memorised set itself
