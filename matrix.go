@@ -55,9 +55,6 @@ func NewMatrix(rows, cols int) *Matrix {
 // At returns element (i, j).
 func (m *Matrix) At(i, j int) float64 { return m.Data[i*m.Cols+j] }
 
-// Set sets element (i, j).
-func (m *Matrix) Set(i, j int, v float64) { m.Data[i*m.Cols+j] = v }
-
 // Row returns row i as a slice sharing m's storage.
 func (m *Matrix) Row(i int) []float64 { return m.Data[i*m.Cols : (i+1)*m.Cols] }
 
@@ -313,9 +310,6 @@ func (g *Gemm) Close() {
 		g.jobs = nil
 	}
 }
-
-// Workers is the number of goroutines a large product is split over.
-func (g *Gemm) Workers() int { return g.workers }
 
 // KernelName names the micro-kernel in use ("go2x4", "avx2-fma4x8").
 func (g *Gemm) KernelName() string { return g.kern.name }
