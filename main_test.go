@@ -1201,3 +1201,20 @@ func TestShardFromEnvironment(t *testing.T) {
 		})
 	}
 }
+
+func TestInterruptStopsAfterCurrentStep(t *testing.T) {
+	d := syntheticDataset(200, 30, 4, newRNG(8, 8))
+	cfg := &Config{Batch: 20, NS: 50, Cycles: 2, Evals: 2, EtaMin: 1e-5, EtaMax: 0.1}
+	net := NewMLP([]int{30, 8, 4}, false, newRNG(8, 9))
+	g := NewGemm(1)
+	defer g.Close()
+	stop := make(chan os.Signal, 1)
+	stop <- os.Interrupt
+	res, err := Train(cfg, net, g, d, d, 1, nil, stop, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Interrupted || res.Steps != 1 || len(res.History) != 1 || !finite(res.History[0].Train.Cost) {
+		t.Errorf("got interrupted=%v after %d steps with %d evaluations; want a stop after step 1, evaluated", res.Interrupted, res.Steps, len(res.History))
+	}
+}
