@@ -30,6 +30,11 @@ package main
 //     iteration: 30 (four: 29, eight: 24; 3×8 and 2×12 tiles: the same 30).
 //   - Mul followed by Add (non-fused) was slower: the scheduler hoists all
 //     products, and they spill.
+//   - An AVX-512 4×16 kernel (Float64x8, same structure) ran 54 GFLOP/s
+//     alone and 29–41 (1 thread) / 40–80 (2 threads) in BenchmarkGEMM, but
+//     the same 100×3072×50 product took 3× longer when called from a
+//     training step, and a whole training run was 1.7× slower than with
+//     this kernel; the cause is not found yet, so it is not used.
 
 import "simd/archsimd"
 
