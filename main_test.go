@@ -67,11 +67,7 @@ func maxRelErr(got, want []float64) float64 {
 
 // testKernels lists every micro-kernel this binary has.
 func testKernels() []microKernel {
-	ks := []microKernel{kernelGo}
-	if simdKernel != nil {
-		ks = append(ks, *simdKernel)
-	}
-	return ks
+	return append([]microKernel{kernelGo}, simdKernels...)
 }
 
 func TestGemmMatchesNaive(t *testing.T) {

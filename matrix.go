@@ -19,8 +19,9 @@ package main
 //     contiguous buffers sized for the caches and runs a register-blocked
 //     micro-kernel over them (the BLIS/GotoBLAS scheme, as in gonum's dgemm).
 //     The default micro-kernel is plain Go (kernelGo below); when the binary
-//     is built with GOEXPERIMENT=simd on amd64 and the CPU has AVX2 and FMA,
-//     matrix_simd_amd64.go supplies an AVX2/FMA micro-kernel instead.
+//     is built with GOEXPERIMENT=simd on amd64, matrix_simd_amd64.go supplies
+//     an AVX2/FMA micro-kernel (CPUs with AVX2 and FMA) and an AVX-512 one
+//     (CPUs with AVX-512), used instead.
 //   - the parallel engine: the same blocked algorithm, with the output C cut
 //     into independent rectangles, one per worker goroutine.
 //
@@ -161,10 +162,11 @@ type microKernel struct {
 // accumulators. This is the readable version of the fast kernel.
 var kernelGo = microKernel{name: "go2x4", mr: 2, nr: 4, fn: kernelGo2x4}
 
-// simdKernel is set once, at package initialisation, by
-// matrix_simd_amd64.go when the binary is built with GOEXPERIMENT=simd and the
-// CPU reports AVX2 and FMA; it is never written afterwards. Nil otherwise.
-var simdKernel *microKernel
+// simdKernels is filled once, at package initialisation, by
+// matrix_simd_amd64.go when the binary is built with GOEXPERIMENT=simd: the
+// AVX-512 kernel if the CPU has AVX-512, the AVX2/FMA kernel if it has AVX2
+// and FMA, fastest first. It is never written afterwards; empty otherwise.
+var simdKernels []microKernel
 
 // kernelGo2x4 is the plain-Go micro-kernel. Why 2×4: the Go compiler keeps
 // scalars in the 15 usable XMM registers and does not vectorise, so the tile
@@ -268,8 +270,8 @@ type gemmProblem struct {
 // GOMAXPROCS) using the fastest micro-kernel this binary and CPU support.
 func NewGemm(workers int) *Gemm {
 	k := kernelGo
-	if simdKernel != nil {
-		k = *simdKernel
+	if len(simdKernels) > 0 {
+		k = simdKernels[0]
 	}
 	return newGemmKernel(workers, k)
 }
@@ -501,8 +503,20 @@ func packA(dst, a []float64, rs, cs, i0, mcb, p0, kcb, mr int) {
 			}
 			continue
 		}
+		if cs == 1 && rows == mr && mr == 3 {
+			// The same for the AVX-512 kernel's three rows.
+			r0 := a[base : base+kcb]
+			r1 := a[base+rs : base+rs+kcb]
+			r2 := a[base+2*rs : base+2*rs+kcb]
+			out := panel[:3*kcb]
+			for p := range r0 {
+				o := out[3*p : 3*p+3 : 3*p+3]
+				o[0], o[1], o[2] = r0[p], r1[p], r2[p]
+			}
+			continue
+		}
 		if cs == 1 && rows == mr && mr == 4 {
-			// The same for the SIMD kernel's four rows.
+			// The same for the AVX2 kernel's four rows.
 			r0 := a[base : base+kcb]
 			r1 := a[base+rs : base+rs+kcb]
 			r2 := a[base+2*rs : base+2*rs+kcb]
