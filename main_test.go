@@ -1214,3 +1214,30 @@ func TestInterruptStopsAfterCurrentStep(t *testing.T) {
 		t.Errorf("got interrupted=%v after %d steps with %d evaluations; want a stop after step 1, evaluated", res.Interrupted, res.Steps, len(res.History))
 	}
 }
+
+// TestGemmSwappedSameBits: computing Cᵀ = op(B)ᵀ·op(A)ᵀ (chosen for narrow
+// outputs) must give exactly the bits of the direct product.
+func TestGemmSwappedSameBits(t *testing.T) {
+	for _, kern := range testKernels() {
+		for _, s := range [][3]int{{1000, 300, 50}, {301, 200, 13}, {100, 3072, 50}} {
+			for _, beta := range []float64{0, 0.5} {
+				rng := newRNG(4, uint64(s[2]))
+				a, b := operands(rng, false, true, s[0], s[1], s[2])
+				c0 := randMatrix(rng, s[0], s[2])
+				g := newGemmKernel(2, kern)
+				swapped := c0.Clone()
+				g.mulSwapped(1.5, a.Data, a.Cols, 1, b.Data, 1, b.Cols, beta, swapped, s[0], s[2], s[1])
+				direct := c0.Clone()
+				g.prob = gemmProblem{alpha: 1.5, beta: beta, a: a.Data, b: b.Data, c: direct.Data, ldc: direct.Cols, k: s[1],
+					ars: a.Cols, acs: 1, brs: 1, bcs: b.Cols}
+				g.run(s[0], s[2])
+				g.Close()
+				for i := range direct.Data {
+					if math.Float64bits(direct.Data[i]) != math.Float64bits(swapped.Data[i]) {
+						t.Fatalf("%s %v β=%g: element %d is %v swapped, %v direct", kern.name, s, beta, i, swapped.Data[i], direct.Data[i])
+					}
+				}
+			}
+		}
+	}
+}

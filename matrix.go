@@ -239,6 +239,7 @@ type Gemm struct {
 	jobs    chan gemmJob
 	wg      sync.WaitGroup
 	prob    gemmProblem // the current call's operands, read by every worker
+	tbuf    []float64   // scratch Cᵀ for mulSwapped, grown as needed
 }
 
 // gemmWorkspace holds one worker's packed panels plus a scratch tile for the
@@ -326,12 +327,69 @@ func (g *Gemm) KernelName() string { return g.kern.name }
 // order). Strips never overlap, so workers share nothing but read-only A and B.
 func (g *Gemm) Mul(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c *Matrix) {
 	m, k, n := gemmShape(transA, transB, a, b, c)
-	g.prob = gemmProblem{alpha: alpha, beta: beta, a: a.Data, b: b.Data, c: c.Data, ldc: c.Cols, k: k}
+	ars, acs := strides(a, transA)
+	brs, bcs := strides(b, transB)
+	if g.swapPays(m, n, k) {
+		g.mulSwapped(alpha, a.Data, ars, acs, b.Data, brs, bcs, beta, c, m, n, k)
+		return
+	}
+	g.prob = gemmProblem{alpha: alpha, beta: beta, a: a.Data, b: b.Data, c: c.Data, ldc: c.Cols, k: k,
+		ars: ars, acs: acs, brs: brs, bcs: bcs}
+	g.run(m, n)
+	g.prob = gemmProblem{} // drop references to the operands
+}
+
+// tiledArea is the number of elements the micro-kernel computes for an m×n
+// output: whole mr×nr tiles, the ragged ones included.
+func (g *Gemm) tiledArea(m, n int) int {
+	mr, nr := g.kern.mr, g.kern.nr
+	return (m + mr - 1) / mr * mr * (n + nr - 1) / nr * nr
+}
+
+// swapPays reports whether computing Cᵀ = op(B)ᵀ·op(A)ᵀ wastes clearly
+// fewer tile elements than C = op(A)·op(B). It does for the MLP's narrow
+// outputs: with 3×16 tiles, a 1000×50 product is 1002×64 tiles (28 % wasted)
+// but its transpose 51×1008 (3 %). Only worth the two transpositions when K
+// is long.
+func (g *Gemm) swapPays(m, n, k int) bool {
+	return k >= 64 && m > 1 && n > 1 && 10*g.tiledArea(n, m) < 9*g.tiledArea(m, n)
+}
+
+// mulSwapped computes C = α·op(A)·op(B) + β·C as Cᵀ = α·op(B)ᵀ·op(A)ᵀ + β·Cᵀ
+// into a scratch matrix T = Cᵀ, then transposes T into C. Every element is
+// summed exactly as in the direct path (same K slices, and a·b = b·a in the
+// FMA), so the two paths give the same bits.
+func (g *Gemm) mulSwapped(alpha float64, a []float64, ars, acs int, b []float64, brs, bcs int, beta float64, c *Matrix, m, n, k int) {
+	if cap(g.tbuf) < m*n {
+		g.tbuf = make([]float64, m*n)
+	}
+	t := g.tbuf[:m*n] // n×m, row-major
+	if beta != 0 {
+		for i := 0; i < m; i++ {
+			for j, v := range c.Row(i) {
+				t[j*m+i] = v
+			}
+		}
+	}
+	// op(B)ᵀ(j, p) = op(B)(p, j) and op(A)ᵀ(p, i) = op(A)(i, p): swap the
+	// operands and their strides.
+	g.prob = gemmProblem{alpha: alpha, beta: beta, a: b, b: a, c: t, ldc: m, k: k,
+		ars: bcs, acs: brs, brs: acs, bcs: ars}
+	g.run(n, m)
+	g.prob = gemmProblem{}
+	for i := 0; i < m; i++ {
+		row := c.Row(i)
+		for j := range row {
+			row[j] = t[j*m+i]
+		}
+	}
+}
+
+// run computes the m×n product described by g.prob, split over the workers.
+func (g *Gemm) run(m, n int) {
 	p := &g.prob
-	p.ars, p.acs = strides(a, transA)
-	p.brs, p.bcs = strides(b, transB)
 	parts := g.workers
-	if 2*float64(m)*float64(n)*float64(k) < parallelMinFlops {
+	if 2*float64(m)*float64(n)*float64(p.k) < parallelMinFlops {
 		parts = 1
 	}
 	// Split the longer side of C, in whole micro-tiles.
@@ -348,12 +406,10 @@ func (g *Gemm) Mul(transA, transB bool, alpha float64, a, b *Matrix, beta float6
 		// A single row or column of output: packing would cost more than
 		// the product itself. Dot products straight from the operands.
 		gemmDot(p, m, n)
-		g.prob = gemmProblem{}
 		return
 	}
 	if parts <= 1 {
 		g.block(0, p, 0, m, 0, n)
-		g.prob = gemmProblem{} // drop references to the operands
 		return
 	}
 	g.wg.Add(parts - 1)
@@ -371,7 +427,6 @@ func (g *Gemm) Mul(transA, transB bool, alpha float64, a, b *Matrix, beta float6
 		}
 	}
 	g.wg.Wait()
-	g.prob = gemmProblem{}
 }
 
 // gemmDot computes C = α·op(A)·op(B) + β·C one dot product per element,
@@ -449,16 +504,17 @@ func (g *Gemm) block(w int, p *gemmProblem, i0, i1, j0, j1 int) {
 							g.kern.fn(kcb, p.alpha, apanel, bpanel, p.c[ci:], ldc)
 							continue
 						}
-						// Ragged edge: run the kernel on a zeroed scratch
-						// tile, then add the valid part into C.
+						// Ragged edge: copy the valid part of C into a
+						// full scratch tile, run the kernel on it, copy it
+						// back. Each element gets the same arithmetic as in
+						// a full tile.
 						clear(ws.edge)
+						for i := 0; i < mrb; i++ {
+							copy(ws.edge[i*nr:i*nr+nrb], p.c[ci+i*ldc:ci+i*ldc+nrb])
+						}
 						g.kern.fn(kcb, p.alpha, apanel, bpanel, ws.edge, nr)
 						for i := 0; i < mrb; i++ {
-							crow := p.c[ci+i*ldc : ci+i*ldc+nrb]
-							erow := ws.edge[i*nr : i*nr+nrb]
-							for j := range crow {
-								crow[j] += erow[j]
-							}
+							copy(p.c[ci+i*ldc:ci+i*ldc+nrb], ws.edge[i*nr:i*nr+nrb])
 						}
 					}
 				}
