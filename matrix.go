@@ -325,6 +325,11 @@ func (g *Gemm) KernelName() string { return g.kern.name }
 // strips whose edges fall on micro-tile boundaries; worker w computes strip w
 // completely (its own packing of the panels it needs, then every K slice in
 // order). Strips never overlap, so workers share nothing but read-only A and B.
+//
+// Narrow outputs (N much smaller than M, such as the MLP's N×50 layer
+// outputs) may be computed transposed, Cᵀ = op(B)ᵀ·op(A)ᵀ, when that leaves
+// fewer wasted elements in ragged micro-tiles; see swapPays. The bits are
+// the same either way.
 func (g *Gemm) Mul(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c *Matrix) {
 	m, k, n := gemmShape(transA, transB, a, b, c)
 	ars, acs := strides(a, transA)
