@@ -23,6 +23,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,6 +52,10 @@ var batchFiles = []string{"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.
 type Dataset struct {
 	X *Matrix
 	Y []int
+	// Mean and Std (D each) are the normalisation applied to X, x = (raw −
+	// mean)/std, so that augmentation can work on the raw image; nil when X
+	// holds raw values.
+	Mean, Std []float64
 }
 
 // Len is the number of images.
@@ -58,7 +63,7 @@ func (d *Dataset) Len() int { return len(d.Y) }
 
 // Subset returns rows [from, to) as a dataset sharing d's storage.
 func (d *Dataset) Subset(from, to int) *Dataset {
-	return &Dataset{X: d.X.RowsView(from, to), Y: d.Y[from:to]}
+	return &Dataset{X: d.X.RowsView(from, to), Y: d.Y[from:to], Mean: d.Mean, Std: d.Std}
 }
 
 // FormatError reports a malformed batch file: which file, which record (−1
@@ -275,6 +280,7 @@ func LoadSplits(cfg *Config, stderr io.Writer) (*Splits, error) {
 	sp.Mean, sp.Std = meanStd(sp.Train.X)
 	for _, d := range []*Dataset{sp.Train, sp.Val, sp.Test} {
 		normalise(d.X, sp.Mean, sp.Std)
+		d.Mean, d.Std = sp.Mean, sp.Std
 	}
 	return sp, nil
 }
@@ -321,6 +327,69 @@ func normalise(x *Matrix, mean, std []float64) {
 	}
 }
 
+// maxShift is the largest translation, in pixels, of -augment.
+const maxShift = 3
+
+// augmentImage writes to dst a randomly transformed copy of the normalised
+// CIFAR-10 image src (both D = 3·32·32, planes R, G, B, rows of 32): with
+// probability ½ flipped left–right, then translated by (dx, dy), each drawn
+// uniformly from −3…3 pixels. The transform works on the raw image, as a
+// camera would see it, and normalises the result again:
+//
+//	raw = src·std + mean                          (per position)
+//	out(c, y, x) = raw(c, reflect(y − dy), reflect(x' − dx)),  x' = 31 − x if flipped
+//	dst = (out − mean) / std
+//
+// Pixels shifted in from beyond the border mirror the image (reflect(−1) =
+// 1, reflect(32) = 30), so no value outside the image is ever read and the
+// pixel statistics barely move.
+func augmentImage(dst, src, mean, std []float64, rng *rand.Rand) {
+	flip := rng.IntN(2) == 1
+	dx := rng.IntN(2*maxShift+1) - maxShift
+	dy := rng.IntN(2*maxShift+1) - maxShift
+	transformImage(dst, src, mean, std, flip, dx, dy)
+}
+
+// transformImage is augmentImage with the flip and shift given.
+func transformImage(dst, src, mean, std []float64, flip bool, dx, dy int) {
+	const side = imageSide
+	if len(dst) != inputDim || len(src) != inputDim || len(mean) != inputDim || len(std) != inputDim {
+		panic(fmt.Sprintf("mlp: transformImage: want %d values in each of dst, src, mean, std; got %d, %d, %d, %d", inputDim, len(dst), len(src), len(mean), len(std)))
+	}
+	if !flip && dx == 0 && dy == 0 {
+		copy(dst, src)
+		return
+	}
+	for c := 0; c < 3; c++ {
+		plane := c * side * side
+		for y := 0; y < side; y++ {
+			sy := reflect(y-dy, side)
+			for x := 0; x < side; x++ {
+				sx := x
+				if flip {
+					sx = side - 1 - x
+				}
+				sx = reflect(sx-dx, side)
+				from, to := plane+sy*side+sx, plane+y*side+x
+				raw := src[from]*std[from] + mean[from]
+				dst[to] = (raw - mean[to]) / std[to]
+			}
+		}
+	}
+}
+
+// reflect maps a coordinate that fell off an image of the given side back
+// inside by mirroring at the border pixel: −1 → 1, side → side−2.
+func reflect(i, side int) int {
+	if i < 0 {
+		i = -i
+	}
+	if i >= side {
+		i = 2*(side-1) - i
+	}
+	return i
+}
+
 // syntheticDataset returns n samples of a planted problem with d dimensions
 // and c classes: each class has a random centre and samples are centre +
 // unit noise. Used when no real data is needed (tests, gradcheck fallback).
@@ -339,6 +408,22 @@ func syntheticDataset(n, d, c int, rng *rand.Rand) *Dataset {
 		}
 	}
 	return ds
+}
+
+// syntheticSplits is a stand-in for CIFAR-10 when there is no data (the
+// report's smoke test): n training images of syntheticDataset's classes,
+// n/5 for validation and n/5 for testing, all drawn around the same class
+// centres.
+func syntheticSplits(n int, seed uint64) *Splits {
+	all := syntheticDataset(n+2*(n/5), inputDim, numClasses, newRNG(seed, 99))
+	return &Splits{
+		Train:   all.Subset(0, n),
+		Val:     all.Subset(n, n+n/5),
+		Test:    all.Subset(n+n/5, all.Len()),
+		Mean:    make([]float64, inputDim),
+		Std:     slices.Repeat([]float64{1}, inputDim),
+		Classes: defaultClassNames[:],
+	}
 }
 
 // ---------------------------------------------------------------------------

@@ -35,17 +35,18 @@ type GradCheckRow struct {
 	CentMaxAbs, CentMaxRel float64
 }
 
-// costOf is J = mean cross-entropy + λ·Σ‖W‖² for the batch x, y.
-func costOf(net *MLP, ws *Workspace, x *Matrix, y []int, lambda float64) float64 {
-	return crossEntropy(net.Forward(ws, x), y) + lambda*net.RegTerm()
+// costOf is J = mean cross-entropy + λ·Σ‖W‖² for the batch x, y, with the
+// given dropout masks held fixed (nil: no dropout).
+func costOf(net *MLP, ws *Workspace, x *Matrix, y []int, lambda float64, masks []*Matrix) float64 {
+	return crossEntropy(net.ForwardMasked(ws, x, masks), y) + lambda*net.RegTerm()
 }
 
 // NumericalGrads returns the numerical gradient of the cost with respect to
 // every parameter (in the order of net.Params), by forward differences or,
 // when centred is true, by centred differences with step h. The entries are
 // shared out among workers goroutines, each nudging its own copy of the net;
-// net itself is not changed.
-func NumericalGrads(net *MLP, x *Matrix, y []int, lambda, h float64, centred bool, workers int) []*Matrix {
+// net itself is not changed. masks (nil: none) are dropout masks held fixed.
+func NumericalGrads(net *MLP, x *Matrix, y []int, lambda, h float64, centred bool, workers int, masks []*Matrix) []*Matrix {
 	workers = max(1, workers)
 	var out []*Matrix
 	for _, w := range net.W {
@@ -64,16 +65,16 @@ func NumericalGrads(net *MLP, x *Matrix, y []int, lambda, h float64, centred boo
 			defer gemm.Close()
 			mine := net.Clone()
 			ws := NewWorkspace(mine, gemm, x.Rows)
-			j0 := costOf(mine, ws, x, y, lambda)
+			j0 := costOf(mine, ws, x, y, lambda, masks)
 			for pi, p := range mine.Params(ws) {
 				g := grads[pi]
 				for i := w; i < len(p.Val.Data); i += workers {
 					old := p.Val.Data[i]
 					p.Val.Data[i] = old + h
-					jPlus := costOf(mine, ws, x, y, lambda)
+					jPlus := costOf(mine, ws, x, y, lambda, masks)
 					if centred {
 						p.Val.Data[i] = old - h
-						jMinus := costOf(mine, ws, x, y, lambda)
+						jMinus := costOf(mine, ws, x, y, lambda, masks)
 						g.Data[i] = (jPlus - jMinus) / (2 * h)
 					} else {
 						g.Data[i] = (jPlus - j0) / h
@@ -99,9 +100,10 @@ func errorStats(analytic, numeric []float64) (maxAbs, maxRel float64) {
 }
 
 // GradCheck compares Backward's gradients on (x, y) with both numerical
-// approximations and returns one row per parameter.
-func GradCheck(net *MLP, ws *Workspace, x *Matrix, y []int, lambda, h float64) []GradCheckRow {
-	net.Forward(ws, x)
+// approximations and returns one row per parameter. masks (nil: none) are
+// dropout masks held fixed in every pass.
+func GradCheck(net *MLP, ws *Workspace, x *Matrix, y []int, lambda, h float64, masks []*Matrix) []GradCheckRow {
+	net.ForwardMasked(ws, x, masks)
 	net.Backward(ws, y, lambda)
 	params := net.Params(ws)
 	analytic := make([]*Matrix, len(params))
@@ -109,8 +111,8 @@ func GradCheck(net *MLP, ws *Workspace, x *Matrix, y []int, lambda, h float64) [
 		analytic[i] = p.Grad.Clone() // the numerical passes reuse ws
 	}
 	workers := runtime.GOMAXPROCS(0)
-	fwd := NumericalGrads(net, x, y, lambda, h, false, workers)
-	cent := NumericalGrads(net, x, y, lambda, h, true, workers)
+	fwd := NumericalGrads(net, x, y, lambda, h, false, workers, masks)
+	cent := NumericalGrads(net, x, y, lambda, h, true, workers, masks)
 	rows := make([]GradCheckRow, len(params))
 	for i, p := range params {
 		r := GradCheckRow{Name: p.Name, Count: len(p.Val.Data)}
@@ -163,7 +165,7 @@ func runGradCheck(cfg *Config, stdout, stderr io.Writer) error {
 		sizes := append(append([]int{p.x.Cols}, cfg.Hidden...), numClasses)
 		net := NewMLP(sizes, cfg.He, newRNG(cfg.Seed, uint64(i)))
 		ws := NewWorkspace(net, gemm, p.x.Rows)
-		writeGradCheckTable(stdout, p.title, GradCheck(net, ws, p.x, p.y, cfg.Lambda, cfg.H))
+		writeGradCheckTable(stdout, p.title, GradCheck(net, ws, p.x, p.y, cfg.Lambda, cfg.H, nil))
 	}
 	return nil
 }

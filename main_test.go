@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -200,6 +201,7 @@ var benchShapes = []struct {
 	{"100x3072x50", 100, 3072, 50, false, true}, // S = X·W₁ᵀ
 	{"50x100x3072", 50, 100, 3072, true, false}, // dW₁ = dHᵀ·X
 	{"10000x3072x50", 10000, 3072, 50, false, true},
+	{"1000x3072x50", 1000, 3072, 50, false, true},
 	{"1024x1024x1024", 1024, 1024, 1024, false, false},
 }
 
@@ -243,14 +245,17 @@ func BenchmarkGEMM(b *testing.B) {
 
 func TestGradCheckTinyNets(t *testing.T) {
 	cases := []struct {
-		name   string
-		sizes  []int
-		lambda float64
+		name    string
+		sizes   []int
+		lambda  float64
+		dropout float64 // masks drawn once and held fixed
 	}{
-		{"one hidden layer, λ=0", []int{6, 7, 3}, 0},
-		{"one hidden layer, λ=0.1", []int{6, 7, 3}, 0.1},
-		{"two hidden layers, λ=0", []int{6, 7, 5, 3}, 0},
-		{"two hidden layers, λ=0.05", []int{6, 7, 5, 3}, 0.05},
+		{"one hidden layer, λ=0", []int{6, 7, 3}, 0, 0},
+		{"one hidden layer, λ=0.1", []int{6, 7, 3}, 0.1, 0},
+		{"two hidden layers, λ=0", []int{6, 7, 5, 3}, 0, 0},
+		{"two hidden layers, λ=0.05", []int{6, 7, 5, 3}, 0.05, 0},
+		{"one hidden layer, dropout 0.5", []int{6, 7, 3}, 0.01, 0.5},
+		{"two hidden layers, dropout 0.3", []int{6, 7, 5, 3}, 0.01, 0.3},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -266,13 +271,67 @@ func TestGradCheckTinyNets(t *testing.T) {
 			g := NewGemm(1)
 			defer g.Close()
 			ws := NewWorkspace(net, g, 5)
-			for _, r := range GradCheck(net, ws, x, y, tc.lambda, 1e-5) {
+			var masks []*Matrix
+			if tc.dropout > 0 {
+				net.ForwardDropout(ws, x, tc.dropout, rng)
+				masks = ws.DropoutMasks()
+			}
+			for _, r := range GradCheck(net, ws, x, y, tc.lambda, 1e-5, masks) {
 				if r.CentMaxRel >= 1e-6 {
 					t.Errorf("%s: centred relative error %.3g, want < 1e-6", r.Name, r.CentMaxRel)
 				}
 				if r.FwdMaxAbs >= 1e-4 {
 					t.Errorf("%s: forward-difference absolute error %.3g, want < 1e-4", r.Name, r.FwdMaxAbs)
 				}
+			}
+		})
+	}
+}
+
+// TestDropout: the evaluation pass ignores dropout; the training pass keeps
+// a fraction 1−p of the hidden units, scaled by 1/(1−p), so the mean
+// activation matches the evaluation pass's.
+func TestDropout(t *testing.T) {
+	for _, p := range []float64{0.2, 0.5} {
+		t.Run(fmt.Sprintf("p=%g", p), func(t *testing.T) {
+			rng := newRNG(3, 3)
+			net := NewMLP([]int{40, 500, 10}, false, rng)
+			x := randMatrix(rng, 200, 40)
+			g := NewGemm(1)
+			defer g.Close()
+			ws := NewWorkspace(net, g, 200)
+			plain := net.Forward(ws, x).Clone()
+			h := ws.act[1].Clone()
+			net.ForwardDropout(ws, x, p, rng)
+			if again := net.Forward(ws, x); !slices.Equal(again.Data, plain.Data) {
+				t.Fatalf("Forward after ForwardDropout differs from Forward: dropout leaked into evaluation")
+			}
+			net.ForwardDropout(ws, x, p, rng)
+			hd := ws.act[1]
+			var kept, meanPlain, meanDrop float64
+			for i, v := range hd.Data {
+				meanPlain += h.Data[i]
+				meanDrop += v
+				switch m := ws.mask[0].Data[i]; m {
+				case 0:
+					if v != 0 {
+						t.Fatalf("unit %d dropped but outputs %v", i, v)
+					}
+				case 1 / (1 - p):
+					kept++
+					if want := h.Data[i] * (1 / (1 - p)); v != want {
+						t.Fatalf("unit %d kept: got %v, want %v", i, v, want)
+					}
+				default:
+					t.Fatalf("mask entry %v, want 0 or 1/(1−p)", m)
+				}
+			}
+			n := float64(len(hd.Data)) // 100,000 units
+			if got := kept / n; math.Abs(got-(1-p)) > 0.01 {
+				t.Errorf("kept fraction %.4f, want %.2f", got, 1-p)
+			}
+			if math.Abs(meanDrop-meanPlain)/meanPlain > 0.02 {
+				t.Errorf("mean activation with dropout %.5f, without %.5f: want equal within 2 %%", meanDrop/n, meanPlain/n)
 			}
 		})
 	}
@@ -349,13 +408,14 @@ func tinyRunLosses(steps int) []float64 {
 	g := NewGemm(1)
 	defer g.Close()
 	ws := NewWorkspace(net, g, 10)
+	opt := NewOptimizer("sgd", 0, net, ws)
 	var losses []float64
 	for s := 0; s < steps; s++ {
 		b := s % 4
 		x := d.X.RowsView(10*b, 10*b+10)
 		net.Forward(ws, x)
 		losses = append(losses, net.Backward(ws, d.Y[10*b:10*b+10], 0.01))
-		net.SGDStep(ws, 0.05)
+		opt.Step(0.05)
 	}
 	return losses
 }
@@ -370,20 +430,81 @@ func TestGoldenLosses(t *testing.T) {
 }
 
 func TestTrainStepZeroAllocs(t *testing.T) {
-	rng := newRNG(9, 9)
-	net := NewMLP([]int{3072, 50, 10}, false, rng)
-	x := randMatrix(rng, 100, 3072)
-	y := make([]int, 100)
-	g := NewGemm(2)
-	defer g.Close()
-	ws := NewWorkspace(net, g, 100)
-	allocs := testing.AllocsPerRun(10, func() {
-		net.Forward(ws, x)
-		net.Backward(ws, y, 0.01)
-		net.SGDStep(ws, 0.01)
-	})
-	if allocs != 0 {
-		t.Errorf("got %v allocations per training step, want 0", allocs)
+	for _, kind := range Optimizers {
+		t.Run(kind, func(t *testing.T) {
+			rng := newRNG(9, 9)
+			net := NewMLP([]int{3072, 50, 10}, false, rng)
+			x := randMatrix(rng, 100, 3072)
+			y := make([]int, 100)
+			g := NewGemm(2)
+			defer g.Close()
+			ws := NewWorkspace(net, g, 100)
+			opt := NewOptimizer(kind, 0.9, net, ws)
+			allocs := testing.AllocsPerRun(10, func() {
+				net.Forward(ws, x)
+				net.Backward(ws, y, 0.01)
+				opt.Step(0.01)
+			})
+			if allocs != 0 {
+				t.Errorf("got %v allocations per training step, want 0", allocs)
+			}
+		})
+	}
+}
+
+// TestOptimizerRules: two steps of each optimiser on a parameter vector
+// long enough to be cut over two workers, against the formulas written out
+// element by element.
+func TestOptimizerRules(t *testing.T) {
+	const eta, mu = 0.1, 0.9
+	type state struct{ theta, m, v float64 }
+	cases := []struct {
+		kind string
+		rule func(s *state, g float64, t int)
+	}{
+		{"sgd", func(s *state, g float64, t int) { s.theta -= eta * g }},
+		{"momentum", func(s *state, g float64, t int) {
+			s.v = mu*s.v - eta*g
+			s.theta += s.v
+		}},
+		{"nesterov", func(s *state, g float64, t int) {
+			s.v = mu*s.v - eta*g
+			s.theta += mu*s.v - eta*g
+		}},
+		{"adam", func(s *state, g float64, t int) {
+			s.m = 0.9*s.m + 0.1*g
+			s.v = 0.999*s.v + 0.001*g*g
+			mhat := s.m / (1 - math.Pow(0.9, float64(t)))
+			vhat := s.v / (1 - math.Pow(0.999, float64(t)))
+			s.theta -= eta * mhat / (math.Sqrt(vhat) + 1e-8)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.kind, func(t *testing.T) {
+			rng := newRNG(5, 5)
+			net := NewMLP([]int{300, 100, 3}, false, rng) // W1 has 30,000 entries
+			g := NewGemm(2)
+			defer g.Close()
+			ws := NewWorkspace(net, g, 1)
+			opt := NewOptimizer(tc.kind, mu, net, ws)
+			want := make([]state, len(net.W[0].Data))
+			for i, v := range net.W[0].Data {
+				want[i].theta = v
+			}
+			for step := 1; step <= 2; step++ {
+				for i := range ws.dW[0].Data {
+					gi := rng.NormFloat64()
+					ws.dW[0].Data[i] = gi
+					tc.rule(&want[i], gi, step)
+				}
+				opt.Step(eta)
+			}
+			for i, w := range want {
+				if got := net.W[0].Data[i]; math.Abs(got-w.theta) > 1e-15*math.Max(1, math.Abs(w.theta)) {
+					t.Fatalf("W1[%d]: got %.17g, want %.17g", i, got, w.theta)
+				}
+			}
+		})
 	}
 }
 
@@ -398,10 +519,11 @@ func BenchmarkStep(b *testing.B) {
 			g := NewGemm(0)
 			defer g.Close()
 			ws := NewWorkspace(net, g, 100)
+			opt := NewOptimizer("sgd", 0, net, ws)
 			for b.Loop() {
 				net.Forward(ws, x)
 				net.Backward(ws, y, 0.01)
-				net.SGDStep(ws, 0.01)
+				opt.Step(0.01)
 			}
 			// forward 2·N·D·H + 2·N·H·C; backward twice that minus dX of layer 1
 			flops := 2*100*3072*float64(h)*2 + 2*100*float64(h)*10*3
@@ -953,6 +1075,12 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"bad hidden", []string{"-hidden", "50,x"}, "layer sizes"},
 		{"predict without images", []string{"-mode=predict"}, "needs image files"},
 		{"bad shard", []string{"-mode=search", "-shard", "5/4"}, "0 ≤ i < n"},
+		{"unknown optimiser", []string{"-opt", "rmsprop"}, "unknown optimiser"},
+		{"dropout 1", []string{"-dropout", "1"}, "p must be in [0, 1)"},
+		{"momentum 1", []string{"-opt", "nesterov", "-momentum", "1"}, "μ must be in [0, 1)"},
+		{"ensemble without cycles", []string{"-ensemble", "-eta", "0.01"}, "needs the cyclical schedule"},
+		{"bad width range", []string{"-mode=search", "-search-hidden", "100"}, "lo,hi"},
+		{"bad dropout range", []string{"-mode=search", "-search-dropout", "0.5,0.2"}, "lo ≤ hi"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1226,7 +1354,7 @@ func TestGemmSwappedSameBits(t *testing.T) {
 				c0 := randMatrix(rng, s[0], s[2])
 				g := newGemmKernel(2, kern)
 				swapped := c0.Clone()
-				g.mulSwapped(1.5, a.Data, a.Cols, 1, b.Data, 1, b.Cols, beta, swapped, s[0], s[2], s[1])
+				g.mulSwapped(1.5, a.Data, a.Cols, 1, b.Data, 1, b.Cols, beta, swapped, swapped, s[0], s[2], s[1])
 				direct := c0.Clone()
 				g.prob = gemmProblem{alpha: 1.5, beta: beta, a: a.Data, b: b.Data, c: direct.Data, ldc: direct.Cols, k: s[1],
 					ars: a.Cols, acs: 1, brs: 1, bcs: b.Cols}
@@ -1238,6 +1366,389 @@ func TestGemmSwappedSameBits(t *testing.T) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// TestGemmMulAddSameBits: C = α·op(A)·op(B) + β·D in one call must give the
+// bits of C ← β·D followed by Mul with β = 1, on the direct, transposed
+// (narrow) and dot-product (single column) paths.
+func TestGemmMulAddSameBits(t *testing.T) {
+	cases := []struct {
+		name    string
+		m, k, n int
+		transA  bool
+	}{
+		{"dW1 50x100x3072", 50, 100, 3072, true},
+		{"narrow 300x200x13", 300, 200, 13, false},
+		{"column 70x90x1", 70, 90, 1, false},
+		{"tiny 5x3x4", 5, 3, 4, true},
+	}
+	for _, kern := range testKernels() {
+		for _, tc := range cases {
+			t.Run(kern.name+"/"+tc.name, func(t *testing.T) {
+				rng := newRNG(8, uint64(tc.m))
+				a, b := operands(rng, tc.transA, false, tc.m, tc.k, tc.n)
+				d := randMatrix(rng, tc.m, tc.n)
+				g := newGemmKernel(2, kern)
+				defer g.Close()
+				const beta = 2 * 0.003
+				got := randMatrix(rng, tc.m, tc.n) // overwritten, not read
+				g.MulAdd(tc.transA, false, -0.7, a, b, beta, d, got)
+				want := NewMatrix(tc.m, tc.n)
+				for i, v := range d.Data {
+					want.Data[i] = beta * v
+				}
+				g.Mul(tc.transA, false, -0.7, a, b, 1, want)
+				for i := range want.Data {
+					if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) {
+						t.Fatalf("element %d: got %v, want %v", i, got.Data[i], want.Data[i])
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestParallelFor: every index is visited exactly once, for any worker count.
+func TestParallelFor(t *testing.T) {
+	for _, workers := range []int{1, 2, 3} {
+		for _, n := range []int{0, 1, parallelMinElems - 1, parallelMinElems, 100_003} {
+			t.Run(fmt.Sprintf("%dT/n=%d", workers, n), func(t *testing.T) {
+				g := NewGemm(workers)
+				defer g.Close()
+				seen := make([]int32, n)
+				g.ParallelFor(n, func(lo, hi int) {
+					for i := lo; i < hi; i++ {
+						seen[i]++
+					}
+				})
+				for i, c := range seen {
+					if c != 1 {
+						t.Fatalf("index %d visited %d times, want 1", i, c)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkPackB/op_KxN: packing the 3072×100 operand of the forward pass
+// (op(B) = Xᵀ, strided reads) and of dW1 (op(B) = X, contiguous rows).
+func BenchmarkPackB(b *testing.B) {
+	x := randMatrix(newRNG(1, 1), 100, 3072)
+	for _, tc := range []struct {
+		name         string
+		rs, cs, k, n int
+	}{
+		{"T_3072x100", 1, 3072, 3072, 100},
+		{"N_100x3072", 3072, 1, 100, 3072},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			nr := 16
+			dst := make([]float64, kc*(nc+nr))
+			for b.Loop() {
+				for pc := 0; pc < tc.k; pc += kc {
+					kcb := min(kc, tc.k-pc)
+					packB(dst, x.Data, tc.rs, tc.cs, pc, kcb, 0, tc.n, nr)
+				}
+			}
+			b.ReportMetric(float64(tc.k*tc.n)*8*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+		})
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Beyond the assignment: augmentation, ensembles, the range test, the
+// width and dropout search, presets and the report.
+
+func TestReflectStaysInside(t *testing.T) {
+	for i := -maxShift; i < imageSide+maxShift; i++ {
+		got := reflect(i, imageSide)
+		if got < 0 || got >= imageSide {
+			t.Fatalf("reflect(%d) = %d, outside [0, %d)", i, got, imageSide)
+		}
+		if i >= 0 && i < imageSide && got != i {
+			t.Errorf("reflect(%d) = %d, want %d (inside stays put)", i, got, i)
+		}
+	}
+	for _, tc := range [][2]int{{-1, 1}, {-3, 3}, {32, 30}, {34, 28}} {
+		if got := reflect(tc[0], imageSide); got != tc[1] {
+			t.Errorf("reflect(%d) = %d, want %d", tc[0], got, tc[1])
+		}
+	}
+}
+
+func TestAugmentation(t *testing.T) {
+	rng := newRNG(12, 12)
+	src := make([]float64, inputDim)
+	mean := make([]float64, inputDim)
+	std := make([]float64, inputDim)
+	for j := range src {
+		src[j] = rng.NormFloat64()
+		mean[j] = 0.4 + 0.1*rng.Float64()
+		std[j] = 0.2 + 0.1*rng.Float64()
+	}
+	raw := func(v []float64, c, y, x int) float64 {
+		j := c*imageSide*imageSide + y*imageSide + x
+		return v[j]*std[j] + mean[j]
+	}
+	t.Run("flip twice is the identity", func(t *testing.T) {
+		once, twice := make([]float64, inputDim), make([]float64, inputDim)
+		transformImage(once, src, mean, std, true, 0, 0)
+		transformImage(twice, once, mean, std, true, 0, 0)
+		for j := range src {
+			if math.Abs(twice[j]-src[j]) > 1e-12 {
+				t.Fatalf("value %d: got %v after two flips, want %v", j, twice[j], src[j])
+			}
+		}
+		if got, want := raw(once, 1, 5, 0), raw(src, 1, 5, 31); math.Abs(got-want) > 1e-12 {
+			t.Errorf("flipped pixel (G, 5, 0) is %v, want the original (G, 5, 31) %v", got, want)
+		}
+	})
+	t.Run("shift moves pixels", func(t *testing.T) {
+		dst := make([]float64, inputDim)
+		transformImage(dst, src, mean, std, false, 2, -3)
+		for _, p := range [][3]int{{0, 10, 10}, {2, 0, 5}, {1, 20, 31}} {
+			c, y, x := p[0], p[1], p[2]
+			if got, want := raw(dst, c, y, x), raw(src, c, reflect(y+3, imageSide), reflect(x-2, imageSide)); math.Abs(got-want) > 1e-12 {
+				t.Errorf("pixel %v: got %v, want %v", p, got, want)
+			}
+		}
+	})
+	t.Run("statistics and labels are kept", func(t *testing.T) {
+		// A batch drawn with -augment from a planted data set: labels come
+		// with their images, and the pixel mean and spread barely move.
+		d := &Dataset{X: NewMatrix(400, inputDim), Y: make([]int, 400), Mean: mean, Std: std}
+		for i := range d.X.Data {
+			d.X.Data[i] = rng.NormFloat64()
+		}
+		aug := NewMatrix(400, inputDim)
+		arng := newRNG(1, 2)
+		for n := 0; n < 400; n++ {
+			augmentImage(aug.Row(n), d.X.Row(n), mean, std, arng)
+		}
+		m0, s0 := meanStd(d.X)
+		m1, s1 := meanStd(aug)
+		var dm, ds float64
+		for j := range m0 {
+			dm += math.Abs(m1[j] - m0[j])
+			ds += math.Abs(s1[j] - s0[j])
+		}
+		if dm /= inputDim; dm > 0.15 {
+			t.Errorf("mean per position moved by %.3f on average, want < 0.15 (values are N(0,1))", dm)
+		}
+		if ds /= inputDim; ds > 0.15 {
+			t.Errorf("std per position moved by %.3f on average, want < 0.15", ds)
+		}
+	})
+}
+
+func TestEnsembleOfOneIsTheModel(t *testing.T) {
+	rng := newRNG(6, 6)
+	net := NewMLP([]int{20, 16, 10}, false, rng)
+	x := randMatrix(rng, 30, 20)
+	g := NewGemm(1)
+	defer g.Close()
+	got := EnsembleProbabilities([]*MLP{net}, g, x)
+	want := net.Probabilities(NewWorkspace(net, g, 30), x)
+	if !slices.Equal(got.Data, want.Data) {
+		t.Errorf("the ensemble of one model differs from the model")
+	}
+	// Two copies of the same net average to the same probabilities.
+	two := EnsembleProbabilities([]*MLP{net, net.Clone()}, g, x)
+	for i := range two.Data {
+		if math.Abs(two.Data[i]-want.Data[i]) > 1e-15 {
+			t.Fatalf("ensemble of two equal nets: %v, want %v", two.Data[i], want.Data[i])
+		}
+	}
+}
+
+func TestSuggestEtas(t *testing.T) {
+	ramp := func(accs ...float64) []LRPoint {
+		var ps []LRPoint
+		for i, a := range accs {
+			ps = append(ps, LRPoint{Eta: 0.01 * float64(i+1), ValAcc: a, Smoothed: a})
+		}
+		return ps
+	}
+	cases := []struct {
+		name           string
+		pts            []LRPoint
+		wantLo, wantHi float64
+		wantOK         bool
+	}{
+		{"rise then fall", ramp(0.10, 0.10, 0.11, 0.30, 0.40, 0.45, 0.30, 0.10), 0.04, 0.06, true},
+		{"rises from the start", ramp(0.10, 0.30, 0.40, 0.42, 0.20), 0.02, 0.04, true},
+		{"never rises", ramp(0.10, 0.10, 0.09, 0.08), 0, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			lo, hi, ok := suggestEtas(tc.pts)
+			if ok != tc.wantOK || math.Abs(lo-tc.wantLo) > 1e-12 || math.Abs(hi-tc.wantHi) > 1e-12 {
+				t.Errorf("got (%g, %g, %v), want (%g, %g, %v)", lo, hi, ok, tc.wantLo, tc.wantHi, tc.wantOK)
+			}
+		})
+	}
+}
+
+// TestBonusFlagsEndToEnd trains with every bonus feature at once on the
+// planted problem, then runs the range test.
+func TestBonusFlagsEndToEnd(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 200)
+	for _, opt := range []string{"nesterov", "adam"} {
+		t.Run(opt, func(t *testing.T) {
+			out := t.TempDir()
+			eta := "0.05"
+			if opt == "adam" {
+				eta = "0.002"
+			}
+			code, stdout, stderr := runCLI("-mode=train", "-data", data, "-download=false", "-out", out, "-val", "100",
+				"-hidden", "64", "-augment", "-dropout", "0.3", "-opt", opt, "-eta-max", eta, "-ensemble",
+				"-ns", "40", "-cycles", "2", "-batch", "20", "-lambda", "0.001", "-evals", "2", "-seed", "4")
+			if code != 0 {
+				t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+			}
+			var sum RunSummary
+			if err := json.Unmarshal(mustRead(t, filepath.Join(out, "summary.json")), &sum); err != nil {
+				t.Fatal(err)
+			}
+			if sum.EnsembleSize != 2 || sum.EnsembleTestAccuracy < 0.5 || sum.TestAccuracy < 0.5 {
+				t.Errorf("ensemble of %d, test accuracy %.2f (ensemble %.2f); want 2 snapshots and ≥ 0.5 on the planted problem",
+					sum.EnsembleSize, sum.TestAccuracy, sum.EnsembleTestAccuracy)
+			}
+			for _, f := range []string{"snapshot-1.npz", "snapshot-2.npz", "model.npz"} {
+				if _, err := LoadModel(filepath.Join(out, f)); err != nil {
+					t.Error(err)
+				}
+			}
+			if !strings.Contains(stdout, "snapshot ensemble of 2 nets") {
+				t.Errorf("stdout does not report the ensemble:\n%s", stdout)
+			}
+		})
+	}
+	t.Run("lrtest", func(t *testing.T) {
+		out := t.TempDir()
+		code, stdout, stderr := runCLI("-mode=lrtest", "-data", data, "-download=false", "-out", out, "-val", "100",
+			"-ns", "120", "-batch", "20", "-eta-min", "1e-4", "-eta-max", "0.3")
+		if code != 0 {
+			t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+		}
+		recs, err := csv.NewReader(bytes.NewReader(mustRead(t, filepath.Join(out, "lrtest.csv")))).ReadAll()
+		if err != nil || len(recs) < 20 {
+			t.Fatalf("lrtest.csv: %d records, %v", len(recs), err)
+		}
+		prev := 0.0
+		for _, r := range recs[1:] {
+			eta, _ := strconv.ParseFloat(r[1], 64)
+			if eta <= prev || eta > 0.3 {
+				t.Fatalf("η %v after %v: want a rising ramp up to 0.3", eta, prev)
+			}
+			prev = eta
+		}
+		checkXML(t, "lrtest.svg", mustRead(t, filepath.Join(out, "lrtest.svg")))
+		if !strings.Contains(stdout, "suggested: -eta-min") {
+			t.Errorf("no suggestion printed:\n%s", stdout)
+		}
+	})
+}
+
+func TestSearchWidthAndDropout(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 60)
+	out := t.TempDir()
+	code, stdout, stderr := runCLI(searchArgs(data, out, "-search-hidden", "8,32", "-search-dropout", "0,0.4")...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	trials := trialsByIndex(t, out)
+	if len(trials) != 8 {
+		t.Fatalf("%d trials, want 8", len(trials))
+	}
+	widths := map[int]bool{}
+	for i, tr := range trials {
+		if tr.Hidden < 8 || tr.Hidden > 32 || tr.Dropout < 0 || tr.Dropout > 0.4 {
+			t.Errorf("trial %d: hidden %d, dropout %g; want 8…32 and 0…0.4", i, tr.Hidden, tr.Dropout)
+		}
+		widths[tr.Hidden] = true
+	}
+	if len(widths) < 3 {
+		t.Errorf("only %d distinct widths drawn: %v", len(widths), widths)
+	}
+	// The λ values are those of a λ-only search with the same seed.
+	plain := t.TempDir()
+	if code, _, stderr := runCLI(searchArgs(data, plain)...); code != 0 {
+		t.Fatal(stderr)
+	}
+	for i, tr := range trialsByIndex(t, plain) {
+		if i < 4 && tr.LogLambda != trials[i].LogLambda {
+			t.Errorf("coarse trial %d: log10 λ %g with the extra dimensions, %g without", i, trials[i].LogLambda, tr.LogLambda)
+		}
+	}
+	if !strings.Contains(stdout, "hidden") || !strings.Contains(stdout, "dropout") {
+		t.Errorf("the tables do not show width and dropout:\n%s", stdout)
+	}
+}
+
+func TestPreset(t *testing.T) {
+	cfg, err := parseConfig([]string{"-preset", "best", "-lambda", "0.002"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Augment || cfg.Dropout == 0 || len(cfg.Hidden) != 1 || cfg.Hidden[0] < 500 {
+		t.Errorf("-preset best: augment %v, dropout %g, hidden %v; want a wide single layer with augmentation and dropout", cfg.Augment, cfg.Dropout, cfg.Hidden)
+	}
+	if cfg.Lambda != 0.002 {
+		t.Errorf("-lambda given on the command line: got λ=%g, want 0.002 (explicit flags win)", cfg.Lambda)
+	}
+	if cfg.Out != "runs/best" {
+		t.Errorf("-out %q, want runs/best", cfg.Out)
+	}
+	code, _, stderr := runCLI("-preset", "worst")
+	if code != 2 || !strings.Contains(stderr, "unknown preset") {
+		t.Errorf("unknown preset: exit %d, %q", code, stderr)
+	}
+}
+
+func TestReportQuickSynthetic(t *testing.T) {
+	out := t.TempDir()
+	code, stdout, stderr := runCLI("-mode=report", "-quick", "-data", filepath.Join(t.TempDir(), "none"), "-download=false", "-out", out)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	b := mustRead(t, filepath.Join(out, "report.html"))
+	d := xml.NewDecoder(bytes.NewReader(b))
+	svgs, tables := 0, 0
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("report.html is not well-formed: %v", err)
+		}
+		if se, ok := tok.(xml.StartElement); ok {
+			switch se.Name.Local {
+			case "svg":
+				svgs++
+			case "table":
+				tables++
+			case "img", "script", "link", "iframe":
+				t.Errorf("report.html has a <%s>: figures must be inlined", se.Name.Local)
+			}
+		}
+	}
+	// overfit 2, Figure 2: 3, Figure 3: 3, search 1, final 4 + confusion 1
+	if svgs != 14 {
+		t.Errorf("%d inline SVG figures, want 14", svgs)
+	}
+	if tables < 4 {
+		t.Errorf("%d tables, want the summary and one per training run", tables)
+	}
+	for _, want := range []string{"Gradient check", "Table 1", "Table 2", "Final run", "go run . -mode=train"} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("report.html lacks %q", want)
 		}
 	}
 }

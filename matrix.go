@@ -138,11 +138,13 @@ func GemmNaive(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c
 //	nc: columns of B packed at once; the kc×nc block (up to 8 MiB) lives in L3.
 //	parallelMinFlops: below this many flops (2·M·N·K) one goroutine does the
 //	    whole product; waking workers would cost more than it saves.
+//	parallelMinElems: the same for ParallelFor's element-wise passes.
 const (
 	kc               = 256
 	mc               = 96
 	nc               = 4096
 	parallelMinFlops = 200_000
+	parallelMinElems = 20_000
 )
 
 // microKernel computes one mr×nr tile:
@@ -249,11 +251,13 @@ type gemmWorkspace struct {
 	edge   []float64
 }
 
-// gemmJob asks a worker to compute rows [i0,i1) × columns [j0,j1) of C.
+// gemmJob asks a worker to compute rows [i0,i1) × columns [j0,j1) of C, or,
+// when fn is set, to call fn(i0, i1) (see ParallelFor).
 type gemmJob struct {
 	w              int
 	p              *gemmProblem
 	i0, i1, j0, j1 int
+	fn             func(lo, hi int)
 }
 
 // gemmProblem is one call's operands, as strides into op(A) and op(B).
@@ -264,7 +268,8 @@ type gemmProblem struct {
 	brs, bcs    int
 	c           []float64
 	ldc         int
-	k           int // the shared dimension of op(A) and op(B)
+	d           []float64 // if not nil, C starts as β·D (D has C's shape) instead of β·C
+	k           int       // the shared dimension of op(A) and op(B)
 }
 
 // NewGemm returns an engine with the given number of workers (≤ 0 means
@@ -297,7 +302,11 @@ func newGemmKernel(workers int, k microKernel) *Gemm {
 		for w := 1; w < workers; w++ {
 			go func() {
 				for j := range jobs { // ends when Close closes the channel
-					g.block(j.w, j.p, j.i0, j.i1, j.j0, j.j1)
+					if j.fn != nil {
+						j.fn(j.i0, j.i1)
+					} else {
+						g.block(j.w, j.p, j.i0, j.i1, j.j0, j.j1)
+					}
 					g.wg.Done()
 				}
 			}()
@@ -331,17 +340,54 @@ func (g *Gemm) KernelName() string { return g.kern.name }
 // fewer wasted elements in ragged micro-tiles; see swapPays. The bits are
 // the same either way.
 func (g *Gemm) Mul(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c *Matrix) {
+	g.MulAdd(transA, transB, alpha, a, b, beta, c, c)
+}
+
+// MulAdd computes C = α·op(A)·op(B) + β·D, where D has C's shape and may be
+// C itself (that is Mul). It saves a pass over memory when the start value
+// is another matrix, as in dW₁ = dHᵀ·X + 2λ·W₁: each worker scales its own
+// block of D into C just before accumulating into it. The bits are those of
+// C ← β·D followed by Mul with β = 1.
+func (g *Gemm) MulAdd(transA, transB bool, alpha float64, a, b *Matrix, beta float64, d, c *Matrix) {
 	m, k, n := gemmShape(transA, transB, a, b, c)
+	if d.Rows != m || d.Cols != n || len(d.Data) != len(c.Data) {
+		panic(fmt.Sprintf("mlp: gemm: D is %s, want C's shape %s", d.Shape(), c.Shape()))
+	}
 	ars, acs := strides(a, transA)
 	brs, bcs := strides(b, transB)
 	if g.swapPays(m, n, k) {
-		g.mulSwapped(alpha, a.Data, ars, acs, b.Data, brs, bcs, beta, c, m, n, k)
+		g.mulSwapped(alpha, a.Data, ars, acs, b.Data, brs, bcs, beta, d, c, m, n, k)
 		return
 	}
 	g.prob = gemmProblem{alpha: alpha, beta: beta, a: a.Data, b: b.Data, c: c.Data, ldc: c.Cols, k: k,
 		ars: ars, acs: acs, brs: brs, bcs: bcs}
+	if d != c {
+		g.prob.d = d.Data
+	}
 	g.run(m, n)
 	g.prob = gemmProblem{} // drop references to the operands
+}
+
+// ParallelFor calls fn(lo, hi) on contiguous ranges that cover [0, n), one
+// per worker (the caller runs the first), and returns when all are done.
+// It is for element-wise passes such as parameter updates, whose results do
+// not depend on how the range is cut. fn should be created once, not per
+// call, or each call allocates a closure.
+func (g *Gemm) ParallelFor(n int, fn func(lo, hi int)) {
+	parts := g.workers
+	if n < parallelMinElems {
+		parts = 1
+	}
+	if parts <= 1 {
+		fn(0, n)
+		return
+	}
+	g.wg.Add(parts - 1)
+	for w := parts - 1; w >= 1; w-- {
+		g.jobs <- gemmJob{w: w, i0: n * w / parts, i1: n * (w + 1) / parts, fn: fn}
+	}
+	fn(0, n/parts)
+	g.wg.Wait()
 }
 
 // tiledArea is the number of elements the micro-kernel computes for an m×n
@@ -364,14 +410,14 @@ func (g *Gemm) swapPays(m, n, k int) bool {
 // into a scratch matrix T = Cᵀ, then transposes T into C. Every element is
 // summed exactly as in the direct path (same K slices, and a·b = b·a in the
 // FMA), so the two paths give the same bits.
-func (g *Gemm) mulSwapped(alpha float64, a []float64, ars, acs int, b []float64, brs, bcs int, beta float64, c *Matrix, m, n, k int) {
+func (g *Gemm) mulSwapped(alpha float64, a []float64, ars, acs int, b []float64, brs, bcs int, beta float64, d, c *Matrix, m, n, k int) {
 	if cap(g.tbuf) < m*n {
 		g.tbuf = make([]float64, m*n)
 	}
 	t := g.tbuf[:m*n] // n×m, row-major
 	if beta != 0 {
 		for i := 0; i < m; i++ {
-			for j, v := range c.Row(i) {
+			for j, v := range d.Row(i) {
 				t[j*m+i] = v
 			}
 		}
@@ -455,6 +501,8 @@ func gemmDot(p *gemmProblem, m, n int) {
 			c := &p.c[i*p.ldc+j]
 			if p.beta == 0 {
 				*c = p.alpha * sum
+			} else if p.d != nil {
+				*c = p.alpha*sum + p.beta*p.d[i*p.ldc+j]
 			} else {
 				*c = p.alpha*sum + p.beta*(*c)
 			}
@@ -478,7 +526,11 @@ func (g *Gemm) block(w int, p *gemmProblem, i0, i1, j0, j1 int) {
 	ldc := p.ldc
 	for i := i0; i < i1; i++ {
 		row := p.c[i*ldc+j0 : i*ldc+j1]
-		if p.beta == 0 {
+		if p.d != nil && p.beta != 0 {
+			for j, v := range p.d[i*ldc+j0 : i*ldc+j1] {
+				row[j] = p.beta * v
+			}
+		} else if p.beta == 0 {
 			clear(row)
 		} else if p.beta != 1 {
 			for j := range row {
@@ -612,32 +664,77 @@ func packB(dst, b []float64, rs, cs, p0, kcb, j0, ncb, nr int) {
 		panel := dst[jr*kcb : (jr+nr)*kcb]
 		cols := min(nr, ncb-jr)
 		base := p0*rs + (j0+jr)*cs
-		if cs == 1 {
-			// op(B) = B: a panel row is contiguous in memory.
+		switch {
+		case cs == 1 && cols == nr && nr == 16:
+			// op(B) = B, full panel: each panel row is a contiguous run
+			// (unrolled for the AVX-512 kernel; a copy call costs more).
+			for p := 0; p < kcb; p++ {
+				o := panel[p*16 : p*16+16 : p*16+16]
+				s := b[base+p*rs : base+p*rs+16 : base+p*rs+16]
+				o[0], o[1], o[2], o[3] = s[0], s[1], s[2], s[3]
+				o[4], o[5], o[6], o[7] = s[4], s[5], s[6], s[7]
+				o[8], o[9], o[10], o[11] = s[8], s[9], s[10], s[11]
+				o[12], o[13], o[14], o[15] = s[12], s[13], s[14], s[15]
+			}
+		case cs == 1 && cols == nr:
+			// op(B) = B, full panel: each panel row is a contiguous run.
+			for p := 0; p < kcb; p++ {
+				copy(panel[p*nr:p*nr+nr], b[base+p*rs:])
+			}
+		case cs == 1:
+			// The same at the ragged right edge, zero-filled.
 			for p := 0; p < kcb; p++ {
 				out := panel[p*nr : p*nr+nr]
-				src := b[base+p*rs : base+p*rs+cols]
-				for j, v := range src {
-					out[j] = v
-				}
-				for j := cols; j < nr; j++ {
-					out[j] = 0
-				}
+				n := copy(out[:cols], b[base+p*rs:])
+				clear(out[n:])
 			}
-			continue
-		}
-		// op(B) = Bᵀ: walk each of the panel's columns along its stored row.
-		for j := 0; j < nr; j++ {
-			if j >= cols {
+		case rs == 1 && cols == nr && nr%4 == 0:
+			// op(B) = Bᵀ, full panel: the panel's columns are stored rows
+			// of B. Transpose 4×4 blocks through registers, so that both
+			// the reads and the writes are runs of four.
+			packBTransposed4(panel, b, base, cs, kcb, nr)
+		default:
+			// op(B) = Bᵀ at the edge: element by element, zero-filled.
+			clear(panel)
+			for j := 0; j < cols; j++ {
+				src := b[base+j*cs : base+j*cs+(kcb-1)*rs+1]
 				for p := 0; p < kcb; p++ {
-					panel[p*nr+j] = 0
+					panel[p*nr+j] = src[p*rs]
 				}
-				continue
 			}
-			src := b[base+j*cs : base+j*cs+kcb]
-			for p, v := range src {
-				panel[p*nr+j] = v
-			}
+		}
+	}
+}
+
+// packBTransposed4 fills a full nr-wide panel (nr a multiple of 4) from
+// op(B) = Bᵀ, where panel column j is the contiguous run b[base+j·cs …]:
+// panel[p·nr + j] = b[base + j·cs + p].
+func packBTransposed4(panel, b []float64, base, cs, kcb, nr int) {
+	p := 0
+	for ; p+4 <= kcb; p += 4 {
+		o0 := panel[p*nr : p*nr+nr]
+		o1 := panel[(p+1)*nr : (p+1)*nr+nr]
+		o2 := panel[(p+2)*nr : (p+2)*nr+nr]
+		o3 := panel[(p+3)*nr : (p+3)*nr+nr]
+		for j := 0; j < nr; j += 4 {
+			s0 := b[base+j*cs+p : base+j*cs+p+4 : base+j*cs+p+4]
+			s1 := b[base+(j+1)*cs+p : base+(j+1)*cs+p+4 : base+(j+1)*cs+p+4]
+			s2 := b[base+(j+2)*cs+p : base+(j+2)*cs+p+4 : base+(j+2)*cs+p+4]
+			s3 := b[base+(j+3)*cs+p : base+(j+3)*cs+p+4 : base+(j+3)*cs+p+4]
+			r0 := o0[j : j+4 : j+4]
+			r1 := o1[j : j+4 : j+4]
+			r2 := o2[j : j+4 : j+4]
+			r3 := o3[j : j+4 : j+4]
+			r0[0], r0[1], r0[2], r0[3] = s0[0], s1[0], s2[0], s3[0]
+			r1[0], r1[1], r1[2], r1[3] = s0[1], s1[1], s2[1], s3[1]
+			r2[0], r2[1], r2[2], r2[3] = s0[2], s1[2], s2[2], s3[2]
+			r3[0], r3[1], r3[2], r3[3] = s0[3], s1[3], s2[3], s3[3]
+		}
+	}
+	for ; p < kcb; p++ {
+		out := panel[p*nr : p*nr+nr]
+		for j := range out {
+			out[j] = b[base+j*cs+p]
 		}
 	}
 }

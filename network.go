@@ -13,7 +13,7 @@ package main
 //
 //	x                     N×D   input batch (normalised pixels)
 //	s1 = x·W1ᵀ + 1·b1ᵀ    N×H   W1 is H×D, b1 is 1×H
-//	h  = max(0, s1)       N×H   ReLU
+//	h  = max(0, s1)       N×H   ReLU (training with dropout: ⊙ M, see ForwardDropout)
 //	s  = h·W2ᵀ + 1·b2ᵀ    N×C   W2 is C×H, b2 is 1×C ("scores")
 //	p  = softmax(s)       N×C   row-wise ("probs")
 //
@@ -25,7 +25,7 @@ package main
 //	G   = (p − Y)/N                N×C   Y is the one-hot label matrix
 //	dW2 = Gᵀ·h + 2λ·W2             C×H
 //	db2 = Σ_n G[n,:]               1×C
-//	dH  = G·W2  ⊙ 1[s1 > 0]        N×H   back through the ReLU
+//	dH  = G·W2  ⊙ 1[s1 > 0]        N×H   back through the ReLU (and ⊙ M with dropout)
 //	dW1 = dHᵀ·x + 2λ·W1            H×D
 //	db1 = Σ_n dH[n,:]              1×H
 //
@@ -132,8 +132,14 @@ type Workspace struct {
 	delta []*Matrix
 	// dW[l], dB[l]: gradients of the cost with respect to W[l], b[l].
 	dW, dB []*Matrix
+	// mask[l] is the dropout mask of hidden layer l+1's output (N×Sizes[l+1]:
+	// 0 for a dropped unit, 1/(1−p) for a kept one); masked is the set of
+	// masks the last forward pass applied (nil: none), for Backward.
+	mask   []*Matrix
+	masked []*Matrix
 	// buffers behind the re-sliced matrices above
 	actBuf, deltaBuf [][]float64
+	maskBuf          [][]float64
 	scoresBuf        []float64
 	probsBuf         []float64
 }
@@ -151,6 +157,10 @@ func NewWorkspace(net *MLP, gemm *Gemm, maxN int) *Workspace {
 	for l := 0; l < L; l++ {
 		if l > 0 {
 			ws.actBuf[l] = make([]float64, maxN*net.Sizes[l])
+		}
+		if l+1 < L {
+			ws.mask = append(ws.mask, &Matrix{})
+			ws.maskBuf = append(ws.maskBuf, nil) // allocated by the first ForwardDropout
 		}
 		ws.act[l] = &Matrix{}
 		ws.deltaBuf[l] = make([]float64, maxN*net.Sizes[l+1])
@@ -195,11 +205,9 @@ func linearForward(g *Gemm, x, w, b, out *Matrix) {
 //
 // dout is N×out, x is N×in, w is out×in.
 func linearBackward(g *Gemm, dout, x, w *Matrix, lambda float64, dx, dw, db *Matrix) {
-	// dw ← 2λ·w, then dw ← doutᵀ·x + dw in one GEMM with β = 1.
-	for i, v := range w.Data {
-		dw.Data[i] = 2 * lambda * v
-	}
-	g.Mul(true, false, 1, dout, x, 1, dw)
+	// One GEMM: dw = 1·doutᵀ·x + (2λ)·w, the 2λ·w term written by each
+	// worker into its own block of dw just before it accumulates there.
+	g.MulAdd(true, false, 1, dout, x, 2*lambda, w, dw)
 	clear(db.Data)
 	for n := 0; n < dout.Rows; n++ {
 		for j, v := range dout.Row(n) {
@@ -227,6 +235,22 @@ func reluBackward(dh, h *Matrix) {
 		if v <= 0 {
 			dh.Data[i] = 0
 		}
+	}
+}
+
+// dropoutForward applies h ← h ⊙ mask in place (h and mask N×H; the mask
+// holds 0 or 1/(1−p), see ForwardDropout).
+func dropoutForward(h, mask *Matrix) {
+	for i, m := range mask.Data {
+		h.Data[i] *= m
+	}
+}
+
+// dropoutBackward is its gradient, dh ← dh ⊙ mask: a dropped unit passes no
+// gradient, a kept one passes it scaled by 1/(1−p).
+func dropoutBackward(dh, mask *Matrix) {
+	for i, m := range mask.Data {
+		dh.Data[i] *= m
 	}
 }
 
@@ -293,10 +317,69 @@ func softmaxCrossEntropyBackward(p *Matrix, y []int, g *Matrix) {
 
 // Forward runs the batch x (N×D, N ≤ the workspace's maxN) through the net
 // and returns the scores s (N×C). The intermediate activations stay in ws
-// for Backward. The returned matrix belongs to ws.
+// for Backward. The returned matrix belongs to ws. This is the evaluation
+// pass: no dropout.
 func (net *MLP) Forward(ws *Workspace, x *Matrix) *Matrix {
+	return net.ForwardMasked(ws, x, nil)
+}
+
+// ForwardDropout is the training pass with inverted dropout (Srivastava et
+// al. 2014): every hidden unit's output is kept with probability 1−p and
+// then scaled by 1/(1−p), so that its expected value is what Forward (the
+// evaluation pass, no dropout) computes:
+//
+//	h_l = max(0, s_l) ⊙ M_l,   M_l[n,j] = 1/(1−p) with probability 1−p, else 0
+//
+// The masks M_l (N×H_l) are drawn from rng and kept in ws; Backward routes
+// the gradient through them. p = 0 is Forward.
+func (net *MLP) ForwardDropout(ws *Workspace, x *Matrix, p float64, rng *rand.Rand) *Matrix {
+	if p == 0 {
+		return net.Forward(ws, x)
+	}
+	if p < 0 || p >= 1 {
+		panic(fmt.Sprintf("mlp: ForwardDropout: p = %g, want 0 ≤ p < 1", p))
+	}
+	keep := 1 / (1 - p)
+	for l, m := range ws.mask {
+		if ws.maskBuf[l] == nil {
+			ws.maskBuf[l] = make([]float64, ws.maxN*net.Sizes[l+1])
+		}
+		view(m, ws.maskBuf[l], x.Rows, net.Sizes[l+1])
+		for i := range m.Data {
+			if rng.Float64() < p {
+				m.Data[i] = 0
+			} else {
+				m.Data[i] = keep
+			}
+		}
+	}
+	return net.ForwardMasked(ws, x, ws.mask)
+}
+
+// DropoutMasks returns copies of the masks the last ForwardDropout drew
+// (one N×H_l matrix per hidden layer), for ForwardMasked.
+func (ws *Workspace) DropoutMasks() []*Matrix {
+	var out []*Matrix
+	for _, m := range ws.mask {
+		out = append(out, m.Clone())
+	}
+	return out
+}
+
+// ForwardMasked is Forward with given dropout masks (nil: none), one per
+// hidden layer, each N×H_l with entries 0 or 1/(1−p): the gradient check
+// holds the masks fixed with it while it nudges the weights.
+func (net *MLP) ForwardMasked(ws *Workspace, x *Matrix, masks []*Matrix) *Matrix {
 	if x.Cols != net.Sizes[0] || x.Rows > ws.maxN {
 		panic(fmt.Sprintf("mlp: Forward: batch is %s, net wants N×%d with N ≤ %d", x.Shape(), net.Sizes[0], ws.maxN))
+	}
+	if masks != nil && len(masks) != net.Layers()-1 {
+		panic(fmt.Sprintf("mlp: Forward: %d dropout masks for %d hidden layers", len(masks), net.Layers()-1))
+	}
+	for l, m := range masks {
+		if m.Rows != x.Rows || m.Cols != net.Sizes[l+1] {
+			panic(fmt.Sprintf("mlp: Forward: dropout mask %d is %s, want %dx%d", l+1, m.Shape(), x.Rows, net.Sizes[l+1]))
+		}
 	}
 	n := x.Rows
 	L := net.Layers()
@@ -311,14 +394,19 @@ func (net *MLP) Forward(ws *Workspace, x *Matrix) *Matrix {
 		linearForward(ws.gemm, ws.act[l], net.W[l], net.B[l], out)
 		if l+1 < L {
 			reluForward(out)
+			if masks != nil {
+				dropoutForward(out, masks[l])
+			}
 		}
 	}
+	ws.masked = masks
 	return ws.scores
 }
 
 // Backward computes the gradients of the cost for the batch last passed to
-// Forward, with labels y (N), into ws.dW and ws.dB, and returns the batch's
-// mean cross-entropy loss (the cost is loss + λ·RegTerm()).
+// Forward (or ForwardDropout / ForwardMasked, through the same masks), with
+// labels y (N), into ws.dW and ws.dB, and returns the batch's mean
+// cross-entropy loss (the cost is loss + λ·RegTerm()).
 func (net *MLP) Backward(ws *Workspace, y []int, lambda float64) float64 {
 	n := ws.scores.Rows
 	if len(y) != n {
@@ -338,20 +426,112 @@ func (net *MLP) Backward(ws *Workspace, y []int, lambda float64) float64 {
 		linearBackward(ws.gemm, ws.delta[l], ws.act[l], net.W[l], lambda, dx, ws.dW[l], ws.dB[l])
 		if dx != nil {
 			reluBackward(dx, ws.act[l])
+			if ws.masked != nil {
+				dropoutBackward(dx, ws.masked[l-1])
+			}
 		}
 	}
 	return loss
 }
 
-// SGDStep does one gradient-descent update θ ← θ − η·∂cost/∂θ with the
-// gradients in ws.
-func (net *MLP) SGDStep(ws *Workspace, eta float64) {
-	for l := range net.W {
-		for i, g := range ws.dW[l].Data {
-			net.W[l].Data[i] -= eta * g
+// Optimizer updates a net's parameters from the gradients in a Workspace.
+// Every rule is element-wise, so the passes are cut over the GEMM engine's
+// workers with ParallelFor (the bits do not depend on the cut). With g_t the
+// gradient ∂cost/∂θ at step t and η_t the step's learning rate:
+//
+//	sgd:       θ ← θ − η_t·g_t
+//	momentum:  v ← μ·v − η_t·g_t;   θ ← θ + v
+//	nesterov:  v ← μ·v − η_t·g_t;   θ ← θ + μ·v − η_t·g_t
+//	           (the look-ahead form of Sutskever et al. 2013, as in cs231n)
+//	adam:      m ← β₁·m + (1−β₁)·g_t;   v ← β₂·v + (1−β₂)·g_t²
+//	           θ ← θ − η_t·m̂/(√v̂ + ε),  m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ)
+//
+// (Kingma & Ba 2015, with β₁ = 0.9, β₂ = 0.999, ε = 1e-8.) The cyclical
+// schedule sets η_t for all of them.
+type Optimizer struct {
+	Kind     string  // "sgd", "momentum", "nesterov" or "adam"
+	Momentum float64 // μ for momentum and nesterov
+	params   []Param
+	m, v     [][]float64 // per parameter: velocity (v) or Adam's moments (m, v)
+	gemm     *Gemm
+	t        int // steps taken (Adam's bias correction)
+	// the current pass, read by rangeFn
+	cur          int
+	eta, c1, c2  float64
+	rangeFn      func(lo, hi int)
+	beta1, beta2 float64
+}
+
+// Optimizers lists the -opt values.
+var Optimizers = []string{"sgd", "momentum", "nesterov", "adam"}
+
+// NewOptimizer returns an optimiser of the given kind ("" means sgd) for
+// net's parameters, whose gradients ws holds. It panics on an unknown kind (flags are checked
+// in main).
+func NewOptimizer(kind string, momentum float64, net *MLP, ws *Workspace) *Optimizer {
+	o := &Optimizer{Kind: kind, Momentum: momentum, params: net.Params(ws), gemm: ws.gemm, beta1: 0.9, beta2: 0.999}
+	switch kind {
+	case "", "sgd":
+		o.Kind = "sgd"
+	case "momentum", "nesterov":
+		for _, p := range o.params {
+			o.v = append(o.v, make([]float64, len(p.Val.Data)))
 		}
-		for i, g := range ws.dB[l].Data {
-			net.B[l].Data[i] -= eta * g
+	case "adam":
+		for _, p := range o.params {
+			o.m = append(o.m, make([]float64, len(p.Val.Data)))
+			o.v = append(o.v, make([]float64, len(p.Val.Data)))
+		}
+	default:
+		panic(fmt.Sprintf("mlp: NewOptimizer: unknown kind %q (want one of %v)", kind, Optimizers))
+	}
+	o.rangeFn = o.updateRange // bound once: ParallelFor then allocates nothing
+	return o
+}
+
+// Step applies one update with learning rate eta.
+func (o *Optimizer) Step(eta float64) {
+	o.t++
+	o.eta = eta
+	if o.Kind == "adam" {
+		o.c1 = 1 / (1 - math.Pow(o.beta1, float64(o.t)))
+		o.c2 = 1 / (1 - math.Pow(o.beta2, float64(o.t)))
+	}
+	for i, p := range o.params {
+		o.cur = i
+		o.gemm.ParallelFor(len(p.Val.Data), o.rangeFn)
+	}
+}
+
+// updateRange updates elements [lo, hi) of parameter o.cur.
+func (o *Optimizer) updateRange(lo, hi int) {
+	p := o.params[o.cur]
+	theta, grad := p.Val.Data[lo:hi], p.Grad.Data[lo:hi]
+	eta, mu := o.eta, o.Momentum
+	switch o.Kind {
+	case "sgd":
+		for i, g := range grad {
+			theta[i] -= eta * g
+		}
+	case "momentum":
+		v := o.v[o.cur][lo:hi]
+		for i, g := range grad {
+			v[i] = mu*v[i] - eta*g
+			theta[i] += v[i]
+		}
+	case "nesterov":
+		v := o.v[o.cur][lo:hi]
+		for i, g := range grad {
+			v[i] = mu*v[i] - eta*g
+			theta[i] += mu*v[i] - eta*g
+		}
+	case "adam":
+		m, v := o.m[o.cur][lo:hi], o.v[o.cur][lo:hi]
+		b1, b2, c1, c2 := o.beta1, o.beta2, o.c1, o.c2
+		for i, g := range grad {
+			m[i] = b1*m[i] + (1-b1)*g
+			v[i] = b2*v[i] + (1-b2)*g*g
+			theta[i] -= eta * (m[i] * c1) / (math.Sqrt(v[i]*c2) + 1e-8)
 		}
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -45,13 +46,27 @@ type Trial struct {
 	ValCost    float64 `json:"val_cost"`
 	TrainAcc   float64 `json:"train_acc"`
 	Seconds    float64 `json:"seconds"`
+	Hidden     int     `json:"hidden"`  // width of every hidden layer (drawn with -search-hidden)
+	Dropout    float64 `json:"dropout"` // dropout probability (drawn with -search-dropout)
 }
 
-var trialHeader = []string{"phase", "index", "log10_lambda", "lambda", "val_acc", "best_val_acc", "val_cost", "train_acc", "seconds"}
+var trialHeader = []string{"phase", "index", "log10_lambda", "lambda", "val_acc", "best_val_acc", "val_cost", "train_acc", "seconds", "hidden", "dropout"}
 
 func (t Trial) record() []string {
 	return []string{t.Phase, strconv.Itoa(t.Index), fmtFloat(t.LogLambda), fmtFloat(t.Lambda), fmtFloat(t.ValAcc),
-		fmtFloat(t.BestValAcc), fmtFloat(t.ValCost), fmtFloat(t.TrainAcc), fmtFloat(t.Seconds)}
+		fmtFloat(t.BestValAcc), fmtFloat(t.ValCost), fmtFloat(t.TrainAcc), fmtFloat(t.Seconds), strconv.Itoa(t.Hidden), fmtFloat(t.Dropout)}
+}
+
+// trialPoint is where a trial samples the search space.
+type trialPoint struct {
+	LogLambda float64
+	Hidden    int     // 0: the -hidden sizes
+	Dropout   float64 // -dropout unless searched
+}
+
+// same reports whether a recorded trial was run at point p.
+func (p trialPoint) same(t Trial) bool {
+	return math.Abs(t.LogLambda-p.LogLambda) <= 1e-12 && (p.Hidden == 0 || t.Hidden == p.Hidden) && math.Abs(t.Dropout-p.Dropout) <= 1e-12
 }
 
 // readTrials reads a trials CSV; a file that is not one (wrong header, bad
@@ -77,7 +92,7 @@ func readTrials(path string) ([]Trial, error) {
 			return nil, fmt.Errorf("read %s: line %d has %d fields, want %d; the file is damaged (delete that line to rerun the trial)", path, i+2, len(rec), len(trialHeader))
 		}
 		var t Trial
-		var nums [7]float64
+		var nums [9]float64
 		t.Phase = rec[0]
 		idx, err := strconv.Atoi(rec[1])
 		if err != nil || (t.Phase != "coarse" && t.Phase != "fine") {
@@ -90,6 +105,7 @@ func readTrials(path string) ([]Trial, error) {
 			}
 		}
 		t.LogLambda, t.Lambda, t.ValAcc, t.BestValAcc, t.ValCost, t.TrainAcc, t.Seconds = nums[0], nums[1], nums[2], nums[3], nums[4], nums[5], nums[6]
+		t.Hidden, t.Dropout = int(nums[7]), nums[8]
 		out = append(out, t)
 	}
 	return out, nil
@@ -194,26 +210,58 @@ func trialFile(out string, shard, shards int) string {
 	return filepath.Join(out, fmt.Sprintf("trials.shard-%d-of-%d.csv", shard, shards))
 }
 
-// coarseLogs draws the coarse phase's log10 λ values.
-func coarseLogs(cfg *Config) []float64 {
-	rng := newRNG(cfg.Seed, 1000)
-	ls := make([]float64, cfg.Trials)
-	for i := range ls {
-		ls[i] = cfg.LMin + (cfg.LMax-cfg.LMin)*rng.Float64()
-	}
-	return ls
+// coarsePoints draws the coarse phase: log10 λ uniform in [lmin, lmax];
+// with -search-hidden, log2 of the width uniform between the two sizes; with
+// -search-dropout, p uniform in its range. Each dimension has its own random
+// stream, so turning one on does not change the λ values drawn.
+func coarsePoints(cfg *Config) []trialPoint {
+	return drawPoints(cfg, 1000, [3][2]float64{{cfg.LMin, cfg.LMax}, logWidthRange(cfg), dropoutRange(cfg)})
 }
 
-// fineLogs draws the fine phase's values around the best coarse trial.
-func fineLogs(cfg *Config, best float64) (lo, hi float64, ls []float64) {
-	half := (cfg.LMax - cfg.LMin) / 8
-	lo, hi = math.Max(cfg.LMin, best-half), math.Min(cfg.LMax, best+half)
-	rng := newRNG(cfg.Seed, 1001)
-	ls = make([]float64, cfg.Trials)
-	for i := range ls {
-		ls[i] = lo + (hi-lo)*rng.Float64()
+// finePoints draws the fine phase: each searched dimension uniform in the
+// best coarse trial's value ± an eighth of its coarse range, clipped to it.
+func finePoints(cfg *Config, best Trial) (ranges [3][2]float64, ps []trialPoint) {
+	coarse := [3][2]float64{{cfg.LMin, cfg.LMax}, logWidthRange(cfg), dropoutRange(cfg)}
+	centre := [3]float64{best.LogLambda, math.Log2(float64(max(1, best.Hidden))), best.Dropout}
+	for d, r := range coarse {
+		half := (r[1] - r[0]) / 8
+		ranges[d] = [2]float64{math.Max(r[0], centre[d]-half), math.Min(r[1], centre[d]+half)}
 	}
-	return lo, hi, ls
+	return ranges, drawPoints(cfg, 1001, ranges)
+}
+
+// drawPoints draws cfg.Trials points from the ranges of log10 λ, log2 width
+// and dropout (a width range of {0, 0} means "not searched").
+func drawPoints(cfg *Config, stream uint64, r [3][2]float64) []trialPoint {
+	rl, rh, rd := newRNG(cfg.Seed, stream), newRNG(cfg.Seed, stream+1000), newRNG(cfg.Seed, stream+2000)
+	ps := make([]trialPoint, cfg.Trials)
+	for i := range ps {
+		ps[i].LogLambda = r[0][0] + (r[0][1]-r[0][0])*rl.Float64()
+		if cfg.SearchHidden != nil {
+			ps[i].Hidden = int(math.Round(math.Exp2(r[1][0] + (r[1][1]-r[1][0])*rh.Float64())))
+		}
+		ps[i].Dropout = cfg.Dropout
+		if cfg.SearchDropout != nil {
+			ps[i].Dropout = r[2][0] + (r[2][1]-r[2][0])*rd.Float64()
+		}
+	}
+	return ps
+}
+
+// logWidthRange is log2 of -search-hidden's sizes ({0, 0} when not searched).
+func logWidthRange(cfg *Config) [2]float64 {
+	if cfg.SearchHidden == nil {
+		return [2]float64{}
+	}
+	return [2]float64{math.Log2(float64(cfg.SearchHidden[0])), math.Log2(float64(cfg.SearchHidden[1]))}
+}
+
+// dropoutRange is -search-dropout's range ({p, p} when not searched).
+func dropoutRange(cfg *Config) [2]float64 {
+	if cfg.SearchDropout == nil {
+		return [2]float64{cfg.Dropout, cfg.Dropout}
+	}
+	return [2]float64{cfg.SearchDropout[0], cfg.SearchDropout[1]}
 }
 
 // bestTrial is the trial with the highest final validation accuracy (ties:
@@ -240,10 +288,14 @@ func phaseTrials(done map[int]Trial, phase string) []Trial {
 	return ts
 }
 
-// runTrial trains one λ and returns its record.
-func runTrial(cfg *Config, sp *Splits, phase string, index int, logLambda float64, gemmWorkers int) (Trial, error) {
+// runTrial trains one point and returns its record.
+func runTrial(cfg *Config, sp *Splits, phase string, index int, pt trialPoint, gemmWorkers int) (Trial, error) {
 	c := *cfg
-	c.Lambda = math.Pow(10, logLambda)
+	c.Lambda = math.Pow(10, pt.LogLambda)
+	c.Dropout = pt.Dropout
+	if pt.Hidden > 0 {
+		c.Hidden = slices.Repeat([]int{pt.Hidden}, len(cfg.Hidden))
+	}
 	start := time.Now()
 	gemm := NewGemm(gemmWorkers)
 	defer gemm.Close()
@@ -252,7 +304,8 @@ func runTrial(cfg *Config, sp *Splits, phase string, index int, logLambda float6
 	if err != nil {
 		return Trial{}, fmt.Errorf("trial %d (λ=%.4g): %w", index, c.Lambda, err)
 	}
-	t := Trial{Phase: phase, Index: index, LogLambda: logLambda, Lambda: c.Lambda, Seconds: time.Since(start).Seconds()}
+	t := Trial{Phase: phase, Index: index, LogLambda: pt.LogLambda, Lambda: c.Lambda, Seconds: time.Since(start).Seconds(),
+		Hidden: c.Hidden[0], Dropout: c.Dropout}
 	for _, h := range res.History {
 		t.BestValAcc = math.Max(t.BestValAcc, h.Val.Accuracy)
 	}
@@ -263,7 +316,7 @@ func runTrial(cfg *Config, sp *Splits, phase string, index int, logLambda float6
 
 // runTrials runs the given trials (index → log10 λ) on a pool of workers,
 // logging each as it finishes.
-func runTrials(cfg *Config, sp *Splits, phase string, todo map[int]float64, log *trialLog, done map[int]Trial, stderr io.Writer, stop <-chan os.Signal) error {
+func runTrials(cfg *Config, sp *Splits, phase string, todo map[int]trialPoint, log *trialLog, done map[int]Trial, stderr io.Writer, stop <-chan os.Signal) error {
 	idx := make([]int, 0, len(todo))
 	for i := range todo {
 		idx = append(idx, i)
@@ -294,7 +347,7 @@ func runTrials(cfg *Config, sp *Splits, phase string, todo map[int]float64, log 
 				}
 				if err == nil {
 					done[i] = t
-					fmt.Fprintf(stderr, "%s trial %d: log10 λ=%.3f λ=%.3e  val acc %.2f%% (best %.2f%%)  %.0fs\n", phase, i, t.LogLambda, t.Lambda, 100*t.ValAcc, 100*t.BestValAcc, t.Seconds)
+					fmt.Fprintf(stderr, "%s trial %d: log10 λ=%.3f λ=%.3e hidden %d dropout %.2f  val acc %.2f%% (best %.2f%%)  %.0fs\n", phase, i, t.LogLambda, t.Lambda, t.Hidden, t.Dropout, 100*t.ValAcc, 100*t.BestValAcc, t.Seconds)
 				}
 				mu.Unlock()
 			}
@@ -326,77 +379,92 @@ func runSearch(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 	if cfg.Merge {
 		return mergeSearch(cfg, stdout)
 	}
+	_, err := searchOn(cfg, nil, stdout, stderr, stop)
+	return err
+}
+
+// searchOn runs the search on the given splits (nil: load them as cfg says)
+// and returns its summary once both phases are complete (nil before).
+func searchOn(cfg *Config, sp *Splits, stdout, stderr io.Writer, stop <-chan os.Signal) (*SearchSummary, error) {
 	shard, shards, err := shardSpec(cfg, os.Getenv)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	done, err := readTrialDir(cfg.Out)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	coarse := coarseLogs(cfg)
-	for i, l := range coarse {
-		if t, ok := done[i]; ok && (t.Phase != "coarse" || t.LogLambda != l) {
-			return fmt.Errorf("%s holds a different search (trial %d has log10 λ=%g, this command draws %g): use another -out or the same -seed, -trials, -lmin and -lmax", cfg.Out, i, t.LogLambda, l)
+	coarse := coarsePoints(cfg)
+	for i, p := range coarse {
+		if t, ok := done[i]; ok && (t.Phase != "coarse" || !p.same(t)) {
+			return nil, fmt.Errorf("%s holds a different search (trial %d has log10 λ=%g, hidden %d, dropout %g; this command draws %g, %d, %g): use another -out or the same -seed, -trials, -lmin, -lmax and search ranges", cfg.Out, i, t.LogLambda, t.Hidden, t.Dropout, p.LogLambda, p.Hidden, p.Dropout)
 		}
 	}
-	sp, err := LoadSplits(cfg, stderr)
-	if err != nil {
-		return err
+	if sp == nil {
+		if sp, err = LoadSplits(cfg, stderr); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.NS == 0 {
 		cfg.NS = 2 * (sp.Train.Len() / cfg.Batch) // the assignment's rule
 	}
 	log, err := openTrialLog(trialFile(cfg.Out, shard, shards))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer log.f.Close()
 	mine := func(i int) bool { return i%shards == shard }
 
-	todo := map[int]float64{}
-	for i, l := range coarse {
+	todo := map[int]trialPoint{}
+	for i, p := range coarse {
 		if _, ok := done[i]; !ok && mine(i) {
-			todo[i] = l
+			todo[i] = p
 		}
 	}
 	fmt.Fprintf(stderr, "coarse search: %d of %d trials to run here (shard %d/%d), n_s=%d, %d cycles, %d training images\n", len(todo), cfg.Trials, shard, shards, cfg.NS, cfg.Cycles, sp.Train.Len())
 	phaseStart := time.Now()
 	if err := runTrials(cfg, sp, "coarse", todo, log, done, stderr, stop); err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(stderr, "coarse phase: %d trials in %.1f s\n", len(todo), time.Since(phaseStart).Seconds())
 	ct := phaseTrials(done, "coarse")
 	if len(ct) < cfg.Trials {
 		fmt.Fprintf(stdout, "coarse trials recorded: %d of %d; the fine phase starts when all are in %s (rerun once the other shards are done)\n", len(ct), cfg.Trials, cfg.Out)
-		return nil
+		return nil, nil
 	}
-	lo, hi, fine := fineLogs(cfg, bestTrial(ct).LogLambda)
-	todo = map[int]float64{}
-	for k, l := range fine {
+	ranges, fine := finePoints(cfg, bestTrial(ct))
+	todo = map[int]trialPoint{}
+	for k, p := range fine {
 		i := cfg.Trials + k
-		if t, ok := done[i]; ok && math.Abs(t.LogLambda-l) > 1e-12 {
-			return fmt.Errorf("%s holds a different fine search (trial %d)", cfg.Out, i)
+		if t, ok := done[i]; ok && !p.same(t) {
+			return nil, fmt.Errorf("%s holds a different fine search (trial %d)", cfg.Out, i)
 		}
 		if _, ok := done[i]; !ok && mine(i) {
-			todo[i] = l
+			todo[i] = p
 		}
 	}
-	fmt.Fprintf(stderr, "fine search in log10 λ ∈ [%.3f, %.3f]: %d trials to run here\n", lo, hi, len(todo))
+	what := fmt.Sprintf("log10 λ ∈ [%.3f, %.3f]", ranges[0][0], ranges[0][1])
+	if cfg.SearchHidden != nil {
+		what += fmt.Sprintf(", width ∈ [%.0f, %.0f]", math.Exp2(ranges[1][0]), math.Exp2(ranges[1][1]))
+	}
+	if cfg.SearchDropout != nil {
+		what += fmt.Sprintf(", dropout ∈ [%.2f, %.2f]", ranges[2][0], ranges[2][1])
+	}
+	fmt.Fprintf(stderr, "fine search in %s: %d trials to run here\n", what, len(todo))
 	phaseStart = time.Now()
 	if err := runTrials(cfg, sp, "fine", todo, log, done, stderr, stop); err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(stderr, "fine phase: %d trials in %.1f s\n", len(todo), time.Since(phaseStart).Seconds())
 	if len(phaseTrials(done, "fine")) < cfg.Trials {
 		fmt.Fprintf(stdout, "fine trials recorded: %d of %d; rerun once the other shards are done, or merge with -merge\n", len(phaseTrials(done, "fine")), cfg.Trials)
-		return nil
+		return nil, nil
 	}
 	sum, err := reportSearch(cfg, done, stdout)
 	if err != nil || !cfg.Final {
-		return err
+		return sum, err
 	}
-	return finalRun(cfg, sp, sum, stdout, stderr, stop)
+	return sum, finalRun(cfg, sp, sum, stdout, stderr, stop)
 }
 
 // SearchSummary is the search's summary.json.
@@ -446,9 +514,9 @@ func reportSearch(cfg *Config, done map[int]Trial, stdout io.Writer) (*SearchSum
 func printTop3(w io.Writer, title string, ts []Trial) {
 	sorted := append([]Trial(nil), ts...)
 	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].ValAcc > sorted[j].ValAcc })
-	fmt.Fprintf(w, "\n%s\n%-10s %-11s %-13s %-13s\n", title, "log10 λ", "λ", "val acc (%)", "best acc (%)")
+	fmt.Fprintf(w, "\n%s\n%-10s %-11s %-7s %-8s %-13s %-13s\n", title, "log10 λ", "λ", "hidden", "dropout", "val acc (%)", "best acc (%)")
 	for _, t := range sorted[:min(3, len(sorted))] {
-		fmt.Fprintf(w, "%-10.3f %-11.3e %-13.2f %-13.2f\n", t.LogLambda, t.Lambda, 100*t.ValAcc, 100*t.BestValAcc)
+		fmt.Fprintf(w, "%-10.3f %-11.3e %-7d %-8.2f %-13.2f %-13.2f\n", t.LogLambda, t.Lambda, t.Hidden, t.Dropout, 100*t.ValAcc, 100*t.BestValAcc)
 	}
 }
 
@@ -498,7 +566,10 @@ func mergeSearch(cfg *Config, stdout io.Writer) error {
 // cycles unless -final's companions say otherwise) and reports test accuracy.
 func finalRun(cfg *Config, sp *Splits, sum *SearchSummary, stdout, stderr io.Writer, stop <-chan os.Signal) error {
 	c := *cfg
-	c.Lambda = sum.Best.Lambda
+	c.Lambda, c.Dropout = sum.Best.Lambda, sum.Best.Dropout
+	if cfg.SearchHidden != nil {
+		c.Hidden = slices.Repeat([]int{sum.Best.Hidden}, len(cfg.Hidden))
+	}
 	c.NS, c.Cycles = 900, 3
 	c.Out = filepath.Join(cfg.Out, "final")
 	fmt.Fprintf(stderr, "final run: λ=%.4g, n_s=%d, %d cycles\n", c.Lambda, c.NS, c.Cycles)

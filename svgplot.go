@@ -9,7 +9,10 @@ import (
 	"bytes"
 	"encoding/xml"
 	"fmt"
+	"html"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 )
 
@@ -229,5 +232,81 @@ func HeatmapSVG(title string, labels []string, counts [][]int, rowTitle, colTitl
 		}
 	}
 	b.WriteString("</svg>\n")
+	return b.Bytes()
+}
+
+// ---------------------------------------------------------------------------
+// A self-contained HTML page (-mode=report): headings, paragraphs,
+// preformatted tables and inline SVG figures. The markup is well-formed XML
+// (every element closed, all text escaped), so encoding/xml can check it.
+
+// htmlDoc accumulates the body of a page.
+type htmlDoc struct {
+	b bytes.Buffer
+}
+
+func (d *htmlDoc) h2(title string) { fmt.Fprintf(&d.b, "<h2>%s</h2>\n", html.EscapeString(title)) }
+func (d *htmlDoc) p(text string)   { fmt.Fprintf(&d.b, "<p>%s</p>\n", html.EscapeString(text)) }
+func (d *htmlDoc) pre(text string) { fmt.Fprintf(&d.b, "<pre>%s</pre>\n", html.EscapeString(text)) }
+
+// svg inlines one figure.
+func (d *htmlDoc) svg(svg []byte) {
+	d.b.WriteString(`<div class="fig">`)
+	d.b.Write(bytes.TrimSpace(svg))
+	d.b.WriteString("</div>\n")
+}
+
+// figures inlines the named SVG files of dir.
+func (d *htmlDoc) figures(dir string, names ...string) error {
+	for _, name := range names {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		d.svg(b)
+	}
+	return nil
+}
+
+// runTable lists runs with their configuration, the command that repeats
+// them and their accuracies.
+func (d *htmlDoc) runTable(runs []*reportRun) {
+	d.b.WriteString("<table>\n<tr><th>run</th><th>train / val / test images</th><th>train acc</th><th>val acc</th><th>test acc</th><th>time</th><th>command</th></tr>\n")
+	pct := func(v optFloat) string {
+		if !finite(float64(v)) {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f %%", 100*float64(v))
+	}
+	for _, r := range runs {
+		s := r.sum
+		fmt.Fprintf(&d.b, "<tr><td>%s</td><td>%d / %d / %d</td><td>%s</td><td>%s</td><td>%s</td><td>%.1f s</td><td><code>%s</code></td></tr>\n",
+			html.EscapeString(r.title), s.TrainImages, s.ValImages, s.TestImages, pct(s.TrainAccuracy), pct(s.ValAccuracy), pct(s.TestAccuracy), s.WallSeconds, html.EscapeString(commandLine(&r.cfg)))
+	}
+	d.b.WriteString("</table>\n")
+}
+
+// page wraps a summary and a body into a complete document.
+func (d *htmlDoc) page(title string, body *htmlDoc) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8"/>
+<title>%s</title>
+<style>
+body { font-family: sans-serif; max-width: 1400px; margin: 2em auto; padding: 0 1em; }
+pre { background: #f6f6f6; padding: 0.5em; overflow-x: auto; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+td, th { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
+.fig { display: inline-block; margin: 0.3em; }
+</style>
+</head>
+<body>
+<h1>%s</h1>
+`, html.EscapeString(title), html.EscapeString(title))
+	b.Write(d.b.Bytes())
+	b.Write(body.b.Bytes())
+	b.WriteString("</body>\n</html>\n")
 	return b.Bytes()
 }

@@ -56,6 +56,9 @@ type TrainResult struct {
 	Steps       int     // steps done
 	EvalSeconds float64 // wall time spent evaluating (the rest is updates)
 	Interrupted bool    // stopped early by an interrupt
+	// Snapshots are copies of the net at the end of each learning-rate
+	// cycle, taken when cfg.Ensemble is set (Huang et al. 2017).
+	Snapshots []*MLP
 }
 
 // errDiverged is wrapped by Train's error when the cost became NaN or ±Inf.
@@ -85,18 +88,38 @@ func etaAt(cfg *Config, t int) float64 {
 // to progress (nil: none); a value on stop ends the run after the current
 // step.
 func Train(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, seed uint64, progress io.Writer, stop <-chan os.Signal, evalTrain bool) (*TrainResult, error) {
+	return trainSteps(cfg, net, gemm, train, val, seed, progress, stop, evalTrain, 0)
+}
+
+// trainSteps is Train stopped after limit steps (limit ≤ 0: the whole run).
+func trainSteps(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, seed uint64, progress io.Writer, stop <-chan os.Signal, evalTrain bool, limit int) (*TrainResult, error) {
 	n := train.Len()
 	if cfg.Batch > n {
 		return nil, usageErrorf("-batch %d is larger than the training set (%d images)", cfg.Batch, n)
 	}
 	total := totalSteps(cfg, n)
+	if limit > 0 && limit < total {
+		total = limit
+	}
 	perEpoch := n / cfg.Batch
 	evalEvery := max(1, 2*cfg.NS/cfg.Evals)
 	if cfg.Epochs > 0 {
 		evalEvery = perEpoch // once per epoch
 	}
+	if cfg.Augment && train.X.Cols != inputDim {
+		return nil, usageErrorf("-augment needs 32×32 colour images (%d values), the data has %d", inputDim, train.X.Cols)
+	}
 	rng := newRNG(seed, 2)
+	dropRNG, augRNG := newRNG(seed, 3), newRNG(seed, 4)
+	mean, std := train.Mean, train.Std
+	if mean == nil { // raw data: the identity normalisation
+		mean, std = make([]float64, train.X.Cols), make([]float64, train.X.Cols)
+		for j := range std {
+			std[j] = 1
+		}
+	}
 	ws := NewWorkspace(net, gemm, max(cfg.Batch, 1000))
+	opt := NewOptimizer(cfg.Opt, cfg.Momentum, net, ws)
 	xb := NewMatrix(cfg.Batch, net.Sizes[0])
 	yb := make([]int, cfg.Batch)
 	perm := make([]int, n)
@@ -113,17 +136,24 @@ func Train(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, seed uint64, 
 		}
 		for i := 0; i < cfg.Batch; i++ {
 			k := perm[b*cfg.Batch+i]
-			copy(xb.Row(i), train.X.Row(k))
+			if cfg.Augment {
+				augmentImage(xb.Row(i), train.X.Row(k), mean, std, augRNG)
+			} else {
+				copy(xb.Row(i), train.X.Row(k))
+			}
 			yb[i] = train.Y[k]
 		}
 		eta := etaAt(cfg, t)
-		net.Forward(ws, xb)
+		net.ForwardDropout(ws, xb, cfg.Dropout, dropRNG)
 		loss := net.Backward(ws, yb, cfg.Lambda)
 		if !finite(loss) {
 			return res, fmt.Errorf("%w at step %d (η=%.3g): the batch loss is %v; try a smaller -eta-max (now %g) or -eta", errDiverged, t+1, eta, loss, cfg.EtaMax)
 		}
-		net.SGDStep(ws, eta)
+		opt.Step(eta)
 		res.Steps = t + 1
+		if cfg.Ensemble && cfg.Eta == 0 && cfg.Epochs == 0 && (t+1)%(2*cfg.NS) == 0 {
+			res.Snapshots = append(res.Snapshots, net.Clone())
+		}
 		interrupted := false
 		select {
 		case <-stop:
@@ -442,21 +472,26 @@ func LoadModel(path string) (*Model, error) {
 
 // RunSummary is summary.json.
 type RunSummary struct {
-	Config        *Config   `json:"config"`
-	Kernel        string    `json:"gemm_kernel"`
-	Sizes         []int     `json:"sizes"`
-	TrainImages   int       `json:"train_images"`
-	ValImages     int       `json:"val_images"`
-	Steps         int       `json:"steps"`
-	Interrupted   bool      `json:"interrupted"`
-	TrainAccuracy optFloat  `json:"train_accuracy"`
-	ValAccuracy   optFloat  `json:"val_accuracy"`
-	TestAccuracy  optFloat  `json:"test_accuracy"`
-	TrainCost     optFloat  `json:"train_cost"`
-	WallSeconds   float64   `json:"wall_seconds"`
-	TrainSeconds  float64   `json:"train_seconds"` // the training loop, evaluations included
-	EvalSeconds   float64   `json:"eval_seconds"`  // the evaluations during training
-	Finished      time.Time `json:"finished"`
+	Config        *Config  `json:"config"`
+	Kernel        string   `json:"gemm_kernel"`
+	Sizes         []int    `json:"sizes"`
+	TrainImages   int      `json:"train_images"`
+	ValImages     int      `json:"val_images"`
+	TestImages    int      `json:"test_images"`
+	Steps         int      `json:"steps"`
+	Interrupted   bool     `json:"interrupted"`
+	TrainAccuracy optFloat `json:"train_accuracy"`
+	ValAccuracy   optFloat `json:"val_accuracy"`
+	TestAccuracy  optFloat `json:"test_accuracy"`
+	TrainCost     optFloat `json:"train_cost"`
+	// the snapshot ensemble (-ensemble): members and accuracies
+	EnsembleSize         int       `json:"ensemble_size,omitempty"`
+	EnsembleValAccuracy  optFloat  `json:"ensemble_val_accuracy,omitempty"`
+	EnsembleTestAccuracy optFloat  `json:"ensemble_test_accuracy,omitempty"`
+	WallSeconds          float64   `json:"wall_seconds"`
+	TrainSeconds         float64   `json:"train_seconds"` // the training loop, evaluations included
+	EvalSeconds          float64   `json:"eval_seconds"`  // the evaluations during training
+	Finished             time.Time `json:"finished"`
 }
 
 // netSizes is [D, hidden…, C].
@@ -484,8 +519,25 @@ func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop 
 		sum.TrainAccuracy, sum.ValAccuracy, sum.TrainCost = optFloat(last.Train.Accuracy), optFloat(last.Val.Accuracy), optFloat(last.Train.Cost)
 	}
 	if trainErr == nil && sp.Test != nil && sp.Test.Len() > 0 {
+		sum.TestImages = sp.Test.Len()
 		ws := NewWorkspace(net, gemm, 1000)
 		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test.X, sp.Test.Y, cfg.Lambda, nil).Accuracy)
+	}
+	if k := len(res.Snapshots); k > 0 && trainErr == nil {
+		sum.EnsembleSize = k
+		sum.EnsembleValAccuracy, sum.EnsembleTestAccuracy = optFloat(math.NaN()), optFloat(math.NaN())
+		if sp.Val.Len() > 0 {
+			sum.EnsembleValAccuracy = optFloat(accuracyOf(EnsembleProbabilities(res.Snapshots, gemm, sp.Val.X), sp.Val.Y))
+		}
+		if sp.Test != nil && sp.Test.Len() > 0 {
+			sum.EnsembleTestAccuracy = optFloat(accuracyOf(EnsembleProbabilities(res.Snapshots, gemm, sp.Test.X), sp.Test.Y))
+		}
+		for i, snap := range res.Snapshots {
+			name := filepath.Join(cfg.Out, fmt.Sprintf("snapshot-%d.npz", i+1))
+			if err := SaveModel(name, &Model{Net: snap, Mean: sp.Mean, Std: sp.Std}); err != nil {
+				return nil, err
+			}
+		}
 	}
 	sum.WallSeconds = time.Since(start).Seconds()
 	sum.TrainSeconds, sum.EvalSeconds = trainSeconds, res.EvalSeconds
@@ -494,6 +546,38 @@ func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop 
 		return nil, err
 	}
 	return sum, trainErr
+}
+
+// EnsembleProbabilities is the snapshot ensemble's prediction for x (N×D):
+// the mean of the members' softmax outputs, (1/K)·Σ_k softmax(s_k) (N×C).
+func EnsembleProbabilities(nets []*MLP, gemm *Gemm, x *Matrix) *Matrix {
+	var sum *Matrix
+	for _, net := range nets {
+		p := net.Probabilities(NewWorkspace(net, gemm, min(max(x.Rows, 1), 1000)), x)
+		if sum == nil {
+			sum = p
+			continue
+		}
+		for i, v := range p.Data {
+			sum.Data[i] += v
+		}
+	}
+	inv := 1 / float64(len(nets))
+	for i := range sum.Data {
+		sum.Data[i] *= inv
+	}
+	return sum
+}
+
+// accuracyOf is the fraction of rows of probs (N×C) whose arg-max is the label.
+func accuracyOf(probs *Matrix, y []int) float64 {
+	correct := 0
+	for n, label := range y {
+		if argmax(probs.Row(n)) == label {
+			correct++
+		}
+	}
+	return float64(correct) / float64(len(y))
 }
 
 // writeRun writes history.csv, the plots, model.npz and summary.json.
@@ -541,8 +625,14 @@ func printSummary(w io.Writer, sum *RunSummary, out string) {
 	if sum.Interrupted {
 		state = " (interrupted)"
 	}
-	fmt.Fprintf(w, "steps %d%s in %.1f s (updates %.1f s, evaluations %.1f s), kernel %s\ntrain accuracy %.2f%%  validation accuracy %.2f%%  test accuracy %.2f%%\nwrote %s/{history.csv,summary.json,cost.svg,loss.svg,accuracy.svg,lr.svg,model.npz}\n",
-		sum.Steps, state, sum.TrainSeconds, sum.TrainSeconds-sum.EvalSeconds, sum.EvalSeconds, sum.Kernel, 100*sum.TrainAccuracy, 100*sum.ValAccuracy, 100*sum.TestAccuracy, out)
+	fmt.Fprintf(w, "steps %d%s in %.1f s (updates %.1f s, evaluations %.1f s), kernel %s\ntrain accuracy %.2f%%  validation accuracy %.2f%%  test accuracy %.2f%%\n",
+		sum.Steps, state, sum.TrainSeconds, sum.TrainSeconds-sum.EvalSeconds, sum.EvalSeconds, sum.Kernel, 100*sum.TrainAccuracy, 100*sum.ValAccuracy, 100*sum.TestAccuracy)
+	files := "history.csv,summary.json,cost.svg,loss.svg,accuracy.svg,lr.svg,model.npz"
+	if k := sum.EnsembleSize; k > 0 {
+		fmt.Fprintf(w, "snapshot ensemble of %d nets: validation accuracy %.2f%%  test accuracy %.2f%%\n", k, 100*sum.EnsembleValAccuracy, 100*sum.EnsembleTestAccuracy)
+		files += fmt.Sprintf(",snapshot-{1..%d}.npz", k)
+	}
+	fmt.Fprintf(w, "wrote %s/{%s}\n", out, files)
 }
 
 // runOverfit is -mode=overfit: the first 100 training images, λ = 0, a
@@ -623,13 +713,7 @@ func runEval(cfg *Config, stdout, stderr io.Writer) error {
 	ws := NewWorkspace(m.Net, gemm, 1000)
 	pred := make([]int, test.Len())
 	met := m.Net.Evaluate(ws, test.X, test.Y, 0, pred)
-	conf := make([][]int, numClasses)
-	for i := range conf {
-		conf[i] = make([]int, numClasses)
-	}
-	for i, p := range pred {
-		conf[test.Y[i]][p]++
-	}
+	conf := confusion(test.Y, pred)
 	fmt.Fprintf(stdout, "model %s %v: test accuracy %.2f%% on %d images, loss %.4f\n\n", cfg.Model, m.Net.Sizes, 100*met.Accuracy, test.Len(), met.Loss)
 	fmt.Fprintf(stdout, "%-11s %8s\n", "class", "accuracy")
 	for k, name := range classes {
@@ -725,4 +809,136 @@ func runPredict(cfg *Config, stdout io.Writer) error {
 		fmt.Fprintln(stdout)
 	}
 	return nil
+}
+
+// ---------------------------------------------------------------------------
+// The learning-rate range test (Smith 2015, section 3.3).
+
+// LRPoint is one evaluation of the range test.
+type LRPoint struct {
+	Step     int
+	Eta      float64
+	ValAcc   float64
+	ValLoss  float64
+	Smoothed float64 // ValAcc averaged over its neighbours (window 5)
+}
+
+// LRTest trains net for steps updates while η rises linearly from etaMin to
+// etaMax, η_t = η_min + (t/steps)·(η_max − η_min), and evaluates the
+// validation set points times on the way. It is Train with a one-way ramp.
+func LRTest(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, steps, points int, progress io.Writer, stop <-chan os.Signal) ([]LRPoint, error) {
+	c := *cfg
+	c.Eta, c.Epochs, c.Ensemble = 0, 0, false
+	// A cyclical schedule whose first half-cycle is the ramp: n_s = steps,
+	// one cycle, stopped after n_s steps.
+	c.NS, c.Cycles = steps, 1
+	c.Evals = max(1, 2*points) // evaluations per cycle: points in the first half
+	var pts []LRPoint
+	res, err := trainSteps(&c, net, gemm, train, val, c.Seed, progress, stop, false, steps)
+	if res != nil {
+		for _, h := range res.History {
+			pts = append(pts, LRPoint{Step: h.Step, Eta: h.Eta, ValAcc: h.Val.Accuracy, ValLoss: h.Val.Loss})
+		}
+	}
+	for i := range pts {
+		var s float64
+		n := 0
+		for j := max(0, i-2); j <= min(len(pts)-1, i+2); j++ {
+			s += pts[j].ValAcc
+			n++
+		}
+		pts[i].Smoothed = s / float64(n)
+	}
+	return pts, err
+}
+
+// suggestEtas reads the range test as Smith suggests: η_min where the
+// (smoothed) validation accuracy starts to rise — the first point that has
+// gained a tenth of the total rise — and η_max where it stops rising, the
+// peak of the smoothed curve.
+func suggestEtas(pts []LRPoint) (etaMin, etaMax float64, ok bool) {
+	if len(pts) < 3 {
+		return 0, 0, false
+	}
+	peak := 0
+	for i, p := range pts {
+		if p.Smoothed > pts[peak].Smoothed {
+			peak = i
+		}
+	}
+	start := pts[0].Smoothed
+	rise := pts[peak].Smoothed - start
+	if rise <= 0 {
+		return 0, 0, false
+	}
+	for _, p := range pts[:peak+1] {
+		if p.Smoothed >= start+0.1*rise {
+			return p.Eta, pts[peak].Eta, true
+		}
+	}
+	return pts[0].Eta, pts[peak].Eta, true
+}
+
+// runLRTest is -mode=lrtest: ramp η from -eta-min to -eta-max over -ns
+// steps, then write lrtest.csv and lrtest.svg and print the suggested range.
+func runLRTest(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
+	sp, err := LoadSplits(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	if sp.Val.Len() == 0 {
+		return usageErrorf("-mode=lrtest plots validation accuracy: give -val > 0")
+	}
+	gemm := NewGemm(cfg.Workers)
+	defer gemm.Close()
+	net := NewMLP(netSizes(cfg, sp.Train.X.Cols), cfg.He, newRNG(cfg.Seed, 1))
+	const points = 40
+	fmt.Fprintf(stderr, "learning-rate range test: η from %g to %g over %d steps, %v, λ=%g\n", cfg.EtaMin, cfg.EtaMax, cfg.NS, net.Sizes, cfg.Lambda)
+	pts, trainErr := LRTest(cfg, net, gemm, sp.Train, sp.Val, cfg.NS, points, stderr, stop)
+	if len(pts) == 0 {
+		return trainErr
+	}
+	if err := writeFileAtomic(filepath.Join(cfg.Out, "lrtest.csv"), func(w io.Writer) error {
+		cw := csv.NewWriter(w)
+		cw.Write([]string{"step", "eta", "val_acc", "val_loss", "val_acc_smoothed"})
+		for _, p := range pts {
+			cw.Write([]string{strconv.Itoa(p.Step), fmtFloat(p.Eta), fmtFloat(p.ValAcc), fmtFloat(p.ValLoss), fmtFloat(p.Smoothed)})
+		}
+		cw.Flush()
+		return cw.Error()
+	}); err != nil {
+		return err
+	}
+	acc := Series{Name: "validation", Scatter: true}
+	smooth := Series{Name: "smoothed"}
+	for _, p := range pts {
+		acc.X, acc.Y = append(acc.X, p.Eta), append(acc.Y, 100*p.ValAcc)
+		smooth.X, smooth.Y = append(smooth.X, p.Eta), append(smooth.Y, 100*p.Smoothed)
+	}
+	plot := &Plot{Title: fmt.Sprintf("LR range test: %d steps, λ=%g", cfg.NS, cfg.Lambda), XLabel: "learning rate η", YLabel: "validation accuracy (%)", Series: []Series{acc, smooth}}
+	lo, hi, ok := suggestEtas(pts)
+	if ok {
+		plot.Series = append(plot.Series, Series{Name: "suggested η range", Scatter: true, Color: "#d62728",
+			X: []float64{lo, hi}, Y: []float64{100 * valAt(pts, lo), 100 * valAt(pts, hi)}})
+	}
+	if err := writeBytesAtomic(filepath.Join(cfg.Out, "lrtest.svg"), plot.SVG()); err != nil {
+		return err
+	}
+	if ok {
+		fmt.Fprintf(stdout, "accuracy starts rising at η ≈ %.3g and peaks at η ≈ %.3g\nsuggested: -eta-min %.2g -eta-max %.2g\n", lo, hi, lo, hi)
+	} else {
+		fmt.Fprintln(stdout, "the validation accuracy never rose above its start: try a wider range (-eta-min, -eta-max) or more steps (-ns)")
+	}
+	fmt.Fprintf(stdout, "wrote %s/{lrtest.csv,lrtest.svg}\n", cfg.Out)
+	return trainErr
+}
+
+// valAt is the smoothed accuracy of the point with learning rate eta.
+func valAt(pts []LRPoint, eta float64) float64 {
+	for _, p := range pts {
+		if p.Eta == eta {
+			return p.Smoothed
+		}
+	}
+	return math.NaN()
 }
