@@ -165,7 +165,14 @@ func runGradCheck(cfg *Config, stdout, stderr io.Writer) error {
 		sizes := append(append([]int{p.x.Cols}, cfg.Hidden...), numClasses)
 		net := NewMLP(sizes, cfg.He, newRNG(cfg.Seed, uint64(i)))
 		ws := NewWorkspace(net, gemm, p.x.Rows)
-		writeGradCheckTable(stdout, p.title, GradCheck(net, ws, p.x, p.y, cfg.Lambda, cfg.H, nil))
+		var masks []*Matrix // with -dropout: one draw of the masks, held fixed
+		title := p.title
+		if cfg.Dropout > 0 {
+			net.ForwardDropout(ws, p.x, cfg.Dropout, newRNG(cfg.Seed, 50+uint64(i)))
+			masks = ws.DropoutMasks()
+			title += fmt.Sprintf(", dropout masks (p=%g) held fixed", cfg.Dropout)
+		}
+		writeGradCheckTable(stdout, title, GradCheck(net, ws, p.x, p.y, cfg.Lambda, cfg.H, masks))
 	}
 	return nil
 }

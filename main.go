@@ -103,14 +103,16 @@ func newRNG(seed, stream uint64) *rand.Rand {
 // presets are named recipes: flag values applied unless the command line
 // sets the flag itself.
 //
-// best: one hidden layer of 1000 ReLU units trained on augmented batches
-// (random flips, ±3 px shifts) with dropout, within 30 minutes on 2 cores;
-// see the README for its accuracy and wall time.
+// best: one hidden layer of 1000 ReLU units, trained on 49,000 images whose
+// batches are augmented on the fly (random flips, ±3 px shifts), λ=5e-4,
+// η ∈ [1e-5, 0.05] over five 20-epoch cycles, with the snapshot ensemble
+// reported beside the final net. It takes about 21 minutes on this 2-core
+// machine with GOEXPERIMENT=simd; see the README for its accuracy.
 var presets = map[string][][2]string{
 	"best": {
-		{"hidden", "1000"}, {"augment", "true"}, {"dropout", "0.2"}, {"lambda", "3e-4"},
-		{"eta-min", "1e-5"}, {"eta-max", "0.05"}, {"ns", "4500"}, {"cycles", "4"},
-		{"evals", "2"}, {"val", "1000"}, {"ensemble", "true"},
+		{"hidden", "1000"}, {"augment", "true"}, {"lambda", "5e-4"},
+		{"eta-min", "1e-5"}, {"eta-max", "0.05"}, {"ns", "4900"}, {"cycles", "5"},
+		{"evals", "1"}, {"val", "1000"}, {"ensemble", "true"},
 	},
 }
 
@@ -141,7 +143,7 @@ Usage:
   go run . -mode=overfit   [flags]           memorise 100 training images (sanity check)
   go run . -mode=lrtest    [flags]           learning-rate range test: ramp η over -ns steps
   go run . -mode=report    [-quick]          every experiment of the report, as one report.html
-  go run . -preset best    [flags]           the ≥ 60 % recipe (wide layer, augmentation, dropout)
+  go run . -preset best    [flags]           the ≥ 60 % recipe (1000 hidden units, augmentation)
 `
 
 // newFlagSet declares every flag, writing into cfg.
@@ -185,7 +187,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&cfg.Ensemble, "ensemble", false, "snapshot ensemble: also report the accuracy of the nets saved at each cycle's end, softmax outputs averaged")
 	fs.IntVar(&cfg.Evals, "evals", 10, "evaluations of train and validation sets per cycle")
 
-	fs.StringVar(&cfg.Model, "model", "runs/train/model.npz", "saved model for -mode=eval and -mode=predict")
+	fs.StringVar(&cfg.Model, "model", "runs/train/model.npz", "saved model for -mode=eval and -mode=predict (eval: a comma-separated list evaluates their ensemble)")
 
 	fs.IntVar(&cfg.Dims, "dims", 20, "gradcheck: input dimensions used in check (a)")
 	fs.Float64Var(&cfg.H, "step", 1e-5, "gradcheck: finite-difference step h")
@@ -504,6 +506,9 @@ func runReport(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 		sum, err := trainAndSave(&c, sp, title, stderr, stop)
 		if err != nil {
 			return nil, fmt.Errorf("report: %s: %w", title, err)
+		}
+		if sum.Interrupted {
+			return nil, fmt.Errorf("report interrupted during %q; its outputs so far are in %s, no report.html was written", title, c.Out)
 		}
 		r := &reportRun{title: title, dir: c.Out, cfg: c, sum: sum}
 		runs = append(runs, r)

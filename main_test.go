@@ -1626,6 +1626,13 @@ func TestBonusFlagsEndToEnd(t *testing.T) {
 			if !strings.Contains(stdout, "snapshot ensemble of 2 nets") {
 				t.Errorf("stdout does not report the ensemble:\n%s", stdout)
 			}
+			// -mode=eval on the snapshots gives the ensemble's test accuracy.
+			models := filepath.Join(out, "snapshot-1.npz") + "," + filepath.Join(out, "snapshot-2.npz")
+			code, stdout, stderr = runCLI("-mode=eval", "-data", data, "-download=false", "-model", models, "-out", out)
+			want := fmt.Sprintf("ensemble of 2 models (softmax outputs averaged): test accuracy %.2f%%", 100*float64(sum.EnsembleTestAccuracy))
+			if code != 0 || !strings.Contains(stdout, want) {
+				t.Errorf("eval of the snapshots: exit %d\n%s\n%s\nwant %q", code, stdout, stderr, want)
+			}
 		})
 	}
 	t.Run("lrtest", func(t *testing.T) {
@@ -1696,8 +1703,8 @@ func TestPreset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.Augment || cfg.Dropout == 0 || len(cfg.Hidden) != 1 || cfg.Hidden[0] < 500 {
-		t.Errorf("-preset best: augment %v, dropout %g, hidden %v; want a wide single layer with augmentation and dropout", cfg.Augment, cfg.Dropout, cfg.Hidden)
+	if !cfg.Augment || !cfg.Ensemble || len(cfg.Hidden) != 1 || cfg.Hidden[0] < 500 {
+		t.Errorf("-preset best: augment %v, ensemble %v, hidden %v; want a wide single layer with augmentation and the snapshot ensemble", cfg.Augment, cfg.Ensemble, cfg.Hidden)
 	}
 	if cfg.Lambda != 0.002 {
 		t.Errorf("-lambda given on the command line: got λ=%g, want 0.002 (explicit flags win)", cfg.Lambda)

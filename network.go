@@ -449,17 +449,19 @@ func (net *MLP) Backward(ws *Workspace, y []int, lambda float64) float64 {
 // (Kingma & Ba 2015, with β₁ = 0.9, β₂ = 0.999, ε = 1e-8.) The cyclical
 // schedule sets η_t for all of them.
 type Optimizer struct {
-	Kind     string  // "sgd", "momentum", "nesterov" or "adam"
-	Momentum float64 // μ for momentum and nesterov
-	params   []Param
-	m, v     [][]float64 // per parameter: velocity (v) or Adam's moments (m, v)
-	gemm     *Gemm
-	t        int // steps taken (Adam's bias correction)
-	// the current pass, read by rangeFn
-	cur          int
-	eta, c1, c2  float64
-	rangeFn      func(lo, hi int)
-	beta1, beta2 float64
+	Kind         string  // "sgd", "momentum", "nesterov" or "adam"
+	Momentum     float64 // μ for momentum and nesterov
+	beta1, beta2 float64 // Adam's decay rates β₁, β₂
+	params       []Param
+	m, v         [][]float64 // per parameter: velocity (v) or Adam's moments (m, v)
+	gemm         *Gemm       // its workers run the passes
+	t            int         // steps taken (Adam's bias correction)
+
+	// The pass in progress, read by rangeFn on every worker: parameter cur,
+	// learning rate eta, Adam's 1/(1−β₁ᵗ) and 1/(1−β₂ᵗ).
+	cur         int
+	eta, c1, c2 float64
+	rangeFn     func(lo, hi int) // o.updateRange, bound once
 }
 
 // Optimizers lists the -opt values.

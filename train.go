@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -700,21 +701,46 @@ func loadTestFor(cfg *Config, m *Model, stderr io.Writer) (*Dataset, []string, e
 // runEval is -mode=eval: test accuracy, per-class accuracy and the confusion
 // matrix of a saved model.
 func runEval(cfg *Config, stdout, stderr io.Writer) error {
-	m, err := LoadModel(cfg.Model)
-	if err != nil {
-		return err
+	paths := strings.Split(cfg.Model, ",")
+	var models []*Model
+	for _, p := range paths {
+		m, err := LoadModel(p)
+		if err != nil {
+			return err
+		}
+		if len(models) > 0 && (!slices.Equal(m.Mean, models[0].Mean) || !slices.Equal(m.Std, models[0].Std) || m.Net.Sizes[0] != models[0].Net.Sizes[0]) {
+			return fmt.Errorf("-model: %s normalises its inputs differently from %s; an ensemble needs models trained on the same data", p, paths[0])
+		}
+		models = append(models, m)
 	}
+	m := models[0]
 	test, classes, err := loadTestFor(cfg, m, stderr)
 	if err != nil {
 		return err
 	}
 	gemm := NewGemm(cfg.Workers)
 	defer gemm.Close()
-	ws := NewWorkspace(m.Net, gemm, 1000)
 	pred := make([]int, test.Len())
-	met := m.Net.Evaluate(ws, test.X, test.Y, 0, pred)
+	if len(models) == 1 {
+		met := m.Net.Evaluate(NewWorkspace(m.Net, gemm, 1000), test.X, test.Y, 0, pred)
+		fmt.Fprintf(stdout, "model %s %v: test accuracy %.2f%% on %d images, loss %.4f\n\n", cfg.Model, m.Net.Sizes, 100*met.Accuracy, test.Len(), met.Loss)
+	} else {
+		nets := make([]*MLP, len(models))
+		for i, mm := range models {
+			nets[i] = mm.Net
+		}
+		probs := EnsembleProbabilities(nets, gemm, test.X)
+		for n := range pred {
+			pred[n] = argmax(probs.Row(n))
+		}
+		fmt.Fprintf(stdout, "ensemble of %d models (softmax outputs averaged): test accuracy %.2f%% on %d images\n\n", len(models), 100*accuracyOf(probs, test.Y), test.Len())
+	}
 	conf := confusion(test.Y, pred)
-	fmt.Fprintf(stdout, "model %s %v: test accuracy %.2f%% on %d images, loss %.4f\n\n", cfg.Model, m.Net.Sizes, 100*met.Accuracy, test.Len(), met.Loss)
+	correct := 0
+	for k := range conf {
+		correct += conf[k][k]
+	}
+	acc := float64(correct) / float64(len(pred))
 	fmt.Fprintf(stdout, "%-11s %8s\n", "class", "accuracy")
 	for k, name := range classes {
 		total := 0
@@ -736,7 +762,7 @@ func runEval(cfg *Config, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout)
 	}
 	out := filepath.Join(cfg.Out, "confusion.svg")
-	svg := HeatmapSVG(fmt.Sprintf("Confusion matrix, test accuracy %.2f%%", 100*met.Accuracy), classes, conf, "true class", "predicted class")
+	svg := HeatmapSVG(fmt.Sprintf("Confusion matrix, test accuracy %.2f%%", 100*acc), classes, conf, "true class", "predicted class")
 	if err := writeBytesAtomic(out, svg); err != nil {
 		return err
 	}
@@ -895,6 +921,11 @@ func runLRTest(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 	const points = 40
 	fmt.Fprintf(stderr, "learning-rate range test: η from %g to %g over %d steps, %v, λ=%g\n", cfg.EtaMin, cfg.EtaMax, cfg.NS, net.Sizes, cfg.Lambda)
 	pts, trainErr := LRTest(cfg, net, gemm, sp.Train, sp.Val, cfg.NS, points, stderr, stop)
+	if errors.Is(trainErr, errDiverged) && len(pts) > 0 {
+		// Expected near the top of a wide range: the ramp ends there.
+		fmt.Fprintf(stdout, "the net diverged after η ≈ %.3g (%v); the plot ends there\n", pts[len(pts)-1].Eta, trainErr)
+		trainErr = nil
+	}
 	if len(pts) == 0 {
 		return trainErr
 	}
