@@ -122,9 +122,9 @@ var flagGroups = []struct {
 	names []string
 }{
 	{"General", []string{"mode", "preset", "out", "seed", "workers", "cpuprofile"}},
-	{"Data (train, search, eval, gradcheck, overfit)", []string{"data", "download", "split", "val", "n"}},
+	{"Data (train, search, eval, gradcheck, overfit, lrtest, report)", []string{"data", "download", "split", "val", "n"}},
 	{"Network", []string{"hidden", "he"}},
-	{"Training (train, overfit, search trials)", []string{"lambda", "eta-min", "eta-max", "eta", "ns", "cycles", "epochs", "batch", "opt", "momentum", "dropout", "augment", "ensemble", "evals"}},
+	{"Training (train, overfit, lrtest, report, search trials)", []string{"lambda", "eta-min", "eta-max", "eta", "ns", "cycles", "epochs", "batch", "opt", "momentum", "dropout", "augment", "ensemble", "evals"}},
 	{"Evaluation and prediction (eval, predict)", []string{"model"}},
 	{"Gradient check (gradcheck)", []string{"dims", "step"}},
 	{"λ search (search)", []string{"trials", "lmin", "lmax", "search-hidden", "search-dropout", "final", "shard", "shards", "merge"}},
@@ -226,7 +226,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 			fmt.Fprintf(out, "\n%s:\n", g.title)
 			for _, name := range g.names {
 				f := fs.Lookup(name)
-				line := fmt.Sprintf("  -%-10s %s", f.Name, f.Usage)
+				line := fmt.Sprintf("  -%-14s %s", f.Name, f.Usage)
 				if f.DefValue != "" && f.DefValue != "[]" && !strings.Contains(f.Usage, "(default") {
 					line += fmt.Sprintf(" (default %s)", f.DefValue)
 				}
