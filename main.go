@@ -273,7 +273,10 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 			}
 		}
 		if cfg.Out == "" {
-			cfg.Out = "runs/" + cfg.Preset
+			cfg.Out = "runs/" + cfg.Preset // runs/best, or runs/best-search for other modes
+			if cfg.Mode != "train" {
+				cfg.Out += "-" + cfg.Mode
+			}
 		}
 	}
 	if cfg.Mode == "search" && !set["cycles"] {

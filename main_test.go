@@ -1729,6 +1729,13 @@ func TestPreset(t *testing.T) {
 	if cfg.Out != "runs/best" {
 		t.Errorf("-out %q, want runs/best", cfg.Out)
 	}
+	search, err := parseConfig([]string{"-preset", "best", "-mode=search"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if search.Out != "runs/best-search" {
+		t.Errorf("-preset best -mode=search: -out %q, want runs/best-search", search.Out)
+	}
 	code, _, stderr := runCLI("-preset", "worst")
 	if code != 2 || !strings.Contains(stderr, "unknown preset") {
 		t.Errorf("unknown preset: exit %d, %q", code, stderr)
