@@ -518,7 +518,7 @@ func runReport(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 		return r, nil
 	}
 
-	// 3 and 4. The replications of the seed's Figures 3 and 4.
+	// 3 and 4. The replications of the seed's Figures 2 and 3.
 	for i, f := range []struct {
 		title    string
 		ns, cyc  int

@@ -676,13 +676,9 @@ func packB(dst, b []float64, rs, cs, p0, kcb, j0, ncb, nr int) {
 				o[8], o[9], o[10], o[11] = s[8], s[9], s[10], s[11]
 				o[12], o[13], o[14], o[15] = s[12], s[13], s[14], s[15]
 			}
-		case cs == 1 && cols == nr:
-			// op(B) = B, full panel: each panel row is a contiguous run.
-			for p := 0; p < kcb; p++ {
-				copy(panel[p*nr:p*nr+nr], b[base+p*rs:])
-			}
 		case cs == 1:
-			// The same at the ragged right edge, zero-filled.
+			// op(B) = B: each panel row is a contiguous run, zero-filled
+			// past a ragged right edge.
 			for p := 0; p < kcb; p++ {
 				out := panel[p*nr : p*nr+nr]
 				n := copy(out[:cols], b[base+p*rs:])

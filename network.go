@@ -238,19 +238,14 @@ func reluBackward(dh, h *Matrix) {
 	}
 }
 
-// dropoutForward applies h ← h ⊙ mask in place (h and mask N×H; the mask
-// holds 0 or 1/(1−p), see ForwardDropout).
-func dropoutForward(h, mask *Matrix) {
+// applyDropout multiplies x by the mask in place, x ← x ⊙ mask (both N×H;
+// the mask holds 0 or 1/(1−p), see ForwardDropout). It is the forward pass,
+// h ← h ⊙ M, and, since the layer is linear in h, its own backward pass,
+// dh ← dh ⊙ M: a dropped unit passes no gradient, a kept one passes it
+// scaled by 1/(1−p).
+func applyDropout(x, mask *Matrix) {
 	for i, m := range mask.Data {
-		h.Data[i] *= m
-	}
-}
-
-// dropoutBackward is its gradient, dh ← dh ⊙ mask: a dropped unit passes no
-// gradient, a kept one passes it scaled by 1/(1−p).
-func dropoutBackward(dh, mask *Matrix) {
-	for i, m := range mask.Data {
-		dh.Data[i] *= m
+		x.Data[i] *= m
 	}
 }
 
@@ -395,7 +390,7 @@ func (net *MLP) ForwardMasked(ws *Workspace, x *Matrix, masks []*Matrix) *Matrix
 		if l+1 < L {
 			reluForward(out)
 			if masks != nil {
-				dropoutForward(out, masks[l])
+				applyDropout(out, masks[l])
 			}
 		}
 	}
@@ -427,7 +422,7 @@ func (net *MLP) Backward(ws *Workspace, y []int, lambda float64) float64 {
 		if dx != nil {
 			reluBackward(dx, ws.act[l])
 			if ws.masked != nil {
-				dropoutBackward(dx, ws.masked[l-1])
+				applyDropout(dx, ws.masked[l-1])
 			}
 		}
 	}
@@ -468,8 +463,8 @@ type Optimizer struct {
 var Optimizers = []string{"sgd", "momentum", "nesterov", "adam"}
 
 // NewOptimizer returns an optimiser of the given kind ("" means sgd) for
-// net's parameters, whose gradients ws holds. It panics on an unknown kind (flags are checked
-// in main).
+// net's parameters, whose gradients ws holds. It panics on an unknown kind
+// (flags are checked in main).
 func NewOptimizer(kind string, momentum float64, net *MLP, ws *Workspace) *Optimizer {
 	o := &Optimizer{Kind: kind, Momentum: momentum, params: net.Params(ws), gemm: ws.gemm, beta1: 0.9, beta2: 0.999}
 	switch kind {

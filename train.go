@@ -528,10 +528,10 @@ func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop 
 		sum.EnsembleSize = k
 		sum.EnsembleValAccuracy, sum.EnsembleTestAccuracy = optFloat(math.NaN()), optFloat(math.NaN())
 		if sp.Val.Len() > 0 {
-			sum.EnsembleValAccuracy = optFloat(accuracyOf(EnsembleProbabilities(res.Snapshots, gemm, sp.Val.X), sp.Val.Y))
+			sum.EnsembleValAccuracy = optFloat(accuracyOf(ensemblePredictions(res.Snapshots, gemm, sp.Val.X), sp.Val.Y))
 		}
 		if sp.Test != nil && sp.Test.Len() > 0 {
-			sum.EnsembleTestAccuracy = optFloat(accuracyOf(EnsembleProbabilities(res.Snapshots, gemm, sp.Test.X), sp.Test.Y))
+			sum.EnsembleTestAccuracy = optFloat(accuracyOf(ensemblePredictions(res.Snapshots, gemm, sp.Test.X), sp.Test.Y))
 		}
 		for i, snap := range res.Snapshots {
 			name := filepath.Join(cfg.Out, fmt.Sprintf("snapshot-%d.npz", i+1))
@@ -570,11 +570,21 @@ func EnsembleProbabilities(nets []*MLP, gemm *Gemm, x *Matrix) *Matrix {
 	return sum
 }
 
-// accuracyOf is the fraction of rows of probs (N×C) whose arg-max is the label.
-func accuracyOf(probs *Matrix, y []int) float64 {
+// ensemblePredictions is each sample's arg-max class under the ensemble.
+func ensemblePredictions(nets []*MLP, gemm *Gemm, x *Matrix) []int {
+	probs := EnsembleProbabilities(nets, gemm, x)
+	pred := make([]int, x.Rows)
+	for n := range pred {
+		pred[n] = argmax(probs.Row(n))
+	}
+	return pred
+}
+
+// accuracyOf is the fraction of predictions that equal the labels.
+func accuracyOf(pred, y []int) float64 {
 	correct := 0
 	for n, label := range y {
-		if argmax(probs.Row(n)) == label {
+		if pred[n] == label {
 			correct++
 		}
 	}
@@ -720,8 +730,9 @@ func runEval(cfg *Config, stdout, stderr io.Writer) error {
 	}
 	gemm := NewGemm(cfg.Workers)
 	defer gemm.Close()
-	pred := make([]int, test.Len())
+	var pred []int
 	if len(models) == 1 {
+		pred = make([]int, test.Len())
 		met := m.Net.Evaluate(NewWorkspace(m.Net, gemm, 1000), test.X, test.Y, 0, pred)
 		fmt.Fprintf(stdout, "model %s %v: test accuracy %.2f%% on %d images, loss %.4f\n\n", cfg.Model, m.Net.Sizes, 100*met.Accuracy, test.Len(), met.Loss)
 	} else {
@@ -729,18 +740,11 @@ func runEval(cfg *Config, stdout, stderr io.Writer) error {
 		for i, mm := range models {
 			nets[i] = mm.Net
 		}
-		probs := EnsembleProbabilities(nets, gemm, test.X)
-		for n := range pred {
-			pred[n] = argmax(probs.Row(n))
-		}
-		fmt.Fprintf(stdout, "ensemble of %d models (softmax outputs averaged): test accuracy %.2f%% on %d images\n\n", len(models), 100*accuracyOf(probs, test.Y), test.Len())
+		pred = ensemblePredictions(nets, gemm, test.X)
+		fmt.Fprintf(stdout, "ensemble of %d models (softmax outputs averaged): test accuracy %.2f%% on %d images\n\n", len(models), 100*accuracyOf(pred, test.Y), test.Len())
 	}
+	acc := accuracyOf(pred, test.Y)
 	conf := confusion(test.Y, pred)
-	correct := 0
-	for k := range conf {
-		correct += conf[k][k]
-	}
-	acc := float64(correct) / float64(len(pred))
 	fmt.Fprintf(stdout, "%-11s %8s\n", "class", "accuracy")
 	for k, name := range classes {
 		total := 0
