@@ -48,22 +48,124 @@ var defaultClassNames = [numClasses]string{"airplane", "automobile", "bird", "ca
 // batchFiles are the six files of the data set; trainFiles the first five.
 var batchFiles = []string{"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"}
 
-// Dataset is a set of images as rows of X (N×D) with labels Y (N).
+// Dataset is a set of N images with labels Y (N), stored one of two ways:
+//
+//   - Pix holds the files' bytes, N×D (one byte per input: the 60,000
+//     CIFAR-10 images take 184 MB where float64 rows would take 1.47 GB).
+//     They become network inputs only when rows are read (Rows, Gather,
+//     augmentRow): x = (p/255 − mean)·(1/std) with Norm's mean and std,
+//     computed exactly as a float64 copy normalised in place would be, so
+//     the bits are the same.
+//   - X holds N×D float64 inputs used as they are (synthetic data, tests).
 type Dataset struct {
-	X *Matrix
-	Y []int
-	// Mean and Std (D each) are the normalisation applied to X, x = (raw −
-	// mean)/std, so that augmentation can work on the raw image; nil when X
-	// holds raw values.
-	Mean, Std []float64
+	Pix  []uint8
+	X    *Matrix
+	Y    []int
+	Norm *Norm // for Pix; nil means p/255
 }
 
 // Len is the number of images.
 func (d *Dataset) Len() int { return len(d.Y) }
 
-// Subset returns rows [from, to) as a dataset sharing d's storage.
+// Dim is D, the number of inputs per image.
+func (d *Dataset) Dim() int {
+	if d.X != nil {
+		return d.X.Cols
+	}
+	return inputDim
+}
+
+// Subset returns images [from, to) as a dataset sharing d's storage.
 func (d *Dataset) Subset(from, to int) *Dataset {
-	return &Dataset{X: d.X.RowsView(from, to), Y: d.Y[from:to], Mean: d.Mean, Std: d.Std}
+	s := &Dataset{Y: d.Y[from:to], Norm: d.Norm}
+	if d.X != nil {
+		s.X = d.X.RowsView(from, to)
+	} else {
+		s.Pix = d.Pix[from*inputDim : to*inputDim]
+	}
+	return s
+}
+
+// Row writes image i's network input (D values) into dst.
+func (d *Dataset) Row(dst []float64, i int) {
+	if d.X != nil {
+		copy(dst, d.X.Row(i))
+		return
+	}
+	d.Norm.apply(dst, d.Pix[i*inputDim:(i+1)*inputDim])
+}
+
+// Rows writes the inputs of images from, from+1, … into the rows of dst
+// (as many as dst has), cut over gemm's workers: each row goes to the
+// worker whose range of elements holds its first element.
+func (d *Dataset) Rows(gemm *Gemm, dst *Matrix, from int) {
+	gemm.ParallelFor(len(dst.Data), func(lo, hi int) {
+		for i := firstRow(lo, dst.Cols); i < firstRow(hi, dst.Cols); i++ {
+			d.Row(dst.Row(i), from+i)
+		}
+	})
+}
+
+// firstRow is the first row of a cols-wide matrix that starts at or after
+// element e: ParallelFor cuts a matrix's elements into ranges [lo, hi), and
+// rows firstRow(lo) … firstRow(hi)−1 start in the range, so each row is
+// done once.
+func firstRow(e, cols int) int { return (e + cols - 1) / cols }
+
+// Norm is a per-input normalisation of pixel bytes,
+//
+//	x[j] = (p[j]/255 − Mean[j]) · (1/Std[j])
+//
+// with Mean and Std (D values each) measured on the training split.
+type Norm struct {
+	Mean, Std []float64
+	inv       []float64 // 1/Std
+}
+
+// scale255[p] = p/255, exactly as the division gives.
+var scale255 = func() (t [256]float64) {
+	for p := range t {
+		t[p] = float64(p) / 255
+	}
+	return t
+}()
+
+// NewNorm returns the normalisation with the given mean and std.
+func NewNorm(mean, std []float64) *Norm {
+	inv := make([]float64, len(std))
+	for j, s := range std {
+		inv[j] = 1 / s
+	}
+	return &Norm{Mean: mean, Std: std, inv: inv}
+}
+
+// identityNorm is x = p/255: mean 0 and std 1 for every input.
+func identityNorm(d int) *Norm {
+	return NewNorm(make([]float64, d), slices.Repeat([]float64{1}, d))
+}
+
+// apply writes the normalised inputs of one image's bytes pix into dst.
+// nil is identityNorm.
+func (nm *Norm) apply(dst []float64, pix []uint8) {
+	if nm == nil {
+		for j, p := range pix {
+			dst[j] = scale255[p]
+		}
+		return
+	}
+	dst = dst[:len(pix)]
+	mean, inv := nm.Mean[:len(pix)], nm.inv[:len(pix)]
+	for j, p := range pix {
+		dst[j] = (scale255[p] - mean[j]) * inv[j]
+	}
+}
+
+// value is input j of a pixel byte p.
+func (nm *Norm) value(p uint8, j int) float64 {
+	if nm == nil {
+		return scale255[p]
+	}
+	return (scale255[p] - nm.Mean[j]) * nm.inv[j]
 }
 
 // FormatError reports a malformed batch file: which file, which record (−1
@@ -99,42 +201,34 @@ func checkBatch(name string, data []byte) (int, error) {
 	return n, nil
 }
 
-// decodeRecords writes the records of a checked batch into x (rows of
-// D = 3072 values, pixel/255) and y.
-func decodeRecords(data []byte, x []float64, y []int) {
-	var scale [256]float64 // scale[v] = v/255, exactly as the division gives
-	for v := range scale {
-		scale[v] = float64(v) / 255
-	}
+// decodeRecords splits the records of a checked batch into pix (D bytes
+// per image) and y.
+func decodeRecords(data []byte, pix []uint8, y []int) {
 	for r := range y {
 		rec := data[r*recordSize : (r+1)*recordSize]
 		y[r] = int(rec[0])
-		row := x[r*inputDim : (r+1)*inputDim]
-		for i, p := range rec[1:] {
-			row[i] = scale[p]
-		}
+		copy(pix[r*inputDim:(r+1)*inputDim], rec[1:])
 	}
 }
 
-// ParseBatch decodes one batch file's bytes (pixels divided by 255, not yet
+// ParseBatch decodes one batch file's bytes (inputs p/255, not yet
 // normalised). name is used in errors.
 func ParseBatch(name string, data []byte) (*Dataset, error) {
 	n, err := checkBatch(name, data)
 	if err != nil {
 		return nil, err
 	}
-	d := &Dataset{X: NewMatrix(n, inputDim), Y: make([]int, n)}
-	decodeRecords(data, d.X.Data, d.Y)
+	d := &Dataset{Pix: make([]uint8, n*inputDim), Y: make([]int, n)}
+	decodeRecords(data, d.Pix, d.Y)
 	return d, nil
 }
 
 // readBatches reads the named files from dir into one dataset, keeping at
-// most limit images (limit ≤ 0: all). The pixels are written straight into
-// the final matrix: one float64 copy of the data, no more.
+// most limit images (limit ≤ 0: all). Each file is read, checked and its
+// pixels copied into the dataset's bytes before the next is read.
 func readBatches(dir string, names []string, limit int) (*Dataset, error) {
-	raw := make([][]byte, len(names))
-	total := 0
-	for i, name := range names {
+	d := &Dataset{}
+	for _, name := range names {
 		p := filepath.Join(dir, name)
 		b, err := os.ReadFile(p)
 		if err != nil {
@@ -147,27 +241,17 @@ func readBatches(dir string, names []string, limit int) (*Dataset, error) {
 		if err != nil {
 			return nil, err
 		}
-		raw[i] = b[:n*recordSize]
-		total += n
-		if limit > 0 && total >= limit {
-			raw[i] = b[:(n-(total-limit))*recordSize]
-			total = limit
-			raw = raw[:i+1]
+		if limit > 0 {
+			n = min(n, limit-d.Len())
+		}
+		at := d.Len()
+		d.Pix = slices.Grow(d.Pix, n*inputDim)[:(at+n)*inputDim]
+		d.Y = slices.Grow(d.Y, n)[:at+n]
+		decodeRecords(b[:n*recordSize], d.Pix[at*inputDim:], d.Y[at:])
+		if limit > 0 && d.Len() >= limit {
 			break
 		}
 	}
-	d := &Dataset{X: NewMatrix(total, inputDim), Y: make([]int, total)}
-	// Decode the files in parallel: most of the cost is the kernel mapping
-	// in the fresh pages of X on first touch, which scales with cores.
-	var wg sync.WaitGroup
-	at := 0
-	for _, b := range raw {
-		n := len(b) / recordSize
-		x, y := d.X.Data[at*inputDim:(at+n)*inputDim], d.Y[at:at+n]
-		wg.Go(func() { decodeRecords(b, x, y) })
-		at += n
-	}
-	wg.Wait()
 	return d, nil
 }
 
@@ -194,11 +278,11 @@ func readClassNames(dir string) ([]string, error) {
 	return names, nil
 }
 
-// Splits is what a run trains, validates and tests on, already normalised
-// with the training split's per-dimension mean and standard deviation.
+// Splits is what a run trains, validates and tests on, each read through
+// the training split's per-dimension mean and standard deviation (Norm).
 type Splits struct {
 	Train, Val, Test *Dataset
-	Mean, Std        []float64 // D values each, from the training split
+	Norm             *Norm
 	Classes          []string
 }
 
@@ -277,102 +361,119 @@ func LoadSplits(cfg *Config, stderr io.Writer) (*Splits, error) {
 	if sp.Train.Len() == 0 {
 		return nil, usageErrorf("the training split is empty; check -n and -val")
 	}
-	sp.Mean, sp.Std = meanStd(sp.Train.X)
+	sp.Norm = NewNorm(pixelMeanStd(sp.Train.Pix))
 	for _, d := range []*Dataset{sp.Train, sp.Val, sp.Test} {
-		normalise(d.X, sp.Mean, sp.Std)
-		d.Mean, d.Std = sp.Mean, sp.Std
+		d.Norm = sp.Norm
 	}
 	return sp, nil
 }
 
-// meanStd returns the per-column mean and (population) standard deviation
-// of x; a constant column gets std 1 so that normalising leaves it at 0.
-func meanStd(x *Matrix) (mean, std []float64) {
-	mean = make([]float64, x.Cols)
-	std = make([]float64, x.Cols)
-	for n := 0; n < x.Rows; n++ {
-		for j, v := range x.Row(n) {
-			mean[j] += v
+// pixelMeanStd returns the per-input mean and (population) standard
+// deviation of p/255 over images stored as bytes (N×D); a constant input
+// gets std 1 so that normalising leaves it at 0. Each column is summed over
+// n in increasing order; columns are independent, so they are cut over two
+// goroutines.
+func pixelMeanStd(pix []uint8) (mean, std []float64) {
+	n := len(pix) / inputDim
+	mean = make([]float64, inputDim)
+	std = make([]float64, inputDim)
+	column := func(lo, hi int) {
+		m, s := mean[lo:hi], std[lo:hi]
+		for r := 0; r < n; r++ {
+			for j, p := range pix[r*inputDim+lo : r*inputDim+hi] {
+				m[j] += scale255[p]
+			}
+		}
+		for j := range m {
+			m[j] /= float64(n)
+		}
+		for r := 0; r < n; r++ {
+			for j, p := range pix[r*inputDim+lo : r*inputDim+hi] {
+				d := scale255[p] - m[j]
+				s[j] += d * d
+			}
+		}
+		for j := range s {
+			s[j] = math.Sqrt(s[j] / float64(n))
+			if s[j] == 0 {
+				s[j] = 1
+			}
 		}
 	}
-	for j := range mean {
-		mean[j] /= float64(x.Rows)
-	}
-	for n := 0; n < x.Rows; n++ {
-		for j, v := range x.Row(n) {
-			d := v - mean[j]
-			std[j] += d * d
-		}
-	}
-	for j := range std {
-		std[j] = math.Sqrt(std[j] / float64(x.Rows))
-		if std[j] == 0 {
-			std[j] = 1
-		}
-	}
+	var wg sync.WaitGroup
+	wg.Go(func() { column(0, inputDim/2) })
+	column(inputDim/2, inputDim)
+	wg.Wait()
 	return mean, std
-}
-
-// normalise applies x[n, j] ← (x[n, j] − mean[j]) / std[j] in place.
-func normalise(x *Matrix, mean, std []float64) {
-	inv := make([]float64, len(std))
-	for j, s := range std {
-		inv[j] = 1 / s
-	}
-	for n := 0; n < x.Rows; n++ {
-		row := x.Row(n)
-		for j := range row {
-			row[j] = (row[j] - mean[j]) * inv[j]
-		}
-	}
 }
 
 // maxShift is the largest translation, in pixels, of -augment.
 const maxShift = 3
 
-// augmentImage writes to dst a randomly transformed copy of the normalised
-// CIFAR-10 image src (both D = 3·32·32, planes R, G, B, rows of 32): with
-// probability ½ flipped left–right, then translated by (dx, dy), each drawn
-// uniformly from −3…3 pixels. The transform works on the raw image, as a
-// camera would see it, and normalises the result again:
+// augmentRow writes to dst (D values) a randomly transformed copy of image
+// i of d, a CIFAR-10 image (planes R, G, B, rows of 32): with probability ½
+// flipped left–right, then translated by (dx, dy), each drawn uniformly from
+// −3…3 pixels. The transform moves the raw pixels, as a camera would see
+// them, and the result is normalised position by position:
 //
-//	raw = src·std + mean                          (per position)
 //	out(c, y, x) = raw(c, reflect(y − dy), reflect(x' − dx)),  x' = 31 − x if flipped
-//	dst = (out − mean) / std
+//	dst = (out/255 − mean)·(1/std)
 //
 // Pixels shifted in from beyond the border mirror the image (reflect(−1) =
 // 1, reflect(32) = 30), so no value outside the image is ever read and the
-// pixel statistics barely move.
-func augmentImage(dst, src, mean, std []float64, rng *rand.Rand) {
+// pixel statistics barely move. Float images (d.X) are moved as they are.
+func augmentRow(dst []float64, d *Dataset, i int, rng *rand.Rand) {
+	transformRow(dst, d, i, drawShift(rng))
+}
+
+// imageShift is one draw of augmentRow's transform.
+type imageShift struct {
+	flip   bool
+	dx, dy int
+}
+
+// drawShift draws a flip with probability ½, then dx and dy from −3…3.
+func drawShift(rng *rand.Rand) imageShift {
 	flip := rng.IntN(2) == 1
 	dx := rng.IntN(2*maxShift+1) - maxShift
 	dy := rng.IntN(2*maxShift+1) - maxShift
-	transformImage(dst, src, mean, std, flip, dx, dy)
+	return imageShift{flip, dx, dy}
 }
 
-// transformImage is augmentImage with the flip and shift given.
-func transformImage(dst, src, mean, std []float64, flip bool, dx, dy int) {
+// transformRow is augmentRow with the transform given.
+func transformRow(dst []float64, d *Dataset, i int, sh imageShift) {
+	flip, dx, dy := sh.flip, sh.dx, sh.dy
 	const side = imageSide
-	if len(dst) != inputDim || len(src) != inputDim || len(mean) != inputDim || len(std) != inputDim {
-		panic(fmt.Sprintf("mlp: transformImage: want %d values in each of dst, src, mean, std; got %d, %d, %d, %d", inputDim, len(dst), len(src), len(mean), len(std)))
+	if len(dst) != inputDim || d.Dim() != inputDim {
+		panic(fmt.Sprintf("mlp: transformRow: want %d values in dst and per image; got %d and %d", inputDim, len(dst), d.Dim()))
 	}
 	if !flip && dx == 0 && dy == 0 {
-		copy(dst, src)
+		d.Row(dst, i)
 		return
+	}
+	var pix []uint8
+	var x []float64
+	if d.X != nil {
+		x = d.X.Row(i)
+	} else {
+		pix = d.Pix[i*inputDim : (i+1)*inputDim]
 	}
 	for c := 0; c < 3; c++ {
 		plane := c * side * side
 		for y := 0; y < side; y++ {
 			sy := reflect(y-dy, side)
-			for x := 0; x < side; x++ {
-				sx := x
+			for xx := 0; xx < side; xx++ {
+				sx := xx
 				if flip {
-					sx = side - 1 - x
+					sx = side - 1 - xx
 				}
 				sx = reflect(sx-dx, side)
-				from, to := plane+sy*side+sx, plane+y*side+x
-				raw := src[from]*std[from] + mean[from]
-				dst[to] = (raw - mean[to]) / std[to]
+				from, to := plane+sy*side+sx, plane+y*side+xx
+				if x != nil {
+					dst[to] = x[from]
+				} else {
+					dst[to] = d.Norm.value(pix[from], to)
+				}
 			}
 		}
 	}
@@ -420,8 +521,7 @@ func syntheticSplits(n int, seed uint64) *Splits {
 		Train:   all.Subset(0, n),
 		Val:     all.Subset(n, n+n/5),
 		Test:    all.Subset(n+n/5, all.Len()),
-		Mean:    make([]float64, inputDim),
-		Std:     slices.Repeat([]float64{1}, inputDim),
+		Norm:    identityNorm(inputDim),
 		Classes: defaultClassNames[:],
 	}
 }

@@ -149,17 +149,20 @@ func runGradCheck(cfg *Config, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "gradient check on %s, λ=%g, h=%g, hidden %v\n", source, cfg.Lambda, cfg.H, cfg.Hidden)
 	const samples = 5
-	dims := min(cfg.Dims, data.X.Cols)
+	dims := min(cfg.Dims, data.Dim())
 	xa := NewMatrix(samples, dims)
+	row := make([]float64, data.Dim())
 	for n := 0; n < samples; n++ {
-		copy(xa.Row(n), data.X.Row(n)[:dims])
+		data.Row(row, n)
+		copy(xa.Row(n), row[:dims])
 	}
-	xb := data.X.RowsView(0, 1)
+	xb := NewMatrix(1, data.Dim())
+	data.Row(xb.Row(0), 0)
 	problems := []gradCheckProblem{
 		{fmt.Sprintf("(a) first %d dimensions of the first %d samples", dims, samples), xa, data.Y[:samples]},
 		{fmt.Sprintf("(b) all %d dimensions of sample 0", xb.Cols), xb, data.Y[:1]},
 	}
-	gemm := NewGemm(1)
+	gemm := NewGemmNamed(1, cfg.Kernel)
 	defer gemm.Close()
 	for i, p := range problems {
 		sizes := append(append([]int{p.x.Cols}, cfg.Hidden...), numClasses)

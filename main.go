@@ -63,6 +63,7 @@ type Config struct {
 	Preset         string
 	Model          string
 	Workers        int
+	Kernel         string // GEMM micro-kernel: auto, go, avx2, avx512
 	CPUProfile     string
 	Args           []string // positional arguments (images for -mode=predict)
 
@@ -121,7 +122,7 @@ var flagGroups = []struct {
 	title string
 	names []string
 }{
-	{"General", []string{"mode", "preset", "out", "seed", "workers", "cpuprofile"}},
+	{"General", []string{"mode", "preset", "out", "seed", "workers", "kernel", "cpuprofile"}},
 	{"Data (train, search, eval, gradcheck, overfit, lrtest, report)", []string{"data", "download", "split", "val", "n"}},
 	{"Network", []string{"hidden", "he"}},
 	{"Training (train, overfit, lrtest, report, search trials)", []string{"lambda", "eta-min", "eta-max", "eta", "ns", "cycles", "epochs", "batch", "opt", "momentum", "dropout", "augment", "ensemble", "evals"}},
@@ -155,6 +156,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Preset, "preset", "", "a named recipe of flag values (flags given explicitly win): best")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed for initialisation, shuffling and the search")
 	fs.IntVar(&cfg.Workers, "workers", 0, "goroutines for the GEMM, or search trials run at once (0: GOMAXPROCS)")
+	fs.StringVar(&cfg.Kernel, "kernel", "auto", "GEMM micro-kernel: auto (the fastest per product among those this CPU runs), go, avx2 or avx512")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (read it with go tool pprof)")
 
 	fs.StringVar(&cfg.Data, "data", "cifar-10-batches-bin", "folder with the CIFAR-10 binary batches (downloaded if missing)")
@@ -340,6 +342,9 @@ func (c *Config) check() error {
 		return usageErrorf("-trials %d: must be positive", c.Trials)
 	case c.LMin > c.LMax:
 		return usageErrorf("-lmin %g is larger than -lmax %g", c.LMin, c.LMax)
+	}
+	if _, err := kernelByName(c.Kernel); err != nil {
+		return usageErrorf("-%v", err)
 	}
 	if c.Mode == "predict" && len(c.Args) == 0 {
 		return usageErrorf("-mode=predict needs image files after the flags")
@@ -583,9 +588,9 @@ func runReport(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 		if err != nil {
 			return err
 		}
-		gemm := NewGemm(cfg.Workers)
+		gemm := NewGemmNamed(cfg.Workers, cfg.Kernel)
 		pred := make([]int, spAll.Test.Len())
-		met := m.Net.Evaluate(NewWorkspace(m.Net, gemm, 1000), spAll.Test.X, spAll.Test.Y, 0, pred)
+		met := m.Net.Evaluate(NewWorkspace(m.Net, gemm, 1000), spAll.Test, 0, pred)
 		gemm.Close()
 		classes := spAll.Classes
 		if len(classes) != numClasses {
@@ -598,7 +603,7 @@ func runReport(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 	page := &htmlDoc{}
 	page.h2("Summary")
 	page.p(fmt.Sprintf("Data: %s. GEMM kernel: %s, GOMAXPROCS %d. The whole report took %.0f s. Every run's folder (history.csv, summary.json, plots, model.npz) is under %s.",
-		source, defaultKernelName(), runtime.GOMAXPROCS(0), time.Since(start).Seconds(), out))
+		source, kernelName(cfg.Kernel), runtime.GOMAXPROCS(0), time.Since(start).Seconds(), out))
 	page.runTable(runs)
 	html := page.page("cifar-mlp report: a two-layer MLP on CIFAR-10", doc)
 	path := filepath.Join(out, "report.html")
@@ -609,9 +614,17 @@ func runReport(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 	return nil
 }
 
-// defaultKernelName names the micro-kernel NewGemm picks on this machine.
-func defaultKernelName() string {
-	g := NewGemm(1)
+// cpuModel names the processor ("unknown" where the build cannot ask it).
+func cpuModel() string {
+	if cpu.Model == "" {
+		return "unknown CPU"
+	}
+	return cpu.Model
+}
+
+// kernelName names the micro-kernels -kernel selects on this machine.
+func kernelName(kernel string) string {
+	g := NewGemmNamed(1, kernel)
 	defer g.Close()
 	return g.KernelName()
 }

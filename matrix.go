@@ -18,10 +18,10 @@ package main
 //   - the blocked engine (Gemm.Mul): packs panels of A and B into
 //     contiguous buffers sized for the caches and runs a register-blocked
 //     micro-kernel over them (the BLIS/GotoBLAS scheme, as in gonum's dgemm).
-//     The default micro-kernel is plain Go (kernelGo below); when the binary
-//     is built with GOEXPERIMENT=simd on amd64, matrix_simd_amd64.go supplies
-//     an AVX2/FMA micro-kernel (CPUs with AVX2 and FMA) and an AVX-512 one
-//     (CPUs with AVX-512), used instead.
+//     The micro-kernel is the only part that differs between CPUs: on x86-64
+//     it is assembly (matrix_amd64.s: AVX2/FMA 6×8, or AVX-512 8×24, chosen
+//     by CPUID at start-up), elsewhere and in -tags purego builds the plain-Go
+//     kernelGo2x4 below, which is also the readable version of the others.
 //   - the parallel engine: the same blocked algorithm, with the output C cut
 //     into independent rectangles, one per worker goroutine.
 //
@@ -35,8 +35,12 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
+	"time"
 )
 
 // Matrix is a dense row-major matrix: element (i, j) is Data[i*Cols+j].
@@ -129,136 +133,256 @@ func GemmNaive(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c
 	}
 }
 
-// Tuning constants, in one place (sized for AMD Zen 3: 32 KiB L1d and
-// 512 KiB L2 per core, 32 MiB shared L3).
+// Tuning constants, in one place.
 //
-//	kc: depth of one packed slice of K. A micro-panel of B (kc×nr doubles,
-//	    16 KiB for nr=8) stays in L1 while the kernel sweeps A panels.
-//	mc: rows of A packed at once; the packed mc×kc block (192 KiB) lives in L2.
-//	nc: columns of B packed at once; the kc×nc block (up to 8 MiB) lives in L3.
+//	kc: depth of one packed slice of K, the same for every kernel. It fixes
+//	    the summation order (each tile sums kc products in a register, then
+//	    adds them to C), so every kernel that uses FMA gives the same bits:
+//	    the AVX2 and AVX-512 kernels agree to the bit, on any CPU. 256 keeps
+//	    the AVX2 kernel's B micro-panel (kc×8 doubles, 16 KiB) in a 32 KiB L1
+//	    and makes the C update (load, FMA, store per accumulator) under 1 %
+//	    of a tile's work.
+//	mc, nc: rows of A and columns of B packed at once; they do not change any
+//	    result, only speed, so they come from the CPU's caches (blockingFor):
+//	    the mc×kc block of A fills at most half of L2, the kc×nc block of B at
+//	    most a quarter of L3.
 //	parallelMinFlops: below this many flops (2·M·N·K) one goroutine does the
 //	    whole product; waking workers would cost more than it saves.
 //	parallelMinElems: the same for ParallelFor's element-wise passes.
 const (
 	kc               = 256
-	mc               = 96
-	nc               = 4096
+	maxMC            = 512
+	maxNC            = 4096
 	parallelMinFlops = 200_000
 	parallelMinElems = 20_000
 )
 
+// blockingFor returns mc and nc for a kernel on a CPU with the given L2 and
+// L3 sizes in bytes (0: unknown; then 512 KiB and 8 MiB are assumed, the
+// smallest of the machines this was measured on). mc is a multiple of mr and
+// nc of nr, so blocks split into whole tiles.
+func blockingFor(k microKernel, l2, l3 int) (mc, nc int) {
+	if l2 <= 0 {
+		l2 = 512 << 10
+	}
+	if l3 <= 0 {
+		l3 = 8 << 20
+	}
+	mc = l2 / 2 / (8 * kc) / k.mr * k.mr
+	nc = l3 / 4 / (8 * kc) / k.nr * k.nr
+	return min(max(mc, k.mr), maxMC/k.mr*k.mr), min(max(nc, k.nr), maxNC/k.nr*k.nr)
+}
+
 // microKernel computes one mr×nr tile:
 //
-//	C[i, j] += α · Σ_{p<kc} a[p*mr+i] · b[p*nr+j]     (0 ≤ i < mr, 0 ≤ j < nr)
+//	C[i, j] = fma(α, Σ_{p<kc} a[p*csa + i*rsa] · b[p*csb + j], C[i, j])
+//	                                          (0 ≤ i < mr, 0 ≤ j < nr)
 //
-// where a is a packed kc×mr micro-panel of op(A) (column of the tile's rows
-// for each p), b a packed kc×nr micro-panel of op(B), and C's tile starts at
-// c[0] with row stride ldc. The sum over p runs in increasing order.
+// where a holds a kc×mr micro-panel of op(A) (element (i, p) of the tile's
+// rows at a[p*csa + i*rsa]), b a kc×nr micro-panel of op(B) whose steps are
+// runs of nr values csb apart, and C's tile starts at c[0] with row stride
+// ldc. The sum runs over p in increasing order with one fused multiply-add
+// per step, so every kernel gives the same bits.
 type microKernel struct {
-	name   string
+	name   string // what -kernel calls it: go, avx2, avx512
+	tile   string // "6x8"
 	mr, nr int
-	fn     func(kc int, alpha float64, a, b, c []float64, ldc int)
+	// direct: the kernel reads A and B in place through the strides; the
+	// engine packs only ragged edges and transposed B. Otherwise it packs
+	// both operands (rsa = 1, csa = mr, csb = nr).
+	direct bool
+	fn     func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int)
 }
 
 // kernelGo is the portable micro-kernel: a 2×4 tile held in 8 scalar
-// accumulators. This is the readable version of the fast kernel.
-var kernelGo = microKernel{name: "go2x4", mr: 2, nr: 4, fn: kernelGo2x4}
+// accumulators. This is the readable version of the fast kernels, and the
+// one of -tags purego builds and of other architectures.
+var kernelGo = microKernel{name: "go", tile: "2x4", mr: 2, nr: 4, fn: kernelGo2x4}
 
-// simdKernels is filled once, at package initialisation, by
-// matrix_simd_amd64.go when the binary is built with GOEXPERIMENT=simd: the
-// AVX-512 kernel if the CPU has AVX-512, the AVX2/FMA kernel if it has AVX2
-// and FMA, fastest first. It is never written afterwards; empty otherwise.
-var simdKernels []microKernel
+// cpuInfo is what the start-up probe learnt about the processor.
+type cpuInfo struct {
+	Model       string        // its name, as lscpu shows it
+	Kernels     []microKernel // the assembly kernels it can run, widest first
+	Speeds      []float64     // their GFLOP/s on cache-resident panels (calibrate)
+	L1d, L2, L3 int           // data cache sizes in bytes, 0 if unknown
+}
 
-// kernelGo2x4 is the plain-Go micro-kernel. Why 2×4: the Go compiler keeps
-// scalars in the 15 usable XMM registers and does not vectorise, so the tile
-// must fit there with its operands: 8 accumulators + 4 values of b + 2 of a.
-// A 4×4 tile (16 accumulators) spills and ran 3.9 GFLOP/s per core here;
-// 2×4 runs 6.1, and 7.0 with two steps per loop iteration as below.
-// Walking the panels by re-slicing (a = a[4:]) lets the compiler drop the
-// bounds checks.
-func kernelGo2x4(kc int, alpha float64, a, b, c []float64, ldc int) {
+// cpu is filled once, before main runs, by matrix_amd64.go's init (the
+// assembly build on x86-64) and never written afterwards; on other builds it
+// stays empty and every engine runs kernelGo.
+var cpu cpuInfo
+
+// KernelNames lists the values -kernel accepts on this binary and CPU.
+func KernelNames() []string {
+	names := []string{"auto", kernelGo.name}
+	for _, k := range cpu.Kernels {
+		names = append(names, k.name)
+	}
+	return names
+}
+
+// kernelByName returns the micro-kernels -kernel names: "auto" (or "") is
+// every kernel this CPU runs, among which the engine picks per product (see
+// Gemm.plan); "go" the plain-Go one; "avx2" and "avx512" one assembly kernel,
+// where the CPU (and this build) has it.
+func kernelByName(name string) ([]microKernel, error) {
+	switch name {
+	case "", "auto":
+		if len(cpu.Kernels) > 0 {
+			return cpu.Kernels, nil
+		}
+		return []microKernel{kernelGo}, nil
+	case kernelGo.name:
+		return []microKernel{kernelGo}, nil
+	}
+	for _, k := range cpu.Kernels {
+		if k.name == name {
+			return []microKernel{k}, nil
+		}
+	}
+	switch name {
+	case "avx2", "avx512":
+		return nil, fmt.Errorf("kernel %q: not available here (this binary and CPU run %s)", name, strings.Join(KernelNames(), ", "))
+	}
+	return nil, fmt.Errorf("kernel %q: unknown; want one of %s", name, strings.Join(KernelNames(), ", "))
+}
+
+// speed is kernel k's speed relative to the slowest kernel calibrate
+// measured, coarsened: a ratio below 1.4 counts as 1. Where both kernels
+// have the same arithmetic peak (AMD Zen 4 executes a 512-bit FMA as two
+// 256-bit halves) their measured ratio wanders between 1.0 and 1.3 from one
+// process to the next with where the panels happen to lie in memory, and
+// only tile shapes should decide; where AVX-512 has twice the FMA width
+// (Intel Cascade Lake: 1.8×) the ratio is kept. 1 when nothing was measured.
+func (c *cpuInfo) speed(k microKernel) float64 {
+	i := slices.IndexFunc(c.Kernels, func(x microKernel) bool { return x.name == k.name })
+	if i < 0 || i >= len(c.Speeds) {
+		return 1
+	}
+	ratio := c.Speeds[i] / slices.Min(c.Speeds)
+	if ratio < 1.4 {
+		return 1
+	}
+	return ratio
+}
+
+// calibrate measures each kernel's speed in GFLOP/s on packed panels of
+// depth 64 that stay in L1 (the kernel's arithmetic, not the memory around
+// it): the best of five rounds of 1024 calls, the kernels taking turns so
+// that a busy moment of the machine hits all of them alike. About 5 ms in
+// all, once per process. The figures only steer Gemm.plan between kernels
+// that give the same bits, so noise costs speed, never correctness.
+func calibrate(ks []microKernel) []float64 {
+	const depth, calls = 64, 1024
+	speeds := make([]float64, len(ks))
+	for round := 0; round < 5; round++ {
+		for i, k := range ks {
+			a := make([]float64, depth*k.mr)
+			b := make([]float64, depth*k.nr)
+			c := make([]float64, k.mr*k.nr)
+			start := time.Now()
+			for range calls {
+				k.fn(depth, 1, a, 1, k.mr, b, k.nr, c, k.nr)
+			}
+			gflops := 2 * float64(calls*depth*k.mr*k.nr) / float64(time.Since(start).Nanoseconds())
+			speeds[i] = max(speeds[i], gflops)
+		}
+	}
+	return speeds
+}
+
+// kernelGo2x4 is the plain-Go micro-kernel, on packed panels (rsa = 1,
+// csa = 2, csb = 4; the engine always packs for it). Why 2×4: the Go
+// compiler keeps scalars in the 15 usable XMM registers and does not
+// vectorise, so the tile must fit there with its operands: 8 accumulators +
+// 4 values of b + 2 of a. A 4×4 tile (16 accumulators) spills. Walking the
+// panels by re-slicing (a = a[2:]) lets the compiler drop the bounds checks.
+//
+// It uses math.FMA (one rounding, as the assembly kernels' VFMADD231PD), in
+// the same order, so every kernel gives the same bits: a purego build, or
+// another architecture, reproduces an AVX-512 run exactly. On x86-64 with
+// FMA the compiler turns math.FMA into that instruction; without FMA it is
+// computed exactly in software (slow, but the same bits).
+func kernelGo2x4(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
+	if rsa != 1 || csa != 2 || csb != 4 {
+		panic("mlp: kernelGo2x4 needs packed panels")
+	}
 	var c00, c01, c02, c03 float64
 	var c10, c11, c12, c13 float64
 	a = a[:2*kc]
 	b = b[:4*kc]
-	for len(a) >= 4 && len(b) >= 8 { // steps p and p+1
+	for len(a) >= 2 && len(b) >= 4 { // step p: the outer product a[0:2] ⊗ b[0:4]
 		b0, b1, b2, b3 := b[0], b[1], b[2], b[3]
 		a0, a1 := a[0], a[1]
-		c00 += a0 * b0
-		c01 += a0 * b1
-		c02 += a0 * b2
-		c03 += a0 * b3
-		c10 += a1 * b0
-		c11 += a1 * b1
-		c12 += a1 * b2
-		c13 += a1 * b3
-		b0, b1, b2, b3 = b[4], b[5], b[6], b[7]
-		a0, a1 = a[2], a[3]
-		c00 += a0 * b0
-		c01 += a0 * b1
-		c02 += a0 * b2
-		c03 += a0 * b3
-		c10 += a1 * b0
-		c11 += a1 * b1
-		c12 += a1 * b2
-		c13 += a1 * b3
-		a, b = a[4:], b[8:]
-	}
-	if len(a) >= 2 && len(b) >= 4 { // odd kc: the last step
-		b0, b1, b2, b3 := b[0], b[1], b[2], b[3]
-		a0, a1 := a[0], a[1]
-		c00 += a0 * b0
-		c01 += a0 * b1
-		c02 += a0 * b2
-		c03 += a0 * b3
-		c10 += a1 * b0
-		c11 += a1 * b1
-		c12 += a1 * b2
-		c13 += a1 * b3
+		c00 = math.FMA(a0, b0, c00)
+		c01 = math.FMA(a0, b1, c01)
+		c02 = math.FMA(a0, b2, c02)
+		c03 = math.FMA(a0, b3, c03)
+		c10 = math.FMA(a1, b0, c10)
+		c11 = math.FMA(a1, b1, c11)
+		c12 = math.FMA(a1, b2, c12)
+		c13 = math.FMA(a1, b3, c13)
+		a, b = a[2:], b[4:]
 	}
 	r := c[0:4:4]
-	r[0] += alpha * c00
-	r[1] += alpha * c01
-	r[2] += alpha * c02
-	r[3] += alpha * c03
+	r[0] = math.FMA(alpha, c00, r[0])
+	r[1] = math.FMA(alpha, c01, r[1])
+	r[2] = math.FMA(alpha, c02, r[2])
+	r[3] = math.FMA(alpha, c03, r[3])
 	r = c[ldc : ldc+4 : ldc+4]
-	r[0] += alpha * c10
-	r[1] += alpha * c11
-	r[2] += alpha * c12
-	r[3] += alpha * c13
+	r[0] = math.FMA(alpha, c10, r[0])
+	r[1] = math.FMA(alpha, c11, r[1])
+	r[2] = math.FMA(alpha, c12, r[2])
+	r[3] = math.FMA(alpha, c13, r[3])
 }
 
-// Gemm is the blocked, parallel GEMM engine. It owns one set of packing
-// buffers per worker and a pool of long-lived worker goroutines, so a call
-// allocates nothing in steady state. A Gemm is not safe for concurrent calls
-// of Mul; give each goroutine that multiplies its own engine (the λ search
-// runs one serial engine per trial).
+// Gemm is the blocked, parallel GEMM engine. It owns its packing buffers and
+// a pool of long-lived worker goroutines, so a call allocates nothing once
+// the buffers have grown to the largest product seen. A Gemm is not safe
+// for concurrent calls of Mul; give each goroutine that multiplies its own
+// engine (the λ search runs one serial engine per trial).
 type Gemm struct {
-	kern    microKernel
+	kerns   []gemmKernel // the kernels it may use, the widest first
 	workers int
 	ws      []*gemmWorkspace // ws[w] belongs to worker w
+	bpack   []float64        // op(B) packed for the current call, shared (see prepareB)
 	jobs    chan gemmJob
 	wg      sync.WaitGroup
 	prob    gemmProblem // the current call's operands, read by every worker
 	tbuf    []float64   // scratch Cᵀ for mulSwapped, grown as needed
 }
 
-// gemmWorkspace holds one worker's packed panels plus a scratch tile for the
-// ragged edges of C.
-type gemmWorkspace struct {
-	ap, bp []float64
-	edge   []float64
+// gemmKernel is a micro-kernel with its blocking on this CPU and its
+// measured speed.
+type gemmKernel struct {
+	microKernel
+	mc, nc int     // see blockingFor
+	speed  float64 // GFLOP/s on cache-resident panels (calibrate), 1 if unmeasured
 }
 
-// gemmJob asks a worker to compute rows [i0,i1) × columns [j0,j1) of C, or,
-// when fn is set, to call fn(i0, i1) (see ParallelFor).
+// gemmWorkspace holds one worker's packed A (a whole mc×kc block for
+// kernels that need packing, else only a ragged last panel) and a scratch
+// tile for the ragged edges of C.
+type gemmWorkspace struct {
+	ap   []float64
+	edge []float64
+}
+
+// A gemmJob asks a worker to compute rows [i0,i1) × columns [j0,j1) of C
+// (jobBlock), to pack B panels [i0,i1) (jobPackB), or to call fn(i0, i1)
+// (jobFunc, see ParallelFor).
 type gemmJob struct {
+	kind           int
 	w              int
-	p              *gemmProblem
 	i0, i1, j0, j1 int
 	fn             func(lo, hi int)
 }
+
+const (
+	jobBlock = iota
+	jobPackB
+	jobFunc
+)
 
 // gemmProblem is one call's operands, as strides into op(A) and op(B).
 type gemmProblem struct {
@@ -268,32 +392,60 @@ type gemmProblem struct {
 	brs, bcs    int
 	c           []float64
 	ldc         int
-	d           []float64 // if not nil, C starts as β·D (D has C's shape) instead of β·C
-	k           int       // the shared dimension of op(A) and op(B)
+	d           []float64   // if not nil, C starts as β·D (D has C's shape) instead of β·C
+	m, n, k     int         // op(A) is m×k, op(B) k×n
+	kern        *gemmKernel // the kernel plan chose for this call
+	packedA     bool        // workers pack their blocks of op(A); else A is read in place
+	packedB     bool        // every panel of op(B) is in bpack; else B is read in place
+	npad        int         // n rounded up to whole panels (nr)
 }
 
 // NewGemm returns an engine with the given number of workers (≤ 0 means
-// GOMAXPROCS) using the fastest micro-kernel this binary and CPU support.
-func NewGemm(workers int) *Gemm {
-	k := kernelGo
-	if len(simdKernels) > 0 {
-		k = simdKernels[0]
+// GOMAXPROCS) that picks, for each product, the fastest of the kernels this
+// binary and CPU run (-kernel auto).
+func NewGemm(workers int) *Gemm { return NewGemmNamed(workers, "auto") }
+
+// NewGemmNamed is NewGemm with the kernel chosen by name, as -kernel gives
+// it (see kernelByName). An unknown or unsupported name is a caller bug
+// here: main checks the flag first.
+func NewGemmNamed(workers int, kernel string) *Gemm {
+	ks, err := kernelByName(kernel)
+	if err != nil {
+		panic("mlp: " + err.Error())
 	}
-	return newGemmKernel(workers, k)
+	return newGemmKernels(workers, ks...)
 }
 
-// newGemmKernel returns an engine with a chosen micro-kernel (tests and
-// benchmarks compare kernels with it).
-func newGemmKernel(workers int, k microKernel) *Gemm {
+// newGemmKernels returns an engine that chooses among the given kernels
+// (tests and benchmarks pass one to compare kernels).
+func newGemmKernels(workers int, ks ...microKernel) *Gemm {
+	var gks []gemmKernel
+	for _, k := range ks {
+		mc, nc := blockingFor(k, cpu.L2, cpu.L3)
+		gks = append(gks, gemmKernel{microKernel: k, mc: mc, nc: nc, speed: cpu.speed(k)})
+	}
+	return newGemm(workers, gks)
+}
+
+// newGemmBlocked returns an engine with one kernel and the blocking given
+// (tests use tiny blocks so that small products cross many block edges).
+func newGemmBlocked(workers int, k microKernel, mc, nc int) *Gemm {
+	return newGemm(workers, []gemmKernel{{microKernel: k, mc: mc, nc: nc, speed: 1}})
+}
+
+func newGemm(workers int, ks []gemmKernel) *Gemm {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	g := &Gemm{kern: k, workers: workers}
+	g := &Gemm{kerns: ks, workers: workers}
+	apSize, edgeSize := 0, 0
+	for _, k := range ks {
+		apSize, edgeSize = max(apSize, k.mc*kc), max(edgeSize, k.mr*k.nr)
+	}
 	for w := 0; w < workers; w++ {
 		g.ws = append(g.ws, &gemmWorkspace{
-			ap:   make([]float64, mc*kc),
-			bp:   make([]float64, kc*nc),
-			edge: make([]float64, k.mr*k.nr),
+			ap:   make([]float64, apSize),
+			edge: make([]float64, edgeSize),
 		})
 	}
 	if workers > 1 {
@@ -302,17 +454,40 @@ func newGemmKernel(workers int, k microKernel) *Gemm {
 		for w := 1; w < workers; w++ {
 			go func() {
 				for j := range jobs { // ends when Close closes the channel
-					if j.fn != nil {
-						j.fn(j.i0, j.i1)
-					} else {
-						g.block(j.w, j.p, j.i0, j.i1, j.j0, j.j1)
-					}
+					g.do(j)
 					g.wg.Done()
 				}
 			}()
 		}
 	}
 	return g
+}
+
+// do carries out one job.
+func (g *Gemm) do(j gemmJob) {
+	switch j.kind {
+	case jobFunc:
+		j.fn(j.i0, j.i1)
+	case jobPackB:
+		g.packBPanels(j.i0, j.i1)
+	default:
+		g.block(j.w, j.i0, j.i1, j.j0, j.j1)
+	}
+}
+
+// fanOut runs parts jobs made by job(w) for w = 0 … parts-1, worker 0 being
+// the caller, and returns when all are done.
+func (g *Gemm) fanOut(parts int, job func(w int) gemmJob) {
+	if parts <= 1 {
+		g.do(job(0))
+		return
+	}
+	g.wg.Add(parts - 1)
+	for w := parts - 1; w >= 1; w-- {
+		g.jobs <- job(w)
+	}
+	g.do(job(0))
+	g.wg.Wait()
 }
 
 // Close stops the engine's worker goroutines. The engine must not be used after.
@@ -323,22 +498,33 @@ func (g *Gemm) Close() {
 	}
 }
 
-// KernelName names the micro-kernel in use ("go2x4", "avx2-fma4x8").
-func (g *Gemm) KernelName() string { return g.kern.name }
+// KernelName names the micro-kernels the engine uses and their tiles
+// ("go-2x4", "avx2-6x8", "avx512-8x24+avx2-6x8").
+func (g *Gemm) KernelName() string {
+	var names []string
+	for _, k := range g.kerns {
+		names = append(names, k.name+"-"+k.tile)
+	}
+	return strings.Join(names, "+")
+}
 
 // Mul computes C = α·op(A)·op(B) + β·C. A and B are read only; C must not
 // share storage with A or B. With β = 0, C's previous contents (even NaN)
 // are ignored.
 //
-// Parallel scheme: C is cut along its longer side into at most `workers`
-// strips whose edges fall on micro-tile boundaries; worker w computes strip w
-// completely (its own packing of the panels it needs, then every K slice in
-// order). Strips never overlap, so workers share nothing but read-only A and B.
+// Parallel scheme, in two phases. First the panels of op(B) that must be
+// packed (all of them when B is transposed or the kernel cannot read in
+// place, else only a ragged last panel) are packed once into a buffer
+// shared by the workers, each packing its own range of panels. Then C is
+// cut into at most `workers` strips, along whichever side splits into
+// whole micro-tiles most evenly; worker w computes strip w completely,
+// every K slice in order, reading A in place (or packing its own A blocks
+// for the plain-Go kernel). Strips never overlap, so workers share nothing
+// but read-only A, B and packed B.
 //
 // Narrow outputs (N much smaller than M, such as the MLP's N×50 layer
-// outputs) may be computed transposed, Cᵀ = op(B)ᵀ·op(A)ᵀ, when that leaves
-// fewer wasted elements in ragged micro-tiles; see swapPays. The bits are
-// the same either way.
+// outputs) may be computed transposed, Cᵀ = op(B)ᵀ·op(A)ᵀ, when that costs
+// less (see swapPays). The bits are the same either way.
 func (g *Gemm) Mul(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c *Matrix) {
 	g.MulAdd(transA, transB, alpha, a, b, beta, c, c)
 }
@@ -355,11 +541,12 @@ func (g *Gemm) MulAdd(transA, transB bool, alpha float64, a, b *Matrix, beta flo
 	}
 	ars, acs := strides(a, transA)
 	brs, bcs := strides(b, transB)
-	if g.swapPays(m, n, k) {
-		g.mulSwapped(alpha, a.Data, ars, acs, b.Data, brs, bcs, beta, d, c, m, n, k)
+	kern, swap := g.plan(m, n, k, acs, bcs)
+	if swap {
+		g.mulSwapped(kern, alpha, a.Data, ars, acs, b.Data, brs, bcs, beta, d, c, m, n, k)
 		return
 	}
-	g.prob = gemmProblem{alpha: alpha, beta: beta, a: a.Data, b: b.Data, c: c.Data, ldc: c.Cols, k: k,
+	g.prob = gemmProblem{kern: kern, alpha: alpha, beta: beta, a: a.Data, b: b.Data, c: c.Data, ldc: c.Cols, k: k,
 		ars: ars, acs: acs, brs: brs, bcs: bcs}
 	if d != c {
 		g.prob.d = d.Data
@@ -378,39 +565,88 @@ func (g *Gemm) ParallelFor(n int, fn func(lo, hi int)) {
 	if n < parallelMinElems {
 		parts = 1
 	}
-	if parts <= 1 {
-		fn(0, n)
-		return
-	}
-	g.wg.Add(parts - 1)
-	for w := parts - 1; w >= 1; w-- {
-		g.jobs <- gemmJob{w: w, i0: n * w / parts, i1: n * (w + 1) / parts, fn: fn}
-	}
-	fn(0, n/parts)
-	g.wg.Wait()
+	g.fanOut(parts, func(w int) gemmJob {
+		return gemmJob{kind: jobFunc, i0: n * w / parts, i1: n * (w + 1) / parts, fn: fn}
+	})
 }
 
-// tiledArea is the number of elements the micro-kernel computes for an m×n
-// output: whole mr×nr tiles, the ragged ones included.
-func (g *Gemm) tiledArea(m, n int) int {
-	mr, nr := g.kern.mr, g.kern.nr
-	return (m + mr - 1) / mr * mr * (n + nr - 1) / nr * nr
+// tiledArea is the number of elements kernel k computes for an m×n output:
+// whole mr×nr tiles, the ragged ones included.
+func tiledArea(k *gemmKernel, m, n int) int {
+	return (m + k.mr - 1) / k.mr * k.mr * ((n + k.nr - 1) / k.nr * k.nr)
 }
 
-// swapPays reports whether computing Cᵀ = op(B)ᵀ·op(A)ᵀ wastes clearly
-// fewer tile elements than C = op(A)·op(B). It does for the MLP's narrow
-// outputs: with 3×16 tiles, a 1000×50 product is 1002×64 tiles (28 % wasted)
-// but its transpose 51×1008 (3 %). Only worth the two transpositions when K
-// is long.
-func (g *Gemm) swapPays(m, n, k int) bool {
-	return k >= 64 && m > 1 && n > 1 && 10*g.tiledArea(n, m) < 9*g.tiledArea(m, n)
+// packReuse: a kernel that can read operands in place still packs one when
+// each packed element will be used by at least this many micro-tiles: then
+// the copy costs little, and the packed panels are contiguous (no cache-set
+// or TLB conflicts when the operand's rows are a multiple of 4 KiB apart, as
+// X's 3072 doubles are). A is packed when N ≥ packReuse·nr (dW₁ = dHᵀ·X, the
+// 1024³ product), B when M ≥ packReuse·mr; the MLP's N×50 outputs read X in
+// place. Measured on AMD Zen 4: dW₁ 29 → 36 GFLOP/s (AVX2), 1024³ 40 → 44
+// (AVX-512).
+const packReuse = 16
+
+// packFlops is what packing one element of B costs, in flops of kernel
+// time (about 1 ns against ~40 GFLOP/s); it weighs packing against wasted
+// tile elements in cost.
+const packFlops = 40
+
+// cost estimates the time of an m×k×n product with kernel kern, in
+// nanoseconds: its work on whole tiles, plus the packing of op(B) when it
+// cannot be read in place (bcs, op(B)'s column stride, is 1 when its rows
+// are contiguous), at the kernel's measured speed.
+func cost(kern *gemmKernel, m, n, k, bcs int) float64 {
+	work := 2 * float64(k) * float64(tiledArea(kern, m, n))
+	if bcs != 1 || !kern.direct {
+		work += packFlops * float64(k) * float64(n)
+	}
+	return work / kern.speed
+}
+
+// plan picks the kernel, and whether to compute C directly or as
+// Cᵀ = op(B)ᵀ·op(A)ᵀ, with the lowest cost. Every kernel and both ways give
+// the same bits, so the choice only changes speed.
+//
+// Why both choices matter: tiles waste the ragged edges. The MLP's N×50
+// outputs fill 8×24 AVX-512 tiles only to 69 % (50 of 72 columns) but 6×8
+// AVX2 tiles to 89 %; on a CPU whose two kernels run at the same speed (AMD
+// Zen 4 executes a 512-bit FMA as two 256-bit halves) the AVX2 kernel wins
+// those products and the AVX-512 one wins the others (fewer instructions
+// per flop hide memory stalls better); where AVX-512 runs 1.8× faster
+// (Intel Cascade Lake) it wins nearly everything. Transposing helps when M
+// is the narrow side: 10000×50 is 10000×72 in 8×24 tiles but 56×10008 as
+// Cᵀ, though then X must be packed.
+//
+// acs and bcs are op(A)'s and op(B)'s column strides; the swapped product's
+// op(B) is op(A)ᵀ, whose rows are contiguous when op(A) = Aᵀ (acs ≠ 1).
+// A kernel counts as 5 % slower per step down the list, so that near-ties
+// go to the widest kernel.
+func (g *Gemm) plan(m, n, k, acs, bcs int) (kern *gemmKernel, swap bool) {
+	canSwap := k >= 64 && m > 1 && n > 1
+	swappedBcs := 1
+	if acs == 1 {
+		swappedBcs = 0 // op(A) = A: op(A)ᵀ must be packed
+	}
+	best := math.Inf(1)
+	for i := range g.kerns {
+		kr := &g.kerns[i]
+		penalty := 1 + 0.05*float64(i)
+		if c := penalty * cost(kr, m, n, k, bcs); c < best {
+			best, kern, swap = c, kr, false
+		}
+		// Swapping must pay clearly (10 %): it costs two transpositions.
+		if c := 1.1 * penalty * cost(kr, n, m, k, swappedBcs); canSwap && c < best {
+			best, kern, swap = c, kr, true
+		}
+	}
+	return kern, swap
 }
 
 // mulSwapped computes C = α·op(A)·op(B) + β·C as Cᵀ = α·op(B)ᵀ·op(A)ᵀ + β·Cᵀ
 // into a scratch matrix T = Cᵀ, then transposes T into C. Every element is
 // summed exactly as in the direct path (same K slices, and a·b = b·a in the
 // FMA), so the two paths give the same bits.
-func (g *Gemm) mulSwapped(alpha float64, a []float64, ars, acs int, b []float64, brs, bcs int, beta float64, d, c *Matrix, m, n, k int) {
+func (g *Gemm) mulSwapped(kern *gemmKernel, alpha float64, a []float64, ars, acs int, b []float64, brs, bcs int, beta float64, d, c *Matrix, m, n, k int) {
 	if cap(g.tbuf) < m*n {
 		g.tbuf = make([]float64, m*n)
 	}
@@ -424,7 +660,7 @@ func (g *Gemm) mulSwapped(alpha float64, a []float64, ars, acs int, b []float64,
 	}
 	// op(B)ᵀ(j, p) = op(B)(p, j) and op(A)ᵀ(p, i) = op(A)(i, p): swap the
 	// operands and their strides.
-	g.prob = gemmProblem{alpha: alpha, beta: beta, a: b, b: a, c: t, ldc: m, k: k,
+	g.prob = gemmProblem{kern: kern, alpha: alpha, beta: beta, a: b, b: a, c: t, ldc: m, k: k,
 		ars: bcs, acs: brs, brs: acs, bcs: ars}
 	g.run(n, m)
 	g.prob = gemmProblem{}
@@ -439,19 +675,9 @@ func (g *Gemm) mulSwapped(alpha float64, a []float64, ars, acs int, b []float64,
 // run computes the m×n product described by g.prob, split over the workers.
 func (g *Gemm) run(m, n int) {
 	p := &g.prob
-	parts := g.workers
-	if 2*float64(m)*float64(n)*float64(p.k) < parallelMinFlops {
-		parts = 1
-	}
-	// Split the longer side of C, in whole micro-tiles.
-	splitRows := m >= n
-	unit, extent := g.kern.nr, n
-	if splitRows {
-		unit, extent = g.kern.mr, m
-	}
-	tiles := (extent + unit - 1) / unit
-	if parts > tiles {
-		parts = tiles
+	p.m, p.n = m, n
+	if m == 0 || n == 0 {
+		return
 	}
 	if m == 1 || n == 1 {
 		// A single row or column of output: packing would cost more than
@@ -459,25 +685,104 @@ func (g *Gemm) run(m, n int) {
 		gemmDot(p, m, n)
 		return
 	}
-	if parts <= 1 {
-		g.block(0, p, 0, m, 0, n)
-		return
+	parts := g.workers
+	if 2*float64(m)*float64(n)*float64(p.k) < parallelMinFlops {
+		parts = 1
 	}
-	g.wg.Add(parts - 1)
-	for w := parts - 1; w >= 0; w-- {
+	if p.alpha != 0 {
+		p.packedA = !p.kern.direct || n >= packReuse*p.kern.nr
+		g.prepareB(parts)
+	}
+	// Split C along the side whose whole tiles share out more evenly over
+	// the workers (rows on a tie).
+	mr, nr := p.kern.mr, p.kern.nr
+	rowTiles, colTiles := (m+mr-1)/mr, (n+nr-1)/nr
+	splitRows := evenness(rowTiles, parts) >= evenness(colTiles, parts)
+	unit, extent, tiles := nr, n, colTiles
+	if splitRows {
+		unit, extent, tiles = mr, m, rowTiles
+	}
+	parts = min(parts, tiles)
+	g.fanOut(parts, func(w int) gemmJob {
 		lo := tiles * w / parts * unit
 		hi := min(tiles*(w+1)/parts*unit, extent)
-		j := gemmJob{w: w, p: p, i0: 0, i1: m, j0: lo, j1: hi}
 		if splitRows {
-			j = gemmJob{w: w, p: p, i0: lo, i1: hi, j0: 0, j1: n}
+			return gemmJob{kind: jobBlock, w: w, i0: lo, i1: hi, j0: 0, j1: n}
 		}
-		if w == 0 {
-			g.block(0, p, j.i0, j.i1, j.j0, j.j1) // the caller is worker 0
-		} else {
-			g.jobs <- j
+		return gemmJob{kind: jobBlock, w: w, i0: 0, i1: m, j0: lo, j1: hi}
+	})
+}
+
+// evenness is the fraction of `parts` workers' time spent working when
+// `tiles` equal tiles are shared out among them: tiles / (parts·⌈tiles/parts⌉).
+func evenness(tiles, parts int) float64 {
+	return float64(tiles) / float64(parts*((tiles+parts-1)/parts))
+}
+
+// prepareB decides which panels of op(B) the kernel reads in place and
+// packs the others into g.bpack, split over `parts` workers by panel.
+//
+// Layout of g.bpack when every panel is packed (p.packedB): the K slice that
+// starts at pc takes kcb·npad elements from pc·npad on, and within it the
+// panel of columns j…j+nr-1 starts at pc·npad + j·kcb (k-major: step p's nr
+// values are contiguous). When only a ragged last panel is packed, slice pc
+// of that panel is at pc·nr.
+func (g *Gemm) prepareB(parts int) {
+	p := &g.prob
+	nr := p.kern.nr
+	p.npad = (p.n + nr - 1) / nr * nr
+	panels := p.npad / nr
+	p.packedB = !p.kern.direct || p.bcs != 1 || p.m >= packReuse*p.kern.mr
+	first, size := 0, p.k*p.npad
+	if !p.packedB {
+		if p.n%nr == 0 {
+			return // every panel is read in place
 		}
+		first, size = panels-1, p.k*nr
 	}
-	g.wg.Wait()
+	if len(g.bpack) < size {
+		g.bpack = make([]float64, size)
+	}
+	todo := panels - first
+	if size < parallelMinElems {
+		parts = 1
+	}
+	parts = max(1, min(parts, todo))
+	g.fanOut(parts, func(w int) gemmJob {
+		return gemmJob{kind: jobPackB, i0: first + todo*w/parts, i1: first + todo*(w+1)/parts}
+	})
+}
+
+// packBPanels packs panels [q0, q1) of op(B) (columns q0·nr … q1·nr-1) for
+// every K slice, in prepareB's layout.
+func (g *Gemm) packBPanels(q0, q1 int) {
+	p := &g.prob
+	nr := p.kern.nr
+	j0, j1 := q0*nr, min(q1*nr, p.n)
+	for pc := 0; pc < p.k; pc += kc {
+		kcb := min(kc, p.k-pc)
+		dst := g.bpack[pc*nr:]
+		if p.packedB {
+			dst = g.bpack[pc*p.npad+j0*kcb:]
+		}
+		packB(dst, p.b, p.brs, p.bcs, pc, kcb, j0, j1-j0, nr)
+	}
+}
+
+// bPanel returns the kcb×nr micro-panel of op(B) for the K slice at pc and
+// columns j…j+nr-1, with the distance between its steps.
+func (g *Gemm) bPanel(pc, kcb, j int) (panel []float64, csb int) {
+	p := &g.prob
+	nr := p.kern.nr
+	switch {
+	case p.packedB:
+		off := pc*p.npad + j*kcb
+		return g.bpack[off : off+kcb*nr], nr
+	case j+nr <= p.n: // in place: op(B) = B, whose rows are brs apart
+		return p.b[pc*p.brs+j:], p.brs
+	default: // the ragged last panel, packed by prepareB
+		return g.bpack[pc*nr : (pc+kcb)*nr], nr
+	}
 }
 
 // gemmDot computes C = α·op(A)·op(B) + β·C one dot product per element,
@@ -511,18 +816,22 @@ func gemmDot(p *gemmProblem, m, n int) {
 }
 
 // block computes rows [i0,i1) × columns [j0,j1) of C with workspace w:
-// the serial blocked algorithm.
+// the serial blocked algorithm, after prepareB.
 //
 //	scale C's block by β
 //	for each nc-wide column block of B (jc):
 //	  for each kc-deep slice of K (pc), in order:
-//	    pack op(B)[pc:pc+kc, jc:jc+nc] into nr-wide micro-panels
 //	    for each mc-tall row block of A (ic):
 //	      pack op(A)[ic:ic+mc, pc:pc+kc] into mr-tall micro-panels
-//	      for every mr×nr tile: micro-kernel
-func (g *Gemm) block(w int, p *gemmProblem, i0, i1, j0, j1 int) {
+//	          (kernels that read A in place: only a ragged last panel)
+//	      for every nr-wide panel of B (jr), every mr-tall panel of A (ir):
+//	        micro-kernel on the mr×nr tile of C
+func (g *Gemm) block(w, i0, i1, j0, j1 int) {
+	p := &g.prob
 	ws := g.ws[w]
-	mr, nr := g.kern.mr, g.kern.nr
+	kern := p.kern
+	mr, nr := kern.mr, kern.nr
+	mc, nc := kern.mc, kern.nc
 	ldc := p.ldc
 	for i := i0; i < i1; i++ {
 		row := p.c[i*ldc+j0 : i*ldc+j1]
@@ -546,19 +855,32 @@ func (g *Gemm) block(w int, p *gemmProblem, i0, i1, j0, j1 int) {
 		ncb := min(nc, j1-jc)
 		for pc := 0; pc < k; pc += kc {
 			kcb := min(kc, k-pc)
-			packB(ws.bp, p.b, p.brs, p.bcs, pc, kcb, jc, ncb, nr)
 			for ic := i0; ic < i1; ic += mc {
 				mcb := min(mc, i1-ic)
-				packA(ws.ap, p.a, p.ars, p.acs, ic, mcb, pc, kcb, mr)
+				ragged := mcb - mcb%mr // offset in the block of a ragged last panel
+				switch {
+				case p.packedA:
+					packA(ws.ap, p.a, p.ars, p.acs, ic, mcb, pc, kcb, mr)
+				case ragged < mcb:
+					packA(ws.ap, p.a, p.ars, p.acs, ic+ragged, mcb-ragged, pc, kcb, mr)
+				}
 				for jr := 0; jr < ncb; jr += nr {
 					nrb := min(nr, ncb-jr)
-					bpanel := ws.bp[jr*kcb : (jr+nr)*kcb]
+					bpanel, csb := g.bPanel(pc, kcb, jc+jr)
 					for ir := 0; ir < mcb; ir += mr {
 						mrb := min(mr, mcb-ir)
-						apanel := ws.ap[ir*kcb : (ir+mr)*kcb]
+						// The A panel: packed, or in place.
+						apanel, rsa, csa := ws.ap[ir*kcb:], 1, mr
+						if !p.packedA {
+							if ir < ragged {
+								apanel, rsa, csa = p.a[(ic+ir)*p.ars+pc*p.acs:], p.ars, p.acs
+							} else {
+								apanel = ws.ap
+							}
+						}
 						ci := (ic+ir)*ldc + jc + jr
 						if mrb == mr && nrb == nr {
-							g.kern.fn(kcb, p.alpha, apanel, bpanel, p.c[ci:], ldc)
+							kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
 							continue
 						}
 						// Ragged edge: copy the valid part of C into a
@@ -569,7 +891,7 @@ func (g *Gemm) block(w int, p *gemmProblem, i0, i1, j0, j1 int) {
 						for i := 0; i < mrb; i++ {
 							copy(ws.edge[i*nr:i*nr+nrb], p.c[ci+i*ldc:ci+i*ldc+nrb])
 						}
-						g.kern.fn(kcb, p.alpha, apanel, bpanel, ws.edge, nr)
+						kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, ws.edge, nr)
 						for i := 0; i < mrb; i++ {
 							copy(p.c[ci+i*ldc:ci+i*ldc+nrb], ws.edge[i*nr:i*nr+nrb])
 						}

@@ -142,6 +142,8 @@ type Workspace struct {
 	maskBuf          [][]float64
 	scoresBuf        []float64
 	probsBuf         []float64
+	in               Matrix    // Evaluate's chunk of inputs, normalised from bytes
+	inBuf            []float64 // behind in, grown once
 }
 
 // NewWorkspace allocates the buffers for batches of up to maxN samples of net,
@@ -538,22 +540,22 @@ type Metrics struct {
 	Cost, Loss, Accuracy float64
 }
 
-// Evaluate computes loss, cost and accuracy of net on all of x (N×D) with
-// labels y, in chunks of the workspace's size. If pred is not nil, it
-// receives each sample's arg-max class.
-func (net *MLP) Evaluate(ws *Workspace, x *Matrix, y []int, lambda float64, pred []int) Metrics {
-	if x.Rows == 0 {
+// Evaluate computes loss, cost and accuracy of net on every image of d
+// (N×D inputs, labels d.Y), in chunks of the workspace's size. If pred is
+// not nil, it receives each sample's arg-max class.
+func (net *MLP) Evaluate(ws *Workspace, d *Dataset, lambda float64, pred []int) Metrics {
+	if d.Len() == 0 {
 		return Metrics{Cost: math.NaN(), Loss: math.NaN(), Accuracy: math.NaN()}
 	}
 	var lossSum float64
 	correct := 0
-	for from := 0; from < x.Rows; from += ws.maxN {
-		to := min(from+ws.maxN, x.Rows)
-		s := net.Forward(ws, x.RowsView(from, to))
-		lossSum += crossEntropy(s, y[from:to]) * float64(to-from)
+	for from := 0; from < d.Len(); from += ws.maxN {
+		to := min(from+ws.maxN, d.Len())
+		s := net.Forward(ws, ws.inputs(d, from, to))
+		lossSum += crossEntropy(s, d.Y[from:to]) * float64(to-from)
 		for n := 0; n < s.Rows; n++ {
 			k := argmax(s.Row(n))
-			if k == y[from+n] {
+			if k == d.Y[from+n] {
 				correct++
 			}
 			if pred != nil {
@@ -561,23 +563,38 @@ func (net *MLP) Evaluate(ws *Workspace, x *Matrix, y []int, lambda float64, pred
 			}
 		}
 	}
-	loss := lossSum / float64(x.Rows)
+	loss := lossSum / float64(d.Len())
 	return Metrics{
 		Loss:     loss,
 		Cost:     loss + lambda*net.RegTerm(),
-		Accuracy: float64(correct) / float64(x.Rows),
+		Accuracy: float64(correct) / float64(d.Len()),
 	}
 }
 
-// Probabilities returns softmax(scores) for x (N×D), as a new N×C matrix.
-func (net *MLP) Probabilities(ws *Workspace, x *Matrix) *Matrix {
-	out := NewMatrix(x.Rows, net.Sizes[len(net.Sizes)-1])
-	for from := 0; from < x.Rows; from += ws.maxN {
-		to := min(from+ws.maxN, x.Rows)
-		s := net.Forward(ws, x.RowsView(from, to))
+// Probabilities returns softmax(scores) for every image of d, as a new N×C
+// matrix.
+func (net *MLP) Probabilities(ws *Workspace, d *Dataset) *Matrix {
+	out := NewMatrix(d.Len(), net.Sizes[len(net.Sizes)-1])
+	for from := 0; from < d.Len(); from += ws.maxN {
+		to := min(from+ws.maxN, d.Len())
+		s := net.Forward(ws, ws.inputs(d, from, to))
 		softmaxForward(s, out.RowsView(from, to))
 	}
 	return out
+}
+
+// inputs returns images [from, to) of d as an (to−from)×D matrix: a view of
+// d.X, or the bytes normalised into the workspace's input buffer.
+func (ws *Workspace) inputs(d *Dataset, from, to int) *Matrix {
+	if d.X != nil {
+		return d.X.RowsView(from, to)
+	}
+	if need := ws.maxN * d.Dim(); len(ws.inBuf) < need {
+		ws.inBuf = make([]float64, need)
+	}
+	x := view(&ws.in, ws.inBuf, to-from, d.Dim())
+	d.Rows(ws.gemm, x, from)
+	return x
 }
 
 // argmax returns the index of the largest element (the first on ties).

@@ -297,9 +297,9 @@ func runTrial(cfg *Config, sp *Splits, phase string, index int, pt trialPoint, g
 		c.Hidden = slices.Repeat([]int{pt.Hidden}, len(cfg.Hidden))
 	}
 	start := time.Now()
-	gemm := NewGemm(gemmWorkers)
+	gemm := NewGemmNamed(gemmWorkers, cfg.Kernel)
 	defer gemm.Close()
-	net := NewMLP(netSizes(&c, sp.Train.X.Cols), c.He, newRNG(c.Seed, uint64(10000+index)))
+	net := NewMLP(netSizes(&c, sp.Train.Dim()), c.He, newRNG(c.Seed, uint64(10000+index)))
 	res, err := Train(&c, net, gemm, sp.Train, sp.Val, c.Seed+uint64(index)*7919, nil, nil, false)
 	if err != nil {
 		return Trial{}, fmt.Errorf("trial %d (λ=%.4g): %w", index, c.Lambda, err)

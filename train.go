@@ -107,22 +107,31 @@ func trainSteps(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, seed uin
 	if cfg.Epochs > 0 {
 		evalEvery = perEpoch // once per epoch
 	}
-	if cfg.Augment && train.X.Cols != inputDim {
-		return nil, usageErrorf("-augment needs 32×32 colour images (%d values), the data has %d", inputDim, train.X.Cols)
+	if cfg.Augment && train.Dim() != inputDim {
+		return nil, usageErrorf("-augment needs 32×32 colour images (%d values), the data has %d", inputDim, train.Dim())
 	}
 	rng := newRNG(seed, 2)
 	dropRNG, augRNG := newRNG(seed, 3), newRNG(seed, 4)
-	mean, std := train.Mean, train.Std
-	if mean == nil { // raw data: the identity normalisation
-		mean, std = make([]float64, train.X.Cols), make([]float64, train.X.Cols)
-		for j := range std {
-			std[j] = 1
-		}
-	}
 	ws := NewWorkspace(net, gemm, max(cfg.Batch, 1000))
 	opt := NewOptimizer(cfg.Opt, cfg.Momentum, net, ws)
 	xb := NewMatrix(cfg.Batch, net.Sizes[0])
 	yb := make([]int, cfg.Batch)
+	// The batch: images idx[i], moved by shifts[i] with -augment. The
+	// shifts are drawn in order, then the rows filled over the workers.
+	idx := make([]int, cfg.Batch)
+	var shifts []imageShift
+	if cfg.Augment {
+		shifts = make([]imageShift, cfg.Batch)
+	}
+	fillBatch := func(lo, hi int) {
+		for i := firstRow(lo, xb.Cols); i < firstRow(hi, xb.Cols); i++ {
+			if shifts != nil {
+				transformRow(xb.Row(i), train, idx[i], shifts[i])
+			} else {
+				train.Row(xb.Row(i), idx[i])
+			}
+		}
+	}
 	perm := make([]int, n)
 	for i := range perm {
 		perm[i] = i
@@ -135,15 +144,14 @@ func trainSteps(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, seed uin
 		if b == 0 {
 			rng.Shuffle(n, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
 		}
-		for i := 0; i < cfg.Batch; i++ {
-			k := perm[b*cfg.Batch+i]
-			if cfg.Augment {
-				augmentImage(xb.Row(i), train.X.Row(k), mean, std, augRNG)
-			} else {
-				copy(xb.Row(i), train.X.Row(k))
+		for i := range idx {
+			idx[i] = perm[b*cfg.Batch+i]
+			yb[i] = train.Y[idx[i]]
+			if shifts != nil {
+				shifts[i] = drawShift(augRNG)
 			}
-			yb[i] = train.Y[k]
 		}
+		gemm.ParallelFor(len(xb.Data), fillBatch)
 		eta := etaAt(cfg, t)
 		net.ForwardDropout(ws, xb, cfg.Dropout, dropRNG)
 		loss := net.Backward(ws, yb, cfg.Lambda)
@@ -167,10 +175,10 @@ func trainSteps(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, seed uin
 			row.Train = Metrics{math.NaN(), math.NaN(), math.NaN()}
 			evalNow := evalTrain || t+1 == total || interrupted
 			if evalNow {
-				row.Train = net.Evaluate(ws, train.X, train.Y, cfg.Lambda, nil)
+				row.Train = net.Evaluate(ws, train, cfg.Lambda, nil)
 			}
 			if val != nil && val.Len() > 0 {
-				row.Val = net.Evaluate(ws, val.X, val.Y, cfg.Lambda, nil)
+				row.Val = net.Evaluate(ws, val, cfg.Lambda, nil)
 			} else {
 				row.Val = Metrics{math.NaN(), math.NaN(), math.NaN()}
 			}
@@ -475,6 +483,7 @@ func LoadModel(path string) (*Model, error) {
 type RunSummary struct {
 	Config        *Config  `json:"config"`
 	Kernel        string   `json:"gemm_kernel"`
+	CPU           string   `json:"cpu"`
 	Sizes         []int    `json:"sizes"`
 	TrainImages   int      `json:"train_images"`
 	ValImages     int      `json:"val_images"`
@@ -504,16 +513,16 @@ func netSizes(cfg *Config, d int) []int {
 // cfg.Out. It returns the summary; a divergence still writes what it has.
 func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop <-chan os.Signal) (*RunSummary, error) {
 	start := time.Now()
-	gemm := NewGemm(cfg.Workers)
+	gemm := NewGemmNamed(cfg.Workers, cfg.Kernel)
 	defer gemm.Close()
-	net := NewMLP(netSizes(cfg, sp.Train.X.Cols), cfg.He, newRNG(cfg.Seed, 1))
+	net := NewMLP(netSizes(cfg, sp.Train.Dim()), cfg.He, newRNG(cfg.Seed, 1))
 	trainStart := time.Now()
 	res, trainErr := Train(cfg, net, gemm, sp.Train, sp.Val, cfg.Seed, stderr, stop, true)
 	if res == nil {
 		return nil, trainErr
 	}
 	trainSeconds := time.Since(trainStart).Seconds()
-	sum := &RunSummary{Config: cfg, Kernel: gemm.KernelName(), Sizes: net.Sizes, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len(),
+	sum := &RunSummary{Config: cfg, Kernel: gemm.KernelName(), CPU: cpuModel(), Sizes: net.Sizes, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len(),
 		Steps: res.Steps, Interrupted: res.Interrupted, TestAccuracy: optFloat(math.NaN()), TrainAccuracy: optFloat(math.NaN()), ValAccuracy: optFloat(math.NaN()), TrainCost: optFloat(math.NaN())}
 	if h := res.History; len(h) > 0 {
 		last := h[len(h)-1]
@@ -522,20 +531,20 @@ func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop 
 	if trainErr == nil && sp.Test != nil && sp.Test.Len() > 0 {
 		sum.TestImages = sp.Test.Len()
 		ws := NewWorkspace(net, gemm, 1000)
-		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test.X, sp.Test.Y, cfg.Lambda, nil).Accuracy)
+		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test, cfg.Lambda, nil).Accuracy)
 	}
 	if k := len(res.Snapshots); k > 0 && trainErr == nil {
 		sum.EnsembleSize = k
 		sum.EnsembleValAccuracy, sum.EnsembleTestAccuracy = optFloat(math.NaN()), optFloat(math.NaN())
 		if sp.Val.Len() > 0 {
-			sum.EnsembleValAccuracy = optFloat(accuracyOf(ensemblePredictions(res.Snapshots, gemm, sp.Val.X), sp.Val.Y))
+			sum.EnsembleValAccuracy = optFloat(accuracyOf(ensemblePredictions(res.Snapshots, gemm, sp.Val), sp.Val.Y))
 		}
 		if sp.Test != nil && sp.Test.Len() > 0 {
-			sum.EnsembleTestAccuracy = optFloat(accuracyOf(ensemblePredictions(res.Snapshots, gemm, sp.Test.X), sp.Test.Y))
+			sum.EnsembleTestAccuracy = optFloat(accuracyOf(ensemblePredictions(res.Snapshots, gemm, sp.Test), sp.Test.Y))
 		}
 		for i, snap := range res.Snapshots {
 			name := filepath.Join(cfg.Out, fmt.Sprintf("snapshot-%d.npz", i+1))
-			if err := SaveModel(name, &Model{Net: snap, Mean: sp.Mean, Std: sp.Std}); err != nil {
+			if err := SaveModel(name, &Model{Net: snap, Mean: sp.Norm.Mean, Std: sp.Norm.Std}); err != nil {
 				return nil, err
 			}
 		}
@@ -543,18 +552,18 @@ func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop 
 	sum.WallSeconds = time.Since(start).Seconds()
 	sum.TrainSeconds, sum.EvalSeconds = trainSeconds, res.EvalSeconds
 	sum.Finished = time.Now().UTC()
-	if err := writeRun(cfg, title, res.History, &Model{Net: net, Mean: sp.Mean, Std: sp.Std}, sum); err != nil {
+	if err := writeRun(cfg, title, res.History, &Model{Net: net, Mean: sp.Norm.Mean, Std: sp.Norm.Std}, sum); err != nil {
 		return nil, err
 	}
 	return sum, trainErr
 }
 
-// EnsembleProbabilities is the snapshot ensemble's prediction for x (N×D):
+// EnsembleProbabilities is the snapshot ensemble's prediction for d's images:
 // the mean of the members' softmax outputs, (1/K)·Σ_k softmax(s_k) (N×C).
-func EnsembleProbabilities(nets []*MLP, gemm *Gemm, x *Matrix) *Matrix {
+func EnsembleProbabilities(nets []*MLP, gemm *Gemm, d *Dataset) *Matrix {
 	var sum *Matrix
 	for _, net := range nets {
-		p := net.Probabilities(NewWorkspace(net, gemm, min(max(x.Rows, 1), 1000)), x)
+		p := net.Probabilities(NewWorkspace(net, gemm, min(max(d.Len(), 1), 1000)), d)
 		if sum == nil {
 			sum = p
 			continue
@@ -571,9 +580,9 @@ func EnsembleProbabilities(nets []*MLP, gemm *Gemm, x *Matrix) *Matrix {
 }
 
 // ensemblePredictions is each sample's arg-max class under the ensemble.
-func ensemblePredictions(nets []*MLP, gemm *Gemm, x *Matrix) []int {
-	probs := EnsembleProbabilities(nets, gemm, x)
-	pred := make([]int, x.Rows)
+func ensemblePredictions(nets []*MLP, gemm *Gemm, d *Dataset) []int {
+	probs := EnsembleProbabilities(nets, gemm, d)
+	pred := make([]int, d.Len())
 	for n := range pred {
 		pred[n] = argmax(probs.Row(n))
 	}
@@ -622,8 +631,8 @@ func runTrain(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) erro
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "training %v on %d images, validating on %d; λ=%g, η∈[%g, %g], n_s=%d, %d cycles, batch %d\n",
-		netSizes(cfg, inputDim), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, cfg.Cycles, cfg.Batch)
+	fmt.Fprintf(stderr, "training %v on %d images, validating on %d; λ=%g, η∈[%g, %g], n_s=%d, %d cycles, batch %d; GEMM %s on %s\n",
+		netSizes(cfg, inputDim), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, cfg.Cycles, cfg.Batch, kernelName(cfg.Kernel), cpuModel())
 	sum, err := trainAndSave(cfg, sp, fmt.Sprintf("λ=%g, n_s=%d, %d cycles", cfg.Lambda, cfg.NS, cfg.Cycles), stderr, stop)
 	if sum != nil {
 		printSummary(stdout, sum, cfg.Out)
@@ -677,7 +686,7 @@ func runOverfit(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) er
 		for i := range d.Y { // nothing to learn but the samples themselves
 			d.Y[i] = rng.IntN(numClasses)
 		}
-		sp = &Splits{Train: d, Val: &Dataset{X: NewMatrix(0, inputDim)}, Mean: make([]float64, inputDim), Std: make([]float64, inputDim)}
+		sp = &Splits{Train: d, Val: &Dataset{X: NewMatrix(0, inputDim)}, Norm: identityNorm(inputDim)}
 	}
 	sp.Val = sp.Train // the curves show the memorised set itself
 	sum, err := trainAndSave(&c, sp, fmt.Sprintf("overfit %d images", sp.Train.Len()), stderr, stop)
@@ -701,10 +710,10 @@ func loadTestFor(cfg *Config, m *Model, stderr io.Writer) (*Dataset, []string, e
 	if err != nil {
 		return nil, nil, err
 	}
-	if test.X.Cols != m.Net.Sizes[0] {
-		return nil, nil, fmt.Errorf("model %s takes %d inputs, the data has %d", cfg.Model, m.Net.Sizes[0], test.X.Cols)
+	if test.Dim() != m.Net.Sizes[0] {
+		return nil, nil, fmt.Errorf("model %s takes %d inputs, the data has %d", cfg.Model, m.Net.Sizes[0], test.Dim())
 	}
-	normalise(test.X, m.Mean, m.Std)
+	test.Norm = NewNorm(m.Mean, m.Std)
 	return test, classes, nil
 }
 
@@ -728,19 +737,19 @@ func runEval(cfg *Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	gemm := NewGemm(cfg.Workers)
+	gemm := NewGemmNamed(cfg.Workers, cfg.Kernel)
 	defer gemm.Close()
 	var pred []int
 	if len(models) == 1 {
 		pred = make([]int, test.Len())
-		met := m.Net.Evaluate(NewWorkspace(m.Net, gemm, 1000), test.X, test.Y, 0, pred)
+		met := m.Net.Evaluate(NewWorkspace(m.Net, gemm, 1000), test, 0, pred)
 		fmt.Fprintf(stdout, "model %s %v: test accuracy %.2f%% on %d images, loss %.4f\n\n", cfg.Model, m.Net.Sizes, 100*met.Accuracy, test.Len(), met.Loss)
 	} else {
 		nets := make([]*MLP, len(models))
 		for i, mm := range models {
 			nets[i] = mm.Net
 		}
-		pred = ensemblePredictions(nets, gemm, test.X)
+		pred = ensemblePredictions(nets, gemm, test)
 		fmt.Fprintf(stdout, "ensemble of %d models (softmax outputs averaged): test accuracy %.2f%% on %d images\n\n", len(models), 100*accuracyOf(pred, test.Y), test.Len())
 	}
 	acc := accuracyOf(pred, test.Y)
@@ -774,9 +783,9 @@ func runEval(cfg *Config, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// imageVector reads a 32×32 PNG or JPEG into the CIFAR layout (red plane,
-// green plane, blue plane; values/255).
-func imageVector(path string) ([]float64, error) {
+// imagePixels reads a 32×32 PNG or JPEG into the CIFAR layout: the red
+// plane, then green, then blue, one byte per pixel.
+func imagePixels(path string) ([]uint8, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
@@ -790,14 +799,12 @@ func imageVector(path string) ([]float64, error) {
 	if b.Dx() != imageSide || b.Dy() != imageSide {
 		return nil, fmt.Errorf("read %s: image is %dx%d, want 32x32 (resize it first)", path, b.Dx(), b.Dy())
 	}
-	v := make([]float64, inputDim)
+	v := make([]uint8, inputDim)
 	for y := 0; y < imageSide; y++ {
 		for x := 0; x < imageSide; x++ {
 			r, g, bl, _ := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
 			i := y*imageSide + x
-			v[i] = float64(r>>8) / 255
-			v[1024+i] = float64(g>>8) / 255
-			v[2048+i] = float64(bl>>8) / 255
+			v[i], v[1024+i], v[2048+i] = uint8(r>>8), uint8(g>>8), uint8(bl>>8)
 		}
 	}
 	return v, nil
@@ -816,18 +823,17 @@ func runPredict(cfg *Config, stdout io.Writer) error {
 	if c, err := readClassNames(cfg.Data); err == nil {
 		classes = c
 	}
-	x := NewMatrix(len(cfg.Args), inputDim)
-	for i, p := range cfg.Args {
-		v, err := imageVector(p)
+	images := &Dataset{Y: make([]int, len(cfg.Args)), Norm: NewNorm(m.Mean, m.Std)}
+	for _, p := range cfg.Args {
+		v, err := imagePixels(p)
 		if err != nil {
 			return err
 		}
-		copy(x.Row(i), v)
+		images.Pix = append(images.Pix, v...)
 	}
-	normalise(x, m.Mean, m.Std)
-	gemm := NewGemm(1)
+	gemm := NewGemmNamed(1, cfg.Kernel)
 	defer gemm.Close()
-	probs := m.Net.Probabilities(NewWorkspace(m.Net, gemm, max(1, x.Rows)), x)
+	probs := m.Net.Probabilities(NewWorkspace(m.Net, gemm, max(1, images.Len())), images)
 	for i, p := range cfg.Args {
 		row := probs.Row(i)
 		idx := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
@@ -919,9 +925,9 @@ func runLRTest(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 	if sp.Val.Len() == 0 {
 		return usageErrorf("-mode=lrtest plots validation accuracy: give -val > 0")
 	}
-	gemm := NewGemm(cfg.Workers)
+	gemm := NewGemmNamed(cfg.Workers, cfg.Kernel)
 	defer gemm.Close()
-	net := NewMLP(netSizes(cfg, sp.Train.X.Cols), cfg.He, newRNG(cfg.Seed, 1))
+	net := NewMLP(netSizes(cfg, sp.Train.Dim()), cfg.He, newRNG(cfg.Seed, 1))
 	const points = 40
 	fmt.Fprintf(stderr, "learning-rate range test: η from %g to %g over %d steps, %v, λ=%g\n", cfg.EtaMin, cfg.EtaMax, cfg.NS, net.Sizes, cfg.Lambda)
 	pts, trainErr := LRTest(cfg, net, gemm, sp.Train, sp.Val, cfg.NS, points, stderr, stop)

@@ -1,0 +1,150 @@
+//go:build amd64 && !purego
+
+package main
+
+// matrix_amd64.go: the Go side of the assembly micro-kernels in
+// matrix_amd64.s, and the CPU probe that decides which of them may run.
+//
+// The kernels need instructions and register state that not every x86-64
+// CPU (or OS) has, so they are chosen at start-up:
+//
+//	avx2-6x8     CPUID.1:ECX FMA and AVX, CPUID.7:EBX AVX2, and XCR0 bits 1–2
+//	             (the OS saves XMM and YMM state)
+//	avx512-8x24  CPUID.7:EBX AVX512F, and XCR0 bits 1–2 and 5–7 (opmask and
+//	             the upper halves of ZMM0–15 and ZMM16–31: XCR0 & 0xe6 == 0xe6)
+//
+// The standard library's internal/cpu knows all this but is not importable,
+// hence the two small probes cpuid and xgetbv.
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Implemented in matrix_amd64.s.
+
+//go:noescape
+func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
+
+func xgetbv() (eax, edx uint32)
+
+//go:noescape
+func kernelAVX2x6x8(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
+
+//go:noescape
+func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
+
+// The slice adapters check that the panels and the tile of C are really
+// there (the assembly does not check; a failure is a caller bug), then pass
+// pointers to the assembly.
+
+func avx2x6x8(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
+	_, _, _ = a[5*rsa+(kc-1)*csa], b[(kc-1)*csb+7], c[5*ldc+7]
+	kernelAVX2x6x8(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc)
+}
+
+func avx512x8x24(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
+	_, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[7*ldc+23]
+	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc)
+}
+
+var (
+	kernelAVX2   = microKernel{name: "avx2", tile: "6x8", mr: 6, nr: 8, direct: true, fn: avx2x6x8}
+	kernelAVX512 = microKernel{name: "avx512", tile: "8x24", mr: 8, nr: 24, direct: true, fn: avx512x8x24}
+)
+
+func init() {
+	cpu = probeCPU()
+	if len(cpu.Kernels) > 1 {
+		cpu.Speeds = calibrate(cpu.Kernels)
+	}
+}
+
+// probeCPU reads the CPU's name, features and data caches.
+func probeCPU() cpuInfo {
+	var info cpuInfo
+	maxLeaf, vb, vc, vd := cpuid(0, 0)
+	vendor := string(le32(vb)) + string(le32(vd)) + string(le32(vc))
+	info.Model = brandString()
+	if info.Model == "" {
+		info.Model = vendor
+	}
+	if maxLeaf < 7 {
+		return info
+	}
+	_, _, ecx1, _ := cpuid(1, 0)
+	_, ebx7, _, _ := cpuid(7, 0)
+	const (
+		fma     = 1 << 12 // CPUID.1:ECX
+		osxsave = 1 << 27
+		avx     = 1 << 28
+		avx2    = 1 << 5 // CPUID.7:EBX
+		avx512f = 1 << 16
+	)
+	if ecx1&osxsave == 0 {
+		return info // the OS does not let us read XCR0, so no AVX state either
+	}
+	xcr0, _ := xgetbv()
+	osYMM := xcr0&0x6 == 0x6
+	osZMM := xcr0&0xe6 == 0xe6
+	hasAVX2 := osYMM && ecx1&fma != 0 && ecx1&avx != 0 && ebx7&avx2 != 0
+	if hasAVX2 && osZMM && ebx7&avx512f != 0 {
+		info.Kernels = append(info.Kernels, kernelAVX512)
+	}
+	if hasAVX2 {
+		info.Kernels = append(info.Kernels, kernelAVX2)
+	}
+	info.L1d, info.L2, info.L3 = cacheSizes(vendor)
+	return info
+}
+
+// cacheSizes walks the deterministic cache parameters leaf (4 on Intel,
+// 0x8000001D on AMD): one sub-leaf per cache until type 0, each giving
+// ways × partitions × line size × sets bytes.
+func cacheSizes(vendor string) (l1d, l2, l3 int) {
+	leaf := uint32(4)
+	if vendor == "AuthenticAMD" || vendor == "HygonGenuine" {
+		if maxExt, _, _, _ := cpuid(0x80000000, 0); maxExt < 0x8000001D {
+			return 0, 0, 0
+		}
+		leaf = 0x8000001D
+	}
+	for sub := uint32(0); sub < 16; sub++ {
+		eax, ebx, ecx, _ := cpuid(leaf, sub)
+		typ := eax & 0x1f // 1 data, 2 instruction, 3 unified
+		if typ == 0 {
+			break
+		}
+		if typ == 2 {
+			continue
+		}
+		level := (eax >> 5) & 0x7
+		size := int((ebx>>22)+1) * int((ebx>>12)&0x3ff+1) * int(ebx&0xfff+1) * int(ecx+1)
+		switch level {
+		case 1:
+			l1d = size
+		case 2:
+			l2 = size
+		case 3:
+			l3 = size
+		}
+	}
+	return l1d, l2, l3
+}
+
+// brandString is the processor's name from CPUID 0x80000002–4, as lscpu
+// shows it ("AMD EPYC 9B14", "Intel(R) Xeon(R) …").
+func brandString() string {
+	if maxExt, _, _, _ := cpuid(0x80000000, 0); maxExt < 0x80000004 {
+		return ""
+	}
+	var b []byte
+	for leaf := uint32(0x80000002); leaf <= 0x80000004; leaf++ {
+		a, bb, c, d := cpuid(leaf, 0)
+		b = fmt.Appendf(b, "%s%s%s%s", le32(a), le32(bb), le32(c), le32(d))
+	}
+	return strings.Join(strings.Fields(strings.TrimRight(string(b), "\x00")), " ")
+}
+
+// le32 is a register's four bytes in memory order (CPUID strings are stored so).
+func le32(v uint32) []byte { return []byte{byte(v), byte(v >> 8), byte(v >> 16), byte(v >> 24)} }

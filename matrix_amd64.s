@@ -1,0 +1,330 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// matrix_amd64.s: the GEMM micro-kernels and the CPU feature probes, the only
+// assembly in the program. Everything around them (packing, blocking, the
+// goroutine split, the ragged edges) is Go; see matrix.go and
+// matrix_amd64.go. Each kernel computes one mr×nr tile of
+//
+//	C[i, j] += α · Σ_{p<kc} a[p*mr+i] · b[p*nr+j]     (0 ≤ i < mr, 0 ≤ j < nr)
+//
+// where step p of the A panel holds a[p*csa + i*rsa] (0 ≤ i < mr) and step p
+// of the B panel the nr contiguous values b[p*csb …]. A packed panel has
+// rsa = 1, csa = mr, csb = nr; the strides let the kernels also read A in
+// place (row-major A: rsa = lda, csa = 1; transposed: rsa = 1, csa = lda)
+// and B in place when its rows are contiguous (csb = ldb), which saves the
+// packing passes that dominate the MLP's skinny products.
+// Row i of the tile is held in nr/4 YMM (or nr/8 ZMM)
+// accumulators; one step p loads the step's nr values of b into registers,
+// broadcasts each of the mr values of a in turn and issues one fused
+// multiply-add per accumulator. After the last step, C += α·acc, also fused.
+// The p loop runs in increasing order, so both kernels sum every element in
+// the same order with the same roundings: they give the same bits.
+//
+// Go assembler notes: operands are in reverse Intel order, so
+// VFMADD231PD Y12, Y14, Y0 is Y0 += Y14·Y12. Z registers select the EVEX
+// (AVX-512) encoding of the same mnemonics; VPXORQ zeroes them (VXORPD on
+// ZMM needs AVX512DQ). VZEROUPPER before returning avoids the AVX–SSE
+// transition penalty in the Go code that follows.
+
+// func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
+TEXT ·cpuid(SB), NOSPLIT, $0-24
+	MOVL eaxArg+0(FP), AX
+	MOVL ecxArg+4(FP), CX
+	CPUID
+	MOVL AX, eax+8(FP)
+	MOVL BX, ebx+12(FP)
+	MOVL CX, ecx+16(FP)
+	MOVL DX, edx+20(FP)
+	RET
+
+// func xgetbv() (eax, edx uint32)
+// XCR0: which register states the OS saves on a context switch.
+TEXT ·xgetbv(SB), NOSPLIT, $0-8
+	MOVL $0, CX
+	XGETBV
+	MOVL AX, eax+0(FP)
+	MOVL DX, edx+4(FP)
+	RET
+
+// ---------------------------------------------------------------------------
+// AVX2/FMA, 6×8 tile: 12 YMM accumulators (Y0–Y11, row i in Y(2i), Y(2i+1)),
+// two for the step's row of b (Y12, Y13), two for broadcasts (Y14, Y15).
+// 12 independent FMA chains keep two FMA ports with 4–5 cycle latency busy;
+// 8 loads (2 vector + 6 broadcast) feed 12 FMAs.
+//
+// Registers: AX → rows 0–2 of step p of A, R13 → rows 3–5 (R11 = rsa bytes,
+// so row 1 is (AX)(R11*1) and row 2 (AX)(R11*2)); R12 = csa bytes;
+// BX → step p of B, SI = csb bytes; DX → C, R8 = ldc bytes; CX counts steps.
+
+#define AVX2_STEP \
+	VMOVUPD      (BX), Y12;             \
+	VMOVUPD      32(BX), Y13;           \
+	VBROADCASTSD (AX), Y14;             \
+	VFMADD231PD  Y12, Y14, Y0;          \
+	VFMADD231PD  Y13, Y14, Y1;          \
+	VBROADCASTSD (AX)(R11*1), Y15;      \
+	VFMADD231PD  Y12, Y15, Y2;          \
+	VFMADD231PD  Y13, Y15, Y3;          \
+	VBROADCASTSD (AX)(R11*2), Y14;      \
+	VFMADD231PD  Y12, Y14, Y4;          \
+	VFMADD231PD  Y13, Y14, Y5;          \
+	VBROADCASTSD (R13), Y15;            \
+	VFMADD231PD  Y12, Y15, Y6;          \
+	VFMADD231PD  Y13, Y15, Y7;          \
+	VBROADCASTSD (R13)(R11*1), Y14;     \
+	VFMADD231PD  Y12, Y14, Y8;          \
+	VFMADD231PD  Y13, Y14, Y9;          \
+	VBROADCASTSD (R13)(R11*2), Y15;     \
+	VFMADD231PD  Y12, Y15, Y10;         \
+	VFMADD231PD  Y13, Y15, Y11;         \
+	ADDQ         R12, AX;               \
+	ADDQ         R12, R13;              \
+	ADDQ         SI, BX
+
+// C row (two YMM at DX) += α (Y15) · acc (lo, hi); then DX moves one row down.
+#define AVX2_UPDATE_ROW(lo, hi) \
+	VMOVUPD     (DX), Y12;      \
+	VMOVUPD     32(DX), Y13;    \
+	VFMADD231PD lo, Y15, Y12;   \
+	VFMADD231PD hi, Y15, Y13;   \
+	VMOVUPD     Y12, (DX);      \
+	VMOVUPD     Y13, 32(DX);    \
+	ADDQ        R8, DX
+
+// func kernelAVX2x6x8(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
+TEXT ·kernelAVX2x6x8(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+16(FP), AX
+	MOVQ rsa+24(FP), R11
+	SHLQ $3, R11 // bytes between rows of A
+	MOVQ csa+32(FP), R12
+	SHLQ $3, R12 // bytes between steps of A
+	MOVQ b+40(FP), BX
+	MOVQ csb+48(FP), SI
+	SHLQ $3, SI // bytes between steps of B
+	MOVQ c+56(FP), DX
+	MOVQ ldc+64(FP), R8
+	SHLQ $3, R8 // bytes between rows of C
+	LEAQ (R11)(R11*2), R9 // 3·rsa
+	LEAQ (AX)(R9*1), R13
+
+	// Touch the tile of C now, so that its lines arrive during the loop.
+	MOVQ DX, R10
+	PREFETCHT0 (R10)
+	PREFETCHT0 56(R10)
+	ADDQ R8, R10
+	PREFETCHT0 (R10)
+	PREFETCHT0 56(R10)
+	ADDQ R8, R10
+	PREFETCHT0 (R10)
+	PREFETCHT0 56(R10)
+	ADDQ R8, R10
+	PREFETCHT0 (R10)
+	PREFETCHT0 56(R10)
+	ADDQ R8, R10
+	PREFETCHT0 (R10)
+	PREFETCHT0 56(R10)
+	ADDQ R8, R10
+	PREFETCHT0 (R10)
+	PREFETCHT0 56(R10)
+
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4
+	VXORPD Y5, Y5, Y5
+	VXORPD Y6, Y6, Y6
+	VXORPD Y7, Y7, Y7
+	VXORPD Y8, Y8, Y8
+	VXORPD Y9, Y9, Y9
+	VXORPD Y10, Y10, Y10
+	VXORPD Y11, Y11, Y11
+
+	// Four steps per iteration, then the remaining kc mod 4 one at a time.
+	MOVQ CX, R10
+	SHRQ $2, R10
+	ANDQ $3, CX
+	TESTQ R10, R10
+	JE   avx2tail
+
+avx2loop4:
+	AVX2_STEP
+	AVX2_STEP
+	AVX2_STEP
+	AVX2_STEP
+	DECQ R10
+	JNZ  avx2loop4
+
+avx2tail:
+	TESTQ CX, CX
+	JE    avx2update
+
+avx2loop1:
+	AVX2_STEP
+	DECQ CX
+	JNZ  avx2loop1
+
+avx2update:
+	VBROADCASTSD alpha+8(FP), Y15
+	AVX2_UPDATE_ROW(Y0, Y1)
+	AVX2_UPDATE_ROW(Y2, Y3)
+	AVX2_UPDATE_ROW(Y4, Y5)
+	AVX2_UPDATE_ROW(Y6, Y7)
+	AVX2_UPDATE_ROW(Y8, Y9)
+	AVX2_UPDATE_ROW(Y10, Y11)
+	VZEROUPPER
+	RET
+
+// ---------------------------------------------------------------------------
+// AVX-512, 8×24 tile: 24 ZMM accumulators (Z0–Z23, row i in Z(3i) … Z(3i+2)),
+// three for the step's row of b (Z24–Z26), two for broadcasts (Z27, Z28).
+// 11 loads (3 vector + 8 broadcast) feed 24 FMAs of 8 doubles.
+//
+// Registers as in the AVX2 kernel, with R9 = 3·rsa bytes: AX → rows 0–3 of
+// step p of A ((AX), (AX)(R11*1), (AX)(R11*2), (AX)(R9*1)), R13 → rows 4–7.
+
+#define AVX512_STEP \
+	VMOVUPD      (BX), Z24;             \
+	VMOVUPD      64(BX), Z25;           \
+	VMOVUPD      128(BX), Z26;          \
+	VBROADCASTSD (AX), Z27;             \
+	VFMADD231PD  Z24, Z27, Z0;          \
+	VFMADD231PD  Z25, Z27, Z1;          \
+	VFMADD231PD  Z26, Z27, Z2;          \
+	VBROADCASTSD (AX)(R11*1), Z28;      \
+	VFMADD231PD  Z24, Z28, Z3;          \
+	VFMADD231PD  Z25, Z28, Z4;          \
+	VFMADD231PD  Z26, Z28, Z5;          \
+	VBROADCASTSD (AX)(R11*2), Z27;      \
+	VFMADD231PD  Z24, Z27, Z6;          \
+	VFMADD231PD  Z25, Z27, Z7;          \
+	VFMADD231PD  Z26, Z27, Z8;          \
+	VBROADCASTSD (AX)(R9*1), Z28;       \
+	VFMADD231PD  Z24, Z28, Z9;          \
+	VFMADD231PD  Z25, Z28, Z10;         \
+	VFMADD231PD  Z26, Z28, Z11;         \
+	VBROADCASTSD (R13), Z27;            \
+	VFMADD231PD  Z24, Z27, Z12;         \
+	VFMADD231PD  Z25, Z27, Z13;         \
+	VFMADD231PD  Z26, Z27, Z14;         \
+	VBROADCASTSD (R13)(R11*1), Z28;     \
+	VFMADD231PD  Z24, Z28, Z15;         \
+	VFMADD231PD  Z25, Z28, Z16;         \
+	VFMADD231PD  Z26, Z28, Z17;         \
+	VBROADCASTSD (R13)(R11*2), Z27;     \
+	VFMADD231PD  Z24, Z27, Z18;         \
+	VFMADD231PD  Z25, Z27, Z19;         \
+	VFMADD231PD  Z26, Z27, Z20;         \
+	VBROADCASTSD (R13)(R9*1), Z28;      \
+	VFMADD231PD  Z24, Z28, Z21;         \
+	VFMADD231PD  Z25, Z28, Z22;         \
+	VFMADD231PD  Z26, Z28, Z23;         \
+	ADDQ         R12, AX;               \
+	ADDQ         R12, R13;              \
+	ADDQ         SI, BX
+
+// C row (three ZMM at DX) += α (Z31) · acc (r0, r1, r2); DX moves one row down.
+#define AVX512_UPDATE_ROW(r0, r1, r2) \
+	VMOVUPD     (DX), Z24;        \
+	VMOVUPD     64(DX), Z25;      \
+	VMOVUPD     128(DX), Z26;     \
+	VFMADD231PD r0, Z31, Z24;     \
+	VFMADD231PD r1, Z31, Z25;     \
+	VFMADD231PD r2, Z31, Z26;     \
+	VMOVUPD     Z24, (DX);        \
+	VMOVUPD     Z25, 64(DX);      \
+	VMOVUPD     Z26, 128(DX);     \
+	ADDQ        R8, DX
+
+#define PREFETCH_C_ROW \
+	PREFETCHT0 (R10);      \
+	PREFETCHT0 64(R10);    \
+	PREFETCHT0 128(R10);   \
+	PREFETCHT0 184(R10);   \
+	ADDQ       R8, R10
+
+// func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
+TEXT ·kernelAVX512x8x24(SB), NOSPLIT, $0-72
+	MOVQ kc+0(FP), CX
+	MOVQ a+16(FP), AX
+	MOVQ rsa+24(FP), R11
+	SHLQ $3, R11 // bytes between rows of A
+	MOVQ csa+32(FP), R12
+	SHLQ $3, R12 // bytes between steps of A
+	MOVQ b+40(FP), BX
+	MOVQ csb+48(FP), SI
+	SHLQ $3, SI // bytes between steps of B
+	MOVQ c+56(FP), DX
+	MOVQ ldc+64(FP), R8
+	SHLQ $3, R8 // bytes between rows of C
+	LEAQ (R11)(R11*2), R9 // 3·rsa
+	LEAQ (AX)(R11*4), R13
+
+	MOVQ DX, R10
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	VPXORQ Z22, Z22, Z22
+	VPXORQ Z23, Z23, Z23
+
+	// Two steps per iteration, then the last one if kc is odd.
+	MOVQ CX, R10
+	SHRQ $1, R10
+	ANDQ $1, CX
+	TESTQ R10, R10
+	JE   avx512tail
+
+avx512loop2:
+	AVX512_STEP
+	AVX512_STEP
+	DECQ R10
+	JNZ  avx512loop2
+
+avx512tail:
+	TESTQ CX, CX
+	JE    avx512update
+	AVX512_STEP
+
+avx512update:
+	VBROADCASTSD alpha+8(FP), Z31
+	AVX512_UPDATE_ROW(Z0, Z1, Z2)
+	AVX512_UPDATE_ROW(Z3, Z4, Z5)
+	AVX512_UPDATE_ROW(Z6, Z7, Z8)
+	AVX512_UPDATE_ROW(Z9, Z10, Z11)
+	AVX512_UPDATE_ROW(Z12, Z13, Z14)
+	AVX512_UPDATE_ROW(Z15, Z16, Z17)
+	AVX512_UPDATE_ROW(Z18, Z19, Z20)
+	AVX512_UPDATE_ROW(Z21, Z22, Z23)
+	VZEROUPPER
+	RET
