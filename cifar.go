@@ -52,10 +52,10 @@ var batchFiles = []string{"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.
 //
 //   - Pix holds the files' bytes, N×D (one byte per input: the 60,000
 //     CIFAR-10 images take 184 MB where float64 rows would take 1.47 GB).
-//     They become network inputs only when rows are read (Rows, Gather,
-//     augmentRow): x = (p/255 − mean)·(1/std) with Norm's mean and std,
-//     computed exactly as a float64 copy normalised in place would be, so
-//     the bits are the same.
+//     They become network inputs only when they are read (Row, augmentRow,
+//     and Gemm.MulPixels, which normalises while it packs): x = (p/255 −
+//     mean)·(1/std) with Norm's mean and std, computed exactly as a float64
+//     copy normalised in place would be, so the bits are the same.
 //   - X holds N×D float64 inputs used as they are (synthetic data, tests).
 type Dataset struct {
 	Pix  []uint8
@@ -93,17 +93,6 @@ func (d *Dataset) Row(dst []float64, i int) {
 		return
 	}
 	d.Norm.apply(dst, d.Pix[i*inputDim:(i+1)*inputDim])
-}
-
-// Rows writes the inputs of images from, from+1, … into the rows of dst
-// (as many as dst has), cut over gemm's workers: each row goes to the
-// worker whose range of elements holds its first element.
-func (d *Dataset) Rows(gemm *Gemm, dst *Matrix, from int) {
-	gemm.ParallelFor(len(dst.Data), func(lo, hi int) {
-		for i := firstRow(lo, dst.Cols); i < firstRow(hi, dst.Cols); i++ {
-			d.Row(dst.Row(i), from+i)
-		}
-	})
 }
 
 // firstRow is the first row of a cols-wide matrix that starts at or after

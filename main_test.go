@@ -160,6 +160,61 @@ func TestAssemblyKernelsSameBits(t *testing.T) {
 	}
 }
 
+// TestMulPixelsSameBits: the first layer on images stored as bytes
+// (normalised while packing) gives the bits of Mul on a float64 copy, for
+// every kernel and on shapes that straddle the block edges; and evaluation
+// through it equals evaluation of the float rows.
+func TestMulPixelsSameBits(t *testing.T) {
+	rng := newRNG(21, 21)
+	const k = inputDim
+	mean, std := make([]float64, k), make([]float64, k)
+	for j := range mean {
+		mean[j], std[j] = 0.3+0.4*rng.Float64(), 0.1+0.3*rng.Float64()
+	}
+	for _, nm := range []*Norm{NewNorm(mean, std), nil} {
+		for _, m := range []int{1, 7, 100, 301} {
+			d := &Dataset{Pix: make([]uint8, m*k), Y: make([]int, m), Norm: nm}
+			for i := range d.Pix {
+				d.Pix[i] = uint8(rng.IntN(256))
+			}
+			x := inputsOf(d)
+			w := randMatrix(rng, 50, k)
+			for _, kern := range testKernels() {
+				t.Run(fmt.Sprintf("%s/norm=%v/m=%d", kern.name, nm != nil, m), func(t *testing.T) {
+					g := newGemmKernels(2, kern)
+					defer g.Close()
+					got, want := NewMatrix(m, 50), NewMatrix(m, 50)
+					g.MulPixels(1, d.Pix, nm, m, k, true, w, 0, got)
+					g.Mul(false, true, 1, x, w, 0, want)
+					for i := range want.Data {
+						if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) {
+							t.Fatalf("element %d: %v from bytes, %v from floats", i, got.Data[i], want.Data[i])
+						}
+					}
+				})
+			}
+		}
+	}
+	t.Run("Evaluate", func(t *testing.T) {
+		d := &Dataset{Pix: make([]uint8, 250*k), Y: make([]int, 250), Norm: NewNorm(mean, std)}
+		for i := range d.Pix {
+			d.Pix[i] = uint8(rng.IntN(256))
+		}
+		for i := range d.Y {
+			d.Y[i] = rng.IntN(numClasses)
+		}
+		net := NewMLP([]int{k, 20, numClasses}, false, rng)
+		g := NewGemm(2)
+		defer g.Close()
+		ws := NewWorkspace(net, g, 100)
+		got := net.Evaluate(ws, d, 0.01, nil)
+		want := net.Evaluate(ws, &Dataset{X: inputsOf(d), Y: d.Y}, 0.01, nil)
+		if got != want {
+			t.Errorf("from bytes %+v, from floats %+v", got, want)
+		}
+	})
+}
+
 func TestKernelByName(t *testing.T) {
 	cases := []struct {
 		name    string

@@ -392,6 +392,8 @@ type gemmProblem struct {
 	brs, bcs    int
 	c           []float64
 	ldc         int
+	pix         []uint8     // if not nil, op(A) is these bytes normalised by norm (MulPixels); a is nil
+	norm        *Norm
 	d           []float64   // if not nil, C starts as β·D (D has C's shape) instead of β·C
 	m, n, k     int         // op(A) is m×k, op(B) k×n
 	kern        *gemmKernel // the kernel plan chose for this call
@@ -555,6 +557,45 @@ func (g *Gemm) MulAdd(transA, transB bool, alpha float64, a, b *Matrix, beta flo
 	g.prob = gemmProblem{} // drop references to the operands
 }
 
+// MulPixels computes C = α·X·op(B) + β·C where X (m×k) is the network
+// input of m images stored as bytes, one row each:
+//
+//	X[i, j] = (pix[i·k + j]/255 − mean[j]) · (1/std[j])     (nm's mean and std; nm nil: pix/255)
+//
+// Each block of X is normalised while it is packed for the micro-kernel, so
+// no float64 copy of X is ever made; the bits are those of Mul on such a
+// copy. Evaluation runs the first layer of every chunk of images so.
+func (g *Gemm) MulPixels(alpha float64, pix []uint8, nm *Norm, m, k int, transB bool, b *Matrix, beta float64, c *Matrix) {
+	kb, n := b.Rows, b.Cols
+	if transB {
+		kb, n = n, kb
+	}
+	if len(pix) != m*k || kb != k || c.Rows != m || c.Cols != n || len(b.Data) != b.Rows*b.Cols || len(c.Data) != m*n {
+		panic(fmt.Sprintf("mlp: MulPixels: %d bytes for %d images of %d inputs, op(B) is %dx%d (B %s, trans %v), C is %s",
+			len(pix), m, k, kb, n, b.Shape(), transB, c.Shape()))
+	}
+	brs, bcs := strides(b, transB)
+	if m <= 1 || n <= 1 {
+		// Too small to pack: normalise into a float64 copy and multiply.
+		x := NewMatrix(m, k)
+		for i := 0; i < m; i++ {
+			nm.apply(x.Row(i), pix[i*k:(i+1)*k])
+		}
+		g.Mul(false, transB, alpha, x, b, beta, c)
+		return
+	}
+	kern := &g.kerns[0]
+	for i := range g.kerns {
+		if cost(&g.kerns[i], m, n, k, bcs) < cost(kern, m, n, k, bcs) {
+			kern = &g.kerns[i]
+		}
+	}
+	g.prob = gemmProblem{kern: kern, alpha: alpha, beta: beta, pix: pix, norm: nm, b: b.Data, c: c.Data, ldc: c.Cols, k: k,
+		ars: k, acs: 1, brs: brs, bcs: bcs}
+	g.run(m, n)
+	g.prob = gemmProblem{}
+}
+
 // ParallelFor calls fn(lo, hi) on contiguous ranges that cover [0, n), one
 // per worker (the caller runs the first), and returns when all are done.
 // It is for element-wise passes such as parameter updates, whose results do
@@ -690,7 +731,7 @@ func (g *Gemm) run(m, n int) {
 		parts = 1
 	}
 	if p.alpha != 0 {
-		p.packedA = !p.kern.direct || n >= packReuse*p.kern.nr
+		p.packedA = !p.kern.direct || n >= packReuse*p.kern.nr || p.pix != nil
 		g.prepareB(parts)
 	}
 	// Split C along the side whose whole tiles share out more evenly over
@@ -859,6 +900,8 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 				mcb := min(mc, i1-ic)
 				ragged := mcb - mcb%mr // offset in the block of a ragged last panel
 				switch {
+				case p.pix != nil:
+					packPixels(ws.ap, p.pix, p.norm, p.k, ic, mcb, pc, kcb, mr)
 				case p.packedA:
 					packA(ws.ap, p.a, p.ars, p.acs, ic, mcb, pc, kcb, mr)
 				case ragged < mcb:
@@ -973,6 +1016,64 @@ func packA(dst, a []float64, rs, cs, i0, mcb, p0, kcb, mr int) {
 			src := a[base+i*rs : base+i*rs+(kcb-1)*cs+1]
 			for p := 0; p < kcb; p++ {
 				panel[p*mr+i] = src[p*cs]
+			}
+		}
+	}
+}
+
+// packPixels is packA for MulPixels: it writes rows i0 … i0+mcb−1,
+// inputs p0 … p0+kcb−1 of the images in pix (k bytes each), normalised by
+// nm, as mr-tall micro-panels (dst[q·mr·kcb + p·mr + i]), zero-filling rows
+// past the edge. Full panels of the assembly kernels' 6 and 8 rows are
+// written a step p at a time (contiguous stores, mean and 1/std loaded once
+// for the step's rows): 1.2 → 0.5 ns an input on AMD Zen 4.
+func packPixels(dst []float64, pix []uint8, nm *Norm, k, i0, mcb, p0, kcb, mr int) {
+	if nm == nil {
+		nm = identityNorm(k)
+	}
+	mean, inv := nm.Mean[p0:p0+kcb], nm.inv[p0:p0+kcb]
+	row := func(i int) []uint8 { return pix[(i0+i)*k+p0 : (i0+i)*k+p0+kcb] }
+	for ir := 0; ir < mcb; ir += mr {
+		panel := dst[ir*kcb : (ir+mr)*kcb]
+		rows := min(mr, mcb-ir)
+		switch {
+		case rows == 6 && mr == 6:
+			r0, r1, r2, r3, r4, r5 := row(ir), row(ir+1), row(ir+2), row(ir+3), row(ir+4), row(ir+5)
+			for p := range kcb {
+				m, v := mean[p], inv[p]
+				o := panel[p*6 : p*6+6 : p*6+6]
+				o[0] = (scale255[r0[p]] - m) * v
+				o[1] = (scale255[r1[p]] - m) * v
+				o[2] = (scale255[r2[p]] - m) * v
+				o[3] = (scale255[r3[p]] - m) * v
+				o[4] = (scale255[r4[p]] - m) * v
+				o[5] = (scale255[r5[p]] - m) * v
+			}
+		case rows == 8 && mr == 8:
+			r0, r1, r2, r3, r4, r5, r6, r7 := row(ir), row(ir+1), row(ir+2), row(ir+3), row(ir+4), row(ir+5), row(ir+6), row(ir+7)
+			for p := range kcb {
+				m, v := mean[p], inv[p]
+				o := panel[p*8 : p*8+8 : p*8+8]
+				o[0] = (scale255[r0[p]] - m) * v
+				o[1] = (scale255[r1[p]] - m) * v
+				o[2] = (scale255[r2[p]] - m) * v
+				o[3] = (scale255[r3[p]] - m) * v
+				o[4] = (scale255[r4[p]] - m) * v
+				o[5] = (scale255[r5[p]] - m) * v
+				o[6] = (scale255[r6[p]] - m) * v
+				o[7] = (scale255[r7[p]] - m) * v
+			}
+		default:
+			for i := 0; i < mr; i++ {
+				if i >= rows {
+					for p := 0; p < kcb; p++ {
+						panel[p*mr+i] = 0
+					}
+					continue
+				}
+				for p, b := range row(ir + i) {
+					panel[p*mr+i] = (scale255[b] - mean[p]) * inv[p]
+				}
 			}
 		}
 	}

@@ -142,8 +142,6 @@ type Workspace struct {
 	maskBuf          [][]float64
 	scoresBuf        []float64
 	probsBuf         []float64
-	in               Matrix    // Evaluate's chunk of inputs, normalised from bytes
-	inBuf            []float64 // behind in, grown once
 }
 
 // NewWorkspace allocates the buffers for batches of up to maxN samples of net,
@@ -190,6 +188,11 @@ func view(m *Matrix, buf []float64, rows, cols int) *Matrix {
 //	out  N×out    result (overwritten)
 func linearForward(g *Gemm, x, w, b, out *Matrix) {
 	g.Mul(false, true, 1, x, w, 0, out)
+	addBias(out, b)
+}
+
+// addBias adds b (1×out) to every row of out (N×out).
+func addBias(out, b *Matrix) {
 	for n := 0; n < out.Rows; n++ {
 		row := out.Row(n)
 		for j, bj := range b.Data {
@@ -378,25 +381,60 @@ func (net *MLP) ForwardMasked(ws *Workspace, x *Matrix, masks []*Matrix) *Matrix
 			panic(fmt.Sprintf("mlp: Forward: dropout mask %d is %s, want %dx%d", l+1, m.Shape(), x.Rows, net.Sizes[l+1]))
 		}
 	}
-	n := x.Rows
-	L := net.Layers()
 	*ws.act[0] = *x
-	for l := 0; l < L; l++ {
-		var out *Matrix
-		if l+1 < L {
-			out = view(ws.act[l+1], ws.actBuf[l+1], n, net.Sizes[l+1])
-		} else {
-			out = view(ws.scores, ws.scoresBuf, n, net.Sizes[l+1])
-		}
+	for l := range net.Layers() {
+		out := net.layerOutput(ws, l, x.Rows)
 		linearForward(ws.gemm, ws.act[l], net.W[l], net.B[l], out)
-		if l+1 < L {
-			reluForward(out)
-			if masks != nil {
-				applyDropout(out, masks[l])
-			}
-		}
+		net.activate(out, l, masks)
 	}
 	ws.masked = masks
+	return ws.scores
+}
+
+// layerOutput is the workspace matrix that receives layer l's output for a
+// batch of n: h_{l+1} (N×H), or the scores s (N×C) for the top layer.
+func (net *MLP) layerOutput(ws *Workspace, l, n int) *Matrix {
+	if l+1 < net.Layers() {
+		return view(ws.act[l+1], ws.actBuf[l+1], n, net.Sizes[l+1])
+	}
+	return view(ws.scores, ws.scoresBuf, n, net.Sizes[l+1])
+}
+
+// activate applies a hidden layer's ReLU (and dropout mask, if any) to its
+// output in place; the top layer's scores are left as they are.
+func (net *MLP) activate(out *Matrix, l int, masks []*Matrix) {
+	if l+1 < net.Layers() {
+		reluForward(out)
+		if masks != nil {
+			applyDropout(out, masks[l])
+		}
+	}
+}
+
+// forwardImages is Forward on images [from, to) of d, for evaluation (no
+// Backward may follow). Images stored as bytes go into the first layer's
+// product directly (Gemm.MulPixels normalises them while packing), so no
+// float64 copy of the chunk is made; the scores have the same bits.
+func (net *MLP) forwardImages(ws *Workspace, d *Dataset, from, to int) *Matrix {
+	if d.X != nil {
+		return net.Forward(ws, d.X.RowsView(from, to))
+	}
+	n := to - from
+	if d.Dim() != net.Sizes[0] || n > ws.maxN {
+		panic(fmt.Sprintf("mlp: Forward: batch is %dx%d, net wants N×%d with N ≤ %d", n, d.Dim(), net.Sizes[0], ws.maxN))
+	}
+	*ws.act[0] = Matrix{}
+	for l := range net.Layers() {
+		out := net.layerOutput(ws, l, n)
+		if l == 0 {
+			ws.gemm.MulPixels(1, d.Pix[from*inputDim:to*inputDim], d.Norm, n, inputDim, true, net.W[0], 0, out)
+			addBias(out, net.B[0])
+		} else {
+			linearForward(ws.gemm, ws.act[l], net.W[l], net.B[l], out)
+		}
+		net.activate(out, l, nil)
+	}
+	ws.masked = nil
 	return ws.scores
 }
 
@@ -551,7 +589,7 @@ func (net *MLP) Evaluate(ws *Workspace, d *Dataset, lambda float64, pred []int) 
 	correct := 0
 	for from := 0; from < d.Len(); from += ws.maxN {
 		to := min(from+ws.maxN, d.Len())
-		s := net.Forward(ws, ws.inputs(d, from, to))
+		s := net.forwardImages(ws, d, from, to)
 		lossSum += crossEntropy(s, d.Y[from:to]) * float64(to-from)
 		for n := 0; n < s.Rows; n++ {
 			k := argmax(s.Row(n))
@@ -577,24 +615,10 @@ func (net *MLP) Probabilities(ws *Workspace, d *Dataset) *Matrix {
 	out := NewMatrix(d.Len(), net.Sizes[len(net.Sizes)-1])
 	for from := 0; from < d.Len(); from += ws.maxN {
 		to := min(from+ws.maxN, d.Len())
-		s := net.Forward(ws, ws.inputs(d, from, to))
+		s := net.forwardImages(ws, d, from, to)
 		softmaxForward(s, out.RowsView(from, to))
 	}
 	return out
-}
-
-// inputs returns images [from, to) of d as an (to−from)×D matrix: a view of
-// d.X, or the bytes normalised into the workspace's input buffer.
-func (ws *Workspace) inputs(d *Dataset, from, to int) *Matrix {
-	if d.X != nil {
-		return d.X.RowsView(from, to)
-	}
-	if need := ws.maxN * d.Dim(); len(ws.inBuf) < need {
-		ws.inBuf = make([]float64, need)
-	}
-	x := view(&ws.in, ws.inBuf, to-from, d.Dim())
-	d.Rows(ws.gemm, x, from)
-	return x
 }
 
 // argmax returns the index of the largest element (the first on ties).
