@@ -392,7 +392,7 @@ type gemmProblem struct {
 	brs, bcs    int
 	c           []float64
 	ldc         int
-	pix         []uint8     // if not nil, op(A) is these bytes normalised by norm (MulPixels); a is nil
+	pix         []uint8 // if not nil, op(A) is these bytes normalised by norm (MulPixels); a is nil
 	norm        *Norm
 	d           []float64   // if not nil, C starts as β·D (D has C's shape) instead of β·C
 	m, n, k     int         // op(A) is m×k, op(B) k×n
