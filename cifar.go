@@ -213,35 +213,70 @@ func ParseBatch(name string, data []byte) (*Dataset, error) {
 }
 
 // readBatches reads the named files from dir into one dataset, keeping at
-// most limit images (limit ≤ 0: all). Each file is read, checked and its
-// pixels copied into the dataset's bytes before the next is read.
+// most limit images (limit ≤ 0: all). The dataset's bytes are allocated
+// once, at their final size (file sizes are looked up first), and every
+// file is read into one reused buffer: the peak memory is the images' bytes
+// plus one file.
 func readBatches(dir string, names []string, limit int) (*Dataset, error) {
-	d := &Dataset{}
+	total := 0
 	for _, name := range names {
 		p := filepath.Join(dir, name)
-		b, err := os.ReadFile(p)
+		st, err := os.Stat(p)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("read %s: file missing; delete the folder %s and rerun with -download=true (the default) to fetch CIFAR-10 again: %w", p, dir, err)
 			}
 			return nil, fmt.Errorf("read %s: %w", p, err)
 		}
+		total += int(st.Size() / recordSize)
+	}
+	if limit > 0 {
+		total = min(total, limit)
+	}
+	d := &Dataset{Pix: make([]uint8, 0, total*inputDim), Y: make([]int, 0, total)}
+	var buf []byte
+	for _, name := range names {
+		p := filepath.Join(dir, name)
+		b, err := readFileInto(p, buf)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", p, err)
+		}
+		buf = b
 		n, err := checkBatch(p, b)
 		if err != nil {
 			return nil, err
 		}
-		if limit > 0 {
-			n = min(n, limit-d.Len())
-		}
 		at := d.Len()
-		d.Pix = slices.Grow(d.Pix, n*inputDim)[:(at+n)*inputDim]
-		d.Y = slices.Grow(d.Y, n)[:at+n]
+		n = min(n, cap(d.Y)-at) // the file may have grown since the Stat
+		d.Pix, d.Y = d.Pix[:(at+n)*inputDim], d.Y[:at+n]
 		decodeRecords(b[:n*recordSize], d.Pix[at*inputDim:], d.Y[at:])
-		if limit > 0 && d.Len() >= limit {
+		if d.Len() == cap(d.Y) {
 			break
 		}
 	}
 	return d, nil
+}
+
+// readFileInto reads the whole file at p into buf's storage (grown if
+// needed) and returns the bytes read.
+func readFileInto(p string, buf []byte) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if int64(cap(buf)) < st.Size() {
+		buf = make([]byte, st.Size())
+	}
+	buf = buf[:st.Size()]
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return nil, err
+	}
+	return buf, nil
 }
 
 // readClassNames reads batches.meta.txt (one class per line), falling back
