@@ -40,6 +40,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -347,7 +348,8 @@ type Gemm struct {
 	ws      []*gemmWorkspace // ws[w] belongs to worker w
 	bpack   []float64        // op(B) packed for the current call, shared (see prepareB)
 	jobs    chan gemmJob
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // the jobs handed out and not finished
+	pending atomic.Int32   // the same count, polled before wg.Wait blocks
 	prob    gemmProblem // the current call's operands, read by every worker
 	tbuf    []float64   // scratch Cᵀ for mulSwapped, grown as needed
 }
@@ -453,16 +455,48 @@ func newGemm(workers int, ks []gemmKernel) *Gemm {
 	if workers > 1 {
 		jobs := make(chan gemmJob, workers)
 		g.jobs = jobs
+		spin := workers <= runtime.GOMAXPROCS(0)
 		for w := 1; w < workers; w++ {
 			go func() {
-				for j := range jobs { // ends when Close closes the channel
+				for {
+					j, ok := receive(jobs, spin)
+					if !ok {
+						return // Close closed the channel
+					}
 					g.do(j)
+					g.pending.Add(-1)
 					g.wg.Done()
 				}
 			}()
 		}
 	}
 	return g
+}
+
+// spinTime is how long an idle worker polls for its next job, and the
+// caller for the workers' results, before blocking. Blocking costs a wake-up
+// through the OS (and, on a virtual machine, the hypervisor) that measured
+// 30–50 µs here: more than a whole skinny GEMM's share of one worker. The
+// MLP's step calls the engine every few tens of µs, so the workers stay
+// awake through a step. Workers spin only when each can have a processor of
+// its own (workers ≤ GOMAXPROCS).
+const spinTime = 200 * time.Microsecond
+
+// receive returns the next job, polling for up to spinTime before blocking
+// (spin false: blocking at once). ok is false once the channel is closed.
+func receive(jobs chan gemmJob, spin bool) (j gemmJob, ok bool) {
+	if spin {
+		deadline := time.Now().Add(spinTime)
+		for time.Now().Before(deadline) {
+			select {
+			case j, ok = <-jobs:
+				return j, ok
+			default:
+			}
+		}
+	}
+	j, ok = <-jobs
+	return j, ok
 }
 
 // do carries out one job.
@@ -485,10 +519,15 @@ func (g *Gemm) fanOut(parts int, job func(w int) gemmJob) {
 		return
 	}
 	g.wg.Add(parts - 1)
+	g.pending.Add(int32(parts - 1))
 	for w := parts - 1; w >= 1; w-- {
 		g.jobs <- job(w)
 	}
 	g.do(job(0))
+	if parts <= runtime.GOMAXPROCS(0) {
+		for deadline := time.Now().Add(spinTime); g.pending.Load() > 0 && time.Now().Before(deadline); {
+		}
+	}
 	g.wg.Wait()
 }
 
