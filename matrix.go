@@ -15,23 +15,25 @@ package main
 //
 //   - GemmNaive: the textbook triple loop. It is the reference and the test
 //     oracle; read it first.
-//   - the blocked engine (Gemm.Mul): packs panels of A and B into
-//     contiguous buffers sized for the caches and runs a register-blocked
-//     micro-kernel over them (the BLIS/GotoBLAS scheme, as in gonum's dgemm).
-//     The micro-kernel is the only part that differs between CPUs: on x86-64
-//     it is assembly (matrix_amd64.s: AVX2/FMA 6×8, or AVX-512 8×24, chosen
-//     by CPUID at start-up), elsewhere and in -tags purego builds the plain-Go
+//   - the blocked engine (Gemm.Mul): cuts the operands into blocks sized for
+//     the caches, packs the ones it should into contiguous panels, and runs a
+//     register-blocked micro-kernel over them (the BLIS/GotoBLAS scheme, as
+//     in gonum's dgemm). The micro-kernel is the only part that differs
+//     between CPUs: on x86-64 it is assembly (matrix_amd64.s: AVX2/FMA 6×8
+//     and AVX-512 8×24, found by CPUID at start-up; Gemm.plan picks one per
+//     product), elsewhere and in -tags purego builds the plain-Go
 //     kernelGo2x4 below, which is also the readable version of the others.
 //   - the parallel engine: the same blocked algorithm, with the output C cut
 //     into independent rectangles, one per worker goroutine.
 //
 // Determinism. Every element C[i,j] is summed in exactly the same order,
-// whatever the number of workers: the K dimension is always cut into the
-// same KC-sized slices, processed in increasing order, and inside a slice the
-// micro-kernel accumulates k = 0, 1, 2, … in a register before adding the
-// slice's total into C. Workers only decide *which* elements of C they own,
-// never how an element is summed, so results are bitwise identical for any
-// GOMAXPROCS.
+// whatever the number of workers and whichever kernel: the K dimension is
+// always cut into the same kc-sized slices, processed in increasing order,
+// and inside a slice the micro-kernel accumulates k = 0, 1, 2, … in a
+// register with fused multiply-adds before adding α times the slice's total
+// into C with one more. Workers only decide *which* elements of C they own,
+// and kernels only how many at once, never how an element is summed, so
+// results are bitwise identical for any GOMAXPROCS and on any CPU.
 
 import (
 	"fmt"
@@ -350,8 +352,8 @@ type Gemm struct {
 	jobs    chan gemmJob
 	wg      sync.WaitGroup // the jobs handed out and not finished
 	pending atomic.Int32   // the same count, polled before wg.Wait blocks
-	prob    gemmProblem // the current call's operands, read by every worker
-	tbuf    []float64   // scratch Cᵀ for mulSwapped, grown as needed
+	prob    gemmProblem    // the current call's operands, read by every worker
+	tbuf    []float64      // scratch Cᵀ for mulSwapped, grown as needed
 }
 
 // gemmKernel is a micro-kernel with its blocking on this CPU and its
@@ -565,7 +567,7 @@ func (g *Gemm) KernelName() string {
 //
 // Narrow outputs (N much smaller than M, such as the MLP's N×50 layer
 // outputs) may be computed transposed, Cᵀ = op(B)ᵀ·op(A)ᵀ, when that costs
-// less (see swapPays). The bits are the same either way.
+// less (see plan). The bits are the same either way.
 func (g *Gemm) Mul(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c *Matrix) {
 	g.MulAdd(transA, transB, alpha, a, b, beta, c, c)
 }
