@@ -1022,31 +1022,6 @@ func packA(dst, a []float64, rs, cs, i0, mcb, p0, kcb, mr int) {
 			}
 			continue
 		}
-		if cs == 1 && rows == mr && mr == 3 {
-			// The same for the AVX-512 kernel's three rows.
-			r0 := a[base : base+kcb]
-			r1 := a[base+rs : base+rs+kcb]
-			r2 := a[base+2*rs : base+2*rs+kcb]
-			out := panel[:3*kcb]
-			for p := range r0 {
-				o := out[3*p : 3*p+3 : 3*p+3]
-				o[0], o[1], o[2] = r0[p], r1[p], r2[p]
-			}
-			continue
-		}
-		if cs == 1 && rows == mr && mr == 4 {
-			// The same for the AVX2 kernel's four rows.
-			r0 := a[base : base+kcb]
-			r1 := a[base+rs : base+rs+kcb]
-			r2 := a[base+2*rs : base+2*rs+kcb]
-			r3 := a[base+3*rs : base+3*rs+kcb]
-			out := panel[:4*kcb]
-			for p := range r0 {
-				o := out[4*p : 4*p+4 : 4*p+4]
-				o[0], o[1], o[2], o[3] = r0[p], r1[p], r2[p], r3[p]
-			}
-			continue
-		}
 		for i := 0; i < mr; i++ {
 			if i >= rows {
 				for p := 0; p < kcb; p++ {
@@ -1129,17 +1104,6 @@ func packB(dst, b []float64, rs, cs, p0, kcb, j0, ncb, nr int) {
 		cols := min(nr, ncb-jr)
 		base := p0*rs + (j0+jr)*cs
 		switch {
-		case cs == 1 && cols == nr && nr == 16:
-			// op(B) = B, full panel: each panel row is a contiguous run
-			// (unrolled for the AVX-512 kernel; a copy call costs more).
-			for p := 0; p < kcb; p++ {
-				o := panel[p*16 : p*16+16 : p*16+16]
-				s := b[base+p*rs : base+p*rs+16 : base+p*rs+16]
-				o[0], o[1], o[2], o[3] = s[0], s[1], s[2], s[3]
-				o[4], o[5], o[6], o[7] = s[4], s[5], s[6], s[7]
-				o[8], o[9], o[10], o[11] = s[8], s[9], s[10], s[11]
-				o[12], o[13], o[14], o[15] = s[12], s[13], s[14], s[15]
-			}
 		case cs == 1:
 			// op(B) = B: each panel row is a contiguous run, zero-filled
 			// past a ragged right edge.
