@@ -144,7 +144,10 @@ func GemmNaive(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c
 //	    the AVX2 and AVX-512 kernels agree to the bit, on any CPU. 256 keeps
 //	    the AVX2 kernel's B micro-panel (kc×8 doubles, 16 KiB) in a 32 KiB L1
 //	    and makes the C update (load, FMA, store per accumulator) under 1 %
-//	    of a tile's work.
+//	    of a tile's work; 128, which would fit the AVX-512 kernel's 24-wide
+//	    panel in L1 too, measured slower at every MLP shape on AMD Zen 4
+//	    (the 10000×3072×50 evaluation product: 30 → 23 GFLOP/s).
+//	maxMC, maxNC: caps on mc and nc, for CPUs that report huge caches.
 //	mc, nc: rows of A and columns of B packed at once; they do not change any
 //	    result, only speed, so they come from the CPU's caches (blockingFor):
 //	    the mc×kc block of A fills at most half of L2, the kc×nc block of B at
@@ -584,7 +587,7 @@ func (g *Gemm) MulAdd(transA, transB bool, alpha float64, a, b *Matrix, beta flo
 	}
 	ars, acs := strides(a, transA)
 	brs, bcs := strides(b, transB)
-	kern, swap := g.plan(m, n, k, acs, bcs)
+	kern, swap := g.plan(m, n, k, acs, bcs, k >= 64 && m > 1 && n > 1)
 	if swap {
 		g.mulSwapped(kern, alpha, a.Data, ars, acs, b.Data, brs, bcs, beta, d, c, m, n, k)
 		return
@@ -625,12 +628,7 @@ func (g *Gemm) MulPixels(alpha float64, pix []uint8, nm *Norm, m, k int, transB 
 		g.Mul(false, transB, alpha, x, b, beta, c)
 		return
 	}
-	kern := &g.kerns[0]
-	for i := range g.kerns {
-		if cost(&g.kerns[i], m, n, k, bcs) < cost(kern, m, n, k, bcs) {
-			kern = &g.kerns[i]
-		}
-	}
+	kern, _ := g.plan(m, n, k, 1, bcs, false) // X is packed (and normalised) either way
 	g.prob = gemmProblem{kern: kern, alpha: alpha, beta: beta, pix: pix, norm: nm, b: b.Data, c: c.Data, ldc: c.Cols, k: k,
 		ars: k, acs: 1, brs: brs, bcs: bcs}
 	g.run(m, n)
@@ -673,10 +671,10 @@ const packReuse = 16
 // tile elements in cost.
 const packFlops = 40
 
-// cost estimates the time of an m×k×n product with kernel kern, in
-// nanoseconds: its work on whole tiles, plus the packing of op(B) when it
-// cannot be read in place (bcs, op(B)'s column stride, is 1 when its rows
-// are contiguous), at the kernel's measured speed.
+// cost estimates the time of an m×k×n product with kernel kern, in flops
+// over the kernel's relative speed: its work on whole tiles, plus the
+// packing of op(B) when it cannot be read in place (bcs, op(B)'s column
+// stride, is 1 when its rows are contiguous).
 func cost(kern *gemmKernel, m, n, k, bcs int) float64 {
 	work := 2 * float64(k) * float64(tiledArea(kern, m, n))
 	if bcs != 1 || !kern.direct {
@@ -701,10 +699,10 @@ func cost(kern *gemmKernel, m, n, k, bcs int) float64 {
 //
 // acs and bcs are op(A)'s and op(B)'s column strides; the swapped product's
 // op(B) is op(A)ᵀ, whose rows are contiguous when op(A) = Aᵀ (acs ≠ 1).
+// canSwap false keeps C's orientation (tiny products, MulPixels).
 // A kernel counts as 5 % slower per step down the list, so that near-ties
 // go to the widest kernel.
-func (g *Gemm) plan(m, n, k, acs, bcs int) (kern *gemmKernel, swap bool) {
-	canSwap := k >= 64 && m > 1 && n > 1
+func (g *Gemm) plan(m, n, k, acs, bcs int, canSwap bool) (kern *gemmKernel, swap bool) {
 	swappedBcs := 1
 	if acs == 1 {
 		swappedBcs = 0 // op(A) = A: op(A)ᵀ must be packed
@@ -1044,11 +1042,22 @@ func packA(dst, a []float64, rs, cs, i0, mcb, p0, kcb, mr int) {
 // written a step p at a time (contiguous stores, mean and 1/std loaded once
 // for the step's rows): 1.2 → 0.5 ns an input on AMD Zen 4.
 func packPixels(dst []float64, pix []uint8, nm *Norm, k, i0, mcb, p0, kcb, mr int) {
-	if nm == nil {
-		nm = identityNorm(k)
+	row := func(i int) []uint8 { return pix[(i0+i)*k+p0 : (i0+i)*k+p0+kcb] }
+	if nm == nil { // p/255, rarely used: element by element
+		for ir := 0; ir < mcb; ir += mr {
+			panel := dst[ir*kcb : (ir+mr)*kcb]
+			for i := range mr {
+				for p := range kcb {
+					panel[p*mr+i] = 0
+					if ir+i < mcb {
+						panel[p*mr+i] = scale255[row(ir + i)[p]]
+					}
+				}
+			}
+		}
+		return
 	}
 	mean, inv := nm.Mean[p0:p0+kcb], nm.inv[p0:p0+kcb]
-	row := func(i int) []uint8 { return pix[(i0+i)*k+p0 : (i0+i)*k+p0+kcb] }
 	for ir := 0; ir < mcb; ir += mr {
 		panel := dst[ir*kcb : (ir+mr)*kcb]
 		rows := min(mr, mcb-ir)
