@@ -1331,6 +1331,7 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"ensemble without cycles", []string{"-ensemble", "-eta", "0.01"}, "needs the cyclical schedule"},
 		{"bad width range", []string{"-mode=search", "-search-hidden", "100"}, "lo,hi"},
 		{"bad dropout range", []string{"-mode=search", "-search-dropout", "0.5,0.2"}, "lo ≤ hi"},
+		{"unknown kernel", []string{"-kernel", "sse9"}, `-kernel "sse9": unknown`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
