@@ -110,7 +110,9 @@ TEXT ·kernelAVX2x6x8(SB), NOSPLIT, $0-72
 	LEAQ (R11)(R11*2), R9 // 3·rsa
 	LEAQ (AX)(R9*1), R13
 
-	// Touch the tile of C now, so that its lines arrive during the loop.
+	// Touch the tile of C now, so that its lines arrive during the loop
+	// (measured on AMD Zen 4, both kernels: 1024³ 7–8 % faster, the MLP's
+	// products unchanged).
 	MOVQ DX, R10
 	PREFETCHT0 (R10)
 	PREFETCHT0 56(R10)
