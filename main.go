@@ -590,7 +590,7 @@ func runReport(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 		}
 		gemm := NewGemmNamed(cfg.Workers, cfg.Kernel)
 		pred := make([]int, spAll.Test.Len())
-		met := m.Net.Evaluate(NewWorkspace(m.Net, gemm, 1000), spAll.Test, 0, pred)
+		met := m.Net.Evaluate(NewWorkspace(m.Net, gemm, evalChunk), spAll.Test, 0, pred)
 		gemm.Close()
 		classes := spAll.Classes
 		if len(classes) != numClasses {

@@ -573,6 +573,13 @@ func (o *Optimizer) updateRange(lo, hi int) {
 	}
 }
 
+// evalChunk is how many images Evaluate and Probabilities push through the
+// net at once (the size of the workspaces made for them). Larger chunks
+// pack W₁ and hand out work to the GEMM's goroutines less often; 2000 ran
+// evaluation 8 % faster than 1000 on AMD Zen 4 (and 5000 no faster), at
+// 2000·H doubles per activation buffer.
+const evalChunk = 2000
+
 // Metrics are the figures the seed's plots show for one data set.
 type Metrics struct {
 	Cost, Loss, Accuracy float64

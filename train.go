@@ -112,7 +112,7 @@ func trainSteps(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, seed uin
 	}
 	rng := newRNG(seed, 2)
 	dropRNG, augRNG := newRNG(seed, 3), newRNG(seed, 4)
-	ws := NewWorkspace(net, gemm, max(cfg.Batch, 1000))
+	ws := NewWorkspace(net, gemm, max(cfg.Batch, evalChunk))
 	opt := NewOptimizer(cfg.Opt, cfg.Momentum, net, ws)
 	xb := NewMatrix(cfg.Batch, net.Sizes[0])
 	yb := make([]int, cfg.Batch)
@@ -530,7 +530,7 @@ func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop 
 	}
 	if trainErr == nil && sp.Test != nil && sp.Test.Len() > 0 {
 		sum.TestImages = sp.Test.Len()
-		ws := NewWorkspace(net, gemm, 1000)
+		ws := NewWorkspace(net, gemm, evalChunk)
 		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test, cfg.Lambda, nil).Accuracy)
 	}
 	if k := len(res.Snapshots); k > 0 && trainErr == nil {
@@ -563,7 +563,7 @@ func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop 
 func EnsembleProbabilities(nets []*MLP, gemm *Gemm, d *Dataset) *Matrix {
 	var sum *Matrix
 	for _, net := range nets {
-		p := net.Probabilities(NewWorkspace(net, gemm, min(max(d.Len(), 1), 1000)), d)
+		p := net.Probabilities(NewWorkspace(net, gemm, min(max(d.Len(), 1), evalChunk)), d)
 		if sum == nil {
 			sum = p
 			continue
@@ -742,7 +742,7 @@ func runEval(cfg *Config, stdout, stderr io.Writer) error {
 	var pred []int
 	if len(models) == 1 {
 		pred = make([]int, test.Len())
-		met := m.Net.Evaluate(NewWorkspace(m.Net, gemm, 1000), test, 0, pred)
+		met := m.Net.Evaluate(NewWorkspace(m.Net, gemm, evalChunk), test, 0, pred)
 		fmt.Fprintf(stdout, "model %s %v: test accuracy %.2f%% on %d images, loss %.4f\n\n", cfg.Model, m.Net.Sizes, 100*met.Accuracy, test.Len(), met.Loss)
 	} else {
 		nets := make([]*MLP, len(models))
