@@ -16,6 +16,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"image"
+	_ "image/jpeg" // ReadImage decodes JPEG
+	_ "image/png"  // and PNG
 	"io"
 	"math"
 	"math/rand/v2"
@@ -45,7 +48,8 @@ const (
 // batches.meta.txt is absent).
 var defaultClassNames = [numClasses]string{"airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"}
 
-// batchFiles are the six files of the data set; trainFiles the first five.
+// batchFiles are the six files of the data set: five training batches, then
+// the test batch.
 var batchFiles = []string{"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"}
 
 // Dataset is a set of N images with labels Y (N), stored one of two ways:
@@ -320,76 +324,151 @@ func dataPresent(dir string) bool {
 	return true
 }
 
-// ensureData makes sure cfg.Data holds the data set, downloading it when the
-// folder is missing and downloads are allowed.
-func ensureData(cfg *Config, stderr io.Writer) error {
-	if dataPresent(cfg.Data) {
-		return nil
-	}
-	if _, err := os.Stat(cfg.Data); err == nil {
-		return fmt.Errorf("data folder %s exists but lacks some of %s; delete it and rerun with -download=true to fetch CIFAR-10, or point -data at a complete copy", cfg.Data, strings.Join(batchFiles, ", "))
-	}
-	if !cfg.Download {
-		return fmt.Errorf("no CIFAR-10 data in %s and -download=false: download %s (MD5 %s), unpack it so that %s holds data_batch_1.bin … test_batch.bin, or rerun with -download=true, or point -data at such a folder", cfg.Data, cfg.DataURL, cfg.DataMD5, cfg.Data)
-	}
-	fmt.Fprintf(stderr, "CIFAR-10 not found in %s; downloading %s\n", cfg.Data, cfg.DataURL)
-	return downloadCIFAR(context.Background(), http.DefaultClient, cfg.DataURL, cfg.DataMD5, cfg.Data, stderr)
+// DataSource says where the data set lives and how to get it when it is
+// missing.
+type DataSource struct {
+	Dir      string // the folder of the binary batches
+	Download bool   // fetch URL into Dir when Dir does not exist
+	URL, MD5 string // the archive and its checksum (cifarURL, cifarMD5)
 }
 
-// LoadSplits loads (downloading if needed) and splits the data as cfg says:
+// Ensure makes sure src.Dir holds the data set, downloading it when the
+// folder is missing and downloads are allowed.
+func (src DataSource) Ensure(progress io.Writer) error {
+	if dataPresent(src.Dir) {
+		return nil
+	}
+	if _, err := os.Stat(src.Dir); err == nil {
+		return fmt.Errorf("data folder %s exists but lacks some of %s; delete it and rerun with -download=true to fetch CIFAR-10, or point -data at a complete copy", src.Dir, strings.Join(batchFiles, ", "))
+	}
+	if !src.Download {
+		return fmt.Errorf("no CIFAR-10 data in %s and -download=false: download %s (MD5 %s), unpack it so that %s holds data_batch_1.bin … test_batch.bin, or rerun with -download=true, or point -data at such a folder", src.Dir, src.URL, src.MD5, src.Dir)
+	}
+	fmt.Fprintf(progress, "CIFAR-10 not found in %s; downloading %s\n", src.Dir, src.URL)
+	return downloadCIFAR(context.Background(), http.DefaultClient, src.URL, src.MD5, src.Dir, progress)
+}
+
+// The ways LoadSplits can cut the training batches.
+const (
+	SplitAll    = "all"    // train on data_batch_1…5 minus the last val images, which validate
+	SplitBatch1 = "batch1" // train on data_batch_1, validate on data_batch_2
+)
+
+// SplitError is a split that the data cannot give: val images out of the
+// training batches' total, or an empty training set. The command line
+// reports it naming its flags.
+type SplitError struct {
+	Val, Available int  // the validation images asked for, the images there are
+	Empty          bool // nothing left to train on
+}
+
+func (e *SplitError) Error() string {
+	if e.Empty {
+		return "the training split is empty"
+	}
+	return fmt.Sprintf("the validation set must hold at least 0 and fewer than the %d training images, not %d", e.Available, e.Val)
+}
+
+// LoadSplits loads (downloading if needed) and splits the data:
 //
-//	-split all     train on data_batch_1…5 minus the last -val images, which
-//	               validate (45,000/5,000 by default; the seed's set-up)
-//	-split batch1  train on data_batch_1, validate on data_batch_2 (the
-//	               assignment's first exercises)
+//	SplitAll     train on data_batch_1…5 minus the last val images, which
+//	             validate (45,000/5,000 for val = 5000: the seed's set-up)
+//	SplitBatch1  train on data_batch_1, validate on the first val images of
+//	             data_batch_2 (val = 0: all of it; the assignment's first
+//	             exercises)
 //
-// -n caps the training set. The test set is always test_batch.bin. Every
-// split is normalised with the training split's mean and std.
-func LoadSplits(cfg *Config, stderr io.Writer) (*Splits, error) {
-	if err := ensureData(cfg, stderr); err != nil {
+// maxTrain > 0 caps the training set. The test set is always test_batch.bin.
+// Every split is normalised with the training split's mean and std.
+func LoadSplits(src DataSource, split string, val, maxTrain int, progress io.Writer) (*Splits, error) {
+	if err := src.Ensure(progress); err != nil {
 		return nil, err
 	}
-	classes, err := readClassNames(cfg.Data)
+	classes, err := readClassNames(src.Dir)
 	if err != nil {
 		return nil, err
 	}
 	sp := &Splits{Classes: classes}
-	switch cfg.Split {
-	case "all":
-		all, err := readBatches(cfg.Data, batchFiles[:5], 0)
+	switch split {
+	case SplitAll:
+		all, err := readBatches(src.Dir, batchFiles[:5], 0)
 		if err != nil {
 			return nil, err
 		}
-		if cfg.Val < 0 || cfg.Val >= all.Len() {
-			return nil, usageErrorf("-val %d: the validation set must hold at least 0 and fewer than the %d training images", cfg.Val, all.Len())
+		if val < 0 || val >= all.Len() {
+			return nil, &SplitError{Val: val, Available: all.Len()}
 		}
-		nTrain := all.Len() - cfg.Val
+		nTrain := all.Len() - val
 		sp.Val = all.Subset(nTrain, all.Len())
-		if cfg.N > 0 && cfg.N < nTrain {
-			nTrain = cfg.N
+		if maxTrain > 0 && maxTrain < nTrain {
+			nTrain = maxTrain
 		}
 		sp.Train = all.Subset(0, nTrain)
-	case "batch1":
-		if sp.Train, err = readBatches(cfg.Data, batchFiles[:1], cfg.N); err != nil {
+	case SplitBatch1:
+		if sp.Train, err = readBatches(src.Dir, batchFiles[:1], maxTrain); err != nil {
 			return nil, err
 		}
-		if sp.Val, err = readBatches(cfg.Data, batchFiles[1:2], cfg.Val); err != nil {
+		if sp.Val, err = readBatches(src.Dir, batchFiles[1:2], val); err != nil {
 			return nil, err
 		}
 	default:
-		return nil, usageErrorf("-split %q: want all or batch1", cfg.Split)
+		panic(fmt.Sprintf("mlp: LoadSplits: split %q, want %q or %q", split, SplitAll, SplitBatch1))
 	}
-	if sp.Test, err = readBatches(cfg.Data, batchFiles[5:], 0); err != nil {
+	if sp.Test, err = readBatches(src.Dir, batchFiles[5:], 0); err != nil {
 		return nil, err
 	}
 	if sp.Train.Len() == 0 {
-		return nil, usageErrorf("the training split is empty; check -n and -val")
+		return nil, &SplitError{Empty: true}
 	}
 	sp.Norm = NewNorm(pixelMeanStd(sp.Train.Pix))
 	for _, d := range []*Dataset{sp.Train, sp.Val, sp.Test} {
 		d.Norm = sp.Norm
 	}
 	return sp, nil
+}
+
+// LoadTest reads test_batch.bin (downloading the data set if needed) and
+// the class names, to be normalised with a saved model's numbers.
+func LoadTest(src DataSource, progress io.Writer) (*Dataset, []string, error) {
+	if err := src.Ensure(progress); err != nil {
+		return nil, nil, err
+	}
+	classes, err := readClassNames(src.Dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	test, err := readBatches(src.Dir, batchFiles[5:], 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return test, classes, nil
+}
+
+// ReadImage reads a 32×32 PNG or JPEG into the CIFAR layout: the red
+// plane, then green, then blue, one byte per pixel (D = 3072 bytes).
+func ReadImage(path string) ([]uint8, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	img, _, err := image.Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w (want a PNG or JPEG)", path, err)
+	}
+	b := img.Bounds()
+	if b.Dx() != imageSide || b.Dy() != imageSide {
+		return nil, fmt.Errorf("read %s: image is %dx%d, want 32x32 (resize it first)", path, b.Dx(), b.Dy())
+	}
+	const plane = imageSide * imageSide
+	v := make([]uint8, inputDim)
+	for y := 0; y < imageSide; y++ {
+		for x := 0; x < imageSide; x++ {
+			r, g, bl, _ := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
+			i := y*imageSide + x
+			v[i], v[plane+i], v[2*plane+i] = uint8(r>>8), uint8(g>>8), uint8(bl>>8)
+		}
+	}
+	return v, nil
 }
 
 // pixelMeanStd returns the per-input mean and (population) standard
@@ -540,7 +619,7 @@ func syntheticDataset(n, d, c int, rng *rand.Rand) *Dataset {
 // n/5 for validation and n/5 for testing, all drawn around the same class
 // centres.
 func syntheticSplits(n int, seed uint64) *Splits {
-	all := syntheticDataset(n+2*(n/5), inputDim, numClasses, newRNG(seed, 99))
+	all := syntheticDataset(n+2*(n/5), inputDim, numClasses, newRNG(seed, streamSynthetic))
 	return &Splits{
 		Train:   all.Subset(0, n),
 		Val:     all.Subset(n, n+n/5),

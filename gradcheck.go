@@ -139,17 +139,24 @@ type gradCheckProblem struct {
 	y     []int
 }
 
-// runGradCheck is -mode=gradcheck: the gradient check on (a) the first dims
-// input dimensions of the first few samples and (b) all dimensions of one
-// sample, each with a fresh net of the configured hidden sizes.
-func runGradCheck(cfg *Config, stdout, stderr io.Writer) error {
-	data, source, err := gradCheckData(cfg, stderr)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "gradient check on %s, λ=%g, h=%g, hidden %v\n", source, cfg.Lambda, cfg.H, cfg.Hidden)
+// GradCheckOptions are the settings of RunGradChecks.
+type GradCheckOptions struct {
+	Hidden  []int   // hidden layer sizes of the fresh nets
+	He      bool    // He initialisation
+	Lambda  float64 // λ of the cost
+	Step    float64 // the finite-difference step h
+	Dims    int     // input dimensions of check (a)
+	Dropout float64 // > 0: check through one draw of dropout masks, held fixed
+	Seed    uint64
+	Kernel  string // GEMM micro-kernel
+}
+
+// RunGradChecks runs the gradient check on (a) the first o.Dims input
+// dimensions of the first 5 samples of data and (b) all dimensions of its
+// first sample, each with a fresh net, and prints a table per check.
+func RunGradChecks(w io.Writer, data *Dataset, o GradCheckOptions) {
 	const samples = 5
-	dims := min(cfg.Dims, data.Dim())
+	dims := min(o.Dims, data.Dim())
 	xa := NewMatrix(samples, dims)
 	row := make([]float64, data.Dim())
 	for n := 0; n < samples; n++ {
@@ -162,37 +169,18 @@ func runGradCheck(cfg *Config, stdout, stderr io.Writer) error {
 		{fmt.Sprintf("(a) first %d dimensions of the first %d samples", dims, samples), xa, data.Y[:samples]},
 		{fmt.Sprintf("(b) all %d dimensions of sample 0", xb.Cols), xb, data.Y[:1]},
 	}
-	gemm := NewGemmNamed(1, cfg.Kernel)
+	gemm := NewGemmNamed(1, o.Kernel)
 	defer gemm.Close()
 	for i, p := range problems {
-		sizes := append(append([]int{p.x.Cols}, cfg.Hidden...), numClasses)
-		net := NewMLP(sizes, cfg.He, newRNG(cfg.Seed, uint64(i)))
+		net := NewMLP(netSizes(p.x.Cols, o.Hidden), o.He, newRNG(o.Seed, streamGradCheck+uint64(i)))
 		ws := NewWorkspace(net, gemm, p.x.Rows)
-		var masks []*Matrix // with -dropout: one draw of the masks, held fixed
+		var masks []*Matrix // with dropout: one draw of the masks, held fixed
 		title := p.title
-		if cfg.Dropout > 0 {
-			net.ForwardDropout(ws, p.x, cfg.Dropout, newRNG(cfg.Seed, 50+uint64(i)))
+		if o.Dropout > 0 {
+			net.ForwardDropout(ws, p.x, o.Dropout, newRNG(o.Seed, streamGradMask+uint64(i)))
 			masks = ws.DropoutMasks()
-			title += fmt.Sprintf(", dropout masks (p=%g) held fixed", cfg.Dropout)
+			title += fmt.Sprintf(", dropout masks (p=%g) held fixed", o.Dropout)
 		}
-		writeGradCheckTable(stdout, title, GradCheck(net, ws, p.x, p.y, cfg.Lambda, cfg.H, masks))
+		writeGradCheckTable(w, title, GradCheck(net, ws, p.x, p.y, o.Lambda, o.Step, masks))
 	}
-	return nil
-}
-
-// gradCheckData returns normalised training images: the real CIFAR-10
-// training split when the data folder exists, a synthetic problem otherwise.
-func gradCheckData(cfg *Config, stderr io.Writer) (*Dataset, string, error) {
-	if dataPresent(cfg.Data) {
-		c := *cfg
-		c.N, c.Val = 10, 0
-		c.Split = "batch1"
-		sp, err := LoadSplits(&c, stderr)
-		if err != nil {
-			return nil, "", err
-		}
-		return sp.Train, "CIFAR-10 (" + cfg.Data + ")", nil
-	}
-	d := syntheticDataset(10, inputDim, numClasses, newRNG(cfg.Seed, 99))
-	return d, "a synthetic problem (no CIFAR-10 data in " + cfg.Data + ")", nil
 }

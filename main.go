@@ -6,6 +6,18 @@
 //	go run . -mode=train     # the seed report's best run
 //	go run . -mode=search    # coarse-to-fine random search for λ
 //	go run . -h              # every mode and flag
+//
+// The files, each a layer that uses only the ones above it:
+//
+//	matrix.go      the Matrix type and the GEMM engine (matrix_amd64.s: its micro-kernels)
+//	network.go     the MLP: forward/backward per layer, optimisers, evaluation, RNG streams
+//	cifar.go       the data set: reading, download, splits, normalisation, augmentation
+//	train.go       Train, the schedule, the LR range test, model.npz and the run folder
+//	gradcheck.go   analytic against numerical gradients
+//	search.go      the coarse-to-fine λ search and its trials.csv
+//	svgplot.go     SVG plots and an HTML page writer (a leaf: uses nothing above)
+//	main.go        the flags, the modes and the report: the only file that
+//	               knows the command line; lower layers take plain values
 package main
 
 import (
@@ -13,14 +25,16 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"html"
 	"io"
-	"math/rand/v2"
+	"math"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
 	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -39,7 +53,7 @@ type Config struct {
 	DataMD5  string
 	Split    string
 	Val      int
-	N        int
+	MaxTrain int // -n: use only the first MaxTrain training images (0: all)
 
 	// network
 	Hidden []int
@@ -67,10 +81,11 @@ type Config struct {
 	Kernel         string // GEMM micro-kernel: auto, go, avx2, avx512
 	CPUProfile     string
 	Args           []string // positional arguments (images for -mode=predict)
+	argv           []string // the command line as given (the report reruns it with changes)
 
 	// gradcheck
 	Dims int
-	H    float64
+	Step float64 // the finite-difference step h
 
 	// search
 	Trials        int
@@ -96,12 +111,6 @@ func usageErrorf(format string, args ...any) error {
 	return &usageError{fmt.Sprintf(format, args...)}
 }
 
-// newRNG returns a generator for the given seed and stream: every random
-// choice in the program draws from one of these, passed explicitly.
-func newRNG(seed, stream uint64) *rand.Rand {
-	return rand.New(rand.NewPCG(seed, stream))
-}
-
 // presets are named recipes: flag values applied unless the command line
 // sets the flag itself.
 //
@@ -115,6 +124,33 @@ var presets = map[string][][2]string{
 		{"eta-min", "1e-5"}, {"eta-max", "0.05"}, {"ns", "4900"}, {"cycles", "5"},
 		{"evals", "1"}, {"val", "1000"}, {"ensemble", "true"},
 	},
+}
+
+// The seed report's schedule: n_s = 900 steps per half cycle, 3 cycles.
+// They are -ns and -cycles' defaults, and the schedule of the search's
+// -final run and of the report's final run.
+const (
+	seedNS     = 900
+	seedCycles = 3
+)
+
+// modeDefaults are the flag values a mode starts from where they differ
+// from the flags' own defaults. They are applied like presets: a flag given
+// on the command line always wins; they win over a preset's values (a
+// preset is a training recipe: -preset best -mode=search still runs the
+// search's short trials, with the preset's net).
+//
+// search:  each trial is 2 cycles with the assignment's n_s = 2·⌊n/batch⌋
+//
+//	(-ns 0 asks for that rule once n is known).
+//
+// overfit: the first 100 training images of batch 1, λ = 0, a constant
+//
+//	η = 0.01, batch 10, 200 epochs; validation shows the same images.
+var modeDefaults = map[string][][2]string{
+	"search": {{"cycles", "2"}, {"ns", "0"}},
+	"overfit": {{"n", "100"}, {"lambda", "0"}, {"eta", "0.01"}, {"epochs", "200"}, {"batch", "10"},
+		{"split", "batch1"}, {"val", "0"}},
 }
 
 // flagGroups orders the flags in -h output by the modes that use them.
@@ -163,7 +199,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&cfg.Download, "download", true, "download CIFAR-10 when -data does not exist (false: never touch the network)")
 	fs.StringVar(&cfg.Split, "split", "all", "all: train on batches 1-5 minus the last -val images; batch1: train on batch 1, validate on batch 2")
 	fs.IntVar(&cfg.Val, "val", 5000, "validation images held out from the end of the training batches (-split all), or taken from batch 2 (-split batch1; 0 = all)")
-	fs.IntVar(&cfg.N, "n", 0, "use only the first N training images (0: all)")
+	fs.IntVar(&cfg.MaxTrain, "n", 0, "use only the first N training images (0: all)")
 
 	fs.Func("hidden", "hidden layer sizes, comma-separated (e.g. 50 or 50,50) (default 50)", func(s string) error {
 		h, err := parseHidden(s)
@@ -178,8 +214,8 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.Float64Var(&cfg.EtaMin, "eta-min", 1e-5, "cyclical learning rate: minimum η")
 	fs.Float64Var(&cfg.EtaMax, "eta-max", 1e-1, "cyclical learning rate: maximum η")
 	fs.Float64Var(&cfg.Eta, "eta", 0, "constant learning rate instead of the cyclical schedule (0: cyclical)")
-	fs.IntVar(&cfg.NS, "ns", 900, "steps per half cycle n_s (search: 0 means 2·⌊n/batch⌋)")
-	fs.IntVar(&cfg.Cycles, "cycles", 3, "number of learning-rate cycles (search: default 2)")
+	fs.IntVar(&cfg.NS, "ns", seedNS, "steps per half cycle n_s (search: 0 means 2·⌊n/batch⌋)")
+	fs.IntVar(&cfg.Cycles, "cycles", seedCycles, "number of learning-rate cycles (search: default 2)")
 	fs.IntVar(&cfg.Epochs, "epochs", 0, "train this many epochs instead of 2·n_s·cycles steps (0: use the cycles)")
 	fs.IntVar(&cfg.Batch, "batch", 100, "mini-batch size")
 	fs.StringVar(&cfg.Opt, "opt", "sgd", "optimiser: sgd, momentum, nesterov or adam (η still follows the schedule)")
@@ -192,7 +228,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Model, "model", "runs/train/model.npz", "saved model for -mode=eval and -mode=predict (eval: a comma-separated list evaluates their ensemble)")
 
 	fs.IntVar(&cfg.Dims, "dims", 20, "gradcheck: input dimensions used in check (a)")
-	fs.Float64Var(&cfg.H, "step", 1e-5, "gradcheck: finite-difference step h")
+	fs.Float64Var(&cfg.Step, "step", 1e-5, "gradcheck: finite-difference step h")
 
 	fs.IntVar(&cfg.Trials, "trials", 8, "search: λ values tried in each phase (coarse, fine)")
 	fs.Float64Var(&cfg.LMin, "lmin", -5, "search: coarse range lower end of log10 λ")
@@ -254,7 +290,7 @@ func parseHidden(s string) ([]int, error) {
 
 // parseConfig parses the command line into a Config and checks it.
 func parseConfig(args []string, stderr io.Writer) (*Config, error) {
-	cfg := &Config{Hidden: []int{50}, DataURL: cifarURL, DataMD5: cifarMD5}
+	cfg := &Config{Hidden: []int{50}, DataURL: cifarURL, DataMD5: cifarMD5, argv: slices.Clone(args)}
 	fs := newFlagSet(cfg, stderr)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -262,30 +298,30 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	cfg.Args = fs.Args()
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// applyDefaults sets the flags the command line did not give.
+	applyDefaults := func(what string, values [][2]string) {
+		for _, kv := range values {
+			if !set[kv[0]] {
+				if err := fs.Set(kv[0], kv[1]); err != nil {
+					panic(fmt.Sprintf("mlp: %s: -%s %s: %v", what, kv[0], kv[1], err))
+				}
+				set[kv[0]] = true
+			}
+		}
+	}
+	applyDefaults("mode "+cfg.Mode, modeDefaults[cfg.Mode])
 	if cfg.Preset != "" {
 		values, ok := presets[cfg.Preset]
 		if !ok {
 			return nil, usageErrorf("-preset %q: unknown preset; want best", cfg.Preset)
 		}
-		for _, kv := range values {
-			if !set[kv[0]] {
-				if err := fs.Set(kv[0], kv[1]); err != nil {
-					panic(fmt.Sprintf("mlp: preset %s: -%s %s: %v", cfg.Preset, kv[0], kv[1], err))
-				}
-			}
-		}
+		applyDefaults("preset "+cfg.Preset, values)
 		if cfg.Out == "" {
 			cfg.Out = "runs/" + cfg.Preset // runs/best, or runs/best-search for other modes
 			if cfg.Mode != "train" {
 				cfg.Out += "-" + cfg.Mode
 			}
 		}
-	}
-	if cfg.Mode == "search" && !set["cycles"] {
-		cfg.Cycles = 2
-	}
-	if cfg.Mode == "search" && !set["ns"] {
-		cfg.NS = 0 // the assignment's rule, 2·⌊n/batch⌋, once n is known
 	}
 	if cfg.Out == "" {
 		cfg.Out = "runs/" + cfg.Mode
@@ -330,14 +366,16 @@ func (c *Config) check() error {
 		return usageErrorf("-evals %d: must be positive", c.Evals)
 	case c.Epochs < 0:
 		return usageErrorf("-epochs %d: must be ≥ 0", c.Epochs)
-	case c.N < 0:
-		return usageErrorf("-n %d: must be ≥ 0", c.N)
+	case c.MaxTrain < 0:
+		return usageErrorf("-n %d: must be ≥ 0", c.MaxTrain)
 	case c.Val < 0:
 		return usageErrorf("-val %d: must be ≥ 0", c.Val)
 	case c.Dims <= 0:
 		return usageErrorf("-dims %d: must be positive", c.Dims)
-	case c.H <= 0:
-		return usageErrorf("-step %g: the step must be positive", c.H)
+	case c.Step <= 0:
+		return usageErrorf("-step %g: the step must be positive", c.Step)
+	case c.Split != SplitAll && c.Split != SplitBatch1:
+		return usageErrorf("-split %q: want all or batch1", c.Split)
 	case c.Trials <= 0:
 		return usageErrorf("-trials %d: must be positive", c.Trials)
 	case c.LMin > c.LMax:
@@ -423,8 +461,380 @@ func main() {
 }
 
 // ---------------------------------------------------------------------------
+// From flags to the settings the lower layers take.
+
+func (c *Config) dataSource() DataSource {
+	return DataSource{Dir: c.Data, Download: c.Download, URL: c.DataURL, MD5: c.DataMD5}
+}
+
+func (c *Config) schedule() Schedule {
+	return Schedule{EtaMin: c.EtaMin, EtaMax: c.EtaMax, Eta: c.Eta, NS: c.NS, Cycles: c.Cycles, Epochs: c.Epochs}
+}
+
+func (c *Config) trainOptions() TrainOptions {
+	return TrainOptions{Schedule: c.schedule(), Batch: c.Batch, Lambda: c.Lambda, Opt: c.Opt, Momentum: c.Momentum,
+		Dropout: c.Dropout, Augment: c.Augment, Ensemble: c.Ensemble, Evals: c.Evals, Seed: c.Seed, EvalTrain: true}
+}
+
+func (c *Config) runSpec(title string) RunSpec {
+	return RunSpec{Out: c.Out, Title: title, Hidden: c.Hidden, He: c.He, Seed: c.Seed, Workers: c.Workers, Kernel: c.Kernel,
+		Options: c.trainOptions(), Config: c}
+}
+
+func (c *Config) searchSpec(shard, shards int) SearchSpec {
+	return SearchSpec{Out: c.Out, Trials: c.Trials, LMin: c.LMin, LMax: c.LMax, Hidden: c.Hidden,
+		SearchHidden: c.SearchHidden, SearchDropout: c.SearchDropout, He: c.He, Seed: c.Seed,
+		Base: c.trainOptions(), Workers: c.Workers, Kernel: c.Kernel, Shard: shard, Shards: shards}
+}
+
+func (c *Config) gradCheckOptions() GradCheckOptions {
+	return GradCheckOptions{Hidden: c.Hidden, He: c.He, Lambda: c.Lambda, Step: c.Step, Dims: c.Dims,
+		Dropout: c.Dropout, Seed: c.Seed, Kernel: c.Kernel}
+}
+
+// loadSplits loads the splits the flags ask for, then checks the flags that
+// depend on the data (usage errors, exit status 2).
+func loadSplits(c *Config, stderr io.Writer) (*Splits, error) {
+	sp, err := LoadSplits(c.dataSource(), c.Split, c.Val, c.MaxTrain, stderr)
+	var se *SplitError
+	switch {
+	case errors.As(err, &se) && se.Empty:
+		return nil, usageErrorf("the training split is empty; check -n and -val")
+	case errors.As(err, &se):
+		return nil, usageErrorf("-val %d: the validation set must hold at least 0 and fewer than the %d training images", se.Val, se.Available)
+	case err != nil:
+		return nil, err
+	}
+	return sp, checkFits(c, sp)
+}
+
+// checkFits checks the flags against the training data they will run on.
+func checkFits(c *Config, sp *Splits) error {
+	if n := sp.Train.Len(); c.Batch > n {
+		return usageErrorf("-batch %d is larger than the training set (%d images)", c.Batch, n)
+	}
+	if c.Augment && sp.Train.Dim() != inputDim {
+		return usageErrorf("-augment needs 32×32 colour images (%d values), the data has %d", inputDim, sp.Train.Dim())
+	}
+	return nil
+}
+
+// kernelName names the micro-kernels -kernel selects on this machine.
+func kernelName(kernel string) string {
+	g := NewGemmNamed(1, kernel)
+	defer g.Close()
+	return g.KernelName()
+}
+
+// ---------------------------------------------------------------------------
+// The modes.
+
+// runTrain is -mode=train.
+func runTrain(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
+	sp, err := loadSplits(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "training %v on %d images, validating on %d; λ=%g, η∈[%g, %g], n_s=%d, %d cycles, batch %d; GEMM %s on %s\n",
+		netSizes(inputDim, cfg.Hidden), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, cfg.Cycles, cfg.Batch, kernelName(cfg.Kernel), cpuModel())
+	sum, err := TrainAndSave(cfg.runSpec(fmt.Sprintf("λ=%g, n_s=%d, %d cycles", cfg.Lambda, cfg.NS, cfg.Cycles)), sp, stderr, stop)
+	if sum != nil {
+		printSummary(stdout, sum, cfg.Out)
+	}
+	return err
+}
+
+// printSummary prints a training run's figures and files.
+func printSummary(w io.Writer, sum *RunSummary, out string) {
+	state := ""
+	if sum.Interrupted {
+		state = " (interrupted)"
+	}
+	fmt.Fprintf(w, "steps %d%s in %.1f s (updates %.1f s, evaluations %.1f s), kernel %s\ntrain accuracy %.2f%%  validation accuracy %.2f%%  test accuracy %.2f%%\n",
+		sum.Steps, state, sum.TrainSeconds, sum.TrainSeconds-sum.EvalSeconds, sum.EvalSeconds, sum.Kernel, 100*sum.TrainAccuracy, 100*sum.ValAccuracy, 100*sum.TestAccuracy)
+	files := "history.csv,summary.json,cost.svg,loss.svg,accuracy.svg,lr.svg,model.npz"
+	if k := sum.EnsembleSize; k > 0 {
+		fmt.Fprintf(w, "snapshot ensemble of %d nets: validation accuracy %.2f%%  test accuracy %.2f%%\n", k, 100*sum.EnsembleValAccuracy, 100*sum.EnsembleTestAccuracy)
+		files += fmt.Sprintf(",snapshot-{1..%d}.npz", k)
+	}
+	fmt.Fprintf(w, "wrote %s/{%s}\n", out, files)
+}
+
+// runOverfit is -mode=overfit (its defaults are in modeDefaults): the net
+// should memorise the images. Without data it memorises random images with
+// random labels.
+func runOverfit(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
+	var sp *Splits
+	if dataPresent(cfg.Data) || cfg.Download {
+		var err error
+		if sp, err = loadSplits(cfg, stderr); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stderr, "no CIFAR-10 data in %s: overfitting random images with random labels instead\n", cfg.Data)
+		d := syntheticDataset(cfg.MaxTrain, inputDim, numClasses, newRNG(cfg.Seed, streamSynthetic))
+		rng := newRNG(cfg.Seed, streamLabels)
+		for i := range d.Y { // nothing to learn but the samples themselves
+			d.Y[i] = rng.IntN(numClasses)
+		}
+		sp = &Splits{Train: d, Norm: identityNorm(inputDim)}
+		if err := checkFits(cfg, sp); err != nil {
+			return err
+		}
+	}
+	sp.Val = sp.Train // the curves show the memorised set itself
+	sum, err := TrainAndSave(cfg.runSpec(fmt.Sprintf("overfit %d images", sp.Train.Len())), sp, stderr, stop)
+	if sum != nil {
+		fmt.Fprintf(stdout, "overfit %d images for %d epochs (η=%g, batch %d, λ=%g): train cost %.4f, train accuracy %.1f%%\n",
+			sp.Train.Len(), cfg.Epochs, cfg.Eta, cfg.Batch, cfg.Lambda, sum.TrainCost, 100*sum.TrainAccuracy)
+	}
+	return err
+}
+
+// runEval is -mode=eval: test accuracy, per-class accuracy and the confusion
+// matrix of a saved model, or of the ensemble of several.
+func runEval(cfg *Config, stdout, stderr io.Writer) error {
+	paths := strings.Split(cfg.Model, ",")
+	var nets []*MLP
+	var first *Model
+	for _, p := range paths {
+		m, err := LoadModel(p)
+		if err != nil {
+			return err
+		}
+		if first == nil {
+			first = m
+		} else if !slices.Equal(m.Mean, first.Mean) || !slices.Equal(m.Std, first.Std) || m.Net.Sizes[0] != first.Net.Sizes[0] {
+			return fmt.Errorf("-model: %s normalises its inputs differently from %s; an ensemble needs models trained on the same data", p, paths[0])
+		}
+		nets = append(nets, m.Net)
+	}
+	test, classes, err := LoadTest(cfg.dataSource(), stderr)
+	if err != nil {
+		return err
+	}
+	if test.Dim() != first.Net.Sizes[0] {
+		return fmt.Errorf("model %s takes %d inputs, the data has %d", cfg.Model, first.Net.Sizes[0], test.Dim())
+	}
+	test.Norm = NewNorm(first.Mean, first.Std)
+	gemm := NewGemmNamed(cfg.Workers, cfg.Kernel)
+	defer gemm.Close()
+	a := Assess(nets, gemm, test)
+	if len(nets) == 1 {
+		fmt.Fprintf(stdout, "model %s %v: test accuracy %.2f%% on %d images, loss %.4f\n\n", cfg.Model, first.Net.Sizes, 100*a.Accuracy, test.Len(), a.Loss)
+	} else {
+		fmt.Fprintf(stdout, "ensemble of %d models (softmax outputs averaged): test accuracy %.2f%% on %d images\n\n", len(nets), 100*a.Accuracy, test.Len())
+	}
+	fmt.Fprintf(stdout, "%-11s %8s\n", "class", "accuracy")
+	for k, name := range classes {
+		total := 0
+		for _, v := range a.Confusion[k] {
+			total += v
+		}
+		fmt.Fprintf(stdout, "%-11s %7.1f%%\n", name, 100*float64(a.Confusion[k][k])/math.Max(1, float64(total)))
+	}
+	fmt.Fprintf(stdout, "\nconfusion matrix (rows: true class, columns: predicted)\n%-11s", "")
+	for _, name := range classes {
+		fmt.Fprintf(stdout, " %5.5s", name)
+	}
+	fmt.Fprintln(stdout)
+	for k, name := range classes {
+		fmt.Fprintf(stdout, "%-11s", name)
+		for _, v := range a.Confusion[k] {
+			fmt.Fprintf(stdout, " %5d", v)
+		}
+		fmt.Fprintln(stdout)
+	}
+	out := filepath.Join(cfg.Out, "confusion.svg")
+	svg := HeatmapSVG(fmt.Sprintf("Confusion matrix, test accuracy %.2f%%", 100*a.Accuracy), classes, a.Confusion, "true class", "predicted class")
+	if err := writeBytesAtomic(out, svg); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nwrote %s\n", out)
+	return nil
+}
+
+// runPredict is -mode=predict: top-3 classes for each image.
+func runPredict(cfg *Config, stdout io.Writer) error {
+	m, err := LoadModel(cfg.Model)
+	if err != nil {
+		return err
+	}
+	if m.Net.Sizes[0] != inputDim {
+		return fmt.Errorf("model %s takes %d inputs, not 32×32×3 images", cfg.Model, m.Net.Sizes[0])
+	}
+	classes := defaultClassNames[:]
+	if c, err := readClassNames(cfg.Data); err == nil {
+		classes = c
+	}
+	images := &Dataset{Y: make([]int, len(cfg.Args)), Norm: NewNorm(m.Mean, m.Std)}
+	for _, p := range cfg.Args {
+		v, err := ReadImage(p)
+		if err != nil {
+			return err
+		}
+		images.Pix = append(images.Pix, v...)
+	}
+	gemm := NewGemmNamed(1, cfg.Kernel)
+	defer gemm.Close()
+	probs := m.Net.Probabilities(NewWorkspace(m.Net, gemm, max(1, images.Len())), images)
+	for i, p := range cfg.Args {
+		row := probs.Row(i)
+		idx := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
+		sort.SliceStable(idx, func(a, b int) bool { return row[idx[a]] > row[idx[b]] })
+		fmt.Fprintf(stdout, "%s:", p)
+		for _, k := range idx[:3] {
+			fmt.Fprintf(stdout, "  %s %.1f%%", classes[k], 100*row[k])
+		}
+		fmt.Fprintln(stdout)
+	}
+	return nil
+}
+
+// runGradCheck is -mode=gradcheck, on the first training images of batch 1,
+// or on a synthetic problem when there is no data.
+func runGradCheck(cfg *Config, stdout, stderr io.Writer) error {
+	var data *Dataset
+	source := "CIFAR-10 (" + cfg.Data + ")"
+	if dataPresent(cfg.Data) {
+		sp, err := LoadSplits(cfg.dataSource(), SplitBatch1, 0, 10, stderr)
+		if err != nil {
+			return err
+		}
+		data = sp.Train
+	} else {
+		data = syntheticDataset(10, inputDim, numClasses, newRNG(cfg.Seed, streamSynthetic))
+		source = "a synthetic problem (no CIFAR-10 data in " + cfg.Data + ")"
+	}
+	fmt.Fprintf(stdout, "gradient check on %s, λ=%g, h=%g, hidden %v\n", source, cfg.Lambda, cfg.Step, cfg.Hidden)
+	RunGradChecks(stdout, data, cfg.gradCheckOptions())
+	return nil
+}
+
+// runLRTest is -mode=lrtest: ramp η from -eta-min to -eta-max over -ns
+// steps, then write lrtest.csv and lrtest.svg and print the suggested range.
+func runLRTest(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
+	sp, err := loadSplits(cfg, stderr)
+	if err != nil {
+		return err
+	}
+	if sp.Val.Len() == 0 {
+		return usageErrorf("-mode=lrtest plots validation accuracy: give -val > 0")
+	}
+	gemm := NewGemmNamed(cfg.Workers, cfg.Kernel)
+	defer gemm.Close()
+	net := NewMLP(netSizes(sp.Train.Dim(), cfg.Hidden), cfg.He, newRNG(cfg.Seed, streamInit))
+	const points = 40
+	fmt.Fprintf(stderr, "learning-rate range test: η from %g to %g over %d steps, %v, λ=%g\n", cfg.EtaMin, cfg.EtaMax, cfg.NS, net.Sizes, cfg.Lambda)
+	pts, trainErr := LRTest(net, gemm, sp.Train, sp.Val, cfg.trainOptions(), cfg.NS, points, stderr, stop)
+	if errors.Is(trainErr, errDiverged) && len(pts) > 0 {
+		// Expected near the top of a wide range: the ramp ends there.
+		fmt.Fprintf(stdout, "the net diverged after η ≈ %.3g (%v); the plot ends there\n", pts[len(pts)-1].Eta, trainErr)
+		trainErr = nil
+	}
+	if len(pts) == 0 {
+		return trainErr
+	}
+	lo, hi, ok, err := writeLRTest(cfg.Out, pts, cfg.NS, cfg.Lambda)
+	if err != nil {
+		return err
+	}
+	if ok {
+		fmt.Fprintf(stdout, "accuracy starts rising at η ≈ %.3g and peaks at η ≈ %.3g\nsuggested: -eta-min %.2g -eta-max %.2g\n", lo, hi, lo, hi)
+	} else {
+		fmt.Fprintln(stdout, "the validation accuracy never rose above its start: try a wider range (-eta-min, -eta-max) or more steps (-ns)")
+	}
+	fmt.Fprintf(stdout, "wrote %s/{lrtest.csv,lrtest.svg}\n", cfg.Out)
+	return trainErr
+}
+
+// runSearch is -mode=search: the search (this shard's share of it), then
+// with -final a training run of the best λ; or -merge of shard folders.
+func runSearch(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
+	if cfg.Merge {
+		for _, dir := range cfg.Args {
+			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+				return usageErrorf("-merge: %s is not a folder", dir)
+			}
+		}
+		_, err := MergeSearch(cfg.Args, cfg.Out, stdout)
+		return err
+	}
+	shard, shards, err := shardSpec(cfg, os.Getenv)
+	if err != nil {
+		return err
+	}
+	var sp *Splits
+	load := func() (*Splits, error) {
+		sp, err = loadSplits(cfg, stderr)
+		return sp, err
+	}
+	sum, err := Search(cfg.searchSpec(shard, shards), load, stdout, stderr, stop)
+	if err != nil || sum == nil || !cfg.Final {
+		return err
+	}
+	return finalRun(cfg, sp, sum, stdout, stderr, stop)
+}
+
+// finalRun trains the search's best point with the seed's schedule (n_s =
+// 900, 3 cycles), reports its test accuracy and adds it to the summary.
+func finalRun(cfg *Config, sp *Splits, sum *SearchSummary, stdout, stderr io.Writer, stop <-chan os.Signal) error {
+	c := *cfg
+	c.Lambda, c.Dropout = sum.Best.Lambda, sum.Best.Dropout
+	if cfg.SearchHidden != nil {
+		c.Hidden = slices.Repeat([]int{sum.Best.Hidden}, len(cfg.Hidden))
+	}
+	c.NS, c.Cycles = seedNS, seedCycles
+	c.Out = filepath.Join(cfg.Out, "final")
+	fmt.Fprintf(stderr, "final run: λ=%.4g, n_s=%d, %d cycles\n", c.Lambda, c.NS, c.Cycles)
+	rs, err := TrainAndSave(c.runSpec(fmt.Sprintf("best λ=%.4g, n_s=%d, %d cycles", c.Lambda, c.NS, c.Cycles)), sp, stderr, stop)
+	if rs != nil {
+		printSummary(stdout, rs, c.Out)
+		sum.FinalTestAcc, sum.FinalOut = rs.TestAccuracy, c.Out
+		if werr := writeJSON(filepath.Join(cfg.Out, "summary.json"), sum); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return err
+}
+
+// shardSpec resolves which shard this process runs: -shard i/n, else Slurm's
+// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, else Kubernetes'
+// JOB_COMPLETION_INDEX with -shards n; (0, 1) when none is set.
+func shardSpec(cfg *Config, getenv func(string) string) (i, n int, err error) {
+	parse := func(what, si, sn string) (int, int, error) {
+		i, err1 := strconv.Atoi(strings.TrimSpace(si))
+		n, err2 := strconv.Atoi(strings.TrimSpace(sn))
+		if err1 != nil || err2 != nil || n <= 0 || i < 0 || i >= n {
+			return 0, 0, usageErrorf("%s: want shard index i and count n with 0 ≤ i < n, got %q and %q", what, si, sn)
+		}
+		return i, n, nil
+	}
+	switch {
+	case cfg.Shard != "":
+		si, sn, ok := strings.Cut(cfg.Shard, "/")
+		if !ok {
+			return 0, 0, usageErrorf("-shard %q: want i/n, e.g. 0/4", cfg.Shard)
+		}
+		return parse("-shard", si, sn)
+	case getenv("SLURM_ARRAY_TASK_ID") != "" && getenv("SLURM_ARRAY_TASK_COUNT") != "":
+		// Slurm numbers array tasks from --array's first value; arrays for
+		// this program are written 0-(n-1).
+		return parse("SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT", getenv("SLURM_ARRAY_TASK_ID"), getenv("SLURM_ARRAY_TASK_COUNT"))
+	case getenv("JOB_COMPLETION_INDEX") != "":
+		if cfg.Shards <= 0 {
+			return 0, 0, usageErrorf("JOB_COMPLETION_INDEX is set: give the job's completions as -shards n")
+		}
+		return parse("JOB_COMPLETION_INDEX/-shards", getenv("JOB_COMPLETION_INDEX"), strconv.Itoa(cfg.Shards))
+	}
+	return 0, 1, nil
+}
+
+// ---------------------------------------------------------------------------
 // -mode=report: the seed report's experiments, one after another, gathered
-// into one self-contained report.html.
+// into one self-contained report.html. Each experiment is a command of this
+// program — the report's own command line with a few flags changed — and
+// the page shows that command beside its results.
 
 // reportPlan is the size of each experiment; -quick shrinks them to a smoke
 // run of a few minutes.
@@ -438,237 +848,271 @@ type reportPlan struct {
 }
 
 var (
-	fullReport  = reportPlan{n: 0, fig2NS: 500, fig3NS: 800, overfitEpochs: 200, trials: 8, trialCycle: 2, finalNS: 900, finalCycles: 3}
+	fullReport  = reportPlan{n: 0, fig2NS: 500, fig3NS: 800, overfitEpochs: 200, trials: 8, trialCycle: 2, finalNS: seedNS, finalCycles: seedCycles}
 	quickReport = reportPlan{n: 2000, fig2NS: 60, fig3NS: 40, overfitEpochs: 100, trials: 3, trialCycle: 1, finalNS: 100, finalCycles: 2}
 )
 
 // reportRun is one training run of the report.
 type reportRun struct {
-	title, dir string
-	cfg        Config
-	sum        *RunSummary
+	title, dir, command string
+	sum                 *RunSummary
 }
 
-// runReport is -mode=report.
+// report is -mode=report in progress: the page so far and its runs.
+type report struct {
+	cfg             *Config
+	plan            reportPlan
+	synthetic       bool   // no data and -download=false: a synthetic problem
+	source          string // what the data is, for the page
+	doc             *htmlDoc
+	runs            []*reportRun
+	spBatch1, spAll *Splits
+	stdout, stderr  io.Writer
+	stop            <-chan os.Signal
+}
+
+// runReport is -mode=report: gradient check, overfit, the seed's Figures 2
+// and 3, the λ search and the final run, then the page.
 func runReport(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
 	start := time.Now()
-	plan := fullReport
+	r := &report{cfg: cfg, plan: fullReport, doc: &htmlDoc{}, stdout: stdout, stderr: stderr, stop: stop,
+		synthetic: !dataPresent(cfg.Data) && !cfg.Download, source: "CIFAR-10 in " + cfg.Data}
 	if cfg.Quick {
-		plan = quickReport
+		r.plan = quickReport
 	}
-	out := cfg.Out
-	doc := &htmlDoc{}
-	synthetic := !dataPresent(cfg.Data) && !cfg.Download
-	source := "CIFAR-10 in " + cfg.Data
-	if synthetic {
-		source = "a synthetic problem (no CIFAR-10 data in " + cfg.Data + " and -download=false)"
+	if r.synthetic {
+		r.source = "a synthetic problem (no CIFAR-10 data in " + cfg.Data + " and -download=false)"
 	}
-	fmt.Fprintf(stderr, "report: %s, writing %s/report.html\n", source, out)
+	fmt.Fprintf(stderr, "report: %s, writing %s/report.html\n", r.source, cfg.Out)
+	for _, section := range []func() error{r.gradCheck, r.overfit, r.seedFigures, r.search} {
+		if err := section(); err != nil {
+			return err
+		}
+	}
+	return r.write(start)
+}
 
-	// 1. Gradient check.
-	var text bytes.Buffer
-	gc := *cfg
-	if cfg.Quick {
-		gc.Hidden = []int{10} // check (b) nudges every weight: keep it small
+// sub is the configuration of one experiment: the report's command line
+// with -mode, -out (a folder of the report's) and the given flags changed.
+// command is how a user repeats it.
+func (r *report) sub(mode, dir string, flags ...string) (cfg *Config, command string) {
+	args := append(slices.Clone(r.cfg.argv), "-mode="+mode, "-out", filepath.Join(r.cfg.Out, dir))
+	cfg, err := parseConfig(append(args, flags...), io.Discard)
+	if err != nil {
+		panic(fmt.Sprintf("mlp: report: %s %v: %v", mode, flags, err))
 	}
-	if err := runGradCheck(&gc, &text, stderr); err != nil {
+	shown := append([]string{"go run .", "-mode=" + mode}, userFlags(r.cfg.argv)...)
+	for i := 0; i < len(flags); i++ {
+		switch {
+		case strings.Contains(flags[i], "="): // -final=false: one token
+			shown = append(shown, flags[i])
+		case flags[i] == "-n" && flags[i+1] == "0": // the default
+			i++
+		default:
+			shown = append(shown, flags[i], flags[i+1])
+			i++
+		}
+	}
+	return cfg, strings.Join(shown, " ")
+}
+
+// userFlags is the report's command line without the flags the report
+// sets itself (-mode, -out, -quick).
+func userFlags(argv []string) []string {
+	var out []string
+	for i := 0; i < len(argv); i++ {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(argv[i], "-"), "=")
+		switch name {
+		case "mode", "out":
+			if !hasValue {
+				i++ // the value is the next argument
+			}
+		case "quick":
+		default:
+			out = append(out, argv[i])
+		}
+	}
+	return out
+}
+
+// splits loads the data of an experiment (the synthetic problem without
+// data).
+func (r *report) splits(cfg *Config) (*Splits, error) {
+	if r.synthetic {
+		return syntheticSplits(600, r.cfg.Seed), nil
+	}
+	return LoadSplits(cfg.dataSource(), cfg.Split, cfg.Val, cfg.MaxTrain, r.stderr)
+}
+
+// gradCheck is section 1.
+func (r *report) gradCheck() error {
+	var flags []string
+	if r.cfg.Quick {
+		flags = []string{"-hidden", "10"} // check (b) nudges every weight: keep it small
+	}
+	cfg, command := r.sub("gradcheck", "gradcheck", flags...)
+	var text bytes.Buffer
+	if err := runGradCheck(cfg, &text, r.stderr); err != nil {
 		return fmt.Errorf("report: gradient check: %w", err)
 	}
-	doc.h2("1. Gradient check")
-	doc.p("Analytic gradients against forward and centred differences (ε = 1e-6 in the relative error), on a fresh net of the configured size. Command: " + "go run . -mode=gradcheck")
-	doc.pre(text.String())
+	r.doc.h2("1. Gradient check")
+	r.doc.p("Analytic gradients against forward and centred differences (ε = 1e-6 in the relative error), on a fresh net of the configured size. Command: " + command)
+	r.doc.pre(text.String())
+	return nil
+}
 
-	// 2. Overfitting 100 images.
-	text.Reset()
-	of := *cfg
-	of.Mode, of.Out, of.Epochs = "overfit", filepath.Join(out, "overfit"), plan.overfitEpochs
-	if err := runOverfit(&of, &text, stderr, stop); err != nil {
+// overfit is section 2.
+func (r *report) overfit() error {
+	cfg, command := r.sub("overfit", "overfit", "-epochs", strconv.Itoa(r.plan.overfitEpochs))
+	var text bytes.Buffer
+	if err := runOverfit(cfg, &text, r.stderr, r.stop); err != nil {
 		return fmt.Errorf("report: overfit: %w", err)
 	}
-	doc.h2("2. Sanity check: overfitting 100 images")
-	doc.p(strings.TrimSpace(text.String()))
-	doc.p(fmt.Sprintf("Command: go run . -mode=overfit -epochs %d", plan.overfitEpochs))
-	if err := doc.figures(of.Out, "loss.svg", "accuracy.svg"); err != nil {
-		return err
-	}
+	r.doc.h2("2. Sanity check: overfitting 100 images")
+	r.doc.p(strings.TrimSpace(text.String()))
+	r.doc.p("Command: " + command)
+	return r.doc.figures(cfg.Out, "loss.svg", "accuracy.svg")
+}
 
-	// The data for the training runs.
-	loadSplits := func(split string, val int) (*Splits, error) {
-		c := *cfg
-		c.Split, c.Val, c.N = split, val, plan.n
-		if synthetic {
-			return syntheticSplits(600, cfg.Seed), nil
-		}
-		return LoadSplits(&c, stderr)
-	}
-	spB1, err := loadSplits("batch1", 0)
+// train runs one experiment of the report on sp and lists it in the summary.
+func (r *report) train(title, dir string, sp *Splits, flags ...string) (*reportRun, error) {
+	cfg, command := r.sub("train", dir, flags...)
+	fmt.Fprintf(r.stderr, "report: %s\n", title)
+	sum, err := TrainAndSave(cfg.runSpec(title), sp, r.stderr, r.stop)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("report: %s: %w", title, err)
 	}
-	var runs []*reportRun
-	train := func(title, dir string, sp *Splits, edit func(c *Config)) (*reportRun, error) {
-		c := *cfg
-		c.Mode, c.Out, c.N = "train", filepath.Join(out, dir), plan.n
-		edit(&c)
-		fmt.Fprintf(stderr, "report: %s\n", title)
-		sum, err := trainAndSave(&c, sp, title, stderr, stop)
-		if err != nil {
-			return nil, fmt.Errorf("report: %s: %w", title, err)
-		}
-		if sum.Interrupted {
-			return nil, fmt.Errorf("report interrupted during %q; its outputs so far are in %s, no report.html was written", title, c.Out)
-		}
-		r := &reportRun{title: title, dir: c.Out, cfg: c, sum: sum}
-		runs = append(runs, r)
-		return r, nil
+	if sum.Interrupted {
+		return nil, fmt.Errorf("report interrupted during %q; its outputs so far are in %s, no report.html was written", title, cfg.Out)
 	}
+	run := &reportRun{title: title, dir: cfg.Out, command: command, sum: sum}
+	r.runs = append(r.runs, run)
+	return run, nil
+}
 
-	// 3 and 4. The replications of the seed's Figures 2 and 3.
+// seedFigures are sections 3 and 4: the seed's Figures 2 and 3, trained on
+// batch 1 and validated on batch 2.
+func (r *report) seedFigures() error {
 	for i, f := range []struct {
 		title    string
 		ns, cyc  int
 		seedText string
 	}{
-		{"Figure 2: λ=0.01, one cycle, n_s=" + strconv.Itoa(plan.fig2NS), plan.fig2NS, 1, "the seed: 46.2 % test accuracy (n_s=500)"},
-		{"Figure 3: λ=0.01, three cycles, n_s=" + strconv.Itoa(plan.fig3NS), plan.fig3NS, 3, "the seed: 46.9 % test accuracy (n_s=800)"},
+		{"Figure 2: λ=0.01, one cycle, n_s=" + strconv.Itoa(r.plan.fig2NS), r.plan.fig2NS, 1, "the seed: 46.2 % test accuracy (n_s=500)"},
+		{"Figure 3: λ=0.01, three cycles, n_s=" + strconv.Itoa(r.plan.fig3NS), r.plan.fig3NS, 3, "the seed: 46.9 % test accuracy (n_s=800)"},
 	} {
-		r, err := train(f.title, fmt.Sprintf("fig%d", i+2), spB1, func(c *Config) {
-			c.Split, c.Val, c.Lambda, c.NS, c.Cycles = "batch1", 0, 0.01, f.ns, f.cyc
-		})
+		flags := []string{"-split", SplitBatch1, "-val", "0", "-n", strconv.Itoa(r.plan.n), "-lambda", "0.01", "-ns", strconv.Itoa(f.ns), "-cycles", strconv.Itoa(f.cyc)}
+		if r.spBatch1 == nil {
+			cfg, _ := r.sub("train", "data", flags...)
+			var err error
+			if r.spBatch1, err = r.splits(cfg); err != nil {
+				return err
+			}
+		}
+		run, err := r.train(f.title, fmt.Sprintf("fig%d", i+2), r.spBatch1, flags...)
 		if err != nil {
 			return err
 		}
-		doc.h2(fmt.Sprintf("%d. Replication of the seed's %s", 3+i, f.title))
-		doc.p("Training on batch 1, validating on batch 2, " + f.seedText + ".")
-		doc.runTable([]*reportRun{r})
-		if err := doc.figures(r.dir, "cost.svg", "loss.svg", "accuracy.svg"); err != nil {
+		r.doc.h2(fmt.Sprintf("%d. Replication of the seed's %s", 3+i, f.title))
+		r.doc.p("Training on batch 1, validating on batch 2, " + f.seedText + ".")
+		r.doc.runTable([]*reportRun{run})
+		if err := r.doc.figures(run.dir, "cost.svg", "loss.svg", "accuracy.svg"); err != nil {
 			return err
 		}
 	}
+	return nil
+}
 
-	// 5. The coarse-to-fine λ search, and 6. the final run with its best λ.
-	spAll, err := loadSplits("all", cfg.Val)
+// search is sections 5 and 6: the coarse-to-fine λ search on all the
+// training batches, then a run of the best λ with the seed's schedule and
+// its confusion matrix on the test set.
+func (r *report) search() error {
+	cfg, command := r.sub("search", "search", "-n", strconv.Itoa(r.plan.n), "-trials", strconv.Itoa(r.plan.trials),
+		"-cycles", strconv.Itoa(r.plan.trialCycle), "-final=false")
+	sp, err := r.splits(cfg)
 	if err != nil {
 		return err
 	}
-	sc := *cfg
-	sc.Mode, sc.Out, sc.N = "search", filepath.Join(out, "search"), plan.n
-	sc.Trials, sc.Cycles, sc.Final = plan.trials, plan.trialCycle, false
-	sc.NS = 2 * (spAll.Train.Len() / sc.Batch)
-	text.Reset()
-	fmt.Fprintf(stderr, "report: λ search, %d + %d trials\n", sc.Trials, sc.Trials)
-	ssum, err := searchOn(&sc, spAll, &text, stderr, stop)
+	r.spAll = sp
+	var text bytes.Buffer
+	fmt.Fprintf(r.stderr, "report: λ search, %d + %d trials\n", cfg.Trials, cfg.Trials)
+	spec := cfg.searchSpec(0, 1)
+	ssum, err := Search(spec, func() (*Splits, error) { return sp, nil }, &text, r.stderr, r.stop)
 	if err != nil {
 		return fmt.Errorf("report: search: %w", err)
 	}
 	if ssum == nil {
-		return fmt.Errorf("report: the search in %s is sharded and incomplete; finish it or use another -out", sc.Out)
+		return fmt.Errorf("report: the search in %s is incomplete; finish it or use another -out", cfg.Out)
 	}
-	doc.h2("5. Coarse-to-fine random search for λ")
-	doc.p(fmt.Sprintf("%d trials with log10 λ uniform in [%g, %g], then %d around the best; each trial %d cycle(s) with n_s = 2·⌊n/batch⌋ = %d on %d training images. Command: go run . -mode=search -trials %d -cycles %d%s",
-		sc.Trials, sc.LMin, sc.LMax, sc.Trials, sc.Cycles, sc.NS, spAll.Train.Len(), sc.Trials, sc.Cycles, nFlag(plan.n)))
-	doc.pre(text.String())
-	if err := doc.figures(sc.Out, "search.svg"); err != nil {
+	ns := 2 * (sp.Train.Len() / cfg.Batch)
+	r.doc.h2("5. Coarse-to-fine random search for λ")
+	r.doc.p(fmt.Sprintf("%d trials with log10 λ uniform in [%g, %g], then %d around the best; each trial %d cycle(s) with n_s = 2·⌊n/batch⌋ = %d on %d training images. Command: %s",
+		cfg.Trials, cfg.LMin, cfg.LMax, cfg.Trials, cfg.Cycles, ns, sp.Train.Len(), command))
+	r.doc.pre(text.String())
+	if err := r.doc.figures(cfg.Out, "search.svg"); err != nil {
 		return err
 	}
-	final, err := train(fmt.Sprintf("Final run: best λ=%.4g, n_s=%d, %d cycles", ssum.Best.Lambda, plan.finalNS, plan.finalCycles), "final", spAll, func(c *Config) {
-		c.Lambda, c.NS, c.Cycles = ssum.Best.Lambda, plan.finalNS, plan.finalCycles
-	})
+
+	best := ssum.Best.Lambda
+	final, err := r.train(fmt.Sprintf("Final run: best λ=%.4g, n_s=%d, %d cycles", best, r.plan.finalNS, r.plan.finalCycles), "final", sp,
+		"-n", strconv.Itoa(r.plan.n), "-lambda", fmtFloat(best), "-ns", strconv.Itoa(r.plan.finalNS), "-cycles", strconv.Itoa(r.plan.finalCycles))
 	if err != nil {
 		return err
 	}
-	doc.h2("6. " + final.title)
-	doc.p("All training batches minus the validation images, the search's best λ; the seed reached 53.1 % test, 63.5 % train accuracy with λ=1.526e-3.")
-	doc.runTable([]*reportRun{final})
-	if err := doc.figures(final.dir, "cost.svg", "loss.svg", "accuracy.svg", "lr.svg"); err != nil {
+	r.doc.h2("6. " + final.title)
+	r.doc.p("All training batches minus the validation images, the search's best λ; the seed reached 53.1 % test, 63.5 % train accuracy with λ=1.526e-3.")
+	r.doc.runTable([]*reportRun{final})
+	if err := r.doc.figures(final.dir, "cost.svg", "loss.svg", "accuracy.svg", "lr.svg"); err != nil {
 		return err
 	}
-	if spAll.Test != nil && spAll.Test.Len() > 0 {
-		m, err := LoadModel(filepath.Join(final.dir, "model.npz"))
-		if err != nil {
-			return err
-		}
-		gemm := NewGemmNamed(cfg.Workers, cfg.Kernel)
-		pred := make([]int, spAll.Test.Len())
-		met := m.Net.Evaluate(NewWorkspace(m.Net, gemm, evalChunk), spAll.Test, 0, pred)
-		gemm.Close()
-		classes := spAll.Classes
-		if len(classes) != numClasses {
-			classes = defaultClassNames[:]
-		}
-		doc.svg(HeatmapSVG(fmt.Sprintf("Final run: confusion matrix, test accuracy %.2f%%", 100*met.Accuracy), classes, confusion(spAll.Test.Y, pred), "true class", "predicted class"))
+	if sp.Test == nil || sp.Test.Len() == 0 {
+		return nil
 	}
-
-	// Summary of every run, first in the page.
-	page := &htmlDoc{}
-	page.h2("Summary")
-	page.p(fmt.Sprintf("Data: %s. GEMM kernel: %s, GOMAXPROCS %d. The whole report took %.0f s. Every run's folder (history.csv, summary.json, plots, model.npz) is under %s.",
-		source, kernelName(cfg.Kernel), runtime.GOMAXPROCS(0), time.Since(start).Seconds(), out))
-	page.runTable(runs)
-	html := page.page("cifar-mlp report: a two-layer MLP on CIFAR-10", doc)
-	path := filepath.Join(out, "report.html")
-	if err := writeBytesAtomic(path, html); err != nil {
+	m, err := LoadModel(filepath.Join(final.dir, "model.npz"))
+	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s (%d figures inlined) in %.0f s\n", path, bytes.Count(html, []byte("<svg ")), time.Since(start).Seconds())
+	gemm := NewGemmNamed(r.cfg.Workers, r.cfg.Kernel)
+	a := Assess([]*MLP{m.Net}, gemm, sp.Test)
+	gemm.Close()
+	classes := sp.Classes
+	if len(classes) != numClasses {
+		classes = defaultClassNames[:]
+	}
+	r.doc.svg(HeatmapSVG(fmt.Sprintf("Final run: confusion matrix, test accuracy %.2f%%", 100*a.Accuracy), classes, a.Confusion, "true class", "predicted class"))
 	return nil
 }
 
-// cpuModel names the processor ("unknown" where the build cannot ask it).
-func cpuModel() string {
-	if cpu.Model == "" {
-		return "unknown CPU"
+// write puts the summary of every run first and writes report.html.
+func (r *report) write(start time.Time) error {
+	page := &htmlDoc{}
+	page.h2("Summary")
+	page.p(fmt.Sprintf("Data: %s. GEMM kernel: %s, GOMAXPROCS %d. The whole report took %.0f s. Every run's folder (history.csv, summary.json, plots, model.npz) is under %s.",
+		r.source, kernelName(r.cfg.Kernel), runtime.GOMAXPROCS(0), time.Since(start).Seconds(), r.cfg.Out))
+	page.runTable(r.runs)
+	html := page.page("cifar-mlp report: a two-layer MLP on CIFAR-10", r.doc)
+	path := filepath.Join(r.cfg.Out, "report.html")
+	if err := writeBytesAtomic(path, html); err != nil {
+		return err
 	}
-	return cpu.Model
+	fmt.Fprintf(r.stdout, "wrote %s (%d figures inlined) in %.0f s\n", path, bytes.Count(html, []byte("<svg ")), time.Since(start).Seconds())
+	return nil
 }
 
-// kernelName names the micro-kernels -kernel selects on this machine.
-func kernelName(kernel string) string {
-	g := NewGemmNamed(1, kernel)
-	defer g.Close()
-	return g.KernelName()
-}
-
-// nFlag is " -n N" when n > 0.
-func nFlag(n int) string {
-	if n > 0 {
-		return fmt.Sprintf(" -n %d", n)
+// runTable lists runs with their sizes, accuracies, time and the command
+// that repeats them.
+func (d *htmlDoc) runTable(runs []*reportRun) {
+	d.b.WriteString("<table>\n<tr><th>run</th><th>train / val / test images</th><th>train acc</th><th>val acc</th><th>test acc</th><th>time</th><th>command</th></tr>\n")
+	pct := func(v optFloat) string {
+		if !finite(float64(v)) {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f %%", 100*float64(v))
 	}
-	return ""
-}
-
-// commandLine is the -mode=train command that repeats a run of the report.
-func commandLine(c *Config) string {
-	s := fmt.Sprintf("go run . -mode=train -split %s -val %d%s -lambda %g -eta-min %g -eta-max %g -ns %d -cycles %d -batch %d -hidden %s -seed %d",
-		c.Split, c.Val, nFlag(c.N), c.Lambda, c.EtaMin, c.EtaMax, c.NS, c.Cycles, c.Batch, joinInts(c.Hidden), c.Seed)
-	if c.Opt != "" && c.Opt != "sgd" {
-		s += " -opt " + c.Opt
+	for _, run := range runs {
+		s := run.sum
+		fmt.Fprintf(&d.b, "<tr><td>%s</td><td>%d / %d / %d</td><td>%s</td><td>%s</td><td>%s</td><td>%.1f s</td><td><code>%s</code></td></tr>\n",
+			html.EscapeString(run.title), s.TrainImages, s.ValImages, s.TestImages, pct(s.TrainAccuracy), pct(s.ValAccuracy), pct(s.TestAccuracy), s.WallSeconds, html.EscapeString(run.command))
 	}
-	if c.Dropout > 0 {
-		s += fmt.Sprintf(" -dropout %g", c.Dropout)
-	}
-	if c.Augment {
-		s += " -augment"
-	}
-	return s
-}
-
-func joinInts(v []int) string {
-	parts := make([]string, len(v))
-	for i, x := range v {
-		parts[i] = strconv.Itoa(x)
-	}
-	return strings.Join(parts, ",")
-}
-
-// confusion counts (true class, predicted class) pairs.
-func confusion(y, pred []int) [][]int {
-	conf := make([][]int, numClasses)
-	for i := range conf {
-		conf[i] = make([]int, numClasses)
-	}
-	for i, p := range pred {
-		conf[y[i]][p]++
-	}
-	return conf
+	d.b.WriteString("</table>\n")
 }

@@ -561,11 +561,11 @@ func TestOverfitSynthetic100(t *testing.T) {
 	for i := range d.Y {
 		d.Y[i] = rng.IntN(numClasses)
 	}
-	cfg := &Config{Batch: 10, Eta: 0.01, Epochs: 200, NS: 1, Cycles: 1, Evals: 1}
+	o := TrainOptions{Schedule: Schedule{Eta: 0.01, Epochs: 200, NS: 1, Cycles: 1}, Batch: 10, Opt: "sgd", Evals: 1, Seed: 1, EvalTrain: true}
 	net := NewMLP([]int{3072, 50, numClasses}, false, newRNG(5, 7))
 	g := NewGemm(0)
 	defer g.Close()
-	res, err := Train(cfg, net, g, d, d, 1, nil, nil, true)
+	res, err := Train(net, g, d, d, o, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -845,12 +845,11 @@ func TestLoadSplits(t *testing.T) {
 		{"batch1", "batch1", 0, 0, 50, 50, ""},
 		{"batch1 capped", "batch1", 20, 30, 30, 20, ""},
 		{"val too large", "all", 250, 0, 0, 0, "-val 250"},
-		{"bad split", "some", 0, 0, 0, 0, "-split"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := &Config{Data: dir, Split: tc.split, Val: tc.val, N: tc.n}
-			sp, err := LoadSplits(cfg, io.Discard)
+			cfg := &Config{Data: dir, Split: tc.split, Val: tc.val, MaxTrain: tc.n, Batch: 1}
+			sp, err := loadSplits(cfg, io.Discard) // main's wrapper names the flags in errors
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("got error %v, want one mentioning %q", err, tc.wantErr)
@@ -896,7 +895,7 @@ func TestLoadErrors(t *testing.T) {
 			if tc.missing {
 				os.Remove(p)
 				// a folder with missing files is not re-downloaded
-				_, err := LoadSplits(&Config{Data: dir, Split: "all", Download: true}, io.Discard)
+				_, err := LoadSplits(DataSource{Dir: dir, Download: true}, SplitAll, 0, 0, io.Discard)
 				if err == nil || !strings.Contains(err.Error(), "lacks") {
 					t.Fatalf("LoadSplits: got %v, want a 'lacks' error", err)
 				}
@@ -918,7 +917,7 @@ func TestLoadErrors(t *testing.T) {
 
 func TestDownloadDisabledSaysHow(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "nothing")
-	_, err := LoadSplits(&Config{Data: dir, Split: "all", Download: false, DataURL: cifarURL, DataMD5: cifarMD5}, io.Discard)
+	_, err := LoadSplits(DataSource{Dir: dir, Download: false, URL: cifarURL, MD5: cifarMD5}, SplitAll, 0, 0, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "-download=false") || !strings.Contains(err.Error(), cifarURL) {
 		t.Fatalf("got %v, want an explanation naming -download=false and the URL", err)
 	}
@@ -1010,9 +1009,9 @@ func TestDownload(t *testing.T) {
 			if sum == "" && tc.body != nil {
 				sum = md5hex(tc.body)
 			}
-			cfg := &Config{Data: dir, Split: "batch1", Val: 0, Download: true, DataURL: srv.URL + "/cifar-10-binary.tar.gz", DataMD5: sum}
+			src := DataSource{Dir: dir, Download: true, URL: srv.URL + "/cifar-10-binary.tar.gz", MD5: sum}
 			var progress bytes.Buffer
-			sp, err := LoadSplits(cfg, &progress)
+			sp, err := LoadSplits(src, SplitBatch1, 0, 0, &progress)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -1067,7 +1066,7 @@ func cifarDir(t testing.TB) string {
 
 func TestIntegrationCIFAR(t *testing.T) {
 	dir := cifarDir(t)
-	sp, err := LoadSplits(&Config{Data: dir, Split: "all", Val: 0}, io.Discard)
+	sp, err := LoadSplits(DataSource{Dir: dir}, SplitAll, 0, 0, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1105,7 +1104,7 @@ func BenchmarkLoadCIFAR(b *testing.B) {
 		writeSyntheticCIFAR(b, dir, batchImages)
 	}
 	for b.Loop() {
-		if _, err := LoadSplits(&Config{Data: dir, Split: "all", Val: 5000}, io.Discard); err != nil {
+		if _, err := LoadSplits(DataSource{Dir: dir}, SplitAll, 5000, 0, io.Discard); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -1539,7 +1538,7 @@ func TestSearch(t *testing.T) {
 	}
 
 	// A foreign or malformed trials.csv is an error, not overwritten.
-	for name, content := range map[string]string{"foreign": "a,b,c\n1,2,3\n", "malformed": strings.Join(trialHeader, ",") + "\ncoarse,0,x,1,1,1,1,1,1\n"} {
+	for name, content := range map[string]string{"foreign": "a,b,c\n1,2,3\n", "malformed": strings.Join(trialHeader(), ",") + "\ncoarse,0,x,1,1,1,1,1,1\n"} {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "trials.csv")
 		os.WriteFile(p, []byte(content), 0o644)
@@ -1596,13 +1595,13 @@ func TestShardFromEnvironment(t *testing.T) {
 
 func TestInterruptStopsAfterCurrentStep(t *testing.T) {
 	d := syntheticDataset(200, 30, 4, newRNG(8, 8))
-	cfg := &Config{Batch: 20, NS: 50, Cycles: 2, Evals: 2, EtaMin: 1e-5, EtaMax: 0.1}
+	o := TrainOptions{Schedule: Schedule{NS: 50, Cycles: 2, EtaMin: 1e-5, EtaMax: 0.1}, Batch: 20, Opt: "sgd", Evals: 2, Seed: 1, EvalTrain: true}
 	net := NewMLP([]int{30, 8, 4}, false, newRNG(8, 9))
 	g := NewGemm(1)
 	defer g.Close()
 	stop := make(chan os.Signal, 1)
 	stop <- os.Interrupt
-	res, err := Train(cfg, net, g, d, d, 1, nil, stop, true)
+	res, err := Train(net, g, d, d, o, nil, stop)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,10 +6,13 @@ package main
 //
 // op(A) is M×K, op(B) is K×N, C is M×N. The products the MLP needs:
 //
-//	forward      S  = X·W₁ᵀ          (N×D)·(D×H)      NoTrans, Trans
-//	dW₁          dW = dHᵀ·X          (H×N)·(N×D)      Trans,   NoTrans
-//	second layer dH = G·W₂           (N×C)·(C×H)      NoTrans, NoTrans
-//	             dW₂ = Gᵀ·H          (C×N)·(N×H)      Trans,   NoTrans
+//	forward      s1  = x·W1ᵀ         (N×D)·(D×H)      NoTrans, Trans
+//	dW1          dW1 = dHᵀ·x         (H×N)·(N×D)      Trans,   NoTrans
+//	second layer dH  = G·W2          (N×C)·(C×H)      NoTrans, NoTrans
+//	             dW2 = Gᵀ·h          (C×N)·(N×H)      Trans,   NoTrans
+//
+// (the names of network.go's header: x the input batch, h the hidden
+// activations, G = ∂cost/∂scores, dH = ∂cost/∂s1)
 //
 // Three implementations live side by side:
 //
@@ -577,7 +580,7 @@ func (g *Gemm) Mul(transA, transB bool, alpha float64, a, b *Matrix, beta float6
 
 // MulAdd computes C = α·op(A)·op(B) + β·D, where D has C's shape and may be
 // C itself (that is Mul). It saves a pass over memory when the start value
-// is another matrix, as in dW₁ = dHᵀ·X + 2λ·W₁: each worker scales its own
+// is another matrix, as in dW1 = dHᵀ·x + 2λ·W1: each worker scales its own
 // block of D into C just before accumulating into it. The bits are those of
 // C ← β·D followed by Mul with β = 1.
 func (g *Gemm) MulAdd(transA, transB bool, alpha float64, a, b *Matrix, beta float64, d, c *Matrix) {
@@ -663,9 +666,9 @@ func tiledArea(k *gemmKernel, m, n int) int {
 // each packed element will be used by at least this many micro-tiles: then
 // the copy costs little, and the packed panels are contiguous (no cache-set
 // or TLB conflicts when the operand's rows are a multiple of 4 KiB apart, as
-// X's 3072 doubles are). A is packed when N ≥ packReuse·nr (dW₁ = dHᵀ·X, the
+// X's 3072 doubles are). A is packed when N ≥ packReuse·nr (dW1 = dHᵀ·x, the
 // 1024³ product), B when M ≥ packReuse·mr; the MLP's N×50 outputs read X in
-// place. Measured on AMD Zen 4: dW₁ 29 → 36 GFLOP/s (AVX2), 1024³ 40 → 44
+// place. Measured on AMD Zen 4: dW1 29 → 36 GFLOP/s (AVX2), 1024³ 40 → 44
 // (AVX-512).
 const packReuse = 16
 
@@ -1159,4 +1162,12 @@ func packBTransposed4(panel, b []float64, base, cs, kcb, nr int) {
 			out[j] = b[base+j*cs+p]
 		}
 	}
+}
+
+// cpuModel names the processor ("unknown CPU" where the build cannot ask).
+func cpuModel() string {
+	if cpu.Model == "" {
+		return "unknown CPU"
+	}
+	return cpu.Model
 }

@@ -12,9 +12,9 @@ package main
 // For the seed's two-layer net (sizes D, H, C):
 //
 //	x                     N×D   input batch (normalised pixels)
-//	s1 = x·W1ᵀ + 1·b1ᵀ    N×H   W1 is H×D, b1 is 1×H
+//	s1 = x·W1ᵀ + 1_N·b1   N×H   W1 is H×D, b1 is 1×H, 1_N the N×1 column of ones
 //	h  = max(0, s1)       N×H   ReLU (training with dropout: ⊙ M, see ForwardDropout)
-//	s  = h·W2ᵀ + 1·b2ᵀ    N×C   W2 is C×H, b2 is 1×C ("scores")
+//	s  = h·W2ᵀ + 1_N·b2   N×C   W2 is C×H, b2 is 1×C ("scores")
 //	p  = softmax(s)       N×C   row-wise ("probs")
 //
 //	loss = −(1/N)·Σ_n log p[n, y_n]          (mean cross-entropy)
@@ -22,21 +22,48 @@ package main
 //
 // and the gradients of the cost, layer by layer from the top:
 //
-//	G   = (p − Y)/N                N×C   Y is the one-hot label matrix
-//	dW2 = Gᵀ·h + 2λ·W2             C×H
-//	db2 = Σ_n G[n,:]               1×C
+//	G   = (p − Y)/N                N×C   Y is the one-hot label matrix     (from p = softmax(s))
+//	dW2 = Gᵀ·h + 2λ·W2             C×H                                     (from s = h·W2ᵀ + 1_N·b2)
+//	db2 = 1_Nᵀ·G = Σ_n G[n,:]      1×C
 //	dH  = G·W2  ⊙ 1[s1 > 0]        N×H   back through the ReLU (and ⊙ M with dropout)
-//	dW1 = dHᵀ·x + 2λ·W1            H×D
-//	db1 = Σ_n dH[n,:]              1×H
+//	dW1 = dHᵀ·x + 2λ·W1            H×D                                     (from s1 = x·W1ᵀ + 1_N·b1)
+//	db1 = 1_Nᵀ·dH = Σ_n dH[n,:]    1×H
 //
 // Deeper nets repeat the hidden (linear + ReLU) block; the formulas are the
-// same with h_{l−1} in place of x.
+// same with h_{l−1} in place of x. matrix.go's table of products and the
+// README quote these lines; the names in the code follow them (x, w1, b1,
+// s1, h, scores, probs, G, dH, dW1).
 
 import (
 	"fmt"
 	"math"
 	"math/rand/v2"
 )
+
+// Randomness. Every random choice of the program draws from newRNG(seed,
+// stream), passed explicitly: seed is -seed (a search trial i trains with
+// seed + trialSeedStride·i), and the stream says what the numbers are for,
+// so turning one feature on never shifts another's draws. These are all the
+// streams; "the same seed gives the same bits" can be audited here.
+const (
+	streamInit      = 1     // NewMLP's weights (train, overfit, lrtest, report)
+	streamShuffle   = 2     // the order of the training images, every epoch
+	streamDropout   = 3     // dropout masks
+	streamAugment   = 4     // -augment's flips and shifts
+	streamGradCheck = 0     // gradcheck problem i's net: stream 0+i
+	streamGradMask  = 50    // gradcheck problem i's dropout masks: 50+i
+	streamLabels    = 98    // overfit without data: the random labels
+	streamSynthetic = 99    // synthetic data (no CIFAR-10 at hand)
+	streamCoarse    = 1000  // search: coarse log10 λ; +1000 the width, +2000 the dropout
+	streamFine      = 1001  // search: fine phase, the same offsets
+	streamTrialInit = 10000 // search: trial i's net, 10000+i
+	trialSeedStride = 7919  // search: trial i trains with seed + 7919·i
+)
+
+// newRNG returns the generator of one stream of a seed (PCG).
+func newRNG(seed, stream uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, stream))
+}
 
 // MLP holds the parameters of the network: layer l maps Sizes[l] inputs to
 // Sizes[l+1] outputs with W[l] (Sizes[l+1]×Sizes[l]) and b[l] (1×Sizes[l+1]).
@@ -180,7 +207,8 @@ func view(m *Matrix, buf []float64, rows, cols int) *Matrix {
 	return m
 }
 
-// linearForward computes out = x·wᵀ + 1·bᵀ.
+// linearForward computes out = x·wᵀ + 1_N·b (s1 = x·W1ᵀ + 1_N·b1 for the
+// first layer).
 //
 //	x    N×in     layer input
 //	w    out×in   weights
@@ -201,11 +229,11 @@ func addBias(out, b *Matrix) {
 	}
 }
 
-// linearBackward computes the gradients of a linear layer out = x·wᵀ + b
-// from dout = ∂cost/∂out, including the L2 term of the cost:
+// linearBackward is the backward pass of linearForward's out = x·wᵀ + 1_N·b:
+// from dout = ∂cost/∂out it computes, including the L2 term of the cost,
 //
-//	dw = doutᵀ·x + 2λ·w      out×in
-//	db = Σ_n dout[n,:]       1×out
+//	dw = doutᵀ·x + 2λ·w      out×in   (dW1 = dHᵀ·x + 2λ·W1)
+//	db = 1_Nᵀ·dout           1×out    (db1 = Σ_n dH[n,:])
 //	dx = dout·w              N×in   (skipped when dx is nil: the input layer)
 //
 // dout is N×out, x is N×in, w is out×in.
@@ -575,7 +603,7 @@ func (o *Optimizer) updateRange(lo, hi int) {
 
 // evalChunk is how many images Evaluate and Probabilities push through the
 // net at once (the size of the workspaces made for them). Larger chunks
-// pack W₁ and hand out work to the GEMM's goroutines less often; 2000 ran
+// pack W1 and hand out work to the GEMM's goroutines less often; 2000 ran
 // evaluation 8 % faster than 1000 on AMD Zen 4 (and 5000 no faster), at
 // 2000·H doubles per activation buffer.
 const evalChunk = 2000
@@ -637,4 +665,80 @@ func argmax(v []float64) int {
 		}
 	}
 	return best
+}
+
+// finite reports whether v is a real number: the divergence guard of
+// training (a NaN or ±Inf cost stops it) and of the figures it reports.
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+// EnsembleProbabilities is the ensemble's prediction for d's images: the
+// mean of the members' softmax outputs, (1/K)·Σ_k softmax(s_k) (N×C).
+func EnsembleProbabilities(nets []*MLP, gemm *Gemm, d *Dataset) *Matrix {
+	var sum *Matrix
+	for _, net := range nets {
+		p := net.Probabilities(NewWorkspace(net, gemm, min(max(d.Len(), 1), evalChunk)), d)
+		if sum == nil {
+			sum = p
+			continue
+		}
+		for i, v := range p.Data {
+			sum.Data[i] += v
+		}
+	}
+	inv := 1 / float64(len(nets))
+	for i := range sum.Data {
+		sum.Data[i] *= inv
+	}
+	return sum
+}
+
+// Assessment is how a net (or an ensemble) does on a labelled set.
+type Assessment struct {
+	Pred      []int   // each sample's arg-max class (N)
+	Accuracy  float64 // fraction of Pred equal to the labels
+	Loss      float64 // mean cross-entropy; NaN for an ensemble of several nets
+	Confusion [][]int // C×C counts: row = true class, column = predicted
+}
+
+// Assess evaluates one net, or the ensemble of several (softmax outputs
+// averaged, see EnsembleProbabilities), on every image of d: what -mode=eval
+// prints and the report's confusion matrix shows.
+func Assess(nets []*MLP, gemm *Gemm, d *Dataset) Assessment {
+	c := nets[0].Sizes[len(nets[0].Sizes)-1]
+	a := Assessment{Pred: make([]int, d.Len()), Loss: math.NaN()}
+	if len(nets) == 1 {
+		met := nets[0].Evaluate(NewWorkspace(nets[0], gemm, evalChunk), d, 0, a.Pred)
+		a.Loss = met.Loss
+	} else {
+		probs := EnsembleProbabilities(nets, gemm, d)
+		for n := range a.Pred {
+			a.Pred[n] = argmax(probs.Row(n))
+		}
+	}
+	a.Accuracy = accuracyOf(a.Pred, d.Y)
+	a.Confusion = confusion(c, d.Y, a.Pred)
+	return a
+}
+
+// accuracyOf is the fraction of predictions that equal the labels.
+func accuracyOf(pred, y []int) float64 {
+	correct := 0
+	for n, label := range y {
+		if pred[n] == label {
+			correct++
+		}
+	}
+	return float64(correct) / float64(len(y))
+}
+
+// confusion counts (true class, predicted class) pairs of c classes.
+func confusion(c int, y, pred []int) [][]int {
+	conf := make([][]int, c)
+	for i := range conf {
+		conf[i] = make([]int, c)
+	}
+	for i, p := range pred {
+		conf[y[i]][p]++
+	}
+	return conf
 }

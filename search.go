@@ -7,16 +7,17 @@ package main
 //	        l* = log10 λ of the best coarse trial (highest final validation
 //	        accuracy), i = trials … 2·trials−1
 //
-// Each trial trains a fresh net for -cycles (default 2) cycles with
-// n_s = 2·⌊n/batch⌋ and records its final and best validation accuracy.
-// Trial i draws its initialisation and shuffling from (seed, i) alone, so
-// its result does not depend on which worker, process or machine runs it.
+// Each trial trains a fresh net for the given cycles (the command line's
+// default is 2) with n_s = 2·⌊n/batch⌋ unless told otherwise, and records
+// its final and best validation accuracy. Trial i draws its initialisation
+// and shuffling from (seed, i) alone, so its result does not depend on
+// which worker, process or machine runs it.
 //
 // Trials are appended to a CSV file as they finish (and flushed), and a
-// rerun skips those already recorded. A run with -shard i/n does only the
-// trials with index ≡ i (mod n) and records them in its own file,
+// rerun skips those already recorded. A run that is shard i of n does only
+// the trials with index ≡ i (mod n) and records them in its own file,
 // trials.shard-i-of-n.csv; trials recorded by other shards in the same
-// folder count as done. -merge DIR… combines the files of several folders.
+// folder count as done. MergeSearch combines the files of several folders.
 
 import (
 	"encoding/csv"
@@ -35,6 +36,23 @@ import (
 	"time"
 )
 
+// SearchSpec is a whole search: the space, the trials' training and where
+// the results go.
+type SearchSpec struct {
+	Out           string    // the results folder
+	Trials        int       // trials per phase
+	LMin, LMax    float64   // the coarse range of log10 λ
+	Hidden        []int     // the hidden sizes (every layer's width drawn with SearchHidden)
+	SearchHidden  []int     // nil, or the smallest and largest width tried
+	SearchDropout []float64 // nil, or the dropout range tried (else Base.Dropout)
+	He            bool
+	Seed          uint64
+	Base          TrainOptions // every trial's training; NS = 0 means 2·⌊n/batch⌋
+	Workers       int          // trials at once (0: GOMAXPROCS)
+	Kernel        string       // GEMM micro-kernel
+	Shard, Shards int          // this process runs trials i ≡ Shard (mod Shards)
+}
+
 // Trial is one λ tried and what it gave.
 type Trial struct {
 	Phase      string  `json:"phase"` // "coarse" or "fine"
@@ -50,27 +68,94 @@ type Trial struct {
 	Dropout    float64 `json:"dropout"` // dropout probability (drawn with -search-dropout)
 }
 
-var trialHeader = []string{"phase", "index", "log10_lambda", "lambda", "val_acc", "best_val_acc", "val_cost", "train_acc", "seconds", "hidden", "dropout"}
+// trialColumn is one column of trials.csv: its name and how a Trial's field
+// is written to and read from it.
+type trialColumn struct {
+	name string
+	get  func(t *Trial) string
+	set  func(t *Trial, s string) error
+}
 
+func floatColumn(name string, field func(t *Trial) *float64) trialColumn {
+	return trialColumn{name,
+		func(t *Trial) string { return fmtFloat(*field(t)) },
+		func(t *Trial, s string) (err error) { *field(t), err = strconv.ParseFloat(s, 64); return err }}
+}
+
+func intColumn(name string, field func(t *Trial) *int) trialColumn {
+	return trialColumn{name,
+		func(t *Trial) string { return strconv.Itoa(*field(t)) },
+		func(t *Trial, s string) (err error) { *field(t), err = strconv.Atoi(s); return err }}
+}
+
+// trialColumns is trials.csv's schema, in file order: the header, the
+// writer (record) and the reader (readTrials, which finds columns by name)
+// all follow it.
+var trialColumns = []trialColumn{
+	{"phase", func(t *Trial) string { return t.Phase }, func(t *Trial, s string) error {
+		if s != "coarse" && s != "fine" {
+			return fmt.Errorf("%q is not a phase (want coarse or fine)", s)
+		}
+		t.Phase = s
+		return nil
+	}},
+	intColumn("index", func(t *Trial) *int { return &t.Index }),
+	floatColumn("log10_lambda", func(t *Trial) *float64 { return &t.LogLambda }),
+	floatColumn("lambda", func(t *Trial) *float64 { return &t.Lambda }),
+	floatColumn("val_acc", func(t *Trial) *float64 { return &t.ValAcc }),
+	floatColumn("best_val_acc", func(t *Trial) *float64 { return &t.BestValAcc }),
+	floatColumn("val_cost", func(t *Trial) *float64 { return &t.ValCost }),
+	floatColumn("train_acc", func(t *Trial) *float64 { return &t.TrainAcc }),
+	floatColumn("seconds", func(t *Trial) *float64 { return &t.Seconds }),
+	intColumn("hidden", func(t *Trial) *int { return &t.Hidden }),
+	floatColumn("dropout", func(t *Trial) *float64 { return &t.Dropout }),
+}
+
+// trialHeader is the first line of trials.csv.
+func trialHeader() []string {
+	h := make([]string, len(trialColumns))
+	for i, c := range trialColumns {
+		h[i] = c.name
+	}
+	return h
+}
+
+// record is t as a line of trials.csv.
 func (t Trial) record() []string {
-	return []string{t.Phase, strconv.Itoa(t.Index), fmtFloat(t.LogLambda), fmtFloat(t.Lambda), fmtFloat(t.ValAcc),
-		fmtFloat(t.BestValAcc), fmtFloat(t.ValCost), fmtFloat(t.TrainAcc), fmtFloat(t.Seconds), strconv.Itoa(t.Hidden), fmtFloat(t.Dropout)}
+	rec := make([]string, len(trialColumns))
+	for i, c := range trialColumns {
+		rec[i] = c.get(&t)
+	}
+	return rec
+}
+
+// sameTrial reports whether two records are the same point of the same
+// search: phase, index, λ, width and dropout (λ and dropout to 1e-12, as
+// they went through a decimal file). Timings and results may differ.
+func sameTrial(a, b Trial) bool {
+	return a.Phase == b.Phase && a.Index == b.Index && math.Abs(a.LogLambda-b.LogLambda) <= 1e-12 &&
+		a.Hidden == b.Hidden && math.Abs(a.Dropout-b.Dropout) <= 1e-12
 }
 
 // trialPoint is where a trial samples the search space.
 type trialPoint struct {
 	LogLambda float64
-	Hidden    int     // 0: the -hidden sizes
-	Dropout   float64 // -dropout unless searched
+	Hidden    int     // 0: the spec's hidden sizes
+	Dropout   float64 // Base.Dropout unless searched
 }
 
-// same reports whether a recorded trial was run at point p.
-func (p trialPoint) same(t Trial) bool {
-	return math.Abs(t.LogLambda-p.LogLambda) <= 1e-12 && (p.Hidden == 0 || t.Hidden == p.Hidden) && math.Abs(t.Dropout-p.Dropout) <= 1e-12
+// trial is the record a trial at p will have (results not yet filled in).
+func (p trialPoint) trial(spec *SearchSpec, phase string, index int) Trial {
+	hidden := p.Hidden
+	if hidden == 0 {
+		hidden = spec.Hidden[0]
+	}
+	return Trial{Phase: phase, Index: index, LogLambda: p.LogLambda, Lambda: math.Pow(10, p.LogLambda), Hidden: hidden, Dropout: p.Dropout}
 }
 
-// readTrials reads a trials CSV; a file that is not one (wrong header, bad
-// numbers) is an error naming the file and line, never silently replaced.
+// readTrials reads a trials CSV; a file that is not one (missing columns,
+// bad numbers) is an error naming the file and line, never silently
+// replaced.
 func readTrials(path string) ([]Trial, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -83,29 +168,22 @@ func readTrials(path string) ([]Trial, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w; move the file away or choose another -out", path, err)
 	}
-	if len(recs) == 0 || strings.Join(recs[0], ",") != strings.Join(trialHeader, ",") {
-		return nil, fmt.Errorf("read %s: not a trials file of this program (want the header %s); move it away or choose another -out", path, strings.Join(trialHeader, ","))
+	want := strings.Join(trialHeader(), ",")
+	if len(recs) == 0 || strings.Join(recs[0], ",") != want {
+		return nil, fmt.Errorf("read %s: not a trials file of this program (want the header %s); move it away or choose another -out", path, want)
 	}
 	var out []Trial
 	for i, rec := range recs[1:] {
-		if len(rec) != len(trialHeader) {
-			return nil, fmt.Errorf("read %s: line %d has %d fields, want %d; the file is damaged (delete that line to rerun the trial)", path, i+2, len(rec), len(trialHeader))
+		line := i + 2
+		if len(rec) != len(trialColumns) {
+			return nil, fmt.Errorf("read %s: line %d has %d fields, want %d; the file is damaged (delete that line to rerun the trial)", path, line, len(rec), len(trialColumns))
 		}
 		var t Trial
-		var nums [9]float64
-		t.Phase = rec[0]
-		idx, err := strconv.Atoi(rec[1])
-		if err != nil || (t.Phase != "coarse" && t.Phase != "fine") {
-			return nil, fmt.Errorf("read %s: line %d: bad phase or index %q, %q", path, i+2, rec[0], rec[1])
-		}
-		t.Index = idx
-		for k := range nums {
-			if nums[k], err = strconv.ParseFloat(rec[2+k], 64); err != nil {
-				return nil, fmt.Errorf("read %s: line %d: field %s: %w", path, i+2, trialHeader[2+k], err)
+		for k, c := range trialColumns {
+			if err := c.set(&t, rec[k]); err != nil {
+				return nil, fmt.Errorf("read %s: line %d: field %s: %w", path, line, c.name, err)
 			}
 		}
-		t.LogLambda, t.Lambda, t.ValAcc, t.BestValAcc, t.ValCost, t.TrainAcc, t.Seconds = nums[0], nums[1], nums[2], nums[3], nums[4], nums[5], nums[6]
-		t.Hidden, t.Dropout = int(nums[7]), nums[8]
 		out = append(out, t)
 	}
 	return out, nil
@@ -123,7 +201,7 @@ func readTrialDir(dir string) (map[int]Trial, error) {
 			return nil, err
 		}
 		for _, t := range ts {
-			if old, ok := done[t.Index]; ok && (old.Lambda != t.Lambda || old.Phase != t.Phase) {
+			if old, ok := done[t.Index]; ok && !sameTrial(old, t) {
 				return nil, fmt.Errorf("read %s: trial %d has λ=%g here but λ=%g in another file of %s; these are different searches", f, t.Index, t.Lambda, old.Lambda, dir)
 			}
 			done[t.Index] = t
@@ -151,7 +229,7 @@ func openTrialLog(path string) (*trialLog, error) {
 	}
 	l := &trialLog{f: f, w: csv.NewWriter(f)}
 	if fresh {
-		if err := l.write(trialHeader); err != nil {
+		if err := l.write(trialHeader()); err != nil {
 			f.Close()
 			return nil, err
 		}
@@ -170,39 +248,7 @@ func (l *trialLog) write(rec []string) error {
 	return l.f.Sync()
 }
 
-// shardSpec resolves which shard this process runs: -shard i/n, else Slurm's
-// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, else Kubernetes'
-// JOB_COMPLETION_INDEX with -shards n; (0, 1) when none is set.
-func shardSpec(cfg *Config, getenv func(string) string) (i, n int, err error) {
-	parse := func(what, si, sn string) (int, int, error) {
-		i, err1 := strconv.Atoi(strings.TrimSpace(si))
-		n, err2 := strconv.Atoi(strings.TrimSpace(sn))
-		if err1 != nil || err2 != nil || n <= 0 || i < 0 || i >= n {
-			return 0, 0, usageErrorf("%s: want shard index i and count n with 0 ≤ i < n, got %q and %q", what, si, sn)
-		}
-		return i, n, nil
-	}
-	switch {
-	case cfg.Shard != "":
-		si, sn, ok := strings.Cut(cfg.Shard, "/")
-		if !ok {
-			return 0, 0, usageErrorf("-shard %q: want i/n, e.g. 0/4", cfg.Shard)
-		}
-		return parse("-shard", si, sn)
-	case getenv("SLURM_ARRAY_TASK_ID") != "" && getenv("SLURM_ARRAY_TASK_COUNT") != "":
-		// Slurm numbers array tasks from --array's first value; arrays for
-		// this program are written 0-(n-1).
-		return parse("SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT", getenv("SLURM_ARRAY_TASK_ID"), getenv("SLURM_ARRAY_TASK_COUNT"))
-	case getenv("JOB_COMPLETION_INDEX") != "":
-		if cfg.Shards <= 0 {
-			return 0, 0, usageErrorf("JOB_COMPLETION_INDEX is set: give the job's completions as -shards n")
-		}
-		return parse("JOB_COMPLETION_INDEX/-shards", getenv("JOB_COMPLETION_INDEX"), strconv.Itoa(cfg.Shards))
-	}
-	return 0, 1, nil
-}
-
-// trialFile is this process's results file in cfg.Out.
+// trialFile is this process's results file in out.
 func trialFile(out string, shard, shards int) string {
 	if shards == 1 {
 		return filepath.Join(out, "trials.csv")
@@ -210,58 +256,64 @@ func trialFile(out string, shard, shards int) string {
 	return filepath.Join(out, fmt.Sprintf("trials.shard-%d-of-%d.csv", shard, shards))
 }
 
-// coarsePoints draws the coarse phase: log10 λ uniform in [lmin, lmax];
-// with -search-hidden, log2 of the width uniform between the two sizes; with
-// -search-dropout, p uniform in its range. Each dimension has its own random
-// stream, so turning one on does not change the λ values drawn.
-func coarsePoints(cfg *Config) []trialPoint {
-	return drawPoints(cfg, 1000, [3][2]float64{{cfg.LMin, cfg.LMax}, logWidthRange(cfg), dropoutRange(cfg)})
-}
+// searchSpace is the box the points are drawn from: log10 λ, log2 of the
+// hidden width ({0, 0}: not searched) and the dropout ({p, p}: not searched).
+type searchSpace [3][2]float64
 
-// finePoints draws the fine phase: each searched dimension uniform in the
-// best coarse trial's value ± an eighth of its coarse range, clipped to it.
-func finePoints(cfg *Config, best Trial) (ranges [3][2]float64, ps []trialPoint) {
-	coarse := [3][2]float64{{cfg.LMin, cfg.LMax}, logWidthRange(cfg), dropoutRange(cfg)}
-	centre := [3]float64{best.LogLambda, math.Log2(float64(max(1, best.Hidden))), best.Dropout}
-	for d, r := range coarse {
-		half := (r[1] - r[0]) / 8
-		ranges[d] = [2]float64{math.Max(r[0], centre[d]-half), math.Min(r[1], centre[d]+half)}
+// coarseSpace is the whole search space: log10 λ in [lmin, lmax]; with
+// SearchHidden, log2 of the width between the two sizes; with
+// SearchDropout, p in its range.
+func (spec *SearchSpec) coarseSpace() searchSpace {
+	s := searchSpace{{spec.LMin, spec.LMax}, {0, 0}, {spec.Base.Dropout, spec.Base.Dropout}}
+	if h := spec.SearchHidden; h != nil {
+		s[1] = [2]float64{math.Log2(float64(h[0])), math.Log2(float64(h[1]))}
 	}
-	return ranges, drawPoints(cfg, 1001, ranges)
+	if d := spec.SearchDropout; d != nil {
+		s[2] = [2]float64{d[0], d[1]}
+	}
+	return s
 }
 
-// drawPoints draws cfg.Trials points from the ranges of log10 λ, log2 width
-// and dropout (a width range of {0, 0} means "not searched").
-func drawPoints(cfg *Config, stream uint64, r [3][2]float64) []trialPoint {
-	rl, rh, rd := newRNG(cfg.Seed, stream), newRNG(cfg.Seed, stream+1000), newRNG(cfg.Seed, stream+2000)
-	ps := make([]trialPoint, cfg.Trials)
+// fineSpace is each searched dimension of the coarse space narrowed to the
+// best coarse trial's value ± an eighth of its range, clipped to it.
+func (spec *SearchSpec) fineSpace(best Trial) (s searchSpace) {
+	centre := [3]float64{best.LogLambda, math.Log2(float64(max(1, best.Hidden))), best.Dropout}
+	for d, r := range spec.coarseSpace() {
+		half := (r[1] - r[0]) / 8
+		s[d] = [2]float64{math.Max(r[0], centre[d]-half), math.Min(r[1], centre[d]+half)}
+	}
+	return s
+}
+
+// drawPoints draws spec.Trials points uniformly from the space. Each
+// dimension has its own random stream (stream, +1000, +2000), so searching
+// the width or the dropout does not change the λ values drawn.
+func (spec *SearchSpec) drawPoints(stream uint64, s searchSpace) []trialPoint {
+	rl, rh, rd := newRNG(spec.Seed, stream), newRNG(spec.Seed, stream+1000), newRNG(spec.Seed, stream+2000)
+	ps := make([]trialPoint, spec.Trials)
 	for i := range ps {
-		ps[i].LogLambda = r[0][0] + (r[0][1]-r[0][0])*rl.Float64()
-		if cfg.SearchHidden != nil {
-			ps[i].Hidden = int(math.Round(math.Exp2(r[1][0] + (r[1][1]-r[1][0])*rh.Float64())))
+		ps[i].LogLambda = s[0][0] + (s[0][1]-s[0][0])*rl.Float64()
+		if spec.SearchHidden != nil {
+			ps[i].Hidden = int(math.Round(math.Exp2(s[1][0] + (s[1][1]-s[1][0])*rh.Float64())))
 		}
-		ps[i].Dropout = cfg.Dropout
-		if cfg.SearchDropout != nil {
-			ps[i].Dropout = r[2][0] + (r[2][1]-r[2][0])*rd.Float64()
+		ps[i].Dropout = spec.Base.Dropout
+		if spec.SearchDropout != nil {
+			ps[i].Dropout = s[2][0] + (s[2][1]-s[2][0])*rd.Float64()
 		}
 	}
 	return ps
 }
 
-// logWidthRange is log2 of -search-hidden's sizes ({0, 0} when not searched).
-func logWidthRange(cfg *Config) [2]float64 {
-	if cfg.SearchHidden == nil {
-		return [2]float64{}
+// describe names the ranges of a space, for the progress lines.
+func (spec *SearchSpec) describe(s searchSpace) string {
+	what := fmt.Sprintf("log10 λ ∈ [%.3f, %.3f]", s[0][0], s[0][1])
+	if spec.SearchHidden != nil {
+		what += fmt.Sprintf(", width ∈ [%.0f, %.0f]", math.Exp2(s[1][0]), math.Exp2(s[1][1]))
 	}
-	return [2]float64{math.Log2(float64(cfg.SearchHidden[0])), math.Log2(float64(cfg.SearchHidden[1]))}
-}
-
-// dropoutRange is -search-dropout's range ({p, p} when not searched).
-func dropoutRange(cfg *Config) [2]float64 {
-	if cfg.SearchDropout == nil {
-		return [2]float64{cfg.Dropout, cfg.Dropout}
+	if spec.SearchDropout != nil {
+		what += fmt.Sprintf(", dropout ∈ [%.2f, %.2f]", s[2][0], s[2][1])
 	}
-	return [2]float64{cfg.SearchDropout[0], cfg.SearchDropout[1]}
+	return what
 }
 
 // bestTrial is the trial with the highest final validation accuracy (ties:
@@ -288,24 +340,26 @@ func phaseTrials(done map[int]Trial, phase string) []Trial {
 	return ts
 }
 
-// runTrial trains one point and returns its record.
-func runTrial(cfg *Config, sp *Splits, phase string, index int, pt trialPoint, gemmWorkers int) (Trial, error) {
-	c := *cfg
-	c.Lambda = math.Pow(10, pt.LogLambda)
-	c.Dropout = pt.Dropout
-	if pt.Hidden > 0 {
-		c.Hidden = slices.Repeat([]int{pt.Hidden}, len(cfg.Hidden))
+// runTrial trains the trial t (its point filled in) and returns it with its
+// results.
+func runTrial(spec *SearchSpec, sp *Splits, t Trial, gemmWorkers int) (Trial, error) {
+	o := spec.Base
+	o.Lambda, o.Dropout = t.Lambda, t.Dropout
+	o.Seed = spec.Seed + uint64(t.Index)*trialSeedStride
+	o.EvalTrain = false
+	hidden := spec.Hidden
+	if spec.SearchHidden != nil {
+		hidden = slices.Repeat([]int{t.Hidden}, len(spec.Hidden))
 	}
 	start := time.Now()
-	gemm := NewGemmNamed(gemmWorkers, cfg.Kernel)
+	gemm := NewGemmNamed(gemmWorkers, spec.Kernel)
 	defer gemm.Close()
-	net := NewMLP(netSizes(&c, sp.Train.Dim()), c.He, newRNG(c.Seed, uint64(10000+index)))
-	res, err := Train(&c, net, gemm, sp.Train, sp.Val, c.Seed+uint64(index)*7919, nil, nil, false)
+	net := NewMLP(netSizes(sp.Train.Dim(), hidden), spec.He, newRNG(spec.Seed, uint64(streamTrialInit+t.Index)))
+	res, err := Train(net, gemm, sp.Train, sp.Val, o, nil, nil)
 	if err != nil {
-		return Trial{}, fmt.Errorf("trial %d (λ=%.4g): %w", index, c.Lambda, err)
+		return Trial{}, fmt.Errorf("trial %d (λ=%.4g): %w", t.Index, t.Lambda, err)
 	}
-	t := Trial{Phase: phase, Index: index, LogLambda: pt.LogLambda, Lambda: c.Lambda, Seconds: time.Since(start).Seconds(),
-		Hidden: c.Hidden[0], Dropout: c.Dropout}
+	t.Seconds = time.Since(start).Seconds()
 	for _, h := range res.History {
 		t.BestValAcc = math.Max(t.BestValAcc, h.Val.Accuracy)
 	}
@@ -314,30 +368,23 @@ func runTrial(cfg *Config, sp *Splits, phase string, index int, pt trialPoint, g
 	return t, nil
 }
 
-// runTrials runs the given trials (index → log10 λ) on a pool of workers,
-// logging each as it finishes.
-func runTrials(cfg *Config, sp *Splits, phase string, todo map[int]trialPoint, log *trialLog, done map[int]Trial, stderr io.Writer, stop <-chan os.Signal) error {
-	idx := make([]int, 0, len(todo))
-	for i := range todo {
-		idx = append(idx, i)
-	}
-	sort.Ints(idx)
-	workers := cfg.Workers
+// runTrials runs the given trials on a pool of workers, logging each as it
+// finishes.
+func runTrials(spec *SearchSpec, sp *Splits, todo []Trial, log *trialLog, done map[int]Trial, stderr io.Writer, stop <-chan os.Signal) error {
+	workers := spec.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	workers = max(1, min(workers, len(idx)))
+	workers = max(1, min(workers, len(todo)))
 	gemmWorkers := max(1, runtime.GOMAXPROCS(0)/workers)
-	jobs := make(chan int)
+	jobs := make(chan Trial)
 	var mu sync.Mutex
 	var firstErr error
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range jobs {
-				t, err := runTrial(cfg, sp, phase, i, todo[i], gemmWorkers)
+		wg.Go(func() {
+			for job := range jobs {
+				t, err := runTrial(spec, sp, job, gemmWorkers)
 				if err == nil {
 					err = log.write(t.record())
 				}
@@ -346,18 +393,18 @@ func runTrials(cfg *Config, sp *Splits, phase string, todo map[int]trialPoint, l
 					firstErr = err
 				}
 				if err == nil {
-					done[i] = t
-					fmt.Fprintf(stderr, "%s trial %d: log10 λ=%.3f λ=%.3e hidden %d dropout %.2f  val acc %.2f%% (best %.2f%%)  %.0fs\n", phase, i, t.LogLambda, t.Lambda, t.Hidden, t.Dropout, 100*t.ValAcc, 100*t.BestValAcc, t.Seconds)
+					done[t.Index] = t
+					fmt.Fprintf(stderr, "%s trial %d: log10 λ=%.3f λ=%.3e hidden %d dropout %.2f  val acc %.2f%% (best %.2f%%)  %.0fs\n", t.Phase, t.Index, t.LogLambda, t.Lambda, t.Hidden, t.Dropout, 100*t.ValAcc, 100*t.BestValAcc, t.Seconds)
 				}
 				mu.Unlock()
 			}
-		}()
+		})
 	}
 	interrupted := false
 feed:
-	for _, i := range idx {
+	for _, t := range todo {
 		select {
-		case jobs <- i:
+		case jobs <- t:
 		case <-stop:
 			interrupted = true
 			break feed
@@ -374,97 +421,93 @@ feed:
 	return nil
 }
 
-// runSearch is -mode=search.
-func runSearch(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
-	if cfg.Merge {
-		return mergeSearch(cfg, stdout)
-	}
-	_, err := searchOn(cfg, nil, stdout, stderr, stop)
-	return err
+// search is one search in progress: what is recorded and where new trials
+// go.
+type search struct {
+	spec   *SearchSpec
+	sp     *Splits
+	done   map[int]Trial
+	log    *trialLog
+	stdout io.Writer
+	stderr io.Writer
+	stop   <-chan os.Signal
 }
 
-// searchOn runs the search on the given splits (nil: load them as cfg says)
-// and returns its summary once both phases are complete (nil before).
-func searchOn(cfg *Config, sp *Splits, stdout, stderr io.Writer, stop <-chan os.Signal) (*SearchSummary, error) {
-	shard, shards, err := shardSpec(cfg, os.Getenv)
+// Search runs both phases (this shard's share of them) and returns the
+// summary once both are complete (nil before: other shards still have
+// trials to record). load is called once the results folder is known to
+// hold this search, or nothing yet.
+func Search(spec SearchSpec, load func() (*Splits, error), stdout, stderr io.Writer, stop <-chan os.Signal) (*SearchSummary, error) {
+	done, err := readTrialDir(spec.Out)
 	if err != nil {
 		return nil, err
 	}
-	done, err := readTrialDir(cfg.Out)
-	if err != nil {
-		return nil, err
-	}
-	coarse := coarsePoints(cfg)
+	coarse := spec.drawPoints(streamCoarse, spec.coarseSpace())
 	for i, p := range coarse {
-		if t, ok := done[i]; ok && (t.Phase != "coarse" || !p.same(t)) {
-			return nil, fmt.Errorf("%s holds a different search (trial %d has log10 λ=%g, hidden %d, dropout %g; this command draws %g, %d, %g): use another -out or the same -seed, -trials, -lmin, -lmax and search ranges", cfg.Out, i, t.LogLambda, t.Hidden, t.Dropout, p.LogLambda, p.Hidden, p.Dropout)
+		if t, ok := done[i]; ok && !sameTrial(t, p.trial(&spec, "coarse", i)) {
+			return nil, fmt.Errorf("%s holds a different search (trial %d has log10 λ=%g, hidden %d, dropout %g; this command draws %g, %d, %g): use another -out or the same -seed, -trials, -lmin, -lmax, -hidden and search ranges", spec.Out, i, t.LogLambda, t.Hidden, t.Dropout, p.LogLambda, p.trial(&spec, "coarse", i).Hidden, p.Dropout)
 		}
 	}
-	if sp == nil {
-		if sp, err = LoadSplits(cfg, stderr); err != nil {
-			return nil, err
-		}
+	sp, err := load()
+	if err != nil {
+		return nil, err
 	}
-	if cfg.NS == 0 {
-		cfg.NS = 2 * (sp.Train.Len() / cfg.Batch) // the assignment's rule
+	if spec.Base.NS == 0 {
+		spec.Base.NS = 2 * (sp.Train.Len() / spec.Base.Batch) // the assignment's rule
 	}
-	log, err := openTrialLog(trialFile(cfg.Out, shard, shards))
+	log, err := openTrialLog(trialFile(spec.Out, spec.Shard, spec.Shards))
 	if err != nil {
 		return nil, err
 	}
 	defer log.f.Close()
-	mine := func(i int) bool { return i%shards == shard }
+	s := &search{spec: &spec, sp: sp, done: done, log: log, stdout: stdout, stderr: stderr, stop: stop}
 
-	todo := map[int]trialPoint{}
-	for i, p := range coarse {
-		if _, ok := done[i]; !ok && mine(i) {
-			todo[i] = p
-		}
-	}
-	fmt.Fprintf(stderr, "coarse search: %d of %d trials to run here (shard %d/%d), n_s=%d, %d cycles, %d training images\n", len(todo), cfg.Trials, shard, shards, cfg.NS, cfg.Cycles, sp.Train.Len())
-	phaseStart := time.Now()
-	if err := runTrials(cfg, sp, "coarse", todo, log, done, stderr, stop); err != nil {
+	fmt.Fprintf(stderr, "coarse search: %d of %d trials to run here (shard %d/%d), n_s=%d, %d cycles, %d training images\n",
+		len(s.todo("coarse", 0, coarse)), spec.Trials, spec.Shard, spec.Shards, spec.Base.NS, spec.Base.Cycles, sp.Train.Len())
+	if complete, err := s.runPhase("coarse", 0, coarse); err != nil || !complete {
 		return nil, err
 	}
-	fmt.Fprintf(stderr, "coarse phase: %d trials in %.1f s\n", len(todo), time.Since(phaseStart).Seconds())
-	ct := phaseTrials(done, "coarse")
-	if len(ct) < cfg.Trials {
-		fmt.Fprintf(stdout, "coarse trials recorded: %d of %d; the fine phase starts when all are in %s (rerun once the other shards are done)\n", len(ct), cfg.Trials, cfg.Out)
-		return nil, nil
-	}
-	ranges, fine := finePoints(cfg, bestTrial(ct))
-	todo = map[int]trialPoint{}
+	fineSpace := spec.fineSpace(bestTrial(phaseTrials(done, "coarse")))
+	fine := spec.drawPoints(streamFine, fineSpace)
 	for k, p := range fine {
-		i := cfg.Trials + k
-		if t, ok := done[i]; ok && !p.same(t) {
-			return nil, fmt.Errorf("%s holds a different fine search (trial %d)", cfg.Out, i)
-		}
-		if _, ok := done[i]; !ok && mine(i) {
-			todo[i] = p
+		if t, ok := done[spec.Trials+k]; ok && !sameTrial(t, p.trial(&spec, "fine", spec.Trials+k)) {
+			return nil, fmt.Errorf("%s holds a different fine search (trial %d)", spec.Out, spec.Trials+k)
 		}
 	}
-	what := fmt.Sprintf("log10 λ ∈ [%.3f, %.3f]", ranges[0][0], ranges[0][1])
-	if cfg.SearchHidden != nil {
-		what += fmt.Sprintf(", width ∈ [%.0f, %.0f]", math.Exp2(ranges[1][0]), math.Exp2(ranges[1][1]))
-	}
-	if cfg.SearchDropout != nil {
-		what += fmt.Sprintf(", dropout ∈ [%.2f, %.2f]", ranges[2][0], ranges[2][1])
-	}
-	fmt.Fprintf(stderr, "fine search in %s: %d trials to run here\n", what, len(todo))
-	phaseStart = time.Now()
-	if err := runTrials(cfg, sp, "fine", todo, log, done, stderr, stop); err != nil {
+	fmt.Fprintf(stderr, "fine search in %s: %d trials to run here\n", spec.describe(fineSpace), len(s.todo("fine", spec.Trials, fine)))
+	if complete, err := s.runPhase("fine", spec.Trials, fine); err != nil || !complete {
 		return nil, err
 	}
-	fmt.Fprintf(stderr, "fine phase: %d trials in %.1f s\n", len(todo), time.Since(phaseStart).Seconds())
-	if len(phaseTrials(done, "fine")) < cfg.Trials {
-		fmt.Fprintf(stdout, "fine trials recorded: %d of %d; rerun once the other shards are done, or merge with -merge\n", len(phaseTrials(done, "fine")), cfg.Trials)
-		return nil, nil
+	return reportSearch(spec.Out, spec.Trials, done, stdout)
+}
+
+// todo lists the trials of a phase (indices first, first+1, …) that this
+// shard runs and that are not yet recorded.
+func (s *search) todo(phase string, first int, points []trialPoint) []Trial {
+	var ts []Trial
+	for k, p := range points {
+		i := first + k
+		if _, ok := s.done[i]; !ok && i%s.spec.Shards == s.spec.Shard {
+			ts = append(ts, p.trial(s.spec, phase, i))
+		}
 	}
-	sum, err := reportSearch(cfg, done, stdout)
-	if err != nil || !cfg.Final {
-		return sum, err
+	return ts
+}
+
+// runPhase runs this shard's missing trials of a phase and reports whether
+// every trial of the phase is now recorded.
+func (s *search) runPhase(phase string, first int, points []trialPoint) (complete bool, err error) {
+	todo := s.todo(phase, first, points)
+	start := time.Now()
+	if err := runTrials(s.spec, s.sp, todo, s.log, s.done, s.stderr, s.stop); err != nil {
+		return false, err
 	}
-	return sum, finalRun(cfg, sp, sum, stdout, stderr, stop)
+	fmt.Fprintf(s.stderr, "%s phase: %d trials in %.1f s\n", phase, len(todo), time.Since(start).Seconds())
+	if n := len(phaseTrials(s.done, phase)); n < s.spec.Trials {
+		fmt.Fprintf(s.stdout, "%s trials recorded: %d of %d in %s; rerun once the other shards are done, or merge with -merge\n", phase, n, s.spec.Trials, s.spec.Out)
+		return false, nil
+	}
+	return true, nil
 }
 
 // SearchSummary is the search's summary.json.
@@ -477,13 +520,14 @@ type SearchSummary struct {
 	FinalOut     string   `json:"final_out,omitempty"`
 }
 
-// reportSearch prints the top-3 tables, writes search.svg and summary.json.
-func reportSearch(cfg *Config, done map[int]Trial, stdout io.Writer) (*SearchSummary, error) {
+// reportSearch prints the top-3 tables, writes search.svg and summary.json
+// into out.
+func reportSearch(out string, trials int, done map[int]Trial, stdout io.Writer) (*SearchSummary, error) {
 	ct, ft := phaseTrials(done, "coarse"), phaseTrials(done, "fine")
 	if len(ct) == 0 {
-		return nil, fmt.Errorf("no coarse trials recorded in %s", cfg.Out)
+		return nil, fmt.Errorf("no coarse trials recorded in %s", out)
 	}
-	sum := &SearchSummary{Trials: cfg.Trials, BestCoarse: bestTrial(ct), FinalTestAcc: optFloat(math.NaN())}
+	sum := &SearchSummary{Trials: trials, BestCoarse: bestTrial(ct), FinalTestAcc: optFloat(math.NaN())}
 	sum.Best = sum.BestCoarse
 	printTop3(stdout, "Table 1: the 3 best λ of the coarse search", ct)
 	if len(ft) > 0 {
@@ -503,11 +547,11 @@ func reportSearch(cfg *Config, done map[int]Trial, stdout io.Writer) (*SearchSum
 	}
 	plot := &Plot{Title: "λ search: validation accuracy", XLabel: "log10 λ", YLabel: "validation accuracy (%)",
 		Series: []Series{series("coarse", "#1f77b4", ct), series("fine", "#ff7f0e", ft), series(fmt.Sprintf("best λ=%.3g", sum.Best.Lambda), "#d62728", []Trial{sum.Best})}}
-	if err := writeBytesAtomic(filepath.Join(cfg.Out, "search.svg"), plot.SVG()); err != nil {
+	if err := writeBytesAtomic(filepath.Join(out, "search.svg"), plot.SVG()); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(stdout, "\nbest λ = %.4g (log10 %.3f), validation accuracy %.2f%%\nwrote %s/{search.svg,summary.json}\n", sum.Best.Lambda, sum.Best.LogLambda, 100*sum.Best.ValAcc, cfg.Out)
-	return sum, writeJSON(filepath.Join(cfg.Out, "summary.json"), sum)
+	fmt.Fprintf(stdout, "\nbest λ = %.4g (log10 %.3f), validation accuracy %.2f%%\nwrote %s/{search.svg,summary.json}\n", sum.Best.Lambda, sum.Best.LogLambda, 100*sum.Best.ValAcc, out)
+	return sum, writeJSON(filepath.Join(out, "summary.json"), sum)
 }
 
 // printTop3 prints a table like the seed's Tables 1 and 2.
@@ -520,66 +564,39 @@ func printTop3(w io.Writer, title string, ts []Trial) {
 	}
 }
 
-// mergeSearch is -mode=search -merge DIR…: combine shard folders into cfg.Out.
-func mergeSearch(cfg *Config, stdout io.Writer) error {
+// MergeSearch combines the trials*.csv files of the folders dirs into
+// out/trials.csv and reports the search they make up. Folders that
+// disagree about a trial hold different searches: an error.
+func MergeSearch(dirs []string, out string, stdout io.Writer) (*SearchSummary, error) {
 	all := map[int]Trial{}
-	for _, dir := range cfg.Args {
-		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-			return usageErrorf("-merge: %s is not a folder", dir)
-		}
+	for _, dir := range dirs {
 		d, err := readTrialDir(dir)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		for i, t := range d {
-			if old, ok := all[i]; ok && old.Lambda != t.Lambda {
-				return fmt.Errorf("merge: trial %d has λ=%g in %s but %g elsewhere; these are different searches", i, t.Lambda, dir, old.Lambda)
+			if old, ok := all[i]; ok && !sameTrial(old, t) {
+				return nil, fmt.Errorf("merge: trial %d has λ=%g in %s but %g elsewhere; these are different searches", i, t.Lambda, dir, old.Lambda)
 			}
 			all[i] = t
 		}
 	}
 	if len(all) == 0 {
-		return usageErrorf("-merge: no trials*.csv files in %v", cfg.Args)
+		return nil, fmt.Errorf("merge: no trials*.csv files in %v", dirs)
 	}
 	idx := make([]int, 0, len(all))
 	for i := range all {
 		idx = append(idx, i)
 	}
 	sort.Ints(idx)
-	if err := writeFileAtomic(filepath.Join(cfg.Out, "trials.csv"), func(w io.Writer) error {
-		cw := csv.NewWriter(w)
-		cw.Write(trialHeader)
-		for _, i := range idx {
-			cw.Write(all[i].record())
-		}
-		cw.Flush()
-		return cw.Error()
-	}); err != nil {
-		return err
+	rows := make([][]string, len(idx))
+	for k, i := range idx {
+		rows[k] = all[i].record()
 	}
-	fmt.Fprintf(stdout, "merged %d trials into %s/trials.csv\n", len(all), cfg.Out)
-	_, err := reportSearch(cfg, all, stdout)
-	return err
-}
-
-// finalRun trains the best λ with the -mode=train schedule (n_s=900, 3
-// cycles unless -final's companions say otherwise) and reports test accuracy.
-func finalRun(cfg *Config, sp *Splits, sum *SearchSummary, stdout, stderr io.Writer, stop <-chan os.Signal) error {
-	c := *cfg
-	c.Lambda, c.Dropout = sum.Best.Lambda, sum.Best.Dropout
-	if cfg.SearchHidden != nil {
-		c.Hidden = slices.Repeat([]int{sum.Best.Hidden}, len(cfg.Hidden))
+	if err := writeCSV(filepath.Join(out, "trials.csv"), trialHeader(), rows); err != nil {
+		return nil, err
 	}
-	c.NS, c.Cycles = 900, 3
-	c.Out = filepath.Join(cfg.Out, "final")
-	fmt.Fprintf(stderr, "final run: λ=%.4g, n_s=%d, %d cycles\n", c.Lambda, c.NS, c.Cycles)
-	rs, err := trainAndSave(&c, sp, fmt.Sprintf("best λ=%.4g, n_s=%d, %d cycles", c.Lambda, c.NS, c.Cycles), stderr, stop)
-	if rs != nil {
-		printSummary(stdout, rs, c.Out)
-		sum.FinalTestAcc, sum.FinalOut = rs.TestAccuracy, c.Out
-		if werr := writeJSON(filepath.Join(cfg.Out, "summary.json"), sum); werr != nil && err == nil {
-			err = werr
-		}
-	}
-	return err
+	fmt.Fprintf(stdout, "merged %d trials into %s/trials.csv\n", len(all), out)
+	// The coarse phase's size is the search's trials per phase.
+	return reportSearch(out, len(phaseTrials(all, "coarse")), all, stdout)
 }

@@ -96,8 +96,10 @@ func esc(s string) string {
 	return b.String()
 }
 
-// finite reports whether v is a real number.
-func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+// drawable reports whether (x, y) is a point on the plane (no NaN, no ±Inf).
+func drawable(x, y float64) bool {
+	return !math.IsNaN(x) && !math.IsInf(x, 0) && !math.IsNaN(y) && !math.IsInf(y, 0)
+}
 
 // SVG renders the plot.
 func (p *Plot) SVG() []byte {
@@ -110,7 +112,7 @@ func (p *Plot) SVG() []byte {
 	for _, s := range p.Series {
 		for i := range s.X {
 			x, y := tx(s.X[i]), s.Y[i]
-			if !finite(x) || !finite(y) {
+			if !drawable(x, y) {
 				continue
 			}
 			xlo, xhi = math.Min(xlo, x), math.Max(xhi, x)
@@ -168,14 +170,14 @@ func (p *Plot) SVG() []byte {
 		}
 		if s.Scatter {
 			for j := range s.X {
-				if finite(tx(s.X[j])) && finite(s.Y[j]) {
+				if drawable(tx(s.X[j]), s.Y[j]) {
 					fmt.Fprintf(&b, `<circle cx="%.2f" cy="%.2f" r="4" fill="%s"/>`+"\n", px(s.X[j]), py(s.Y[j]), color)
 				}
 			}
 		} else {
 			var pts bytes.Buffer
 			for j := range s.X {
-				if finite(tx(s.X[j])) && finite(s.Y[j]) {
+				if drawable(tx(s.X[j]), s.Y[j]) {
 					fmt.Fprintf(&pts, "%.2f,%.2f ", px(s.X[j]), py(s.Y[j]))
 				}
 			}
@@ -266,24 +268,6 @@ func (d *htmlDoc) figures(dir string, names ...string) error {
 		d.svg(b)
 	}
 	return nil
-}
-
-// runTable lists runs with their configuration, the command that repeats
-// them and their accuracies.
-func (d *htmlDoc) runTable(runs []*reportRun) {
-	d.b.WriteString("<table>\n<tr><th>run</th><th>train / val / test images</th><th>train acc</th><th>val acc</th><th>test acc</th><th>time</th><th>command</th></tr>\n")
-	pct := func(v optFloat) string {
-		if !finite(float64(v)) {
-			return "–"
-		}
-		return fmt.Sprintf("%.2f %%", 100*float64(v))
-	}
-	for _, r := range runs {
-		s := r.sum
-		fmt.Fprintf(&d.b, "<tr><td>%s</td><td>%d / %d / %d</td><td>%s</td><td>%s</td><td>%s</td><td>%.1f s</td><td><code>%s</code></td></tr>\n",
-			html.EscapeString(r.title), s.TrainImages, s.ValImages, s.TestImages, pct(s.TrainAccuracy), pct(s.ValAccuracy), pct(s.TestAccuracy), s.WallSeconds, html.EscapeString(commandLine(&r.cfg)))
-	}
-	d.b.WriteString("</table>\n")
 }
 
 // page wraps a summary and a body into a complete document.

@@ -1,8 +1,9 @@
 package main
 
 // train.go: mini-batch gradient descent with cyclical learning rates, the
-// learning curves, the saved model (.npz) and the train / overfit / eval /
-// predict modes.
+// learning-rate range test, the learning curves, the saved model (.npz) and
+// the run folder (history.csv, plots, model.npz, summary.json). Nothing here
+// reads flags: main.go turns them into a TrainOptions and a RunSpec.
 
 import (
 	"archive/zip"
@@ -12,34 +13,79 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image"
-	_ "image/jpeg" // -mode=predict reads JPEG
-	_ "image/png"  // and PNG
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 )
 
-// cyclicalEta is the triangular schedule of Smith (2015) used by the
-// assignment: over each cycle of 2·n_s steps, η climbs linearly from η_min to
-// η_max in n_s steps and falls back in the next n_s.
+// Schedule is the learning rate η_t of every step t, and the run's length.
+// The default is the triangular cyclical schedule of Smith (2015) used by
+// the assignment: over each cycle of 2·n_s steps, η climbs linearly from
+// η_min to η_max in n_s steps and falls back in the next n_s.
 //
 //	t' = t mod 2n_s
 //	η_t = η_min + (t'/n_s)·(η_max − η_min)          for 0 ≤ t' < n_s
 //	η_t = η_max − ((t'−n_s)/n_s)·(η_max − η_min)     for n_s ≤ t' < 2n_s
+//
+// A run lasts 2·n_s·cycles steps, or Epochs·⌊n/batch⌋ when Epochs > 0; Eta
+// > 0 replaces the cycles by a constant rate.
+type Schedule struct {
+	EtaMin, EtaMax float64 // the cyclical range
+	Eta            float64 // > 0: constant η instead of the cycles
+	NS, Cycles     int     // n_s, steps per half cycle; the number of cycles
+	Epochs         int     // > 0: train this many epochs instead of the cycles
+}
+
+// At is the learning rate of step t (counted from 0).
+func (s Schedule) At(t int) float64 {
+	if s.Eta > 0 {
+		return s.Eta
+	}
+	return cyclicalEta(t, s.NS, s.EtaMin, s.EtaMax)
+}
+
+// Steps is the length of the run on n training images in batches of batch.
+func (s Schedule) Steps(n, batch int) int {
+	if s.Epochs > 0 {
+		return s.Epochs * (n / batch)
+	}
+	return 2 * s.NS * s.Cycles
+}
+
+// Cyclical reports whether the run is made of whole learning-rate cycles
+// (no constant η, no epoch count), which the snapshot ensemble needs.
+func (s Schedule) Cyclical() bool { return s.Eta == 0 && s.Epochs == 0 }
+
+// cyclicalEta is Schedule's formula for step t.
 func cyclicalEta(t, ns int, etaMin, etaMax float64) float64 {
 	tc := t % (2 * ns)
 	if tc < ns {
 		return etaMin + float64(tc)/float64(ns)*(etaMax-etaMin)
 	}
 	return etaMax - float64(tc-ns)/float64(ns)*(etaMax-etaMin)
+}
+
+// TrainOptions are the settings of one training run, after the net is built.
+type TrainOptions struct {
+	Schedule
+	Batch     int
+	Lambda    float64 // λ of the cost's L2 term
+	Opt       string  // one of Optimizers
+	Momentum  float64 // μ of momentum and nesterov
+	Dropout   float64 // inverted dropout on hidden units, 0 ≤ p < 1
+	Augment   bool    // random flips and ±3 px shifts of every batch
+	Ensemble  bool    // keep a copy of the net at the end of each cycle
+	Evals     int     // evaluations per cycle (one per epoch with Epochs)
+	Seed      uint64  // the shuffle, dropout and augment streams
+	EvalTrain bool    // evaluate the training set at every evaluation (false: at the end only)
+	Limit     int     // > 0: stop after this many steps (the range test)
 }
 
 // HistoryRow is one evaluation during training.
@@ -58,153 +104,196 @@ type TrainResult struct {
 	EvalSeconds float64 // wall time spent evaluating (the rest is updates)
 	Interrupted bool    // stopped early by an interrupt
 	// Snapshots are copies of the net at the end of each learning-rate
-	// cycle, taken when cfg.Ensemble is set (Huang et al. 2017).
+	// cycle, taken with Ensemble (Huang et al. 2017).
 	Snapshots []*MLP
 }
 
 // errDiverged is wrapped by Train's error when the cost became NaN or ±Inf.
 var errDiverged = errors.New("training diverged")
 
-// totalSteps is the length of the run: epochs × ⌊n/batch⌋ steps when -epochs
-// is set, 2·n_s·cycles otherwise.
-func totalSteps(cfg *Config, n int) int {
-	if cfg.Epochs > 0 {
-		return cfg.Epochs * (n / cfg.Batch)
-	}
-	return 2 * cfg.NS * cfg.Cycles
-}
-
-// etaAt is the learning rate of step t.
-func etaAt(cfg *Config, t int) float64 {
-	if cfg.Eta > 0 {
-		return cfg.Eta
-	}
-	return cyclicalEta(t, cfg.NS, cfg.EtaMin, cfg.EtaMax)
-}
-
-// Train runs mini-batch gradient descent on train, evaluating on train and
-// val at evenly spaced steps (cfg.Evals per cycle, and at the end; with
-// evalTrain false, the training set only at the end). The
-// training order is reshuffled every epoch from rng's stream. Progress goes
-// to progress (nil: none); a value on stop ends the run after the current
-// step.
-func Train(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, seed uint64, progress io.Writer, stop <-chan os.Signal, evalTrain bool) (*TrainResult, error) {
-	return trainSteps(cfg, net, gemm, train, val, seed, progress, stop, evalTrain, 0)
-}
-
-// trainSteps is Train stopped after limit steps (limit ≤ 0: the whole run).
-func trainSteps(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, seed uint64, progress io.Writer, stop <-chan os.Signal, evalTrain bool, limit int) (*TrainResult, error) {
-	n := train.Len()
-	if cfg.Batch > n {
-		return nil, usageErrorf("-batch %d is larger than the training set (%d images)", cfg.Batch, n)
-	}
-	total := totalSteps(cfg, n)
-	if limit > 0 && limit < total {
-		total = limit
-	}
-	perEpoch := n / cfg.Batch
-	evalEvery := max(1, 2*cfg.NS/cfg.Evals)
-	if cfg.Epochs > 0 {
-		evalEvery = perEpoch // once per epoch
-	}
-	if cfg.Augment && train.Dim() != inputDim {
-		return nil, usageErrorf("-augment needs 32×32 colour images (%d values), the data has %d", inputDim, train.Dim())
-	}
-	rng := newRNG(seed, 2)
-	dropRNG, augRNG := newRNG(seed, 3), newRNG(seed, 4)
-	ws := NewWorkspace(net, gemm, max(cfg.Batch, evalChunk))
-	opt := NewOptimizer(cfg.Opt, cfg.Momentum, net, ws)
-	xb := NewMatrix(cfg.Batch, net.Sizes[0])
-	yb := make([]int, cfg.Batch)
-	// The batch: images idx[i], moved by shifts[i] with -augment. The
-	// shifts are drawn in order, then the rows filled over the workers.
-	idx := make([]int, cfg.Batch)
-	var shifts []imageShift
-	if cfg.Augment {
-		shifts = make([]imageShift, cfg.Batch)
-	}
-	fillBatch := func(lo, hi int) {
-		for i := firstRow(lo, xb.Cols); i < firstRow(hi, xb.Cols); i++ {
-			if shifts != nil {
-				transformRow(xb.Row(i), train, idx[i], shifts[i])
-			} else {
-				train.Row(xb.Row(i), idx[i])
+// Train runs mini-batch gradient descent on train, one step t at a time:
+//
+//	batch → forward → backward → check → step → snapshot → evaluate → print
+//
+// The training order is reshuffled every epoch; train and val are
+// evaluated at evenly spaced steps (o.Evals per cycle, and at the end).
+// Progress goes to progress (nil: none); a value on stop ends the run after
+// the current step, evaluated.
+func Train(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer, stop <-chan os.Signal) (*TrainResult, error) {
+	tr := newTrainer(net, gemm, train, val, o, progress)
+	for t := 0; t < tr.total; t++ {
+		tr.loadBatch(t)
+		eta := o.At(t)
+		if err := tr.step(t, eta); err != nil {
+			return tr.res, err
+		}
+		tr.snapshot(t)
+		interrupted := stopped(stop)
+		if (t+1)%tr.evalEvery == 0 || t+1 == tr.total || interrupted {
+			if err := tr.evaluate(t, eta, t+1 == tr.total || interrupted); err != nil {
+				return tr.res, err
 			}
 		}
-	}
-	perm := make([]int, n)
-	for i := range perm {
-		perm[i] = i
-	}
-	res := &TrainResult{}
-	start := time.Now()
-	lastPrint := start
-	for t := 0; t < total; t++ {
-		b := t % perEpoch
-		if b == 0 {
-			rng.Shuffle(n, func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
-		}
-		for i := range idx {
-			idx[i] = perm[b*cfg.Batch+i]
-			yb[i] = train.Y[idx[i]]
-			if shifts != nil {
-				shifts[i] = drawShift(augRNG)
-			}
-		}
-		gemm.ParallelFor(len(xb.Data), fillBatch)
-		eta := etaAt(cfg, t)
-		net.ForwardDropout(ws, xb, cfg.Dropout, dropRNG)
-		loss := net.Backward(ws, yb, cfg.Lambda)
-		if !finite(loss) {
-			return res, fmt.Errorf("%w at step %d (η=%.3g): the batch loss is %v; try a smaller -eta-max (now %g) or -eta", errDiverged, t+1, eta, loss, cfg.EtaMax)
-		}
-		opt.Step(eta)
-		res.Steps = t + 1
-		if cfg.Ensemble && cfg.Eta == 0 && cfg.Epochs == 0 && (t+1)%(2*cfg.NS) == 0 {
-			res.Snapshots = append(res.Snapshots, net.Clone())
-		}
-		interrupted := false
-		select {
-		case <-stop:
-			interrupted = true
-		default:
-		}
-		if (t+1)%evalEvery == 0 || t+1 == total || interrupted {
-			evalStart := time.Now()
-			row := HistoryRow{Step: t + 1, Epoch: float64(t+1) / float64(perEpoch), Eta: eta}
-			row.Train = Metrics{math.NaN(), math.NaN(), math.NaN()}
-			evalNow := evalTrain || t+1 == total || interrupted
-			if evalNow {
-				row.Train = net.Evaluate(ws, train, cfg.Lambda, nil)
-			}
-			if val != nil && val.Len() > 0 {
-				row.Val = net.Evaluate(ws, val, cfg.Lambda, nil)
-			} else {
-				row.Val = Metrics{math.NaN(), math.NaN(), math.NaN()}
-			}
-			res.History = append(res.History, row)
-			res.EvalSeconds += time.Since(evalStart).Seconds()
-			if evalNow && !finite(row.Train.Cost) {
-				return res, fmt.Errorf("%w at step %d: the training cost is %v; try a smaller -eta-max (now %g) or -eta", errDiverged, t+1, row.Train.Cost, cfg.EtaMax)
-			}
-		}
-		if progress != nil && (time.Since(lastPrint) > time.Second || t+1 == total) {
-			lastPrint = time.Now()
-			rate := float64(t+1) / time.Since(start).Seconds()
-			msg := fmt.Sprintf("step %d/%d epoch %.1f η=%.4f", t+1, total, float64(t+1)/float64(perEpoch), eta)
-			if h := res.History; len(h) > 0 {
-				last := h[len(h)-1]
-				msg += fmt.Sprintf(" | train cost %.3f acc %.1f%% val cost %.3f acc %.1f%%", last.Train.Cost, 100*last.Train.Accuracy, last.Val.Cost, 100*last.Val.Accuracy)
-			}
-			msg += fmt.Sprintf(" | %.0f steps/s, %.0fs left", rate, float64(total-t-1)/rate)
-			fmt.Fprintln(progress, msg)
-		}
+		tr.print(t, eta)
 		if interrupted {
-			res.Interrupted = true
+			tr.res.Interrupted = true
 			break
 		}
 	}
-	return res, nil
+	return tr.res, nil
+}
+
+// stopped reports whether a value is waiting on stop (nil: never).
+func stopped(stop <-chan os.Signal) bool {
+	select {
+	case <-stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// trainer is Train's state between steps.
+type trainer struct {
+	net        *MLP
+	gemm       *Gemm
+	train, val *Dataset
+	o          TrainOptions
+	ws         *Workspace
+	opt        *Optimizer
+	progress   io.Writer
+
+	total, perEpoch, evalEvery int
+	// The batch: images idx[i], labels yb[i], moved by shifts[i] with
+	// Augment; perm is the epoch's order of the training images.
+	xb                          *Matrix
+	yb, idx, perm               []int
+	shifts                      []imageShift
+	shuffleRNG, dropRNG, augRNG *rand.Rand
+
+	res              *TrainResult
+	start, lastPrint time.Time
+}
+
+func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer) *trainer {
+	n := train.Len()
+	if o.Batch <= 0 || o.Batch > n {
+		panic(fmt.Sprintf("mlp: Train: batch %d for %d training images", o.Batch, n))
+	}
+	if o.Augment && train.Dim() != inputDim {
+		panic(fmt.Sprintf("mlp: Train: augmentation needs 32×32 colour images (%d values), the data has %d", inputDim, train.Dim()))
+	}
+	tr := &trainer{net: net, gemm: gemm, train: train, val: val, o: o, progress: progress,
+		total: o.Steps(n, o.Batch), perEpoch: n / o.Batch,
+		shuffleRNG: newRNG(o.Seed, streamShuffle), dropRNG: newRNG(o.Seed, streamDropout), augRNG: newRNG(o.Seed, streamAugment),
+		res: &TrainResult{}, start: time.Now()}
+	if o.Limit > 0 && o.Limit < tr.total {
+		tr.total = o.Limit
+	}
+	tr.evalEvery = max(1, 2*o.NS/max(1, o.Evals))
+	if o.Epochs > 0 {
+		tr.evalEvery = tr.perEpoch // once per epoch
+	}
+	tr.ws = NewWorkspace(net, gemm, max(o.Batch, evalChunk))
+	tr.opt = NewOptimizer(o.Opt, o.Momentum, net, tr.ws)
+	tr.xb = NewMatrix(o.Batch, net.Sizes[0])
+	tr.yb, tr.idx = make([]int, o.Batch), make([]int, o.Batch)
+	if o.Augment {
+		tr.shifts = make([]imageShift, o.Batch)
+	}
+	tr.perm = make([]int, n)
+	for i := range tr.perm {
+		tr.perm[i] = i
+	}
+	tr.lastPrint = tr.start
+	return tr
+}
+
+// loadBatch fills xb and yb with batch t of the epoch (reshuffling at the
+// start of each epoch). The shifts are drawn in order, then the rows
+// filled over the GEMM's workers.
+func (tr *trainer) loadBatch(t int) {
+	b := t % tr.perEpoch
+	if b == 0 {
+		tr.shuffleRNG.Shuffle(len(tr.perm), func(i, j int) { tr.perm[i], tr.perm[j] = tr.perm[j], tr.perm[i] })
+	}
+	for i := range tr.idx {
+		tr.idx[i] = tr.perm[b*tr.o.Batch+i]
+		tr.yb[i] = tr.train.Y[tr.idx[i]]
+		if tr.shifts != nil {
+			tr.shifts[i] = drawShift(tr.augRNG)
+		}
+	}
+	tr.gemm.ParallelFor(len(tr.xb.Data), tr.fillRows)
+}
+
+// fillRows writes the rows of xb whose first element lies in [lo, hi).
+func (tr *trainer) fillRows(lo, hi int) {
+	for i := firstRow(lo, tr.xb.Cols); i < firstRow(hi, tr.xb.Cols); i++ {
+		if tr.shifts != nil {
+			transformRow(tr.xb.Row(i), tr.train, tr.idx[i], tr.shifts[i])
+		} else {
+			tr.train.Row(tr.xb.Row(i), tr.idx[i])
+		}
+	}
+}
+
+// step is forward, backward, the divergence check and the update.
+func (tr *trainer) step(t int, eta float64) error {
+	tr.net.ForwardDropout(tr.ws, tr.xb, tr.o.Dropout, tr.dropRNG)
+	loss := tr.net.Backward(tr.ws, tr.yb, tr.o.Lambda)
+	if !finite(loss) {
+		return fmt.Errorf("%w at step %d (η=%.3g): the batch loss is %v; try a smaller -eta-max (now %g) or -eta", errDiverged, t+1, eta, loss, tr.o.EtaMax)
+	}
+	tr.opt.Step(eta)
+	tr.res.Steps = t + 1
+	return nil
+}
+
+// snapshot keeps a copy of the net at the end of each cycle (Ensemble).
+func (tr *trainer) snapshot(t int) {
+	if tr.o.Ensemble && tr.o.Cyclical() && (t+1)%(2*tr.o.NS) == 0 {
+		tr.res.Snapshots = append(tr.res.Snapshots, tr.net.Clone())
+	}
+}
+
+// evaluate appends a history row: validation metrics, and training
+// metrics when EvalTrain or final.
+func (tr *trainer) evaluate(t int, eta float64, final bool) error {
+	evalStart := time.Now()
+	row := HistoryRow{Step: t + 1, Epoch: float64(t+1) / float64(tr.perEpoch), Eta: eta}
+	row.Train = Metrics{math.NaN(), math.NaN(), math.NaN()}
+	evalTrain := tr.o.EvalTrain || final
+	if evalTrain {
+		row.Train = tr.net.Evaluate(tr.ws, tr.train, tr.o.Lambda, nil)
+	}
+	if tr.val != nil && tr.val.Len() > 0 {
+		row.Val = tr.net.Evaluate(tr.ws, tr.val, tr.o.Lambda, nil)
+	} else {
+		row.Val = Metrics{math.NaN(), math.NaN(), math.NaN()}
+	}
+	tr.res.History = append(tr.res.History, row)
+	tr.res.EvalSeconds += time.Since(evalStart).Seconds()
+	if evalTrain && !finite(row.Train.Cost) {
+		return fmt.Errorf("%w at step %d: the training cost is %v; try a smaller -eta-max (now %g) or -eta", errDiverged, t+1, row.Train.Cost, tr.o.EtaMax)
+	}
+	return nil
+}
+
+// print writes a progress line at most once a second, and at the end.
+func (tr *trainer) print(t int, eta float64) {
+	if tr.progress == nil || (time.Since(tr.lastPrint) <= time.Second && t+1 != tr.total) {
+		return
+	}
+	tr.lastPrint = time.Now()
+	rate := float64(t+1) / time.Since(tr.start).Seconds()
+	msg := fmt.Sprintf("step %d/%d epoch %.1f η=%.4f", t+1, tr.total, float64(t+1)/float64(tr.perEpoch), eta)
+	if h := tr.res.History; len(h) > 0 {
+		last := h[len(h)-1]
+		msg += fmt.Sprintf(" | train cost %.3f acc %.1f%% val cost %.3f acc %.1f%%", last.Train.Cost, 100*last.Train.Accuracy, last.Val.Cost, 100*last.Val.Accuracy)
+	}
+	msg += fmt.Sprintf(" | %.0f steps/s, %.0fs left", rate, float64(tr.total-t-1)/rate)
+	fmt.Fprintln(tr.progress, msg)
 }
 
 // ---------------------------------------------------------------------------
@@ -252,23 +341,29 @@ func writeJSON(path string, v any) error {
 // fmtFloat prints a float for CSV with full precision.
 func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
-// writeHistoryCSV writes the learning curves.
-func writeHistoryCSV(path string, h []HistoryRow) error {
+// writeCSV writes a header and rows of fields as a CSV file, atomically.
+func writeCSV(path string, header []string, rows [][]string) error {
 	return writeFileAtomic(path, func(w io.Writer) error {
 		cw := csv.NewWriter(w)
-		cw.Write([]string{"step", "epoch", "eta", "train_cost", "train_loss", "train_acc", "val_cost", "val_loss", "val_acc"})
-		for _, r := range h {
-			cw.Write([]string{strconv.Itoa(r.Step), fmtFloat(r.Epoch), fmtFloat(r.Eta),
-				fmtFloat(r.Train.Cost), fmtFloat(r.Train.Loss), fmtFloat(r.Train.Accuracy),
-				fmtFloat(r.Val.Cost), fmtFloat(r.Val.Loss), fmtFloat(r.Val.Accuracy)})
-		}
-		cw.Flush()
+		cw.Write(header)
+		cw.WriteAll(rows) // flushes
 		return cw.Error()
 	})
 }
 
+// writeHistoryCSV writes the learning curves.
+func writeHistoryCSV(path string, h []HistoryRow) error {
+	rows := make([][]string, len(h))
+	for i, r := range h {
+		rows[i] = []string{strconv.Itoa(r.Step), fmtFloat(r.Epoch), fmtFloat(r.Eta),
+			fmtFloat(r.Train.Cost), fmtFloat(r.Train.Loss), fmtFloat(r.Train.Accuracy),
+			fmtFloat(r.Val.Cost), fmtFloat(r.Val.Loss), fmtFloat(r.Val.Accuracy)}
+	}
+	return writeCSV(path, []string{"step", "epoch", "eta", "train_cost", "train_loss", "train_acc", "val_cost", "val_loss", "val_acc"}, rows)
+}
+
 // writeCurves writes cost.svg, loss.svg, accuracy.svg and lr.svg.
-func writeCurves(dir, title string, h []HistoryRow, cfg *Config) error {
+func writeCurves(dir, title string, h []HistoryRow, sched Schedule) error {
 	steps := make([]float64, len(h))
 	get := func(f func(r HistoryRow) float64) []float64 {
 		v := make([]float64, len(h))
@@ -299,7 +394,7 @@ func writeCurves(dir, title string, h []HistoryRow, cfg *Config) error {
 	var ts, etas []float64
 	stride := max(1, last/2000)
 	for t := 0; t < last; t += stride {
-		ts, etas = append(ts, float64(t)), append(etas, etaAt(cfg, t))
+		ts, etas = append(ts, float64(t)), append(etas, sched.At(t))
 	}
 	plots["lr.svg"] = &Plot{Title: title + ": learning rate", XLabel: "update step", YLabel: "η", Series: []Series{{Name: "η_t", X: ts, Y: etas}}}
 	names := make([]string, 0, len(plots))
@@ -481,7 +576,7 @@ func LoadModel(path string) (*Model, error) {
 
 // RunSummary is summary.json.
 type RunSummary struct {
-	Config        *Config  `json:"config"`
+	Config        any      `json:"config"`
 	Kernel        string   `json:"gemm_kernel"`
 	CPU           string   `json:"cpu"`
 	Sizes         []int    `json:"sizes"`
@@ -505,24 +600,35 @@ type RunSummary struct {
 }
 
 // netSizes is [D, hidden…, C].
-func netSizes(cfg *Config, d int) []int {
-	return append(append([]int{d}, cfg.Hidden...), numClasses)
+func netSizes(d int, hidden []int) []int {
+	return append(append([]int{d}, hidden...), numClasses)
 }
 
-// trainAndSave trains a fresh net on the splits and writes every output into
-// cfg.Out. It returns the summary; a divergence still writes what it has.
-func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop <-chan os.Signal) (*RunSummary, error) {
+// RunSpec is one training run of a fresh net, written to a folder.
+type RunSpec struct {
+	Out     string // the folder
+	Title   string // the plots' title
+	Hidden  []int  // hidden layer sizes
+	He      bool   // He initialisation instead of 1/√fan_in
+	Seed    uint64 // the weights' stream (the rest is in Options.Seed)
+	Workers int    // GEMM goroutines (0: GOMAXPROCS)
+	Kernel  string // GEMM micro-kernel name
+	Options TrainOptions
+	Config  any // summary.json's "config": the settings as the user gave them
+}
+
+// TrainAndSave trains a fresh net on the splits and writes every output
+// into spec.Out. It returns the summary; a divergence still writes what it
+// has.
+func TrainAndSave(spec RunSpec, sp *Splits, progress io.Writer, stop <-chan os.Signal) (*RunSummary, error) {
 	start := time.Now()
-	gemm := NewGemmNamed(cfg.Workers, cfg.Kernel)
+	gemm := NewGemmNamed(spec.Workers, spec.Kernel)
 	defer gemm.Close()
-	net := NewMLP(netSizes(cfg, sp.Train.Dim()), cfg.He, newRNG(cfg.Seed, 1))
+	net := NewMLP(netSizes(sp.Train.Dim(), spec.Hidden), spec.He, newRNG(spec.Seed, streamInit))
 	trainStart := time.Now()
-	res, trainErr := Train(cfg, net, gemm, sp.Train, sp.Val, cfg.Seed, stderr, stop, true)
-	if res == nil {
-		return nil, trainErr
-	}
+	res, trainErr := Train(net, gemm, sp.Train, sp.Val, spec.Options, progress, stop)
 	trainSeconds := time.Since(trainStart).Seconds()
-	sum := &RunSummary{Config: cfg, Kernel: gemm.KernelName(), CPU: cpuModel(), Sizes: net.Sizes, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len(),
+	sum := &RunSummary{Config: spec.Config, Kernel: gemm.KernelName(), CPU: cpuModel(), Sizes: net.Sizes, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len(),
 		Steps: res.Steps, Interrupted: res.Interrupted, TestAccuracy: optFloat(math.NaN()), TrainAccuracy: optFloat(math.NaN()), ValAccuracy: optFloat(math.NaN()), TrainCost: optFloat(math.NaN())}
 	if h := res.History; len(h) > 0 {
 		last := h[len(h)-1]
@@ -531,19 +637,19 @@ func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop 
 	if trainErr == nil && sp.Test != nil && sp.Test.Len() > 0 {
 		sum.TestImages = sp.Test.Len()
 		ws := NewWorkspace(net, gemm, evalChunk)
-		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test, cfg.Lambda, nil).Accuracy)
+		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test, spec.Options.Lambda, nil).Accuracy)
 	}
 	if k := len(res.Snapshots); k > 0 && trainErr == nil {
 		sum.EnsembleSize = k
 		sum.EnsembleValAccuracy, sum.EnsembleTestAccuracy = optFloat(math.NaN()), optFloat(math.NaN())
 		if sp.Val.Len() > 0 {
-			sum.EnsembleValAccuracy = optFloat(accuracyOf(ensemblePredictions(res.Snapshots, gemm, sp.Val), sp.Val.Y))
+			sum.EnsembleValAccuracy = optFloat(Assess(res.Snapshots, gemm, sp.Val).Accuracy)
 		}
 		if sp.Test != nil && sp.Test.Len() > 0 {
-			sum.EnsembleTestAccuracy = optFloat(accuracyOf(ensemblePredictions(res.Snapshots, gemm, sp.Test), sp.Test.Y))
+			sum.EnsembleTestAccuracy = optFloat(Assess(res.Snapshots, gemm, sp.Test).Accuracy)
 		}
 		for i, snap := range res.Snapshots {
-			name := filepath.Join(cfg.Out, fmt.Sprintf("snapshot-%d.npz", i+1))
+			name := filepath.Join(spec.Out, fmt.Sprintf("snapshot-%d.npz", i+1))
 			if err := SaveModel(name, &Model{Net: snap, Mean: sp.Norm.Mean, Std: sp.Norm.Std}); err != nil {
 				return nil, err
 			}
@@ -552,66 +658,24 @@ func trainAndSave(cfg *Config, sp *Splits, title string, stderr io.Writer, stop 
 	sum.WallSeconds = time.Since(start).Seconds()
 	sum.TrainSeconds, sum.EvalSeconds = trainSeconds, res.EvalSeconds
 	sum.Finished = time.Now().UTC()
-	if err := writeRun(cfg, title, res.History, &Model{Net: net, Mean: sp.Norm.Mean, Std: sp.Norm.Std}, sum); err != nil {
+	if err := writeRun(spec, res.History, &Model{Net: net, Mean: sp.Norm.Mean, Std: sp.Norm.Std}, sum); err != nil {
 		return nil, err
 	}
 	return sum, trainErr
 }
 
-// EnsembleProbabilities is the snapshot ensemble's prediction for d's images:
-// the mean of the members' softmax outputs, (1/K)·Σ_k softmax(s_k) (N×C).
-func EnsembleProbabilities(nets []*MLP, gemm *Gemm, d *Dataset) *Matrix {
-	var sum *Matrix
-	for _, net := range nets {
-		p := net.Probabilities(NewWorkspace(net, gemm, min(max(d.Len(), 1), evalChunk)), d)
-		if sum == nil {
-			sum = p
-			continue
-		}
-		for i, v := range p.Data {
-			sum.Data[i] += v
-		}
-	}
-	inv := 1 / float64(len(nets))
-	for i := range sum.Data {
-		sum.Data[i] *= inv
-	}
-	return sum
-}
-
-// ensemblePredictions is each sample's arg-max class under the ensemble.
-func ensemblePredictions(nets []*MLP, gemm *Gemm, d *Dataset) []int {
-	probs := EnsembleProbabilities(nets, gemm, d)
-	pred := make([]int, d.Len())
-	for n := range pred {
-		pred[n] = argmax(probs.Row(n))
-	}
-	return pred
-}
-
-// accuracyOf is the fraction of predictions that equal the labels.
-func accuracyOf(pred, y []int) float64 {
-	correct := 0
-	for n, label := range y {
-		if pred[n] == label {
-			correct++
-		}
-	}
-	return float64(correct) / float64(len(y))
-}
-
 // writeRun writes history.csv, the plots, model.npz and summary.json.
-func writeRun(cfg *Config, title string, h []HistoryRow, model *Model, sum *RunSummary) error {
-	if err := writeHistoryCSV(filepath.Join(cfg.Out, "history.csv"), h); err != nil {
+func writeRun(spec RunSpec, h []HistoryRow, model *Model, sum *RunSummary) error {
+	if err := writeHistoryCSV(filepath.Join(spec.Out, "history.csv"), h); err != nil {
 		return err
 	}
-	if err := writeCurves(cfg.Out, title, h, cfg); err != nil {
+	if err := writeCurves(spec.Out, spec.Title, h, spec.Options.Schedule); err != nil {
 		return err
 	}
-	if err := SaveModel(filepath.Join(cfg.Out, "model.npz"), model); err != nil {
+	if err := SaveModel(filepath.Join(spec.Out, "model.npz"), model); err != nil {
 		return err
 	}
-	return writeJSON(filepath.Join(cfg.Out, "summary.json"), sum)
+	return writeJSON(filepath.Join(spec.Out, "summary.json"), sum)
 }
 
 // optFloat is a figure that may not have been measured: NaN is written to
@@ -623,228 +687,6 @@ func (f optFloat) MarshalJSON() ([]byte, error) {
 		return []byte("null"), nil
 	}
 	return json.Marshal(float64(f))
-}
-
-// runTrain is -mode=train.
-func runTrain(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
-	sp, err := LoadSplits(cfg, stderr)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "training %v on %d images, validating on %d; λ=%g, η∈[%g, %g], n_s=%d, %d cycles, batch %d; GEMM %s on %s\n",
-		netSizes(cfg, inputDim), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, cfg.Cycles, cfg.Batch, kernelName(cfg.Kernel), cpuModel())
-	sum, err := trainAndSave(cfg, sp, fmt.Sprintf("λ=%g, n_s=%d, %d cycles", cfg.Lambda, cfg.NS, cfg.Cycles), stderr, stop)
-	if sum != nil {
-		printSummary(stdout, sum, cfg.Out)
-	}
-	return err
-}
-
-func printSummary(w io.Writer, sum *RunSummary, out string) {
-	state := ""
-	if sum.Interrupted {
-		state = " (interrupted)"
-	}
-	fmt.Fprintf(w, "steps %d%s in %.1f s (updates %.1f s, evaluations %.1f s), kernel %s\ntrain accuracy %.2f%%  validation accuracy %.2f%%  test accuracy %.2f%%\n",
-		sum.Steps, state, sum.TrainSeconds, sum.TrainSeconds-sum.EvalSeconds, sum.EvalSeconds, sum.Kernel, 100*sum.TrainAccuracy, 100*sum.ValAccuracy, 100*sum.TestAccuracy)
-	files := "history.csv,summary.json,cost.svg,loss.svg,accuracy.svg,lr.svg,model.npz"
-	if k := sum.EnsembleSize; k > 0 {
-		fmt.Fprintf(w, "snapshot ensemble of %d nets: validation accuracy %.2f%%  test accuracy %.2f%%\n", k, 100*sum.EnsembleValAccuracy, 100*sum.EnsembleTestAccuracy)
-		files += fmt.Sprintf(",snapshot-{1..%d}.npz", k)
-	}
-	fmt.Fprintf(w, "wrote %s/{%s}\n", out, files)
-}
-
-// runOverfit is -mode=overfit: the first 100 training images, λ = 0, a
-// constant η (default 0.01), batch 10 and 200 epochs unless the flags say
-// otherwise; the net should memorise them.
-func runOverfit(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
-	c := *cfg
-	if c.N == 0 {
-		c.N = 100
-	}
-	c.Lambda, c.Split, c.Val = 0, "batch1", 0
-	if c.Eta == 0 {
-		c.Eta = 0.01
-	}
-	if c.Epochs == 0 {
-		c.Epochs = 200
-	}
-	if c.Batch == 100 {
-		c.Batch = 10
-	}
-	var sp *Splits
-	if dataPresent(c.Data) || c.Download {
-		var err error
-		if sp, err = LoadSplits(&c, stderr); err != nil {
-			return err
-		}
-	} else {
-		fmt.Fprintf(stderr, "no CIFAR-10 data in %s: overfitting random images with random labels instead\n", c.Data)
-		d := syntheticDataset(c.N, inputDim, numClasses, newRNG(c.Seed, 99))
-		rng := newRNG(c.Seed, 98)
-		for i := range d.Y { // nothing to learn but the samples themselves
-			d.Y[i] = rng.IntN(numClasses)
-		}
-		sp = &Splits{Train: d, Val: &Dataset{X: NewMatrix(0, inputDim)}, Norm: identityNorm(inputDim)}
-	}
-	sp.Val = sp.Train // the curves show the memorised set itself
-	sum, err := trainAndSave(&c, sp, fmt.Sprintf("overfit %d images", sp.Train.Len()), stderr, stop)
-	if sum != nil {
-		fmt.Fprintf(stdout, "overfit %d images for %d epochs (η=%g, batch %d, λ=0): train cost %.4f, train accuracy %.1f%%\n",
-			sp.Train.Len(), c.Epochs, c.Eta, c.Batch, sum.TrainCost, 100*sum.TrainAccuracy)
-	}
-	return err
-}
-
-// loadTestFor reads test_batch.bin and normalises it with a model's numbers.
-func loadTestFor(cfg *Config, m *Model, stderr io.Writer) (*Dataset, []string, error) {
-	if err := ensureData(cfg, stderr); err != nil {
-		return nil, nil, err
-	}
-	classes, err := readClassNames(cfg.Data)
-	if err != nil {
-		return nil, nil, err
-	}
-	test, err := readBatches(cfg.Data, batchFiles[5:], 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	if test.Dim() != m.Net.Sizes[0] {
-		return nil, nil, fmt.Errorf("model %s takes %d inputs, the data has %d", cfg.Model, m.Net.Sizes[0], test.Dim())
-	}
-	test.Norm = NewNorm(m.Mean, m.Std)
-	return test, classes, nil
-}
-
-// runEval is -mode=eval: test accuracy, per-class accuracy and the confusion
-// matrix of a saved model.
-func runEval(cfg *Config, stdout, stderr io.Writer) error {
-	paths := strings.Split(cfg.Model, ",")
-	var models []*Model
-	for _, p := range paths {
-		m, err := LoadModel(p)
-		if err != nil {
-			return err
-		}
-		if len(models) > 0 && (!slices.Equal(m.Mean, models[0].Mean) || !slices.Equal(m.Std, models[0].Std) || m.Net.Sizes[0] != models[0].Net.Sizes[0]) {
-			return fmt.Errorf("-model: %s normalises its inputs differently from %s; an ensemble needs models trained on the same data", p, paths[0])
-		}
-		models = append(models, m)
-	}
-	m := models[0]
-	test, classes, err := loadTestFor(cfg, m, stderr)
-	if err != nil {
-		return err
-	}
-	gemm := NewGemmNamed(cfg.Workers, cfg.Kernel)
-	defer gemm.Close()
-	var pred []int
-	if len(models) == 1 {
-		pred = make([]int, test.Len())
-		met := m.Net.Evaluate(NewWorkspace(m.Net, gemm, evalChunk), test, 0, pred)
-		fmt.Fprintf(stdout, "model %s %v: test accuracy %.2f%% on %d images, loss %.4f\n\n", cfg.Model, m.Net.Sizes, 100*met.Accuracy, test.Len(), met.Loss)
-	} else {
-		nets := make([]*MLP, len(models))
-		for i, mm := range models {
-			nets[i] = mm.Net
-		}
-		pred = ensemblePredictions(nets, gemm, test)
-		fmt.Fprintf(stdout, "ensemble of %d models (softmax outputs averaged): test accuracy %.2f%% on %d images\n\n", len(models), 100*accuracyOf(pred, test.Y), test.Len())
-	}
-	acc := accuracyOf(pred, test.Y)
-	conf := confusion(test.Y, pred)
-	fmt.Fprintf(stdout, "%-11s %8s\n", "class", "accuracy")
-	for k, name := range classes {
-		total := 0
-		for _, v := range conf[k] {
-			total += v
-		}
-		fmt.Fprintf(stdout, "%-11s %7.1f%%\n", name, 100*float64(conf[k][k])/math.Max(1, float64(total)))
-	}
-	fmt.Fprintf(stdout, "\nconfusion matrix (rows: true class, columns: predicted)\n%-11s", "")
-	for _, name := range classes {
-		fmt.Fprintf(stdout, " %5.5s", name)
-	}
-	fmt.Fprintln(stdout)
-	for k, name := range classes {
-		fmt.Fprintf(stdout, "%-11s", name)
-		for _, v := range conf[k] {
-			fmt.Fprintf(stdout, " %5d", v)
-		}
-		fmt.Fprintln(stdout)
-	}
-	out := filepath.Join(cfg.Out, "confusion.svg")
-	svg := HeatmapSVG(fmt.Sprintf("Confusion matrix, test accuracy %.2f%%", 100*acc), classes, conf, "true class", "predicted class")
-	if err := writeBytesAtomic(out, svg); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "\nwrote %s\n", out)
-	return nil
-}
-
-// imagePixels reads a 32×32 PNG or JPEG into the CIFAR layout: the red
-// plane, then green, then blue, one byte per pixel.
-func imagePixels(path string) ([]uint8, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w (want a PNG or JPEG)", path, err)
-	}
-	b := img.Bounds()
-	if b.Dx() != imageSide || b.Dy() != imageSide {
-		return nil, fmt.Errorf("read %s: image is %dx%d, want 32x32 (resize it first)", path, b.Dx(), b.Dy())
-	}
-	v := make([]uint8, inputDim)
-	for y := 0; y < imageSide; y++ {
-		for x := 0; x < imageSide; x++ {
-			r, g, bl, _ := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
-			i := y*imageSide + x
-			v[i], v[1024+i], v[2048+i] = uint8(r>>8), uint8(g>>8), uint8(bl>>8)
-		}
-	}
-	return v, nil
-}
-
-// runPredict is -mode=predict: top-3 classes for each image.
-func runPredict(cfg *Config, stdout io.Writer) error {
-	m, err := LoadModel(cfg.Model)
-	if err != nil {
-		return err
-	}
-	if m.Net.Sizes[0] != inputDim {
-		return fmt.Errorf("model %s takes %d inputs, not 32×32×3 images", cfg.Model, m.Net.Sizes[0])
-	}
-	classes := defaultClassNames[:]
-	if c, err := readClassNames(cfg.Data); err == nil {
-		classes = c
-	}
-	images := &Dataset{Y: make([]int, len(cfg.Args)), Norm: NewNorm(m.Mean, m.Std)}
-	for _, p := range cfg.Args {
-		v, err := imagePixels(p)
-		if err != nil {
-			return err
-		}
-		images.Pix = append(images.Pix, v...)
-	}
-	gemm := NewGemmNamed(1, cfg.Kernel)
-	defer gemm.Close()
-	probs := m.Net.Probabilities(NewWorkspace(m.Net, gemm, max(1, images.Len())), images)
-	for i, p := range cfg.Args {
-		row := probs.Row(i)
-		idx := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
-		sort.SliceStable(idx, func(a, b int) bool { return row[idx[a]] > row[idx[b]] })
-		fmt.Fprintf(stdout, "%s:", p)
-		for _, k := range idx[:3] {
-			fmt.Fprintf(stdout, "  %s %.1f%%", classes[k], 100*row[k])
-		}
-		fmt.Fprintln(stdout)
-	}
-	return nil
 }
 
 // ---------------------------------------------------------------------------
@@ -859,22 +701,18 @@ type LRPoint struct {
 	Smoothed float64 // ValAcc averaged over its neighbours (window 5)
 }
 
-// LRTest trains net for steps updates while η rises linearly from etaMin to
-// etaMax, η_t = η_min + (t/steps)·(η_max − η_min), and evaluates the
-// validation set points times on the way. It is Train with a one-way ramp.
-func LRTest(cfg *Config, net *MLP, gemm *Gemm, train, val *Dataset, steps, points int, progress io.Writer, stop <-chan os.Signal) ([]LRPoint, error) {
-	c := *cfg
-	c.Eta, c.Epochs, c.Ensemble = 0, 0, false
-	// A cyclical schedule whose first half-cycle is the ramp: n_s = steps,
-	// one cycle, stopped after n_s steps.
-	c.NS, c.Cycles = steps, 1
-	c.Evals = max(1, 2*points) // evaluations per cycle: points in the first half
+// LRTest trains net for steps updates while η rises linearly from
+// o.EtaMin to o.EtaMax, η_t = η_min + (t/steps)·(η_max − η_min), and
+// evaluates the validation set points times on the way. It is Train with a
+// one-way ramp: the first half of a cycle with n_s = steps.
+func LRTest(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, steps, points int, progress io.Writer, stop <-chan os.Signal) ([]LRPoint, error) {
+	o.Schedule = Schedule{EtaMin: o.EtaMin, EtaMax: o.EtaMax, NS: steps, Cycles: 1}
+	o.Ensemble, o.EvalTrain, o.Limit = false, false, steps
+	o.Evals = max(1, 2*points) // evaluations per cycle: points in the first half
 	var pts []LRPoint
-	res, err := trainSteps(&c, net, gemm, train, val, c.Seed, progress, stop, false, steps)
-	if res != nil {
-		for _, h := range res.History {
-			pts = append(pts, LRPoint{Step: h.Step, Eta: h.Eta, ValAcc: h.Val.Accuracy, ValLoss: h.Val.Loss})
-		}
+	res, err := Train(net, gemm, train, val, o, progress, stop)
+	for _, h := range res.History {
+		pts = append(pts, LRPoint{Step: h.Step, Eta: h.Eta, ValAcc: h.Val.Accuracy, ValLoss: h.Val.Loss})
 	}
 	for i := range pts {
 		var s float64
@@ -915,40 +753,15 @@ func suggestEtas(pts []LRPoint) (etaMin, etaMax float64, ok bool) {
 	return pts[0].Eta, pts[peak].Eta, true
 }
 
-// runLRTest is -mode=lrtest: ramp η from -eta-min to -eta-max over -ns
-// steps, then write lrtest.csv and lrtest.svg and print the suggested range.
-func runLRTest(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
-	sp, err := LoadSplits(cfg, stderr)
-	if err != nil {
-		return err
+// writeLRTest writes lrtest.csv and lrtest.svg (validation accuracy against
+// η, with the suggested range marked) and returns the suggestion.
+func writeLRTest(dir string, pts []LRPoint, steps int, lambda float64) (etaMin, etaMax float64, ok bool, err error) {
+	rows := make([][]string, len(pts))
+	for i, p := range pts {
+		rows[i] = []string{strconv.Itoa(p.Step), fmtFloat(p.Eta), fmtFloat(p.ValAcc), fmtFloat(p.ValLoss), fmtFloat(p.Smoothed)}
 	}
-	if sp.Val.Len() == 0 {
-		return usageErrorf("-mode=lrtest plots validation accuracy: give -val > 0")
-	}
-	gemm := NewGemmNamed(cfg.Workers, cfg.Kernel)
-	defer gemm.Close()
-	net := NewMLP(netSizes(cfg, sp.Train.Dim()), cfg.He, newRNG(cfg.Seed, 1))
-	const points = 40
-	fmt.Fprintf(stderr, "learning-rate range test: η from %g to %g over %d steps, %v, λ=%g\n", cfg.EtaMin, cfg.EtaMax, cfg.NS, net.Sizes, cfg.Lambda)
-	pts, trainErr := LRTest(cfg, net, gemm, sp.Train, sp.Val, cfg.NS, points, stderr, stop)
-	if errors.Is(trainErr, errDiverged) && len(pts) > 0 {
-		// Expected near the top of a wide range: the ramp ends there.
-		fmt.Fprintf(stdout, "the net diverged after η ≈ %.3g (%v); the plot ends there\n", pts[len(pts)-1].Eta, trainErr)
-		trainErr = nil
-	}
-	if len(pts) == 0 {
-		return trainErr
-	}
-	if err := writeFileAtomic(filepath.Join(cfg.Out, "lrtest.csv"), func(w io.Writer) error {
-		cw := csv.NewWriter(w)
-		cw.Write([]string{"step", "eta", "val_acc", "val_loss", "val_acc_smoothed"})
-		for _, p := range pts {
-			cw.Write([]string{strconv.Itoa(p.Step), fmtFloat(p.Eta), fmtFloat(p.ValAcc), fmtFloat(p.ValLoss), fmtFloat(p.Smoothed)})
-		}
-		cw.Flush()
-		return cw.Error()
-	}); err != nil {
-		return err
+	if err := writeCSV(filepath.Join(dir, "lrtest.csv"), []string{"step", "eta", "val_acc", "val_loss", "val_acc_smoothed"}, rows); err != nil {
+		return 0, 0, false, err
 	}
 	acc := Series{Name: "validation", Scatter: true}
 	smooth := Series{Name: "smoothed"}
@@ -956,26 +769,17 @@ func runLRTest(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 		acc.X, acc.Y = append(acc.X, p.Eta), append(acc.Y, 100*p.ValAcc)
 		smooth.X, smooth.Y = append(smooth.X, p.Eta), append(smooth.Y, 100*p.Smoothed)
 	}
-	plot := &Plot{Title: fmt.Sprintf("LR range test: %d steps, λ=%g", cfg.NS, cfg.Lambda), XLabel: "learning rate η", YLabel: "validation accuracy (%)", Series: []Series{acc, smooth}}
-	lo, hi, ok := suggestEtas(pts)
+	plot := &Plot{Title: fmt.Sprintf("LR range test: %d steps, λ=%g", steps, lambda), XLabel: "learning rate η", YLabel: "validation accuracy (%)", Series: []Series{acc, smooth}}
+	etaMin, etaMax, ok = suggestEtas(pts)
 	if ok {
 		plot.Series = append(plot.Series, Series{Name: "suggested η range", Scatter: true, Color: "#d62728",
-			X: []float64{lo, hi}, Y: []float64{100 * valAt(pts, lo), 100 * valAt(pts, hi)}})
+			X: []float64{etaMin, etaMax}, Y: []float64{100 * smoothedAt(pts, etaMin), 100 * smoothedAt(pts, etaMax)}})
 	}
-	if err := writeBytesAtomic(filepath.Join(cfg.Out, "lrtest.svg"), plot.SVG()); err != nil {
-		return err
-	}
-	if ok {
-		fmt.Fprintf(stdout, "accuracy starts rising at η ≈ %.3g and peaks at η ≈ %.3g\nsuggested: -eta-min %.2g -eta-max %.2g\n", lo, hi, lo, hi)
-	} else {
-		fmt.Fprintln(stdout, "the validation accuracy never rose above its start: try a wider range (-eta-min, -eta-max) or more steps (-ns)")
-	}
-	fmt.Fprintf(stdout, "wrote %s/{lrtest.csv,lrtest.svg}\n", cfg.Out)
-	return trainErr
+	return etaMin, etaMax, ok, writeBytesAtomic(filepath.Join(dir, "lrtest.svg"), plot.SVG())
 }
 
-// valAt is the smoothed accuracy of the point with learning rate eta.
-func valAt(pts []LRPoint, eta float64) float64 {
+// smoothedAt is the smoothed accuracy of the point with learning rate eta.
+func smoothedAt(pts []LRPoint, eta float64) float64 {
 	for _, p := range pts {
 		if p.Eta == eta {
 			return p.Smoothed
