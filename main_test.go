@@ -29,7 +29,7 @@ import (
 )
 
 // ---------------------------------------------------------------------------
-// matrix.go
+// matrix.go: the GEMM engine and its kernels, against GemmNaive
 
 func randMatrix(rng *rand.Rand, rows, cols int) *Matrix {
 	m := NewMatrix(rows, cols)
@@ -215,6 +215,73 @@ func TestMulPixelsSameBits(t *testing.T) {
 	})
 }
 
+// TestGemmSwappedSameBits: computing Cᵀ = op(B)ᵀ·op(A)ᵀ (chosen for narrow
+// outputs) must give exactly the bits of the direct product.
+func TestGemmSwappedSameBits(t *testing.T) {
+	for _, kern := range testKernels() {
+		for _, s := range [][3]int{{1000, 300, 50}, {301, 200, 13}, {100, 3072, 50}} {
+			for _, beta := range []float64{0, 0.5} {
+				rng := newRNG(4, uint64(s[2]))
+				a, b := operands(rng, false, true, s[0], s[1], s[2])
+				c0 := randMatrix(rng, s[0], s[2])
+				g := newGemmKernels(2, kern)
+				swapped := c0.Clone()
+				g.mulSwapped(&g.kerns[0], 1.5, a.Data, a.Cols, 1, b.Data, 1, b.Cols, beta, swapped, swapped, s[0], s[2], s[1])
+				direct := c0.Clone()
+				g.prob = gemmProblem{kern: &g.kerns[0], alpha: 1.5, beta: beta, a: a.Data, b: b.Data, c: direct.Data, ldc: direct.Cols, k: s[1],
+					ars: a.Cols, acs: 1, brs: 1, bcs: b.Cols}
+				g.run(s[0], s[2])
+				g.Close()
+				for i := range direct.Data {
+					if math.Float64bits(direct.Data[i]) != math.Float64bits(swapped.Data[i]) {
+						t.Fatalf("%s %v β=%g: element %d is %v swapped, %v direct", kern.name, s, beta, i, swapped.Data[i], direct.Data[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestGemmMulAddSameBits: C = α·op(A)·op(B) + β·D in one call must give the
+// bits of C ← β·D followed by Mul with β = 1, on the direct, transposed
+// (narrow) and dot-product (single column) paths.
+func TestGemmMulAddSameBits(t *testing.T) {
+	cases := []struct {
+		name    string
+		m, k, n int
+		transA  bool
+	}{
+		{"dW1 50x100x3072", 50, 100, 3072, true},
+		{"narrow 300x200x13", 300, 200, 13, false},
+		{"column 70x90x1", 70, 90, 1, false},
+		{"tiny 5x3x4", 5, 3, 4, true},
+	}
+	for _, kern := range testKernels() {
+		for _, tc := range cases {
+			t.Run(kern.name+"/"+tc.name, func(t *testing.T) {
+				rng := newRNG(8, uint64(tc.m))
+				a, b := operands(rng, tc.transA, false, tc.m, tc.k, tc.n)
+				d := randMatrix(rng, tc.m, tc.n)
+				g := newGemmKernels(2, kern)
+				defer g.Close()
+				const beta = 2 * 0.003
+				got := randMatrix(rng, tc.m, tc.n) // overwritten, not read
+				g.MulAdd(tc.transA, false, -0.7, a, b, beta, d, got)
+				want := NewMatrix(tc.m, tc.n)
+				for i, v := range d.Data {
+					want.Data[i] = beta * v
+				}
+				g.Mul(tc.transA, false, -0.7, a, b, 1, want)
+				for i := range want.Data {
+					if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) {
+						t.Fatalf("element %d: got %v, want %v", i, got.Data[i], want.Data[i])
+					}
+				}
+			})
+		}
+	}
+}
+
 func TestKernelByName(t *testing.T) {
 	cases := []struct {
 		name    string
@@ -366,14 +433,37 @@ func TestGemmZeroAllocs(t *testing.T) {
 	}
 }
 
+// TestParallelFor: every index is visited exactly once, for any worker count.
+func TestParallelFor(t *testing.T) {
+	for _, workers := range []int{1, 2, 3} {
+		for _, n := range []int{0, 1, parallelMinElems - 1, parallelMinElems, 100_003} {
+			t.Run(fmt.Sprintf("%dT/n=%d", workers, n), func(t *testing.T) {
+				g := NewGemm(workers)
+				defer g.Close()
+				seen := make([]int32, n)
+				g.ParallelFor(n, func(lo, hi int) {
+					for i := lo; i < hi; i++ {
+						seen[i]++
+					}
+				})
+				for i, c := range seen {
+					if c != 1 {
+						t.Fatalf("index %d visited %d times, want 1", i, c)
+					}
+				}
+			})
+		}
+	}
+}
+
 // The shapes of the MLP's products, for the benchmarks (M×K×N).
 var benchShapes = []struct {
 	name           string
 	m, k, n        int
 	transA, transB bool
 }{
-	{"100x3072x50", 100, 3072, 50, false, true}, // S = X·W₁ᵀ
-	{"50x100x3072", 50, 100, 3072, true, false}, // dW₁ = dHᵀ·X
+	{"100x3072x50", 100, 3072, 50, false, true}, // s1 = x·W1ᵀ
+	{"50x100x3072", 50, 100, 3072, true, false}, // dW1 = dHᵀ·x
 	{"10000x3072x50", 10000, 3072, 50, false, true},
 	{"1000x3072x50", 1000, 3072, 50, false, true},
 	{"1024x1024x1024", 1024, 1024, 1024, false, false},
@@ -424,53 +514,52 @@ func BenchmarkGEMM(b *testing.B) {
 	}
 }
 
-// ---------------------------------------------------------------------------
-// network.go and gradcheck.go
-
-func TestGradCheckTinyNets(t *testing.T) {
-	cases := []struct {
-		name    string
-		sizes   []int
-		lambda  float64
-		dropout float64 // masks drawn once and held fixed
-	}{
-		{"one hidden layer, λ=0", []int{6, 7, 3}, 0, 0},
-		{"one hidden layer, λ=0.1", []int{6, 7, 3}, 0.1, 0},
-		{"two hidden layers, λ=0", []int{6, 7, 5, 3}, 0, 0},
-		{"two hidden layers, λ=0.05", []int{6, 7, 5, 3}, 0.05, 0},
-		{"one hidden layer, dropout 0.5", []int{6, 7, 3}, 0.01, 0.5},
-		{"two hidden layers, dropout 0.3", []int{6, 7, 5, 3}, 0.01, 0.3},
-	}
-	for i, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			rng := newRNG(42, uint64(i))
-			net := NewMLP(tc.sizes, false, rng)
-			for _, b := range net.B { // non-zero biases exercise db
-				for j := range b.Data {
-					b.Data[j] = 0.1 * rng.NormFloat64()
-				}
+// BenchmarkKernel/<kernel>: one micro-kernel alone on packed panels that
+// stay in L1 (kc=256), the ceiling the blocked engine works towards.
+func BenchmarkKernel(b *testing.B) {
+	for _, k := range testKernels() {
+		b.Run(k.name+"-"+k.tile, func(b *testing.B) {
+			rng := newRNG(1, 2)
+			a := randMatrix(rng, kc, k.mr).Data
+			bp := randMatrix(rng, kc, k.nr).Data
+			c := make([]float64, k.mr*k.nr)
+			for b.Loop() {
+				k.fn(kc, 1, a, 1, k.mr, bp, k.nr, c, k.nr)
 			}
-			x := randMatrix(rng, 5, tc.sizes[0])
-			y := []int{0, 1, 2, 1, 0}
-			g := NewGemm(1)
-			defer g.Close()
-			ws := NewWorkspace(net, g, 5)
-			var masks []*Matrix
-			if tc.dropout > 0 {
-				net.ForwardDropout(ws, x, tc.dropout, rng)
-				masks = ws.DropoutMasks()
-			}
-			for _, r := range GradCheck(net, ws, x, y, tc.lambda, 1e-5, masks) {
-				if r.CentMaxRel >= 1e-6 {
-					t.Errorf("%s: centred relative error %.3g, want < 1e-6", r.Name, r.CentMaxRel)
-				}
-				if r.FwdMaxAbs >= 1e-4 {
-					t.Errorf("%s: forward-difference absolute error %.3g, want < 1e-4", r.Name, r.FwdMaxAbs)
-				}
-			}
+			flops := 2 * float64(kc*k.mr*k.nr)
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
 	}
 }
+
+// BenchmarkPackB/op_KxN: packing the 3072×100 operand of the forward pass
+// (op(B) = Xᵀ, strided reads) and of dW1 (op(B) = X, contiguous rows).
+func BenchmarkPackB(b *testing.B) {
+	x := randMatrix(newRNG(1, 1), 100, 3072)
+	for _, tc := range []struct {
+		name         string
+		rs, cs, k, n int
+	}{
+		{"T_3072x100", 1, 3072, 3072, 100},
+		{"N_100x3072", 3072, 1, 100, 3072},
+	} {
+		for _, nr := range []int{8, 24} { // the AVX2 and AVX-512 panels
+			b.Run(fmt.Sprintf("%s/nr=%d", tc.name, nr), func(b *testing.B) {
+				dst := make([]float64, kc*(maxNC+nr))
+				for b.Loop() {
+					for pc := 0; pc < tc.k; pc += kc {
+						kcb := min(kc, tc.k-pc)
+						packB(dst, x.Data, tc.rs, tc.cs, pc, kcb, 0, tc.n, nr)
+					}
+				}
+				b.ReportMetric(float64(tc.k*tc.n)*8*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
+			})
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// network.go: layers, the MLP, optimisers, evaluation
 
 // TestDropout: the evaluation pass ignores dropout; the training pass keeps
 // a fraction 1−p of the hidden units, scaled by 1/(1−p), so the mean
@@ -554,26 +643,6 @@ func TestSoftmaxFiniteForLargeScores(t *testing.T) {
 	}
 }
 
-func TestOverfitSynthetic100(t *testing.T) {
-	d := syntheticDataset(100, 3072, numClasses, newRNG(5, 5))
-	// Random labels: nothing to generalise, so only memorising gets ≥ 95 %.
-	rng := newRNG(5, 6)
-	for i := range d.Y {
-		d.Y[i] = rng.IntN(numClasses)
-	}
-	o := TrainOptions{Schedule: Schedule{Eta: 0.01, Epochs: 200, NS: 1, Cycles: 1}, Batch: 10, Opt: "sgd", Evals: 1, Seed: 1, EvalTrain: true}
-	net := NewMLP([]int{3072, 50, numClasses}, false, newRNG(5, 7))
-	g := NewGemm(0)
-	defer g.Close()
-	res, err := Train(net, g, d, d, o, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if acc := res.History[len(res.History)-1].Train.Accuracy; acc < 0.95 {
-		t.Errorf("train accuracy after 200 epochs on 100 images %.3f, want ≥ 0.95", acc)
-	}
-}
-
 // goldenLosses are the first batch losses of a tiny training run, recorded
 // from this implementation; any change to the math moves them. Every kernel
 // (assembly or -tags purego) must give them to the bit. (Recorded again when
@@ -613,6 +682,15 @@ func TestGoldenLosses(t *testing.T) {
 		if got[i] != want {
 			t.Errorf("step %d: loss %.17g, want %.17g", i, got[i], want)
 		}
+	}
+}
+
+func TestPrintGolden(t *testing.T) {
+	if os.Getenv("PRINT_GOLDEN") == "" {
+		t.Skip("set PRINT_GOLDEN=1 to print the golden losses")
+	}
+	for _, l := range tinyRunLosses(6) {
+		fmt.Printf("\t%.17g,\n", l)
 	}
 }
 
@@ -695,6 +773,26 @@ func TestOptimizerRules(t *testing.T) {
 	}
 }
 
+func TestEnsembleOfOneIsTheModel(t *testing.T) {
+	rng := newRNG(6, 6)
+	net := NewMLP([]int{20, 16, 10}, false, rng)
+	x := &Dataset{X: randMatrix(rng, 30, 20), Y: make([]int, 30)}
+	g := NewGemm(1)
+	defer g.Close()
+	got := EnsembleProbabilities([]*MLP{net}, g, x)
+	want := net.Probabilities(NewWorkspace(net, g, 30), x)
+	if !slices.Equal(got.Data, want.Data) {
+		t.Errorf("the ensemble of one model differs from the model")
+	}
+	// Two copies of the same net average to the same probabilities.
+	two := EnsembleProbabilities([]*MLP{net, net.Clone()}, g, x)
+	for i := range two.Data {
+		if math.Abs(two.Data[i]-want.Data[i]) > 1e-15 {
+			t.Fatalf("ensemble of two equal nets: %v, want %v", two.Data[i], want.Data[i])
+		}
+	}
+}
+
 // BenchmarkStep/NxDxHxC: one forward + backward + update of a batch.
 func BenchmarkStep(b *testing.B) {
 	for _, h := range []int{50, 500, 2000} {
@@ -720,17 +818,8 @@ func BenchmarkStep(b *testing.B) {
 	}
 }
 
-func TestPrintGolden(t *testing.T) {
-	if os.Getenv("PRINT_GOLDEN") == "" {
-		t.Skip("set PRINT_GOLDEN=1 to print the golden losses")
-	}
-	for _, l := range tinyRunLosses(6) {
-		fmt.Printf("\t%.17g,\n", l)
-	}
-}
-
 // ---------------------------------------------------------------------------
-// cifar.go
+// cifar.go: reading, download, splits, augmentation
 
 // syntheticBatch returns n records in the CIFAR-10 binary layout: class k's
 // images are a fixed random pattern plus noise, so a net can learn them.
@@ -1056,6 +1145,121 @@ func FuzzLoadBatch(f *testing.F) {
 	})
 }
 
+func TestReflectStaysInside(t *testing.T) {
+	for i := -maxShift; i < imageSide+maxShift; i++ {
+		got := reflect(i, imageSide)
+		if got < 0 || got >= imageSide {
+			t.Fatalf("reflect(%d) = %d, outside [0, %d)", i, got, imageSide)
+		}
+		if i >= 0 && i < imageSide && got != i {
+			t.Errorf("reflect(%d) = %d, want %d (inside stays put)", i, got, i)
+		}
+	}
+	for _, tc := range [][2]int{{-1, 1}, {-3, 3}, {32, 30}, {34, 28}} {
+		if got := reflect(tc[0], imageSide); got != tc[1] {
+			t.Errorf("reflect(%d) = %d, want %d", tc[0], got, tc[1])
+		}
+	}
+}
+
+func TestAugmentation(t *testing.T) {
+	rng := newRNG(12, 12)
+	mean := make([]float64, inputDim)
+	std := make([]float64, inputDim)
+	for j := range mean {
+		mean[j] = 0.4 + 0.1*rng.Float64()
+		std[j] = 0.2 + 0.1*rng.Float64()
+	}
+	src := &Dataset{Pix: make([]uint8, inputDim), Y: []int{3}, Norm: NewNorm(mean, std)}
+	for j := range src.Pix {
+		src.Pix[j] = uint8(rng.IntN(256))
+	}
+	// raw undoes the normalisation of input (c, y, x) of v: the pixel/255.
+	raw := func(v []float64, c, y, x int) float64 {
+		j := c*imageSide*imageSide + y*imageSide + x
+		return v[j]*std[j] + mean[j]
+	}
+	orig := make([]float64, inputDim)
+	src.Row(orig, 0)
+	t.Run("no transform is the normalised image", func(t *testing.T) {
+		dst := make([]float64, inputDim)
+		transformRow(dst, src, 0, imageShift{})
+		for j, p := range src.Pix {
+			if want := (float64(p)/255 - mean[j]) * (1 / std[j]); dst[j] != want {
+				t.Fatalf("input %d: got %v, want (%d/255 − mean)·(1/std) = %v", j, dst[j], p, want)
+			}
+		}
+	})
+	t.Run("flip twice is the identity", func(t *testing.T) {
+		once := &Dataset{Pix: make([]uint8, inputDim), Y: []int{3}, Norm: identityNorm(inputDim)}
+		v := make([]float64, inputDim)
+		transformRow(v, &Dataset{Pix: src.Pix, Y: src.Y, Norm: identityNorm(inputDim)}, 0, imageShift{flip: true})
+		for j := range v {
+			once.Pix[j] = uint8(math.Round(v[j] * 255))
+		}
+		twice := make([]float64, inputDim)
+		transformRow(twice, &Dataset{Pix: once.Pix, Y: once.Y, Norm: src.Norm}, 0, imageShift{flip: true})
+		if !slices.Equal(twice, orig) {
+			t.Fatalf("two flips changed the image")
+		}
+		flipped := make([]float64, inputDim)
+		transformRow(flipped, src, 0, imageShift{flip: true})
+		if got, want := raw(flipped, 1, 5, 0), raw(orig, 1, 5, 31); math.Abs(got-want) > 1e-12 {
+			t.Errorf("flipped pixel (G, 5, 0) is %v, want the original (G, 5, 31) %v", got, want)
+		}
+	})
+	t.Run("shift moves pixels", func(t *testing.T) {
+		dst := make([]float64, inputDim)
+		transformRow(dst, src, 0, imageShift{dx: 2, dy: -3})
+		for _, p := range [][3]int{{0, 10, 10}, {2, 0, 5}, {1, 20, 31}} {
+			c, y, x := p[0], p[1], p[2]
+			if got, want := raw(dst, c, y, x), raw(orig, c, reflect(y+3, imageSide), reflect(x-2, imageSide)); math.Abs(got-want) > 1e-12 {
+				t.Errorf("pixel %v: got %v, want %v", p, got, want)
+			}
+		}
+	})
+	t.Run("float images move as they are", func(t *testing.T) {
+		d := &Dataset{X: NewMatrix(1, inputDim), Y: []int{0}}
+		copy(d.X.Data, orig)
+		dst := make([]float64, inputDim)
+		transformRow(dst, d, 0, imageShift{flip: true, dx: -1, dy: 2})
+		for _, p := range [][3]int{{0, 0, 0}, {1, 7, 30}, {2, 31, 12}} {
+			c, y, x := p[0], p[1], p[2]
+			plane := c * imageSide * imageSide
+			from := plane + reflect(y-2, imageSide)*imageSide + reflect(imageSide-1-x+1, imageSide)
+			if got, want := dst[plane+y*imageSide+x], orig[from]; got != want {
+				t.Errorf("pixel %v: got %v, want the value at %d, %v", p, got, from, want)
+			}
+		}
+	})
+	t.Run("statistics and labels are kept", func(t *testing.T) {
+		// A batch drawn with -augment from random images: the pixel mean and
+		// spread per position barely move.
+		d := &Dataset{Pix: make([]uint8, 400*inputDim), Y: make([]int, 400), Norm: identityNorm(inputDim)}
+		for i := range d.Pix {
+			d.Pix[i] = uint8(rng.IntN(256))
+		}
+		aug := NewMatrix(400, inputDim)
+		arng := newRNG(1, 2)
+		for n := 0; n < 400; n++ {
+			augmentRow(aug.Row(n), d, n, arng)
+		}
+		m0, s0 := meanStd(inputsOf(d))
+		m1, s1 := meanStd(aug)
+		var dm, ds float64
+		for j := range m0 {
+			dm += math.Abs(m1[j] - m0[j])
+			ds += math.Abs(s1[j] - s0[j])
+		}
+		if dm /= inputDim; dm > 0.04 {
+			t.Errorf("mean per position moved by %.3f on average, want < 0.04 (values are uniform in [0, 1])", dm)
+		}
+		if ds /= inputDim; ds > 0.04 {
+			t.Errorf("std per position moved by %.3f on average, want < 0.04", ds)
+		}
+	})
+}
+
 func cifarDir(t testing.TB) string {
 	dir := os.Getenv("CIFAR10_DIR")
 	if dir == "" {
@@ -1111,7 +1315,7 @@ func BenchmarkLoadCIFAR(b *testing.B) {
 }
 
 // ---------------------------------------------------------------------------
-// train.go, svgplot.go, main.go
+// train.go: the schedule, the training loop, the range test
 
 func TestCyclicalEta(t *testing.T) {
 	cases := []struct {
@@ -1125,326 +1329,121 @@ func TestCyclicalEta(t *testing.T) {
 	}
 }
 
-// runCLI runs the program in-process and returns exit status and outputs.
-func runCLI(args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
-	code := run(args, &out, &errb, nil)
-	return code, out.String(), errb.String()
-}
-
-// TestTrainSameBitsEveryKernel: a whole run (hidden 60, so that tiles are
-// ragged; augmentation and dropout on) writes the same model.npz, byte for
-// byte, with every kernel this binary and CPU run.
-func TestTrainSameBitsEveryKernel(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "data")
-	writeSyntheticCIFAR(t, data, 150)
-	var ref []byte
-	for _, kern := range KernelNames() {
-		out := filepath.Join(t.TempDir(), kern)
-		code, stdout, stderr := runCLI("-mode=train", "-data", data, "-download=false", "-out", out, "-val", "100",
-			"-hidden", "60", "-ns", "30", "-cycles", "1", "-batch", "25", "-evals", "2", "-augment", "-dropout", "0.2", "-kernel", kern)
-		if code != 0 {
-			t.Fatalf("-kernel %s: exit %d\nstdout: %s\nstderr: %s", kern, code, stdout, stderr)
-		}
-		model, err := os.ReadFile(filepath.Join(out, "model.npz"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ref == nil {
-			ref = model
-		} else if !bytes.Equal(model, ref) {
-			t.Errorf("-kernel %s: model.npz differs from -kernel %s's", kern, KernelNames()[0])
-		}
+func TestOverfitSynthetic100(t *testing.T) {
+	d := syntheticDataset(100, 3072, numClasses, newRNG(5, 5))
+	// Random labels: nothing to generalise, so only memorising gets ≥ 95 %.
+	rng := newRNG(5, 6)
+	for i := range d.Y {
+		d.Y[i] = rng.IntN(numClasses)
 	}
-}
-
-func TestTrainEndToEnd(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "data")
-	writeSyntheticCIFAR(t, data, 200)
-	var histories [][]byte
-	for _, procs := range []int{1, 2} {
-		old := runtime.GOMAXPROCS(procs)
-		out := filepath.Join(t.TempDir(), "run")
-		code, stdout, stderr := runCLI("-mode=train", "-data", data, "-download=false", "-out", out, "-val", "100",
-			"-ns", "40", "-cycles", "2", "-batch", "20", "-lambda", "0.001", "-evals", "4", "-seed", "3")
-		runtime.GOMAXPROCS(old)
-		if code != 0 {
-			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
-		}
-		h, err := os.ReadFile(filepath.Join(out, "history.csv"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		histories = append(histories, h)
-		recs, err := csv.NewReader(bytes.NewReader(h)).ReadAll()
-		if err != nil || len(recs) != 1+8 {
-			t.Fatalf("history.csv: %d records, err %v; want header + 8 evaluations", len(recs), err)
-		}
-		first, _ := strconv.ParseFloat(recs[1][3], 64)
-		last, _ := strconv.ParseFloat(recs[len(recs)-1][3], 64)
-		if !(last < first) {
-			t.Errorf("training cost did not fall: %g → %g", first, last)
-		}
-		var sum map[string]any
-		b, _ := os.ReadFile(filepath.Join(out, "summary.json"))
-		if err := json.Unmarshal(b, &sum); err != nil {
-			t.Fatalf("summary.json: %v", err)
-		}
-		if acc, ok := sum["test_accuracy"].(float64); !ok || acc < 0.5 {
-			t.Errorf("test accuracy %v on the planted problem, want ≥ 0.5", sum["test_accuracy"])
-		}
-		for _, name := range []string{"cost.svg", "loss.svg", "accuracy.svg", "lr.svg"} {
-			b, err := os.ReadFile(filepath.Join(out, name))
-			if err != nil {
-				t.Fatal(err)
-			}
-			checkXML(t, name, b)
-		}
-		m, err := LoadModel(filepath.Join(out, "model.npz"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fmt.Sprint(m.Net.Sizes) != "[3072 50 10]" || len(m.Mean) != 3072 {
-			t.Errorf("model sizes %v, mean %d values", m.Net.Sizes, len(m.Mean))
-		}
-		checkNpz(t, filepath.Join(out, "model.npz"), []string{"W1.npy", "b1.npy", "W2.npy", "b2.npy", "mean.npy", "std.npy"})
-		if procs == 1 {
-			code, stdout, stderr = runCLI("-mode=eval", "-data", data, "-download=false", "-model", filepath.Join(out, "model.npz"), "-out", out)
-			if code != 0 || !strings.Contains(stdout, "test accuracy") || !strings.Contains(stdout, "confusion matrix") {
-				t.Errorf("eval: exit %d\n%s\n%s", code, stdout, stderr)
-			}
-			b, _ := os.ReadFile(filepath.Join(out, "confusion.svg"))
-			checkXML(t, "confusion.svg", b)
-		}
-	}
-	if !bytes.Equal(histories[0], histories[1]) {
-		t.Errorf("history.csv differs between GOMAXPROCS 1 and 2")
-	}
-}
-
-func checkXML(t *testing.T, name string, b []byte) {
-	t.Helper()
-	d := xml.NewDecoder(bytes.NewReader(b))
-	for {
-		_, err := d.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s is not well-formed XML: %v", name, err)
-		}
-	}
-	if !bytes.Contains(b, []byte("viewBox")) {
-		t.Errorf("%s has no viewBox", name)
-	}
-}
-
-// checkNpz opens an .npz as a zip and checks each member's .npy header.
-func checkNpz(t *testing.T, path string, want []string) {
-	t.Helper()
-	zr, err := zip.OpenReader(path)
+	o := TrainOptions{Schedule: Schedule{Eta: 0.01, Epochs: 200, NS: 1, Cycles: 1}, Batch: 10, Opt: "sgd", Evals: 1, Seed: 1, EvalTrain: true}
+	net := NewMLP([]int{3072, 50, numClasses}, false, newRNG(5, 7))
+	g := NewGemm(0)
+	defer g.Close()
+	res, err := Train(net, g, d, d, o, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer zr.Close()
-	var names []string
-	for _, f := range zr.File {
-		names = append(names, f.Name)
-		rc, _ := f.Open()
-		b, _ := io.ReadAll(rc)
-		rc.Close()
-		if len(b) < 10 || string(b[:8]) != "\x93NUMPY\x01\x00" {
-			t.Fatalf("%s: bad .npy magic", f.Name)
-		}
-		hl := int(b[8]) | int(b[9])<<8
-		if (10+hl)%64 != 0 || b[10+hl-1] != '\n' {
-			t.Errorf("%s: header length %d not padded to 64 bytes with a final newline", f.Name, hl)
-		}
-		if _, err := parseNpy(f.Name, b); err != nil {
-			t.Error(err)
-		}
-	}
-	if strings.Join(names, ",") != strings.Join(want, ",") {
-		t.Errorf("npz holds %v, want %v", names, want)
+	if acc := res.History[len(res.History)-1].Train.Accuracy; acc < 0.95 {
+		t.Errorf("train accuracy after 200 epochs on 100 images %.3f, want ≥ 0.95", acc)
 	}
 }
 
-func TestPredict(t *testing.T) {
-	dir := t.TempDir()
-	net := NewMLP([]int{inputDim, 5, numClasses}, false, newRNG(1, 1))
-	std := make([]float64, inputDim)
-	for i := range std {
-		std[i] = 1
-	}
-	model := filepath.Join(dir, "m.npz")
-	if err := SaveModel(model, &Model{Net: net, Mean: make([]float64, inputDim), Std: std}); err != nil {
-		t.Fatal(err)
-	}
-	write := func(name string, w, h int) string {
-		img := image.NewRGBA(image.Rect(0, 0, w, h))
-		var b bytes.Buffer
-		png.Encode(&b, img)
-		p := filepath.Join(dir, name)
-		os.WriteFile(p, b.Bytes(), 0o644)
-		return p
-	}
-	good, big := write("ok.png", 32, 32), write("big.png", 64, 64)
-	code, stdout, stderr := runCLI("-mode=predict", "-model", model, good)
-	if code != 0 || strings.Count(stdout, "%") != 3 {
-		t.Errorf("predict: exit %d, stdout %q, stderr %q; want 3 classes", code, stdout, stderr)
-	}
-	code, _, stderr = runCLI("-mode=predict", "-model", model, big)
-	if code == 0 || !strings.Contains(stderr, "64x64, want 32x32") {
-		t.Errorf("predict on a 64×64 image: exit %d, stderr %q", code, stderr)
-	}
-}
-
-func TestDivergenceStops(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "data")
-	writeSyntheticCIFAR(t, data, 100)
-	code, _, stderr := runCLI("-mode=train", "-data", data, "-download=false", "-out", t.TempDir(), "-val", "50",
-		"-ns", "20", "-cycles", "1", "-batch", "10", "-eta-min", "1e3", "-eta-max", "1e4")
-	if code != 1 || !strings.Contains(stderr, "diverged") || !strings.Contains(stderr, "smaller -eta-max") {
-		t.Errorf("exit %d, stderr %q; want a divergence message suggesting a smaller -eta-max", code, stderr)
-	}
-}
-
-func TestBadFlagsExit2(t *testing.T) {
-	cases := []struct {
-		name string
-		args []string
-		want string
-	}{
-		{"unknown mode", []string{"-mode=fly"}, "unknown mode"},
-		{"unknown flag", []string{"-colour"}, "not defined"},
-		{"negative lambda", []string{"-lambda", "-1"}, "λ must be ≥ 0"},
-		{"zero ns", []string{"-ns", "0"}, "n_s must be positive"},
-		{"zero batch", []string{"-batch", "0"}, "batch size"},
-		{"eta order", []string{"-eta-min", "0.5", "-eta-max", "0.1"}, "larger than -eta-max"},
-		{"bad hidden", []string{"-hidden", "50,x"}, "layer sizes"},
-		{"predict without images", []string{"-mode=predict"}, "needs image files"},
-		{"bad shard", []string{"-mode=search", "-shard", "5/4"}, "0 ≤ i < n"},
-		{"unknown optimiser", []string{"-opt", "rmsprop"}, "unknown optimiser"},
-		{"dropout 1", []string{"-dropout", "1"}, "p must be in [0, 1)"},
-		{"momentum 1", []string{"-opt", "nesterov", "-momentum", "1"}, "μ must be in [0, 1)"},
-		{"ensemble without cycles", []string{"-ensemble", "-eta", "0.01"}, "needs the cyclical schedule"},
-		{"bad width range", []string{"-mode=search", "-search-hidden", "100"}, "lo,hi"},
-		{"bad dropout range", []string{"-mode=search", "-search-dropout", "0.5,0.2"}, "lo ≤ hi"},
-		{"unknown kernel", []string{"-kernel", "sse9"}, `-kernel "sse9": unknown`},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			code, _, stderr := runCLI(append(tc.args, "-data", filepath.Join(t.TempDir(), "none"), "-download=false")...)
-			if code != 2 || !strings.Contains(stderr, tc.want) {
-				t.Errorf("exit %d, stderr %q; want exit 2 and %q", code, stderr, tc.want)
-			}
-		})
-	}
-	dir := filepath.Join(t.TempDir(), "d")
-	writeSyntheticCIFAR(t, dir, 30)
-	code, _, stderr := runCLI("-data", dir, "-val", "10", "-batch", "500")
-	if code != 2 || !strings.Contains(stderr, "larger than the training set") {
-		t.Errorf("batch larger than the data: exit %d, stderr %q", code, stderr)
-	}
-}
-
-func TestEveryFlagInREADME(t *testing.T) {
-	readme, err := os.ReadFile("README.md")
+func TestInterruptStopsAfterCurrentStep(t *testing.T) {
+	d := syntheticDataset(200, 30, 4, newRNG(8, 8))
+	o := TrainOptions{Schedule: Schedule{NS: 50, Cycles: 2, EtaMin: 1e-5, EtaMax: 0.1}, Batch: 20, Opt: "sgd", Evals: 2, Seed: 1, EvalTrain: true}
+	net := NewMLP([]int{30, 8, 4}, false, newRNG(8, 9))
+	g := NewGemm(1)
+	defer g.Close()
+	stop := make(chan os.Signal, 1)
+	stop <- os.Interrupt
+	res, err := Train(net, g, d, d, o, nil, stop)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs := newFlagSet(&Config{}, io.Discard)
-	fs.VisitAll(func(f *flag.Flag) {
-		if !bytes.Contains(readme, []byte("`-"+f.Name)) {
-			t.Errorf("flag -%s is not documented in README.md", f.Name)
-		}
-	})
-	var usage bytes.Buffer
-	newFlagSet(&Config{}, &usage).Usage()
-	fs.VisitAll(func(f *flag.Flag) {
-		if !strings.Contains(usage.String(), "-"+f.Name+" ") {
-			t.Errorf("flag -%s is missing from -h", f.Name)
-		}
-	})
-}
-
-func TestPlotSVG(t *testing.T) {
-	p := &Plot{Title: "a <b> & c", XLabel: "x", YLabel: "y", Series: []Series{
-		{Name: "line", X: []float64{0, 5, 10}, Y: []float64{0, 0.5, 1}},
-		{Name: "dots", X: []float64{5}, Y: []float64{0.5}, Scatter: true},
-	}}
-	b := p.SVG()
-	checkXML(t, "plot", b)
-	// x ∈ [0, 10] and y ∈ [0, 1] are already round, so (5, 0.5) is the
-	// centre of the plot area.
-	cx, cy := plotLeft+plotAreaW/2.0, plotTop+plotAreaH/2.0
-	if want := fmt.Sprintf(`<circle cx="%.2f" cy="%.2f"`, cx, cy); !bytes.Contains(b, []byte(want)) {
-		t.Errorf("the point (5, 0.5) is not at %s", want)
-	}
-	if want := fmt.Sprintf("%.2f,%.2f", float64(plotLeft), float64(plotTop+plotAreaH)); !bytes.Contains(b, []byte(want)) {
-		t.Errorf("the point (0, 0) is not at the bottom-left corner %s", want)
-	}
-	if !bytes.Contains(b, []byte("a &lt;b&gt; &amp; c")) {
-		t.Errorf("title not escaped")
-	}
-	logp := &Plot{LogX: true, Series: []Series{{Name: "s", X: []float64{1e-5, 1e-1}, Y: []float64{0, 1}}}}
-	lb := logp.SVG()
-	checkXML(t, "log plot", lb)
-	if !bytes.Contains(lb, []byte(">1e-5<")) || !bytes.Contains(lb, []byte(">1e-3<")) {
-		t.Errorf("log axis lacks decade ticks")
+	if !res.Interrupted || res.Steps != 1 || len(res.History) != 1 || !finite(res.History[0].Train.Cost) {
+		t.Errorf("got interrupted=%v after %d steps with %d evaluations; want a stop after step 1, evaluated", res.Interrupted, res.Steps, len(res.History))
 	}
 }
 
-func TestNiceTicks(t *testing.T) {
+func TestSuggestEtas(t *testing.T) {
+	ramp := func(accs ...float64) []LRPoint {
+		var ps []LRPoint
+		for i, a := range accs {
+			ps = append(ps, LRPoint{Eta: 0.01 * float64(i+1), ValAcc: a, Smoothed: a})
+		}
+		return ps
+	}
 	cases := []struct {
-		lo, hi   float64
-		min, max float64
-	}{{0, 1, 0, 1}, {0.13, 0.58, 0.1, 0.6}, {-3, 97, -20, 100}, {2, 2, 1.4, 2.6}}
-	for _, c := range cases {
-		mn, mx, ticks := axisRange(c.lo, c.hi)
-		if math.Abs(mn-c.min) > 1e-12 || math.Abs(mx-c.max) > 1e-12 || len(ticks) < 3 {
-			t.Errorf("axisRange(%g, %g) = %g, %g, %v; want %g, %g", c.lo, c.hi, mn, mx, ticks, c.min, c.max)
-		}
-	}
-}
-
-func TestIntegrationTrainOneCycle(t *testing.T) {
-	dir := cifarDir(t)
-	cases := []struct {
-		name    string
-		extra   []string
-		minimum float64 // validation accuracy, %
+		name           string
+		pts            []LRPoint
+		wantLo, wantHi float64
+		wantOK         bool
 	}{
-		{"seed net", nil, 40},
-		// Every bonus feature at once: a wider layer, augmented batches,
-		// dropout and Nesterov momentum (μ = 0.9 multiplies the step by
-		// about 10, hence the smaller η_max).
-		{"wide, augmented, dropout, nesterov", []string{"-hidden", "200", "-augment", "-dropout", "0.2", "-opt", "nesterov", "-eta-max", "0.01", "-lambda", "0.001"}, 38},
+		{"rise then fall", ramp(0.10, 0.10, 0.11, 0.30, 0.40, 0.45, 0.30, 0.10), 0.04, 0.06, true},
+		{"rises from the start", ramp(0.10, 0.30, 0.40, 0.42, 0.20), 0.02, 0.04, true},
+		{"never rises", ramp(0.10, 0.10, 0.09, 0.08), 0, 0, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			args := append([]string{"-mode=train", "-data", dir, "-download=false", "-out", t.TempDir(),
-				"-n", "10000", "-ns", "200", "-cycles", "1", "-lambda", "0.01", "-evals", "2"}, tc.extra...)
-			code, stdout, stderr := runCLI(args...)
-			if code != 0 {
-				t.Fatalf("exit %d: %s %s", code, stdout, stderr)
-			}
-			var val float64
-			for _, line := range strings.Split(stdout, "\n") {
-				if i := strings.Index(line, "validation accuracy "); i >= 0 {
-					fmt.Sscanf(line[i+len("validation accuracy "):], "%f", &val)
-				}
-			}
-			t.Logf("validation accuracy %.2f%%", val)
-			if val < tc.minimum {
-				t.Errorf("validation accuracy %.2f%% after one cycle on 10,000 images, want ≥ %.0f%%\n%s", val, tc.minimum, stdout)
+			lo, hi, ok := suggestEtas(tc.pts)
+			if ok != tc.wantOK || math.Abs(lo-tc.wantLo) > 1e-12 || math.Abs(hi-tc.wantHi) > 1e-12 {
+				t.Errorf("got (%g, %g, %v), want (%g, %g, %v)", lo, hi, ok, tc.wantLo, tc.wantHi, tc.wantOK)
 			}
 		})
 	}
 }
 
 // ---------------------------------------------------------------------------
-// search.go
+// gradcheck.go: analytic against numerical gradients
+
+func TestGradCheckTinyNets(t *testing.T) {
+	cases := []struct {
+		name    string
+		sizes   []int
+		lambda  float64
+		dropout float64 // masks drawn once and held fixed
+	}{
+		{"one hidden layer, λ=0", []int{6, 7, 3}, 0, 0},
+		{"one hidden layer, λ=0.1", []int{6, 7, 3}, 0.1, 0},
+		{"two hidden layers, λ=0", []int{6, 7, 5, 3}, 0, 0},
+		{"two hidden layers, λ=0.05", []int{6, 7, 5, 3}, 0.05, 0},
+		{"one hidden layer, dropout 0.5", []int{6, 7, 3}, 0.01, 0.5},
+		{"two hidden layers, dropout 0.3", []int{6, 7, 5, 3}, 0.01, 0.3},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := newRNG(42, uint64(i))
+			net := NewMLP(tc.sizes, false, rng)
+			for _, b := range net.B { // non-zero biases exercise db
+				for j := range b.Data {
+					b.Data[j] = 0.1 * rng.NormFloat64()
+				}
+			}
+			x := randMatrix(rng, 5, tc.sizes[0])
+			y := []int{0, 1, 2, 1, 0}
+			g := NewGemm(1)
+			defer g.Close()
+			ws := NewWorkspace(net, g, 5)
+			var masks []*Matrix
+			if tc.dropout > 0 {
+				net.ForwardDropout(ws, x, tc.dropout, rng)
+				masks = ws.DropoutMasks()
+			}
+			for _, r := range GradCheck(net, ws, x, y, tc.lambda, 1e-5, masks) {
+				if r.CentMaxRel >= 1e-6 {
+					t.Errorf("%s: centred relative error %.3g, want < 1e-6", r.Name, r.CentMaxRel)
+				}
+				if r.FwdMaxAbs >= 1e-4 {
+					t.Errorf("%s: forward-difference absolute error %.3g, want < 1e-4", r.Name, r.FwdMaxAbs)
+				}
+			}
+		})
+	}
+}
+
+// ---------------------------------------------------------------------------
+// search.go: the λ search: trials, shards, resume, merge
 
 // searchArgs is a small, quick search on a synthetic data folder.
 func searchArgs(data, out string, extra ...string) []string {
@@ -1561,6 +1560,332 @@ func mustRead(t *testing.T, p string) []byte {
 	return b
 }
 
+func TestSearchWidthAndDropout(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 60)
+	out := t.TempDir()
+	code, stdout, stderr := runCLI(searchArgs(data, out, "-search-hidden", "8,32", "-search-dropout", "0,0.4")...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	trials := trialsByIndex(t, out)
+	if len(trials) != 8 {
+		t.Fatalf("%d trials, want 8", len(trials))
+	}
+	widths := map[int]bool{}
+	for i, tr := range trials {
+		if tr.Hidden < 8 || tr.Hidden > 32 || tr.Dropout < 0 || tr.Dropout > 0.4 {
+			t.Errorf("trial %d: hidden %d, dropout %g; want 8…32 and 0…0.4", i, tr.Hidden, tr.Dropout)
+		}
+		widths[tr.Hidden] = true
+	}
+	if len(widths) < 3 {
+		t.Errorf("only %d distinct widths drawn: %v", len(widths), widths)
+	}
+	// The λ values are those of a λ-only search with the same seed.
+	plain := t.TempDir()
+	if code, _, stderr := runCLI(searchArgs(data, plain)...); code != 0 {
+		t.Fatal(stderr)
+	}
+	for i, tr := range trialsByIndex(t, plain) {
+		if i < 4 && tr.LogLambda != trials[i].LogLambda {
+			t.Errorf("coarse trial %d: log10 λ %g with the extra dimensions, %g without", i, trials[i].LogLambda, tr.LogLambda)
+		}
+	}
+	if !strings.Contains(stdout, "hidden") || !strings.Contains(stdout, "dropout") {
+		t.Errorf("the tables do not show width and dropout:\n%s", stdout)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// svgplot.go: plots
+
+func TestPlotSVG(t *testing.T) {
+	p := &Plot{Title: "a <b> & c", XLabel: "x", YLabel: "y", Series: []Series{
+		{Name: "line", X: []float64{0, 5, 10}, Y: []float64{0, 0.5, 1}},
+		{Name: "dots", X: []float64{5}, Y: []float64{0.5}, Scatter: true},
+	}}
+	b := p.SVG()
+	checkXML(t, "plot", b)
+	// x ∈ [0, 10] and y ∈ [0, 1] are already round, so (5, 0.5) is the
+	// centre of the plot area.
+	cx, cy := plotLeft+plotAreaW/2.0, plotTop+plotAreaH/2.0
+	if want := fmt.Sprintf(`<circle cx="%.2f" cy="%.2f"`, cx, cy); !bytes.Contains(b, []byte(want)) {
+		t.Errorf("the point (5, 0.5) is not at %s", want)
+	}
+	if want := fmt.Sprintf("%.2f,%.2f", float64(plotLeft), float64(plotTop+plotAreaH)); !bytes.Contains(b, []byte(want)) {
+		t.Errorf("the point (0, 0) is not at the bottom-left corner %s", want)
+	}
+	if !bytes.Contains(b, []byte("a &lt;b&gt; &amp; c")) {
+		t.Errorf("title not escaped")
+	}
+	logp := &Plot{LogX: true, Series: []Series{{Name: "s", X: []float64{1e-5, 1e-1}, Y: []float64{0, 1}}}}
+	lb := logp.SVG()
+	checkXML(t, "log plot", lb)
+	if !bytes.Contains(lb, []byte(">1e-5<")) || !bytes.Contains(lb, []byte(">1e-3<")) {
+		t.Errorf("log axis lacks decade ticks")
+	}
+}
+
+func TestNiceTicks(t *testing.T) {
+	cases := []struct {
+		lo, hi   float64
+		min, max float64
+	}{{0, 1, 0, 1}, {0.13, 0.58, 0.1, 0.6}, {-3, 97, -20, 100}, {2, 2, 1.4, 2.6}}
+	for _, c := range cases {
+		mn, mx, ticks := axisRange(c.lo, c.hi)
+		if math.Abs(mn-c.min) > 1e-12 || math.Abs(mx-c.max) > 1e-12 || len(ticks) < 3 {
+			t.Errorf("axisRange(%g, %g) = %g, %g, %v; want %g, %g", c.lo, c.hi, mn, mx, ticks, c.min, c.max)
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// main.go: the command line end to end: flags, modes, presets, the report
+
+// runCLI runs the program in-process and returns exit status and outputs.
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb, nil)
+	return code, out.String(), errb.String()
+}
+
+func checkXML(t *testing.T, name string, b []byte) {
+	t.Helper()
+	d := xml.NewDecoder(bytes.NewReader(b))
+	for {
+		_, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s is not well-formed XML: %v", name, err)
+		}
+	}
+	if !bytes.Contains(b, []byte("viewBox")) {
+		t.Errorf("%s has no viewBox", name)
+	}
+}
+
+// checkNpz opens an .npz as a zip and checks each member's .npy header.
+func checkNpz(t *testing.T, path string, want []string) {
+	t.Helper()
+	zr, err := zip.OpenReader(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zr.Close()
+	var names []string
+	for _, f := range zr.File {
+		names = append(names, f.Name)
+		rc, _ := f.Open()
+		b, _ := io.ReadAll(rc)
+		rc.Close()
+		if len(b) < 10 || string(b[:8]) != "\x93NUMPY\x01\x00" {
+			t.Fatalf("%s: bad .npy magic", f.Name)
+		}
+		hl := int(b[8]) | int(b[9])<<8
+		if (10+hl)%64 != 0 || b[10+hl-1] != '\n' {
+			t.Errorf("%s: header length %d not padded to 64 bytes with a final newline", f.Name, hl)
+		}
+		if _, err := parseNpy(f.Name, b); err != nil {
+			t.Error(err)
+		}
+	}
+	if strings.Join(names, ",") != strings.Join(want, ",") {
+		t.Errorf("npz holds %v, want %v", names, want)
+	}
+}
+
+// TestTrainSameBitsEveryKernel: a whole run (hidden 60, so that tiles are
+// ragged; augmentation and dropout on) writes the same model.npz, byte for
+// byte, with every kernel this binary and CPU run.
+func TestTrainSameBitsEveryKernel(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 150)
+	var ref []byte
+	for _, kern := range KernelNames() {
+		out := filepath.Join(t.TempDir(), kern)
+		code, stdout, stderr := runCLI("-mode=train", "-data", data, "-download=false", "-out", out, "-val", "100",
+			"-hidden", "60", "-ns", "30", "-cycles", "1", "-batch", "25", "-evals", "2", "-augment", "-dropout", "0.2", "-kernel", kern)
+		if code != 0 {
+			t.Fatalf("-kernel %s: exit %d\nstdout: %s\nstderr: %s", kern, code, stdout, stderr)
+		}
+		model, err := os.ReadFile(filepath.Join(out, "model.npz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ref == nil {
+			ref = model
+		} else if !bytes.Equal(model, ref) {
+			t.Errorf("-kernel %s: model.npz differs from -kernel %s's", kern, KernelNames()[0])
+		}
+	}
+}
+
+func TestTrainEndToEnd(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 200)
+	var histories [][]byte
+	for _, procs := range []int{1, 2} {
+		old := runtime.GOMAXPROCS(procs)
+		out := filepath.Join(t.TempDir(), "run")
+		code, stdout, stderr := runCLI("-mode=train", "-data", data, "-download=false", "-out", out, "-val", "100",
+			"-ns", "40", "-cycles", "2", "-batch", "20", "-lambda", "0.001", "-evals", "4", "-seed", "3")
+		runtime.GOMAXPROCS(old)
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout, stderr)
+		}
+		h, err := os.ReadFile(filepath.Join(out, "history.csv"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		histories = append(histories, h)
+		recs, err := csv.NewReader(bytes.NewReader(h)).ReadAll()
+		if err != nil || len(recs) != 1+8 {
+			t.Fatalf("history.csv: %d records, err %v; want header + 8 evaluations", len(recs), err)
+		}
+		first, _ := strconv.ParseFloat(recs[1][3], 64)
+		last, _ := strconv.ParseFloat(recs[len(recs)-1][3], 64)
+		if !(last < first) {
+			t.Errorf("training cost did not fall: %g → %g", first, last)
+		}
+		var sum map[string]any
+		b, _ := os.ReadFile(filepath.Join(out, "summary.json"))
+		if err := json.Unmarshal(b, &sum); err != nil {
+			t.Fatalf("summary.json: %v", err)
+		}
+		if acc, ok := sum["test_accuracy"].(float64); !ok || acc < 0.5 {
+			t.Errorf("test accuracy %v on the planted problem, want ≥ 0.5", sum["test_accuracy"])
+		}
+		for _, name := range []string{"cost.svg", "loss.svg", "accuracy.svg", "lr.svg"} {
+			b, err := os.ReadFile(filepath.Join(out, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkXML(t, name, b)
+		}
+		m, err := LoadModel(filepath.Join(out, "model.npz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fmt.Sprint(m.Net.Sizes) != "[3072 50 10]" || len(m.Mean) != 3072 {
+			t.Errorf("model sizes %v, mean %d values", m.Net.Sizes, len(m.Mean))
+		}
+		checkNpz(t, filepath.Join(out, "model.npz"), []string{"W1.npy", "b1.npy", "W2.npy", "b2.npy", "mean.npy", "std.npy"})
+		if procs == 1 {
+			code, stdout, stderr = runCLI("-mode=eval", "-data", data, "-download=false", "-model", filepath.Join(out, "model.npz"), "-out", out)
+			if code != 0 || !strings.Contains(stdout, "test accuracy") || !strings.Contains(stdout, "confusion matrix") {
+				t.Errorf("eval: exit %d\n%s\n%s", code, stdout, stderr)
+			}
+			b, _ := os.ReadFile(filepath.Join(out, "confusion.svg"))
+			checkXML(t, "confusion.svg", b)
+		}
+	}
+	if !bytes.Equal(histories[0], histories[1]) {
+		t.Errorf("history.csv differs between GOMAXPROCS 1 and 2")
+	}
+}
+
+func TestPredict(t *testing.T) {
+	dir := t.TempDir()
+	net := NewMLP([]int{inputDim, 5, numClasses}, false, newRNG(1, 1))
+	std := make([]float64, inputDim)
+	for i := range std {
+		std[i] = 1
+	}
+	model := filepath.Join(dir, "m.npz")
+	if err := SaveModel(model, &Model{Net: net, Mean: make([]float64, inputDim), Std: std}); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, w, h int) string {
+		img := image.NewRGBA(image.Rect(0, 0, w, h))
+		var b bytes.Buffer
+		png.Encode(&b, img)
+		p := filepath.Join(dir, name)
+		os.WriteFile(p, b.Bytes(), 0o644)
+		return p
+	}
+	good, big := write("ok.png", 32, 32), write("big.png", 64, 64)
+	code, stdout, stderr := runCLI("-mode=predict", "-model", model, good)
+	if code != 0 || strings.Count(stdout, "%") != 3 {
+		t.Errorf("predict: exit %d, stdout %q, stderr %q; want 3 classes", code, stdout, stderr)
+	}
+	code, _, stderr = runCLI("-mode=predict", "-model", model, big)
+	if code == 0 || !strings.Contains(stderr, "64x64, want 32x32") {
+		t.Errorf("predict on a 64×64 image: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestDivergenceStops(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 100)
+	code, _, stderr := runCLI("-mode=train", "-data", data, "-download=false", "-out", t.TempDir(), "-val", "50",
+		"-ns", "20", "-cycles", "1", "-batch", "10", "-eta-min", "1e3", "-eta-max", "1e4")
+	if code != 1 || !strings.Contains(stderr, "diverged") || !strings.Contains(stderr, "smaller -eta-max") {
+		t.Errorf("exit %d, stderr %q; want a divergence message suggesting a smaller -eta-max", code, stderr)
+	}
+}
+
+func TestBadFlagsExit2(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown mode", []string{"-mode=fly"}, "unknown mode"},
+		{"unknown flag", []string{"-colour"}, "not defined"},
+		{"negative lambda", []string{"-lambda", "-1"}, "λ must be ≥ 0"},
+		{"zero ns", []string{"-ns", "0"}, "n_s must be positive"},
+		{"zero batch", []string{"-batch", "0"}, "batch size"},
+		{"eta order", []string{"-eta-min", "0.5", "-eta-max", "0.1"}, "larger than -eta-max"},
+		{"bad hidden", []string{"-hidden", "50,x"}, "layer sizes"},
+		{"predict without images", []string{"-mode=predict"}, "needs image files"},
+		{"bad shard", []string{"-mode=search", "-shard", "5/4"}, "0 ≤ i < n"},
+		{"unknown optimiser", []string{"-opt", "rmsprop"}, "unknown optimiser"},
+		{"dropout 1", []string{"-dropout", "1"}, "p must be in [0, 1)"},
+		{"momentum 1", []string{"-opt", "nesterov", "-momentum", "1"}, "μ must be in [0, 1)"},
+		{"ensemble without cycles", []string{"-ensemble", "-eta", "0.01"}, "needs the cyclical schedule"},
+		{"bad width range", []string{"-mode=search", "-search-hidden", "100"}, "lo,hi"},
+		{"bad dropout range", []string{"-mode=search", "-search-dropout", "0.5,0.2"}, "lo ≤ hi"},
+		{"unknown kernel", []string{"-kernel", "sse9"}, `-kernel "sse9": unknown`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runCLI(append(tc.args, "-data", filepath.Join(t.TempDir(), "none"), "-download=false")...)
+			if code != 2 || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want exit 2 and %q", code, stderr, tc.want)
+			}
+		})
+	}
+	dir := filepath.Join(t.TempDir(), "d")
+	writeSyntheticCIFAR(t, dir, 30)
+	code, _, stderr := runCLI("-data", dir, "-val", "10", "-batch", "500")
+	if code != 2 || !strings.Contains(stderr, "larger than the training set") {
+		t.Errorf("batch larger than the data: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestEveryFlagInREADME(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := newFlagSet(&Config{}, io.Discard)
+	fs.VisitAll(func(f *flag.Flag) {
+		if !bytes.Contains(readme, []byte("`-"+f.Name)) {
+			t.Errorf("flag -%s is not documented in README.md", f.Name)
+		}
+	})
+	var usage bytes.Buffer
+	newFlagSet(&Config{}, &usage).Usage()
+	fs.VisitAll(func(f *flag.Flag) {
+		if !strings.Contains(usage.String(), "-"+f.Name+" ") {
+			t.Errorf("flag -%s is missing from -h", f.Name)
+		}
+	})
+}
+
 func TestShardFromEnvironment(t *testing.T) {
 	cases := []struct {
 		name       string
@@ -1588,306 +1913,6 @@ func TestShardFromEnvironment(t *testing.T) {
 			}
 			if err != nil || i != tc.wantI || n != tc.wantN {
 				t.Errorf("got %d/%d, %v; want %d/%d", i, n, err, tc.wantI, tc.wantN)
-			}
-		})
-	}
-}
-
-func TestInterruptStopsAfterCurrentStep(t *testing.T) {
-	d := syntheticDataset(200, 30, 4, newRNG(8, 8))
-	o := TrainOptions{Schedule: Schedule{NS: 50, Cycles: 2, EtaMin: 1e-5, EtaMax: 0.1}, Batch: 20, Opt: "sgd", Evals: 2, Seed: 1, EvalTrain: true}
-	net := NewMLP([]int{30, 8, 4}, false, newRNG(8, 9))
-	g := NewGemm(1)
-	defer g.Close()
-	stop := make(chan os.Signal, 1)
-	stop <- os.Interrupt
-	res, err := Train(net, g, d, d, o, nil, stop)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.Interrupted || res.Steps != 1 || len(res.History) != 1 || !finite(res.History[0].Train.Cost) {
-		t.Errorf("got interrupted=%v after %d steps with %d evaluations; want a stop after step 1, evaluated", res.Interrupted, res.Steps, len(res.History))
-	}
-}
-
-// TestGemmSwappedSameBits: computing Cᵀ = op(B)ᵀ·op(A)ᵀ (chosen for narrow
-// outputs) must give exactly the bits of the direct product.
-func TestGemmSwappedSameBits(t *testing.T) {
-	for _, kern := range testKernels() {
-		for _, s := range [][3]int{{1000, 300, 50}, {301, 200, 13}, {100, 3072, 50}} {
-			for _, beta := range []float64{0, 0.5} {
-				rng := newRNG(4, uint64(s[2]))
-				a, b := operands(rng, false, true, s[0], s[1], s[2])
-				c0 := randMatrix(rng, s[0], s[2])
-				g := newGemmKernels(2, kern)
-				swapped := c0.Clone()
-				g.mulSwapped(&g.kerns[0], 1.5, a.Data, a.Cols, 1, b.Data, 1, b.Cols, beta, swapped, swapped, s[0], s[2], s[1])
-				direct := c0.Clone()
-				g.prob = gemmProblem{kern: &g.kerns[0], alpha: 1.5, beta: beta, a: a.Data, b: b.Data, c: direct.Data, ldc: direct.Cols, k: s[1],
-					ars: a.Cols, acs: 1, brs: 1, bcs: b.Cols}
-				g.run(s[0], s[2])
-				g.Close()
-				for i := range direct.Data {
-					if math.Float64bits(direct.Data[i]) != math.Float64bits(swapped.Data[i]) {
-						t.Fatalf("%s %v β=%g: element %d is %v swapped, %v direct", kern.name, s, beta, i, swapped.Data[i], direct.Data[i])
-					}
-				}
-			}
-		}
-	}
-}
-
-// TestGemmMulAddSameBits: C = α·op(A)·op(B) + β·D in one call must give the
-// bits of C ← β·D followed by Mul with β = 1, on the direct, transposed
-// (narrow) and dot-product (single column) paths.
-func TestGemmMulAddSameBits(t *testing.T) {
-	cases := []struct {
-		name    string
-		m, k, n int
-		transA  bool
-	}{
-		{"dW1 50x100x3072", 50, 100, 3072, true},
-		{"narrow 300x200x13", 300, 200, 13, false},
-		{"column 70x90x1", 70, 90, 1, false},
-		{"tiny 5x3x4", 5, 3, 4, true},
-	}
-	for _, kern := range testKernels() {
-		for _, tc := range cases {
-			t.Run(kern.name+"/"+tc.name, func(t *testing.T) {
-				rng := newRNG(8, uint64(tc.m))
-				a, b := operands(rng, tc.transA, false, tc.m, tc.k, tc.n)
-				d := randMatrix(rng, tc.m, tc.n)
-				g := newGemmKernels(2, kern)
-				defer g.Close()
-				const beta = 2 * 0.003
-				got := randMatrix(rng, tc.m, tc.n) // overwritten, not read
-				g.MulAdd(tc.transA, false, -0.7, a, b, beta, d, got)
-				want := NewMatrix(tc.m, tc.n)
-				for i, v := range d.Data {
-					want.Data[i] = beta * v
-				}
-				g.Mul(tc.transA, false, -0.7, a, b, 1, want)
-				for i := range want.Data {
-					if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) {
-						t.Fatalf("element %d: got %v, want %v", i, got.Data[i], want.Data[i])
-					}
-				}
-			})
-		}
-	}
-}
-
-// TestParallelFor: every index is visited exactly once, for any worker count.
-func TestParallelFor(t *testing.T) {
-	for _, workers := range []int{1, 2, 3} {
-		for _, n := range []int{0, 1, parallelMinElems - 1, parallelMinElems, 100_003} {
-			t.Run(fmt.Sprintf("%dT/n=%d", workers, n), func(t *testing.T) {
-				g := NewGemm(workers)
-				defer g.Close()
-				seen := make([]int32, n)
-				g.ParallelFor(n, func(lo, hi int) {
-					for i := lo; i < hi; i++ {
-						seen[i]++
-					}
-				})
-				for i, c := range seen {
-					if c != 1 {
-						t.Fatalf("index %d visited %d times, want 1", i, c)
-					}
-				}
-			})
-		}
-	}
-}
-
-// BenchmarkPackB/op_KxN: packing the 3072×100 operand of the forward pass
-// (op(B) = Xᵀ, strided reads) and of dW1 (op(B) = X, contiguous rows).
-func BenchmarkPackB(b *testing.B) {
-	x := randMatrix(newRNG(1, 1), 100, 3072)
-	for _, tc := range []struct {
-		name         string
-		rs, cs, k, n int
-	}{
-		{"T_3072x100", 1, 3072, 3072, 100},
-		{"N_100x3072", 3072, 1, 100, 3072},
-	} {
-		for _, nr := range []int{8, 24} { // the AVX2 and AVX-512 panels
-			b.Run(fmt.Sprintf("%s/nr=%d", tc.name, nr), func(b *testing.B) {
-				dst := make([]float64, kc*(maxNC+nr))
-				for b.Loop() {
-					for pc := 0; pc < tc.k; pc += kc {
-						kcb := min(kc, tc.k-pc)
-						packB(dst, x.Data, tc.rs, tc.cs, pc, kcb, 0, tc.n, nr)
-					}
-				}
-				b.ReportMetric(float64(tc.k*tc.n)*8*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")
-			})
-		}
-	}
-}
-
-// ---------------------------------------------------------------------------
-// Beyond the assignment: augmentation, ensembles, the range test, the
-// width and dropout search, presets and the report.
-
-func TestReflectStaysInside(t *testing.T) {
-	for i := -maxShift; i < imageSide+maxShift; i++ {
-		got := reflect(i, imageSide)
-		if got < 0 || got >= imageSide {
-			t.Fatalf("reflect(%d) = %d, outside [0, %d)", i, got, imageSide)
-		}
-		if i >= 0 && i < imageSide && got != i {
-			t.Errorf("reflect(%d) = %d, want %d (inside stays put)", i, got, i)
-		}
-	}
-	for _, tc := range [][2]int{{-1, 1}, {-3, 3}, {32, 30}, {34, 28}} {
-		if got := reflect(tc[0], imageSide); got != tc[1] {
-			t.Errorf("reflect(%d) = %d, want %d", tc[0], got, tc[1])
-		}
-	}
-}
-
-func TestAugmentation(t *testing.T) {
-	rng := newRNG(12, 12)
-	mean := make([]float64, inputDim)
-	std := make([]float64, inputDim)
-	for j := range mean {
-		mean[j] = 0.4 + 0.1*rng.Float64()
-		std[j] = 0.2 + 0.1*rng.Float64()
-	}
-	src := &Dataset{Pix: make([]uint8, inputDim), Y: []int{3}, Norm: NewNorm(mean, std)}
-	for j := range src.Pix {
-		src.Pix[j] = uint8(rng.IntN(256))
-	}
-	// raw undoes the normalisation of input (c, y, x) of v: the pixel/255.
-	raw := func(v []float64, c, y, x int) float64 {
-		j := c*imageSide*imageSide + y*imageSide + x
-		return v[j]*std[j] + mean[j]
-	}
-	orig := make([]float64, inputDim)
-	src.Row(orig, 0)
-	t.Run("no transform is the normalised image", func(t *testing.T) {
-		dst := make([]float64, inputDim)
-		transformRow(dst, src, 0, imageShift{})
-		for j, p := range src.Pix {
-			if want := (float64(p)/255 - mean[j]) * (1 / std[j]); dst[j] != want {
-				t.Fatalf("input %d: got %v, want (%d/255 − mean)·(1/std) = %v", j, dst[j], p, want)
-			}
-		}
-	})
-	t.Run("flip twice is the identity", func(t *testing.T) {
-		once := &Dataset{Pix: make([]uint8, inputDim), Y: []int{3}, Norm: identityNorm(inputDim)}
-		v := make([]float64, inputDim)
-		transformRow(v, &Dataset{Pix: src.Pix, Y: src.Y, Norm: identityNorm(inputDim)}, 0, imageShift{flip: true})
-		for j := range v {
-			once.Pix[j] = uint8(math.Round(v[j] * 255))
-		}
-		twice := make([]float64, inputDim)
-		transformRow(twice, &Dataset{Pix: once.Pix, Y: once.Y, Norm: src.Norm}, 0, imageShift{flip: true})
-		if !slices.Equal(twice, orig) {
-			t.Fatalf("two flips changed the image")
-		}
-		flipped := make([]float64, inputDim)
-		transformRow(flipped, src, 0, imageShift{flip: true})
-		if got, want := raw(flipped, 1, 5, 0), raw(orig, 1, 5, 31); math.Abs(got-want) > 1e-12 {
-			t.Errorf("flipped pixel (G, 5, 0) is %v, want the original (G, 5, 31) %v", got, want)
-		}
-	})
-	t.Run("shift moves pixels", func(t *testing.T) {
-		dst := make([]float64, inputDim)
-		transformRow(dst, src, 0, imageShift{dx: 2, dy: -3})
-		for _, p := range [][3]int{{0, 10, 10}, {2, 0, 5}, {1, 20, 31}} {
-			c, y, x := p[0], p[1], p[2]
-			if got, want := raw(dst, c, y, x), raw(orig, c, reflect(y+3, imageSide), reflect(x-2, imageSide)); math.Abs(got-want) > 1e-12 {
-				t.Errorf("pixel %v: got %v, want %v", p, got, want)
-			}
-		}
-	})
-	t.Run("float images move as they are", func(t *testing.T) {
-		d := &Dataset{X: NewMatrix(1, inputDim), Y: []int{0}}
-		copy(d.X.Data, orig)
-		dst := make([]float64, inputDim)
-		transformRow(dst, d, 0, imageShift{flip: true, dx: -1, dy: 2})
-		for _, p := range [][3]int{{0, 0, 0}, {1, 7, 30}, {2, 31, 12}} {
-			c, y, x := p[0], p[1], p[2]
-			plane := c * imageSide * imageSide
-			from := plane + reflect(y-2, imageSide)*imageSide + reflect(imageSide-1-x+1, imageSide)
-			if got, want := dst[plane+y*imageSide+x], orig[from]; got != want {
-				t.Errorf("pixel %v: got %v, want the value at %d, %v", p, got, from, want)
-			}
-		}
-	})
-	t.Run("statistics and labels are kept", func(t *testing.T) {
-		// A batch drawn with -augment from random images: the pixel mean and
-		// spread per position barely move.
-		d := &Dataset{Pix: make([]uint8, 400*inputDim), Y: make([]int, 400), Norm: identityNorm(inputDim)}
-		for i := range d.Pix {
-			d.Pix[i] = uint8(rng.IntN(256))
-		}
-		aug := NewMatrix(400, inputDim)
-		arng := newRNG(1, 2)
-		for n := 0; n < 400; n++ {
-			augmentRow(aug.Row(n), d, n, arng)
-		}
-		m0, s0 := meanStd(inputsOf(d))
-		m1, s1 := meanStd(aug)
-		var dm, ds float64
-		for j := range m0 {
-			dm += math.Abs(m1[j] - m0[j])
-			ds += math.Abs(s1[j] - s0[j])
-		}
-		if dm /= inputDim; dm > 0.04 {
-			t.Errorf("mean per position moved by %.3f on average, want < 0.04 (values are uniform in [0, 1])", dm)
-		}
-		if ds /= inputDim; ds > 0.04 {
-			t.Errorf("std per position moved by %.3f on average, want < 0.04", ds)
-		}
-	})
-}
-
-func TestEnsembleOfOneIsTheModel(t *testing.T) {
-	rng := newRNG(6, 6)
-	net := NewMLP([]int{20, 16, 10}, false, rng)
-	x := &Dataset{X: randMatrix(rng, 30, 20), Y: make([]int, 30)}
-	g := NewGemm(1)
-	defer g.Close()
-	got := EnsembleProbabilities([]*MLP{net}, g, x)
-	want := net.Probabilities(NewWorkspace(net, g, 30), x)
-	if !slices.Equal(got.Data, want.Data) {
-		t.Errorf("the ensemble of one model differs from the model")
-	}
-	// Two copies of the same net average to the same probabilities.
-	two := EnsembleProbabilities([]*MLP{net, net.Clone()}, g, x)
-	for i := range two.Data {
-		if math.Abs(two.Data[i]-want.Data[i]) > 1e-15 {
-			t.Fatalf("ensemble of two equal nets: %v, want %v", two.Data[i], want.Data[i])
-		}
-	}
-}
-
-func TestSuggestEtas(t *testing.T) {
-	ramp := func(accs ...float64) []LRPoint {
-		var ps []LRPoint
-		for i, a := range accs {
-			ps = append(ps, LRPoint{Eta: 0.01 * float64(i+1), ValAcc: a, Smoothed: a})
-		}
-		return ps
-	}
-	cases := []struct {
-		name           string
-		pts            []LRPoint
-		wantLo, wantHi float64
-		wantOK         bool
-	}{
-		{"rise then fall", ramp(0.10, 0.10, 0.11, 0.30, 0.40, 0.45, 0.30, 0.10), 0.04, 0.06, true},
-		{"rises from the start", ramp(0.10, 0.30, 0.40, 0.42, 0.20), 0.02, 0.04, true},
-		{"never rises", ramp(0.10, 0.10, 0.09, 0.08), 0, 0, false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			lo, hi, ok := suggestEtas(tc.pts)
-			if ok != tc.wantOK || math.Abs(lo-tc.wantLo) > 1e-12 || math.Abs(hi-tc.wantHi) > 1e-12 {
-				t.Errorf("got (%g, %g, %v), want (%g, %g, %v)", lo, hi, ok, tc.wantLo, tc.wantHi, tc.wantOK)
 			}
 		})
 	}
@@ -1962,43 +1987,6 @@ func TestBonusFlagsEndToEnd(t *testing.T) {
 	})
 }
 
-func TestSearchWidthAndDropout(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "data")
-	writeSyntheticCIFAR(t, data, 60)
-	out := t.TempDir()
-	code, stdout, stderr := runCLI(searchArgs(data, out, "-search-hidden", "8,32", "-search-dropout", "0,0.4")...)
-	if code != 0 {
-		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
-	}
-	trials := trialsByIndex(t, out)
-	if len(trials) != 8 {
-		t.Fatalf("%d trials, want 8", len(trials))
-	}
-	widths := map[int]bool{}
-	for i, tr := range trials {
-		if tr.Hidden < 8 || tr.Hidden > 32 || tr.Dropout < 0 || tr.Dropout > 0.4 {
-			t.Errorf("trial %d: hidden %d, dropout %g; want 8…32 and 0…0.4", i, tr.Hidden, tr.Dropout)
-		}
-		widths[tr.Hidden] = true
-	}
-	if len(widths) < 3 {
-		t.Errorf("only %d distinct widths drawn: %v", len(widths), widths)
-	}
-	// The λ values are those of a λ-only search with the same seed.
-	plain := t.TempDir()
-	if code, _, stderr := runCLI(searchArgs(data, plain)...); code != 0 {
-		t.Fatal(stderr)
-	}
-	for i, tr := range trialsByIndex(t, plain) {
-		if i < 4 && tr.LogLambda != trials[i].LogLambda {
-			t.Errorf("coarse trial %d: log10 λ %g with the extra dimensions, %g without", i, trials[i].LogLambda, tr.LogLambda)
-		}
-	}
-	if !strings.Contains(stdout, "hidden") || !strings.Contains(stdout, "dropout") {
-		t.Errorf("the tables do not show width and dropout:\n%s", stdout)
-	}
-}
-
 func TestPreset(t *testing.T) {
 	cfg, err := parseConfig([]string{"-preset", "best", "-lambda", "0.002"}, io.Discard)
 	if err != nil {
@@ -2068,20 +2056,37 @@ func TestReportQuickSynthetic(t *testing.T) {
 	}
 }
 
-// BenchmarkKernel/<kernel>: one micro-kernel alone on packed panels that
-// stay in L1 (kc=256), the ceiling the blocked engine works towards.
-func BenchmarkKernel(b *testing.B) {
-	for _, k := range testKernels() {
-		b.Run(k.name+"-"+k.tile, func(b *testing.B) {
-			rng := newRNG(1, 2)
-			a := randMatrix(rng, kc, k.mr).Data
-			bp := randMatrix(rng, kc, k.nr).Data
-			c := make([]float64, k.mr*k.nr)
-			for b.Loop() {
-				k.fn(kc, 1, a, 1, k.mr, bp, k.nr, c, k.nr)
+func TestIntegrationTrainOneCycle(t *testing.T) {
+	dir := cifarDir(t)
+	cases := []struct {
+		name    string
+		extra   []string
+		minimum float64 // validation accuracy, %
+	}{
+		{"seed net", nil, 40},
+		// Every bonus feature at once: a wider layer, augmented batches,
+		// dropout and Nesterov momentum (μ = 0.9 multiplies the step by
+		// about 10, hence the smaller η_max).
+		{"wide, augmented, dropout, nesterov", []string{"-hidden", "200", "-augment", "-dropout", "0.2", "-opt", "nesterov", "-eta-max", "0.01", "-lambda", "0.001"}, 38},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"-mode=train", "-data", dir, "-download=false", "-out", t.TempDir(),
+				"-n", "10000", "-ns", "200", "-cycles", "1", "-lambda", "0.01", "-evals", "2"}, tc.extra...)
+			code, stdout, stderr := runCLI(args...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s %s", code, stdout, stderr)
 			}
-			flops := 2 * float64(kc*k.mr*k.nr)
-			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			var val float64
+			for _, line := range strings.Split(stdout, "\n") {
+				if i := strings.Index(line, "validation accuracy "); i >= 0 {
+					fmt.Sscanf(line[i+len("validation accuracy "):], "%f", &val)
+				}
+			}
+			t.Logf("validation accuracy %.2f%%", val)
+			if val < tc.minimum {
+				t.Errorf("validation accuracy %.2f%% after one cycle on 10,000 images, want ≥ %.0f%%\n%s", val, tc.minimum, stdout)
+			}
 		})
 	}
 }

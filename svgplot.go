@@ -101,17 +101,55 @@ func drawable(x, y float64) bool {
 	return !math.IsNaN(x) && !math.IsInf(x, 0) && !math.IsNaN(y) && !math.IsInf(y, 0)
 }
 
-// SVG renders the plot.
+// SVG renders the plot: the frame (title, grid, ticks, axis titles), the
+// series, then the legend.
 func (p *Plot) SVG() []byte {
-	tx := func(x float64) float64 { return x }
-	if p.LogX {
-		tx = math.Log10
+	ax := p.axes()
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", plotWidth, plotHeight, plotWidth, plotHeight)
+	p.frame(&b, ax)
+	for i, s := range p.Series {
+		s.draw(&b, ax, p.color(i))
 	}
-	// Data ranges over finite points.
+	p.legend(&b)
+	b.WriteString("</svg>\n")
+	return b.Bytes()
+}
+
+// axes maps data to the drawing: tx is the x transform (log10 with LogX),
+// [xmin, xmax] × [ymin, ymax] the plotted range with its ticks.
+type axes struct {
+	logX                   bool
+	xmin, xmax, ymin, ymax float64
+	xticks, yticks         []float64
+}
+
+// tx is the x transform: log10 on a log axis.
+func (a *axes) tx(x float64) float64 {
+	if a.logX {
+		return math.Log10(x)
+	}
+	return x
+}
+
+// px and py are the drawing coordinates of a data point's x and y; pxT of
+// an already transformed x (a tick).
+func (a *axes) px(x float64) float64 { return a.pxT(a.tx(x)) }
+func (a *axes) pxT(t float64) float64 {
+	return plotLeft + (t-a.xmin)/(a.xmax-a.xmin)*plotAreaW
+}
+func (a *axes) py(y float64) float64 {
+	return plotTop + plotAreaH - (y-a.ymin)/(a.ymax-a.ymin)*plotAreaH
+}
+
+// axes finds the data's range over the drawable points and rounds it to
+// ticks (whole decades on a log axis).
+func (p *Plot) axes() *axes {
+	a := &axes{logX: p.LogX}
 	xlo, xhi, ylo, yhi := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
 	for _, s := range p.Series {
 		for i := range s.X {
-			x, y := tx(s.X[i]), s.Y[i]
+			x, y := a.tx(s.X[i]), s.Y[i]
 			if !drawable(x, y) {
 				continue
 			}
@@ -122,79 +160,83 @@ func (p *Plot) SVG() []byte {
 	if xlo > xhi { // no data
 		xlo, xhi, ylo, yhi = 0, 1, 0, 1
 	}
-	var xticks []float64
-	var xmin, xmax float64
 	if p.LogX {
-		xmin, xmax = math.Floor(xlo), math.Ceil(xhi)
-		if xmin == xmax {
-			xmax++
+		a.xmin, a.xmax = math.Floor(xlo), math.Ceil(xhi)
+		if a.xmin == a.xmax {
+			a.xmax++
 		}
-		for t := xmin; t <= xmax; t++ {
-			xticks = append(xticks, t)
+		for t := a.xmin; t <= a.xmax; t++ {
+			a.xticks = append(a.xticks, t)
 		}
 	} else {
-		xmin, xmax, xticks = axisRange(xlo, xhi)
+		a.xmin, a.xmax, a.xticks = axisRange(xlo, xhi)
 	}
-	ymin, ymax, yticks := axisRange(ylo, yhi)
-	px := func(x float64) float64 { return plotLeft + (tx(x)-xmin)/(xmax-xmin)*plotAreaW }
-	pxRaw := func(t float64) float64 { return plotLeft + (t-xmin)/(xmax-xmin)*plotAreaW }
-	py := func(y float64) float64 { return plotTop + plotAreaH - (y-ymin)/(ymax-ymin)*plotAreaH }
+	a.ymin, a.ymax, a.yticks = axisRange(ylo, yhi)
+	return a
+}
 
-	var b bytes.Buffer
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", plotWidth, plotHeight, plotWidth, plotHeight)
-	fmt.Fprintf(&b, `<rect x="0" y="0" width="%d" height="%d" fill="white"/>`+"\n", plotWidth, plotHeight)
-	fmt.Fprintf(&b, `<text x="%d" y="24" text-anchor="middle" font-size="15">%s</text>`+"\n", plotWidth/2, esc(p.Title))
-	// Grid, ticks and labels.
-	for _, t := range xticks {
-		x := pxRaw(t)
-		label := formatTick(t, xticks[min(1, len(xticks)-1)]-xticks[0])
+// frame draws the background, title, grid, tick labels, box and axis titles.
+func (p *Plot) frame(b *bytes.Buffer, a *axes) {
+	fmt.Fprintf(b, `<rect x="0" y="0" width="%d" height="%d" fill="white"/>`+"\n", plotWidth, plotHeight)
+	fmt.Fprintf(b, `<text x="%d" y="24" text-anchor="middle" font-size="15">%s</text>`+"\n", plotWidth/2, esc(p.Title))
+	for _, t := range a.xticks {
+		x := a.pxT(t)
+		label := formatTick(t, a.xticks[min(1, len(a.xticks)-1)]-a.xticks[0])
 		if p.LogX {
 			label = "1e" + strconv.Itoa(int(t))
 		}
-		fmt.Fprintf(&b, `<line x1="%.2f" y1="%d" x2="%.2f" y2="%d" stroke="#ddd"/>`+"\n", x, plotTop, x, plotTop+plotAreaH)
-		fmt.Fprintf(&b, `<text x="%.2f" y="%d" text-anchor="middle">%s</text>`+"\n", x, plotTop+plotAreaH+16, esc(label))
+		fmt.Fprintf(b, `<line x1="%.2f" y1="%d" x2="%.2f" y2="%d" stroke="#ddd"/>`+"\n", x, plotTop, x, plotTop+plotAreaH)
+		fmt.Fprintf(b, `<text x="%.2f" y="%d" text-anchor="middle">%s</text>`+"\n", x, plotTop+plotAreaH+16, esc(label))
 	}
-	for _, t := range yticks {
-		y := py(t)
-		fmt.Fprintf(&b, `<line x1="%d" y1="%.2f" x2="%d" y2="%.2f" stroke="#ddd"/>`+"\n", plotLeft, y, plotLeft+plotAreaW, y)
-		fmt.Fprintf(&b, `<text x="%d" y="%.2f" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", plotLeft-6, y, esc(formatTick(t, yticks[min(1, len(yticks)-1)]-yticks[0])))
+	for _, t := range a.yticks {
+		y := a.py(t)
+		fmt.Fprintf(b, `<line x1="%d" y1="%.2f" x2="%d" y2="%.2f" stroke="#ddd"/>`+"\n", plotLeft, y, plotLeft+plotAreaW, y)
+		fmt.Fprintf(b, `<text x="%d" y="%.2f" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", plotLeft-6, y, esc(formatTick(t, a.yticks[min(1, len(a.yticks)-1)]-a.yticks[0])))
 	}
-	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="black"/>`+"\n", plotLeft, plotTop, plotAreaW, plotAreaH)
-	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", plotLeft+plotAreaW/2, plotHeight-12, esc(p.XLabel))
-	fmt.Fprintf(&b, `<text x="16" y="%d" text-anchor="middle" transform="rotate(-90 16 %d)">%s</text>`+"\n", plotTop+plotAreaH/2, plotTop+plotAreaH/2, esc(p.YLabel))
-	// Series.
+	fmt.Fprintf(b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="black"/>`+"\n", plotLeft, plotTop, plotAreaW, plotAreaH)
+	fmt.Fprintf(b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", plotLeft+plotAreaW/2, plotHeight-12, esc(p.XLabel))
+	fmt.Fprintf(b, `<text x="16" y="%d" text-anchor="middle" transform="rotate(-90 16 %d)">%s</text>`+"\n", plotTop+plotAreaH/2, plotTop+plotAreaH/2, esc(p.YLabel))
+}
+
+// color is series i's colour: its own, or the palette's.
+func (p *Plot) color(i int) string {
+	if c := p.Series[i].Color; c != "" {
+		return c
+	}
+	return palette[i%len(palette)]
+}
+
+// draw draws the series' drawable points: dots, or one polyline.
+func (s *Series) draw(b *bytes.Buffer, a *axes, color string) {
+	if s.Scatter {
+		for j := range s.X {
+			if drawable(a.tx(s.X[j]), s.Y[j]) {
+				fmt.Fprintf(b, `<circle cx="%.2f" cy="%.2f" r="4" fill="%s"/>`+"\n", a.px(s.X[j]), a.py(s.Y[j]), color)
+			}
+		}
+		return
+	}
+	var pts bytes.Buffer
+	for j := range s.X {
+		if drawable(a.tx(s.X[j]), s.Y[j]) {
+			fmt.Fprintf(&pts, "%.2f,%.2f ", a.px(s.X[j]), a.py(s.Y[j]))
+		}
+	}
+	fmt.Fprintf(b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="1.8"/>`+"\n", bytes.TrimSpace(pts.Bytes()), color)
+}
+
+// legend draws one entry per series in the right margin.
+func (p *Plot) legend(b *bytes.Buffer) {
+	lx := plotLeft + plotAreaW + 12
 	for i, s := range p.Series {
-		color := s.Color
-		if color == "" {
-			color = palette[i%len(palette)]
-		}
-		if s.Scatter {
-			for j := range s.X {
-				if drawable(tx(s.X[j]), s.Y[j]) {
-					fmt.Fprintf(&b, `<circle cx="%.2f" cy="%.2f" r="4" fill="%s"/>`+"\n", px(s.X[j]), py(s.Y[j]), color)
-				}
-			}
-		} else {
-			var pts bytes.Buffer
-			for j := range s.X {
-				if drawable(tx(s.X[j]), s.Y[j]) {
-					fmt.Fprintf(&pts, "%.2f,%.2f ", px(s.X[j]), py(s.Y[j]))
-				}
-			}
-			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="1.8"/>`+"\n", bytes.TrimSpace(pts.Bytes()), color)
-		}
-		// Legend entry, in the right margin.
 		ly := plotTop + 16 + 18*i
-		lx := plotLeft + plotAreaW + 12
 		if s.Scatter {
-			fmt.Fprintf(&b, `<circle cx="%d" cy="%d" r="4" fill="%s"/>`+"\n", lx+10, ly-4, color)
+			fmt.Fprintf(b, `<circle cx="%d" cy="%d" r="4" fill="%s"/>`+"\n", lx+10, ly-4, p.color(i))
 		} else {
-			fmt.Fprintf(&b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>`+"\n", lx, ly-4, lx+20, ly-4, color)
+			fmt.Fprintf(b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>`+"\n", lx, ly-4, lx+20, ly-4, p.color(i))
 		}
-		fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`+"\n", lx+26, ly, esc(s.Name))
+		fmt.Fprintf(b, `<text x="%d" y="%d">%s</text>`+"\n", lx+26, ly, esc(s.Name))
 	}
-	b.WriteString("</svg>\n")
-	return b.Bytes()
 }
 
 // HeatmapSVG draws a labelled matrix of counts (the confusion matrix: rows

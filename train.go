@@ -769,7 +769,8 @@ func writeLRTest(dir string, pts []LRPoint, steps int, lambda float64) (etaMin, 
 		acc.X, acc.Y = append(acc.X, p.Eta), append(acc.Y, 100*p.ValAcc)
 		smooth.X, smooth.Y = append(smooth.X, p.Eta), append(smooth.Y, 100*p.Smoothed)
 	}
-	plot := &Plot{Title: fmt.Sprintf("LR range test: %d steps, λ=%g", steps, lambda), XLabel: "learning rate η", YLabel: "validation accuracy (%)", Series: []Series{acc, smooth}}
+	plot := &Plot{Title: fmt.Sprintf("LR range test: %d steps, λ=%g", steps, lambda), XLabel: "learning rate η (log scale)", YLabel: "validation accuracy (%)",
+		LogX: true, Series: []Series{acc, smooth}} // η spans decades
 	etaMin, etaMax, ok = suggestEtas(pts)
 	if ok {
 		plot.Series = append(plot.Series, Series{Name: "suggested η range", Scatter: true, Color: "#d62728",
