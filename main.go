@@ -625,26 +625,7 @@ func runEval(cfg *Config, stdout, stderr io.Writer) error {
 	} else {
 		fmt.Fprintf(stdout, "ensemble of %d models (softmax outputs averaged): test accuracy %.2f%% on %d images\n\n", len(nets), 100*a.Accuracy, test.Len())
 	}
-	fmt.Fprintf(stdout, "%-11s %8s\n", "class", "accuracy")
-	for k, name := range classes {
-		total := 0
-		for _, v := range a.Confusion[k] {
-			total += v
-		}
-		fmt.Fprintf(stdout, "%-11s %7.1f%%\n", name, 100*float64(a.Confusion[k][k])/math.Max(1, float64(total)))
-	}
-	fmt.Fprintf(stdout, "\nconfusion matrix (rows: true class, columns: predicted)\n%-11s", "")
-	for _, name := range classes {
-		fmt.Fprintf(stdout, " %5.5s", name)
-	}
-	fmt.Fprintln(stdout)
-	for k, name := range classes {
-		fmt.Fprintf(stdout, "%-11s", name)
-		for _, v := range a.Confusion[k] {
-			fmt.Fprintf(stdout, " %5d", v)
-		}
-		fmt.Fprintln(stdout)
-	}
+	printAssessment(stdout, classes, a)
 	out := filepath.Join(cfg.Out, "confusion.svg")
 	svg := HeatmapSVG(fmt.Sprintf("Confusion matrix, test accuracy %.2f%%", 100*a.Accuracy), classes, a.Confusion, "true class", "predicted class")
 	if err := writeBytesAtomic(out, svg); err != nil {
@@ -652,6 +633,30 @@ func runEval(cfg *Config, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "\nwrote %s\n", out)
 	return nil
+}
+
+// printAssessment prints the per-class accuracy and the confusion matrix.
+func printAssessment(w io.Writer, classes []string, a Assessment) {
+	fmt.Fprintf(w, "%-11s %8s\n", "class", "accuracy")
+	for k, name := range classes {
+		total := 0
+		for _, v := range a.Confusion[k] {
+			total += v
+		}
+		fmt.Fprintf(w, "%-11s %7.1f%%\n", name, 100*float64(a.Confusion[k][k])/math.Max(1, float64(total)))
+	}
+	fmt.Fprintf(w, "\nconfusion matrix (rows: true class, columns: predicted)\n%-11s", "")
+	for _, name := range classes {
+		fmt.Fprintf(w, " %5.5s", name)
+	}
+	fmt.Fprintln(w)
+	for k, name := range classes {
+		fmt.Fprintf(w, "%-11s", name)
+		for _, v := range a.Confusion[k] {
+			fmt.Fprintf(w, " %5d", v)
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 // runPredict is -mode=predict: top-3 classes for each image.
