@@ -26,7 +26,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,115 +50,6 @@ var defaultClassNames = [numClasses]string{"airplane", "automobile", "bird", "ca
 // batchFiles are the six files of the data set: five training batches, then
 // the test batch.
 var batchFiles = []string{"data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin", "test_batch.bin"}
-
-// Dataset is a set of N images with labels Y (N), stored one of two ways:
-//
-//   - Pix holds the files' bytes, N×D (one byte per input: the 60,000
-//     CIFAR-10 images take 184 MB where float64 rows would take 1.47 GB).
-//     They become network inputs only when they are read (Row, augmentRow,
-//     and Gemm.MulPixels, which normalises while it packs): x = (p/255 −
-//     mean)·(1/std) with Norm's mean and std, computed exactly as a float64
-//     copy normalised in place would be, so the bits are the same.
-//   - X holds N×D float64 inputs used as they are (synthetic data, tests).
-type Dataset struct {
-	Pix  []uint8
-	X    *Matrix
-	Y    []int
-	Norm *Norm // for Pix; nil means p/255
-}
-
-// Len is the number of images.
-func (d *Dataset) Len() int { return len(d.Y) }
-
-// Dim is D, the number of inputs per image.
-func (d *Dataset) Dim() int {
-	if d.X != nil {
-		return d.X.Cols
-	}
-	return inputDim
-}
-
-// Subset returns images [from, to) as a dataset sharing d's storage.
-func (d *Dataset) Subset(from, to int) *Dataset {
-	s := &Dataset{Y: d.Y[from:to], Norm: d.Norm}
-	if d.X != nil {
-		s.X = d.X.RowsView(from, to)
-	} else {
-		s.Pix = d.Pix[from*inputDim : to*inputDim]
-	}
-	return s
-}
-
-// Row writes image i's network input (D values) into dst.
-func (d *Dataset) Row(dst []float64, i int) {
-	if d.X != nil {
-		copy(dst, d.X.Row(i))
-		return
-	}
-	d.Norm.apply(dst, d.Pix[i*inputDim:(i+1)*inputDim])
-}
-
-// firstRow is the first row of a cols-wide matrix that starts at or after
-// element e: ParallelFor cuts a matrix's elements into ranges [lo, hi), and
-// rows firstRow(lo) … firstRow(hi)−1 start in the range, so each row is
-// done once.
-func firstRow(e, cols int) int { return (e + cols - 1) / cols }
-
-// Norm is a per-input normalisation of pixel bytes,
-//
-//	x[j] = (p[j]/255 − Mean[j]) · (1/Std[j])
-//
-// with Mean and Std (D values each) measured on the training split.
-type Norm struct {
-	Mean, Std []float64
-	inv       []float64 // 1/Std
-}
-
-// scale255[p] = p/255, exactly as the division gives.
-var scale255 = func() (t [256]float64) {
-	for p := range t {
-		t[p] = float64(p) / 255
-	}
-	return t
-}()
-
-// NewNorm returns the normalisation with the given mean and std.
-func NewNorm(mean, std []float64) *Norm {
-	inv := make([]float64, len(std))
-	for j, s := range std {
-		inv[j] = 1 / s
-	}
-	return &Norm{Mean: mean, Std: std, inv: inv}
-}
-
-// identityNorm is x = p/255: mean 0 and std 1 for every input.
-func identityNorm(d int) *Norm {
-	return NewNorm(make([]float64, d), slices.Repeat([]float64{1}, d))
-}
-
-// apply writes the normalised inputs of one image's bytes pix into dst.
-// nil is identityNorm.
-func (nm *Norm) apply(dst []float64, pix []uint8) {
-	if nm == nil {
-		for j, p := range pix {
-			dst[j] = scale255[p]
-		}
-		return
-	}
-	dst = dst[:len(pix)]
-	mean, inv := nm.Mean[:len(pix)], nm.inv[:len(pix)]
-	for j, p := range pix {
-		dst[j] = (scale255[p] - mean[j]) * inv[j]
-	}
-}
-
-// value is input j of a pixel byte p.
-func (nm *Norm) value(p uint8, j int) float64 {
-	if nm == nil {
-		return scale255[p]
-	}
-	return (scale255[p] - nm.Mean[j]) * nm.inv[j]
-}
 
 // FormatError reports a malformed batch file: which file, which record (−1
 // when the whole file is at fault) and what is wrong.

@@ -7,17 +7,19 @@
 //	go run . -mode=search    # coarse-to-fine random search for λ
 //	go run . -h              # every mode and flag
 //
-// The files, each a layer that uses only the ones above it:
+// The files, in layers: each uses only the files above it (svgplot.go, a
+// leaf that uses nothing else, is used by train.go, search.go and main.go).
 //
-//	matrix.go      the Matrix type and the GEMM engine (matrix_amd64.s: its micro-kernels)
-//	network.go     the MLP: forward/backward per layer, optimisers, evaluation, RNG streams
-//	cifar.go       the data set: reading, download, splits, normalisation, augmentation
-//	train.go       Train, the schedule, the LR range test, model.npz and the run folder
+//	matrix.go      the Matrix type, the GEMM engine, the Norm it applies to pixel bytes
+//	               (matrix_amd64.go/.s: the CPU probe and the assembly micro-kernels)
+//	network.go     RNG streams; Dataset; the MLP: forward/backward per layer, optimisers, evaluation
+//	cifar.go       CIFAR-10: reading, download, splits, normalisation statistics, augmentation
+//	train.go       Schedule, Train, the LR range test, model.npz and the run folder
 //	gradcheck.go   analytic against numerical gradients
 //	search.go      the coarse-to-fine λ search and its trials.csv
-//	svgplot.go     SVG plots and an HTML page writer (a leaf: uses nothing above)
-//	main.go        the flags, the modes and the report: the only file that
-//	               knows the command line; lower layers take plain values
+//	main.go        the flags, the modes and the report: the only file that knows
+//	               the command line; the layers above take plain values
+//	svgplot.go     SVG plots and an HTML page writer
 package main
 
 import (

@@ -604,6 +604,62 @@ func (g *Gemm) MulAdd(transA, transB bool, alpha float64, a, b *Matrix, beta flo
 	g.prob = gemmProblem{} // drop references to the operands
 }
 
+// Norm is a per-input normalisation of pixel bytes,
+//
+//	x[j] = (p[j]/255 − Mean[j]) · (1/Std[j])
+//
+// with Mean and Std (D values each) measured on the training split.
+type Norm struct {
+	Mean, Std []float64
+	inv       []float64 // 1/Std
+}
+
+// scale255[p] = p/255, exactly as the division gives.
+var scale255 = func() (t [256]float64) {
+	for p := range t {
+		t[p] = float64(p) / 255
+	}
+	return t
+}()
+
+// NewNorm returns the normalisation with the given mean and std.
+func NewNorm(mean, std []float64) *Norm {
+	inv := make([]float64, len(std))
+	for j, s := range std {
+		inv[j] = 1 / s
+	}
+	return &Norm{Mean: mean, Std: std, inv: inv}
+}
+
+// identityNorm is x = p/255: mean 0 and std 1 for every input.
+func identityNorm(d int) *Norm {
+	return NewNorm(make([]float64, d), slices.Repeat([]float64{1}, d))
+}
+
+// apply writes the normalised inputs of one image's bytes pix into dst.
+// nil is identityNorm.
+func (nm *Norm) apply(dst []float64, pix []uint8) {
+	if nm == nil {
+		for j, p := range pix {
+			dst[j] = scale255[p]
+		}
+		return
+	}
+	dst = dst[:len(pix)]
+	mean, inv := nm.Mean[:len(pix)], nm.inv[:len(pix)]
+	for j, p := range pix {
+		dst[j] = (scale255[p] - mean[j]) * inv[j]
+	}
+}
+
+// value is input j of a pixel byte p.
+func (nm *Norm) value(p uint8, j int) float64 {
+	if nm == nil {
+		return scale255[p]
+	}
+	return (scale255[p] - nm.Mean[j]) * nm.inv[j]
+}
+
 // MulPixels computes C = α·X·op(B) + β·C where X (m×k) is the network
 // input of m images stored as bytes, one row each:
 //

@@ -455,7 +455,8 @@ func (net *MLP) forwardImages(ws *Workspace, d *Dataset, from, to int) *Matrix {
 	for l := range net.Layers() {
 		out := net.layerOutput(ws, l, n)
 		if l == 0 {
-			ws.gemm.MulPixels(1, d.Pix[from*inputDim:to*inputDim], d.Norm, n, inputDim, true, net.W[0], 0, out)
+			dim := d.Dim()
+			ws.gemm.MulPixels(1, d.Pix[from*dim:to*dim], d.Norm, n, dim, true, net.W[0], 0, out)
 			addBias(out, net.B[0])
 		} else {
 			linearForward(ws.gemm, ws.act[l], net.W[l], net.B[l], out)
@@ -600,6 +601,63 @@ func (o *Optimizer) updateRange(lo, hi int) {
 		}
 	}
 }
+
+// Dataset is a set of N images with labels Y (N), stored one of two ways:
+//
+//   - Pix holds the files' bytes, N×D (one byte per input: the 60,000
+//     CIFAR-10 images take 184 MB where float64 rows would take 1.47 GB).
+//     They become network inputs only when they are read (Row, augmentRow,
+//     and Gemm.MulPixels, which normalises while it packs): x = (p/255 −
+//     mean)·(1/std) with Norm's mean and std, computed exactly as a float64
+//     copy normalised in place would be, so the bits are the same.
+//   - X holds N×D float64 inputs used as they are (synthetic data, tests).
+type Dataset struct {
+	Pix  []uint8
+	X    *Matrix
+	Y    []int
+	Norm *Norm // for Pix; nil means p/255
+}
+
+// Len is the number of images.
+func (d *Dataset) Len() int { return len(d.Y) }
+
+// Dim is D, the number of inputs per image (0 for an empty byte set).
+func (d *Dataset) Dim() int {
+	if d.X != nil {
+		return d.X.Cols
+	}
+	if len(d.Y) == 0 {
+		return 0
+	}
+	return len(d.Pix) / len(d.Y)
+}
+
+// Subset returns images [from, to) as a dataset sharing d's storage.
+func (d *Dataset) Subset(from, to int) *Dataset {
+	s := &Dataset{Y: d.Y[from:to], Norm: d.Norm}
+	if d.X != nil {
+		s.X = d.X.RowsView(from, to)
+	} else {
+		s.Pix = d.Pix[from*d.Dim() : to*d.Dim()]
+	}
+	return s
+}
+
+// Row writes image i's network input (D values) into dst.
+func (d *Dataset) Row(dst []float64, i int) {
+	if d.X != nil {
+		copy(dst, d.X.Row(i))
+		return
+	}
+	dim := d.Dim()
+	d.Norm.apply(dst, d.Pix[i*dim:(i+1)*dim])
+}
+
+// firstRow is the first row of a cols-wide matrix that starts at or after
+// element e: ParallelFor cuts a matrix's elements into ranges [lo, hi), and
+// rows firstRow(lo) … firstRow(hi)−1 start in the range, so each row is
+// done once.
+func firstRow(e, cols int) int { return (e + cols - 1) / cols }
 
 // evalChunk is how many images Evaluate and Probabilities push through the
 // net at once (the size of the workspaces made for them). Larger chunks
