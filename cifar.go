@@ -22,6 +22,7 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"path"
@@ -111,7 +112,7 @@ func ParseBatch(name string, data []byte) (*Dataset, error) {
 // once, at their final size (file sizes are looked up first), and every
 // file is read into one reused buffer: the peak memory is the images' bytes
 // plus one file.
-func readBatches(dir string, names []string, limit int) (*Dataset, error) {
+func readBatches(ctx context.Context, dir string, names []string, limit int) (*Dataset, error) {
 	total := 0
 	for _, name := range names {
 		p := filepath.Join(dir, name)
@@ -130,6 +131,9 @@ func readBatches(dir string, names []string, limit int) (*Dataset, error) {
 	d := &Dataset{Pix: make([]uint8, 0, total*inputDim), Y: make([]int, 0, total)}
 	var buf []byte
 	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("read %s: %w", dir, context.Cause(ctx))
+		}
 		p := filepath.Join(dir, name)
 		b, err := readFileInto(p, buf)
 		if err != nil {
@@ -220,11 +224,16 @@ type DataSource struct {
 	Dir      string // the folder of the binary batches
 	Download bool   // fetch URL into Dir when Dir does not exist
 	URL, MD5 string // the archive and its checksum (cifarURL, cifarMD5)
+
+	// Download limits; zero values mean the defaults (tests set small ones).
+	Client      *http.Client  // nil: downloadClient
+	IdleTimeout time.Duration // give up when no byte arrives for this long (downloadIdle)
+	MaxBytes    int64         // refuse a larger body (maxArchiveBytes)
 }
 
 // Ensure makes sure src.Dir holds the data set, downloading it when the
 // folder is missing and downloads are allowed.
-func (src DataSource) Ensure(progress io.Writer) error {
+func (src DataSource) Ensure(ctx context.Context, progress io.Writer) error {
 	if dataPresent(src.Dir) {
 		return nil
 	}
@@ -235,7 +244,7 @@ func (src DataSource) Ensure(progress io.Writer) error {
 		return fmt.Errorf("no CIFAR-10 data in %s and -download=false: download %s (MD5 %s), unpack it so that %s holds data_batch_1.bin … test_batch.bin, or rerun with -download=true, or point -data at such a folder", src.Dir, src.URL, src.MD5, src.Dir)
 	}
 	fmt.Fprintf(progress, "CIFAR-10 not found in %s; downloading %s\n", src.Dir, src.URL)
-	return downloadCIFAR(context.Background(), http.DefaultClient, src.URL, src.MD5, src.Dir, progress)
+	return downloadCIFAR(ctx, src, progress)
 }
 
 // The ways LoadSplits can cut the training batches.
@@ -269,8 +278,8 @@ func (e *SplitError) Error() string {
 //
 // maxTrain > 0 caps the training set. The test set is always test_batch.bin.
 // Every split is normalised with the training split's mean and std.
-func LoadSplits(src DataSource, split string, val, maxTrain int, progress io.Writer) (*Splits, error) {
-	if err := src.Ensure(progress); err != nil {
+func LoadSplits(ctx context.Context, src DataSource, split string, val, maxTrain int, progress io.Writer) (*Splits, error) {
+	if err := src.Ensure(ctx, progress); err != nil {
 		return nil, err
 	}
 	classes, err := readClassNames(src.Dir)
@@ -280,7 +289,7 @@ func LoadSplits(src DataSource, split string, val, maxTrain int, progress io.Wri
 	sp := &Splits{Classes: classes}
 	switch split {
 	case SplitAll:
-		all, err := readBatches(src.Dir, batchFiles[:5], 0)
+		all, err := readBatches(ctx, src.Dir, batchFiles[:5], 0)
 		if err != nil {
 			return nil, err
 		}
@@ -294,16 +303,16 @@ func LoadSplits(src DataSource, split string, val, maxTrain int, progress io.Wri
 		}
 		sp.Train = all.Subset(0, nTrain)
 	case SplitBatch1:
-		if sp.Train, err = readBatches(src.Dir, batchFiles[:1], maxTrain); err != nil {
+		if sp.Train, err = readBatches(ctx, src.Dir, batchFiles[:1], maxTrain); err != nil {
 			return nil, err
 		}
-		if sp.Val, err = readBatches(src.Dir, batchFiles[1:2], val); err != nil {
+		if sp.Val, err = readBatches(ctx, src.Dir, batchFiles[1:2], val); err != nil {
 			return nil, err
 		}
 	default:
 		panic(fmt.Sprintf("mlp: LoadSplits: split %q, want %q or %q", split, SplitAll, SplitBatch1))
 	}
-	if sp.Test, err = readBatches(src.Dir, batchFiles[5:], 0); err != nil {
+	if sp.Test, err = readBatches(ctx, src.Dir, batchFiles[5:], 0); err != nil {
 		return nil, err
 	}
 	if sp.Train.Len() == 0 {
@@ -318,47 +327,73 @@ func LoadSplits(src DataSource, split string, val, maxTrain int, progress io.Wri
 
 // LoadTest reads test_batch.bin (downloading the data set if needed) and
 // the class names, to be normalised with a saved model's numbers.
-func LoadTest(src DataSource, progress io.Writer) (*Dataset, []string, error) {
-	if err := src.Ensure(progress); err != nil {
+func LoadTest(ctx context.Context, src DataSource, progress io.Writer) (*Dataset, []string, error) {
+	if err := src.Ensure(ctx, progress); err != nil {
 		return nil, nil, err
 	}
 	classes, err := readClassNames(src.Dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	test, err := readBatches(src.Dir, batchFiles[5:], 0)
+	test, err := readBatches(ctx, src.Dir, batchFiles[5:], 0)
 	if err != nil {
 		return nil, nil, err
 	}
 	return test, classes, nil
 }
 
-// ReadImage reads a 32×32 PNG or JPEG into the CIFAR layout: the red
-// plane, then green, then blue, one byte per pixel (D = 3072 bytes).
-func ReadImage(path string) ([]uint8, error) {
+// maxImagePixels bounds the images ReadImage decodes (64 megapixels): the
+// size is read from the header first, so a tiny file that declares a huge
+// image is refused before any pixel is decoded.
+const maxImagePixels = 64 << 20
+
+// ReadImage reads a PNG or JPEG into the CIFAR layout: the red plane, then
+// green, then blue, one byte per pixel (D = 3072 bytes). An image that is
+// not 32×32 is centre-cropped to a square and scaled to 32×32, each output
+// pixel the mean of the source pixels it covers (resized reports it).
+func ReadImage(path string) (pix []uint8, resized bool, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, false, fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
+	conf, _, err := image.DecodeConfig(f)
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w (want a PNG or JPEG)", path, err)
+	}
+	if conf.Width <= 0 || conf.Height <= 0 || conf.Width > maxImagePixels/conf.Height {
+		return nil, false, fmt.Errorf("read %s: the image declares %d×%d pixels; at most %d megapixels are read", path, conf.Width, conf.Height, maxImagePixels>>20)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", path, err)
+	}
 	img, _, err := image.Decode(f)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w (want a PNG or JPEG)", path, err)
+		return nil, false, fmt.Errorf("read %s: %w (want a PNG or JPEG)", path, err)
 	}
 	b := img.Bounds()
-	if b.Dx() != imageSide || b.Dy() != imageSide {
-		return nil, fmt.Errorf("read %s: image is %dx%d, want 32x32 (resize it first)", path, b.Dx(), b.Dy())
-	}
+	// The centred square, side s, cut into 32×32 boxes.
+	s := min(b.Dx(), b.Dy())
+	x0, y0 := b.Min.X+(b.Dx()-s)/2, b.Min.Y+(b.Dy()-s)/2
 	const plane = imageSide * imageSide
-	v := make([]uint8, inputDim)
+	pix = make([]uint8, inputDim)
 	for y := 0; y < imageSide; y++ {
+		ya, yb := y*s/imageSide, max(y*s/imageSide+1, (y+1)*s/imageSide)
 		for x := 0; x < imageSide; x++ {
-			r, g, bl, _ := img.At(b.Min.X+x, b.Min.Y+y).RGBA()
+			xa, xb := x*s/imageSide, max(x*s/imageSide+1, (x+1)*s/imageSide)
+			var sum [3]uint64
+			for sy := ya; sy < yb; sy++ {
+				for sx := xa; sx < xb; sx++ {
+					r, g, bl, _ := img.At(x0+sx, y0+sy).RGBA()
+					sum[0], sum[1], sum[2] = sum[0]+uint64(r>>8), sum[1]+uint64(g>>8), sum[2]+uint64(bl>>8)
+				}
+			}
+			n := uint64((yb - ya) * (xb - xa))
 			i := y*imageSide + x
-			v[i], v[plane+i], v[2*plane+i] = uint8(r>>8), uint8(g>>8), uint8(bl>>8)
+			pix[i], pix[plane+i], pix[2*plane+i] = uint8((sum[0]+n/2)/n), uint8((sum[1]+n/2)/n), uint8((sum[2]+n/2)/n)
 		}
 	}
-	return v, nil
+	return pix, b.Dx() != imageSide || b.Dy() != imageSide, nil
 }
 
 // pixelMeanStd returns the per-input mean and (population) standard
@@ -522,11 +557,48 @@ func syntheticSplits(n int, seed uint64) *Splits {
 // ---------------------------------------------------------------------------
 // Download and safe extraction.
 
-// downloadCIFAR fetches the archive at url into a temporary file beside dir,
-// checks its MD5, extracts the batch files into a temporary folder beside
-// dir and renames that folder to dir. On any failure nothing is left behind:
-// dir does not exist unless it is complete.
-func downloadCIFAR(ctx context.Context, client *http.Client, url, wantMD5, dir string, progress io.Writer) error {
+// Download limits. The archive is about 170 MB; a body larger than
+// maxArchiveBytes is refused, and a server that sends nothing for
+// downloadIdle (or does not answer within it) is given up on.
+const (
+	maxArchiveBytes = 200 << 20
+	downloadIdle    = 60 * time.Second
+	connectTimeout  = 30 * time.Second
+)
+
+// errStalled is the cause of a download cancelled for sending nothing.
+var errStalled = errors.New("no data received")
+
+// downloadClient is the HTTP client of downloads: timeouts on connecting,
+// on the TLS handshake and on the response headers; the body's idle time is
+// watched by downloadCIFAR itself.
+func downloadClient(idle time.Duration) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: connectTimeout}).DialContext,
+		TLSHandshakeTimeout:   connectTimeout,
+		ResponseHeaderTimeout: idle,
+	}}
+}
+
+// downloadCIFAR fetches the archive src.URL into a temporary file beside
+// src.Dir, checks its size and MD5, extracts the batch files into a
+// temporary folder beside it and renames that folder to src.Dir. On any
+// failure or cancellation (ctx) nothing is left behind: the folder does not
+// exist unless it is complete.
+func downloadCIFAR(ctx context.Context, src DataSource, progress io.Writer) error {
+	url, dir := src.URL, src.Dir
+	idle, limit := src.IdleTimeout, src.MaxBytes
+	if idle <= 0 {
+		idle = downloadIdle
+	}
+	if limit <= 0 {
+		limit = maxArchiveBytes
+	}
+	client := src.Client
+	if client == nil {
+		client = downloadClient(idle)
+	}
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", parent, err)
@@ -538,30 +610,52 @@ func downloadCIFAR(ctx context.Context, client *http.Client, url, wantMD5, dir s
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	// The request is cancelled by ctx (a signal) or by the idle watchdog,
+	// which every byte received resets.
+	reqCtx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watchdog := time.AfterFunc(idle, func() { cancel(errStalled) })
+	defer watchdog.Stop()
+	fail := func(format string, args ...any) error {
+		if cause := context.Cause(reqCtx); cause != nil {
+			if errors.Is(cause, errStalled) {
+				return fmt.Errorf("download %s: %w for %v; the server stalled, rerun to try again", url, errStalled, idle)
+			}
+			return fmt.Errorf("download %s: %w", url, cause)
+		}
+		return fmt.Errorf(format, args...)
+	}
+	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, url, nil)
 	if err != nil {
 		return fmt.Errorf("download %s: %w", url, err)
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("download %s: %w (no internet? fetch the archive by hand and unpack it into %s)", url, err, dir)
+		return fail("download %s: %w (no internet? fetch the archive by hand, or point -data at a folder that holds data_batch_1.bin … test_batch.bin)", url, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("download %s: server answered %s", url, resp.Status)
 	}
+	if resp.ContentLength > limit {
+		return fmt.Errorf("download %s: the server announces %d bytes, more than the %d the CIFAR-10 archive can be; refused", url, resp.ContentLength, limit)
+	}
 	hash := md5.New()
 	pw := newProgress(progress, resp.ContentLength)
-	n, err := io.Copy(io.MultiWriter(tmp, hash, pw), resp.Body)
+	body := &watchedReader{r: io.LimitReader(resp.Body, limit+1), watchdog: watchdog, idle: idle}
+	n, err := io.Copy(io.MultiWriter(tmp, hash, pw), body)
 	pw.finish()
 	if err != nil {
-		return fmt.Errorf("download %s: after %d bytes: %w", url, n, err)
+		return fail("download %s: after %d bytes: %w", url, n, err)
+	}
+	if n > limit {
+		return fmt.Errorf("download %s: more than %d bytes, more than the CIFAR-10 archive can be; refused", url, limit)
 	}
 	if resp.ContentLength >= 0 && n != resp.ContentLength {
 		return fmt.Errorf("download %s: got %d of %d bytes (connection cut short); rerun to try again", url, n, resp.ContentLength)
 	}
-	if got := hex.EncodeToString(hash.Sum(nil)); got != wantMD5 {
-		return fmt.Errorf("download %s: MD5 %s, want %s: the file is corrupt or not the CIFAR-10 archive", url, got, wantMD5)
+	if got := hex.EncodeToString(hash.Sum(nil)); got != src.MD5 {
+		return fmt.Errorf("download %s: MD5 %s, want %s: the file is corrupt or not the CIFAR-10 archive", url, got, src.MD5)
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("rewind %s: %w", tmp.Name(), err)
@@ -570,7 +664,7 @@ func downloadCIFAR(ctx context.Context, client *http.Client, url, wantMD5, dir s
 	if err != nil {
 		return fmt.Errorf("create temporary folder in %s: %w", parent, err)
 	}
-	if err := extractCIFAR(tmp, stage); err != nil {
+	if err := extractCIFAR(ctx, tmp, stage); err != nil {
 		os.RemoveAll(stage)
 		return fmt.Errorf("extract %s: %w", url, err)
 	}
@@ -579,6 +673,21 @@ func downloadCIFAR(ctx context.Context, client *http.Client, url, wantMD5, dir s
 		return fmt.Errorf("move %s into place as %s: %w", stage, dir, err)
 	}
 	return nil
+}
+
+// watchedReader resets the idle watchdog whenever bytes arrive.
+type watchedReader struct {
+	r        io.Reader
+	watchdog *time.Timer
+	idle     time.Duration
+}
+
+func (w *watchedReader) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if n > 0 {
+		w.watchdog.Reset(w.idle)
+	}
+	return n, err
 }
 
 // archiveFiles are the names extractCIFAR accepts inside the archive's
@@ -594,7 +703,7 @@ var archiveFiles = map[string]bool{
 // the expected names: an absolute path, a ".." element, a link or device,
 // or an unknown file is an error. After extraction every batch file must be
 // present with its exact size.
-func extractCIFAR(r io.Reader, dir string) error {
+func extractCIFAR(ctx context.Context, r io.Reader, dir string) error {
 	zr, err := gzip.NewReader(r)
 	if err != nil {
 		return fmt.Errorf("not a gzip file: %w", err)
@@ -628,6 +737,14 @@ func extractCIFAR(r io.Reader, dir string) error {
 		base := path.Base(clean)
 		if d := path.Dir(clean); (d != "cifar-10-batches-bin" && d != ".") || !archiveFiles[base] {
 			return fmt.Errorf("entry %q: not a file of the CIFAR-10 binary archive", name)
+		}
+		if want := int64(batchImages * recordSize); strings.HasSuffix(base, ".bin") && hdr.Size != want {
+			return fmt.Errorf("entry %q: %d bytes, want %d", name, hdr.Size, want)
+		} else if hdr.Size > 1<<20 && !strings.HasSuffix(base, ".bin") {
+			return fmt.Errorf("entry %q: %d bytes, more than a text file of the archive can be", name, hdr.Size)
+		}
+		if err := ctx.Err(); err != nil {
+			return context.Cause(ctx)
 		}
 		if err := writeFileFrom(filepath.Join(dir, base), tr, hdr.Size); err != nil {
 			return err

@@ -14,6 +14,7 @@ package main
 //	relative error  |g_a − g_n| / max(ε, |g_a| + |g_n|)
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -43,10 +44,11 @@ func costOf(net *MLP, ws *Workspace, x *Matrix, y []int, lambda float64, masks [
 
 // NumericalGrads returns the numerical gradient of the cost with respect to
 // every parameter (in the order of net.Params), by forward differences or,
-// when centred is true, by centred differences with step h. The entries are
+// when centred is true, by centred differences with step h. Cancelling ctx
+// stops it (with ctx's cause as the error). The entries are
 // shared out among workers goroutines, each nudging its own copy of the net;
 // net itself is not changed. masks (nil: none) are dropout masks held fixed.
-func NumericalGrads(net *MLP, x *Matrix, y []int, lambda, h float64, centred bool, workers int, masks []*Matrix) []*Matrix {
+func NumericalGrads(ctx context.Context, net *MLP, x *Matrix, y []int, lambda, h float64, centred bool, workers int, masks []*Matrix) ([]*Matrix, error) {
 	workers = max(1, workers)
 	var out []*Matrix
 	for _, w := range net.W {
@@ -69,6 +71,9 @@ func NumericalGrads(net *MLP, x *Matrix, y []int, lambda, h float64, centred boo
 			for pi, p := range mine.Params(ws) {
 				g := grads[pi]
 				for i := w; i < len(p.Val.Data); i += workers {
+					if ctx.Err() != nil {
+						return
+					}
 					old := p.Val.Data[i]
 					p.Val.Data[i] = old + h
 					jPlus := costOf(mine, ws, x, y, lambda, masks)
@@ -85,7 +90,10 @@ func NumericalGrads(net *MLP, x *Matrix, y []int, lambda, h float64, centred boo
 		}()
 	}
 	wg.Wait()
-	return grads
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
+	return grads, nil
 }
 
 // errorStats returns max |a−n| and max |a−n| / max(ε, |a|+|n|).
@@ -102,7 +110,7 @@ func errorStats(analytic, numeric []float64) (maxAbs, maxRel float64) {
 // GradCheck compares Backward's gradients on (x, y) with both numerical
 // approximations and returns one row per parameter. masks (nil: none) are
 // dropout masks held fixed in every pass.
-func GradCheck(net *MLP, ws *Workspace, x *Matrix, y []int, lambda, h float64, masks []*Matrix) []GradCheckRow {
+func GradCheck(ctx context.Context, net *MLP, ws *Workspace, x *Matrix, y []int, lambda, h float64, masks []*Matrix) ([]GradCheckRow, error) {
 	net.ForwardMasked(ws, x, masks)
 	net.Backward(ws, y, lambda)
 	params := net.Params(ws)
@@ -111,8 +119,14 @@ func GradCheck(net *MLP, ws *Workspace, x *Matrix, y []int, lambda, h float64, m
 		analytic[i] = p.Grad.Clone() // the numerical passes reuse ws
 	}
 	workers := runtime.GOMAXPROCS(0)
-	fwd := NumericalGrads(net, x, y, lambda, h, false, workers, masks)
-	cent := NumericalGrads(net, x, y, lambda, h, true, workers, masks)
+	fwd, err := NumericalGrads(ctx, net, x, y, lambda, h, false, workers, masks)
+	if err != nil {
+		return nil, err
+	}
+	cent, err := NumericalGrads(ctx, net, x, y, lambda, h, true, workers, masks)
+	if err != nil {
+		return nil, err
+	}
 	rows := make([]GradCheckRow, len(params))
 	for i, p := range params {
 		r := GradCheckRow{Name: p.Name, Count: len(p.Val.Data)}
@@ -120,7 +134,7 @@ func GradCheck(net *MLP, ws *Workspace, x *Matrix, y []int, lambda, h float64, m
 		r.CentMaxAbs, r.CentMaxRel = errorStats(analytic[i].Data, cent[i].Data)
 		rows[i] = r
 	}
-	return rows
+	return rows, nil
 }
 
 // writeGradCheckTable prints rows as an aligned table under a title.
@@ -154,7 +168,7 @@ type GradCheckOptions struct {
 // RunGradChecks runs the gradient check on (a) the first o.Dims input
 // dimensions of the first 5 samples of data and (b) all dimensions of its
 // first sample, each with a fresh net, and prints a table per check.
-func RunGradChecks(w io.Writer, data *Dataset, o GradCheckOptions) {
+func RunGradChecks(ctx context.Context, w io.Writer, data *Dataset, o GradCheckOptions) error {
 	const samples = 5
 	dims := min(o.Dims, data.Dim())
 	xa := NewMatrix(samples, dims)
@@ -181,6 +195,11 @@ func RunGradChecks(w io.Writer, data *Dataset, o GradCheckOptions) {
 			masks = ws.DropoutMasks()
 			title += fmt.Sprintf(", dropout masks (p=%g) held fixed", o.Dropout)
 		}
-		writeGradCheckTable(w, title, GradCheck(net, ws, p.x, p.y, o.Lambda, o.Step, masks))
+		rows, err := GradCheck(ctx, net, ws, p.x, p.y, o.Lambda, o.Step, masks)
+		if err != nil {
+			return err
+		}
+		writeGradCheckTable(w, title, rows)
 	}
+	return nil
 }

@@ -24,6 +24,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,6 +40,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -84,6 +86,7 @@ type Config struct {
 	CPUProfile     string
 	Args           []string // positional arguments (images for -mode=predict)
 	argv           []string // the command line as given (the report reruns it with changes)
+	shard, shards  int      // -mode=search: this process's shard (from -shard or the environment)
 
 	// gradcheck
 	Dims int
@@ -177,7 +180,7 @@ Usage:
   go run . -mode=search    [flags]           coarse-to-fine random search for λ
   go run . -mode=search -merge DIR...        merge the results of sharded searches
   go run . -mode=eval      -model M.npz      test accuracy, per-class table, confusion matrix
-  go run . -mode=predict   -model M.npz IMG...   top-3 classes of 32×32 PNG/JPEG images
+  go run . -mode=predict   -model M.npz IMG...   top-3 classes of PNG/JPEG images (scaled to 32×32)
   go run . -mode=gradcheck [flags]           analytic vs numerical gradients
   go run . -mode=overfit   [flags]           memorise 100 training images (sanity check)
   go run . -mode=lrtest    [flags]           learning-rate range test: ramp η over -ns steps
@@ -247,7 +250,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 		lo, hi, ok := strings.Cut(s, ",")
 		a, err1 := strconv.ParseFloat(strings.TrimSpace(lo), 64)
 		b, err2 := strconv.ParseFloat(strings.TrimSpace(hi), 64)
-		if !ok || err1 != nil || err2 != nil || a < 0 || b >= 1 || a > b {
+		if !ok || err1 != nil || err2 != nil || !(a >= 0 && b < 1 && a <= b) {
 			return fmt.Errorf("want lo,hi with 0 ≤ lo ≤ hi < 1, e.g. 0,0.5; got %q", s)
 		}
 		cfg.SearchDropout = []float64{a, b}
@@ -334,6 +337,46 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	return cfg, nil
 }
 
+// Bounds of the flags: beyond them a run overflows, exhausts the memory or
+// cannot finish, so they are refused before any work.
+const (
+	maxSteps   = 1_000_000_000 // steps of a run (2·n_s·cycles, epochs·⌊n/batch⌋), evaluations
+	maxBatch   = 1_000_000
+	maxLambda  = 1e3
+	maxEta     = 1e3
+	maxLog10   = 30 // |log10 λ| of the search range
+	maxTrials  = 100_000
+	maxWorkers = 4096
+	maxLayers  = 100
+	maxParams  = 100_000_000 // weights of the net (800 MB per copy; training keeps 2–4 copies)
+)
+
+// checkNetSize checks hidden layer sizes: positive, at most maxLayers
+// layers, and a net of at most maxParams weights on 3072 inputs.
+func checkNetSize(flagName string, hidden []int) error {
+	if len(hidden) > maxLayers {
+		return usageErrorf("%s: %d hidden layers, at most %d", flagName, len(hidden), maxLayers)
+	}
+	params, in := 0, inputDim
+	for _, h := range append(slices.Clone(hidden), numClasses) {
+		if h <= 0 || h > maxParams/in || params > maxParams-h*in {
+			return usageErrorf("%s %s: a net of more than %d weights does not fit in memory; choose smaller layers", flagName, joinInts(hidden), maxParams)
+		}
+		params += h * in
+		in = h
+	}
+	return nil
+}
+
+// joinInts is "50,50".
+func joinInts(v []int) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = strconv.Itoa(x)
+	}
+	return strings.Join(parts, ",")
+}
+
 // check validates the flags that do not depend on the data.
 func (c *Config) check() error {
 	switch c.Mode {
@@ -341,47 +384,66 @@ func (c *Config) check() error {
 	default:
 		return usageErrorf("-mode %q: unknown mode; want train, search, eval, predict, gradcheck, overfit, lrtest or report", c.Mode)
 	}
+	// Every float flag: finite and in its range (NaN fails every comparison,
+	// so each range is written as "not inside").
+	inside := func(v, lo, hi float64) bool { return v >= lo && v <= hi }
 	switch {
-	case c.Lambda < 0:
-		return usageErrorf("-lambda %g: λ must be ≥ 0", c.Lambda)
-	case c.Batch <= 0:
-		return usageErrorf("-batch %d: the batch size must be positive", c.Batch)
-	case c.NS < 0 || (c.NS == 0 && c.Mode != "search"):
-		return usageErrorf("-ns %d: n_s must be positive", c.NS)
-	case c.Cycles <= 0:
-		return usageErrorf("-cycles %d: must be positive", c.Cycles)
-	case c.EtaMin <= 0 || c.EtaMax <= 0:
-		return usageErrorf("-eta-min %g, -eta-max %g: learning rates must be positive", c.EtaMin, c.EtaMax)
+	case !inside(c.Lambda, 0, maxLambda):
+		return usageErrorf("-lambda %g: λ must be a number in [0, %g]", c.Lambda, float64(maxLambda))
+	case c.Batch <= 0 || c.Batch > maxBatch:
+		return usageErrorf("-batch %d: the batch size must be in 1…%d", c.Batch, maxBatch)
+	case c.NS < 0 || (c.NS == 0 && c.Mode != "search") || c.NS > maxSteps:
+		return usageErrorf("-ns %d: n_s must be in 1…%d", c.NS, maxSteps)
+	case c.Cycles <= 0 || c.Cycles > maxSteps:
+		return usageErrorf("-cycles %d: must be in 1…%d", c.Cycles, maxSteps)
+	case c.Epochs == 0 && c.Eta == 0 && 2*c.NS > maxSteps/c.Cycles:
+		return usageErrorf("-ns %d -cycles %d: 2·n_s·cycles is more than %d steps, more than a run can finish", c.NS, c.Cycles, maxSteps)
+	case !(c.EtaMin > 0 && c.EtaMax > 0) || c.EtaMin > maxEta || c.EtaMax > maxEta:
+		return usageErrorf("-eta-min %g, -eta-max %g: learning rates must be numbers in (0, %g]", c.EtaMin, c.EtaMax, float64(maxEta))
 	case c.EtaMin > c.EtaMax:
 		return usageErrorf("-eta-min %g is larger than -eta-max %g", c.EtaMin, c.EtaMax)
-	case c.Eta < 0:
-		return usageErrorf("-eta %g: must be ≥ 0 (0 selects the cyclical schedule)", c.Eta)
+	case !inside(c.Eta, 0, maxEta):
+		return usageErrorf("-eta %g: must be a number in [0, %g] (0 selects the cyclical schedule)", c.Eta, float64(maxEta))
 	case !slices.Contains(Optimizers, c.Opt):
 		return usageErrorf("-opt %q: unknown optimiser; want one of %s", c.Opt, strings.Join(Optimizers, ", "))
-	case c.Momentum < 0 || c.Momentum >= 1:
+	case !(c.Momentum >= 0 && c.Momentum < 1):
 		return usageErrorf("-momentum %g: μ must be in [0, 1)", c.Momentum)
-	case c.Dropout < 0 || c.Dropout >= 1:
+	case !(c.Dropout >= 0 && c.Dropout < 1):
 		return usageErrorf("-dropout %g: p must be in [0, 1)", c.Dropout)
 	case c.Ensemble && (c.Eta > 0 || c.Epochs > 0):
 		return usageErrorf("-ensemble takes a snapshot at the end of each learning-rate cycle; it needs the cyclical schedule (no -eta or -epochs)")
-	case c.Evals <= 0:
-		return usageErrorf("-evals %d: must be positive", c.Evals)
-	case c.Epochs < 0:
-		return usageErrorf("-epochs %d: must be ≥ 0", c.Epochs)
+	case c.Evals <= 0 || c.Evals > maxSteps:
+		return usageErrorf("-evals %d: must be in 1…%d", c.Evals, maxSteps)
+	case c.Epochs < 0 || c.Epochs > maxSteps:
+		return usageErrorf("-epochs %d: must be in 0…%d", c.Epochs, maxSteps)
 	case c.MaxTrain < 0:
 		return usageErrorf("-n %d: must be ≥ 0", c.MaxTrain)
 	case c.Val < 0:
 		return usageErrorf("-val %d: must be ≥ 0", c.Val)
 	case c.Dims <= 0:
 		return usageErrorf("-dims %d: must be positive", c.Dims)
-	case c.Step <= 0:
-		return usageErrorf("-step %g: the step must be positive", c.Step)
+	case !(c.Step > 0 && c.Step <= 1):
+		return usageErrorf("-step %g: the step must be a number in (0, 1]", c.Step)
 	case c.Split != SplitAll && c.Split != SplitBatch1:
 		return usageErrorf("-split %q: want all or batch1", c.Split)
-	case c.Trials <= 0:
-		return usageErrorf("-trials %d: must be positive", c.Trials)
+	case c.Trials <= 0 || c.Trials > maxTrials:
+		return usageErrorf("-trials %d: must be in 1…%d", c.Trials, maxTrials)
+	case !inside(c.LMin, -maxLog10, maxLog10) || !inside(c.LMax, -maxLog10, maxLog10):
+		return usageErrorf("-lmin %g, -lmax %g: log10 λ must be numbers in [−%d, %d]", c.LMin, c.LMax, maxLog10, maxLog10)
 	case c.LMin > c.LMax:
 		return usageErrorf("-lmin %g is larger than -lmax %g", c.LMin, c.LMax)
+	case c.Workers < 0 || c.Workers > maxWorkers:
+		return usageErrorf("-workers %d: must be in 0…%d (0: GOMAXPROCS)", c.Workers, maxWorkers)
+	case c.Shards < 0 || c.Shards > maxTrials:
+		return usageErrorf("-shards %d: must be in 0…%d", c.Shards, maxTrials)
+	}
+	if err := checkNetSize("-hidden", c.Hidden); err != nil {
+		return err
+	}
+	if h := c.SearchHidden; h != nil {
+		if err := checkNetSize("-search-hidden", []int{h[1]}); err != nil {
+			return err
+		}
 	}
 	if _, err := kernelByName(c.Kernel); err != nil {
 		return usageErrorf("-%v", err)
@@ -395,9 +457,43 @@ func (c *Config) check() error {
 	return nil
 }
 
-// run is main without the process: it parses args, runs the mode and
-// returns the exit status.
-func run(args []string, stdout, stderr io.Writer, interrupt <-chan os.Signal) int {
+// Interrupted is the cause of the run's context once SIGINT (Ctrl-C) or
+// SIGTERM (what schedulers such as Slurm's scancel and Kubernetes send)
+// arrives: both mean "stop cleanly, keep what is finished".
+type Interrupted struct{ Signal os.Signal }
+
+func (e *Interrupted) Error() string { return "interrupted by " + signalName(e.Signal) }
+
+// ExitCode is the shell's status for a process ended by the signal: 128 +
+// its number (130 for SIGINT, 143 for SIGTERM).
+func (e *Interrupted) ExitCode() int {
+	if e.Signal == syscall.SIGTERM {
+		return 128 + 15
+	}
+	return 128 + 2
+}
+
+func signalName(s os.Signal) string {
+	if s == syscall.SIGTERM {
+		return "SIGTERM"
+	}
+	return "SIGINT"
+}
+
+// interruptedBy returns the signal that cancelled ctx, if one did.
+func interruptedBy(ctx context.Context) *Interrupted {
+	var in *Interrupted
+	if errors.As(context.Cause(ctx), &in) {
+		return in
+	}
+	return nil
+}
+
+// run is main without the process: it parses args, runs the mode until
+// it ends or ctx is cancelled, and returns the exit status: 0, 1 for a
+// failure, 2 for a usage error, 130 or 143 when a signal interrupted it
+// (after what was finished has been written).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg, err := parseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -414,6 +510,16 @@ func run(args []string, stdout, stderr io.Writer, interrupt <-chan os.Signal) in
 		}
 		return 2 // for a bad flag, the flag package has already printed its complaint and the usage
 	}
+	if cfg.Mode == "search" && !cfg.Merge {
+		if cfg.shard, cfg.shards, err = shardSpec(cfg, os.Getenv); err != nil {
+			fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
+			return 2
+		}
+	}
+	if err := probeOut(cfg); err != nil {
+		fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
+		return 2
+	}
 	if cfg.CPUProfile != "" {
 		f, err := os.Create(cfg.CPUProfile)
 		if err != nil {
@@ -429,21 +535,28 @@ func run(args []string, stdout, stderr io.Writer, interrupt <-chan os.Signal) in
 	}
 	switch cfg.Mode {
 	case "train":
-		err = runTrain(cfg, stdout, stderr, interrupt)
+		err = runTrain(ctx, cfg, stdout, stderr)
 	case "overfit":
-		err = runOverfit(cfg, stdout, stderr, interrupt)
+		err = runOverfit(ctx, cfg, stdout, stderr)
 	case "eval":
-		err = runEval(cfg, stdout, stderr)
+		err = runEval(ctx, cfg, stdout, stderr)
 	case "predict":
 		err = runPredict(cfg, stdout)
 	case "gradcheck":
-		err = runGradCheck(cfg, stdout, stderr)
+		err = runGradCheck(ctx, cfg, stdout, stderr)
 	case "search":
-		err = runSearch(cfg, stdout, stderr, interrupt)
+		err = runSearch(ctx, cfg, stdout, stderr)
 	case "lrtest":
-		err = runLRTest(cfg, stdout, stderr, interrupt)
+		err = runLRTest(ctx, cfg, stdout, stderr)
 	case "report":
-		err = runReport(cfg, stdout, stderr, interrupt)
+		err = runReport(ctx, cfg, stdout, stderr)
+	}
+	if in := interruptedBy(ctx); in != nil {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
+		}
+		fmt.Fprintf(stderr, "cifar-mlp: %v; what was finished is written, nothing else was touched\n", in)
+		return in.ExitCode()
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
@@ -456,10 +569,46 @@ func run(args []string, stdout, stderr io.Writer, interrupt <-chan os.Signal) in
 	return 0
 }
 
+// probeOut checks, before any work, that the modes that write can create
+// and write files in -out.
+func probeOut(cfg *Config) error {
+	if cfg.Mode == "predict" || cfg.Mode == "gradcheck" {
+		return nil // they write nothing
+	}
+	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
+		return fmt.Errorf("-out %s: cannot create the output folder: %w", cfg.Out, err)
+	}
+	f, err := os.CreateTemp(cfg.Out, ".probe-*")
+	if err != nil {
+		return fmt.Errorf("-out %s: cannot write there: %w", cfg.Out, err)
+	}
+	_, werr := f.Write([]byte("probe\n"))
+	cerr := f.Close()
+	os.Remove(f.Name())
+	if werr != nil || cerr != nil {
+		return fmt.Errorf("-out %s: cannot write there: %w", cfg.Out, errors.Join(werr, cerr))
+	}
+	return nil
+}
+
+// main runs the command line with SIGINT and SIGTERM turned into the
+// cancellation of the run's context (cause *Interrupted): training stops
+// after its current step and saves, a search after its running trials are
+// abandoned, a download is cancelled and its temporary file removed. A
+// second signal ends the process at once.
 func main() {
-	interrupt := make(chan os.Signal, 1)
-	signal.Notify(interrupt, os.Interrupt)
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, interrupt))
+	ctx, cancel := context.WithCancelCause(context.Background())
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		in := &Interrupted{<-signals}
+		fmt.Fprintf(os.Stderr, "\ncifar-mlp: %s: stopping cleanly (send it again to quit at once)\n", signalName(in.Signal))
+		cancel(in)
+		in = &Interrupted{<-signals}
+		fmt.Fprintf(os.Stderr, "\ncifar-mlp: %s again: quitting now\n", signalName(in.Signal))
+		os.Exit(in.ExitCode())
+	}()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // ---------------------------------------------------------------------------
@@ -486,7 +635,27 @@ func (c *Config) runSpec(title string) RunSpec {
 func (c *Config) searchSpec(shard, shards int) SearchSpec {
 	return SearchSpec{Out: c.Out, Trials: c.Trials, LMin: c.LMin, LMax: c.LMax, Hidden: c.Hidden,
 		SearchHidden: c.SearchHidden, SearchDropout: c.SearchDropout, He: c.He, Seed: c.Seed,
-		Base: c.trainOptions(), Workers: c.Workers, Kernel: c.Kernel, Shard: shard, Shards: shards}
+		Base: c.trainOptions(), Workers: c.Workers, Kernel: c.Kernel, Shard: shard, Shards: shards,
+		Settings: c.searchSettings()}
+}
+
+// searchSettings are the flags that decide a search's results (besides
+// each trial's drawn point), stored with its trials: a folder is resumed
+// or merged only with the same values.
+func (c *Config) searchSettings() map[string]string {
+	f := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+	i := strconv.Itoa
+	s := map[string]string{
+		"split": c.Split, "val": i(c.Val), "n": i(c.MaxTrain), "hidden": joinInts(c.Hidden), "he": strconv.FormatBool(c.He),
+		"batch": i(c.Batch), "ns": i(c.NS), "cycles": i(c.Cycles), "epochs": i(c.Epochs), "evals": i(c.Evals),
+		"eta-min": f(c.EtaMin), "eta-max": f(c.EtaMax), "eta": f(c.Eta), "opt": c.Opt, "momentum": f(c.Momentum),
+		"dropout": f(c.Dropout), "augment": strconv.FormatBool(c.Augment), "seed": strconv.FormatUint(c.Seed, 10),
+		"trials": i(c.Trials), "lmin": f(c.LMin), "lmax": f(c.LMax), "search-hidden": joinInts(c.SearchHidden), "search-dropout": "",
+	}
+	if d := c.SearchDropout; d != nil {
+		s["search-dropout"] = f(d[0]) + "," + f(d[1])
+	}
+	return s
 }
 
 func (c *Config) gradCheckOptions() GradCheckOptions {
@@ -496,8 +665,8 @@ func (c *Config) gradCheckOptions() GradCheckOptions {
 
 // loadSplits loads the splits the flags ask for, then checks the flags that
 // depend on the data (usage errors, exit status 2).
-func loadSplits(c *Config, stderr io.Writer) (*Splits, error) {
-	sp, err := LoadSplits(c.dataSource(), c.Split, c.Val, c.MaxTrain, stderr)
+func loadSplits(ctx context.Context, c *Config, stderr io.Writer) (*Splits, error) {
+	sp, err := LoadSplits(ctx, c.dataSource(), c.Split, c.Val, c.MaxTrain, stderr)
 	var se *SplitError
 	switch {
 	case errors.As(err, &se) && se.Empty:
@@ -514,6 +683,9 @@ func loadSplits(c *Config, stderr io.Writer) (*Splits, error) {
 func checkFits(c *Config, sp *Splits) error {
 	if n := sp.Train.Len(); c.Batch > n {
 		return usageErrorf("-batch %d is larger than the training set (%d images)", c.Batch, n)
+	}
+	if c.Epochs > 0 && c.Epochs > maxSteps/max(1, sp.Train.Len()/c.Batch) {
+		return usageErrorf("-epochs %d: %d epochs of %d steps is more than %d steps, more than a run can finish", c.Epochs, c.Epochs, sp.Train.Len()/c.Batch, maxSteps)
 	}
 	if c.Augment && sp.Train.Dim() != inputDim {
 		return usageErrorf("-augment needs 32×32 colour images (%d values), the data has %d", inputDim, sp.Train.Dim())
@@ -532,14 +704,14 @@ func kernelName(kernel string) string {
 // The modes.
 
 // runTrain is -mode=train.
-func runTrain(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
-	sp, err := loadSplits(cfg, stderr)
+func runTrain(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
+	sp, err := loadSplits(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stderr, "training %v on %d images, validating on %d; λ=%g, η∈[%g, %g], n_s=%d, %d cycles, batch %d; GEMM %s on %s\n",
 		netSizes(inputDim, cfg.Hidden), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, cfg.Cycles, cfg.Batch, kernelName(cfg.Kernel), cpuModel())
-	sum, err := TrainAndSave(cfg.runSpec(fmt.Sprintf("λ=%g, n_s=%d, %d cycles", cfg.Lambda, cfg.NS, cfg.Cycles)), sp, stderr, stop)
+	sum, err := TrainAndSave(ctx, cfg.runSpec(fmt.Sprintf("λ=%g, n_s=%d, %d cycles", cfg.Lambda, cfg.NS, cfg.Cycles)), sp, stderr)
 	if sum != nil {
 		printSummary(stdout, sum, cfg.Out)
 	}
@@ -565,11 +737,11 @@ func printSummary(w io.Writer, sum *RunSummary, out string) {
 // runOverfit is -mode=overfit (its defaults are in modeDefaults): the net
 // should memorise the images. Without data it memorises random images with
 // random labels.
-func runOverfit(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
+func runOverfit(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	var sp *Splits
 	if dataPresent(cfg.Data) || cfg.Download {
 		var err error
-		if sp, err = loadSplits(cfg, stderr); err != nil {
+		if sp, err = loadSplits(ctx, cfg, stderr); err != nil {
 			return err
 		}
 	} else {
@@ -585,7 +757,7 @@ func runOverfit(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) er
 		}
 	}
 	sp.Val = sp.Train // the curves show the memorised set itself
-	sum, err := TrainAndSave(cfg.runSpec(fmt.Sprintf("overfit %d images", sp.Train.Len())), sp, stderr, stop)
+	sum, err := TrainAndSave(ctx, cfg.runSpec(fmt.Sprintf("overfit %d images", sp.Train.Len())), sp, stderr)
 	if sum != nil {
 		fmt.Fprintf(stdout, "overfit %d images for %d epochs (η=%g, batch %d, λ=%g): train cost %.4f, train accuracy %.1f%%\n",
 			sp.Train.Len(), cfg.Epochs, cfg.Eta, cfg.Batch, cfg.Lambda, sum.TrainCost, 100*sum.TrainAccuracy)
@@ -595,7 +767,7 @@ func runOverfit(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) er
 
 // runEval is -mode=eval: test accuracy, per-class accuracy and the confusion
 // matrix of a saved model, or of the ensemble of several.
-func runEval(cfg *Config, stdout, stderr io.Writer) error {
+func runEval(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	paths := strings.Split(cfg.Model, ",")
 	var nets []*MLP
 	var first *Model
@@ -611,7 +783,7 @@ func runEval(cfg *Config, stdout, stderr io.Writer) error {
 		}
 		nets = append(nets, m.Net)
 	}
-	test, classes, err := LoadTest(cfg.dataSource(), stderr)
+	test, classes, err := LoadTest(ctx, cfg.dataSource(), stderr)
 	if err != nil {
 		return err
 	}
@@ -675,10 +847,14 @@ func runPredict(cfg *Config, stdout io.Writer) error {
 		classes = c
 	}
 	images := &Dataset{Y: make([]int, len(cfg.Args)), Norm: NewNorm(m.Mean, m.Std)}
-	for _, p := range cfg.Args {
-		v, err := ReadImage(p)
+	notes := make([]string, len(cfg.Args))
+	for i, p := range cfg.Args {
+		v, resized, err := ReadImage(p)
 		if err != nil {
 			return err
+		}
+		if resized {
+			notes[i] = "  (scaled to 32×32)"
 		}
 		images.Pix = append(images.Pix, v...)
 	}
@@ -693,18 +869,18 @@ func runPredict(cfg *Config, stdout io.Writer) error {
 		for _, k := range idx[:3] {
 			fmt.Fprintf(stdout, "  %s %.1f%%", classes[k], 100*row[k])
 		}
-		fmt.Fprintln(stdout)
+		fmt.Fprintln(stdout, notes[i])
 	}
 	return nil
 }
 
 // runGradCheck is -mode=gradcheck, on the first training images of batch 1,
 // or on a synthetic problem when there is no data.
-func runGradCheck(cfg *Config, stdout, stderr io.Writer) error {
+func runGradCheck(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	var data *Dataset
 	source := "CIFAR-10 (" + cfg.Data + ")"
 	if dataPresent(cfg.Data) {
-		sp, err := LoadSplits(cfg.dataSource(), SplitBatch1, 0, 10, stderr)
+		sp, err := LoadSplits(ctx, cfg.dataSource(), SplitBatch1, 0, 10, stderr)
 		if err != nil {
 			return err
 		}
@@ -714,14 +890,13 @@ func runGradCheck(cfg *Config, stdout, stderr io.Writer) error {
 		source = "a synthetic problem (no CIFAR-10 data in " + cfg.Data + ")"
 	}
 	fmt.Fprintf(stdout, "gradient check on %s, λ=%g, h=%g, hidden %v\n", source, cfg.Lambda, cfg.Step, cfg.Hidden)
-	RunGradChecks(stdout, data, cfg.gradCheckOptions())
-	return nil
+	return RunGradChecks(ctx, stdout, data, cfg.gradCheckOptions())
 }
 
 // runLRTest is -mode=lrtest: ramp η from -eta-min to -eta-max over -ns
 // steps, then write lrtest.csv and lrtest.svg and print the suggested range.
-func runLRTest(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
-	sp, err := loadSplits(cfg, stderr)
+func runLRTest(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
+	sp, err := loadSplits(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -733,7 +908,7 @@ func runLRTest(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 	net := NewMLP(netSizes(sp.Train.Dim(), cfg.Hidden), cfg.He, newRNG(cfg.Seed, streamInit))
 	const points = 40
 	fmt.Fprintf(stderr, "learning-rate range test: η from %g to %g over %d steps, %v, λ=%g\n", cfg.EtaMin, cfg.EtaMax, cfg.NS, net.Sizes, cfg.Lambda)
-	pts, trainErr := LRTest(net, gemm, sp.Train, sp.Val, cfg.trainOptions(), cfg.NS, points, stderr, stop)
+	pts, trainErr := LRTest(ctx, net, gemm, sp.Train, sp.Val, cfg.trainOptions(), cfg.NS, points, stderr)
 	if errors.Is(trainErr, errDiverged) && len(pts) > 0 {
 		// Expected near the top of a wide range: the ramp ends there.
 		fmt.Fprintf(stdout, "the net diverged after η ≈ %.3g (%v); the plot ends there\n", pts[len(pts)-1].Eta, trainErr)
@@ -757,35 +932,32 @@ func runLRTest(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) err
 
 // runSearch is -mode=search: the search (this shard's share of it), then
 // with -final a training run of the best λ; or -merge of shard folders.
-func runSearch(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
+func runSearch(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	if cfg.Merge {
 		for _, dir := range cfg.Args {
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 				return usageErrorf("-merge: %s is not a folder", dir)
 			}
 		}
-		_, err := MergeSearch(cfg.Args, cfg.Out, stdout)
-		return err
-	}
-	shard, shards, err := shardSpec(cfg, os.Getenv)
-	if err != nil {
+		_, err := MergeSearch(cfg.Args, cfg.Out, stdout, stderr)
 		return err
 	}
 	var sp *Splits
+	var err error
 	load := func() (*Splits, error) {
-		sp, err = loadSplits(cfg, stderr)
+		sp, err = loadSplits(ctx, cfg, stderr)
 		return sp, err
 	}
-	sum, err := Search(cfg.searchSpec(shard, shards), load, stdout, stderr, stop)
+	sum, err := Search(ctx, cfg.searchSpec(cfg.shard, cfg.shards), load, stdout, stderr)
 	if err != nil || sum == nil || !cfg.Final {
 		return err
 	}
-	return finalRun(cfg, sp, sum, stdout, stderr, stop)
+	return finalRun(ctx, cfg, sp, sum, stdout, stderr)
 }
 
 // finalRun trains the search's best point with the seed's schedule (n_s =
 // 900, 3 cycles), reports its test accuracy and adds it to the summary.
-func finalRun(cfg *Config, sp *Splits, sum *SearchSummary, stdout, stderr io.Writer, stop <-chan os.Signal) error {
+func finalRun(ctx context.Context, cfg *Config, sp *Splits, sum *SearchSummary, stdout, stderr io.Writer) error {
 	c := *cfg
 	c.Lambda, c.Dropout = sum.Best.Lambda, sum.Best.Dropout
 	if cfg.SearchHidden != nil {
@@ -794,7 +966,7 @@ func finalRun(cfg *Config, sp *Splits, sum *SearchSummary, stdout, stderr io.Wri
 	c.NS, c.Cycles = seedNS, seedCycles
 	c.Out = filepath.Join(cfg.Out, "final")
 	fmt.Fprintf(stderr, "final run: λ=%.4g, n_s=%d, %d cycles\n", c.Lambda, c.NS, c.Cycles)
-	rs, err := TrainAndSave(c.runSpec(fmt.Sprintf("best λ=%.4g, n_s=%d, %d cycles", c.Lambda, c.NS, c.Cycles)), sp, stderr, stop)
+	rs, err := TrainAndSave(ctx, c.runSpec(fmt.Sprintf("best λ=%.4g, n_s=%d, %d cycles", c.Lambda, c.NS, c.Cycles)), sp, stderr)
 	if rs != nil {
 		printSummary(stdout, rs, c.Out)
 		sum.FinalTestAcc, sum.FinalOut = rs.TestAccuracy, c.Out
@@ -875,14 +1047,14 @@ type report struct {
 	runs            []*reportRun
 	spBatch1, spAll *Splits
 	stdout, stderr  io.Writer
-	stop            <-chan os.Signal
+	ctx             context.Context
 }
 
 // runReport is -mode=report: gradient check, overfit, the seed's Figures 2
 // and 3, the λ search and the final run, then the page.
-func runReport(cfg *Config, stdout, stderr io.Writer, stop <-chan os.Signal) error {
+func runReport(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	start := time.Now()
-	r := &report{cfg: cfg, plan: fullReport, doc: &htmlDoc{}, stdout: stdout, stderr: stderr, stop: stop,
+	r := &report{cfg: cfg, plan: fullReport, doc: &htmlDoc{}, stdout: stdout, stderr: stderr, ctx: ctx,
 		synthetic: !dataPresent(cfg.Data) && !cfg.Download, source: "CIFAR-10 in " + cfg.Data}
 	if cfg.Quick {
 		r.plan = quickReport
@@ -948,7 +1120,7 @@ func (r *report) splits(cfg *Config) (*Splits, error) {
 	if r.synthetic {
 		return syntheticSplits(600, r.cfg.Seed), nil
 	}
-	return LoadSplits(cfg.dataSource(), cfg.Split, cfg.Val, cfg.MaxTrain, r.stderr)
+	return LoadSplits(r.ctx, cfg.dataSource(), cfg.Split, cfg.Val, cfg.MaxTrain, r.stderr)
 }
 
 // gradCheck is section 1.
@@ -959,7 +1131,7 @@ func (r *report) gradCheck() error {
 	}
 	cfg, command := r.sub("gradcheck", "gradcheck", flags...)
 	var text bytes.Buffer
-	if err := runGradCheck(cfg, &text, r.stderr); err != nil {
+	if err := runGradCheck(r.ctx, cfg, &text, r.stderr); err != nil {
 		return fmt.Errorf("report: gradient check: %w", err)
 	}
 	r.doc.h2("1. Gradient check")
@@ -972,7 +1144,7 @@ func (r *report) gradCheck() error {
 func (r *report) overfit() error {
 	cfg, command := r.sub("overfit", "overfit", "-epochs", strconv.Itoa(r.plan.overfitEpochs))
 	var text bytes.Buffer
-	if err := runOverfit(cfg, &text, r.stderr, r.stop); err != nil {
+	if err := runOverfit(r.ctx, cfg, &text, r.stderr); err != nil {
 		return fmt.Errorf("report: overfit: %w", err)
 	}
 	r.doc.h2("2. Sanity check: overfitting 100 images")
@@ -985,7 +1157,7 @@ func (r *report) overfit() error {
 func (r *report) train(title, dir string, sp *Splits, flags ...string) (*reportRun, error) {
 	cfg, command := r.sub("train", dir, flags...)
 	fmt.Fprintf(r.stderr, "report: %s\n", title)
-	sum, err := TrainAndSave(cfg.runSpec(title), sp, r.stderr, r.stop)
+	sum, err := TrainAndSave(r.ctx, cfg.runSpec(title), sp, r.stderr)
 	if err != nil {
 		return nil, fmt.Errorf("report: %s: %w", title, err)
 	}
@@ -1044,7 +1216,7 @@ func (r *report) search() error {
 	var text bytes.Buffer
 	fmt.Fprintf(r.stderr, "report: λ search, %d + %d trials\n", cfg.Trials, cfg.Trials)
 	spec := cfg.searchSpec(0, 1)
-	ssum, err := Search(spec, func() (*Splits, error) { return sp, nil }, &text, r.stderr, r.stop)
+	ssum, err := Search(r.ctx, spec, func() (*Splits, error) { return sp, nil }, &text, r.stderr)
 	if err != nil {
 		return fmt.Errorf("report: search: %w", err)
 	}

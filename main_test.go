@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"bytes"
+	"context"
 	"compress/gzip"
 	"crypto/md5"
 	"encoding/csv"
@@ -938,7 +939,7 @@ func TestLoadSplits(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := &Config{Data: dir, Split: tc.split, Val: tc.val, MaxTrain: tc.n, Batch: 1}
-			sp, err := loadSplits(cfg, io.Discard) // main's wrapper names the flags in errors
+			sp, err := loadSplits(context.Background(), cfg, io.Discard) // main's wrapper names the flags in errors
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("got error %v, want one mentioning %q", err, tc.wantErr)
@@ -984,14 +985,14 @@ func TestLoadErrors(t *testing.T) {
 			if tc.missing {
 				os.Remove(p)
 				// a folder with missing files is not re-downloaded
-				_, err := LoadSplits(DataSource{Dir: dir, Download: true}, SplitAll, 0, 0, io.Discard)
+				_, err := LoadSplits(context.Background(), DataSource{Dir: dir, Download: true}, SplitAll, 0, 0, io.Discard)
 				if err == nil || !strings.Contains(err.Error(), "lacks") {
 					t.Fatalf("LoadSplits: got %v, want a 'lacks' error", err)
 				}
 			} else if err := os.WriteFile(p, tc.data, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			_, err := readBatches(dir, batchFiles[:5], 0)
+			_, err := readBatches(context.Background(), dir, batchFiles[:5], 0)
 			if err == nil {
 				t.Fatal("got no error")
 			}
@@ -1006,7 +1007,7 @@ func TestLoadErrors(t *testing.T) {
 
 func TestDownloadDisabledSaysHow(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "nothing")
-	_, err := LoadSplits(DataSource{Dir: dir, Download: false, URL: cifarURL, MD5: cifarMD5}, SplitAll, 0, 0, io.Discard)
+	_, err := LoadSplits(context.Background(), DataSource{Dir: dir, Download: false, URL: cifarURL, MD5: cifarMD5}, SplitAll, 0, 0, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "-download=false") || !strings.Contains(err.Error(), cifarURL) {
 		t.Fatalf("got %v, want an explanation naming -download=false and the URL", err)
 	}
@@ -1100,7 +1101,7 @@ func TestDownload(t *testing.T) {
 			}
 			src := DataSource{Dir: dir, Download: true, URL: srv.URL + "/cifar-10-binary.tar.gz", MD5: sum}
 			var progress bytes.Buffer
-			sp, err := LoadSplits(src, SplitBatch1, 0, 0, &progress)
+			sp, err := LoadSplits(context.Background(), src, SplitBatch1, 0, 0, &progress)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -1270,7 +1271,7 @@ func cifarDir(t testing.TB) string {
 
 func TestIntegrationCIFAR(t *testing.T) {
 	dir := cifarDir(t)
-	sp, err := LoadSplits(DataSource{Dir: dir}, SplitAll, 0, 0, io.Discard)
+	sp, err := LoadSplits(context.Background(), DataSource{Dir: dir}, SplitAll, 0, 0, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1308,7 +1309,7 @@ func BenchmarkLoadCIFAR(b *testing.B) {
 		writeSyntheticCIFAR(b, dir, batchImages)
 	}
 	for b.Loop() {
-		if _, err := LoadSplits(DataSource{Dir: dir}, SplitAll, 5000, 0, io.Discard); err != nil {
+		if _, err := LoadSplits(context.Background(), DataSource{Dir: dir}, SplitAll, 5000, 0, io.Discard); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -1340,7 +1341,7 @@ func TestOverfitSynthetic100(t *testing.T) {
 	net := NewMLP([]int{3072, 50, numClasses}, false, newRNG(5, 7))
 	g := NewGemm(0)
 	defer g.Close()
-	res, err := Train(net, g, d, d, o, nil, nil)
+	res, err := Train(context.Background(), net, g, d, d, o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1355,9 +1356,9 @@ func TestInterruptStopsAfterCurrentStep(t *testing.T) {
 	net := NewMLP([]int{30, 8, 4}, false, newRNG(8, 9))
 	g := NewGemm(1)
 	defer g.Close()
-	stop := make(chan os.Signal, 1)
-	stop <- os.Interrupt
-	res, err := Train(net, g, d, d, o, nil, stop)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // as if a signal had arrived during the first step
+	res, err := Train(ctx, net, g, d, d, o, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1430,7 +1431,11 @@ func TestGradCheckTinyNets(t *testing.T) {
 				net.ForwardDropout(ws, x, tc.dropout, rng)
 				masks = ws.DropoutMasks()
 			}
-			for _, r := range GradCheck(net, ws, x, y, tc.lambda, 1e-5, masks) {
+			rows, err := GradCheck(context.Background(), net, ws, x, y, tc.lambda, 1e-5, masks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rows {
 				if r.CentMaxRel >= 1e-6 {
 					t.Errorf("%s: centred relative error %.3g, want < 1e-6", r.Name, r.CentMaxRel)
 				}
@@ -1454,7 +1459,7 @@ func searchArgs(data, out string, extra ...string) []string {
 // trialsByIndex reads every trial in dir, without the wall time.
 func trialsByIndex(t *testing.T, dir string) map[int]Trial {
 	t.Helper()
-	done, err := readTrialDir(dir)
+	done, err := readTrialDir(dir, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1494,7 +1499,7 @@ func TestSearch(t *testing.T) {
 	for _, tr := range ref {
 		all = append(all, tr)
 	}
-	if best := bestTrial(all); best.LogLambda > -1 {
+	if best, _ := bestTrial(all); best.LogLambda > -1 {
 		t.Errorf("best log10 λ %.2f, want one below -1 (large λ underfits the planted problem)", best.LogLambda)
 	}
 	checkXML(t, "search.svg", mustRead(t, filepath.Join(out1, "search.svg")))
@@ -1646,7 +1651,7 @@ func TestNiceTicks(t *testing.T) {
 // runCLI runs the program in-process and returns exit status and outputs.
 func runCLI(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
-	code := run(args, &out, &errb, nil)
+	code := run(context.Background(), args, &out, &errb)
 	return code, out.String(), errb.String()
 }
 
@@ -1688,7 +1693,7 @@ func checkNpz(t *testing.T, path string, want []string) {
 		if (10+hl)%64 != 0 || b[10+hl-1] != '\n' {
 			t.Errorf("%s: header length %d not padded to 64 bytes with a final newline", f.Name, hl)
 		}
-		if _, err := parseNpy(f.Name, b); err != nil {
+		if _, err := readNpy(f.Name, bytes.NewReader(b), uint64(len(b))); err != nil {
 			t.Error(err)
 		}
 	}
@@ -1811,9 +1816,9 @@ func TestPredict(t *testing.T) {
 	if code != 0 || strings.Count(stdout, "%") != 3 {
 		t.Errorf("predict: exit %d, stdout %q, stderr %q; want 3 classes", code, stdout, stderr)
 	}
-	code, _, stderr = runCLI("-mode=predict", "-model", model, big)
-	if code == 0 || !strings.Contains(stderr, "64x64, want 32x32") {
-		t.Errorf("predict on a 64×64 image: exit %d, stderr %q", code, stderr)
+	code, stdout, stderr = runCLI("-mode=predict", "-model", model, big)
+	if code != 0 || !strings.Contains(stdout, "scaled to 32×32") {
+		t.Errorf("predict on a 64×64 image: exit %d, stdout %q, stderr %q; want it scaled to 32×32", code, stdout, stderr)
 	}
 }
 
@@ -1821,7 +1826,7 @@ func TestDivergenceStops(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	writeSyntheticCIFAR(t, data, 100)
 	code, _, stderr := runCLI("-mode=train", "-data", data, "-download=false", "-out", t.TempDir(), "-val", "50",
-		"-ns", "20", "-cycles", "1", "-batch", "10", "-eta-min", "1e3", "-eta-max", "1e4")
+		"-ns", "20", "-cycles", "1", "-batch", "10", "-lambda", "1000", "-eta-min", "100", "-eta-max", "1e3")
 	if code != 1 || !strings.Contains(stderr, "diverged") || !strings.Contains(stderr, "smaller -eta-max") {
 		t.Errorf("exit %d, stderr %q; want a divergence message suggesting a smaller -eta-max", code, stderr)
 	}
@@ -1835,8 +1840,24 @@ func TestBadFlagsExit2(t *testing.T) {
 	}{
 		{"unknown mode", []string{"-mode=fly"}, "unknown mode"},
 		{"unknown flag", []string{"-colour"}, "not defined"},
-		{"negative lambda", []string{"-lambda", "-1"}, "λ must be ≥ 0"},
-		{"zero ns", []string{"-ns", "0"}, "n_s must be positive"},
+		{"negative lambda", []string{"-lambda", "-1"}, "λ must be a number in [0, 1000]"},
+		{"NaN lambda", []string{"-lambda", "NaN"}, "-lambda NaN"},
+		{"Inf eta-max", []string{"-eta-max", "Inf"}, "-eta-max +Inf"},
+		{"NaN eta", []string{"-eta", "NaN"}, "-eta NaN"},
+		{"NaN dropout", []string{"-dropout", "NaN"}, "p must be in [0, 1)"},
+		{"NaN momentum", []string{"-momentum", "NaN"}, "μ must be in [0, 1)"},
+		{"NaN step", []string{"-mode=gradcheck", "-step", "NaN"}, "-step NaN"},
+		{"NaN lmin", []string{"-mode=search", "-lmin", "NaN"}, "-lmin NaN"},
+		{"NaN search dropout", []string{"-mode=search", "-search-dropout", "NaN,0.5"}, "0 ≤ lo ≤ hi < 1"},
+		{"zero ns", []string{"-ns", "0"}, "n_s must be in 1…"},
+		{"huge ns", []string{"-ns", "4611686018427387904"}, "n_s must be in 1…"},
+		{"steps overflow", []string{"-ns", "100000000", "-cycles", "100"}, "more than a run can finish"},
+		{"huge epochs", []string{"-epochs", "4611686018427387904"}, "-epochs"},
+		{"huge hidden", []string{"-hidden", "100000000"}, "does not fit in memory"},
+		{"deep net", []string{"-hidden", strings.Repeat("10,", 200) + "10"}, "hidden layers, at most"},
+		{"negative workers", []string{"-workers", "-1"}, "-workers -1"},
+		{"huge trials", []string{"-mode=search", "-trials", "1000000000"}, "-trials"},
+		{"bad split", []string{"-split", "some"}, "-split"},
 		{"zero batch", []string{"-batch", "0"}, "batch size"},
 		{"eta order", []string{"-eta-min", "0.5", "-eta-max", "0.1"}, "larger than -eta-max"},
 		{"bad hidden", []string{"-hidden", "50,x"}, "layer sizes"},
@@ -1860,7 +1881,7 @@ func TestBadFlagsExit2(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "d")
 	writeSyntheticCIFAR(t, dir, 30)
-	code, _, stderr := runCLI("-data", dir, "-val", "10", "-batch", "500")
+	code, _, stderr := runCLI("-data", dir, "-val", "10", "-batch", "500", "-out", t.TempDir())
 	if code != 2 || !strings.Contains(stderr, "larger than the training set") {
 		t.Errorf("batch larger than the data: exit %d, stderr %q", code, stderr)
 	}

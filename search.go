@@ -20,10 +20,14 @@ package main
 // folder count as done. MergeSearch combines the files of several folders.
 
 import (
+	"bytes"
+	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -51,6 +55,59 @@ type SearchSpec struct {
 	Workers       int          // trials at once (0: GOMAXPROCS)
 	Kernel        string       // GEMM micro-kernel
 	Shard, Shards int          // this process runs trials i ≡ Shard (mod Shards)
+
+	// Settings are what decides a trial's result besides its point, as
+	// flag → value (the data split, the net, the training, the seed, the
+	// ranges). They are stored in the folder's search.json before the first
+	// trial; a rerun or a merge with other settings is refused.
+	Settings map[string]string
+}
+
+// settingsFile holds a search folder's SearchSpec.Settings.
+const settingsFile = "search.json"
+
+// checkSettings compares the settings stored in dir (if any) with want and
+// names the flags that differ; with store, it writes want when dir has
+// none yet.
+func checkSettings(dir string, want map[string]string, store bool) error {
+	path := filepath.Join(dir, settingsFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		if !store {
+			return nil
+		}
+		return writeJSON(path, want)
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	var have map[string]string
+	if err := json.Unmarshal(b, &have); err != nil {
+		return fmt.Errorf("read %s: %w; move it away or choose another -out", path, err)
+	}
+	var diffs []string
+	for _, k := range slices.Sorted(maps.Keys(want)) {
+		if have[k] != want[k] {
+			diffs = append(diffs, fmt.Sprintf("-%s %s (the folder's: %s)", k, orNone(want[k]), orNone(have[k])))
+		}
+	}
+	for k := range have {
+		if _, ok := want[k]; !ok {
+			diffs = append(diffs, fmt.Sprintf("-%s (the folder's: %s)", k, orNone(have[k])))
+		}
+	}
+	if len(diffs) > 0 {
+		return fmt.Errorf("%s holds a search with other settings: %s; rerun with the folder's values or choose another -out", dir, strings.Join(diffs, ", "))
+	}
+	return nil
+}
+
+// orNone shows an empty setting.
+func orNone(v string) string {
+	if v == "" {
+		return "none"
+	}
+	return v
 }
 
 // Trial is one λ tried and what it gave.
@@ -129,6 +186,10 @@ func (t Trial) record() []string {
 	return rec
 }
 
+// Diverged reports whether the trial's training diverged (NaN or ±Inf
+// cost): its final accuracy is recorded as NaN, and it is never the best.
+func (t Trial) Diverged() bool { return math.IsNaN(t.ValAcc) }
+
 // sameTrial reports whether two records are the same point of the same
 // search: phase, index, λ, width and dropout (λ and dropout to 1e-12, as
 // they went through a decimal file). Timings and results may differ.
@@ -155,50 +216,90 @@ func (p trialPoint) trial(spec *SearchSpec, phase string, index int) Trial {
 
 // readTrials reads a trials CSV; a file that is not one (missing columns,
 // bad numbers) is an error naming the file and line, never silently
-// replaced.
-func readTrials(path string) ([]Trial, error) {
-	f, err := os.Open(path)
+// replaced. The one exception is a torn last line (a write cut short by a
+// full disk or a power loss: no final newline, and not a whole record): it
+// is dropped, with torn set, and its trial runs again.
+func readTrials(path string) (trials []Trial, torn bool, err error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, false, fmt.Errorf("read %s: %w", path, err)
 	}
-	defer f.Close()
-	r := csv.NewReader(f)
+	body, tail := splitTail(b)
+	if len(tail) > 0 {
+		if t, err := parseTrialLine(tail); err == nil && len(body) > 0 {
+			_ = t // a whole record that lost only its newline: keep it
+			body = b
+		} else {
+			torn = true
+		}
+	}
+	r := csv.NewReader(bytes.NewReader(body))
 	r.FieldsPerRecord = -1
 	recs, err := r.ReadAll()
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w; move the file away or choose another -out", path, err)
+		return nil, false, fmt.Errorf("read %s: %w; move the file away or choose another -out", path, err)
 	}
 	want := strings.Join(trialHeader(), ",")
+	if len(recs) == 0 && torn {
+		return nil, true, nil // only a torn header
+	}
 	if len(recs) == 0 || strings.Join(recs[0], ",") != want {
-		return nil, fmt.Errorf("read %s: not a trials file of this program (want the header %s); move it away or choose another -out", path, want)
+		return nil, false, fmt.Errorf("read %s: not a trials file of this program (want the header %s); move it away or choose another -out", path, want)
 	}
-	var out []Trial
 	for i, rec := range recs[1:] {
-		line := i + 2
-		if len(rec) != len(trialColumns) {
-			return nil, fmt.Errorf("read %s: line %d has %d fields, want %d; the file is damaged (delete that line to rerun the trial)", path, line, len(rec), len(trialColumns))
+		t, err := parseTrial(rec)
+		if err != nil {
+			return nil, false, fmt.Errorf("read %s: line %d: %w; the file is damaged (delete that line to rerun the trial)", path, i+2, err)
 		}
-		var t Trial
-		for k, c := range trialColumns {
-			if err := c.set(&t, rec[k]); err != nil {
-				return nil, fmt.Errorf("read %s: line %d: field %s: %w", path, line, c.name, err)
-			}
-		}
-		out = append(out, t)
+		trials = append(trials, t)
 	}
-	return out, nil
+	return trials, torn, nil
+}
+
+// splitTail cuts a file after its last newline: body ends with a newline
+// (or is empty), tail is what follows (empty for a well-ended file).
+func splitTail(b []byte) (body, tail []byte) {
+	i := bytes.LastIndexByte(b, '\n')
+	return b[:i+1], b[i+1:]
+}
+
+// parseTrialLine parses one CSV line as a trial record.
+func parseTrialLine(line []byte) (Trial, error) {
+	rec, err := csv.NewReader(bytes.NewReader(line)).Read()
+	if err != nil {
+		return Trial{}, err
+	}
+	return parseTrial(rec)
+}
+
+// parseTrial reads a record in trialColumns' order.
+func parseTrial(rec []string) (Trial, error) {
+	var t Trial
+	if len(rec) != len(trialColumns) {
+		return t, fmt.Errorf("%d fields, want %d", len(rec), len(trialColumns))
+	}
+	for k, c := range trialColumns {
+		if err := c.set(&t, rec[k]); err != nil {
+			return t, fmt.Errorf("field %s: %w", c.name, err)
+		}
+	}
+	return t, nil
 }
 
 // readTrialDir reads every trials*.csv in dir (missing dir: none), keyed by
-// index. Two files disagreeing about one index is an error.
-func readTrialDir(dir string) (map[int]Trial, error) {
+// index, and says on warn which files had a torn last line. Two files
+// disagreeing about one index is an error.
+func readTrialDir(dir string, warn io.Writer) (map[int]Trial, error) {
 	files, _ := filepath.Glob(filepath.Join(dir, "trials*.csv"))
 	sort.Strings(files)
 	done := map[int]Trial{}
 	for _, f := range files {
-		ts, err := readTrials(f)
+		ts, torn, err := readTrials(f)
 		if err != nil {
 			return nil, err
+		}
+		if torn {
+			fmt.Fprintf(warn, "warning: %s ends in a torn line (a write cut short); it is dropped and its trial runs again\n", f)
 		}
 		for _, t := range ts {
 			if old, ok := done[t.Index]; ok && !sameTrial(old, t) {
@@ -221,6 +322,9 @@ func openTrialLog(path string) (*trialLog, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
+	if err := repairTail(path); err != nil {
+		return nil, err
+	}
 	st, err := os.Stat(path)
 	fresh := err != nil || st.Size() == 0
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -235,6 +339,35 @@ func openTrialLog(path string) (*trialLog, error) {
 		}
 	}
 	return l, nil
+}
+
+// repairTail makes a trials file end with a newline before records are
+// appended: a last record that lost only its newline gets it back, a torn
+// one is cut off (readTrials has already dropped it).
+func repairTail(path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	body, tail := splitTail(b)
+	if len(tail) == 0 {
+		return nil
+	}
+	if _, err := parseTrialLine(tail); err == nil && len(body) > 0 {
+		f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return fmt.Errorf("repair %s: %w", path, err)
+		}
+		_, err = f.Write([]byte("\n"))
+		return errors.Join(err, f.Sync(), f.Close())
+	}
+	if err := os.Truncate(path, int64(len(body))); err != nil {
+		return fmt.Errorf("cut the torn last line of %s: %w", path, err)
+	}
+	return nil
 }
 
 func (l *trialLog) write(rec []string) error {
@@ -317,15 +450,17 @@ func (spec *SearchSpec) describe(s searchSpace) string {
 }
 
 // bestTrial is the trial with the highest final validation accuracy (ties:
-// lower index).
-func bestTrial(ts []Trial) Trial {
-	best := ts[0]
-	for _, t := range ts[1:] {
-		if t.ValAcc > best.ValAcc || (t.ValAcc == best.ValAcc && t.Index < best.Index) {
-			best = t
+// lower index), among those that did not diverge; ok is false when all did.
+func bestTrial(ts []Trial) (best Trial, ok bool) {
+	for _, t := range ts {
+		if t.Diverged() {
+			continue
+		}
+		if !ok || t.ValAcc > best.ValAcc || (t.ValAcc == best.ValAcc && t.Index < best.Index) {
+			best, ok = t, true
 		}
 	}
-	return best
+	return best, ok
 }
 
 // phaseTrials returns the trials of one phase sorted by index.
@@ -342,7 +477,7 @@ func phaseTrials(done map[int]Trial, phase string) []Trial {
 
 // runTrial trains the trial t (its point filled in) and returns it with its
 // results.
-func runTrial(spec *SearchSpec, sp *Splits, t Trial, gemmWorkers int) (Trial, error) {
+func runTrial(ctx context.Context, spec *SearchSpec, sp *Splits, t Trial, gemmWorkers int) (Trial, error) {
 	o := spec.Base
 	o.Lambda, o.Dropout = t.Lambda, t.Dropout
 	o.Seed = spec.Seed + uint64(t.Index)*trialSeedStride
@@ -355,22 +490,36 @@ func runTrial(spec *SearchSpec, sp *Splits, t Trial, gemmWorkers int) (Trial, er
 	gemm := NewGemmNamed(gemmWorkers, spec.Kernel)
 	defer gemm.Close()
 	net := NewMLP(netSizes(sp.Train.Dim(), hidden), spec.He, newRNG(spec.Seed, uint64(streamTrialInit+t.Index)))
-	res, err := Train(net, gemm, sp.Train, sp.Val, o, nil, nil)
-	if err != nil {
+	res, err := Train(ctx, net, gemm, sp.Train, sp.Val, o, nil)
+	if err != nil && !errors.Is(err, errDiverged) {
 		return Trial{}, fmt.Errorf("trial %d (λ=%.4g): %w", t.Index, t.Lambda, err)
+	}
+	if res.Interrupted {
+		return Trial{}, errAbandoned
 	}
 	t.Seconds = time.Since(start).Seconds()
 	for _, h := range res.History {
-		t.BestValAcc = math.Max(t.BestValAcc, h.Val.Accuracy)
+		if finite(h.Val.Accuracy) {
+			t.BestValAcc = math.Max(t.BestValAcc, h.Val.Accuracy)
+		}
+	}
+	if err != nil { // diverged: recorded as such, and the search goes on
+		t.ValAcc, t.ValCost, t.TrainAcc = math.NaN(), math.NaN(), math.NaN()
+		return t, nil
 	}
 	last := res.History[len(res.History)-1]
 	t.ValAcc, t.ValCost, t.TrainAcc = last.Val.Accuracy, last.Val.Cost, last.Train.Accuracy
 	return t, nil
 }
 
+// errAbandoned is runTrial's answer when the search is interrupted during a
+// trial: the trial is not recorded and runs again on the next attempt.
+var errAbandoned = errors.New("trial abandoned")
+
 // runTrials runs the given trials on a pool of workers, logging each as it
-// finishes.
-func runTrials(spec *SearchSpec, sp *Splits, todo []Trial, log *trialLog, done map[int]Trial, stderr io.Writer, stop <-chan os.Signal) error {
+// finishes. When ctx is cancelled no new trial starts and the running ones
+// are abandoned (their training stops after its current step).
+func runTrials(ctx context.Context, spec *SearchSpec, sp *Splits, todo []Trial, log *trialLog, done map[int]Trial, stderr io.Writer) error {
 	workers := spec.Workers
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
@@ -384,7 +533,10 @@ func runTrials(spec *SearchSpec, sp *Splits, todo []Trial, log *trialLog, done m
 	for w := 0; w < workers; w++ {
 		wg.Go(func() {
 			for job := range jobs {
-				t, err := runTrial(spec, sp, job, gemmWorkers)
+				t, err := runTrial(ctx, spec, sp, job, gemmWorkers)
+				if errors.Is(err, errAbandoned) {
+					continue
+				}
 				if err == nil {
 					err = log.write(t.record())
 				}
@@ -394,7 +546,11 @@ func runTrials(spec *SearchSpec, sp *Splits, todo []Trial, log *trialLog, done m
 				}
 				if err == nil {
 					done[t.Index] = t
-					fmt.Fprintf(stderr, "%s trial %d: log10 λ=%.3f λ=%.3e hidden %d dropout %.2f  val acc %.2f%% (best %.2f%%)  %.0fs\n", t.Phase, t.Index, t.LogLambda, t.Lambda, t.Hidden, t.Dropout, 100*t.ValAcc, 100*t.BestValAcc, t.Seconds)
+					result := fmt.Sprintf("val acc %.2f%% (best %.2f%%)", 100*t.ValAcc, 100*t.BestValAcc)
+					if t.Diverged() {
+						result = "diverged (recorded; the search goes on)"
+					}
+					fmt.Fprintf(stderr, "%s trial %d: log10 λ=%.3f λ=%.3e hidden %d dropout %.2f  %s  %.0fs\n", t.Phase, t.Index, t.LogLambda, t.Lambda, t.Hidden, t.Dropout, result, t.Seconds)
 				}
 				mu.Unlock()
 			}
@@ -405,7 +561,7 @@ feed:
 	for _, t := range todo {
 		select {
 		case jobs <- t:
-		case <-stop:
+		case <-ctx.Done():
 			interrupted = true
 			break feed
 		}
@@ -415,8 +571,8 @@ feed:
 	if firstErr != nil {
 		return firstErr
 	}
-	if interrupted {
-		return errors.New("search interrupted; finished trials are recorded, rerun the same command to continue")
+	if interrupted || ctx.Err() != nil {
+		return fmt.Errorf("search interrupted (%w); finished trials are recorded, rerun the same command to continue", context.Cause(ctx))
 	}
 	return nil
 }
@@ -430,15 +586,23 @@ type search struct {
 	log    *trialLog
 	stdout io.Writer
 	stderr io.Writer
-	stop   <-chan os.Signal
+	ctx    context.Context
 }
 
 // Search runs both phases (this shard's share of them) and returns the
 // summary once both are complete (nil before: other shards still have
 // trials to record). load is called once the results folder is known to
 // hold this search, or nothing yet.
-func Search(spec SearchSpec, load func() (*Splits, error), stdout, stderr io.Writer, stop <-chan os.Signal) (*SearchSummary, error) {
-	done, err := readTrialDir(spec.Out)
+func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), stdout, stderr io.Writer) (*SearchSummary, error) {
+	if err := checkSettings(spec.Out, spec.Settings, false); err != nil {
+		return nil, err
+	}
+	release, err := lockFile(trialFile(spec.Out, spec.Shard, spec.Shards) + ".lock")
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	done, err := readTrialDir(spec.Out, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -455,19 +619,26 @@ func Search(spec SearchSpec, load func() (*Splits, error), stdout, stderr io.Wri
 	if spec.Base.NS == 0 {
 		spec.Base.NS = 2 * (sp.Train.Len() / spec.Base.Batch) // the assignment's rule
 	}
+	if err := checkSettings(spec.Out, spec.Settings, true); err != nil {
+		return nil, err
+	}
 	log, err := openTrialLog(trialFile(spec.Out, spec.Shard, spec.Shards))
 	if err != nil {
 		return nil, err
 	}
 	defer log.f.Close()
-	s := &search{spec: &spec, sp: sp, done: done, log: log, stdout: stdout, stderr: stderr, stop: stop}
+	s := &search{spec: &spec, sp: sp, done: done, log: log, stdout: stdout, stderr: stderr, ctx: ctx}
 
 	fmt.Fprintf(stderr, "coarse search: %d of %d trials to run here (shard %d/%d), n_s=%d, %d cycles, %d training images\n",
 		len(s.todo("coarse", 0, coarse)), spec.Trials, spec.Shard, spec.Shards, spec.Base.NS, spec.Base.Cycles, sp.Train.Len())
 	if complete, err := s.runPhase("coarse", 0, coarse); err != nil || !complete {
 		return nil, err
 	}
-	fineSpace := spec.fineSpace(bestTrial(phaseTrials(done, "coarse")))
+	bestCoarse, ok := bestTrial(phaseTrials(done, "coarse"))
+	if !ok {
+		return nil, fmt.Errorf("every coarse trial diverged; try a smaller -eta-max (now %g) or another λ range", spec.Base.EtaMax)
+	}
+	fineSpace := spec.fineSpace(bestCoarse)
 	fine := spec.drawPoints(streamFine, fineSpace)
 	for k, p := range fine {
 		if t, ok := done[spec.Trials+k]; ok && !sameTrial(t, p.trial(&spec, "fine", spec.Trials+k)) {
@@ -499,7 +670,7 @@ func (s *search) todo(phase string, first int, points []trialPoint) []Trial {
 func (s *search) runPhase(phase string, first int, points []trialPoint) (complete bool, err error) {
 	todo := s.todo(phase, first, points)
 	start := time.Now()
-	if err := runTrials(s.spec, s.sp, todo, s.log, s.done, s.stderr, s.stop); err != nil {
+	if err := runTrials(s.ctx, s.spec, s.sp, todo, s.log, s.done, s.stderr); err != nil {
 		return false, err
 	}
 	fmt.Fprintf(s.stderr, "%s phase: %d trials in %.1f s\n", phase, len(todo), time.Since(start).Seconds())
@@ -527,37 +698,57 @@ func reportSearch(out string, trials int, done map[int]Trial, stdout io.Writer) 
 	if len(ct) == 0 {
 		return nil, fmt.Errorf("no coarse trials recorded in %s", out)
 	}
-	sum := &SearchSummary{Trials: trials, BestCoarse: bestTrial(ct), FinalTestAcc: optFloat(math.NaN())}
-	sum.Best = sum.BestCoarse
+	bc, ok := bestTrial(ct)
+	if !ok {
+		return nil, fmt.Errorf("every coarse trial in %s diverged; try a smaller -eta-max or another λ range", out)
+	}
+	sum := &SearchSummary{Trials: trials, BestCoarse: bc, Best: bc, FinalTestAcc: optFloat(math.NaN())}
 	printTop3(stdout, "Table 1: the 3 best λ of the coarse search", ct)
-	if len(ft) > 0 {
-		bf := bestTrial(ft)
+	if bf, ok := bestTrial(ft); ok {
 		sum.BestFine = &bf
 		if bf.ValAcc > sum.Best.ValAcc {
 			sum.Best = bf
 		}
+	}
+	if len(ft) > 0 {
 		printTop3(stdout, "Table 2: the 3 best λ of the fine search", ft)
 	}
-	series := func(name, color string, ts []Trial) Series {
+	// Diverged trials are drawn at 0 % in a series of their own.
+	series := func(name, color string, ts []Trial, diverged bool) Series {
 		s := Series{Name: name, Scatter: true, Color: color}
 		for _, t := range ts {
-			s.X, s.Y = append(s.X, t.LogLambda), append(s.Y, 100*t.ValAcc)
+			if t.Diverged() != diverged {
+				continue
+			}
+			y := 100 * t.ValAcc
+			if diverged {
+				y = 0
+			}
+			s.X, s.Y = append(s.X, t.LogLambda), append(s.Y, y)
 		}
 		return s
 	}
 	plot := &Plot{Title: "λ search: validation accuracy", XLabel: "log10 λ", YLabel: "validation accuracy (%)",
-		Series: []Series{series("coarse", "#1f77b4", ct), series("fine", "#ff7f0e", ft), series(fmt.Sprintf("best λ=%.3g", sum.Best.Lambda), "#d62728", []Trial{sum.Best})}}
-	if err := writeBytesAtomic(filepath.Join(out, "search.svg"), plot.SVG()); err != nil {
+		Series: []Series{series("coarse", "#1f77b4", ct, false), series("fine", "#ff7f0e", ft, false), series(fmt.Sprintf("best λ=%.3g", sum.Best.Lambda), "#d62728", []Trial{sum.Best}, false)}}
+	if all := append(slices.Clone(ct), ft...); slices.ContainsFunc(all, Trial.Diverged) {
+		plot.Series = append(plot.Series, series("diverged", "#7f7f7f", all, true))
+	}
+	var o outputs
+	o.addBytes(filepath.Join(out, "search.svg"), plot.SVG())
+	o.addJSON(filepath.Join(out, "summary.json"), sum)
+	if err := o.commit(); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(stdout, "\nbest λ = %.4g (log10 %.3f), validation accuracy %.2f%%\nwrote %s/{search.svg,summary.json}\n", sum.Best.Lambda, sum.Best.LogLambda, 100*sum.Best.ValAcc, out)
-	return sum, writeJSON(filepath.Join(out, "summary.json"), sum)
+	return sum, nil
 }
 
 // printTop3 prints a table like the seed's Tables 1 and 2.
 func printTop3(w io.Writer, title string, ts []Trial) {
 	sorted := append([]Trial(nil), ts...)
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].ValAcc > sorted[j].ValAcc })
+	sort.SliceStable(sorted, func(i, j int) bool { // diverged trials last
+		return !sorted[i].Diverged() && (sorted[j].Diverged() || sorted[i].ValAcc > sorted[j].ValAcc)
+	})
 	fmt.Fprintf(w, "\n%s\n%-10s %-11s %-7s %-8s %-13s %-13s\n", title, "log10 λ", "λ", "hidden", "dropout", "val acc (%)", "best acc (%)")
 	for _, t := range sorted[:min(3, len(sorted))] {
 		fmt.Fprintf(w, "%-10.3f %-11.3e %-7d %-8.2f %-13.2f %-13.2f\n", t.LogLambda, t.Lambda, t.Hidden, t.Dropout, 100*t.ValAcc, 100*t.BestValAcc)
@@ -567,10 +758,20 @@ func printTop3(w io.Writer, title string, ts []Trial) {
 // MergeSearch combines the trials*.csv files of the folders dirs into
 // out/trials.csv and reports the search they make up. Folders that
 // disagree about a trial hold different searches: an error.
-func MergeSearch(dirs []string, out string, stdout io.Writer) (*SearchSummary, error) {
+func MergeSearch(dirs []string, out string, stdout, stderr io.Writer) (*SearchSummary, error) {
 	all := map[int]Trial{}
+	var settings map[string]string // the first folder's
 	for _, dir := range dirs {
-		d, err := readTrialDir(dir)
+		if b, err := os.ReadFile(filepath.Join(dir, settingsFile)); err == nil {
+			if settings == nil {
+				if err := json.Unmarshal(b, &settings); err != nil {
+					return nil, fmt.Errorf("read %s: %w", filepath.Join(dir, settingsFile), err)
+				}
+			} else if err := checkSettings(dir, settings, false); err != nil {
+				return nil, fmt.Errorf("merge: %w (the settings of the first folder with a %s)", err, settingsFile)
+			}
+		}
+		d, err := readTrialDir(dir, stderr)
 		if err != nil {
 			return nil, err
 		}
@@ -593,10 +794,99 @@ func MergeSearch(dirs []string, out string, stdout io.Writer) (*SearchSummary, e
 	for k, i := range idx {
 		rows[k] = all[i].record()
 	}
-	if err := writeCSV(filepath.Join(out, "trials.csv"), trialHeader(), rows); err != nil {
+	if settings != nil {
+		if err := checkSettings(out, settings, false); err != nil {
+			return nil, err
+		}
+	}
+	var o outputs
+	o.addCSV(filepath.Join(out, "trials.csv"), trialHeader(), rows)
+	if settings != nil {
+		o.addJSON(filepath.Join(out, settingsFile), settings)
+	}
+	if err := o.commit(); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(stdout, "merged %d trials into %s/trials.csv\n", len(all), out)
 	// The coarse phase's size is the search's trials per phase.
 	return reportSearch(out, len(phaseTrials(all, "coarse")), all, stdout)
+}
+
+// A results file is guarded by a lock file beside it, so that two processes
+// never run the same shard of a search in one folder. The lock is a file
+// created exclusively (O_EXCL) that names its owner and whose modification
+// time the owner refreshes every lockBeat; one not refreshed for lockStale
+// belongs to a process that was killed and is taken over. Unlike flock this
+// works on every system Go builds for and on the network file systems that
+// cluster jobs share.
+const (
+	lockBeat  = 10 * time.Second
+	lockStale = 60 * time.Second
+)
+
+// lockFile takes the lock at path, or says who holds it. release gives it
+// back.
+func lockFile(path string) (release func(), err error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", filepath.Dir(path), err)
+	}
+	host, _ := os.Hostname()
+	owner := fmt.Sprintf("host %s, pid %d", host, os.Getpid())
+	for attempt := 0; attempt < 5; attempt++ {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err == nil {
+			_, err = f.WriteString(owner + "\n")
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				os.Remove(path)
+				return nil, fmt.Errorf("write lock %s: %w", path, err)
+			}
+			return heartbeat(path), nil
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("create lock %s: %w", path, err)
+		}
+		st, serr := os.Stat(path)
+		if serr != nil {
+			continue // released meanwhile: try again
+		}
+		if age := time.Since(st.ModTime()); age > lockStale {
+			// Stale: move it aside (only one process wins the rename) and retry.
+			aside := fmt.Sprintf("%s.stale-%d", path, os.Getpid())
+			if os.Rename(path, aside) == nil {
+				os.Remove(aside)
+			}
+			continue
+		}
+		who, _ := os.ReadFile(path)
+		return nil, fmt.Errorf("another process (%s) is running this search in %s: %s was refreshed %s ago; wait for it to finish or choose another -out (a lock left by a killed process is taken over %v after its last refresh)",
+			strings.TrimSpace(string(who)), filepath.Dir(path), filepath.Base(path), time.Since(st.ModTime()).Round(time.Second), lockStale)
+	}
+	return nil, fmt.Errorf("lock %s: taken and released by other processes again and again; try again", path)
+}
+
+// heartbeat refreshes the lock's time until the returned release is
+// called, which removes the lock.
+func heartbeat(path string) (release func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(lockBeat)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case now := <-tick.C:
+				os.Chtimes(path, now, now)
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+		os.Remove(path)
+	}
 }

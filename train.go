@@ -8,6 +8,7 @@ package main
 import (
 	"archive/zip"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/csv"
 	"encoding/json"
@@ -119,7 +120,7 @@ var errDiverged = errors.New("training diverged")
 // evaluated at evenly spaced steps (o.Evals per cycle, and at the end).
 // Progress goes to progress (nil: none); a value on stop ends the run after
 // the current step, evaluated.
-func Train(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer, stop <-chan os.Signal) (*TrainResult, error) {
+func Train(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer) (*TrainResult, error) {
 	tr := newTrainer(net, gemm, train, val, o, progress)
 	for t := 0; t < tr.total; t++ {
 		tr.loadBatch(t)
@@ -128,7 +129,7 @@ func Train(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress i
 			return tr.res, err
 		}
 		tr.snapshot(t)
-		interrupted := stopped(stop)
+		interrupted := ctx.Err() != nil
 		if (t+1)%tr.evalEvery == 0 || t+1 == tr.total || interrupted {
 			if err := tr.evaluate(t, eta, t+1 == tr.total || interrupted); err != nil {
 				return tr.res, err
@@ -141,16 +142,6 @@ func Train(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress i
 		}
 	}
 	return tr.res, nil
-}
-
-// stopped reports whether a value is waiting on stop (nil: never).
-func stopped(stop <-chan os.Signal) bool {
-	select {
-	case <-stop:
-		return true
-	default:
-		return false
-	}
 }
 
 // trainer is Train's state between steps.
@@ -299,51 +290,50 @@ func (tr *trainer) print(t int, eta float64) {
 // ---------------------------------------------------------------------------
 // Writing results.
 
-// writeFileAtomic writes a file by filling a temporary file in the same
-// folder and renaming it over path, so readers never see half a file.
-func writeFileAtomic(path string, fill func(w io.Writer) error) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+// outputs is a set of files written together, so that a folder never
+// holds some files of one run and some of another: add fills each file into
+// a new temporary file beside its place and fsyncs it; commit, once every
+// file is ready, renames them all into place and fsyncs their folders. A
+// failure before commit replaces nothing (the temporary files are removed).
+// Files are created with mode 0644 less the umask.
+type outputs struct {
+	staged []stagedFile
+	err    error // the first failure of add
+}
+
+// stagedFile is a file written to tmp, waiting to be renamed to path.
+type stagedFile struct{ tmp, path string }
+
+// add writes the file path with fill, into a temporary file.
+func (o *outputs) add(path string, fill func(w io.Writer) error) {
+	if o.err != nil {
+		return
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	tmp, err := stageFile(path, fill)
 	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
+		o.err = fmt.Errorf("write %s: %w", path, err)
+		return
 	}
-	defer os.Remove(f.Name()) // after a successful rename this is a no-op
-	if err := fill(f); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	o.staged = append(o.staged, stagedFile{tmp, path})
 }
 
-// writeBytesAtomic writes b to path atomically.
-func writeBytesAtomic(path string, b []byte) error {
-	return writeFileAtomic(path, func(w io.Writer) error { _, err := w.Write(b); return err })
+// addBytes adds a file holding b.
+func (o *outputs) addBytes(path string, b []byte) {
+	o.add(path, func(w io.Writer) error { _, err := w.Write(b); return err })
 }
 
-// writeJSON writes v as indented JSON, atomically.
-func writeJSON(path string, v any) error {
+// addJSON adds v as indented JSON.
+func (o *outputs) addJSON(path string, v any) {
 	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", path, err)
+	if err != nil && o.err == nil {
+		o.err = fmt.Errorf("encode %s: %w", path, err)
 	}
-	return writeBytesAtomic(path, append(b, '\n'))
+	o.addBytes(path, append(b, '\n'))
 }
 
-// fmtFloat prints a float for CSV with full precision.
-func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
-
-// writeCSV writes a header and rows of fields as a CSV file, atomically.
-func writeCSV(path string, header []string, rows [][]string) error {
-	return writeFileAtomic(path, func(w io.Writer) error {
+// addCSV adds a CSV file of a header and rows.
+func (o *outputs) addCSV(path string, header []string, rows [][]string) {
+	o.add(path, func(w io.Writer) error {
 		cw := csv.NewWriter(w)
 		cw.Write(header)
 		cw.WriteAll(rows) // flushes
@@ -351,19 +341,112 @@ func writeCSV(path string, header []string, rows [][]string) error {
 	})
 }
 
-// writeHistoryCSV writes the learning curves.
-func writeHistoryCSV(path string, h []HistoryRow) error {
+// commit moves every file into place, or, after a failed add, removes the
+// temporary files and returns the failure.
+func (o *outputs) commit() error {
+	if o.err != nil {
+		for _, s := range o.staged {
+			os.Remove(s.tmp)
+		}
+		return o.err
+	}
+	dirs := map[string]bool{}
+	for i, s := range o.staged {
+		if err := os.Rename(s.tmp, s.path); err != nil {
+			for _, rest := range o.staged[i:] {
+				os.Remove(rest.tmp)
+			}
+			return fmt.Errorf("write %s: %w", s.path, err)
+		}
+		dirs[filepath.Dir(s.path)] = true
+	}
+	for dir := range dirs {
+		syncDir(dir)
+	}
+	return nil
+}
+
+// stageFile creates the folder of path and a new file beside path, fills
+// it and fsyncs it, and returns its name.
+func stageFile(path string, fill func(w io.Writer) error) (string, error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	var f *os.File
+	for i := 0; ; i++ {
+		// os.CreateTemp would make the file 0600; O_EXCL with 0644 lets the
+		// umask decide, as for any file a program writes.
+		name := filepath.Join(dir, fmt.Sprintf(".%s.tmp%d-%d", filepath.Base(path), os.Getpid(), time.Now().UnixNano()+int64(i)))
+		var err error
+		f, err = os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, os.ErrExist) || i == 100 {
+			return "", err
+		}
+	}
+	err := fill(f)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// syncDir fsyncs a folder so that renames into it survive a power loss
+// (best effort: not every system can sync a folder).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// writeFileAtomic writes one file as an outputs set of one.
+func writeFileAtomic(path string, fill func(w io.Writer) error) error {
+	var o outputs
+	o.add(path, fill)
+	return o.commit()
+}
+
+// writeBytesAtomic writes b to path atomically.
+func writeBytesAtomic(path string, b []byte) error {
+	var o outputs
+	o.addBytes(path, b)
+	return o.commit()
+}
+
+// writeJSON writes v as indented JSON, atomically.
+func writeJSON(path string, v any) error {
+	var o outputs
+	o.addJSON(path, v)
+	return o.commit()
+}
+
+// fmtFloat prints a float for CSV with full precision.
+func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+// historyCSV adds history.csv, the learning curves, to o.
+func historyCSV(o *outputs, path string, h []HistoryRow) {
 	rows := make([][]string, len(h))
 	for i, r := range h {
 		rows[i] = []string{strconv.Itoa(r.Step), fmtFloat(r.Epoch), fmtFloat(r.Eta),
 			fmtFloat(r.Train.Cost), fmtFloat(r.Train.Loss), fmtFloat(r.Train.Accuracy),
 			fmtFloat(r.Val.Cost), fmtFloat(r.Val.Loss), fmtFloat(r.Val.Accuracy)}
 	}
-	return writeCSV(path, []string{"step", "epoch", "eta", "train_cost", "train_loss", "train_acc", "val_cost", "val_loss", "val_acc"}, rows)
+	o.addCSV(path, []string{"step", "epoch", "eta", "train_cost", "train_loss", "train_acc", "val_cost", "val_loss", "val_acc"}, rows)
 }
 
-// writeCurves writes cost.svg, loss.svg, accuracy.svg and lr.svg.
-func writeCurves(dir, title string, h []HistoryRow, sched Schedule) error {
+// curves adds cost.svg, loss.svg, accuracy.svg and lr.svg to o.
+func curves(o *outputs, dir, title string, h []HistoryRow, sched Schedule) {
 	steps := make([]float64, len(h))
 	get := func(f func(r HistoryRow) float64) []float64 {
 		v := make([]float64, len(h))
@@ -403,11 +486,8 @@ func writeCurves(dir, title string, h []HistoryRow, sched Schedule) error {
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		if err := writeBytesAtomic(filepath.Join(dir, name), plots[name].SVG()); err != nil {
-			return err
-		}
+		o.addBytes(filepath.Join(dir, name), plots[name].SVG())
 	}
-	return nil
 }
 
 // ---------------------------------------------------------------------------
@@ -435,44 +515,192 @@ func npyBytes(m *Matrix) []byte {
 	return b.Bytes()
 }
 
-var npyShape = regexp.MustCompile(`'shape':\s*\((\d+),\s*(\d*)\)`)
+// maxArrayElems bounds one array of a model file (2 GiB of float64): a
+// larger declared shape is refused before anything is allocated.
+const maxArrayElems = 1 << 28
 
-// parseNpy decodes a 2-D little-endian float64 .npy file (as npyBytes writes).
-func parseNpy(name string, b []byte) (*Matrix, error) {
-	if len(b) < 10 || string(b[:6]) != "\x93NUMPY" {
+// npyHeader is the dict at the start of a .npy file, e.g.
+//
+//	{'descr': '<f8', 'fortran_order': False, 'shape': (50, 3072), }
+type npyHeader struct {
+	descr   string
+	fortran bool
+	shape   []int
+}
+
+// parseNpyHeader parses the header dict: a Python literal whose keys are
+// quoted strings and whose values are quoted strings, True/False or tuples
+// of non-negative integers. Every key must be one of the three, once.
+func parseNpyHeader(h string) (npyHeader, error) {
+	var hdr npyHeader
+	p := &literal{s: strings.TrimRight(h, " \n")}
+	if !p.eat("{") {
+		return hdr, errors.New("header does not start with {")
+	}
+	seen := map[string]bool{}
+	for !p.eat("}") {
+		key, ok := p.quoted()
+		if !ok || !p.eat(":") {
+			return hdr, fmt.Errorf("bad header entry at %q", p.rest())
+		}
+		if seen[key] {
+			return hdr, fmt.Errorf("header key %q twice", key)
+		}
+		seen[key] = true
+		switch key {
+		case "descr":
+			if hdr.descr, ok = p.quoted(); !ok {
+				return hdr, errors.New("descr is not a string")
+			}
+		case "fortran_order":
+			switch {
+			case p.eat("True"):
+				hdr.fortran = true
+			case p.eat("False"):
+			default:
+				return hdr, errors.New("fortran_order is not True or False")
+			}
+		case "shape":
+			if hdr.shape, ok = p.tuple(); !ok {
+				return hdr, errors.New("shape is not a tuple of integers")
+			}
+		default:
+			return hdr, fmt.Errorf("unknown header key %q", key)
+		}
+		if !p.eat(",") && !strings.HasPrefix(p.rest(), "}") {
+			return hdr, fmt.Errorf("bad header after %q", key)
+		}
+	}
+	if p.rest() != "" {
+		return hdr, fmt.Errorf("text after the header dict: %q", p.rest())
+	}
+	if !seen["descr"] || !seen["fortran_order"] || !seen["shape"] {
+		return hdr, errors.New("header lacks descr, fortran_order or shape")
+	}
+	return hdr, nil
+}
+
+// literal is a cursor over a Python literal.
+type literal struct {
+	s string
+	i int
+}
+
+func (p *literal) skip() {
+	for p.i < len(p.s) && (p.s[p.i] == ' ' || p.s[p.i] == '\t') {
+		p.i++
+	}
+}
+
+func (p *literal) rest() string { p.skip(); return p.s[p.i:] }
+
+// eat consumes tok if it comes next.
+func (p *literal) eat(tok string) bool {
+	p.skip()
+	if strings.HasPrefix(p.s[p.i:], tok) {
+		p.i += len(tok)
+		return true
+	}
+	return false
+}
+
+// quoted reads a '…' or "…" string without escapes.
+func (p *literal) quoted() (string, bool) {
+	p.skip()
+	if p.i >= len(p.s) || (p.s[p.i] != '\'' && p.s[p.i] != '"') {
+		return "", false
+	}
+	q := p.s[p.i]
+	end := strings.IndexByte(p.s[p.i+1:], q)
+	if end < 0 {
+		return "", false
+	}
+	v := p.s[p.i+1 : p.i+1+end]
+	p.i += end + 2
+	return v, true
+}
+
+// tuple reads (a, b, …) of non-negative integers, each below maxArrayElems.
+func (p *literal) tuple() ([]int, bool) {
+	if !p.eat("(") {
+		return nil, false
+	}
+	var v []int
+	for !p.eat(")") {
+		p.skip()
+		j := p.i
+		for j < len(p.s) && p.s[j] >= '0' && p.s[j] <= '9' {
+			j++
+		}
+		n, err := strconv.Atoi(p.s[p.i:j])
+		if err != nil || n > maxArrayElems {
+			return nil, false
+		}
+		v = append(v, n)
+		p.i = j
+		if !p.eat(",") && !strings.HasPrefix(p.rest(), ")") {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// readNpy reads one .npy member of a model file: the header first, then
+// exactly the data it declares, after checking that the member's size (as
+// the zip says) is what the header's shape needs. It returns a matrix of a
+// 2-D array (a 1-D array of n values is n×1), little-endian float64, C order.
+func readNpy(name string, r io.Reader, size uint64) (*Matrix, error) {
+	pre := make([]byte, 12)
+	if _, err := io.ReadFull(r, pre[:10]); err != nil || string(pre[:6]) != "\x93NUMPY" {
 		return nil, fmt.Errorf("%s: not a .npy array", name)
 	}
 	var hlen, off int
-	switch b[6] {
+	switch pre[6] {
 	case 1:
-		hlen, off = int(binary.LittleEndian.Uint16(b[8:10])), 10
+		hlen, off = int(binary.LittleEndian.Uint16(pre[8:10])), 10
 	case 2, 3:
-		if len(b) < 12 {
+		if _, err := io.ReadFull(r, pre[10:12]); err != nil {
 			return nil, fmt.Errorf("%s: truncated header", name)
 		}
-		hlen, off = int(binary.LittleEndian.Uint32(b[8:12])), 12
+		hlen, off = int(binary.LittleEndian.Uint32(pre[8:12])), 12
 	default:
-		return nil, fmt.Errorf("%s: unknown .npy version %d", name, b[6])
+		return nil, fmt.Errorf("%s: unknown .npy version %d", name, pre[6])
 	}
-	if off+hlen > len(b) {
+	if hlen > 1<<16 || uint64(off+hlen) > size {
+		return nil, fmt.Errorf("%s: header of %d bytes in a member of %d", name, hlen, size)
+	}
+	hb := make([]byte, hlen)
+	if _, err := io.ReadFull(r, hb); err != nil {
 		return nil, fmt.Errorf("%s: truncated header", name)
 	}
-	hdr := string(b[off : off+hlen])
-	if !strings.Contains(hdr, "'<f8'") || !strings.Contains(hdr, "'fortran_order': False") {
-		return nil, fmt.Errorf("%s: want a C-ordered little-endian float64 array, header %q", name, hdr)
+	hdr, err := parseNpyHeader(string(hb))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	sm := npyShape.FindStringSubmatch(hdr)
-	if sm == nil {
-		return nil, fmt.Errorf("%s: want a 2-D array, header %q", name, hdr)
+	if hdr.descr != "<f8" || hdr.fortran {
+		return nil, fmt.Errorf("%s: want a C-ordered little-endian float64 array ('<f8', fortran_order False), header %q", name, hb)
 	}
-	rows, _ := strconv.Atoi(sm[1])
-	cols := 1
-	if sm[2] != "" {
-		cols, _ = strconv.Atoi(sm[2])
+	rows, cols := 0, 1
+	switch len(hdr.shape) {
+	case 1:
+		rows = hdr.shape[0]
+	case 2:
+		rows, cols = hdr.shape[0], hdr.shape[1]
+	default:
+		return nil, fmt.Errorf("%s: want a 1-D or 2-D array, shape %v", name, hdr.shape)
 	}
-	data := b[off+hlen:]
-	if len(data) != 8*rows*cols {
-		return nil, fmt.Errorf("%s: %d data bytes for shape (%d, %d)", name, len(data), rows, cols)
+	if rows != 0 && cols > maxArrayElems/rows {
+		return nil, fmt.Errorf("%s: shape %v: more than %d values", name, hdr.shape, maxArrayElems)
+	}
+	if want := uint64(off+hlen) + 8*uint64(rows*cols); size != want {
+		return nil, fmt.Errorf("%s: %d bytes, but shape %v needs %d", name, size, hdr.shape, want)
+	}
+	data := make([]byte, 8*rows*cols)
+	if _, err := io.ReadFull(r, data); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if n, _ := r.Read(make([]byte, 1)); n != 0 {
+		return nil, fmt.Errorf("%s: more data than shape %v holds", name, hdr.shape)
 	}
 	m := NewMatrix(rows, cols)
 	for i := range m.Data {
@@ -489,87 +717,127 @@ type Model struct {
 
 // SaveModel writes W1, b1, W2, b2, …, mean, std as a .npz file, atomically.
 func SaveModel(path string, m *Model) error {
-	return writeFileAtomic(path, func(w io.Writer) error {
-		zw := zip.NewWriter(w)
-		add := func(name string, mat *Matrix) error {
-			f, err := zw.Create(name + ".npy")
-			if err != nil {
-				return err
-			}
-			_, err = f.Write(npyBytes(mat))
-			return err
-		}
-		for l := range m.Net.W {
-			if err := add(fmt.Sprintf("W%d", l+1), m.Net.W[l]); err != nil {
-				return err
-			}
-			if err := add(fmt.Sprintf("b%d", l+1), m.Net.B[l]); err != nil {
-				return err
-			}
-		}
-		if err := add("mean", &Matrix{Rows: 1, Cols: len(m.Mean), Data: m.Mean}); err != nil {
-			return err
-		}
-		if err := add("std", &Matrix{Rows: 1, Cols: len(m.Std), Data: m.Std}); err != nil {
-			return err
-		}
-		return zw.Close()
-	})
+	return writeFileAtomic(path, m.write)
 }
 
-// LoadModel reads a model written by SaveModel.
+// write writes the model as a .npz file to w.
+func (m *Model) write(w io.Writer) error {
+	zw := zip.NewWriter(w)
+	add := func(name string, mat *Matrix) error {
+		f, err := zw.Create(name + ".npy")
+		if err != nil {
+			return err
+		}
+		_, err = f.Write(npyBytes(mat))
+		return err
+	}
+	for l := range m.Net.W {
+		if err := add(fmt.Sprintf("W%d", l+1), m.Net.W[l]); err != nil {
+			return err
+		}
+		if err := add(fmt.Sprintf("b%d", l+1), m.Net.B[l]); err != nil {
+			return err
+		}
+	}
+	if err := add("mean", &Matrix{Rows: 1, Cols: len(m.Mean), Data: m.Mean}); err != nil {
+		return err
+	}
+	if err := add("std", &Matrix{Rows: 1, Cols: len(m.Std), Data: m.Std}); err != nil {
+		return err
+	}
+	return zw.Close()
+}
+
+// modelArray matches the names of a model file's members.
+var modelArray = regexp.MustCompile(`^(W[1-9][0-9]*|b[1-9][0-9]*|mean|std)\.npy$`)
+
+// LoadModel reads a model written by SaveModel and checks it: the layers
+// chain (W_l is H_l×H_{l−1}, b_l is 1×H_l), the output layer has 10 units,
+// mean and std have one value per input, every number is finite and every
+// std positive. An error names the array at fault.
 func LoadModel(path string) (*Model, error) {
+	fail := func(format string, args ...any) (*Model, error) {
+		return nil, fmt.Errorf("read model %s: %s (train one with -mode=train, or pass another -model)", path, fmt.Sprintf(format, args...))
+	}
 	zr, err := zip.OpenReader(path)
 	if err != nil {
-		return nil, fmt.Errorf("read model %s: %w (train one with -mode=train, or pass -model)", path, err)
+		return fail("%v", err)
 	}
 	defer zr.Close()
+	if len(zr.File) > 2*maxModelLayers+2 {
+		return fail("%d members; a model has W1, b1, …, mean and std", len(zr.File))
+	}
 	arrays := map[string]*Matrix{}
 	for _, f := range zr.File {
+		if !modelArray.MatchString(f.Name) {
+			return fail("unexpected member %q (want W1.npy, b1.npy, …, mean.npy, std.npy)", f.Name)
+		}
+		name := strings.TrimSuffix(f.Name, ".npy")
+		if arrays[name] != nil {
+			return fail("%s twice", f.Name)
+		}
 		rc, err := f.Open()
 		if err != nil {
-			return nil, fmt.Errorf("read model %s: %s: %w", path, f.Name, err)
+			return fail("%s: %v", f.Name, err)
 		}
-		b, err := io.ReadAll(rc)
+		m, err := readNpy(f.Name, rc, f.UncompressedSize64)
 		rc.Close()
 		if err != nil {
-			return nil, fmt.Errorf("read model %s: %s: %w", path, f.Name, err)
+			return fail("%v", err)
 		}
-		m, err := parseNpy(f.Name, b)
-		if err != nil {
-			return nil, fmt.Errorf("read model %s: %w", path, err)
+		for _, v := range m.Data {
+			if !finite(v) {
+				return fail("%s holds %v; a trained model holds finite numbers only", name, v)
+			}
 		}
-		arrays[strings.TrimSuffix(f.Name, ".npy")] = m
+		arrays[name] = m
 	}
 	model := &Model{Net: &MLP{}}
 	for l := 1; ; l++ {
-		w, okW := arrays[fmt.Sprintf("W%d", l)]
-		b, okB := arrays[fmt.Sprintf("b%d", l)]
-		if !okW {
+		w, b := arrays[fmt.Sprintf("W%d", l)], arrays[fmt.Sprintf("b%d", l)]
+		if w == nil {
+			if b != nil {
+				return fail("b%d without W%d", l, l)
+			}
 			break
 		}
-		if !okB || b.Rows != 1 || b.Cols != w.Rows {
-			return nil, fmt.Errorf("read model %s: b%d missing or not 1×%d", path, l, w.Rows)
+		if b == nil || b.Rows != 1 || b.Cols != w.Rows {
+			return fail("W%d is %s, so b%d must be 1x%d", l, w.Shape(), l, w.Rows)
 		}
 		if l == 1 {
 			model.Net.Sizes = append(model.Net.Sizes, w.Cols)
 		} else if w.Cols != model.Net.Sizes[l-1] {
-			return nil, fmt.Errorf("read model %s: W%d is %s, want %d columns", path, l, w.Shape(), model.Net.Sizes[l-1])
+			return fail("W%d is %s, want %d columns (the %d outputs of layer %d)", l, w.Shape(), model.Net.Sizes[l-1], model.Net.Sizes[l-1], l-1)
 		}
 		model.Net.Sizes = append(model.Net.Sizes, w.Rows)
 		model.Net.W = append(model.Net.W, w)
 		model.Net.B = append(model.Net.B, b)
 	}
-	mean, std := arrays["mean"], arrays["std"]
-	if len(model.Net.W) == 0 || mean == nil || std == nil {
-		return nil, fmt.Errorf("read model %s: want arrays W1, b1, …, mean and std", path)
+	L := len(model.Net.W)
+	if L == 0 || arrays["mean"] == nil || arrays["std"] == nil {
+		return fail("want arrays W1, b1, …, mean and std")
 	}
-	if d := model.Net.Sizes[0]; len(mean.Data) != d || len(std.Data) != d {
-		return nil, fmt.Errorf("read model %s: mean/std have %d/%d values, want %d", path, len(mean.Data), len(std.Data), d)
+	if len(arrays) != 2*L+2 {
+		return fail("arrays beyond W%d/b%d: the layers must be numbered 1, 2, … without gaps", L, L)
 	}
-	model.Mean, model.Std = mean.Data, std.Data
+	if c := model.Net.Sizes[L]; c != numClasses {
+		return fail("W%d has %d rows: the output layer must have %d, one per CIFAR-10 class", L, c, numClasses)
+	}
+	mean, std := arrays["mean"].Data, arrays["std"].Data
+	if d := model.Net.Sizes[0]; len(mean) != d || len(std) != d {
+		return fail("mean/std have %d/%d values, want %d (one per input of W1)", len(mean), len(std), d)
+	}
+	for j, s := range std {
+		if !(s > 0) {
+			return fail("std[%d] is %v; a standard deviation used to divide must be positive", j, s)
+		}
+	}
+	model.Mean, model.Std = mean, std
 	return model, nil
 }
+
+// maxModelLayers bounds the layers a model file may hold.
+const maxModelLayers = 1000
 
 // ---------------------------------------------------------------------------
 // Modes.
@@ -618,15 +886,20 @@ type RunSpec struct {
 }
 
 // TrainAndSave trains a fresh net on the splits and writes every output
-// into spec.Out. It returns the summary; a divergence still writes what it
-// has.
-func TrainAndSave(spec RunSpec, sp *Splits, progress io.Writer, stop <-chan os.Signal) (*RunSummary, error) {
+// into spec.Out. It returns the summary; a divergence or an interruption
+// (ctx cancelled during training) still writes what it has, but a context
+// cancelled before the first step writes nothing and leaves the folder as
+// it was.
+func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Writer) (*RunSummary, error) {
+	if ctx.Err() != nil { // interrupted before the first step: write nothing
+		return nil, context.Cause(ctx)
+	}
 	start := time.Now()
 	gemm := NewGemmNamed(spec.Workers, spec.Kernel)
 	defer gemm.Close()
 	net := NewMLP(netSizes(sp.Train.Dim(), spec.Hidden), spec.He, newRNG(spec.Seed, streamInit))
 	trainStart := time.Now()
-	res, trainErr := Train(net, gemm, sp.Train, sp.Val, spec.Options, progress, stop)
+	res, trainErr := Train(ctx, net, gemm, sp.Train, sp.Val, spec.Options, progress)
 	trainSeconds := time.Since(trainStart).Seconds()
 	sum := &RunSummary{Config: spec.Config, Kernel: gemm.KernelName(), CPU: cpuModel(), Sizes: net.Sizes, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len(),
 		Steps: res.Steps, Interrupted: res.Interrupted, TestAccuracy: optFloat(math.NaN()), TrainAccuracy: optFloat(math.NaN()), ValAccuracy: optFloat(math.NaN()), TrainCost: optFloat(math.NaN())}
@@ -648,34 +921,35 @@ func TrainAndSave(spec RunSpec, sp *Splits, progress io.Writer, stop <-chan os.S
 		if sp.Test != nil && sp.Test.Len() > 0 {
 			sum.EnsembleTestAccuracy = optFloat(Assess(res.Snapshots, gemm, sp.Test).Accuracy)
 		}
-		for i, snap := range res.Snapshots {
-			name := filepath.Join(spec.Out, fmt.Sprintf("snapshot-%d.npz", i+1))
-			if err := SaveModel(name, &Model{Net: snap, Mean: sp.Norm.Mean, Std: sp.Norm.Std}); err != nil {
-				return nil, err
-			}
-		}
 	}
 	sum.WallSeconds = time.Since(start).Seconds()
 	sum.TrainSeconds, sum.EvalSeconds = trainSeconds, res.EvalSeconds
 	sum.Finished = time.Now().UTC()
-	if err := writeRun(spec, res.History, &Model{Net: net, Mean: sp.Norm.Mean, Std: sp.Norm.Std}, sum); err != nil {
+	models := []*Model{{Net: net, Mean: sp.Norm.Mean, Std: sp.Norm.Std}}
+	if trainErr == nil {
+		for _, snap := range res.Snapshots {
+			models = append(models, &Model{Net: snap, Mean: sp.Norm.Mean, Std: sp.Norm.Std})
+		}
+	}
+	if err := writeRun(spec, res.History, models, sum); err != nil {
 		return nil, err
 	}
 	return sum, trainErr
 }
 
-// writeRun writes history.csv, the plots, model.npz and summary.json.
-func writeRun(spec RunSpec, h []HistoryRow, model *Model, sum *RunSummary) error {
-	if err := writeHistoryCSV(filepath.Join(spec.Out, "history.csv"), h); err != nil {
-		return err
+// writeRun writes history.csv, the plots, model.npz (models[0]),
+// snapshot-K.npz (models[K]) and summary.json, together (see outputs): a
+// failure leaves the previous run's files as they were.
+func writeRun(spec RunSpec, h []HistoryRow, models []*Model, sum *RunSummary) error {
+	var o outputs
+	historyCSV(&o, filepath.Join(spec.Out, "history.csv"), h)
+	curves(&o, spec.Out, spec.Title, h, spec.Options.Schedule)
+	o.add(filepath.Join(spec.Out, "model.npz"), models[0].write)
+	for k, m := range models[1:] {
+		o.add(filepath.Join(spec.Out, fmt.Sprintf("snapshot-%d.npz", k+1)), m.write)
 	}
-	if err := writeCurves(spec.Out, spec.Title, h, spec.Options.Schedule); err != nil {
-		return err
-	}
-	if err := SaveModel(filepath.Join(spec.Out, "model.npz"), model); err != nil {
-		return err
-	}
-	return writeJSON(filepath.Join(spec.Out, "summary.json"), sum)
+	o.addJSON(filepath.Join(spec.Out, "summary.json"), sum)
+	return o.commit()
 }
 
 // optFloat is a figure that may not have been measured: NaN is written to
@@ -705,12 +979,12 @@ type LRPoint struct {
 // o.EtaMin to o.EtaMax, η_t = η_min + (t/steps)·(η_max − η_min), and
 // evaluates the validation set points times on the way. It is Train with a
 // one-way ramp: the first half of a cycle with n_s = steps.
-func LRTest(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, steps, points int, progress io.Writer, stop <-chan os.Signal) ([]LRPoint, error) {
+func LRTest(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, steps, points int, progress io.Writer) ([]LRPoint, error) {
 	o.Schedule = Schedule{EtaMin: o.EtaMin, EtaMax: o.EtaMax, NS: steps, Cycles: 1}
 	o.Ensemble, o.EvalTrain, o.Limit = false, false, steps
 	o.Evals = max(1, 2*points) // evaluations per cycle: points in the first half
 	var pts []LRPoint
-	res, err := Train(net, gemm, train, val, o, progress, stop)
+	res, err := Train(ctx, net, gemm, train, val, o, progress)
 	for _, h := range res.History {
 		pts = append(pts, LRPoint{Step: h.Step, Eta: h.Eta, ValAcc: h.Val.Accuracy, ValLoss: h.Val.Loss})
 	}
@@ -760,9 +1034,8 @@ func writeLRTest(dir string, pts []LRPoint, steps int, lambda float64) (etaMin, 
 	for i, p := range pts {
 		rows[i] = []string{strconv.Itoa(p.Step), fmtFloat(p.Eta), fmtFloat(p.ValAcc), fmtFloat(p.ValLoss), fmtFloat(p.Smoothed)}
 	}
-	if err := writeCSV(filepath.Join(dir, "lrtest.csv"), []string{"step", "eta", "val_acc", "val_loss", "val_acc_smoothed"}, rows); err != nil {
-		return 0, 0, false, err
-	}
+	var o outputs
+	o.addCSV(filepath.Join(dir, "lrtest.csv"), []string{"step", "eta", "val_acc", "val_loss", "val_acc_smoothed"}, rows)
 	acc := Series{Name: "validation", Scatter: true}
 	smooth := Series{Name: "smoothed"}
 	for _, p := range pts {
@@ -776,7 +1049,8 @@ func writeLRTest(dir string, pts []LRPoint, steps int, lambda float64) (etaMin, 
 		plot.Series = append(plot.Series, Series{Name: "suggested η range", Scatter: true, Color: "#d62728",
 			X: []float64{etaMin, etaMax}, Y: []float64{100 * smoothedAt(pts, etaMin), 100 * smoothedAt(pts, etaMax)}})
 	}
-	return etaMin, etaMax, ok, writeBytesAtomic(filepath.Join(dir, "lrtest.svg"), plot.SVG())
+	o.addBytes(filepath.Join(dir, "lrtest.svg"), plot.SVG())
+	return etaMin, etaMax, ok, o.commit()
 }
 
 // smoothedAt is the smoothed accuracy of the point with learning rate eta.
