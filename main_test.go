@@ -3,16 +3,20 @@ package main
 import (
 	"archive/tar"
 	"archive/zip"
+	"bufio"
 	"bytes"
-	"context"
 	"compress/gzip"
+	"context"
 	"crypto/md5"
+	"encoding/binary"
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/xml"
+	"errors"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"image"
 	"image/png"
 	"io"
@@ -21,12 +25,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // ---------------------------------------------------------------------------
@@ -1126,6 +1133,78 @@ func TestDownload(t *testing.T) {
 	}
 }
 
+// TestDownloadFaults: servers that stall, never end, or are abandoned by a
+// signal. Each download must end promptly with a message that says why, and
+// leave nothing beside the data folder.
+func TestDownloadFaults(t *testing.T) {
+	good := bytes.Repeat([]byte("not yet an archive "), 1000) // the faults strike before it is checked
+	oversized := tarball(t, []tarEntry{{name: "cifar-10-batches-bin/batches.meta.txt", body: make([]byte, 2<<20), typeflag: tar.TypeReg}})
+	cases := []struct {
+		name    string
+		serve   func(w http.ResponseWriter, r *http.Request)
+		body    []byte // for the MD5
+		cancel  bool   // cancel the context (a signal) after 100 ms
+		wantErr string
+	}{
+		{"stalls mid-body", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(good)))
+			w.Write(good[:1000])
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}, good, false, "stalled"},
+		{"stalls before the headers", func(w http.ResponseWriter, r *http.Request) {
+			<-r.Context().Done()
+		}, good, false, "stalled"},
+		{"endless body", func(w http.ResponseWriter, r *http.Request) {
+			chunk := make([]byte, 64<<10)
+			for r.Context().Err() == nil {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}, good, false, "more than"},
+		{"announces too much", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(1<<30))
+			w.Write(good[:10])
+		}, good, false, "announces"},
+		{"oversized member", func(w http.ResponseWriter, r *http.Request) {
+			w.Write(oversized)
+		}, oversized, false, "more than a text file"},
+		{"interrupted", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Length", strconv.Itoa(len(good)))
+			w.Write(good[:1000])
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}, good, true, "interrupted by SIGTERM"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(tc.serve))
+			defer srv.Close()
+			parent := t.TempDir()
+			src := DataSource{Dir: filepath.Join(parent, "cifar-10-batches-bin"), Download: true, URL: srv.URL + "/c.tar.gz", MD5: md5hex(tc.body),
+				IdleTimeout: 300 * time.Millisecond, MaxBytes: int64(len(tc.body)) + 1<<20}
+			if tc.cancel {
+				src.IdleTimeout = time.Minute
+			}
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			if tc.cancel {
+				time.AfterFunc(100*time.Millisecond, func() { cancel(&Interrupted{syscall.SIGTERM}) })
+			}
+			start := time.Now()
+			err := src.Ensure(ctx, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("got error %v, want one mentioning %q", err, tc.wantErr)
+			}
+			t.Logf("gave up after %v", time.Since(start).Round(time.Millisecond))
+			if left, _ := os.ReadDir(parent); len(left) != 0 {
+				t.Errorf("the failed download left %s behind", left[0].Name())
+			}
+		})
+	}
+}
+
 func FuzzLoadBatch(f *testing.F) {
 	f.Add(syntheticBatch(1, newRNG(1, 1)))
 	f.Add(syntheticBatch(2, newRNG(1, 2))[:recordSize+7])
@@ -1600,6 +1679,97 @@ func TestSearchWidthAndDropout(t *testing.T) {
 	if !strings.Contains(stdout, "hidden") || !strings.Contains(stdout, "dropout") {
 		t.Errorf("the tables do not show width and dropout:\n%s", stdout)
 	}
+}
+
+// TestSearchFaults: what goes wrong in real search folders.
+func TestSearchFaults(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 60)
+	complete := t.TempDir()
+	if code, _, stderr := runCLI(searchArgs(data, complete, "-workers", "1")...); code != 0 {
+		t.Fatal(stderr)
+	}
+	ref := trialsByIndex(t, complete)
+	csvBytes := mustRead(t, filepath.Join(complete, "trials.csv"))
+	body, _ := splitTail(csvBytes[:len(csvBytes)-1]) // everything before the last record
+
+	t.Run("torn last line", func(t *testing.T) {
+		out := t.TempDir()
+		os.WriteFile(filepath.Join(out, "trials.csv"), append(slices.Clone(body), "fine,7,-2.5,0.00"...), 0o644)
+		os.WriteFile(filepath.Join(out, settingsFile), mustRead(t, filepath.Join(complete, settingsFile)), 0o644)
+		code, _, stderr := runCLI(searchArgs(data, out, "-workers", "1")...)
+		if code != 0 || !strings.Contains(stderr, "torn line") {
+			t.Fatalf("exit %d, stderr %q; want a warning about the torn line and a finished search", code, stderr)
+		}
+		if got := trialsByIndex(t, out); fmt.Sprint(got) != fmt.Sprint(ref) {
+			t.Errorf("after the rerun:\n%v\nwant\n%v", got, ref)
+		}
+	})
+	t.Run("last line without its newline", func(t *testing.T) {
+		out := t.TempDir()
+		os.WriteFile(filepath.Join(out, "trials.csv"), csvBytes[:len(csvBytes)-1], 0o644)
+		if code, _, stderr := runCLI(searchArgs(data, out, "-workers", "1")...); code != 0 || strings.Contains(stderr, "torn") {
+			t.Fatalf("exit %d, stderr %q; want the record kept", code, stderr)
+		}
+		if _, torn, err := readTrials(filepath.Join(out, "trials.csv")); err != nil || torn {
+			t.Errorf("the file afterwards: torn %v, %v", torn, err)
+		}
+		if got := trialsByIndex(t, out); fmt.Sprint(got) != fmt.Sprint(ref) {
+			t.Errorf("after the rerun:\n%v\nwant\n%v", got, ref)
+		}
+	})
+	t.Run("other settings", func(t *testing.T) {
+		code, _, stderr := runCLI(searchArgs(data, complete, "-batch", "10", "-cycles", "2")...)
+		if code != 1 || !strings.Contains(stderr, "-batch 10 (the folder's: 20)") || !strings.Contains(stderr, "-cycles 2 (the folder's: 1)") {
+			t.Errorf("resume with other settings: exit %d, stderr %q; want the flags that differ named", code, stderr)
+		}
+		other := t.TempDir()
+		if code, _, stderr := runCLI(searchArgs(data, other, "-n", "150", "-shard", "0/2")...); code != 0 {
+			t.Fatal(stderr)
+		}
+		code, _, stderr = runCLI("-mode=search", "-merge", "-out", t.TempDir(), complete, other)
+		if code != 1 || !strings.Contains(stderr, "-n 200 (the folder's: 150)") {
+			t.Errorf("merge of different searches: exit %d, stderr %q", code, stderr)
+		}
+	})
+	t.Run("diverging trials", func(t *testing.T) {
+		out := t.TempDir()
+		code, stdout, stderr := runCLI(searchArgs(data, out, "-eta-min", "100", "-eta-max", "1000", "-lmin", "-2.5", "-lmax", "4", "-workers", "1")...)
+		trials := trialsByIndex(t, out)
+		diverged := 0
+		for _, tr := range trials {
+			if tr.Diverged() {
+				diverged++
+			}
+		}
+		if diverged == 0 || !strings.Contains(stderr, "diverged (recorded") {
+			t.Fatalf("no diverged trial recorded (exit %d):\n%s\n%s", code, stdout, stderr)
+		}
+		if code != 0 || len(trials) != 8 || diverged == 8 {
+			t.Errorf("exit %d with %d trials, %d diverged; want the search to go on past the diverged ones", code, len(trials), diverged)
+		}
+		checkXML(t, "search.svg", mustRead(t, filepath.Join(out, "search.svg")))
+		if !strings.Contains(string(mustRead(t, filepath.Join(out, "search.svg"))), ">diverged<") {
+			t.Error("search.svg does not show the diverged trials")
+		}
+	})
+	t.Run("two processes", func(t *testing.T) {
+		out := t.TempDir()
+		lock := filepath.Join(out, "trials.csv.lock")
+		os.WriteFile(lock, []byte("host elsewhere, pid 1\n"), 0o644)
+		code, _, stderr := runCLI(searchArgs(data, out)...)
+		if code != 1 || !strings.Contains(stderr, "another process (host elsewhere, pid 1)") {
+			t.Errorf("with a fresh lock: exit %d, stderr %q", code, stderr)
+		}
+		stale := time.Now().Add(-2 * lockStale)
+		os.Chtimes(lock, stale, stale)
+		if code, _, stderr := runCLI(searchArgs(data, out, "-workers", "1")...); code != 0 {
+			t.Errorf("with a stale lock (its process killed): exit %d, stderr %q; want it taken over", code, stderr)
+		}
+		if _, err := os.Stat(lock); err == nil {
+			t.Error("the lock was not released")
+		}
+	})
 }
 
 // ---------------------------------------------------------------------------
@@ -2107,6 +2277,294 @@ func TestIntegrationTrainOneCycle(t *testing.T) {
 			t.Logf("validation accuracy %.2f%%", val)
 			if val < tc.minimum {
 				t.Errorf("validation accuracy %.2f%% after one cycle on 10,000 images, want ≥ %.0f%%\n%s", val, tc.minimum, stdout)
+			}
+		})
+	}
+}
+
+// TestOutputsTogether: a run's files are replaced all together or not at
+// all, and are created 0644 under the umask.
+func TestOutputsTogether(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.txt"), filepath.Join(dir, "b.txt")
+	os.WriteFile(a, []byte("old a"), 0o644)
+	os.WriteFile(b, []byte("old b"), 0o644)
+	var o outputs
+	o.addBytes(a, []byte("new a"))
+	o.add(b, func(w io.Writer) error { return errors.New("disk full") })
+	if err := o.commit(); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("commit: %v, want the failure", err)
+	}
+	if got := string(mustRead(t, a)) + "/" + string(mustRead(t, b)); got != "old a/old b" {
+		t.Errorf("after a failed write the files hold %q, want the old ones", got)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("%d entries left, want the 2 files and no temporary ones", len(entries))
+	}
+	o = outputs{}
+	o.addBytes(a, []byte("new a"))
+	o.addBytes(b, []byte("new b"))
+	if err := o.commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(mustRead(t, a)) + "/" + string(mustRead(t, b)); got != "new a/new b" {
+		t.Errorf("after the write: %q", got)
+	}
+	fresh := filepath.Join(dir, "c.txt")
+	if err := writeBytesAtomic(fresh, []byte("c")); err != nil {
+		t.Fatal(err)
+	}
+	probe := filepath.Join(dir, "probe")
+	f, _ := os.OpenFile(probe, os.O_CREATE|os.O_WRONLY, 0o644) // what the umask makes of 0644
+	f.Close()
+	st, _ := os.Stat(fresh)
+	want, _ := os.Stat(probe)
+	if st.Mode().Perm() != want.Mode().Perm() {
+		t.Errorf("a new output file has mode %v, want %v (0644 under the umask)", st.Mode().Perm(), want.Mode().Perm())
+	}
+}
+
+// TestUnwritableOut: -out is checked before any work.
+func TestUnwritableOut(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o644)
+	cases := []struct{ name, out string }{
+		{"a file", file},
+		{"under a file", filepath.Join(file, "runs")},
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		ro := filepath.Join(t.TempDir(), "ro")
+		os.Mkdir(ro, 0o555)
+		cases = append(cases, struct{ name, out string }{"read-only", ro})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, _, stderr := runCLI("-mode=train", "-data", filepath.Join(t.TempDir(), "none"), "-download=false", "-out", tc.out)
+			if code != 2 || !strings.Contains(stderr, "-out "+tc.out) {
+				t.Errorf("exit %d, stderr %q; want exit 2 naming -out before looking for data", code, stderr)
+			}
+		})
+	}
+}
+
+// TestPredictRefusesHugeImages: a small file that declares a huge image is
+// refused from its header, before any pixel is decoded.
+func TestPredictRefusesHugeImages(t *testing.T) {
+	var b bytes.Buffer
+	png.Encode(&b, image.NewGray(image.Rect(0, 0, 1, 1)))
+	p := b.Bytes()
+	// IHDR: 8 bytes signature, 4 length, 4 "IHDR", then width and height.
+	binary.BigEndian.PutUint32(p[16:], 100000)
+	binary.BigEndian.PutUint32(p[20:], 100000)
+	binary.BigEndian.PutUint32(p[29:], crc32.ChecksumIEEE(p[12:29]))
+	path := filepath.Join(t.TempDir(), "huge.png")
+	os.WriteFile(path, p, 0o644)
+	_, _, err := ReadImage(path)
+	if err == nil || !strings.Contains(err.Error(), "100000×100000") || !strings.Contains(err.Error(), "megapixels") {
+		t.Errorf("got %v, want a refusal naming the declared size", err)
+	}
+}
+
+// TestModelReaderRefuses: crafted and damaged model files get an error that
+// names the array, never a panic or a huge allocation.
+func TestModelReaderRefuses(t *testing.T) {
+	rng := newRNG(3, 3)
+	good := func(sizes ...int) *Model {
+		net := NewMLP(sizes, false, rng)
+		return &Model{Net: net, Mean: make([]float64, sizes[0]), Std: slices.Repeat([]float64{1}, sizes[0])}
+	}
+	npy := func(hdr string, data []byte) []byte {
+		var b bytes.Buffer
+		b.WriteString("\x93NUMPY\x01\x00")
+		binary.Write(&b, binary.LittleEndian, uint16(len(hdr)))
+		b.WriteString(hdr)
+		b.Write(data)
+		return b.Bytes()
+	}
+	// zipOf writes the model's arrays, with some replaced by raw bytes.
+	zipOf := func(m *Model, raw map[string][]byte) string {
+		var b bytes.Buffer
+		zw := zip.NewWriter(&b)
+		names := []string{}
+		arrays := map[string]*Matrix{}
+		for l := range m.Net.W {
+			names = append(names, fmt.Sprintf("W%d", l+1), fmt.Sprintf("b%d", l+1))
+			arrays[names[len(names)-2]], arrays[names[len(names)-1]] = m.Net.W[l], m.Net.B[l]
+		}
+		names = append(names, "mean", "std")
+		arrays["mean"], arrays["std"] = &Matrix{Rows: 1, Cols: len(m.Mean), Data: m.Mean}, &Matrix{Rows: 1, Cols: len(m.Std), Data: m.Std}
+		for name := range raw {
+			if arrays[name] == nil {
+				names = append(names, name)
+			}
+		}
+		for _, name := range names {
+			w, _ := zw.Create(name + ".npy")
+			if r, ok := raw[name]; ok {
+				w.Write(r)
+			} else {
+				w.Write(npyBytes(arrays[name]))
+			}
+		}
+		zw.Close()
+		p := filepath.Join(t.TempDir(), "m.npz")
+		os.WriteFile(p, b.Bytes(), 0o644)
+		return p
+	}
+	nanW := good(12, 5, 10)
+	nanW.Net.W[1].Data[3] = math.NaN()
+	zeroStd := good(12, 5, 10)
+	zeroStd.Std[4] = 0
+	cases := []struct {
+		name string
+		path string
+		want string
+	}{
+		{"5 classes", zipOf(good(12, 5, 5), nil), "W2 has 5 rows"},
+		{"20 classes", zipOf(good(12, 5, 20), nil), "W2 has 20 rows"},
+		{"layers do not chain", zipOf(good(12, 5, 10), map[string][]byte{"W2": npyBytes(NewMatrix(10, 6))}), "W2 is 10x6, want 5 columns"},
+		{"overflowing shape", zipOf(good(12, 5, 10), map[string][]byte{"W1": npy("{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904, 4), }\n", nil)}), "shape is not a tuple"},
+		{"shape larger than the data", zipOf(good(12, 5, 10), map[string][]byte{"W1": npy("{'descr': '<f8', 'fortran_order': False, 'shape': (16000, 16000), }\n", make([]byte, 80))}), "needs"},
+		{"big-endian", zipOf(good(12, 5, 10), map[string][]byte{"b1": npy("{'descr': '>f8', 'fortran_order': False, 'shape': (1, 5), 'x': '<f8'}\n", make([]byte, 40))}), "unknown header key"},
+		{"big-endian, '<f8' elsewhere", zipOf(good(12, 5, 10), map[string][]byte{"b1": npy("{'descr': '>f8', 'fortran_order': False, 'shape': (1, 5), } # '<f8'\n", make([]byte, 40))}), "text after the header"},
+		{"Fortran order", zipOf(good(12, 5, 10), map[string][]byte{"b1": npy("{'descr': '<f8', 'fortran_order': True, 'shape': (1, 5), }\n", make([]byte, 40))}), "C-ordered"},
+		{"NaN weight", zipOf(nanW, nil), "W2 holds NaN"},
+		{"zero std", zipOf(zeroStd, nil), "std[4] is 0"},
+		{"stray member", zipOf(good(12, 5, 10), map[string][]byte{"evil": []byte("x")}), "unexpected member"},
+		{"gap in the layers", zipOf(good(12, 5, 10), map[string][]byte{"W4": npyBytes(NewMatrix(10, 10))}), "without gaps"},
+		{"not a zip", func() string {
+			p := filepath.Join(t.TempDir(), "x.npz")
+			os.WriteFile(p, []byte("hello"), 0o644)
+			return p
+		}(), "zip"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadModel(tc.path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := LoadModel(zipOf(good(12, 5, 10), nil)); err != nil {
+		t.Errorf("a good model: %v", err)
+	}
+}
+
+// TestMain lets a test run the program as a child process: the test binary
+// started with CIFAR_MLP_CHILD set runs main with those arguments (one per
+// line), so signals reach a real process with the real handler.
+func TestMain(m *testing.M) {
+	if args, ok := os.LookupEnv("CIFAR_MLP_CHILD"); ok {
+		os.Args = append([]string{"cifar-mlp"}, strings.Split(args, "\n")...)
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// startChild starts the program with args and returns it with a scanner of
+// its standard error.
+func startChild(t *testing.T, args ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "CIFAR_MLP_CHILD="+strings.Join(args, "\n"))
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return cmd, bufio.NewScanner(stderr)
+}
+
+// waitFor reads lines until one starts with prefix.
+func waitFor(t *testing.T, sc *bufio.Scanner, prefix string) {
+	t.Helper()
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), prefix) {
+			return
+		}
+	}
+	t.Fatalf("the program ended before printing a line starting with %q", prefix)
+}
+
+func TestSignalsStopCleanly(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 200)
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+		t.Run("train "+signalName(tc.sig), func(t *testing.T) {
+			out := t.TempDir()
+			cmd, sc := startChild(t, "-mode=train", "-data", data, "-download=false", "-out", out, "-val", "100",
+				"-hidden", "8", "-batch", "10", "-ns", "10000000", "-cycles", "1")
+			waitFor(t, sc, "step ")
+			cmd.Process.Signal(tc.sig)
+			for sc.Scan() {
+			}
+			cmd.Wait()
+			if got := cmd.ProcessState.ExitCode(); got != tc.code {
+				t.Errorf("exit %d, want %d", got, tc.code)
+			}
+			var sum struct {
+				Interrupted bool `json:"interrupted"`
+				Steps       int  `json:"steps"`
+			}
+			if err := json.Unmarshal(mustRead(t, filepath.Join(out, "summary.json")), &sum); err != nil || !sum.Interrupted || sum.Steps == 0 {
+				t.Errorf("summary.json: %+v, %v; want an interrupted run with its steps", sum, err)
+			}
+			checkNpz(t, filepath.Join(out, "model.npz"), []string{"W1.npy", "b1.npy", "W2.npy", "b2.npy", "mean.npy", "std.npy"})
+		})
+	}
+	t.Run("search SIGTERM", func(t *testing.T) {
+		out := t.TempDir()
+		cmd, sc := startChild(t, "-mode=search", "-data", data, "-download=false", "-out", out, "-val", "100",
+			"-hidden", "8", "-batch", "10", "-trials", "50", "-cycles", "4", "-workers", "1")
+		waitFor(t, sc, "coarse trial ")
+		cmd.Process.Signal(syscall.SIGTERM)
+		var rest []string
+		for sc.Scan() {
+			rest = append(rest, sc.Text())
+		}
+		cmd.Wait()
+		if got := cmd.ProcessState.ExitCode(); got != 143 {
+			t.Errorf("exit %d, want 143; stderr %q", got, rest)
+		}
+		if n := len(trialsByIndex(t, out)); n == 0 || n >= 50 {
+			t.Errorf("%d trials recorded, want the finished ones", n)
+		}
+		if _, err := os.Stat(filepath.Join(out, "trials.csv.lock")); err == nil {
+			t.Error("the lock file was left behind")
+		}
+	})
+}
+
+// TestInterruptBeforeTraining: a signal that arrives while the data loads
+// leaves the previous run's outputs as they were and writes nothing.
+func TestInterruptBeforeTraining(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 50)
+	out := t.TempDir()
+	old := filepath.Join(out, "summary.json")
+	os.WriteFile(old, []byte("the previous run"), 0o644)
+	for _, mode := range []string{"train", "overfit", "gradcheck", "lrtest", "search", "report"} {
+		t.Run(mode, func(t *testing.T) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			cancel(&Interrupted{syscall.SIGINT})
+			var stderr bytes.Buffer
+			code := run(ctx, []string{"-mode=" + mode, "-data", data, "-download=false", "-out", out, "-val", "20", "-ns", "20"}, io.Discard, &stderr)
+			if code != 130 || !strings.Contains(stderr.String(), "interrupted by SIGINT") {
+				t.Errorf("exit %d, stderr %q; want 130 and the signal named", code, stderr.String())
+			}
+			if got := string(mustRead(t, old)); got != "the previous run" {
+				t.Errorf("summary.json became %q", got)
+			}
+			if entries, _ := os.ReadDir(out); len(entries) != 1 {
+				t.Errorf("the folder holds %d entries, want only the previous summary.json", len(entries))
 			}
 		})
 	}
