@@ -103,6 +103,7 @@ type Config struct {
 	Final  bool
 	Shard  string
 	Shards int
+	Wait   time.Duration
 	Merge  bool
 }
 
@@ -169,7 +170,7 @@ var flagGroups = []struct {
 	{"Training (train, overfit, lrtest, report, search trials)", []string{"lambda", "eta-min", "eta-max", "eta", "ns", "cycles", "epochs", "batch", "opt", "momentum", "dropout", "augment", "ensemble", "evals"}},
 	{"Evaluation and prediction (eval, predict)", []string{"model"}},
 	{"Gradient check (gradcheck)", []string{"dims", "step"}},
-	{"λ search (search)", []string{"trials", "lmin", "lmax", "search-hidden", "search-dropout", "final", "shard", "shards", "merge"}},
+	{"λ search (search)", []string{"trials", "lmin", "lmax", "search-hidden", "search-dropout", "final", "shard", "shards", "wait", "merge"}},
 	{"Report (report)", []string{"quick"}},
 }
 
@@ -257,8 +258,9 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 		return nil
 	})
 	fs.BoolVar(&cfg.Final, "final", false, "search: afterwards train the best λ with the -mode=train schedule and report test accuracy")
-	fs.StringVar(&cfg.Shard, "shard", "", "search: run only shard i of n (\"i/n\", trials with index ≡ i mod n); default from SLURM_ARRAY_TASK_ID/COUNT or JOB_COMPLETION_INDEX")
-	fs.IntVar(&cfg.Shards, "shards", 0, "search: number of shards when the index comes from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs)")
+	fs.StringVar(&cfg.Shard, "shard", "", "search: run only shard i of n (\"i/n\", trials with index ≡ i mod n)")
+	fs.IntVar(&cfg.Shards, "shards", 0, "search: number of shards n when the index i comes from SLURM_ARRAY_TASK_ID (Slurm arrays) or JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs)")
+	fs.DurationVar(&cfg.Wait, "wait", 2*time.Hour, "search, sharded: how long a shard that has run its coarse trials waits for the other shards' before giving up (0: do not wait)")
 	fs.BoolVar(&cfg.Merge, "merge", false, "search: merge the trials.csv files of the shard folders given as arguments")
 
 	fs.BoolVar(&cfg.Quick, "quick", false, "report: a smoke version of every experiment (a few minutes)")
@@ -368,15 +370,6 @@ func checkNetSize(flagName string, hidden []int) error {
 	return nil
 }
 
-// joinInts is "50,50".
-func joinInts(v []int) string {
-	parts := make([]string, len(v))
-	for i, x := range v {
-		parts[i] = strconv.Itoa(x)
-	}
-	return strings.Join(parts, ",")
-}
-
 // check validates the flags that do not depend on the data.
 func (c *Config) check() error {
 	switch c.Mode {
@@ -434,6 +427,8 @@ func (c *Config) check() error {
 		return usageErrorf("-lmin %g is larger than -lmax %g", c.LMin, c.LMax)
 	case c.Workers < 0 || c.Workers > maxWorkers:
 		return usageErrorf("-workers %d: must be in 0…%d (0: GOMAXPROCS)", c.Workers, maxWorkers)
+	case c.Wait < 0:
+		return usageErrorf("-wait %v: must be ≥ 0", c.Wait)
 	case c.Shards < 0 || c.Shards > maxTrials:
 		return usageErrorf("-shards %d: must be in 0…%d", c.Shards, maxTrials)
 	}
@@ -636,7 +631,7 @@ func (c *Config) searchSpec(shard, shards int) SearchSpec {
 	return SearchSpec{Out: c.Out, Trials: c.Trials, LMin: c.LMin, LMax: c.LMax, Hidden: c.Hidden,
 		SearchHidden: c.SearchHidden, SearchDropout: c.SearchDropout, He: c.He, Seed: c.Seed,
 		Base: c.trainOptions(), Workers: c.Workers, Kernel: c.Kernel, Shard: shard, Shards: shards,
-		Settings: c.searchSettings()}
+		Wait: c.Wait, Settings: c.searchSettings()}
 }
 
 // searchSettings are the flags that decide a search's results (besides
@@ -977,34 +972,38 @@ func finalRun(ctx context.Context, cfg *Config, sp *Splits, sum *SearchSummary, 
 	return err
 }
 
-// shardSpec resolves which shard this process runs: -shard i/n, else Slurm's
-// SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT, else Kubernetes'
-// JOB_COMPLETION_INDEX with -shards n; (0, 1) when none is set.
+// shardSpec resolves which shard this process runs: Slurm's
+// SLURM_ARRAY_TASK_ID or Kubernetes' JOB_COMPLETION_INDEX with -shards n,
+// else -shard i/n; (0, 1) when none is set.
 func shardSpec(cfg *Config, getenv func(string) string) (i, n int, err error) {
 	parse := func(what, si, sn string) (int, int, error) {
 		i, err1 := strconv.Atoi(strings.TrimSpace(si))
 		n, err2 := strconv.Atoi(strings.TrimSpace(sn))
-		if err1 != nil || err2 != nil || n <= 0 || i < 0 || i >= n {
+		if err1 != nil || err2 != nil || n <= 0 || n > maxTrials || i < 0 || i >= n {
 			return 0, 0, usageErrorf("%s: want shard index i and count n with 0 ≤ i < n, got %q and %q", what, si, sn)
 		}
 		return i, n, nil
 	}
-	switch {
-	case cfg.Shard != "":
+	// The count always comes from the command line (-shard i/n or -shards
+	// n), never from the size of the current submission: resubmitting one
+	// task of an array (sbatch --array=2) must still run shard 2 of n.
+	for _, env := range []string{"SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"} {
+		if cfg.Shard == "" && getenv(env) != "" {
+			if cfg.Shards <= 0 {
+				return 0, 0, usageErrorf("%s is set: give the number of shards (the array's full size) as -shards n, e.g. -shards 4 for --array=0-3", env)
+			}
+			return parse(env+"/-shards", getenv(env), strconv.Itoa(cfg.Shards))
+		}
+	}
+	if cfg.Shard != "" {
 		si, sn, ok := strings.Cut(cfg.Shard, "/")
 		if !ok {
 			return 0, 0, usageErrorf("-shard %q: want i/n, e.g. 0/4", cfg.Shard)
 		}
 		return parse("-shard", si, sn)
-	case getenv("SLURM_ARRAY_TASK_ID") != "" && getenv("SLURM_ARRAY_TASK_COUNT") != "":
-		// Slurm numbers array tasks from --array's first value; arrays for
-		// this program are written 0-(n-1).
-		return parse("SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT", getenv("SLURM_ARRAY_TASK_ID"), getenv("SLURM_ARRAY_TASK_COUNT"))
-	case getenv("JOB_COMPLETION_INDEX") != "":
-		if cfg.Shards <= 0 {
-			return 0, 0, usageErrorf("JOB_COMPLETION_INDEX is set: give the job's completions as -shards n")
-		}
-		return parse("JOB_COMPLETION_INDEX/-shards", getenv("JOB_COMPLETION_INDEX"), strconv.Itoa(cfg.Shards))
+	}
+	if cfg.Shards > 0 {
+		return 0, 0, usageErrorf("-shards %d without a shard index: run as a Slurm array task (SLURM_ARRAY_TASK_ID) or a Kubernetes Indexed Job (JOB_COMPLETION_INDEX), or give -shard i/n", cfg.Shards)
 	}
 	return 0, 1, nil
 }

@@ -31,6 +31,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -1583,12 +1584,13 @@ func TestSearch(t *testing.T) {
 	}
 	checkXML(t, "search.svg", mustRead(t, filepath.Join(out1, "search.svg")))
 
-	// Four shards in one shared folder, run twice (the coarse phase, then
-	// the fine phase once every coarse result is in), then merged.
+	// Four shards in one shared folder, one after another without waiting
+	// (-wait 0), run twice (the coarse phase, then the fine phase once every
+	// coarse result is in), then merged.
 	shared := t.TempDir()
 	for round := 0; round < 2; round++ {
 		for i := 0; i < 4; i++ {
-			if code, _, stderr := runCLI(searchArgs(data, shared, "-shard", fmt.Sprintf("%d/4", i))...); code != 0 {
+			if code, _, stderr := runCLI(searchArgs(data, shared, "-shard", fmt.Sprintf("%d/4", i), "-wait", "0")...); code != 0 {
 				t.Fatal(stderr)
 			}
 		}
@@ -1681,6 +1683,87 @@ func TestSearchWidthAndDropout(t *testing.T) {
 	}
 }
 
+// TestShardsWaitForEachOther: four shards started at once in one folder
+// run the whole search: each waits for the others' coarse trials, and the
+// last to finish writes the tables, search.svg and summary.json.
+func TestShardsWaitForEachOther(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 60)
+	ref := t.TempDir()
+	if code, _, stderr := runCLI(searchArgs(data, ref, "-workers", "1")...); code != 0 {
+		t.Fatal(stderr)
+	}
+	shared := t.TempDir()
+	var wg sync.WaitGroup
+	summaries := make([]*SearchSummary, 4)
+	errs := make([]error, 4)
+	for i := range 4 {
+		wg.Go(func() {
+			cfg, err := parseConfig(searchArgs(data, shared, "-shard", fmt.Sprintf("%d/4", i), "-workers", "1"), io.Discard)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			cfg.shard, cfg.shards = i, 4
+			spec := cfg.searchSpec(i, 4)
+			spec.Poll = 20 * time.Millisecond
+			summaries[i], errs[i] = Search(context.Background(), spec, func() (*Splits, error) { return loadSplits(context.Background(), cfg, io.Discard) }, io.Discard, io.Discard)
+		})
+	}
+	wg.Wait()
+	wrote := 0
+	for i := range 4 {
+		if errs[i] != nil {
+			t.Fatalf("shard %d: %v", i, errs[i])
+		}
+		if summaries[i] != nil {
+			wrote++
+		}
+	}
+	if wrote == 0 {
+		t.Fatal("no shard wrote the summary")
+	}
+	if got, want := trialsByIndex(t, shared), trialsByIndex(t, ref); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("sharded trials differ from the single run:\n%v\nwant\n%v", got, want)
+	}
+	// summary.json: the same, but for the trials' wall times.
+	summary := func(dir string) string {
+		var s SearchSummary
+		if err := json.Unmarshal(mustRead(t, filepath.Join(dir, "summary.json")), &s); err != nil {
+			t.Fatal(err)
+		}
+		s.BestCoarse.Seconds, s.Best.Seconds = 0, 0
+		if s.BestFine != nil {
+			s.BestFine.Seconds = 0
+		}
+		b, _ := json.Marshal(s)
+		return string(b)
+	}
+	if got, want := summary(shared), summary(ref); got != want {
+		t.Errorf("summary.json of the shards:\n%s\nwant\n%s", got, want)
+	}
+
+	// A shard alone does the whole search: nobody else claims the other
+	// shards' trials.
+	alone := t.TempDir()
+	if code, _, stderr := runCLI(searchArgs(data, alone, "-shard", "1/4", "-workers", "1")...); code != 0 {
+		t.Fatal(stderr)
+	}
+	if got, want := trialsByIndex(t, alone), trialsByIndex(t, ref); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("one shard alone:\n%v\nwant\n%v", got, want)
+	}
+
+	// A trial claimed by a live process elsewhere is waited for, up to
+	// -wait; then the message names it, its shard and how to resubmit.
+	stuck := t.TempDir()
+	os.MkdirAll(filepath.Join(stuck, ".claims"), 0o755)
+	os.WriteFile(filepath.Join(stuck, ".claims", "trial-2.lock"), []byte("host elsewhere, pid 7\n"), 0o644)
+	code, _, stderr := runCLI(searchArgs(data, stuck, "-shard", "1/4", "-wait", "300ms")...)
+	if code != 1 || !strings.Contains(stderr, "coarse trials 2 (shard 2 of 4)") || !strings.Contains(stderr, "sbatch --array=2") {
+		t.Errorf("exit %d, stderr %q; want the claimed trial, its shard and how to resubmit it", code, stderr)
+	}
+}
+
 // TestSearchFaults: what goes wrong in real search folders.
 func TestSearchFaults(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
@@ -1724,7 +1807,7 @@ func TestSearchFaults(t *testing.T) {
 			t.Errorf("resume with other settings: exit %d, stderr %q; want the flags that differ named", code, stderr)
 		}
 		other := t.TempDir()
-		if code, _, stderr := runCLI(searchArgs(data, other, "-n", "150", "-shard", "0/2")...); code != 0 {
+		if code, _, stderr := runCLI(searchArgs(data, other, "-n", "150", "-shard", "0/2", "-wait", "0")...); code != 0 {
 			t.Fatal(stderr)
 		}
 		code, _, stderr = runCLI("-mode=search", "-merge", "-out", t.TempDir(), complete, other)
@@ -1758,7 +1841,7 @@ func TestSearchFaults(t *testing.T) {
 		lock := filepath.Join(out, "trials.csv.lock")
 		os.WriteFile(lock, []byte("host elsewhere, pid 1\n"), 0o644)
 		code, _, stderr := runCLI(searchArgs(data, out)...)
-		if code != 1 || !strings.Contains(stderr, "another process (host elsewhere, pid 1)") {
+		if code != 1 || !strings.Contains(stderr, "another process (host elsewhere, pid 1;") {
 			t.Errorf("with a fresh lock: exit %d, stderr %q", code, stderr)
 		}
 		stale := time.Now().Add(-2 * lockStale)
@@ -2033,6 +2116,8 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"bad hidden", []string{"-hidden", "50,x"}, "layer sizes"},
 		{"predict without images", []string{"-mode=predict"}, "needs image files"},
 		{"bad shard", []string{"-mode=search", "-shard", "5/4"}, "0 ≤ i < n"},
+		{"-shards alone", []string{"-mode=search", "-shards", "4"}, "without a shard index"},
+		{"negative wait", []string{"-mode=search", "-wait", "-1s"}, "-wait"},
 		{"unknown optimiser", []string{"-opt", "rmsprop"}, "unknown optimiser"},
 		{"dropout 1", []string{"-dropout", "1"}, "p must be in [0, 1)"},
 		{"momentum 1", []string{"-opt", "nesterov", "-momentum", "1"}, "μ must be in [0, 1)"},
@@ -2088,7 +2173,11 @@ func TestShardFromEnvironment(t *testing.T) {
 	}{
 		{"none", Config{}, nil, 0, 1, ""},
 		{"flag", Config{Shard: "2/5"}, nil, 2, 5, ""},
-		{"slurm", Config{}, map[string]string{"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}, 3, 4, ""},
+		{"slurm", Config{Shards: 4}, map[string]string{"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}, 3, 4, ""},
+		{"slurm, one task resubmitted", Config{Shards: 4}, map[string]string{"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "1", "SLURM_ARRAY_TASK_MIN": "2", "SLURM_ARRAY_TASK_MAX": "2"}, 2, 4, ""},
+		{"slurm without -shards", Config{}, map[string]string{"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}, 0, 0, "-shards n"},
+		{"slurm index beyond -shards", Config{Shards: 4}, map[string]string{"SLURM_ARRAY_TASK_ID": "4"}, 0, 0, "0 ≤ i < n"},
+		{"-shards without an index", Config{Shards: 4}, nil, 0, 0, "without a shard index"},
 		{"kubernetes", Config{Shards: 3}, map[string]string{"JOB_COMPLETION_INDEX": "1"}, 1, 3, ""},
 		{"kubernetes without -shards", Config{}, map[string]string{"JOB_COMPLETION_INDEX": "1"}, 0, 0, "-shards"},
 		{"flag beats env", Config{Shard: "0/2"}, map[string]string{"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}, 0, 2, ""},

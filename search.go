@@ -21,6 +21,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -51,10 +52,12 @@ type SearchSpec struct {
 	SearchDropout []float64 // nil, or the dropout range tried (else Base.Dropout)
 	He            bool
 	Seed          uint64
-	Base          TrainOptions // every trial's training; NS = 0 means 2·⌊n/batch⌋
-	Workers       int          // trials at once (0: GOMAXPROCS)
-	Kernel        string       // GEMM micro-kernel
-	Shard, Shards int          // this process runs trials i ≡ Shard (mod Shards)
+	Base          TrainOptions  // every trial's training; NS = 0 means 2·⌊n/batch⌋
+	Workers       int           // trials at once (0: GOMAXPROCS)
+	Kernel        string        // GEMM micro-kernel
+	Shard, Shards int           // this process runs trials i ≡ Shard (mod Shards)
+	Wait          time.Duration // sharded: wait this long for the other shards' coarse trials
+	Poll          time.Duration // how often to look while waiting (0: searchPoll)
 
 	// Settings are what decides a trial's result besides its point, as
 	// flag → value (the data split, the net, the training, the seed, the
@@ -516,83 +519,34 @@ func runTrial(ctx context.Context, spec *SearchSpec, sp *Splits, t Trial, gemmWo
 // trial: the trial is not recorded and runs again on the next attempt.
 var errAbandoned = errors.New("trial abandoned")
 
-// runTrials runs the given trials on a pool of workers, logging each as it
-// finishes. When ctx is cancelled no new trial starts and the running ones
-// are abandoned (their training stops after its current step).
-func runTrials(ctx context.Context, spec *SearchSpec, sp *Splits, todo []Trial, log *trialLog, done map[int]Trial, stderr io.Writer) error {
-	workers := spec.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	workers = max(1, min(workers, len(todo)))
-	gemmWorkers := max(1, runtime.GOMAXPROCS(0)/workers)
-	jobs := make(chan Trial)
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Go(func() {
-			for job := range jobs {
-				t, err := runTrial(ctx, spec, sp, job, gemmWorkers)
-				if errors.Is(err, errAbandoned) {
-					continue
-				}
-				if err == nil {
-					err = log.write(t.record())
-				}
-				mu.Lock()
-				if err != nil && firstErr == nil {
-					firstErr = err
-				}
-				if err == nil {
-					done[t.Index] = t
-					result := fmt.Sprintf("val acc %.2f%% (best %.2f%%)", 100*t.ValAcc, 100*t.BestValAcc)
-					if t.Diverged() {
-						result = "diverged (recorded; the search goes on)"
-					}
-					fmt.Fprintf(stderr, "%s trial %d: log10 λ=%.3f λ=%.3e hidden %d dropout %.2f  %s  %.0fs\n", t.Phase, t.Index, t.LogLambda, t.Lambda, t.Hidden, t.Dropout, result, t.Seconds)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	interrupted := false
-feed:
-	for _, t := range todo {
-		select {
-		case jobs <- t:
-		case <-ctx.Done():
-			interrupted = true
-			break feed
-		}
-	}
-	close(jobs)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	if interrupted || ctx.Err() != nil {
-		return fmt.Errorf("search interrupted (%w); finished trials are recorded, rerun the same command to continue", context.Cause(ctx))
-	}
-	return nil
-}
-
-// search is one search in progress: what is recorded and where new trials
-// go.
+// search is one search in progress: what is recorded (by this process and,
+// in a shared folder, by others) and where this process records.
 type search struct {
 	spec   *SearchSpec
 	sp     *Splits
-	done   map[int]Trial
 	log    *trialLog
 	stdout io.Writer
 	stderr io.Writer
 	ctx    context.Context
+
+	mu   sync.Mutex
+	done map[int]Trial // every recorded trial, by index
 }
 
-// Search runs both phases (this shard's share of them) and returns the
-// summary once both are complete (nil before: other shards still have
-// trials to record). load is called once the results folder is known to
-// hold this search, or nothing yet.
+// Search runs the search and returns its summary once both phases are
+// complete (nil before, when other shards still have trials to run). load
+// is called once the folder is known to hold this search, or nothing yet.
+//
+// Shards cooperate through the folder. A shard runs its own trials (index ≡
+// shard mod shards) first; with spec.Wait > 0 it then helps with any other
+// trial of the phase that is neither recorded nor being run (each running
+// trial is claimed by a lock file in .claims/, see tryLock), and when every
+// missing trial is being run elsewhere it waits, up to spec.Wait, for them:
+// the fine phase needs every coarse result. So one submission of an array
+// runs the whole search even when some tasks start late, are cancelled or
+// never run, and the last shard to finish writes the tables, search.svg and
+// summary.json. With spec.Wait = 0 a shard runs only its own trials and
+// ends (shards in separate folders, merged later with MergeSearch).
 func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), stdout, stderr io.Writer) (*SearchSummary, error) {
 	if err := checkSettings(spec.Out, spec.Settings, false); err != nil {
 		return nil, err
@@ -629,9 +583,12 @@ func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), 
 	defer log.f.Close()
 	s := &search{spec: &spec, sp: sp, done: done, log: log, stdout: stdout, stderr: stderr, ctx: ctx}
 
-	fmt.Fprintf(stderr, "coarse search: %d of %d trials to run here (shard %d/%d), n_s=%d, %d cycles, %d training images\n",
-		len(s.todo("coarse", 0, coarse)), spec.Trials, spec.Shard, spec.Shards, spec.Base.NS, spec.Base.Cycles, sp.Train.Len())
+	fmt.Fprintf(stderr, "coarse search: %d trials (shard %d/%d), n_s=%d, %d cycles, %d training images\n",
+		spec.Trials, spec.Shard, spec.Shards, spec.Base.NS, spec.Base.Cycles, sp.Train.Len())
 	if complete, err := s.runPhase("coarse", 0, coarse); err != nil || !complete {
+		if err == nil {
+			fmt.Fprintf(stdout, "coarse trials recorded: %d of %d in %s; the fine phase starts when all are in (rerun the other shards, or give -wait)\n", len(phaseTrials(done, "coarse")), spec.Trials, spec.Out)
+		}
 		return nil, err
 	}
 	bestCoarse, ok := bestTrial(phaseTrials(done, "coarse"))
@@ -645,40 +602,214 @@ func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), 
 			return nil, fmt.Errorf("%s holds a different fine search (trial %d)", spec.Out, spec.Trials+k)
 		}
 	}
-	fmt.Fprintf(stderr, "fine search in %s: %d trials to run here\n", spec.describe(fineSpace), len(s.todo("fine", spec.Trials, fine)))
+	fmt.Fprintf(stderr, "fine search in %s: %d trials\n", spec.describe(fineSpace), spec.Trials)
 	if complete, err := s.runPhase("fine", spec.Trials, fine); err != nil || !complete {
+		if err == nil {
+			fmt.Fprintf(stdout, "fine trials recorded: %d of %d in %s; the shard that records the last one writes the tables, search.svg and summary.json\n", len(phaseTrials(done, "fine")), spec.Trials, spec.Out)
+		}
 		return nil, err
 	}
 	return reportSearch(spec.Out, spec.Trials, done, stdout)
 }
 
-// todo lists the trials of a phase (indices first, first+1, …) that this
-// shard runs and that are not yet recorded.
-func (s *search) todo(phase string, first int, points []trialPoint) []Trial {
-	var ts []Trial
+// missing lists the trials of a phase (indices first, first+1, …) that are
+// not recorded: this shard's, and the other shards'.
+func (s *search) missing(phase string, first int, points []trialPoint) (own, others []Trial) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for k, p := range points {
 		i := first + k
-		if _, ok := s.done[i]; !ok && i%s.spec.Shards == s.spec.Shard {
-			ts = append(ts, p.trial(s.spec, phase, i))
+		if _, ok := s.done[i]; ok {
+			continue
+		}
+		if t := p.trial(s.spec, phase, i); i%s.spec.Shards == s.spec.Shard {
+			own = append(own, t)
+		} else {
+			others = append(others, t)
 		}
 	}
-	return ts
+	return own, others
 }
 
-// runPhase runs this shard's missing trials of a phase and reports whether
-// every trial of the phase is now recorded.
+// recorded reports whether trial i is recorded.
+func (s *search) recorded(i int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.done[i]
+	return ok
+}
+
+// refresh adds the trials other processes have recorded in the folder.
+func (s *search) refresh() error {
+	d, err := readTrialDir(s.spec.Out, io.Discard)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, t := range d {
+		if _, ok := s.done[i]; !ok {
+			s.done[i] = t
+		}
+	}
+	return nil
+}
+
+// searchPoll is how often a waiting shard reads the folder.
+const searchPoll = 5 * time.Second
+
+// runPhase runs the phase's missing trials — this shard's, then (with
+// spec.Wait > 0) the others' that nobody runs — and waits for those that
+// other processes are running. It reports whether every trial of the
+// phase is recorded.
 func (s *search) runPhase(phase string, first int, points []trialPoint) (complete bool, err error) {
-	todo := s.todo(phase, first, points)
 	start := time.Now()
-	if err := runTrials(s.ctx, s.spec, s.sp, todo, s.log, s.done, s.stderr); err != nil {
-		return false, err
+	deadline := start.Add(s.spec.Wait)
+	poll := cmp.Or(s.spec.Poll, searchPoll)
+	ran, said := 0, ""
+	for {
+		if err := s.refresh(); err != nil {
+			return false, err
+		}
+		own, others := s.missing(phase, first, points)
+		todo := own
+		if s.spec.Wait > 0 {
+			todo = append(todo, others...)
+		}
+		n, err := s.runTrials(todo)
+		ran += n
+		if err != nil {
+			return false, err
+		}
+		if err := s.refresh(); err != nil {
+			return false, err
+		}
+		own, others = s.missing(phase, first, points)
+		if len(own)+len(others) == 0 {
+			fmt.Fprintf(s.stderr, "%s phase complete: %d of its trials ran here, in %.1f s\n", phase, ran, time.Since(start).Seconds())
+			return true, nil
+		}
+		if s.spec.Wait <= 0 && len(own) == 0 {
+			return false, nil
+		}
+		if n > 0 {
+			continue // something finished meanwhile: look again at once
+		}
+		// Every missing trial is being run by another process.
+		var idx, shards []int
+		for _, t := range append(own, others...) {
+			idx = append(idx, t.Index)
+			if sh := t.Index % s.spec.Shards; !slices.Contains(shards, sh) {
+				shards = append(shards, sh)
+			}
+		}
+		slices.Sort(shards)
+		what := fmt.Sprintf("%s trials %s (shard %s of %d)", phase, joinIntsSep(idx, ", "), joinInts(shards), s.spec.Shards)
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("gave up after waiting %v for %s, claimed by other processes, in %s; once those end, rerun the same command (Slurm: resubmit the array, or sbatch --array=%s with the same script) and the search finishes where it stopped", s.spec.Wait, what, s.spec.Out, joinInts(shards))
+		}
+		if what != said {
+			fmt.Fprintf(s.stderr, "waiting (up to %v) for %s, running elsewhere\n", time.Until(deadline).Round(time.Second), what)
+			said = what
+		}
+		select {
+		case <-s.ctx.Done():
+			return false, fmt.Errorf("search interrupted while waiting for %s (%w); rerun the same command to continue", what, context.Cause(s.ctx))
+		case <-time.After(poll):
+		}
 	}
-	fmt.Fprintf(s.stderr, "%s phase: %d trials in %.1f s\n", phase, len(todo), time.Since(start).Seconds())
-	if n := len(phaseTrials(s.done, phase)); n < s.spec.Trials {
-		fmt.Fprintf(s.stdout, "%s trials recorded: %d of %d in %s; rerun once the other shards are done, or merge with -merge\n", phase, n, s.spec.Trials, s.spec.Out)
-		return false, nil
+}
+
+// runTrials runs, on a pool of workers, those trials of todo that it can
+// claim, recording each as it finishes, and returns how many it recorded.
+// A worker claims its next trial only when it is free to run it, so no
+// claim is held by a process that is not running the trial. When the
+// context is cancelled no new trial starts and the running ones are
+// abandoned (their training stops after its current step; their claims
+// are released).
+func (s *search) runTrials(todo []Trial) (ran int, err error) {
+	spec := s.spec
+	workers := spec.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
 	}
-	return true, nil
+	workers = max(1, min(workers, len(todo)))
+	gemmWorkers := max(1, runtime.GOMAXPROCS(0)/workers)
+	var mu sync.Mutex // guards next, ran and firstErr
+	next := 0
+	var firstErr error
+	// take claims the next trial of todo that nobody runs or has recorded.
+	take := func() (t Trial, release func(), ok bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		for next < len(todo) && firstErr == nil && s.ctx.Err() == nil {
+			t = todo[next]
+			next++
+			release, _, err := tryLock(filepath.Join(spec.Out, ".claims", fmt.Sprintf("trial-%d.lock", t.Index)))
+			if err != nil {
+				firstErr = err
+				return t, nil, false
+			}
+			if release == nil {
+				continue // another process runs it
+			}
+			if err := s.refresh(); err != nil || s.recorded(t.Index) {
+				release() // finished elsewhere just before the claim
+				if err != nil {
+					firstErr = err
+					return t, nil, false
+				}
+				continue
+			}
+			return t, release, true
+		}
+		return t, nil, false
+	}
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for {
+				job, release, ok := take()
+				if !ok {
+					return
+				}
+				t, err := runTrial(s.ctx, spec, s.sp, job, gemmWorkers)
+				if err == nil {
+					err = s.log.write(t.record())
+				}
+				release()
+				if errors.Is(err, errAbandoned) {
+					continue
+				}
+				mu.Lock()
+				if err != nil {
+					firstErr = cmp.Or(firstErr, err)
+				} else {
+					ran++
+				}
+				mu.Unlock()
+				if err != nil {
+					continue
+				}
+				s.mu.Lock()
+				s.done[t.Index] = t
+				s.mu.Unlock()
+				result := fmt.Sprintf("val acc %.2f%% (best %.2f%%)", 100*t.ValAcc, 100*t.BestValAcc)
+				if t.Diverged() {
+					result = "diverged (recorded; the search goes on)"
+				}
+				fmt.Fprintf(s.stderr, "%s trial %d: log10 λ=%.3f λ=%.3e hidden %d dropout %.2f  %s  %.0fs\n", t.Phase, t.Index, t.LogLambda, t.Lambda, t.Hidden, t.Dropout, result, t.Seconds)
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return ran, firstErr
+	}
+	if s.ctx.Err() != nil {
+		return ran, fmt.Errorf("search interrupted (%w); finished trials are recorded, rerun the same command to continue", context.Cause(s.ctx))
+	}
+	return ran, nil
 }
 
 // SearchSummary is the search's summary.json.
@@ -827,8 +958,20 @@ const (
 // lockFile takes the lock at path, or says who holds it. release gives it
 // back.
 func lockFile(path string) (release func(), err error) {
+	release, holder, err := tryLock(path)
+	if err == nil && release == nil {
+		err = fmt.Errorf("another process (%s) is running this search in %s: %s; wait for it to finish or choose another -out (a lock left by a killed process is taken over %v after its last refresh)",
+			holder, filepath.Dir(path), filepath.Base(path), lockStale)
+	}
+	return release, err
+}
+
+// tryLock takes the lock at path if it is free or stale and returns its
+// release; if a live process holds it, release is nil and holder says who
+// (and how fresh the lock is).
+func tryLock(path string) (release func(), holder string, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", filepath.Dir(path), err)
+		return nil, "", fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
 	host, _ := os.Hostname()
 	owner := fmt.Sprintf("host %s, pid %d", host, os.Getpid())
@@ -841,12 +984,12 @@ func lockFile(path string) (release func(), err error) {
 			}
 			if err != nil {
 				os.Remove(path)
-				return nil, fmt.Errorf("write lock %s: %w", path, err)
+				return nil, "", fmt.Errorf("write lock %s: %w", path, err)
 			}
-			return heartbeat(path), nil
+			return heartbeat(path), "", nil
 		}
 		if !errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("create lock %s: %w", path, err)
+			return nil, "", fmt.Errorf("create lock %s: %w", path, err)
 		}
 		st, serr := os.Stat(path)
 		if serr != nil {
@@ -861,10 +1004,9 @@ func lockFile(path string) (release func(), err error) {
 			continue
 		}
 		who, _ := os.ReadFile(path)
-		return nil, fmt.Errorf("another process (%s) is running this search in %s: %s was refreshed %s ago; wait for it to finish or choose another -out (a lock left by a killed process is taken over %v after its last refresh)",
-			strings.TrimSpace(string(who)), filepath.Dir(path), filepath.Base(path), time.Since(st.ModTime()).Round(time.Second), lockStale)
+		return nil, fmt.Sprintf("%s; refreshed %s ago", strings.TrimSpace(string(who)), time.Since(st.ModTime()).Round(time.Second)), nil
 	}
-	return nil, fmt.Errorf("lock %s: taken and released by other processes again and again; try again", path)
+	return nil, "", fmt.Errorf("lock %s: taken and released by other processes again and again; try again", path)
 }
 
 // heartbeat refreshes the lock's time until the returned release is
@@ -889,4 +1031,16 @@ func heartbeat(path string) (release func()) {
 		wg.Wait()
 		os.Remove(path)
 	}
+}
+
+// joinInts is "50,50".
+func joinInts(v []int) string { return joinIntsSep(v, ",") }
+
+// joinIntsSep is v joined with sep.
+func joinIntsSep(v []int, sep string) string {
+	parts := make([]string, len(v))
+	for i, x := range v {
+		parts[i] = strconv.Itoa(x)
+	}
+	return strings.Join(parts, sep)
 }
