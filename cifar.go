@@ -231,20 +231,86 @@ type DataSource struct {
 	MaxBytes    int64         // refuse a larger body (maxArchiveBytes)
 }
 
-// Ensure makes sure src.Dir holds the data set, downloading it when the
-// folder is missing and downloads are allowed.
-func (src DataSource) Ensure(ctx context.Context, progress io.Writer) error {
+// Ensure finds the data set and returns the folder that holds the batch
+// files. -data may name that folder, its parent (where the archive unpacks
+// cifar-10-batches-bin), or a downloaded cifar-10-binary.tar.gz, which is
+// MD5-checked and unpacked safely next to it. A folder that does not exist
+// is downloaded into when downloads are allowed.
+func (src DataSource) Ensure(ctx context.Context, progress io.Writer) (string, error) {
 	if dataPresent(src.Dir) {
-		return nil
+		return src.Dir, nil
 	}
-	if _, err := os.Stat(src.Dir); err == nil {
-		return fmt.Errorf("data folder %s exists but lacks some of %s; delete it and rerun with -download=true to fetch CIFAR-10, or point -data at a complete copy", src.Dir, strings.Join(batchFiles, ", "))
+	child := filepath.Join(src.Dir, archiveFolder)
+	if dataPresent(child) {
+		return child, nil
 	}
-	if !src.Download {
-		return fmt.Errorf("no CIFAR-10 data in %s and -download=false: download %s (MD5 %s), unpack it so that %s holds data_batch_1.bin … test_batch.bin, or rerun with -download=true, or point -data at such a folder", src.Dir, src.URL, src.MD5, src.Dir)
+	st, err := os.Stat(src.Dir)
+	switch {
+	case err == nil && st.Mode().IsRegular() && (strings.HasSuffix(src.Dir, ".tar.gz") || strings.HasSuffix(src.Dir, ".tgz")):
+		dir := filepath.Join(filepath.Dir(src.Dir), archiveFolder)
+		if dataPresent(dir) {
+			return dir, nil
+		}
+		fmt.Fprintf(progress, "unpacking %s into %s\n", src.Dir, dir)
+		return dir, unpackLocal(ctx, src.Dir, src.MD5, dir)
+	case err == nil:
+		return "", fmt.Errorf("-data %s: neither it nor %s holds %s; point -data at the folder that holds them, at its parent, or at the downloaded cifar-10-binary.tar.gz", src.Dir, child, strings.Join(batchFiles, ", "))
+	case !src.Download:
+		return "", fmt.Errorf("no CIFAR-10 data at %s and -download=false: download %s (MD5 %s) and run with -data path/to/cifar-10-binary.tar.gz (it is checked and unpacked next to it), or with -data path/to/%s after unpacking it yourself; or allow -download", src.Dir, src.URL, src.MD5, archiveFolder)
 	}
 	fmt.Fprintf(progress, "CIFAR-10 not found in %s; downloading %s\n", src.Dir, src.URL)
-	return downloadCIFAR(ctx, src, progress)
+	return src.Dir, downloadCIFAR(ctx, src, progress)
+}
+
+// Available reports whether Ensure finds the data without downloading: the
+// folder, its cifar-10-batches-bin child, or a .tar.gz archive.
+func (src DataSource) Available() bool {
+	st, err := os.Stat(src.Dir)
+	return dataPresent(src.Dir) || dataPresent(filepath.Join(src.Dir, archiveFolder)) ||
+		(err == nil && st.Mode().IsRegular() && (strings.HasSuffix(src.Dir, ".tar.gz") || strings.HasSuffix(src.Dir, ".tgz")))
+}
+
+// archiveFolder is the folder the official archive unpacks.
+const archiveFolder = "cifar-10-batches-bin"
+
+// unpackLocal checks the MD5 of a local archive and unpacks it into dir
+// (through a temporary folder beside it, renamed when complete).
+func unpackLocal(ctx context.Context, archive, wantMD5, dir string) error {
+	f, err := os.Open(archive)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", archive, err)
+	}
+	defer f.Close()
+	hash := md5.New()
+	if _, err := io.Copy(hash, f); err != nil {
+		return fmt.Errorf("read %s: %w", archive, err)
+	}
+	if got := hex.EncodeToString(hash.Sum(nil)); got != wantMD5 {
+		return fmt.Errorf("%s: MD5 %s, want %s: not the official CIFAR-10 binary archive, or damaged; download it again", archive, got, wantMD5)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("read %s: %w", archive, err)
+	}
+	return installArchive(ctx, f, dir, archive)
+}
+
+// installArchive extracts the archive r into a temporary folder beside dir
+// and renames it to dir once complete; on failure nothing is left.
+func installArchive(ctx context.Context, r io.Reader, dir, name string) error {
+	parent := filepath.Dir(dir)
+	stage, err := os.MkdirTemp(parent, ".cifar-extract-*")
+	if err != nil {
+		return fmt.Errorf("create temporary folder in %s: %w", parent, err)
+	}
+	if err := extractCIFAR(ctx, r, stage); err != nil {
+		os.RemoveAll(stage)
+		return fmt.Errorf("extract %s: %w", name, err)
+	}
+	if err := os.Rename(stage, dir); err != nil {
+		os.RemoveAll(stage)
+		return fmt.Errorf("move %s into place as %s: %w", stage, dir, err)
+	}
+	return nil
 }
 
 // The ways LoadSplits can cut the training batches.
@@ -279,17 +345,18 @@ func (e *SplitError) Error() string {
 // maxTrain > 0 caps the training set. The test set is always test_batch.bin.
 // Every split is normalised with the training split's mean and std.
 func LoadSplits(ctx context.Context, src DataSource, split string, val, maxTrain int, progress io.Writer) (*Splits, error) {
-	if err := src.Ensure(ctx, progress); err != nil {
+	dir, err := src.Ensure(ctx, progress)
+	if err != nil {
 		return nil, err
 	}
-	classes, err := readClassNames(src.Dir)
+	classes, err := readClassNames(dir)
 	if err != nil {
 		return nil, err
 	}
 	sp := &Splits{Classes: classes}
 	switch split {
 	case SplitAll:
-		all, err := readBatches(ctx, src.Dir, batchFiles[:5], 0)
+		all, err := readBatches(ctx, dir, batchFiles[:5], 0)
 		if err != nil {
 			return nil, err
 		}
@@ -303,16 +370,16 @@ func LoadSplits(ctx context.Context, src DataSource, split string, val, maxTrain
 		}
 		sp.Train = all.Subset(0, nTrain)
 	case SplitBatch1:
-		if sp.Train, err = readBatches(ctx, src.Dir, batchFiles[:1], maxTrain); err != nil {
+		if sp.Train, err = readBatches(ctx, dir, batchFiles[:1], maxTrain); err != nil {
 			return nil, err
 		}
-		if sp.Val, err = readBatches(ctx, src.Dir, batchFiles[1:2], val); err != nil {
+		if sp.Val, err = readBatches(ctx, dir, batchFiles[1:2], val); err != nil {
 			return nil, err
 		}
 	default:
 		panic(fmt.Sprintf("mlp: LoadSplits: split %q, want %q or %q", split, SplitAll, SplitBatch1))
 	}
-	if sp.Test, err = readBatches(ctx, src.Dir, batchFiles[5:], 0); err != nil {
+	if sp.Test, err = readBatches(ctx, dir, batchFiles[5:], 0); err != nil {
 		return nil, err
 	}
 	if sp.Train.Len() == 0 {
@@ -328,14 +395,15 @@ func LoadSplits(ctx context.Context, src DataSource, split string, val, maxTrain
 // LoadTest reads test_batch.bin (downloading the data set if needed) and
 // the class names, to be normalised with a saved model's numbers.
 func LoadTest(ctx context.Context, src DataSource, progress io.Writer) (*Dataset, []string, error) {
-	if err := src.Ensure(ctx, progress); err != nil {
-		return nil, nil, err
-	}
-	classes, err := readClassNames(src.Dir)
+	dir, err := src.Ensure(ctx, progress)
 	if err != nil {
 		return nil, nil, err
 	}
-	test, err := readBatches(ctx, src.Dir, batchFiles[5:], 0)
+	classes, err := readClassNames(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	test, err := readBatches(ctx, dir, batchFiles[5:], 0)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -569,15 +637,14 @@ const (
 // errStalled is the cause of a download cancelled for sending nothing.
 var errStalled = errors.New("no data received")
 
-// downloadClient is the HTTP client of downloads: timeouts on connecting,
-// on the TLS handshake and on the response headers; the body's idle time is
-// watched by downloadCIFAR itself.
-func downloadClient(idle time.Duration) *http.Client {
+// downloadClient is the HTTP client of downloads: timeouts on connecting
+// and on the TLS handshake; the wait for the headers and the body's idle
+// time are watched by downloadCIFAR itself.
+func downloadClient() *http.Client {
 	return &http.Client{Transport: &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: connectTimeout}).DialContext,
-		TLSHandshakeTimeout:   connectTimeout,
-		ResponseHeaderTimeout: idle,
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: connectTimeout}).DialContext,
+		TLSHandshakeTimeout: connectTimeout,
 	}}
 }
 
@@ -597,7 +664,7 @@ func downloadCIFAR(ctx context.Context, src DataSource, progress io.Writer) erro
 	}
 	client := src.Client
 	if client == nil {
-		client = downloadClient(idle)
+		client = downloadClient()
 	}
 	parent := filepath.Dir(dir)
 	if err := os.MkdirAll(parent, 0o755); err != nil {
@@ -660,19 +727,7 @@ func downloadCIFAR(ctx context.Context, src DataSource, progress io.Writer) erro
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("rewind %s: %w", tmp.Name(), err)
 	}
-	stage, err := os.MkdirTemp(parent, ".cifar-extract-*")
-	if err != nil {
-		return fmt.Errorf("create temporary folder in %s: %w", parent, err)
-	}
-	if err := extractCIFAR(ctx, tmp, stage); err != nil {
-		os.RemoveAll(stage)
-		return fmt.Errorf("extract %s: %w", url, err)
-	}
-	if err := os.Rename(stage, dir); err != nil {
-		os.RemoveAll(stage)
-		return fmt.Errorf("move %s into place as %s: %w", stage, dir, err)
-	}
-	return nil
+	return installArchive(ctx, tmp, dir, url)
 }
 
 // watchedReader resets the idle watchdog whenever bytes arrive.

@@ -42,6 +42,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // Config is every setting of a run, parsed from the flags in main and passed
@@ -189,6 +190,9 @@ Usage:
   go run . -preset best    [flags]           the ≥ 60 % recipe (1000 hidden units, augmentation)
 `
 
+// usageHint follows every usage error.
+const usageHint = "run 'go run . -h' for every mode and flag"
+
 // newFlagSet declares every flag, writing into cfg.
 func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("cifar-mlp", flag.ContinueOnError)
@@ -299,7 +303,16 @@ func parseHidden(s string) ([]int, error) {
 func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	cfg := &Config{Hidden: []int{50}, DataURL: cifarURL, DataMD5: cifarMD5, argv: slices.Clone(args)}
 	fs := newFlagSet(cfg, stderr)
+	// A bad flag gets the flag package's one-line complaint and a pointer
+	// to -h, not the whole usage (it would scroll the message away).
+	usage := fs.Usage
+	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage()
+			return nil, err
+		}
+		fmt.Fprintln(stderr, usageHint)
 		return nil, err
 	}
 	cfg.Args = fs.Args()
@@ -496,14 +509,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		var ue *usageError
 		if errors.As(err, &ue) {
-			fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
-			if strings.HasPrefix(ue.msg, "-mode") {
-				newFlagSet(&Config{}, stderr).Usage()
-			} else {
-				fmt.Fprintln(stderr, "run 'go run . -h' for every mode and flag")
-			}
+			fmt.Fprintf(stderr, "cifar-mlp: %v\n%s\n", err, usageHint)
 		}
-		return 2 // for a bad flag, the flag package has already printed its complaint and the usage
+		return 2 // for a bad flag, the flag package has already printed its complaint
 	}
 	if cfg.Mode == "search" && !cfg.Merge {
 		if cfg.shard, cfg.shards, err = shardSpec(cfg, os.Getenv); err != nil {
@@ -734,7 +742,7 @@ func printSummary(w io.Writer, sum *RunSummary, out string) {
 // random labels.
 func runOverfit(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	var sp *Splits
-	if dataPresent(cfg.Data) || cfg.Download {
+	if cfg.dataSource().Available() || cfg.Download {
 		var err error
 		if sp, err = loadSplits(ctx, cfg, stderr); err != nil {
 			return err
@@ -828,7 +836,8 @@ func printAssessment(w io.Writer, classes []string, a Assessment) {
 	}
 }
 
-// runPredict is -mode=predict: top-3 classes for each image.
+// runPredict is -mode=predict: the top-3 classes of each image, as a
+// table. An argument that is a folder stands for its PNG and JPEG files.
 func runPredict(cfg *Config, stdout io.Writer) error {
 	m, err := LoadModel(cfg.Model)
 	if err != nil {
@@ -841,32 +850,75 @@ func runPredict(cfg *Config, stdout io.Writer) error {
 	if c, err := readClassNames(cfg.Data); err == nil {
 		classes = c
 	}
-	images := &Dataset{Y: make([]int, len(cfg.Args)), Norm: NewNorm(m.Mean, m.Std)}
-	notes := make([]string, len(cfg.Args))
-	for i, p := range cfg.Args {
+	paths, err := imagePaths(cfg.Args)
+	if err != nil {
+		return err
+	}
+	images := &Dataset{Y: make([]int, len(paths)), Norm: NewNorm(m.Mean, m.Std)}
+	scaled := make([]bool, len(paths))
+	for i, p := range paths {
 		v, resized, err := ReadImage(p)
 		if err != nil {
 			return err
 		}
-		if resized {
-			notes[i] = "  (scaled to 32×32)"
-		}
+		scaled[i] = resized
 		images.Pix = append(images.Pix, v...)
 	}
 	gemm := NewGemmNamed(1, cfg.Kernel)
 	defer gemm.Close()
-	probs := m.Net.Probabilities(NewWorkspace(m.Net, gemm, max(1, images.Len())), images)
-	for i, p := range cfg.Args {
+	probs := m.Net.Probabilities(NewWorkspace(m.Net, gemm, min(max(1, images.Len()), evalChunk)), images)
+	width := len("image")
+	for _, p := range paths {
+		width = max(width, utf8.RuneCountInString(p))
+	}
+	fmt.Fprintf(stdout, "%-*s  %-18s %-18s %-18s\n", width, "image", "1st", "2nd", "3rd")
+	for i, p := range paths {
 		row := probs.Row(i)
 		idx := []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}
 		sort.SliceStable(idx, func(a, b int) bool { return row[idx[a]] > row[idx[b]] })
-		fmt.Fprintf(stdout, "%s:", p)
+		fmt.Fprintf(stdout, "%-*s ", width, p)
 		for _, k := range idx[:3] {
-			fmt.Fprintf(stdout, "  %s %.1f%%", classes[k], 100*row[k])
+			fmt.Fprintf(stdout, " %-18s", fmt.Sprintf("%s %.1f%%", classes[k], 100*row[k]))
 		}
-		fmt.Fprintln(stdout, notes[i])
+		if scaled[i] {
+			fmt.Fprint(stdout, " (scaled to 32×32)")
+		}
+		fmt.Fprintln(stdout)
 	}
 	return nil
+}
+
+// imagePaths expands the arguments of -mode=predict: a folder stands for
+// its .png, .jpg and .jpeg files, in name order.
+func imagePaths(args []string) ([]string, error) {
+	var paths []string
+	for _, a := range args {
+		st, err := os.Stat(a)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", a, err)
+		}
+		if !st.IsDir() {
+			paths = append(paths, a)
+			continue
+		}
+		entries, err := os.ReadDir(a)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", a, err)
+		}
+		n := len(paths)
+		for _, e := range entries {
+			switch strings.ToLower(filepath.Ext(e.Name())) {
+			case ".png", ".jpg", ".jpeg":
+				if e.Type().IsRegular() {
+					paths = append(paths, filepath.Join(a, e.Name()))
+				}
+			}
+		}
+		if len(paths) == n {
+			return nil, fmt.Errorf("%s holds no .png, .jpg or .jpeg file", a)
+		}
+	}
+	return paths, nil
 }
 
 // runGradCheck is -mode=gradcheck, on the first training images of batch 1,
@@ -874,7 +926,7 @@ func runPredict(cfg *Config, stdout io.Writer) error {
 func runGradCheck(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	var data *Dataset
 	source := "CIFAR-10 (" + cfg.Data + ")"
-	if dataPresent(cfg.Data) {
+	if cfg.dataSource().Available() {
 		sp, err := LoadSplits(ctx, cfg.dataSource(), SplitBatch1, 0, 10, stderr)
 		if err != nil {
 			return err
@@ -1054,7 +1106,7 @@ type report struct {
 func runReport(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	start := time.Now()
 	r := &report{cfg: cfg, plan: fullReport, doc: &htmlDoc{}, stdout: stdout, stderr: stderr, ctx: ctx,
-		synthetic: !dataPresent(cfg.Data) && !cfg.Download, source: "CIFAR-10 in " + cfg.Data}
+		synthetic: !cfg.dataSource().Available() && !cfg.Download, source: "CIFAR-10 in " + cfg.Data}
 	if cfg.Quick {
 		r.plan = quickReport
 	}

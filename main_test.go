@@ -994,8 +994,8 @@ func TestLoadErrors(t *testing.T) {
 				os.Remove(p)
 				// a folder with missing files is not re-downloaded
 				_, err := LoadSplits(context.Background(), DataSource{Dir: dir, Download: true}, SplitAll, 0, 0, io.Discard)
-				if err == nil || !strings.Contains(err.Error(), "lacks") {
-					t.Fatalf("LoadSplits: got %v, want a 'lacks' error", err)
+				if err == nil || !strings.Contains(err.Error(), "neither it nor") {
+					t.Fatalf("LoadSplits: got %v, want an error saying where the files are missing", err)
 				}
 			} else if err := os.WriteFile(p, tc.data, 0o644); err != nil {
 				t.Fatal(err)
@@ -1134,6 +1134,47 @@ func TestDownload(t *testing.T) {
 	}
 }
 
+// TestDataArgumentForms: -data may name the folder of the batches, its
+// parent, or the downloaded archive (checked and unpacked next to it).
+func TestDataArgumentForms(t *testing.T) {
+	root := t.TempDir()
+	body := tarball(t, goodEntries())
+	archive := filepath.Join(root, "cifar-10-binary.tar.gz")
+	os.WriteFile(archive, body, 0o644)
+	sum := md5hex(body)
+	for _, tc := range []struct{ name, data, want string }{
+		{"the archive", archive, ""},
+		{"the archive again (already unpacked)", archive, ""},
+		{"the parent", root, ""},
+		{"the folder", filepath.Join(root, "cifar-10-batches-bin"), ""},
+		{"a folder without the data", t.TempDir(), "neither it nor"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sp, err := LoadSplits(context.Background(), DataSource{Dir: tc.data, MD5: sum}, SplitBatch1, 0, 0, io.Discard)
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("got %v, want an error mentioning %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil || sp.Train.Len() != batchImages {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+	if _, err := LoadSplits(context.Background(), DataSource{Dir: archive, MD5: "0123"}, SplitBatch1, 0, 0, io.Discard); err != nil {
+		t.Errorf("an archive already unpacked next to it is not checked again: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "cifar-10-binary.tar.gz")
+	os.WriteFile(bad, body[:1000], 0o644)
+	if _, err := LoadSplits(context.Background(), DataSource{Dir: bad, MD5: sum}, SplitBatch1, 0, 0, io.Discard); err == nil || !strings.Contains(err.Error(), "MD5") {
+		t.Errorf("a damaged archive: %v, want an MD5 error", err)
+	}
+	if left, _ := os.ReadDir(filepath.Dir(bad)); len(left) != 1 {
+		t.Errorf("a damaged archive left %d entries beside it", len(left))
+	}
+}
+
 // TestDownloadFaults: servers that stall, never end, or are abandoned by a
 // signal. Each download must end promptly with a message that says why, and
 // leave nothing beside the data folder.
@@ -1194,7 +1235,7 @@ func TestDownloadFaults(t *testing.T) {
 				time.AfterFunc(100*time.Millisecond, func() { cancel(&Interrupted{syscall.SIGTERM}) })
 			}
 			start := time.Now()
-			err := src.Ensure(ctx, io.Discard)
+			_, err := src.Ensure(ctx, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("got error %v, want one mentioning %q", err, tc.wantErr)
 			}
