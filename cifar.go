@@ -846,14 +846,32 @@ type progress struct {
 }
 
 func newProgress(w io.Writer, total int64) *progress {
-	p := &progress{w: w, total: total, start: time.Now(), everyLine: 5 * time.Second}
-	if f, ok := w.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			p.tty, p.everyLine = true, 200*time.Millisecond
-		}
+	p := &progress{w: w, total: total, start: time.Now(), everyLine: 10 * time.Second}
+	if isTerminal(w) {
+		p.tty, p.everyLine = true, 200*time.Millisecond
 	}
 	p.last = p.start
 	return p
+}
+
+// isTerminal reports whether w is a terminal: progress then updates one
+// line in place (\r); elsewhere (a log file, a pipe, a scheduler's output)
+// it writes a plain line at most every 10 s.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// fmtDuration prints a duration to the second: 4m37s, 1h2m0s, 12s.
+func fmtDuration(d time.Duration) string {
+	if d < time.Second {
+		return "0s"
+	}
+	return d.Round(time.Second).String()
 }
 
 func (p *progress) Write(b []byte) (int, error) {

@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -44,54 +45,59 @@ func costOf(net *MLP, ws *Workspace, x *Matrix, y []int, lambda float64, masks [
 
 // NumericalGrads returns the numerical gradient of the cost with respect to
 // every parameter (in the order of net.Params), by forward differences or,
-// when centred is true, by centred differences with step h. Cancelling ctx
-// stops it (with ctx's cause as the error). The entries are
-// shared out among workers goroutines, each nudging its own copy of the net;
-// net itself is not changed. masks (nil: none) are dropout masks held fixed.
-func NumericalGrads(ctx context.Context, net *MLP, x *Matrix, y []int, lambda, h float64, centred bool, workers int, masks []*Matrix) ([]*Matrix, error) {
+// when centred is true, by centred differences with step h. Each
+// parameter's entries are shared out among workers goroutines, each nudging
+// its own copy of the net; net itself is not changed. masks (nil: none) are
+// dropout masks held fixed. report (nil: none) is called before each
+// parameter. Cancelling ctx stops it (with ctx's cause as the error).
+func NumericalGrads(ctx context.Context, net *MLP, x *Matrix, y []int, lambda, h float64, centred bool, workers int, masks []*Matrix, report func(p Param)) ([]*Matrix, error) {
 	workers = max(1, workers)
-	var out []*Matrix
-	for _, w := range net.W {
-		out = append(out, NewMatrix(w.Rows, w.Cols))
+	type copyOf struct {
+		net *MLP
+		ws  *Workspace
+		j0  float64
 	}
-	grads := make([]*Matrix, 0, 2*len(net.W))
-	for l := range net.W {
-		grads = append(grads, out[l], NewMatrix(1, net.B[l].Cols))
+	copies := make([]copyOf, workers)
+	for w := range copies {
+		gemm := NewGemm(1)
+		defer gemm.Close()
+		mine := net.Clone()
+		ws := NewWorkspace(mine, gemm, x.Rows)
+		copies[w] = copyOf{mine, ws, costOf(mine, ws, x, y, lambda, masks)}
 	}
-	var wg sync.WaitGroup
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			gemm := NewGemm(1)
-			defer gemm.Close()
-			mine := net.Clone()
-			ws := NewWorkspace(mine, gemm, x.Rows)
-			j0 := costOf(mine, ws, x, y, lambda, masks)
-			for pi, p := range mine.Params(ws) {
-				g := grads[pi]
-				for i := w; i < len(p.Val.Data); i += workers {
+	var grads []*Matrix
+	for pi, p := range net.Params(copies[0].ws) {
+		if report != nil {
+			report(p)
+		}
+		g := NewMatrix(p.Val.Rows, p.Val.Cols)
+		grads = append(grads, g)
+		var wg sync.WaitGroup
+		for w, c := range copies {
+			val := c.net.Params(c.ws)[pi].Val
+			wg.Go(func() {
+				for i := w; i < len(val.Data); i += workers {
 					if ctx.Err() != nil {
 						return
 					}
-					old := p.Val.Data[i]
-					p.Val.Data[i] = old + h
-					jPlus := costOf(mine, ws, x, y, lambda, masks)
+					old := val.Data[i]
+					val.Data[i] = old + h
+					jPlus := costOf(c.net, c.ws, x, y, lambda, masks)
 					if centred {
-						p.Val.Data[i] = old - h
-						jMinus := costOf(mine, ws, x, y, lambda, masks)
+						val.Data[i] = old - h
+						jMinus := costOf(c.net, c.ws, x, y, lambda, masks)
 						g.Data[i] = (jPlus - jMinus) / (2 * h)
 					} else {
-						g.Data[i] = (jPlus - j0) / h
+						g.Data[i] = (jPlus - c.j0) / h
 					}
-					p.Val.Data[i] = old
+					val.Data[i] = old
 				}
-			}
-		}()
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		return nil, context.Cause(ctx)
+			})
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
 	}
 	return grads, nil
 }
@@ -110,7 +116,9 @@ func errorStats(analytic, numeric []float64) (maxAbs, maxRel float64) {
 // GradCheck compares Backward's gradients on (x, y) with both numerical
 // approximations and returns one row per parameter. masks (nil: none) are
 // dropout masks held fixed in every pass.
-func GradCheck(ctx context.Context, net *MLP, ws *Workspace, x *Matrix, y []int, lambda, h float64, masks []*Matrix) ([]GradCheckRow, error) {
+//
+// progress (nil: none) hears which parameter is being checked.
+func GradCheck(ctx context.Context, net *MLP, ws *Workspace, x *Matrix, y []int, lambda, h float64, masks []*Matrix, progress io.Writer) ([]GradCheckRow, error) {
 	net.ForwardMasked(ws, x, masks)
 	net.Backward(ws, y, lambda)
 	params := net.Params(ws)
@@ -119,11 +127,19 @@ func GradCheck(ctx context.Context, net *MLP, ws *Workspace, x *Matrix, y []int,
 		analytic[i] = p.Grad.Clone() // the numerical passes reuse ws
 	}
 	workers := runtime.GOMAXPROCS(0)
-	fwd, err := NumericalGrads(ctx, net, x, y, lambda, h, false, workers, masks)
+	say := func(kind string) func(p Param) {
+		if progress == nil {
+			return nil
+		}
+		return func(p Param) {
+			fmt.Fprintf(progress, "  %s differences: %s (%d entries)\n", kind, p.Name, len(p.Val.Data))
+		}
+	}
+	fwd, err := NumericalGrads(ctx, net, x, y, lambda, h, false, workers, masks, say("forward"))
 	if err != nil {
 		return nil, err
 	}
-	cent, err := NumericalGrads(ctx, net, x, y, lambda, h, true, workers, masks)
+	cent, err := NumericalGrads(ctx, net, x, y, lambda, h, true, workers, masks, say("centred"))
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +184,11 @@ type GradCheckOptions struct {
 // RunGradChecks runs the gradient check on (a) the first o.Dims input
 // dimensions of the first 5 samples of data and (b) all dimensions of its
 // first sample, each with a fresh net, and prints a table per check.
-func RunGradChecks(ctx context.Context, w io.Writer, data *Dataset, o GradCheckOptions) error {
+//
+// It ends with a verdict: PASS when every centred relative error is below
+// gradCheckPass, else FAIL (errGradCheckFailed). progress (nil: none) hears
+// each problem and parameter as it is checked.
+func RunGradChecks(ctx context.Context, w, progress io.Writer, data *Dataset, o GradCheckOptions) error {
 	const samples = 5
 	dims := min(o.Dims, data.Dim())
 	xa := NewMatrix(samples, dims)
@@ -185,6 +205,7 @@ func RunGradChecks(ctx context.Context, w io.Writer, data *Dataset, o GradCheckO
 	}
 	gemm := NewGemmNamed(1, o.Kernel)
 	defer gemm.Close()
+	var all []GradCheckRow
 	for i, p := range problems {
 		net := NewMLP(netSizes(p.x.Cols, o.Hidden), o.He, newRNG(o.Seed, streamGradCheck+uint64(i)))
 		ws := NewWorkspace(net, gemm, p.x.Rows)
@@ -195,11 +216,41 @@ func RunGradChecks(ctx context.Context, w io.Writer, data *Dataset, o GradCheckO
 			masks = ws.DropoutMasks()
 			title += fmt.Sprintf(", dropout masks (p=%g) held fixed", o.Dropout)
 		}
-		rows, err := GradCheck(ctx, net, ws, p.x, p.y, o.Lambda, o.Step, masks)
+		if progress != nil {
+			fmt.Fprintf(progress, "checking %s\n", title)
+		}
+		rows, err := GradCheck(ctx, net, ws, p.x, p.y, o.Lambda, o.Step, masks, progress)
 		if err != nil {
 			return err
 		}
 		writeGradCheckTable(w, title, rows)
+		all = append(all, rows...)
 	}
+	ok, worst := gradCheckVerdict(all)
+	if !ok {
+		fmt.Fprintf(w, "\nFAIL: the largest centred relative error, %.3g (%s), is not below %g: the analytic gradient is wrong\n", worst.CentMaxRel, worst.Name, gradCheckPass)
+		return errGradCheckFailed
+	}
+	fmt.Fprintf(w, "\nPASS: every centred relative error is below %g (the largest: %.3g, %s)\n", gradCheckPass, worst.CentMaxRel, worst.Name)
 	return nil
+}
+
+// gradCheckPass is the verdict's threshold on the centred relative error.
+// cs231n's rule of thumb: below 1e-7 is excellent for smooth functions;
+// with ReLU kinks (a nudge can cross one) errors up to 1e-4 are normal,
+// and a wrong gradient gives 1e-2 or more.
+const gradCheckPass = 1e-4
+
+// errGradCheckFailed is RunGradChecks' error when the verdict is FAIL.
+var errGradCheckFailed = errors.New("gradient check failed")
+
+// gradCheckVerdict reports whether every row passes and returns the row
+// with the largest centred relative error.
+func gradCheckVerdict(rows []GradCheckRow) (ok bool, worst GradCheckRow) {
+	for _, r := range rows {
+		if r.CentMaxRel >= worst.CentMaxRel {
+			worst = r
+		}
+	}
+	return worst.CentMaxRel < gradCheckPass, worst
 }

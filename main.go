@@ -85,6 +85,7 @@ type Config struct {
 	Workers        int
 	Kernel         string // GEMM micro-kernel: auto, go, avx2, avx512
 	CPUProfile     string
+	Verbose        bool
 	Args           []string // positional arguments (images for -mode=predict)
 	argv           []string // the command line as given (the report reruns it with changes)
 	shard, shards  int      // -mode=search: this process's shard (from -shard or the environment)
@@ -165,7 +166,7 @@ var flagGroups = []struct {
 	title string
 	names []string
 }{
-	{"General", []string{"mode", "preset", "out", "seed", "workers", "kernel", "cpuprofile"}},
+	{"General", []string{"mode", "preset", "out", "seed", "workers", "kernel", "v", "cpuprofile"}},
 	{"Data (train, search, eval, gradcheck, overfit, lrtest, report)", []string{"data", "download", "split", "val", "n"}},
 	{"Network", []string{"hidden", "he"}},
 	{"Training (train, overfit, lrtest, report, search trials)", []string{"lambda", "eta-min", "eta-max", "eta", "ns", "cycles", "epochs", "batch", "opt", "momentum", "dropout", "augment", "ensemble", "evals"}},
@@ -203,6 +204,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed for initialisation, shuffling and the search")
 	fs.IntVar(&cfg.Workers, "workers", 0, "goroutines for the GEMM, or search trials run at once (0: GOMAXPROCS)")
 	fs.StringVar(&cfg.Kernel, "kernel", "auto", "GEMM micro-kernel: auto (the fastest per product among those this CPU runs), go, avx2 or avx512")
+	fs.BoolVar(&cfg.Verbose, "v", false, "verbose: also name the GEMM kernel and CPU (always in summary.json), and the shard")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the run to this file (read it with go tool pprof)")
 
 	fs.StringVar(&cfg.Data, "data", "cifar-10-batches-bin", "folder with the CIFAR-10 binary batches (downloaded if missing)")
@@ -712,23 +714,39 @@ func runTrain(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "training %v on %d images, validating on %d; λ=%g, η∈[%g, %g], n_s=%d, %d cycles, batch %d; GEMM %s on %s\n",
-		netSizes(inputDim, cfg.Hidden), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, cfg.Cycles, cfg.Batch, kernelName(cfg.Kernel), cpuModel())
+	fmt.Fprintf(stderr, "training %v on %d images, validating on %d; λ=%g, η∈[%g, %g], n_s=%d, %d cycles, batch %d; writing %s\n",
+		netSizes(inputDim, cfg.Hidden), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, cfg.Cycles, cfg.Batch, cfg.Out)
+	if cfg.Verbose {
+		fmt.Fprintf(stderr, "GEMM %s on %s\n", kernelName(cfg.Kernel), cpuModel())
+	}
 	sum, err := TrainAndSave(ctx, cfg.runSpec(fmt.Sprintf("λ=%g, n_s=%d, %d cycles", cfg.Lambda, cfg.NS, cfg.Cycles)), sp, stderr)
 	if sum != nil {
-		printSummary(stdout, sum, cfg.Out)
+		printSummary(stdout, sum, cfg.Out, cfg.Verbose)
 	}
 	return err
 }
 
-// printSummary prints a training run's figures and files.
-func printSummary(w io.Writer, sum *RunSummary, out string) {
+// fmtSeconds prints seconds as 8.3s below a minute, else as 4m37s.
+func fmtSeconds(s float64) string {
+	if s < 60 {
+		return fmt.Sprintf("%.1fs", s)
+	}
+	return fmtDuration(time.Duration(s * float64(time.Second)))
+}
+
+// printSummary prints a training run's figures and files (with verbose,
+// the GEMM kernel too; it is always in summary.json).
+func printSummary(w io.Writer, sum *RunSummary, out string, verbose bool) {
 	state := ""
 	if sum.Interrupted {
 		state = " (interrupted)"
 	}
-	fmt.Fprintf(w, "steps %d%s in %.1f s (updates %.1f s, evaluations %.1f s), kernel %s\ntrain accuracy %.2f%%  validation accuracy %.2f%%  test accuracy %.2f%%\n",
-		sum.Steps, state, sum.TrainSeconds, sum.TrainSeconds-sum.EvalSeconds, sum.EvalSeconds, sum.Kernel, 100*sum.TrainAccuracy, 100*sum.ValAccuracy, 100*sum.TestAccuracy)
+	kernel := ""
+	if verbose {
+		kernel = ", kernel " + sum.Kernel
+	}
+	fmt.Fprintf(w, "steps %d%s in %s (updates %s, evaluations %s)%s\ntrain accuracy %.2f%%  validation accuracy %.2f%%  test accuracy %.2f%%\n",
+		sum.Steps, state, fmtSeconds(sum.TrainSeconds), fmtSeconds(sum.TrainSeconds-sum.EvalSeconds), fmtSeconds(sum.EvalSeconds), kernel, 100*sum.TrainAccuracy, 100*sum.ValAccuracy, 100*sum.TestAccuracy)
 	files := "history.csv,summary.json,cost.svg,loss.svg,accuracy.svg,lr.svg,model.npz"
 	if k := sum.EnsembleSize; k > 0 {
 		fmt.Fprintf(w, "snapshot ensemble of %d nets: validation accuracy %.2f%%  test accuracy %.2f%%\n", k, 100*sum.EnsembleValAccuracy, 100*sum.EnsembleTestAccuracy)
@@ -762,8 +780,8 @@ func runOverfit(ctx context.Context, cfg *Config, stdout, stderr io.Writer) erro
 	sp.Val = sp.Train // the curves show the memorised set itself
 	sum, err := TrainAndSave(ctx, cfg.runSpec(fmt.Sprintf("overfit %d images", sp.Train.Len())), sp, stderr)
 	if sum != nil {
-		fmt.Fprintf(stdout, "overfit %d images for %d epochs (η=%g, batch %d, λ=%g): train cost %.4f, train accuracy %.1f%%\n",
-			sp.Train.Len(), cfg.Epochs, cfg.Eta, cfg.Batch, cfg.Lambda, sum.TrainCost, 100*sum.TrainAccuracy)
+		fmt.Fprintf(stdout, "overfit %d images for %d epochs (η=%g, batch %d, λ=%g): train cost %.4f, train accuracy %.1f%%\nwrote %s/{history.csv,summary.json,cost.svg,loss.svg,accuracy.svg,lr.svg,model.npz}\n",
+			sp.Train.Len(), cfg.Epochs, cfg.Eta, cfg.Batch, cfg.Lambda, sum.TrainCost, 100*sum.TrainAccuracy, cfg.Out)
 	}
 	return err
 }
@@ -937,7 +955,7 @@ func runGradCheck(ctx context.Context, cfg *Config, stdout, stderr io.Writer) er
 		source = "a synthetic problem (no CIFAR-10 data in " + cfg.Data + ")"
 	}
 	fmt.Fprintf(stdout, "gradient check on %s, λ=%g, h=%g, hidden %v\n", source, cfg.Lambda, cfg.Step, cfg.Hidden)
-	return RunGradChecks(ctx, stdout, data, cfg.gradCheckOptions())
+	return RunGradChecks(ctx, stdout, stderr, data, cfg.gradCheckOptions())
 }
 
 // runLRTest is -mode=lrtest: ramp η from -eta-min to -eta-max over -ns
@@ -1015,7 +1033,7 @@ func finalRun(ctx context.Context, cfg *Config, sp *Splits, sum *SearchSummary, 
 	fmt.Fprintf(stderr, "final run: λ=%.4g, n_s=%d, %d cycles\n", c.Lambda, c.NS, c.Cycles)
 	rs, err := TrainAndSave(ctx, c.runSpec(fmt.Sprintf("best λ=%.4g, n_s=%d, %d cycles", c.Lambda, c.NS, c.Cycles)), sp, stderr)
 	if rs != nil {
-		printSummary(stdout, rs, c.Out)
+		printSummary(stdout, rs, c.Out, cfg.Verbose)
 		sum.FinalTestAcc, sum.FinalOut = rs.TestAccuracy, c.Out
 		if werr := writeJSON(filepath.Join(cfg.Out, "summary.json"), sum); werr != nil && err == nil {
 			err = werr

@@ -1552,7 +1552,7 @@ func TestGradCheckTinyNets(t *testing.T) {
 				net.ForwardDropout(ws, x, tc.dropout, rng)
 				masks = ws.DropoutMasks()
 			}
-			rows, err := GradCheck(context.Background(), net, ws, x, y, tc.lambda, 1e-5, masks)
+			rows, err := GradCheck(context.Background(), net, ws, x, y, tc.lambda, 1e-5, masks, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -1565,6 +1565,44 @@ func TestGradCheckTinyNets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGradCheckVerdict: a correct gradient passes, one 5 % off fails.
+func TestGradCheckVerdict(t *testing.T) {
+	rng := newRNG(9, 9)
+	d := syntheticDataset(4, 12, 3, rng)
+	net := NewMLP([]int{12, 6, 3}, false, rng)
+	g := NewGemm(1)
+	defer g.Close()
+	ws := NewWorkspace(net, g, 4)
+	rows, err := GradCheck(context.Background(), net, ws, d.X, d.Y, 0.01, 1e-5, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, worst := gradCheckVerdict(rows); !ok {
+		t.Errorf("the correct gradient fails: %s %.3g", worst.Name, worst.CentMaxRel)
+	}
+	// The analytic gradient of W1, 5 % too large, against the numerical one.
+	net.Forward(ws, d.X)
+	net.Backward(ws, d.Y, 0.01)
+	wrong := ws.dW[0].Clone()
+	for i := range wrong.Data {
+		wrong.Data[i] *= 1.05
+	}
+	num, err := NumericalGrads(context.Background(), net, d.X, d.Y, 0.01, 1e-5, true, 2, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := GradCheckRow{Name: "W1"}
+	bad.CentMaxAbs, bad.CentMaxRel = errorStats(wrong.Data, num[0].Data)
+	if ok, worst := gradCheckVerdict(append(rows, bad)); ok || worst.Name != "W1" {
+		t.Errorf("a gradient 5 %% off passes (worst %s %.3g)", worst.Name, worst.CentMaxRel)
+	}
+	// The mode prints the verdict.
+	code, stdout, _ := runCLI("-mode=gradcheck", "-data", filepath.Join(t.TempDir(), "none"), "-download=false", "-hidden", "4", "-dims", "5")
+	if code != 0 || !strings.Contains(stdout, "PASS: every centred relative error is below 0.0001") {
+		t.Errorf("exit %d, stdout %q; want a PASS verdict", code, stdout)
 	}
 }
 

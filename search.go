@@ -583,8 +583,12 @@ func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), 
 	defer log.f.Close()
 	s := &search{spec: &spec, sp: sp, done: done, log: log, stdout: stdout, stderr: stderr, ctx: ctx}
 
-	fmt.Fprintf(stderr, "coarse search: %d trials (shard %d/%d), n_s=%d, %d cycles, %d training images\n",
-		spec.Trials, spec.Shard, spec.Shards, spec.Base.NS, spec.Base.Cycles, sp.Train.Len())
+	shard := ""
+	if spec.Shards > 1 {
+		shard = fmt.Sprintf(" (shard %d/%d)", spec.Shard, spec.Shards)
+	}
+	fmt.Fprintf(stderr, "coarse search: %d trials%s, n_s=%d, %d cycles, %d training images; writing %s\n",
+		spec.Trials, shard, spec.Base.NS, spec.Base.Cycles, sp.Train.Len(), spec.Out)
 	if complete, err := s.runPhase("coarse", 0, coarse); err != nil || !complete {
 		if err == nil {
 			fmt.Fprintf(stdout, "coarse trials recorded: %d of %d in %s; the fine phase starts when all are in (rerun the other shards, or give -wait)\n", len(phaseTrials(done, "coarse")), spec.Trials, spec.Out)
@@ -870,7 +874,7 @@ func reportSearch(out string, trials int, done map[int]Trial, stdout io.Writer) 
 	if err := o.commit(); err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(stdout, "\nbest λ = %.4g (log10 %.3f), validation accuracy %.2f%%\nwrote %s/{search.svg,summary.json}\n", sum.Best.Lambda, sum.Best.LogLambda, 100*sum.Best.ValAcc, out)
+	fmt.Fprintf(stdout, "\nbest λ = %.4g (log10 %.3f), validation accuracy %.2f%%\nwrote %s/{%s,search.json,search.svg,summary.json}\n", sum.Best.Lambda, sum.Best.LogLambda, 100*sum.Best.ValAcc, out, trialFiles(out))
 	return sum, nil
 }
 
@@ -1043,4 +1047,16 @@ func joinIntsSep(v []int, sep string) string {
 		parts[i] = strconv.Itoa(x)
 	}
 	return strings.Join(parts, sep)
+}
+
+// trialFiles names the trials files in out, for the "wrote" line.
+func trialFiles(out string) string {
+	files, _ := filepath.Glob(filepath.Join(out, "trials*.csv"))
+	for i, f := range files {
+		files[i] = filepath.Base(f)
+	}
+	if len(files) == 0 {
+		return "trials.csv"
+	}
+	return strings.Join(files, ",")
 }

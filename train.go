@@ -164,6 +164,8 @@ type trainer struct {
 
 	res              *TrainResult
 	start, lastPrint time.Time
+	tty              bool    // progress is a terminal
+	evalCost         float64 // estimated seconds per evaluation (probeEvalCost)
 }
 
 func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer) *trainer {
@@ -195,6 +197,10 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 	tr.perm = make([]int, n)
 	for i := range tr.perm {
 		tr.perm[i] = i
+	}
+	if progress != nil {
+		tr.tty = isTerminal(progress)
+		tr.evalCost = tr.probeEvalCost()
 	}
 	tr.lastPrint = tr.start
 	return tr
@@ -271,20 +277,80 @@ func (tr *trainer) evaluate(t int, eta float64, final bool) error {
 	return nil
 }
 
-// print writes a progress line at most once a second, and at the end.
+// print shows progress: on a terminal one line updated in place (at most 5
+// times a second), elsewhere a plain line at most every 10 s; always the
+// first and the last step. The time left counts the remaining updates at the measured
+// step rate and the remaining evaluations at their measured cost (before
+// the first one, at the cost of the probe chunk timed at the start).
 func (tr *trainer) print(t int, eta float64) {
-	if tr.progress == nil || (time.Since(tr.lastPrint) <= time.Second && t+1 != tr.total) {
+	last := t+1 == tr.total
+	every := 10 * time.Second
+	if tr.tty {
+		every = 200 * time.Millisecond
+	}
+	if tr.progress == nil || (time.Since(tr.lastPrint) < every && !last && t > 0) {
 		return
 	}
 	tr.lastPrint = time.Now()
-	rate := float64(t+1) / time.Since(tr.start).Seconds()
-	msg := fmt.Sprintf("step %d/%d epoch %.1f η=%.4f", t+1, tr.total, float64(t+1)/float64(tr.perEpoch), eta)
+	msg := fmt.Sprintf("step %d/%d epoch %.1f η=%.3g", t+1, tr.total, float64(t+1)/float64(tr.perEpoch), eta)
 	if h := tr.res.History; len(h) > 0 {
-		last := h[len(h)-1]
-		msg += fmt.Sprintf(" | train cost %.3f acc %.1f%% val cost %.3f acc %.1f%%", last.Train.Cost, 100*last.Train.Accuracy, last.Val.Cost, 100*last.Val.Accuracy)
+		m := h[len(h)-1]
+		if finite(m.Train.Cost) {
+			msg += fmt.Sprintf(" | train cost %.4g acc %.1f%%", m.Train.Cost, 100*m.Train.Accuracy)
+		}
+		if finite(m.Val.Cost) {
+			msg += fmt.Sprintf(" | val cost %.4g acc %.1f%%", m.Val.Cost, 100*m.Val.Accuracy)
+		}
 	}
-	msg += fmt.Sprintf(" | %.0f steps/s, %.0fs left", rate, float64(tr.total-t-1)/rate)
+	elapsed := time.Since(tr.start)
+	updates := elapsed.Seconds() - tr.res.EvalSeconds
+	left := float64(tr.total-t-1) * updates / float64(t+1)
+	evals := tr.evalsAfter(t)
+	if n := len(tr.res.History); n > 0 {
+		left += float64(evals) * tr.res.EvalSeconds / float64(n)
+	} else {
+		left += float64(evals) * tr.evalCost
+	}
+	msg += fmt.Sprintf(" | %s elapsed, %s left", fmtDuration(elapsed), fmtDuration(time.Duration(left*float64(time.Second))))
+	if tr.tty {
+		fmt.Fprintf(tr.progress, "\r%s\x1b[K", msg) // \x1b[K clears the rest of the line
+		if last {
+			fmt.Fprintln(tr.progress)
+		}
+		return
+	}
 	fmt.Fprintln(tr.progress, msg)
+}
+
+// evalsAfter is the number of evaluations still to come after step t.
+func (tr *trainer) evalsAfter(t int) int {
+	n := tr.total/tr.evalEvery - (t+1)/tr.evalEvery
+	if tr.total%tr.evalEvery != 0 && t+1 < tr.total {
+		n++ // the one at the end
+	}
+	return n
+}
+
+// probeEvalCost times one chunk of evaluation (the forward pass of up to
+// evalChunk validation or training images) and returns the estimated cost
+// of one evaluation, in seconds, for the progress line's time left.
+func (tr *trainer) probeEvalCost() float64 {
+	d := tr.val
+	if d == nil || d.Len() == 0 {
+		d = tr.train
+	}
+	n := min(d.Len(), evalChunk)
+	start := time.Now()
+	tr.net.forwardImages(tr.ws, d, 0, n)
+	perImage := time.Since(start).Seconds() / float64(n)
+	images := 0
+	if tr.val != nil {
+		images += tr.val.Len()
+	}
+	if tr.o.EvalTrain {
+		images += tr.train.Len()
+	}
+	return perImage * float64(images)
 }
 
 // ---------------------------------------------------------------------------
