@@ -88,6 +88,8 @@ type Config struct {
 	Verbose        bool
 	Args           []string // positional arguments (images for -mode=predict)
 	argv           []string // the command line as given (the report reruns it with changes)
+	outGiven       bool     // -out was on the command line (else Out is the runs/<mode> parent)
+	Force          bool     // replace a finished run in an explicit -out
 	shard, shards  int      // -mode=search: this process's shard (from -shard or the environment)
 
 	// gradcheck
@@ -166,7 +168,7 @@ var flagGroups = []struct {
 	title string
 	names []string
 }{
-	{"General", []string{"mode", "preset", "out", "seed", "workers", "kernel", "v", "cpuprofile"}},
+	{"General", []string{"mode", "preset", "out", "force", "seed", "workers", "kernel", "v", "cpuprofile"}},
 	{"Data (train, search, eval, gradcheck, overfit, lrtest, report)", []string{"data", "download", "split", "val", "n"}},
 	{"Network", []string{"hidden", "he"}},
 	{"Training (train, overfit, lrtest, report, search trials)", []string{"lambda", "eta-min", "eta-max", "eta", "ns", "cycles", "epochs", "batch", "opt", "momentum", "dropout", "augment", "ensemble", "evals"}},
@@ -199,7 +201,8 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("cifar-mlp", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&cfg.Mode, "mode", "train", "what to do: train, search, eval, predict, gradcheck, overfit, lrtest, report")
-	fs.StringVar(&cfg.Out, "out", "", "output folder (default runs/<mode>)")
+	fs.StringVar(&cfg.Out, "out", "", "output folder (default: a new runs/<mode>/<date>-<time> folder; search: runs/search)")
+	fs.BoolVar(&cfg.Force, "force", false, "replace the finished run an explicit -out holds (without it, that is refused)")
 	fs.StringVar(&cfg.Preset, "preset", "", "a named recipe of flag values (flags given explicitly win): best")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed for initialisation, shuffling and the search")
 	fs.IntVar(&cfg.Workers, "workers", 0, "goroutines for the GEMM, or search trials run at once (0: GOMAXPROCS)")
@@ -237,7 +240,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&cfg.Ensemble, "ensemble", false, "snapshot ensemble: also report the accuracy of the nets saved at each cycle's end, softmax outputs averaged")
 	fs.IntVar(&cfg.Evals, "evals", 10, "evaluations of train and validation sets per cycle")
 
-	fs.StringVar(&cfg.Model, "model", "runs/train/model.npz", "saved model for -mode=eval and -mode=predict (eval: a comma-separated list evaluates their ensemble)")
+	fs.StringVar(&cfg.Model, "model", "runs/train/latest/model.npz", "saved model for -mode=eval and -mode=predict (eval: a comma-separated list evaluates their ensemble)")
 
 	fs.IntVar(&cfg.Dims, "dims", 20, "gradcheck: input dimensions used in check (a)")
 	fs.Float64Var(&cfg.Step, "step", 1e-5, "gradcheck: finite-difference step h")
@@ -338,15 +341,16 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 			return nil, usageErrorf("-preset %q: unknown preset; want best", cfg.Preset)
 		}
 		applyDefaults("preset "+cfg.Preset, values)
-		if cfg.Out == "" {
-			cfg.Out = "runs/" + cfg.Preset // runs/best, or runs/best-search for other modes
-			if cfg.Mode != "train" {
-				cfg.Out += "-" + cfg.Mode
-			}
-		}
 	}
-	if cfg.Out == "" {
-		cfg.Out = "runs/" + cfg.Mode
+	cfg.outGiven = set["out"]
+	if !cfg.outGiven {
+		// Every run gets a folder of its own, runs/<mode>/<time>[-<preset>]
+		// (chosen in newRunFolder), except a search, whose folder is
+		// resumable by design: runs/search[-<preset>].
+		cfg.Out = filepath.Join("runs", cfg.Mode)
+		if cfg.Mode == "search" && cfg.Preset != "" {
+			cfg.Out += "-" + cfg.Preset
+		}
 	}
 	if err := cfg.check(); err != nil {
 		return nil, err
@@ -521,7 +525,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 	}
-	if err := probeOut(cfg); err != nil {
+	if err := prepareOut(cfg); err != nil {
 		fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
 		return 2
 	}
@@ -556,6 +560,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "report":
 		err = runReport(ctx, cfg, stdout, stderr)
 	}
+	if err == nil && interruptedBy(ctx) == nil && !cfg.outGiven && cfg.Mode != "search" && cfg.Mode != "predict" && cfg.Mode != "gradcheck" {
+		if lerr := markLatest(cfg.Out); lerr != nil {
+			fmt.Fprintf(stderr, "cifar-mlp: warning: %v\n", lerr)
+		}
+	}
 	if in := interruptedBy(ctx); in != nil {
 		if err != nil && !errors.Is(err, context.Canceled) {
 			fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
@@ -572,6 +581,97 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// prepareOut picks the run's folder and checks it before any work: without
+// -out, a new runs/<mode>/<date>-<time>[-<preset>] folder; an explicit -out
+// that holds a finished run is refused unless -force; then probeOut.
+func prepareOut(cfg *Config) error {
+	if cfg.Mode == "predict" || cfg.Mode == "gradcheck" {
+		return nil // they write nothing
+	}
+	if !cfg.outGiven && cfg.Mode != "search" {
+		dir, err := newRunFolder(cfg.Out, cfg.Preset, time.Now())
+		if err != nil {
+			return err
+		}
+		cfg.Out = dir
+	}
+	if cfg.outGiven && !cfg.Force && (cfg.Mode == "train" || cfg.Mode == "overfit" || cfg.Mode == "lrtest" || cfg.Mode == "report") {
+		for _, f := range []string{"summary.json", "lrtest.csv", "report.html"} {
+			st, err := os.Stat(filepath.Join(cfg.Out, f))
+			if err != nil {
+				continue
+			}
+			return usageErrorf("-out %s already holds a finished run (%s of %s); give another folder, leave -out out for a new runs/%s/<date>-<time> folder, or add -force to replace it",
+				cfg.Out, f, st.ModTime().Format("2006-01-02 15:04"), cfg.Mode)
+		}
+	}
+	return probeOut(cfg)
+}
+
+// newRunFolder creates and returns a new folder under parent named by the
+// time (20261127-104501), with "-<name>" when a preset is used, and "-2",
+// "-3", … when runs start in the same second.
+func newRunFolder(parent, name string, now time.Time) (string, error) {
+	base := now.Format("20060102-150405")
+	if name != "" {
+		base += "-" + name
+	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", fmt.Errorf("-out: cannot create %s: %w", parent, err)
+	}
+	for i := 1; ; i++ {
+		dir := filepath.Join(parent, base)
+		if i > 1 {
+			dir += "-" + strconv.Itoa(i)
+		}
+		err := os.Mkdir(dir, 0o755)
+		if err == nil {
+			return dir, nil
+		}
+		if !errors.Is(err, os.ErrExist) || i > 1000 {
+			return "", fmt.Errorf("-out: cannot create %s: %w", dir, err)
+		}
+	}
+}
+
+// markLatest points parent/latest at the run folder dir once it is
+// finished: a relative symbolic link, replaced atomically, or where links
+// cannot be made a text file holding the folder's name (see resolveLatest).
+func markLatest(dir string) error {
+	parent, name := filepath.Split(filepath.Clean(dir))
+	latest := filepath.Join(parent, "latest")
+	tmp := filepath.Join(parent, fmt.Sprintf(".latest.tmp%d", os.Getpid()))
+	os.Remove(tmp)
+	if err := os.Symlink(name, tmp); err == nil {
+		if err := os.Rename(tmp, latest); err == nil {
+			return nil
+		}
+		os.Remove(tmp)
+	}
+	if st, err := os.Lstat(latest); err == nil && st.Mode()&os.ModeSymlink != 0 {
+		os.Remove(latest)
+	}
+	return writeBytesAtomic(latest, []byte(name+"\n"))
+}
+
+// resolveLatest replaces a path element "latest" that is a text file (where
+// markLatest could not make a link) by the folder it names.
+func resolveLatest(path string) string {
+	parts := strings.Split(filepath.ToSlash(path), "/")
+	for i, p := range parts {
+		if p != "latest" {
+			continue
+		}
+		at := filepath.FromSlash(strings.Join(parts[:i+1], "/"))
+		if st, err := os.Lstat(at); err == nil && st.Mode().IsRegular() {
+			if b, err := os.ReadFile(at); err == nil {
+				parts[i] = strings.TrimSpace(string(b))
+			}
+		}
+	}
+	return filepath.FromSlash(strings.Join(parts, "/"))
 }
 
 // probeOut checks, before any work, that the modes that write can create
@@ -793,7 +893,7 @@ func runEval(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	var nets []*MLP
 	var first *Model
 	for _, p := range paths {
-		m, err := LoadModel(p)
+		m, err := LoadModel(resolveLatest(p))
 		if err != nil {
 			return err
 		}
@@ -857,7 +957,7 @@ func printAssessment(w io.Writer, classes []string, a Assessment) {
 // runPredict is -mode=predict: the top-3 classes of each image, as a
 // table. An argument that is a folder stands for its PNG and JPEG files.
 func runPredict(cfg *Config, stdout io.Writer) error {
-	m, err := LoadModel(cfg.Model)
+	m, err := LoadModel(resolveLatest(cfg.Model))
 	if err != nil {
 		return err
 	}

@@ -2357,15 +2357,18 @@ func TestPreset(t *testing.T) {
 	if cfg.Lambda != 0.002 {
 		t.Errorf("-lambda given on the command line: got λ=%g, want 0.002 (explicit flags win)", cfg.Lambda)
 	}
-	if cfg.Out != "runs/best" {
-		t.Errorf("-out %q, want runs/best", cfg.Out)
+	if cfg.Out != filepath.Join("runs", "train") || cfg.outGiven {
+		t.Errorf("-out %q, want a new folder under runs/train", cfg.Out)
+	}
+	if dir, err := newRunFolder(t.TempDir(), cfg.Preset, time.Date(2026, 11, 27, 10, 45, 1, 0, time.UTC)); err != nil || !strings.HasSuffix(dir, "20261127-104501-best") {
+		t.Errorf("run folder %q, %v; want …/20261127-104501-best", dir, err)
 	}
 	search, err := parseConfig([]string{"-preset", "best", "-mode=search"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if search.Out != "runs/best-search" {
-		t.Errorf("-preset best -mode=search: -out %q, want runs/best-search", search.Out)
+	if search.Out != filepath.Join("runs", "search-best") {
+		t.Errorf("-preset best -mode=search: -out %q, want runs/search-best", search.Out)
 	}
 	code, _, stderr := runCLI("-preset", "worst")
 	if code != 2 || !strings.Contains(stderr, "unknown preset") {
@@ -2619,6 +2622,63 @@ func TestModelReaderRefuses(t *testing.T) {
 	}
 }
 
+// TestRunFolders: without -out every run gets a new folder and latest
+// points at the last finished one, which -model uses by default; an
+// explicit -out holding a finished run is refused unless -force.
+func TestRunFolders(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 50)
+	t.Chdir(t.TempDir())
+	train := []string{"-mode=train", "-data", data, "-download=false", "-val", "20", "-ns", "5", "-cycles", "1", "-hidden", "8", "-batch", "10"}
+	var dirs []string
+	for range 2 {
+		code, stdout, stderr := runCLI(train...)
+		if code != 0 {
+			t.Fatal(stderr)
+		}
+		entries, _ := filepath.Glob(filepath.Join("runs", "train", "2*"))
+		dirs = entries
+		if !strings.Contains(stdout, dirs[len(dirs)-1]) {
+			t.Errorf("the run's folder %s is not named in its output %q", dirs[len(dirs)-1], stdout)
+		}
+	}
+	if len(dirs) != 2 {
+		t.Fatalf("run folders %v, want two", dirs)
+	}
+	if got := resolveLatestDir(t, filepath.Join("runs", "train", "latest")); got != filepath.Base(dirs[1]) {
+		t.Errorf("latest is %q, want %q", got, filepath.Base(dirs[1]))
+	}
+	img := filepath.Join(t.TempDir(), "x.png")
+	var b bytes.Buffer
+	png.Encode(&b, image.NewRGBA(image.Rect(0, 0, 32, 32)))
+	os.WriteFile(img, b.Bytes(), 0o644)
+	if code, _, stderr := runCLI("-mode=predict", img); code != 0 {
+		t.Errorf("predict with the default -model (the latest run): exit %d, %s", code, stderr)
+	}
+	code, _, stderr := runCLI(append(train, "-out", dirs[0])...)
+	if code != 2 || !strings.Contains(stderr, "already holds a finished run") || !strings.Contains(stderr, "-force") {
+		t.Errorf("an -out with a finished run: exit %d, %q", code, stderr)
+	}
+	if code, _, stderr := runCLI(append(train, "-out", dirs[0], "-force")...); code != 0 {
+		t.Errorf("with -force: exit %d, %s", code, stderr)
+	}
+	// Where links cannot be made, latest is a text file naming the folder.
+	os.Remove(filepath.Join("runs", "train", "latest"))
+	os.WriteFile(filepath.Join("runs", "train", "latest"), []byte(filepath.Base(dirs[0])+"\n"), 0o644)
+	if got, want := resolveLatest(filepath.Join("runs", "train", "latest", "model.npz")), filepath.Join(dirs[0], "model.npz"); got != want {
+		t.Errorf("resolveLatest: %q, want %q", got, want)
+	}
+}
+
+// resolveLatestDir reads the link (or text file) latest.
+func resolveLatestDir(t *testing.T, p string) string {
+	t.Helper()
+	if target, err := os.Readlink(p); err == nil {
+		return target
+	}
+	return strings.TrimSpace(string(mustRead(t, p)))
+}
+
 // TestMain lets a test run the program as a child process: the test binary
 // started with CIFAR_MLP_CHILD set runs main with those arguments (one per
 // line), so signals reach a real process with the real handler.
@@ -2724,7 +2784,7 @@ func TestInterruptBeforeTraining(t *testing.T) {
 			ctx, cancel := context.WithCancelCause(context.Background())
 			cancel(&Interrupted{syscall.SIGINT})
 			var stderr bytes.Buffer
-			code := run(ctx, []string{"-mode=" + mode, "-data", data, "-download=false", "-out", out, "-val", "20", "-ns", "20"}, io.Discard, &stderr)
+			code := run(ctx, []string{"-mode=" + mode, "-data", data, "-download=false", "-out", out, "-force", "-val", "20", "-ns", "20"}, io.Discard, &stderr)
 			if code != 130 || !strings.Contains(stderr.String(), "interrupted by SIGINT") {
 				t.Errorf("exit %d, stderr %q; want 130 and the signal named", code, stderr.String())
 			}
