@@ -90,6 +90,8 @@ type Config struct {
 	argv           []string // the command line as given (the report reruns it with changes)
 	outGiven       bool     // -out was on the command line (else Out is the runs/<mode> parent)
 	Force          bool     // replace a finished run in an explicit -out
+	ResumeDir      string   // -resume: the folder of an interrupted run
+	resume         *Checkpoint
 	shard, shards  int      // -mode=search: this process's shard (from -shard or the environment)
 
 	// gradcheck
@@ -168,7 +170,7 @@ var flagGroups = []struct {
 	title string
 	names []string
 }{
-	{"General", []string{"mode", "preset", "out", "force", "seed", "workers", "kernel", "v", "cpuprofile"}},
+	{"General", []string{"mode", "preset", "out", "force", "resume", "seed", "workers", "kernel", "v", "cpuprofile"}},
 	{"Data (train, search, eval, gradcheck, overfit, lrtest, report)", []string{"data", "download", "split", "val", "n"}},
 	{"Network", []string{"hidden", "he"}},
 	{"Training (train, overfit, lrtest, report, search trials)", []string{"lambda", "eta-min", "eta-max", "eta", "ns", "cycles", "epochs", "batch", "opt", "momentum", "dropout", "augment", "ensemble", "evals"}},
@@ -202,6 +204,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.SetOutput(out)
 	fs.StringVar(&cfg.Mode, "mode", "train", "what to do: train, search, eval, predict, gradcheck, overfit, lrtest, report")
 	fs.StringVar(&cfg.Out, "out", "", "output folder (default: a new runs/<mode>/<date>-<time> folder; search: runs/search)")
+	fs.StringVar(&cfg.ResumeDir, "resume", "", "continue the interrupted training run in this folder from its checkpoint, with its own settings, to the end of its schedule")
 	fs.BoolVar(&cfg.Force, "force", false, "replace the finished run an explicit -out holds (without it, that is refused)")
 	fs.StringVar(&cfg.Preset, "preset", "", "a named recipe of flag values (flags given explicitly win): best")
 	fs.Uint64Var(&cfg.Seed, "seed", 1, "random seed for initialisation, shuffling and the search")
@@ -342,6 +345,9 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 		}
 		applyDefaults("preset "+cfg.Preset, values)
 	}
+	if cfg.ResumeDir != "" {
+		return resumeConfig(cfg, set, stderr)
+	}
 	cfg.outGiven = set["out"]
 	if !cfg.outGiven {
 		// Every run gets a folder of its own, runs/<mode>/<time>[-<preset>]
@@ -356,6 +362,50 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// resumeFlags may accompany -resume: they cannot change the run's bits.
+var resumeFlags = map[string]bool{"resume": true, "data": true, "download": true, "workers": true, "kernel": true, "v": true, "cpuprofile": true}
+
+// resumeConfig is the configuration of -resume DIR: the command line that
+// started the run (kept in DIR/checkpoint.npz), with the flags of
+// resumeFlags given now, writing into DIR again.
+func resumeConfig(cfg *Config, set map[string]bool, stderr io.Writer) (*Config, error) {
+	dir := cfg.ResumeDir
+	for name := range set {
+		if !resumeFlags[name] {
+			return nil, usageErrorf("-resume continues a run with its own settings; -%s cannot be changed (allowed with it: -data, -download, -workers, -kernel, -v)", name)
+		}
+	}
+	path := filepath.Join(dir, "checkpoint.npz")
+	if _, err := os.Stat(path); err != nil {
+		return nil, usageErrorf("-resume %s: no checkpoint.npz there (a training run writes it at every evaluation and when interrupted, and removes it when it finishes)", dir)
+	}
+	cp, err := ReadCheckpoint(path)
+	if err != nil {
+		return nil, err
+	}
+	var now []string // the allowed flags, as given now
+	for i := 0; i < len(cfg.argv); i++ {
+		name, _, hasValue := strings.Cut(strings.TrimLeft(cfg.argv[i], "-"), "=")
+		if name == "resume" {
+			if !hasValue {
+				i++
+			}
+			continue
+		}
+		now = append(now, cfg.argv[i])
+	}
+	args := append(append(slices.Clone(cp.Args), now...), "-out", dir, "-force")
+	resumed, err := parseConfig(args, stderr)
+	if err != nil {
+		return nil, err
+	}
+	if resumed.Mode != "train" && resumed.Mode != "overfit" {
+		return nil, usageErrorf("-resume %s: a checkpoint of -mode=%s cannot be resumed", dir, resumed.Mode)
+	}
+	resumed.argv, resumed.resume, resumed.ResumeDir = cp.Args, cp, dir
+	return resumed, nil
 }
 
 // Bounds of the flags: beyond them a run overflows, exhausts the memory or
@@ -598,6 +648,9 @@ func prepareOut(cfg *Config) error {
 		cfg.Out = dir
 	}
 	if cfg.outGiven && !cfg.Force && (cfg.Mode == "train" || cfg.Mode == "overfit" || cfg.Mode == "lrtest" || cfg.Mode == "report") {
+		if _, err := os.Stat(filepath.Join(cfg.Out, "checkpoint.npz")); err == nil {
+			return usageErrorf("-out %s holds an interrupted run: continue it with -resume %s, or add -force to start again there", cfg.Out, cfg.Out)
+		}
 		for _, f := range []string{"summary.json", "lrtest.csv", "report.html"} {
 			st, err := os.Stat(filepath.Join(cfg.Out, f))
 			if err != nil {
@@ -734,7 +787,7 @@ func (c *Config) trainOptions() TrainOptions {
 
 func (c *Config) runSpec(title string) RunSpec {
 	return RunSpec{Out: c.Out, Title: title, Hidden: c.Hidden, He: c.He, Seed: c.Seed, Workers: c.Workers, Kernel: c.Kernel,
-		Options: c.trainOptions(), Config: c}
+		Options: c.trainOptions(), Config: c, Args: c.argv, Resume: c.resume}
 }
 
 func (c *Config) searchSpec(shard, shards int) SearchSpec {
@@ -816,6 +869,9 @@ func runTrain(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error 
 	}
 	fmt.Fprintf(stderr, "training %v on %d images, validating on %d; λ=%g, η∈[%g, %g], n_s=%d, %d cycles, batch %d; writing %s\n",
 		netSizes(inputDim, cfg.Hidden), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, cfg.Cycles, cfg.Batch, cfg.Out)
+	if cfg.resume != nil {
+		fmt.Fprintf(stderr, "resuming %s at step %d\n", cfg.Out, cfg.resume.Step)
+	}
 	if cfg.Verbose {
 		fmt.Fprintf(stderr, "GEMM %s on %s\n", kernelName(cfg.Kernel), cpuModel())
 	}

@@ -1516,6 +1516,89 @@ func TestSuggestEtas(t *testing.T) {
 	}
 }
 
+// stopAfter is a context that reports itself cancelled from its n-th Err
+// call on: Train asks once per step, so the run stops after step n.
+type stopAfter struct {
+	context.Context
+	calls, n int
+}
+
+func (c *stopAfter) Err() error {
+	c.calls++
+	if c.calls >= c.n {
+		return context.Canceled
+	}
+	return nil
+}
+
+// TestResumeSameBits: a run interrupted at any step and resumed from its
+// checkpoint (through the file) ends with the same bits as a run that
+// never stopped — with augmentation, dropout, Adam and the ensemble on.
+func TestResumeSameBits(t *testing.T) {
+	rng := newRNG(12, 12)
+	d := syntheticDataset(60, inputDim, numClasses, rng)
+	pix := &Dataset{Pix: make([]uint8, 60*inputDim), Y: d.Y} // bytes, so augmentation applies
+	for i := range pix.Pix {
+		pix.Pix[i] = uint8(rng.IntN(256))
+	}
+	pix.Norm = NewNorm(pixelMeanStd(pix.Pix))
+	o := TrainOptions{Schedule: Schedule{EtaMin: 1e-4, EtaMax: 1e-2, NS: 6, Cycles: 2}, Batch: 10, Lambda: 0.01, Opt: "adam",
+		Dropout: 0.3, Augment: true, Ensemble: true, Evals: 3, Seed: 5, EvalTrain: true}
+	fresh := func() *MLP { return NewMLP([]int{inputDim, 8, numClasses}, false, newRNG(5, streamInit)) }
+	g := NewGemm(1)
+	defer g.Close()
+	want := fresh()
+	ref, err := Train(context.Background(), want, g, pix, pix, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := func(a, b *MLP) bool {
+		for l := range a.W {
+			if !slices.Equal(a.W[l].Data, b.W[l].Data) || !slices.Equal(a.B[l].Data, b.B[l].Data) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, stop := range []int{1, 4, 6, 11, 17, 23} { // inside an epoch, at evaluations, at a cycle's end, the last step but one
+		t.Run(fmt.Sprintf("stopped after step %d", stop), func(t *testing.T) {
+			var last *Checkpoint
+			oi := o
+			oi.Checkpoint = func(cp *Checkpoint) error { last = cp; return nil }
+			res, err := Train(&stopAfter{Context: context.Background(), n: stop}, fresh(), g, pix, pix, oi, nil)
+			if err != nil || !res.Interrupted || res.Steps != stop || last == nil || last.Step != stop {
+				t.Fatalf("interrupted run: %v, %+v, checkpoint %v", err, res, last)
+			}
+			path := filepath.Join(t.TempDir(), "checkpoint.npz")
+			if err := writeCheckpoint(path, last); err != nil {
+				t.Fatal(err)
+			}
+			cp, err := ReadCheckpoint(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			or := o
+			or.Resume = cp
+			got := cp.Net.Clone()
+			res, err = Train(context.Background(), got, g, pix, pix, or, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !same(got, want) {
+				t.Errorf("the resumed run's weights differ from the uninterrupted run's")
+			}
+			if len(res.Snapshots) != len(ref.Snapshots) {
+				t.Fatalf("%d snapshots, want %d", len(res.Snapshots), len(ref.Snapshots))
+			}
+			for k := range res.Snapshots {
+				if !same(res.Snapshots[k], ref.Snapshots[k]) {
+					t.Errorf("snapshot %d differs", k+1)
+				}
+			}
+		})
+	}
+}
+
 // ---------------------------------------------------------------------------
 // gradcheck.go: analytic against numerical gradients
 
@@ -2667,6 +2750,50 @@ func TestRunFolders(t *testing.T) {
 	os.WriteFile(filepath.Join("runs", "train", "latest"), []byte(filepath.Base(dirs[0])+"\n"), 0o644)
 	if got, want := resolveLatest(filepath.Join("runs", "train", "latest", "model.npz")), filepath.Join(dirs[0], "model.npz"); got != want {
 		t.Errorf("resolveLatest: %q, want %q", got, want)
+	}
+}
+
+// TestResumeCommand: a training run stopped by SIGTERM at some step and
+// continued with -resume writes the model.npz of the run that was never
+// stopped, byte for byte.
+func TestResumeCommand(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 200)
+	args := []string{"-mode=train", "-data", data, "-download=false", "-val", "100", "-hidden", "8", "-batch", "10",
+		"-ns", "300", "-cycles", "2", "-evals", "4", "-augment", "-dropout", "0.2", "-opt", "adam", "-eta-max", "0.01", "-ensemble"}
+	whole := t.TempDir()
+	if code, _, stderr := runCLI(append(args, "-out", whole, "-force")...); code != 0 {
+		t.Fatal(stderr)
+	}
+	if _, err := os.Stat(filepath.Join(whole, "checkpoint.npz")); err == nil {
+		t.Error("a finished run left its checkpoint")
+	}
+	stopped := t.TempDir()
+	cmd, sc := startChild(t, append(args, "-out", stopped, "-force")...)
+	waitFor(t, sc, "step ")
+	cmd.Process.Signal(syscall.SIGTERM)
+	for sc.Scan() {
+	}
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 143 {
+		t.Fatalf("exit %d, want 143 (the run must still be going when the signal arrives)", code)
+	}
+	code, _, stderr := runCLI(append(args, "-out", stopped)...)
+	if code != 2 || !strings.Contains(stderr, "-resume "+stopped) {
+		t.Errorf("rerunning into the interrupted run's folder: exit %d, %q; want a pointer to -resume", code, stderr)
+	}
+	code, _, stderr = runCLI("-resume", stopped, "-lambda", "1")
+	if code != 2 || !strings.Contains(stderr, "-lambda cannot be changed") {
+		t.Errorf("-resume with -lambda: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = runCLI("-resume", stopped, "-workers", "1")
+	if code != 0 || !strings.Contains(stderr, "resuming "+stopped+" at step ") {
+		t.Fatalf("-resume: exit %d, %s", code, stderr)
+	}
+	for _, f := range []string{"model.npz", "snapshot-1.npz", "snapshot-2.npz"} {
+		if !bytes.Equal(mustRead(t, filepath.Join(stopped, f)), mustRead(t, filepath.Join(whole, f))) {
+			t.Errorf("%s of the resumed run differs from the uninterrupted run's", f)
+		}
 	}
 }
 

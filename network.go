@@ -36,6 +36,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"math"
 	"math/rand/v2"
 )
@@ -553,6 +554,32 @@ func NewOptimizer(kind string, momentum float64, net *MLP, ws *Workspace) *Optim
 	}
 	o.rangeFn = o.updateRange // bound once: ParallelFor then allocates nothing
 	return o
+}
+
+// State returns what the optimiser carries from step to step: the number
+// of steps taken and its buffers (momentum's velocity; Adam's m, then v).
+func (o *Optimizer) State() (t int, bufs [][]float64) {
+	return o.t, append(slices.Clone(o.m), o.v...)
+}
+
+// SetState restores a State (of an optimiser of the same kind and net).
+func (o *Optimizer) SetState(t int, bufs [][]float64) {
+	if len(bufs) != len(o.m)+len(o.v) {
+		panic(fmt.Sprintf("mlp: Optimizer.SetState: %d buffers for %s, want %d", len(bufs), o.Kind, len(o.m)+len(o.v)))
+	}
+	o.t = t
+	for i, b := range bufs {
+		dst := o.v
+		if i < len(o.m) {
+			dst = o.m
+		} else {
+			i -= len(o.m)
+		}
+		if len(b) != len(dst[i]) {
+			panic(fmt.Sprintf("mlp: Optimizer.SetState: buffer %d has %d values, want %d", i, len(b), len(dst[i])))
+		}
+		copy(dst[i], b)
+	}
 }
 
 // Step applies one update with learning rate eta.

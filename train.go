@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -87,6 +88,13 @@ type TrainOptions struct {
 	Seed      uint64  // the shuffle, dropout and augment streams
 	EvalTrain bool    // evaluate the training set at every evaluation (false: at the end only)
 	Limit     int     // > 0: stop after this many steps (the range test)
+
+	// Checkpoint (nil: none) receives the run's state after every
+	// evaluation and when it is interrupted; Resume (nil: a fresh start)
+	// continues from one, on the net it holds, as if the run had never
+	// stopped: the same steps give the same bits.
+	Checkpoint func(*Checkpoint) error
+	Resume     *Checkpoint
 }
 
 // HistoryRow is one evaluation during training.
@@ -122,7 +130,7 @@ var errDiverged = errors.New("training diverged")
 // the current step, evaluated.
 func Train(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer) (*TrainResult, error) {
 	tr := newTrainer(net, gemm, train, val, o, progress)
-	for t := 0; t < tr.total; t++ {
+	for t := tr.res.Steps; t < tr.total; t++ {
 		tr.loadBatch(t)
 		eta := o.At(t)
 		if err := tr.step(t, eta); err != nil {
@@ -133,6 +141,11 @@ func Train(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o Tra
 		if (t+1)%tr.evalEvery == 0 || t+1 == tr.total || interrupted {
 			if err := tr.evaluate(t, eta, t+1 == tr.total || interrupted); err != nil {
 				return tr.res, err
+			}
+			if o.Checkpoint != nil && t+1 < tr.total {
+				if err := o.Checkpoint(tr.checkpoint()); err != nil {
+					return tr.res, err
+				}
 			}
 		}
 		tr.print(t, eta)
@@ -161,6 +174,7 @@ type trainer struct {
 	yb, idx, perm               []int
 	shifts                      []imageShift
 	shuffleRNG, dropRNG, augRNG *rand.Rand
+	pcgs                        map[string]*rand.PCG // their sources, by name, for checkpoints
 
 	res              *TrainResult
 	start, lastPrint time.Time
@@ -178,8 +192,9 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 	}
 	tr := &trainer{net: net, gemm: gemm, train: train, val: val, o: o, progress: progress,
 		total: o.Steps(n, o.Batch), perEpoch: n / o.Batch,
-		shuffleRNG: newRNG(o.Seed, streamShuffle), dropRNG: newRNG(o.Seed, streamDropout), augRNG: newRNG(o.Seed, streamAugment),
 		res: &TrainResult{}, start: time.Now()}
+	tr.pcgs = map[string]*rand.PCG{"shuffle": rand.NewPCG(o.Seed, streamShuffle), "dropout": rand.NewPCG(o.Seed, streamDropout), "augment": rand.NewPCG(o.Seed, streamAugment)}
+	tr.shuffleRNG, tr.dropRNG, tr.augRNG = rand.New(tr.pcgs["shuffle"]), rand.New(tr.pcgs["dropout"]), rand.New(tr.pcgs["augment"])
 	if o.Limit > 0 && o.Limit < tr.total {
 		tr.total = o.Limit
 	}
@@ -198,12 +213,66 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 	for i := range tr.perm {
 		tr.perm[i] = i
 	}
+	if cp := o.Resume; cp != nil {
+		tr.restore(cp)
+	}
 	if progress != nil {
 		tr.tty = isTerminal(progress)
 		tr.evalCost = tr.probeEvalCost()
 	}
 	tr.lastPrint = tr.start
 	return tr
+}
+
+// Checkpoint is a training run stopped after Step steps: everything Train
+// needs to go on exactly as if it had not stopped.
+type Checkpoint struct {
+	Step        int               // steps done
+	Net         *MLP              // the parameters after them
+	OptSteps    int               // the optimiser's state (Optimizer.State)
+	OptBuffers  [][]float64       //
+	Perm        []int             // the epoch's order of the training images
+	RNG         map[string][]byte // the PCG states of the shuffle, dropout and augment streams
+	History     []HistoryRow      // the evaluations so far
+	EvalSeconds float64           // their time
+	Snapshots   []*MLP            // the ensemble's snapshots so far
+	Args        []string          // the command line that started the run (for -resume)
+}
+
+// checkpoint captures the trainer's state after res.Steps steps (copies:
+// the run goes on).
+func (tr *trainer) checkpoint() *Checkpoint {
+	cp := &Checkpoint{Step: tr.res.Steps, Net: tr.net.Clone(), Perm: slices.Clone(tr.perm), RNG: map[string][]byte{},
+		History: slices.Clone(tr.res.History), EvalSeconds: tr.res.EvalSeconds, Snapshots: slices.Clone(tr.res.Snapshots)}
+	t, bufs := tr.opt.State()
+	cp.OptSteps = t
+	for _, b := range bufs {
+		cp.OptBuffers = append(cp.OptBuffers, slices.Clone(b))
+	}
+	for name, pcg := range tr.pcgs {
+		b, _ := pcg.MarshalBinary()
+		cp.RNG[name] = b
+	}
+	return cp
+}
+
+// restore puts the trainer where the checkpoint stopped (the net itself is
+// the caller's, built from cp.Net).
+func (tr *trainer) restore(cp *Checkpoint) {
+	if len(cp.Perm) != len(tr.perm) || cp.Step > tr.total {
+		panic(fmt.Sprintf("mlp: Train: a checkpoint of step %d over %d images does not fit a run of %d steps over %d", cp.Step, len(cp.Perm), tr.total, len(tr.perm)))
+	}
+	copy(tr.perm, cp.Perm)
+	for name, pcg := range tr.pcgs {
+		if err := pcg.UnmarshalBinary(cp.RNG[name]); err != nil {
+			panic(fmt.Sprintf("mlp: Train: checkpoint RNG %s: %v", name, err))
+		}
+	}
+	tr.opt.SetState(cp.OptSteps, cp.OptBuffers)
+	tr.res.Steps = cp.Step
+	tr.res.History = slices.Clone(cp.History)
+	tr.res.EvalSeconds = cp.EvalSeconds
+	tr.res.Snapshots = slices.Clone(cp.Snapshots)
 }
 
 // loadBatch fills xb and yb with batch t of the epoch (reshuffling at the
@@ -504,9 +573,7 @@ func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 func historyCSV(o *outputs, path string, h []HistoryRow) {
 	rows := make([][]string, len(h))
 	for i, r := range h {
-		rows[i] = []string{strconv.Itoa(r.Step), fmtFloat(r.Epoch), fmtFloat(r.Eta),
-			fmtFloat(r.Train.Cost), fmtFloat(r.Train.Loss), fmtFloat(r.Train.Accuracy),
-			fmtFloat(r.Val.Cost), fmtFloat(r.Val.Loss), fmtFloat(r.Val.Accuracy)}
+		rows[i] = historyRecord(r)
 	}
 	o.addCSV(path, []string{"step", "epoch", "eta", "train_cost", "train_loss", "train_acc", "val_cost", "val_loss", "val_acc"}, rows)
 }
@@ -918,6 +985,7 @@ type RunSummary struct {
 	ValImages     int      `json:"val_images"`
 	TestImages    int      `json:"test_images"`
 	Steps         int      `json:"steps"`
+	ResumedAt     int      `json:"resumed_at_step,omitempty"` // -resume: the step this session started from
 	Interrupted   bool     `json:"interrupted"`
 	TrainAccuracy optFloat `json:"train_accuracy"`
 	ValAccuracy   optFloat `json:"val_accuracy"`
@@ -948,7 +1016,9 @@ type RunSpec struct {
 	Workers int    // GEMM goroutines (0: GOMAXPROCS)
 	Kernel  string // GEMM micro-kernel name
 	Options TrainOptions
-	Config  any // summary.json's "config": the settings as the user gave them
+	Config  any         // summary.json's "config": the settings as the user gave them
+	Args    []string    // the command line, kept in the checkpoint for -resume
+	Resume  *Checkpoint // continue this run (nil: a fresh net)
 }
 
 // TrainAndSave trains a fresh net on the splits and writes every output
@@ -964,11 +1034,23 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 	gemm := NewGemmNamed(spec.Workers, spec.Kernel)
 	defer gemm.Close()
 	net := NewMLP(netSizes(sp.Train.Dim(), spec.Hidden), spec.He, newRNG(spec.Seed, streamInit))
+	o := spec.Options
+	if cp := spec.Resume; cp != nil {
+		if !slices.Equal(cp.Net.Sizes, net.Sizes) {
+			return nil, fmt.Errorf("the checkpoint's net is %v, the run's %v", cp.Net.Sizes, net.Sizes)
+		}
+		net, o.Resume = cp.Net.Clone(), cp
+	}
+	checkpoint := filepath.Join(spec.Out, "checkpoint.npz")
+	o.Checkpoint = func(cp *Checkpoint) error {
+		cp.Args = spec.Args
+		return writeCheckpoint(checkpoint, cp)
+	}
 	trainStart := time.Now()
-	res, trainErr := Train(ctx, net, gemm, sp.Train, sp.Val, spec.Options, progress)
+	res, trainErr := Train(ctx, net, gemm, sp.Train, sp.Val, o, progress)
 	trainSeconds := time.Since(trainStart).Seconds()
 	sum := &RunSummary{Config: spec.Config, Kernel: gemm.KernelName(), CPU: cpuModel(), Sizes: net.Sizes, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len(),
-		Steps: res.Steps, Interrupted: res.Interrupted, TestAccuracy: optFloat(math.NaN()), TrainAccuracy: optFloat(math.NaN()), ValAccuracy: optFloat(math.NaN()), TrainCost: optFloat(math.NaN())}
+		Steps: res.Steps, Interrupted: res.Interrupted, ResumedAt: o.Resume.step(), TestAccuracy: optFloat(math.NaN()), TrainAccuracy: optFloat(math.NaN()), ValAccuracy: optFloat(math.NaN()), TrainCost: optFloat(math.NaN())}
 	if h := res.History; len(h) > 0 {
 		last := h[len(h)-1]
 		sum.TrainAccuracy, sum.ValAccuracy, sum.TrainCost = optFloat(last.Train.Accuracy), optFloat(last.Val.Accuracy), optFloat(last.Train.Cost)
@@ -999,6 +1081,9 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 	}
 	if err := writeRun(spec, res.History, models, sum); err != nil {
 		return nil, err
+	}
+	if trainErr == nil && !res.Interrupted {
+		os.Remove(checkpoint) // finished: nothing to resume
 	}
 	return sum, trainErr
 }
@@ -1127,4 +1212,188 @@ func smoothedAt(pts []LRPoint, eta float64) float64 {
 		}
 	}
 	return math.NaN()
+}
+
+// ---------------------------------------------------------------------------
+// The checkpoint file: checkpoint.npz in the run's folder, written after
+// every evaluation and when the run is interrupted, removed when it ends.
+// A zip of .npy arrays (the net W1, b1, …; the optimiser's buffers opt-0,
+// opt-1, …; the snapshots snap1-W1, …) and state.json (the step, the
+// training order, the RNG states, the history, the command line).
+
+// checkpointState is state.json.
+type checkpointState struct {
+	Step        int               `json:"step"`
+	Layers      int               `json:"layers"`
+	OptSteps    int               `json:"opt_steps"`
+	OptBuffers  int               `json:"opt_buffers"`
+	Snapshots   int               `json:"snapshots"`
+	Perm        []int             `json:"perm"`
+	RNG         map[string][]byte `json:"rng"`
+	History     [][]string        `json:"history"` // historyRecord's fields: exact, NaN included
+	EvalSeconds float64           `json:"eval_seconds"`
+	Args        []string          `json:"args"`
+}
+
+// historyRecord is a history row as text (as in history.csv).
+func historyRecord(r HistoryRow) []string {
+	return []string{strconv.Itoa(r.Step), fmtFloat(r.Epoch), fmtFloat(r.Eta),
+		fmtFloat(r.Train.Cost), fmtFloat(r.Train.Loss), fmtFloat(r.Train.Accuracy),
+		fmtFloat(r.Val.Cost), fmtFloat(r.Val.Loss), fmtFloat(r.Val.Accuracy)}
+}
+
+// parseHistoryRecord reads historyRecord's fields back.
+func parseHistoryRecord(rec []string) (HistoryRow, error) {
+	var r HistoryRow
+	if len(rec) != 9 {
+		return r, fmt.Errorf("a history row of %d fields, want 9", len(rec))
+	}
+	var err error
+	if r.Step, err = strconv.Atoi(rec[0]); err != nil {
+		return r, err
+	}
+	dst := []*float64{&r.Epoch, &r.Eta, &r.Train.Cost, &r.Train.Loss, &r.Train.Accuracy, &r.Val.Cost, &r.Val.Loss, &r.Val.Accuracy}
+	for i, p := range dst {
+		if *p, err = strconv.ParseFloat(rec[i+1], 64); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// writeCheckpoint writes cp to path atomically.
+func writeCheckpoint(path string, cp *Checkpoint) error {
+	st := checkpointState{Step: cp.Step, Layers: cp.Net.Layers(), OptSteps: cp.OptSteps, OptBuffers: len(cp.OptBuffers),
+		Snapshots: len(cp.Snapshots), Perm: cp.Perm, RNG: cp.RNG, EvalSeconds: cp.EvalSeconds, Args: cp.Args}
+	for _, r := range cp.History {
+		st.History = append(st.History, historyRecord(r))
+	}
+	state, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	return writeFileAtomic(path, func(w io.Writer) error {
+		zw := zip.NewWriter(w)
+		add := func(name string, b []byte) error {
+			f, err := zw.Create(name)
+			if err == nil {
+				_, err = f.Write(b)
+			}
+			return err
+		}
+		net := func(prefix string, n *MLP) error {
+			for l := range n.W {
+				if err := add(fmt.Sprintf("%sW%d.npy", prefix, l+1), npyBytes(n.W[l])); err != nil {
+					return err
+				}
+				if err := add(fmt.Sprintf("%sb%d.npy", prefix, l+1), npyBytes(n.B[l])); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		if err := add("state.json", state); err != nil {
+			return err
+		}
+		if err := net("", cp.Net); err != nil {
+			return err
+		}
+		for i, b := range cp.OptBuffers {
+			if err := add(fmt.Sprintf("opt-%d.npy", i), npyBytes(&Matrix{Rows: 1, Cols: len(b), Data: b})); err != nil {
+				return err
+			}
+		}
+		for k, snap := range cp.Snapshots {
+			if err := net(fmt.Sprintf("snap%d-", k+1), snap); err != nil {
+				return err
+			}
+		}
+		return zw.Close()
+	})
+}
+
+// ReadCheckpoint reads a checkpoint written by writeCheckpoint.
+func ReadCheckpoint(path string) (*Checkpoint, error) {
+	fail := func(format string, args ...any) (*Checkpoint, error) {
+		return nil, fmt.Errorf("read checkpoint %s: %s", path, fmt.Sprintf(format, args...))
+	}
+	zr, err := zip.OpenReader(path)
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer zr.Close()
+	if len(zr.File) > 10*maxModelLayers {
+		return fail("%d members", len(zr.File))
+	}
+	arrays := map[string]*Matrix{}
+	var st checkpointState
+	for _, f := range zr.File {
+		rc, err := f.Open()
+		if err != nil {
+			return fail("%s: %v", f.Name, err)
+		}
+		if f.Name == "state.json" {
+			err = json.NewDecoder(io.LimitReader(rc, 64<<20)).Decode(&st)
+		} else {
+			var m *Matrix
+			m, err = readNpy(f.Name, rc, f.UncompressedSize64)
+			arrays[strings.TrimSuffix(f.Name, ".npy")] = m
+		}
+		rc.Close()
+		if err != nil {
+			return fail("%v", err)
+		}
+	}
+	net := func(prefix string) (*MLP, error) {
+		n := &MLP{}
+		for l := 1; l <= st.Layers; l++ {
+			w, b := arrays[fmt.Sprintf("%sW%d", prefix, l)], arrays[fmt.Sprintf("%sb%d", prefix, l)]
+			if w == nil || b == nil || b.Cols != w.Rows || (l > 1 && w.Cols != n.Sizes[l-1]) {
+				return nil, fmt.Errorf("%sW%d/%sb%d missing or not chained", prefix, l, prefix, l)
+			}
+			if l == 1 {
+				n.Sizes = append(n.Sizes, w.Cols)
+			}
+			n.Sizes = append(n.Sizes, w.Rows)
+			n.W, n.B = append(n.W, w), append(n.B, b)
+		}
+		return n, nil
+	}
+	cp := &Checkpoint{Step: st.Step, OptSteps: st.OptSteps, Perm: st.Perm, RNG: st.RNG, EvalSeconds: st.EvalSeconds, Args: st.Args}
+	if st.Layers <= 0 || st.Layers > maxModelLayers {
+		return fail("state.json: %d layers", st.Layers)
+	}
+	if cp.Net, err = net(""); err != nil {
+		return fail("%v", err)
+	}
+	for i := range st.OptBuffers {
+		b := arrays[fmt.Sprintf("opt-%d", i)]
+		if b == nil {
+			return fail("opt-%d missing", i)
+		}
+		cp.OptBuffers = append(cp.OptBuffers, b.Data)
+	}
+	for k := 1; k <= st.Snapshots; k++ {
+		snap, err := net(fmt.Sprintf("snap%d-", k))
+		if err != nil {
+			return fail("%v", err)
+		}
+		cp.Snapshots = append(cp.Snapshots, snap)
+	}
+	for _, rec := range st.History {
+		r, err := parseHistoryRecord(rec)
+		if err != nil {
+			return fail("history: %v", err)
+		}
+		cp.History = append(cp.History, r)
+	}
+	return cp, nil
+}
+
+// step is the checkpoint's step (0 for none).
+func (cp *Checkpoint) step() int {
+	if cp == nil {
+		return 0
+	}
+	return cp.Step
 }
