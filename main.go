@@ -92,7 +92,7 @@ type Config struct {
 	Force          bool     // replace a finished run in an explicit -out
 	ResumeDir      string   // -resume: the folder of an interrupted run
 	resume         *Checkpoint
-	shard, shards  int      // -mode=search: this process's shard (from -shard or the environment)
+	shard, shards  int // -mode=search: this process's shard (from -shard or the environment)
 
 	// gradcheck
 	Dims int

@@ -36,9 +36,9 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"math"
 	"math/rand/v2"
+	"slices"
 )
 
 // Randomness. Every random choice of the program draws from newRNG(seed,
