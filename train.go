@@ -1071,7 +1071,7 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 		}
 	}
 	sum.WallSeconds = time.Since(start).Seconds()
-	sum.TrainSeconds, sum.EvalSeconds = trainSeconds, res.EvalSeconds
+	sum.TrainSeconds, sum.EvalSeconds = trainSeconds, res.EvalSeconds-o.Resume.evalSeconds() // this session's
 	sum.Finished = time.Now().UTC()
 	models := []*Model{{Net: net, Mean: sp.Norm.Mean, Std: sp.Norm.Std}}
 	if trainErr == nil {
@@ -1396,4 +1396,12 @@ func (cp *Checkpoint) step() int {
 		return 0
 	}
 	return cp.Step
+}
+
+// evalSeconds is the evaluation time the checkpoint's run had spent (0 for none).
+func (cp *Checkpoint) evalSeconds() float64 {
+	if cp == nil {
+		return 0
+	}
+	return cp.EvalSeconds
 }
