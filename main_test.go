@@ -1483,8 +1483,8 @@ func TestInterruptStopsAfterCurrentStep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Interrupted || res.Steps != 1 || len(res.History) != 1 || !finite(res.History[0].Train.Cost) {
-		t.Errorf("got interrupted=%v after %d steps with %d evaluations; want a stop after step 1, evaluated", res.Interrupted, res.Steps, len(res.History))
+	if !res.Interrupted || res.Steps != 1 || len(res.History) != 2 || res.History[1].Step != 1 || !finite(res.History[1].Train.Cost) {
+		t.Errorf("got interrupted=%v after %d steps with %d evaluations; want a stop after step 1, evaluated (after the step-0 evaluation)", res.Interrupted, res.Steps, len(res.History))
 	}
 }
 
@@ -1994,8 +1994,11 @@ func TestSearchFaults(t *testing.T) {
 			t.Errorf("exit %d with %d trials, %d diverged; want the search to go on past the diverged ones", code, len(trials), diverged)
 		}
 		checkXML(t, "search.svg", mustRead(t, filepath.Join(out, "search.svg")))
-		if !strings.Contains(string(mustRead(t, filepath.Join(out, "search.svg"))), ">diverged<") {
+		if !strings.Contains(string(mustRead(t, filepath.Join(out, "search.svg"))), ">diverged (drawn at 0)<") {
 			t.Error("search.svg does not show the diverged trials")
+		}
+		if !strings.Contains(string(mustRead(t, filepath.Join(out, "search.svg"))), ">fine range<") {
+			t.Error("search.svg does not shade the fine range")
 		}
 	})
 	t.Run("two processes", func(t *testing.T) {
@@ -2023,21 +2026,25 @@ func TestSearchFaults(t *testing.T) {
 func TestPlotSVG(t *testing.T) {
 	p := &Plot{Title: "a <b> & c", XLabel: "x", YLabel: "y", Series: []Series{
 		{Name: "line", X: []float64{0, 5, 10}, Y: []float64{0, 0.5, 1}},
-		{Name: "dots", X: []float64{5}, Y: []float64{0.5}, Scatter: true},
-	}}
+		{Name: "dots", X: []float64{5}, Y: []float64{0.5}, Scatter: true, Label: "middle"},
+		{Name: "dashed", X: []float64{0, 10}, Y: []float64{0.2, 0.3}},
+	}, Bands: []Band{{Lo: 2, Hi: 4, Label: "band"}}}
 	b := p.SVG()
 	checkXML(t, "plot", b)
-	// x ∈ [0, 10] and y ∈ [0, 1] are already round, so (5, 0.5) is the
-	// centre of the plot area.
+	a := p.axes()
+	// The x axis ends where the data ends; y has headroom, so no curve
+	// touches the frame; (5, 0.5) is in the middle either way.
+	if a.xmin != 0 || a.xmax != 10 || !(a.ymin < 0) || !(a.ymax > 1) {
+		t.Errorf("axes x [%g, %g], y [%g, %g]; want x [0, 10] and y beyond [0, 1]", a.xmin, a.xmax, a.ymin, a.ymax)
+	}
 	cx, cy := plotLeft+plotAreaW/2.0, plotTop+plotAreaH/2.0
-	if want := fmt.Sprintf(`<circle cx="%.2f" cy="%.2f"`, cx, cy); !bytes.Contains(b, []byte(want)) {
-		t.Errorf("the point (5, 0.5) is not at %s", want)
+	if want := fmt.Sprintf(`<rect x="%.2f" y="%.2f" width="8.0" height="8.0"`, cx-4, cy-4); !bytes.Contains(b, []byte(want)) {
+		t.Errorf("the point (5, 0.5), series 2's square marker, is not at %s", want)
 	}
-	if want := fmt.Sprintf("%.2f,%.2f", float64(plotLeft), float64(plotTop+plotAreaH)); !bytes.Contains(b, []byte(want)) {
-		t.Errorf("the point (0, 0) is not at the bottom-left corner %s", want)
-	}
-	if !bytes.Contains(b, []byte("a &lt;b&gt; &amp; c")) {
-		t.Errorf("title not escaped")
+	for _, want := range []string{`stroke-dasharray`, ">middle<", ">band<", "a &lt;b&gt; &amp; c", palette[0], palette[1]} {
+		if !bytes.Contains(b, []byte(want)) {
+			t.Errorf("the plot lacks %q", want)
+		}
 	}
 	logp := &Plot{LogX: true, Series: []Series{{Name: "s", X: []float64{1e-5, 1e-1}, Y: []float64{0, 1}}}}
 	lb := logp.SVG()
@@ -2051,12 +2058,15 @@ func TestNiceTicks(t *testing.T) {
 	cases := []struct {
 		lo, hi   float64
 		min, max float64
-	}{{0, 1, 0, 1}, {0.13, 0.58, 0.1, 0.6}, {-3, 97, -20, 100}, {2, 2, 1.4, 2.6}}
+	}{{0, 1, 0, 1}, {0.13, 0.58, 0.1, 0.6}, {-3, 97, -20, 100}, {2, 2, 1, 3}, {0.01, 0.01, 0.004, 0.016}, {0, 0, -1, 1}}
 	for _, c := range cases {
 		mn, mx, ticks := axisRange(c.lo, c.hi)
 		if math.Abs(mn-c.min) > 1e-12 || math.Abs(mx-c.max) > 1e-12 || len(ticks) < 3 {
 			t.Errorf("axisRange(%g, %g) = %g, %g, %v; want %g, %g", c.lo, c.hi, mn, mx, ticks, c.min, c.max)
 		}
+	}
+	if got := dataTicks(0, 5400); got[0] != 0 || got[len(got)-1] != 5000 {
+		t.Errorf("dataTicks(0, 5400) = %v, want 0 … 5000 (ticks inside the data)", got)
 	}
 }
 
@@ -2162,8 +2172,8 @@ func TestTrainEndToEnd(t *testing.T) {
 		}
 		histories = append(histories, h)
 		recs, err := csv.NewReader(bytes.NewReader(h)).ReadAll()
-		if err != nil || len(recs) != 1+8 {
-			t.Fatalf("history.csv: %d records, err %v; want header + 8 evaluations", len(recs), err)
+		if err != nil || len(recs) != 1+1+8 || recs[1][0] != "0" {
+			t.Fatalf("history.csv: %d records, err %v; want header, step 0 and 8 evaluations", len(recs), err)
 		}
 		first, _ := strconv.ParseFloat(recs[1][3], 64)
 		last, _ := strconv.ParseFloat(recs[len(recs)-1][3], 64)

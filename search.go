@@ -613,7 +613,7 @@ func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), 
 		}
 		return nil, err
 	}
-	return reportSearch(spec.Out, spec.Trials, done, stdout)
+	return reportSearch(spec.Out, spec.Trials, done, &fineSpace[0], stdout)
 }
 
 // missing lists the trials of a phase (indices first, first+1, …) that are
@@ -828,7 +828,9 @@ type SearchSummary struct {
 
 // reportSearch prints the top-3 tables, writes search.svg and summary.json
 // into out.
-func reportSearch(out string, trials int, done map[int]Trial, stdout io.Writer) (*SearchSummary, error) {
+//
+// fineRange (nil: none) is the fine phase's range of log10 λ, shaded.
+func reportSearch(out string, trials int, done map[int]Trial, fineRange *[2]float64, stdout io.Writer) (*SearchSummary, error) {
 	ct, ft := phaseTrials(done, "coarse"), phaseTrials(done, "fine")
 	if len(ct) == 0 {
 		return nil, fmt.Errorf("no coarse trials recorded in %s", out)
@@ -863,10 +865,15 @@ func reportSearch(out string, trials int, done map[int]Trial, stdout io.Writer) 
 		}
 		return s
 	}
+	best := series(fmt.Sprintf("best λ=%.3g", sum.Best.Lambda), "", []Trial{sum.Best}, false)
+	best.Label = fmt.Sprintf("best: λ=%.3g, %.2f %%", sum.Best.Lambda, 100*sum.Best.ValAcc)
 	plot := &Plot{Title: "λ search: validation accuracy", XLabel: "log10 λ", YLabel: "validation accuracy (%)",
-		Series: []Series{series("coarse", "#1f77b4", ct, false), series("fine", "#ff7f0e", ft, false), series(fmt.Sprintf("best λ=%.3g", sum.Best.Lambda), "#d62728", []Trial{sum.Best}, false)}}
+		Series: []Series{series("coarse", "", ct, false), series("fine", "", ft, false), best}}
+	if fineRange != nil {
+		plot.Bands = []Band{{Lo: fineRange[0], Hi: fineRange[1], Label: "fine range"}}
+	}
 	if all := append(slices.Clone(ct), ft...); slices.ContainsFunc(all, Trial.Diverged) {
-		plot.Series = append(plot.Series, series("diverged", "#7f7f7f", all, true))
+		plot.Series = append(plot.Series, series("diverged (drawn at 0)", "#7f7f7f", all, true))
 	}
 	var o outputs
 	o.addBytes(filepath.Join(out, "search.svg"), plot.SVG())
@@ -944,7 +951,14 @@ func MergeSearch(dirs []string, out string, stdout, stderr io.Writer) (*SearchSu
 	}
 	fmt.Fprintf(stdout, "merged %d trials into %s/trials.csv\n", len(all), out)
 	// The coarse phase's size is the search's trials per phase.
-	return reportSearch(out, len(phaseTrials(all, "coarse")), all, stdout)
+	var fineRange *[2]float64 // the fine trials' span stands for the range
+	for _, t := range phaseTrials(all, "fine") {
+		if fineRange == nil {
+			fineRange = &[2]float64{t.LogLambda, t.LogLambda}
+		}
+		fineRange[0], fineRange[1] = math.Min(fineRange[0], t.LogLambda), math.Max(fineRange[1], t.LogLambda)
+	}
+	return reportSearch(out, len(phaseTrials(all, "coarse")), all, fineRange, stdout)
 }
 
 // A results file is guarded by a lock file beside it, so that two processes

@@ -16,12 +16,21 @@ import (
 	"strconv"
 )
 
-// Series is one curve or point cloud.
+// Series is one curve or point cloud. Series i is drawn in palette colour
+// i and, so that no two series differ by colour alone, with dash pattern i
+// (lines) or marker shape i (points).
 type Series struct {
 	Name    string
 	X, Y    []float64
 	Scatter bool   // points instead of a polyline
 	Color   string // "" picks from the palette
+	Label   string // text written beside the first point (e.g. "best")
+}
+
+// Band is a shaded range of x, labelled at its top.
+type Band struct {
+	Lo, Hi float64
+	Label  string
 }
 
 // Plot describes one chart.
@@ -29,6 +38,7 @@ type Plot struct {
 	Title, XLabel, YLabel string
 	LogX                  bool // x axis in log10 scale (x must be > 0)
 	Series                []Series
+	Bands                 []Band // shaded x ranges, drawn under the series
 }
 
 // Layout constants, in SVG user units (pixels at 100 %).
@@ -44,7 +54,14 @@ const (
 	targetTicks = 6
 )
 
-var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"}
+// palette is Okabe and Ito's colour-blind-safe set (blue, vermillion,
+// bluish green, orange, reddish purple, sky blue); dashes and markers pair
+// with it by index.
+var (
+	palette = []string{"#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9"}
+	dashes  = []string{"", "7 4", "2 3", "9 3 2 3", "4 4", "1 2"}
+	markers = []string{"circle", "square", "triangle", "diamond", "cross", "circle"}
+)
 
 // niceStep returns a round tick spacing (1, 2 or 5 × 10^k) giving about
 // targetTicks ticks over span.
@@ -64,8 +81,12 @@ func niceStep(span float64) float64 {
 
 // axisRange widens [lo, hi] to whole tick steps and returns the ticks.
 func axisRange(lo, hi float64) (min, max float64, ticks []float64) {
-	if lo == hi {
-		lo, hi = lo-0.5, hi+0.5
+	if lo == hi { // a constant: centre it with a range of its own size
+		d := math.Abs(lo) / 2
+		if d == 0 {
+			d = 1
+		}
+		lo, hi = lo-d, hi+d
 	}
 	step := niceStep(hi - lo)
 	min = math.Floor(lo/step+1e-9) * step
@@ -74,6 +95,17 @@ func axisRange(lo, hi float64) (min, max float64, ticks []float64) {
 		ticks = append(ticks, math.Round(t/step)*step)
 	}
 	return min, max, ticks
+}
+
+// dataTicks returns round ticks (1, 2 or 5 × 10^k apart) inside [lo, hi]:
+// an axis that ends where the data ends.
+func dataTicks(lo, hi float64) []float64 {
+	step := niceStep(hi - lo)
+	var ticks []float64
+	for t := math.Ceil(lo/step-1e-9) * step; t <= hi+step*1e-9; t += step {
+		ticks = append(ticks, math.Round(t/step)*step)
+	}
+	return ticks
 }
 
 // formatTick prints a tick value with as many decimals as the tick step
@@ -108,8 +140,9 @@ func (p *Plot) SVG() []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", plotWidth, plotHeight, plotWidth, plotHeight)
 	p.frame(&b, ax)
+	p.bands(&b, ax)
 	for i, s := range p.Series {
-		s.draw(&b, ax, p.color(i))
+		s.draw(&b, ax, p.color(i), i)
 	}
 	p.legend(&b)
 	b.WriteString("</svg>\n")
@@ -160,6 +193,9 @@ func (p *Plot) axes() *axes {
 	if xlo > xhi { // no data
 		xlo, xhi, ylo, yhi = 0, 1, 0, 1
 	}
+	for _, b := range p.Bands { // a band is shown whole
+		xlo, xhi = math.Min(xlo, a.tx(b.Lo)), math.Max(xhi, a.tx(b.Hi))
+	}
 	if p.LogX {
 		a.xmin, a.xmax = math.Floor(xlo), math.Ceil(xhi)
 		if a.xmin == a.xmax {
@@ -168,10 +204,15 @@ func (p *Plot) axes() *axes {
 		for t := a.xmin; t <= a.xmax; t++ {
 			a.xticks = append(a.xticks, t)
 		}
+	} else if xlo < xhi {
+		// The x axis ends where the data ends (steps 0 … 5400, not 6000).
+		a.xmin, a.xmax, a.xticks = xlo, xhi, dataTicks(xlo, xhi)
 	} else {
 		a.xmin, a.xmax, a.xticks = axisRange(xlo, xhi)
 	}
-	a.ymin, a.ymax, a.yticks = axisRange(ylo, yhi)
+	// Headroom: no curve touches the frame.
+	pad := (yhi - ylo) * 0.04
+	a.ymin, a.ymax, a.yticks = axisRange(ylo-pad, yhi+pad)
 	return a
 }
 
@@ -206,34 +247,88 @@ func (p *Plot) color(i int) string {
 	return palette[i%len(palette)]
 }
 
-// draw draws the series' drawable points: dots, or one polyline.
-func (s *Series) draw(b *bytes.Buffer, a *axes, color string) {
+// marker draws marker shape i at (x, y).
+func marker(b *bytes.Buffer, i int, x, y float64, color string) {
+	const r = 4.0
+	switch markers[i%len(markers)] {
+	case "square":
+		fmt.Fprintf(b, `<rect x="%.2f" y="%.2f" width="%.1f" height="%.1f" fill="%s"/>`+"\n", x-r, y-r, 2*r, 2*r, color)
+	case "triangle":
+		fmt.Fprintf(b, `<polygon points="%.2f,%.2f %.2f,%.2f %.2f,%.2f" fill="%s"/>`+"\n", x, y-r-1, x-r-1, y+r, x+r+1, y+r, color)
+	case "diamond":
+		fmt.Fprintf(b, `<polygon points="%.2f,%.2f %.2f,%.2f %.2f,%.2f %.2f,%.2f" fill="%s"/>`+"\n", x, y-r-1, x+r+1, y, x, y+r+1, x-r-1, y, color)
+	case "cross":
+		fmt.Fprintf(b, `<path d="M%.2f %.2fL%.2f %.2fM%.2f %.2fL%.2f %.2f" stroke="%s" stroke-width="2"/>`+"\n", x-r, y-r, x+r, y+r, x-r, y+r, x+r, y-r, color)
+	default:
+		fmt.Fprintf(b, `<circle cx="%.2f" cy="%.2f" r="%.1f" fill="%s"/>`+"\n", x, y, r, color)
+	}
+}
+
+// dash is the stroke-dasharray attribute of line style i ("" for solid).
+func dash(i int) string {
+	if d := dashes[i%len(dashes)]; d != "" {
+		return ` stroke-dasharray="` + d + `"`
+	}
+	return ""
+}
+
+// draw draws the series' drawable points: markers of shape i, or one
+// polyline of dash pattern i; then its label, beside the first point.
+func (s *Series) draw(b *bytes.Buffer, a *axes, color string, i int) {
+	first := -1
 	if s.Scatter {
 		for j := range s.X {
 			if drawable(a.tx(s.X[j]), s.Y[j]) {
-				fmt.Fprintf(b, `<circle cx="%.2f" cy="%.2f" r="4" fill="%s"/>`+"\n", a.px(s.X[j]), a.py(s.Y[j]), color)
+				marker(b, i, a.px(s.X[j]), a.py(s.Y[j]), color)
+				first = cmpOr(first, j)
 			}
 		}
-		return
-	}
-	var pts bytes.Buffer
-	for j := range s.X {
-		if drawable(a.tx(s.X[j]), s.Y[j]) {
-			fmt.Fprintf(&pts, "%.2f,%.2f ", a.px(s.X[j]), a.py(s.Y[j]))
+	} else {
+		var pts bytes.Buffer
+		for j := range s.X {
+			if drawable(a.tx(s.X[j]), s.Y[j]) {
+				fmt.Fprintf(&pts, "%.2f,%.2f ", a.px(s.X[j]), a.py(s.Y[j]))
+				first = cmpOr(first, j)
+			}
 		}
+		fmt.Fprintf(b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="1.8"%s/>`+"\n", bytes.TrimSpace(pts.Bytes()), color, dash(i))
 	}
-	fmt.Fprintf(b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="1.8"/>`+"\n", bytes.TrimSpace(pts.Bytes()), color)
+	if s.Label != "" && first >= 0 {
+		fmt.Fprintf(b, `<text x="%.2f" y="%.2f" fill="%s" font-weight="bold">%s</text>`+"\n", a.px(s.X[first])+7, a.py(s.Y[first])-7, color, esc(s.Label))
+	}
 }
 
-// legend draws one entry per series in the right margin.
+// cmpOr is first if it is set (≥ 0), else j.
+func cmpOr(first, j int) int {
+	if first >= 0 {
+		return first
+	}
+	return j
+}
+
+// bands shades the x ranges of p.Bands and labels them at the top.
+func (p *Plot) bands(b *bytes.Buffer, a *axes) {
+	for _, band := range p.Bands {
+		x0 := math.Max(plotLeft, a.px(band.Lo))
+		x1 := math.Min(plotLeft+plotAreaW, a.px(band.Hi))
+		if !(x1 > x0) {
+			continue
+		}
+		fmt.Fprintf(b, `<rect x="%.2f" y="%d" width="%.2f" height="%d" fill="#999999" fill-opacity="0.18"/>`+"\n", x0, plotTop, x1-x0, plotAreaH)
+		fmt.Fprintf(b, `<text x="%.2f" y="%d" text-anchor="middle" fill="#555555">%s</text>`+"\n", (x0+x1)/2, plotTop+14, esc(band.Label))
+	}
+}
+
+// legend draws one entry per series in the right margin, with its colour
+// and its dash pattern or marker.
 func (p *Plot) legend(b *bytes.Buffer) {
 	lx := plotLeft + plotAreaW + 12
 	for i, s := range p.Series {
 		ly := plotTop + 16 + 18*i
 		if s.Scatter {
-			fmt.Fprintf(b, `<circle cx="%d" cy="%d" r="4" fill="%s"/>`+"\n", lx+10, ly-4, p.color(i))
+			marker(b, i, float64(lx+10), float64(ly-4), p.color(i))
 		} else {
-			fmt.Fprintf(b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"/>`+"\n", lx, ly-4, lx+20, ly-4, p.color(i))
+			fmt.Fprintf(b, `<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="%s" stroke-width="2"%s/>`+"\n", lx, ly-4, lx+20, ly-4, p.color(i), dash(i))
 		}
 		fmt.Fprintf(b, `<text x="%d" y="%d">%s</text>`+"\n", lx+26, ly, esc(s.Name))
 	}

@@ -130,6 +130,12 @@ var errDiverged = errors.New("training diverged")
 // the current step, evaluated.
 func Train(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer) (*TrainResult, error) {
 	tr := newTrainer(net, gemm, train, val, o, progress)
+	if tr.res.Steps == 0 && tr.total > 0 {
+		// Step 0: the untrained net, so the curves start where training does.
+		if err := tr.evaluate(-1, o.At(0), false); err != nil {
+			return tr.res, err
+		}
+	}
 	for t := tr.res.Steps; t < tr.total; t++ {
 		tr.loadBatch(t)
 		eta := o.At(t)
@@ -578,29 +584,34 @@ func historyCSV(o *outputs, path string, h []HistoryRow) {
 	o.addCSV(path, []string{"step", "epoch", "eta", "train_cost", "train_loss", "train_acc", "val_cost", "val_loss", "val_acc"}, rows)
 }
 
-// curves adds cost.svg, loss.svg, accuracy.svg and lr.svg to o.
+// curves adds cost.svg, loss.svg, accuracy.svg (in %) and lr.svg to o.
+// When the training and validation figures are the same (overfit: the
+// validation set is the training set), one curve is drawn and named so.
 func curves(o *outputs, dir, title string, h []HistoryRow, sched Schedule) {
 	steps := make([]float64, len(h))
-	get := func(f func(r HistoryRow) float64) []float64 {
-		v := make([]float64, len(h))
-		for i, r := range h {
-			v[i] = f(r)
-		}
-		return v
-	}
 	for i, r := range h {
 		steps[i] = float64(r.Step)
 	}
+	pair := func(name, ylabel string, scale float64, train, val func(r HistoryRow) float64) *Plot {
+		tr, va := make([]float64, len(h)), make([]float64, len(h))
+		for i, r := range h {
+			tr[i], va[i] = scale*train(r), scale*val(r)
+		}
+		p := &Plot{Title: title + ": " + name, XLabel: "update step", YLabel: ylabel}
+		if slices.Equal(tr, va) {
+			p.Series = []Series{{Name: "training = validation", X: steps, Y: tr}}
+			return p
+		}
+		p.Series = []Series{{Name: "training", X: steps, Y: tr}, {Name: "validation", X: steps, Y: va}}
+		return p
+	}
 	plots := map[string]*Plot{
-		"cost.svg": {Title: title + ": cost", XLabel: "update step", YLabel: "cost (loss + λ·Σ‖W‖²)", Series: []Series{
-			{Name: "training", X: steps, Y: get(func(r HistoryRow) float64 { return r.Train.Cost })},
-			{Name: "validation", X: steps, Y: get(func(r HistoryRow) float64 { return r.Val.Cost })}}},
-		"loss.svg": {Title: title + ": loss", XLabel: "update step", YLabel: "cross-entropy loss", Series: []Series{
-			{Name: "training", X: steps, Y: get(func(r HistoryRow) float64 { return r.Train.Loss })},
-			{Name: "validation", X: steps, Y: get(func(r HistoryRow) float64 { return r.Val.Loss })}}},
-		"accuracy.svg": {Title: title + ": accuracy", XLabel: "update step", YLabel: "accuracy", Series: []Series{
-			{Name: "training", X: steps, Y: get(func(r HistoryRow) float64 { return r.Train.Accuracy })},
-			{Name: "validation", X: steps, Y: get(func(r HistoryRow) float64 { return r.Val.Accuracy })}}},
+		"cost.svg": pair("cost", "cost (loss + λ·Σ‖W‖²)", 1,
+			func(r HistoryRow) float64 { return r.Train.Cost }, func(r HistoryRow) float64 { return r.Val.Cost }),
+		"loss.svg": pair("loss", "cross-entropy loss", 1,
+			func(r HistoryRow) float64 { return r.Train.Loss }, func(r HistoryRow) float64 { return r.Val.Loss }),
+		"accuracy.svg": pair("accuracy", "accuracy (%)", 100,
+			func(r HistoryRow) float64 { return r.Train.Accuracy }, func(r HistoryRow) float64 { return r.Val.Accuracy }),
 	}
 	// The learning rate at every step (sampled so the file stays small).
 	last := 0
@@ -1197,21 +1208,10 @@ func writeLRTest(dir string, pts []LRPoint, steps int, lambda float64) (etaMin, 
 		LogX: true, Series: []Series{acc, smooth}} // η spans decades
 	etaMin, etaMax, ok = suggestEtas(pts)
 	if ok {
-		plot.Series = append(plot.Series, Series{Name: "suggested η range", Scatter: true, Color: "#d62728",
-			X: []float64{etaMin, etaMax}, Y: []float64{100 * smoothedAt(pts, etaMin), 100 * smoothedAt(pts, etaMax)}})
+		plot.Bands = []Band{{Lo: etaMin, Hi: etaMax, Label: fmt.Sprintf("suggested η: %.2g … %.2g", etaMin, etaMax)}}
 	}
 	o.addBytes(filepath.Join(dir, "lrtest.svg"), plot.SVG())
 	return etaMin, etaMax, ok, o.commit()
-}
-
-// smoothedAt is the smoothed accuracy of the point with learning rate eta.
-func smoothedAt(pts []LRPoint, eta float64) float64 {
-	for _, p := range pts {
-		if p.Eta == eta {
-			return p.Smoothed
-		}
-	}
-	return math.NaN()
 }
 
 // ---------------------------------------------------------------------------
