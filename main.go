@@ -25,6 +25,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -1273,6 +1274,7 @@ type report struct {
 	spBatch1, spAll *Splits
 	stdout, stderr  io.Writer
 	ctx             context.Context
+	results         [][]string // the first table: each seed result beside ours
 }
 
 // runReport is -mode=report: gradient check, overfit, the seed's Figures 2
@@ -1359,23 +1361,46 @@ func (r *report) gradCheck() error {
 	if err := runGradCheck(r.ctx, cfg, &text, r.stderr); err != nil {
 		return fmt.Errorf("report: gradient check: %w", err)
 	}
-	r.doc.h2("1. Gradient check")
+	r.doc.h2("Gradient check")
 	r.doc.p("Analytic gradients against forward and centred differences (ε = 1e-6 in the relative error), on a fresh net of the configured size. Command: " + command)
 	r.doc.pre(text.String())
 	return nil
 }
 
-// overfit is section 2.
+// pct is a fraction as a percentage ("–" when not measured).
+func pct(v optFloat) string {
+	if !finite(float64(v)) {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f %%", 100*float64(v))
+}
+
+// overfit is the seed's Figure 1.
 func (r *report) overfit() error {
 	cfg, command := r.sub("overfit", "overfit", "-epochs", strconv.Itoa(r.plan.overfitEpochs))
-	var text bytes.Buffer
-	if err := runOverfit(r.ctx, cfg, &text, r.stderr); err != nil {
+	if err := runOverfit(r.ctx, cfg, io.Discard, r.stderr); err != nil {
 		return fmt.Errorf("report: overfit: %w", err)
 	}
-	r.doc.h2("2. Sanity check: overfitting 100 images")
-	r.doc.p(strings.TrimSpace(text.String()))
-	r.doc.p("Command: " + command)
-	return r.doc.figures(cfg.Out, "loss.svg", "accuracy.svg")
+	var sum RunSummary
+	if err := json.Unmarshal(mustReadFile(filepath.Join(cfg.Out, "summary.json")), &sum); err != nil {
+		return fmt.Errorf("report: overfit: %w", err)
+	}
+	panels, err := readPanels(cfg.Out, "loss.svg", "accuracy.svg")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	ours := fmt.Sprintf("train cost %.4g, train accuracy %s", float64(sum.TrainCost), pct(sum.TrainAccuracy))
+	r.doc.h2("Sanity check: overfitting a few images")
+	r.doc.figure(fmt.Sprintf("Figure 1: loss and accuracy while training on the first %d training images only, for %d epochs (λ = %g, constant η = %g, batch %d). The net memorises them: %s. Training and validation are the same images, so one curve is drawn. Seed: 50 images, 200 epochs, train loss 0.136, accuracy 97.83 %%. Command: %s",
+		sum.TrainImages, cfg.Epochs, cfg.Lambda, cfg.Eta, cfg.Batch, ours, command), panels...)
+	r.results = append(r.results, []string{"Figure 1: overfit", "train loss 0.136, accuracy 97.83 % (50 images)", ours, command})
+	return nil
+}
+
+// mustReadFile reads a file the report has just written (empty if gone).
+func mustReadFile(p string) []byte {
+	b, _ := os.ReadFile(p)
+	return b
 }
 
 // train runs one experiment of the report on sp and lists it in the summary.
@@ -1394,17 +1419,20 @@ func (r *report) train(title, dir string, sp *Splits, flags ...string) (*reportR
 	return run, nil
 }
 
-// seedFigures are sections 3 and 4: the seed's Figures 2 and 3, trained on
-// batch 1 and validated on batch 2.
+// seedFigures are the seed's Figures 2 and 3, trained on batch 1 and
+// validated on batch 2.
 func (r *report) seedFigures() error {
+	r.doc.h2("Cyclical learning rates")
 	for i, f := range []struct {
-		title    string
-		ns, cyc  int
-		seedText string
+		ns, cyc             int
+		seedTest, seedTrain string
+		seedNS              int
 	}{
-		{"Figure 2: λ=0.01, one cycle, n_s=" + strconv.Itoa(r.plan.fig2NS), r.plan.fig2NS, 1, "the seed: 46.2 % test accuracy (n_s=500)"},
-		{"Figure 3: λ=0.01, three cycles, n_s=" + strconv.Itoa(r.plan.fig3NS), r.plan.fig3NS, 3, "the seed: 46.9 % test accuracy (n_s=800)"},
+		{r.plan.fig2NS, 1, "46.17 %", "60.37 %", 500},
+		{r.plan.fig3NS, 3, "46.9 %", "71.67 %", 800},
 	} {
+		num := i + 2
+		title := fmt.Sprintf("Figure %d: λ=0.01, %d cycle(s), n_s=%d", num, f.cyc, f.ns)
 		flags := []string{"-split", SplitBatch1, "-val", "0", "-n", strconv.Itoa(r.plan.n), "-lambda", "0.01", "-ns", strconv.Itoa(f.ns), "-cycles", strconv.Itoa(f.cyc)}
 		if r.spBatch1 == nil {
 			cfg, _ := r.sub("train", "data", flags...)
@@ -1413,23 +1441,26 @@ func (r *report) seedFigures() error {
 				return err
 			}
 		}
-		run, err := r.train(f.title, fmt.Sprintf("fig%d", i+2), r.spBatch1, flags...)
+		run, err := r.train(title, fmt.Sprintf("fig%d", num), r.spBatch1, flags...)
 		if err != nil {
 			return err
 		}
-		r.doc.h2(fmt.Sprintf("%d. Replication of the seed's %s", 3+i, f.title))
-		r.doc.p("Training on batch 1, validating on batch 2, " + f.seedText + ".")
-		r.doc.runTable([]*reportRun{run})
-		if err := r.doc.figures(run.dir, "cost.svg", "loss.svg", "accuracy.svg"); err != nil {
-			return err
+		panels, err := readPanels(run.dir, "cost.svg", "loss.svg", "accuracy.svg")
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
 		}
+		s := run.sum
+		r.doc.figure(fmt.Sprintf("Figure %d: cost, loss and accuracy with cyclical learning rates; training on batch 1 (%d images), validating on batch 2. λ = 0.01, %d cycle(s) of 2·n_s = %d steps, batch 100, η ∈ [1e-5, 0.1]. Test accuracy %s, train accuracy %s. Seed (n_s = %d): test %s, train %s. Command: %s",
+			num, s.TrainImages, f.cyc, 2*f.ns, pct(s.TestAccuracy), pct(s.TrainAccuracy), f.seedNS, f.seedTest, f.seedTrain, run.command), panels...)
+		r.results = append(r.results, []string{fmt.Sprintf("Figure %d: λ=0.01, %d cycle(s)", num, f.cyc),
+			fmt.Sprintf("test %s, train %s", f.seedTest, f.seedTrain), fmt.Sprintf("test %s, train %s", pct(s.TestAccuracy), pct(s.TrainAccuracy)), run.command})
 	}
 	return nil
 }
 
-// search is sections 5 and 6: the coarse-to-fine λ search on all the
-// training batches, then a run of the best λ with the seed's schedule and
-// its confusion matrix on the test set.
+// search is the seed's Figures 4 and 5 and Tables 1 and 2 (the coarse and
+// the fine λ search on all the training batches), then Figure 6 (a run of
+// the best λ with the seed's schedule) and its confusion matrix.
 func (r *report) search() error {
 	cfg, command := r.sub("search", "search", "-n", strconv.Itoa(r.plan.n), "-trials", strconv.Itoa(r.plan.trials),
 		"-cycles", strconv.Itoa(r.plan.trialCycle), "-final=false")
@@ -1438,37 +1469,78 @@ func (r *report) search() error {
 		return err
 	}
 	r.spAll = sp
-	var text bytes.Buffer
 	fmt.Fprintf(r.stderr, "report: λ search, %d + %d trials\n", cfg.Trials, cfg.Trials)
-	spec := cfg.searchSpec(0, 1)
-	ssum, err := Search(r.ctx, spec, func() (*Splits, error) { return sp, nil }, &text, r.stderr)
+	ssum, err := Search(r.ctx, cfg.searchSpec(0, 1), func() (*Splits, error) { return sp, nil }, io.Discard, r.stderr)
 	if err != nil {
 		return fmt.Errorf("report: search: %w", err)
 	}
 	if ssum == nil {
 		return fmt.Errorf("report: the search in %s is incomplete; finish it or use another -out", cfg.Out)
 	}
-	ns := 2 * (sp.Train.Len() / cfg.Batch)
-	r.doc.h2("5. Coarse-to-fine random search for λ")
-	r.doc.p(fmt.Sprintf("%d trials with log10 λ uniform in [%g, %g], then %d around the best; each trial %d cycle(s) with n_s = 2·⌊n/batch⌋ = %d on %d training images. Command: %s",
-		cfg.Trials, cfg.LMin, cfg.LMax, cfg.Trials, cfg.Cycles, ns, sp.Train.Len(), command))
-	r.doc.pre(text.String())
-	if err := r.doc.figures(cfg.Out, "search.svg"); err != nil {
+	done, err := readTrialDir(cfg.Out, io.Discard)
+	if err != nil {
 		return err
 	}
+	ns := 2 * (sp.Train.Len() / cfg.Batch)
+	setting := fmt.Sprintf("Each trial trains %d cycle(s) with n_s = 2·⌊n/batch⌋ = %d on %d training images, validating on %d.", cfg.Cycles, ns, sp.Train.Len(), sp.Val.Len())
+	r.doc.h2("Coarse-to-fine random search for λ")
+	seedTables := [2][][]string{
+		{{"-4.610", "2.455e-05", "48.28"}, {"-4.695", "2.019e-05", "48.24"}, {"-2.797", "1.597e-03", "48.30"}},
+		{{"-2.816", "1.526e-03", "48.36"}, {"-4.615", "2.429e-05", "48.30"}, {"-3.072", "8.478e-04", "48.14"}},
+	}
+	for k, phase := range []string{"coarse", "fine"} {
+		ts := phaseTrials(done, phase)
+		plot := &Plot{Title: fmt.Sprintf("%s search: validation accuracy", phase), XLabel: "log10 λ", YLabel: "validation accuracy (%)"}
+		pts := Series{Name: phase + " trials", Scatter: true}
+		for _, t := range ts {
+			y := 100 * t.ValAcc
+			if t.Diverged() {
+				y = 0
+			}
+			pts.X, pts.Y = append(pts.X, t.LogLambda), append(pts.Y, y)
+		}
+		plot.Series = []Series{pts}
+		if best, ok := bestTrial(ts); ok {
+			plot.Series = append(plot.Series, Series{Name: "best", Scatter: true, X: []float64{best.LogLambda}, Y: []float64{100 * best.ValAcc},
+				Label: fmt.Sprintf("λ=%.3g, %.2f %%", best.Lambda, 100*best.ValAcc)})
+		}
+		what := fmt.Sprintf("%d trials with log10 λ uniform in [%g, %g]", len(ts), cfg.LMin, cfg.LMax)
+		if phase == "fine" {
+			what = fmt.Sprintf("%d trials around the best coarse λ (log10 λ ± %g)", len(ts), (cfg.LMax-cfg.LMin)/8)
+		}
+		r.doc.figure(fmt.Sprintf("Figure %d: validation accuracy against log10 λ in the %s search: %s. %s Seed: Figure %d, the same search on 45,000/5,000 images. Command: %s",
+			4+k, phase, what, setting, 4+k, command), plot.SVG())
+		sorted := slices.Clone(ts)
+		sort.SliceStable(sorted, func(i, j int) bool {
+			return !sorted[i].Diverged() && (sorted[j].Diverged() || sorted[i].ValAcc > sorted[j].ValAcc)
+		})
+		var rows [][]string
+		for i, t := range sorted[:min(3, len(sorted))] {
+			row := []string{fmt.Sprintf("%.3f", t.LogLambda), fmt.Sprintf("%.3e", t.Lambda), fmt.Sprintf("%.2f", 100*t.ValAcc)}
+			rows = append(rows, append(row, seedTables[k][i]...))
+		}
+		r.doc.table(fmt.Sprintf("Table %d: the 3 best λ of the %s search, beside the seed's Table %d", k+1, phase, k+1),
+			[]string{"log10 λ", "λ", "val acc (%)", "seed: log10 λ", "seed: λ", "seed: acc (%)"}, rows)
+	}
+	r.results = append(r.results, []string{"Tables 1–2: best λ of the search", "λ = 1.526e-3 (48.36 % val)",
+		fmt.Sprintf("λ = %.4g (%.2f %% val)", ssum.Best.Lambda, 100*ssum.Best.ValAcc), command})
 
 	best := ssum.Best.Lambda
-	final, err := r.train(fmt.Sprintf("Final run: best λ=%.4g, n_s=%d, %d cycles", best, r.plan.finalNS, r.plan.finalCycles), "final", sp,
+	final, err := r.train(fmt.Sprintf("Figure 6: best λ=%.4g, n_s=%d, %d cycles", best, r.plan.finalNS, r.plan.finalCycles), "final", sp,
 		"-n", strconv.Itoa(r.plan.n), "-lambda", fmtFloat(best), "-ns", strconv.Itoa(r.plan.finalNS), "-cycles", strconv.Itoa(r.plan.finalCycles))
 	if err != nil {
 		return err
 	}
-	r.doc.h2("6. " + final.title)
-	r.doc.p("All training batches minus the validation images, the search's best λ; the seed reached 53.1 % test, 63.5 % train accuracy with λ=1.526e-3.")
-	r.doc.runTable([]*reportRun{final})
-	if err := r.doc.figures(final.dir, "cost.svg", "loss.svg", "accuracy.svg", "lr.svg"); err != nil {
-		return err
+	panels, err := readPanels(final.dir, "cost.svg", "loss.svg", "accuracy.svg", "lr.svg")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
 	}
+	fs := final.sum
+	r.doc.h2("The final run")
+	r.doc.figure(fmt.Sprintf("Figure 6: cost, loss, accuracy and learning rate of a run with the search's best λ = %.4g on %d training images (validating on %d): %d cycles of 2·n_s = %d steps, batch 100, η ∈ [1e-5, 0.1]. Test accuracy %s, train accuracy %s. Seed (λ = 1.526e-3, n_s = 900, 3 cycles): test 53.1 %%, train 63.5 %%. Command: %s",
+		best, fs.TrainImages, fs.ValImages, r.plan.finalCycles, 2*r.plan.finalNS, pct(fs.TestAccuracy), pct(fs.TrainAccuracy), final.command), panels...)
+	r.results = append(r.results, []string{"Figure 6: the best λ, 3 cycles", "test 53.1 %, train 63.5 %",
+		fmt.Sprintf("test %s, train %s", pct(fs.TestAccuracy), pct(fs.TrainAccuracy)), final.command})
 	if sp.Test == nil || sp.Test.Len() == 0 {
 		return nil
 	}
@@ -1483,36 +1555,46 @@ func (r *report) search() error {
 	if len(classes) != numClasses {
 		classes = defaultClassNames[:]
 	}
-	r.doc.svg(HeatmapSVG(fmt.Sprintf("Final run: confusion matrix, test accuracy %.2f%%", 100*a.Accuracy), classes, a.Confusion, "true class", "predicted class"))
+	r.doc.figure(fmt.Sprintf("Figure 7 (not in the seed): the confusion matrix of Figure 6's net on the %d test images (rows: true class, columns: predicted); test accuracy %.2f %%.", sp.Test.Len(), 100*a.Accuracy),
+		HeatmapSVG(fmt.Sprintf("Confusion matrix, test accuracy %.2f%%", 100*a.Accuracy), classes, a.Confusion, "true class", "predicted class"))
 	return nil
 }
 
-// write puts the summary of every run first and writes report.html.
+// write puts the results table and the list of runs first and writes
+// report.html.
 func (r *report) write(start time.Time) error {
 	page := &htmlDoc{}
-	page.h2("Summary")
-	page.p(fmt.Sprintf("Data: %s. GEMM kernel: %s, GOMAXPROCS %d. The whole report took %.0f s. Every run's folder (history.csv, summary.json, plots, model.npz) is under %s.",
-		r.source, kernelName(r.cfg.Kernel), runtime.GOMAXPROCS(0), time.Since(start).Seconds(), r.cfg.Out))
+	if r.cfg.Quick {
+		page.banner(fmt.Sprintf("Smoke run (-quick) on %s — short schedules and few trials to check that everything works. These are not the results; run go run . -mode=report for them.", r.sizeNote()))
+	}
+	page.p(fmt.Sprintf("A two-layer perceptron (3072 → 50 ReLU → 10 softmax) trained from scratch on %s with cyclical learning rates, replicating the seed report (KTH DD2424 assignment 2) figure by figure. GEMM kernel: %s, GOMAXPROCS %d. The whole report took %s. Every run's folder (history.csv, summary.json, plots, model.npz) is under %s.",
+		r.source, kernelName(r.cfg.Kernel), runtime.GOMAXPROCS(0), fmtDuration(time.Since(start)), r.cfg.Out))
+	page.table("The seed's results beside this report's, with the command that reproduces each", []string{"figure or table", "seed", "here", "command"}, r.results)
 	page.runTable(r.runs)
 	html := page.page("cifar-mlp report: a two-layer MLP on CIFAR-10", r.doc)
 	path := filepath.Join(r.cfg.Out, "report.html")
 	if err := writeBytesAtomic(path, html); err != nil {
 		return err
 	}
-	fmt.Fprintf(r.stdout, "wrote %s (%d figures inlined) in %.0f s\n", path, bytes.Count(html, []byte("<svg ")), time.Since(start).Seconds())
+	fmt.Fprintf(r.stdout, "wrote %s (%d figures inlined) in %s\n", path, bytes.Count(html, []byte("<svg ")), fmtDuration(time.Since(start)))
 	return nil
+}
+
+// sizeNote says how much data the report used.
+func (r *report) sizeNote() string {
+	if r.synthetic {
+		return "a synthetic problem of 600 images"
+	}
+	if r.plan.n > 0 {
+		return fmt.Sprintf("%d training images", r.plan.n)
+	}
+	return "all the training images"
 }
 
 // runTable lists runs with their sizes, accuracies, time and the command
 // that repeats them.
 func (d *htmlDoc) runTable(runs []*reportRun) {
-	d.b.WriteString("<table>\n<tr><th>run</th><th>train / val / test images</th><th>train acc</th><th>val acc</th><th>test acc</th><th>time</th><th>command</th></tr>\n")
-	pct := func(v optFloat) string {
-		if !finite(float64(v)) {
-			return "–"
-		}
-		return fmt.Sprintf("%.2f %%", 100*float64(v))
-	}
+	d.b.WriteString("<table>\n<caption>Every training run of the report</caption>\n<tr><th>run</th><th>train / val / test images</th><th>train acc</th><th>val acc</th><th>test acc</th><th>time</th><th>command</th></tr>\n")
 	for _, run := range runs {
 		s := run.sum
 		fmt.Fprintf(&d.b, "<tr><td>%s</td><td>%d / %d / %d</td><td>%s</td><td>%s</td><td>%s</td><td>%.1f s</td><td><code>%s</code></td></tr>\n",

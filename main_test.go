@@ -2497,14 +2497,16 @@ func TestReportQuickSynthetic(t *testing.T) {
 			}
 		}
 	}
-	// overfit 2, Figure 2: 3, Figure 3: 3, search 1, final 4 + confusion 1
-	if svgs != 14 {
-		t.Errorf("%d inline SVG figures, want 14", svgs)
+	// Figure 1: 2 panels, Figures 2 and 3: 3 each, Figures 4 and 5: 1 each,
+	// Figure 6: 4, Figure 7 (confusion): 1
+	if svgs != 15 {
+		t.Errorf("%d inline SVG figures, want 15", svgs)
 	}
-	if tables < 4 {
-		t.Errorf("%d tables, want the summary and one per training run", tables)
+	if tables != 4 {
+		t.Errorf("%d tables, want the results, the runs and Tables 1 and 2", tables)
 	}
-	for _, want := range []string{"Gradient check", "Table 1", "Table 2", "Final run", "go run . -mode=train"} {
+	for _, want := range []string{"Gradient check", "Figure 1:", "Figure 2:", "Figure 3:", "Figure 4:", "Figure 5:", "Figure 6:", "Table 1:", "Table 2:",
+		"Seed: 50 images", "seed: λ", "Smoke run (-quick)", "go run . -mode=train", "@media print", "<figcaption>"} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("report.html lacks %q", want)
 		}

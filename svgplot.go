@@ -388,26 +388,55 @@ func (d *htmlDoc) h2(title string) { fmt.Fprintf(&d.b, "<h2>%s</h2>\n", html.Esc
 func (d *htmlDoc) p(text string)   { fmt.Fprintf(&d.b, "<p>%s</p>\n", html.EscapeString(text)) }
 func (d *htmlDoc) pre(text string) { fmt.Fprintf(&d.b, "<pre>%s</pre>\n", html.EscapeString(text)) }
 
-// svg inlines one figure.
-func (d *htmlDoc) svg(svg []byte) {
-	d.b.WriteString(`<div class="fig">`)
-	d.b.Write(bytes.TrimSpace(svg))
-	d.b.WriteString("</div>\n")
+// banner writes a highlighted notice (the -quick warning).
+func (d *htmlDoc) banner(text string) {
+	fmt.Fprintf(&d.b, "<p class=\"banner\">%s</p>\n", html.EscapeString(text))
 }
 
-// figures inlines the named SVG files of dir.
-func (d *htmlDoc) figures(dir string, names ...string) error {
+// figure writes a numbered figure: its panels (SVG documents) side by side
+// and a caption below them.
+func (d *htmlDoc) figure(caption string, panels ...[]byte) {
+	d.b.WriteString("<figure>\n")
+	for _, svg := range panels {
+		d.b.WriteString(`<div class="panel">`)
+		d.b.Write(bytes.TrimSpace(svg))
+		d.b.WriteString("</div>\n")
+	}
+	fmt.Fprintf(&d.b, "<figcaption>%s</figcaption>\n</figure>\n", html.EscapeString(caption))
+}
+
+// readPanels reads the named SVG files of dir.
+func readPanels(dir string, names ...string) ([][]byte, error) {
+	var panels [][]byte
 	for _, name := range names {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
-			return fmt.Errorf("report: %w", err)
+			return nil, err
 		}
-		d.svg(b)
+		panels = append(panels, b)
 	}
-	return nil
+	return panels, nil
 }
 
-// page wraps a summary and a body into a complete document.
+// table writes an HTML table with a caption above it.
+func (d *htmlDoc) table(caption string, header []string, rows [][]string) {
+	fmt.Fprintf(&d.b, "<table>\n<caption>%s</caption>\n<tr>", html.EscapeString(caption))
+	for _, h := range header {
+		fmt.Fprintf(&d.b, "<th>%s</th>", html.EscapeString(h))
+	}
+	d.b.WriteString("</tr>\n")
+	for _, r := range rows {
+		d.b.WriteString("<tr>")
+		for _, c := range r {
+			fmt.Fprintf(&d.b, "<td>%s</td>", html.EscapeString(c))
+		}
+		d.b.WriteString("</tr>\n")
+	}
+	d.b.WriteString("</table>\n")
+}
+
+// page wraps a summary and a body into a complete document: one file, no
+// scripts, styles for the screen and for print.
 func (d *htmlDoc) page(title string, body *htmlDoc) []byte {
 	var b bytes.Buffer
 	fmt.Fprintf(&b, `<!DOCTYPE html>
@@ -416,11 +445,21 @@ func (d *htmlDoc) page(title string, body *htmlDoc) []byte {
 <meta charset="utf-8"/>
 <title>%s</title>
 <style>
-body { font-family: sans-serif; max-width: 1400px; margin: 2em auto; padding: 0 1em; }
+body { font-family: sans-serif; max-width: 1400px; margin: 2em auto; padding: 0 1em; line-height: 1.4; }
 pre { background: #f6f6f6; padding: 0.5em; overflow-x: auto; }
-table { border-collapse: collapse; margin: 0.5em 0; }
+table { border-collapse: collapse; margin: 0.8em 0; }
+caption { caption-side: top; text-align: left; font-weight: bold; padding-bottom: 0.3em; }
 td, th { border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
-.fig { display: inline-block; margin: 0.3em; }
+figure { margin: 1em 0; }
+.panel { display: inline-block; margin: 0.2em; }
+figcaption { max-width: 1300px; font-size: 0.95em; }
+.banner { background: #fff3cd; border: 2px solid #E69F00; padding: 0.6em; font-weight: bold; }
+@media print {
+  body { max-width: none; margin: 0; font-size: 10pt; }
+  figure, table, pre { break-inside: avoid; }
+  .panel svg { width: 48%%; height: auto; }
+  h2 { break-after: avoid; }
+}
 </style>
 </head>
 <body>
