@@ -210,9 +210,15 @@ func (p *Plot) axes() *axes {
 	} else {
 		a.xmin, a.xmax, a.xticks = axisRange(xlo, xhi)
 	}
-	// Headroom: no curve touches the frame.
+	if ylo == yhi { // a constant: centred, with round ticks around it
+		a.ymin, a.ymax, a.yticks = axisRange(ylo, yhi)
+		return a
+	}
+	// Headroom of 4 % above and below, so no curve touches the frame; the
+	// ticks are the round values inside.
 	pad := (yhi - ylo) * 0.04
-	a.ymin, a.ymax, a.yticks = axisRange(ylo-pad, yhi+pad)
+	a.ymin, a.ymax = ylo-pad, yhi+pad
+	a.yticks = dataTicks(a.ymin, a.ymax)
 	return a
 }
 
@@ -294,7 +300,16 @@ func (s *Series) draw(b *bytes.Buffer, a *axes, color string, i int) {
 		fmt.Fprintf(b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="1.8"%s/>`+"\n", bytes.TrimSpace(pts.Bytes()), color, dash(i))
 	}
 	if s.Label != "" && first >= 0 {
-		fmt.Fprintf(b, `<text x="%.2f" y="%.2f" fill="%s" font-weight="bold">%s</text>`+"\n", a.px(s.X[first])+7, a.py(s.Y[first])-7, color, esc(s.Label))
+		// Above the point, or below it near the top; towards the inside.
+		x, y := a.px(s.X[first]), a.py(s.Y[first])
+		anchor, dx, dy := "start", 7.0, -8.0
+		if x > plotLeft+0.6*plotAreaW {
+			anchor, dx = "end", -7
+		}
+		if y < plotTop+20 {
+			dy = 18
+		}
+		fmt.Fprintf(b, `<text x="%.2f" y="%.2f" text-anchor="%s" fill="%s" font-weight="bold">%s</text>`+"\n", x+dx, y+dy, anchor, color, esc(s.Label))
 	}
 }
 
@@ -306,7 +321,7 @@ func cmpOr(first, j int) int {
 	return j
 }
 
-// bands shades the x ranges of p.Bands and labels them at the top.
+// bands shades the x ranges of p.Bands and labels them at the bottom.
 func (p *Plot) bands(b *bytes.Buffer, a *axes) {
 	for _, band := range p.Bands {
 		x0 := math.Max(plotLeft, a.px(band.Lo))
@@ -315,7 +330,7 @@ func (p *Plot) bands(b *bytes.Buffer, a *axes) {
 			continue
 		}
 		fmt.Fprintf(b, `<rect x="%.2f" y="%d" width="%.2f" height="%d" fill="#999999" fill-opacity="0.18"/>`+"\n", x0, plotTop, x1-x0, plotAreaH)
-		fmt.Fprintf(b, `<text x="%.2f" y="%d" text-anchor="middle" fill="#555555">%s</text>`+"\n", (x0+x1)/2, plotTop+14, esc(band.Label))
+		fmt.Fprintf(b, `<text x="%.2f" y="%d" text-anchor="middle" fill="#555555">%s</text>`+"\n", (x0+x1)/2, plotTop+plotAreaH-8, esc(band.Label))
 	}
 }
 

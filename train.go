@@ -586,7 +586,8 @@ func historyCSV(o *outputs, path string, h []HistoryRow) {
 
 // curves adds cost.svg, loss.svg, accuracy.svg (in %) and lr.svg to o.
 // When the training and validation figures are the same (overfit: the
-// validation set is the training set), one curve is drawn and named so.
+// validation set is the training set), one curve is drawn, named
+// "train = val".
 func curves(o *outputs, dir, title string, h []HistoryRow, sched Schedule) {
 	steps := make([]float64, len(h))
 	for i, r := range h {
@@ -599,7 +600,7 @@ func curves(o *outputs, dir, title string, h []HistoryRow, sched Schedule) {
 		}
 		p := &Plot{Title: title + ": " + name, XLabel: "update step", YLabel: ylabel}
 		if slices.Equal(tr, va) {
-			p.Series = []Series{{Name: "training = validation", X: steps, Y: tr}}
+			p.Series = []Series{{Name: "train = val", X: steps, Y: tr}}
 			return p
 		}
 		p.Series = []Series{{Name: "training", X: steps, Y: tr}, {Name: "validation", X: steps, Y: va}}
