@@ -2513,6 +2513,77 @@ func TestReportQuickSynthetic(t *testing.T) {
 	}
 }
 
+// TestIntegrationReportInChromium renders a -quick report on the real data
+// and every SVG it wrote in headless Chromium: no SVG may fail to parse,
+// no page may log a console error, and no rendering may be blank. It needs
+// CIFAR10_DIR and a chromium on the PATH (.ci/run installs it).
+func TestIntegrationReportInChromium(t *testing.T) {
+	dir := cifarDir(t)
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Skip("no chromium on the PATH (Debian: apt-get install chromium)")
+	}
+	out := t.TempDir()
+	if code, _, stderr := runCLI("-mode=report", "-quick", "-data", dir, "-download=false", "-out", filepath.Join(out, "report")); code != 0 {
+		t.Fatalf("report: %s", stderr)
+	}
+	pages := []string{filepath.Join(out, "report", "report.html")}
+	filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".svg") {
+			pages = append(pages, p)
+		}
+		return nil
+	})
+	if len(pages) < 15 {
+		t.Fatalf("%d pages to render, want report.html and its SVG files", len(pages))
+	}
+	chrome := func(args ...string) ([]byte, []byte) {
+		cmd := exec.Command(browser, append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"}, args...)...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("chromium %v: %v\n%s", args, err, stderr.Bytes())
+		}
+		return stdout.Bytes(), stderr.Bytes()
+	}
+	for _, p := range pages {
+		name, _ := filepath.Rel(out, p)
+		dom, logs := chrome("--dump-dom", "file://"+p)
+		if bytes.Contains(dom, []byte("parsererror")) {
+			t.Errorf("%s: Chromium cannot parse it", name)
+		}
+		for _, line := range strings.Split(string(logs), "\n") {
+			if strings.Contains(line, "CONSOLE") && strings.Contains(strings.ToLower(line), "error") {
+				t.Errorf("%s: console: %s", name, line)
+			}
+		}
+		shot := filepath.Join(t.TempDir(), "shot.png")
+		chrome("--screenshot="+shot, "--window-size=1400,900", "file://"+p)
+		f, err := os.Open(shot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: screenshot: %v", name, err)
+		}
+		// Not blank: some pixels far from white.
+		dark, b := 0, img.Bounds()
+		for y := b.Min.Y; y < b.Max.Y; y += 2 {
+			for x := b.Min.X; x < b.Max.X; x += 2 {
+				if r, g, bl, _ := img.At(x, y).RGBA(); r+g+bl < 3*0x8000 {
+					dark++
+				}
+			}
+		}
+		if dark < 200 {
+			t.Errorf("%s renders blank (%d dark pixels)", name, dark)
+		}
+	}
+	t.Logf("rendered %d pages in Chromium", len(pages))
+}
+
 func TestIntegrationTrainOneCycle(t *testing.T) {
 	dir := cifarDir(t)
 	cases := []struct {
