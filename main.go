@@ -162,7 +162,7 @@ const (
 //	η = 0.01, batch 10, 200 epochs; validation shows the same images.
 var modeDefaults = map[string][][2]string{
 	"search": {{"cycles", "2"}, {"ns", "0"}},
-	"overfit": {{"n", "100"}, {"lambda", "0"}, {"eta", "0.01"}, {"epochs", "200"}, {"batch", "10"},
+	"overfit": {{"n", "50"}, {"lambda", "0"}, {"eta", "0.001"}, {"epochs", "200"}, {"batch", "10"},
 		{"split", "batch1"}, {"val", "0"}},
 }
 
@@ -246,7 +246,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 
 	fs.StringVar(&cfg.Model, "model", "runs/train/latest/model.npz", "saved model for -mode=eval and -mode=predict (eval: a comma-separated list evaluates their ensemble)")
 
-	fs.IntVar(&cfg.Dims, "dims", 20, "gradcheck: input dimensions used in check (a)")
+	fs.IntVar(&cfg.Dims, "dims", 50, "gradcheck: input dimensions used in check (a)")
 	fs.Float64Var(&cfg.Step, "step", 1e-5, "gradcheck: finite-difference step h")
 
 	fs.IntVar(&cfg.Trials, "trials", 8, "search: λ values tried in each phase (coarse, fine)")
@@ -1102,13 +1102,13 @@ func runGradCheck(ctx context.Context, cfg *Config, stdout, stderr io.Writer) er
 	var data *Dataset
 	source := "CIFAR-10 (" + cfg.Data + ")"
 	if cfg.dataSource().Available() {
-		sp, err := LoadSplits(ctx, cfg.dataSource(), SplitBatch1, 0, 10, stderr)
+		sp, err := LoadSplits(ctx, cfg.dataSource(), SplitBatch1, 0, 101, stderr)
 		if err != nil {
 			return err
 		}
 		data = sp.Train
 	} else {
-		data = syntheticDataset(10, inputDim, numClasses, newRNG(cfg.Seed, streamSynthetic))
+		data = syntheticDataset(101, inputDim, numClasses, newRNG(cfg.Seed, streamSynthetic))
 		source = "a synthetic problem (no CIFAR-10 data in " + cfg.Data + ")"
 	}
 	fmt.Fprintf(stdout, "gradient check on %s, λ=%g, h=%g, hidden %v\n", source, cfg.Lambda, cfg.Step, cfg.Hidden)
