@@ -978,12 +978,17 @@ func runEval(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "ensemble of %d models (softmax outputs averaged): test accuracy %.2f%% on %d images\n\n", len(nets), 100*a.Accuracy, test.Len())
 	}
 	printAssessment(stdout, classes, a)
-	out := filepath.Join(cfg.Out, "confusion.svg")
-	svg := HeatmapSVG(fmt.Sprintf("Confusion matrix, test accuracy %.2f%%", 100*a.Accuracy), classes, a.Confusion, "true class", "predicted class")
-	if err := writeBytesAtomic(out, svg); err != nil {
+	probs := EnsembleProbabilities(nets, gemm, test)
+	templates, mistakes, bars := learned(nets[0], test, a, probs, classes)
+	var o outputs
+	o.addBytes(filepath.Join(cfg.Out, "confusion.svg"), HeatmapSVG(fmt.Sprintf("Confusion matrix, test accuracy %.2f%%", 100*a.Accuracy), classes, a.Confusion, "true class", "predicted class"))
+	o.addBytes(filepath.Join(cfg.Out, "templates.svg"), templates)
+	o.addBytes(filepath.Join(cfg.Out, "mistakes.svg"), mistakes)
+	o.addBytes(filepath.Join(cfg.Out, "class-accuracy.svg"), bars)
+	if err := o.commit(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nwrote %s\n", out)
+	fmt.Fprintf(stdout, "\nwrote %s/{confusion.svg,templates.svg,mistakes.svg,class-accuracy.svg}\n", cfg.Out)
 	return nil
 }
 
@@ -1555,8 +1560,16 @@ func (r *report) search() error {
 	if len(classes) != numClasses {
 		classes = defaultClassNames[:]
 	}
+	r.doc.h2("What the net learned")
 	r.doc.figure(fmt.Sprintf("Figure 7 (not in the seed): the confusion matrix of Figure 6's net on the %d test images (rows: true class, columns: predicted); test accuracy %.2f %%.", sp.Test.Len(), 100*a.Accuracy),
 		HeatmapSVG(fmt.Sprintf("Confusion matrix, test accuracy %.2f%%", 100*a.Accuracy), classes, a.Confusion, "true class", "predicted class"))
+	gemm = NewGemmNamed(r.cfg.Workers, r.cfg.Kernel)
+	probs := EnsembleProbabilities([]*MLP{m.Net}, gemm, sp.Test)
+	gemm.Close()
+	templates, mistakes, bars := learned(m.Net, sp.Test, a, probs, classes)
+	r.doc.figure("Figure 8 (not in the seed): what the hidden units look for. Each image is one row of W1 — a hidden unit's weights on the 32×32×3 input, divided by the inputs' standard deviation so that they weigh raw pixels — stretched to the full colour range; each row of the figure shows the 5 units that feed a class most strongly (largest W2 entry, printed under each). Blobs of colour and rough shapes (sky, grass, a centred object) are what a linear layer on raw pixels can learn.", templates)
+	r.doc.figure("Figure 9 (not in the seed): the test images the net got wrong with the highest confidence, with their true class and the class the net gave (and its probability).", mistakes)
+	r.doc.figure("Figure 10 (not in the seed): the accuracy of every class on the test set (the diagonal of Figure 7 over its rows).", bars)
 	return nil
 }
 
@@ -1601,4 +1614,98 @@ func (d *htmlDoc) runTable(runs []*reportRun) {
 			html.EscapeString(run.title), s.TrainImages, s.ValImages, s.TestImages, pct(s.TrainAccuracy), pct(s.ValAccuracy), pct(s.TestAccuracy), s.WallSeconds, html.EscapeString(run.command))
 	}
 	d.b.WriteString("</table>\n")
+}
+
+// ---------------------------------------------------------------------------
+// What the net learned: pictures for -mode=eval and the report.
+
+// learned draws what a net (or an ensemble; templates then from the first
+// member) learned, from its assessment on test (probs: the softmax outputs):
+// its hidden units' weight templates, the most confidently misclassified
+// images, and the accuracy of every class.
+func learned(net *MLP, test *Dataset, a Assessment, probs *Matrix, classes []string) (templates, mistakes, bars []byte) {
+	// Templates: row j of W1 weighs the normalised inputs (p/255 − mean)/std,
+	// so on the pixels themselves it weighs w_j/std; each is stretched to
+	// the full range of colours on its own (contrast-normalised).
+	template := func(j int) []uint8 {
+		w := net.W[0].Row(j)
+		v := make([]float64, len(w))
+		lo, hi := math.Inf(1), math.Inf(-1)
+		for i, x := range w {
+			if test.Norm != nil {
+				x /= test.Norm.Std[i]
+			}
+			v[i] = x
+			lo, hi = math.Min(lo, x), math.Max(hi, x)
+		}
+		pix := make([]uint8, len(v))
+		for i, x := range v {
+			pix[i] = uint8(math.Round(255 * (x - lo) / math.Max(hi-lo, 1e-300)))
+		}
+		return pix
+	}
+	var labels []string
+	var rows [][]Picture
+	const perRow = 5
+	if net.Layers() == 2 {
+		// For each class, the hidden units that feed it most strongly
+		// (largest W2[c, j]).
+		w2 := net.W[1]
+		for c := range w2.Rows {
+			units := make([]int, w2.Cols)
+			for j := range units {
+				units[j] = j
+			}
+			sort.SliceStable(units, func(x, y int) bool { return w2.At(c, units[x]) > w2.At(c, units[y]) })
+			var row []Picture
+			for _, j := range units[:min(perRow, len(units))] {
+				row = append(row, Picture{Pix: template(j), Caption: fmt.Sprintf("unit %d\nw=%.2f", j, w2.At(c, j))})
+			}
+			labels, rows = append(labels, classes[c]), append(rows, row)
+		}
+	} else {
+		for j := 0; j < min(net.Sizes[1], 50); j += 10 {
+			var row []Picture
+			for k := j; k < min(j+10, net.Sizes[1]); k++ {
+				row = append(row, Picture{Pix: template(k), Caption: fmt.Sprintf("unit %d", k)})
+			}
+			labels, rows = append(labels, fmt.Sprintf("units %d–", j)), append(rows, row)
+		}
+	}
+	templates = PictureGridSVG("Hidden units' weight templates (W1 rows as images), by the class they feed most", imageSide, 2, labels, rows)
+
+	// The most confident mistakes.
+	var wrong []int
+	for n, p := range a.Pred {
+		if p != test.Y[n] {
+			wrong = append(wrong, n)
+		}
+	}
+	sort.SliceStable(wrong, func(x, y int) bool {
+		return probs.At(wrong[x], a.Pred[wrong[x]]) > probs.At(wrong[y], a.Pred[wrong[y]])
+	})
+	var mrows [][]Picture
+	if test.Pix == nil {
+		wrong = nil // float images (synthetic data) are not pictures
+	}
+	for i, n := range wrong[:min(18, len(wrong))] {
+		if i%6 == 0 {
+			mrows = append(mrows, nil)
+		}
+		pix := test.Pix[n*inputDim : (n+1)*inputDim]
+		mrows[len(mrows)-1] = append(mrows[len(mrows)-1], Picture{Pix: pix,
+			Caption: fmt.Sprintf("true %s\nsaid %s %.0f%%", classes[test.Y[n]], classes[a.Pred[n]], 100*probs.At(n, a.Pred[n]))})
+	}
+	mistakes = PictureGridSVG("The most confident mistakes on the test set", imageSide, 3, nil, mrows)
+
+	acc := make([]float64, len(classes))
+	for c := range classes {
+		total := 0
+		for _, v := range a.Confusion[c] {
+			total += v
+		}
+		acc[c] = 100 * float64(a.Confusion[c][c]) / math.Max(1, float64(total))
+	}
+	bars = BarsSVG(fmt.Sprintf("Accuracy per class (test accuracy %.2f%%)", 100*a.Accuracy), classes, acc)
+	return templates, mistakes, bars
 }

@@ -2494,19 +2494,25 @@ func TestReportQuickSynthetic(t *testing.T) {
 				tables++
 			case "img", "script", "link", "iframe":
 				t.Errorf("report.html has a <%s>: figures must be inlined", se.Name.Local)
+			case "image":
+				for _, a := range se.Attr {
+					if a.Name.Local == "href" && !strings.HasPrefix(a.Value, "data:image/png;base64,") {
+						t.Errorf("an <image> refers to %.40q: pictures must be inline data", a.Value)
+					}
+				}
 			}
 		}
 	}
 	// Figure 1: 2 panels, Figures 2 and 3: 3 each, Figures 4 and 5: 1 each,
-	// Figure 6: 4, Figure 7 (confusion): 1
-	if svgs != 15 {
-		t.Errorf("%d inline SVG figures, want 15", svgs)
+	// Figure 6: 4, Figures 7–10 (confusion, templates, mistakes, classes): 4
+	if svgs != 18 {
+		t.Errorf("%d inline SVG figures, want 18", svgs)
 	}
 	if tables != 4 {
 		t.Errorf("%d tables, want the results, the runs and Tables 1 and 2", tables)
 	}
 	for _, want := range []string{"Gradient check", "Figure 1:", "Figure 2:", "Figure 3:", "Figure 4:", "Figure 5:", "Figure 6:", "Table 1:", "Table 2:",
-		"Seed: 50 images", "seed: λ", "Smoke run (-quick)", "go run . -mode=train", "@media print", "<figcaption>"} {
+		"Seed: 50 images", "seed: λ", "Figure 8 ", "Figure 10 ", "Smoke run (-quick)", "go run . -mode=train", "@media print", "<figcaption>"} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("report.html lacks %q", want)
 		}

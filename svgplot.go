@@ -7,13 +7,17 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/xml"
 	"fmt"
 	"html"
+	"image"
+	"image/png"
 	"math"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // Series is one curve or point cloud. Series i is drawn in palette colour
@@ -483,5 +487,84 @@ figcaption { max-width: 1300px; font-size: 0.95em; }
 	b.Write(d.b.Bytes())
 	b.Write(body.b.Bytes())
 	b.WriteString("</body>\n</html>\n")
+	return b.Bytes()
+}
+
+// ---------------------------------------------------------------------------
+// Pictures: small RGB images (32×32, channel-major bytes as in CIFAR-10)
+// drawn inside SVG as PNG data URIs, and horizontal bars.
+
+// pngDataURI encodes a side×side image stored channel-major (all red, then
+// green, then blue) as a PNG data URI.
+func pngDataURI(pix []uint8, side int) string {
+	img := image.NewRGBA(image.Rect(0, 0, side, side))
+	plane := side * side
+	for i := range plane {
+		img.Pix[4*i], img.Pix[4*i+1], img.Pix[4*i+2], img.Pix[4*i+3] = pix[i], pix[plane+i], pix[2*plane+i], 255
+	}
+	var b bytes.Buffer
+	png.Encode(&b, img)
+	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(b.Bytes())
+}
+
+// Picture is one image of a picture grid, with a caption under it.
+type Picture struct {
+	Pix     []uint8 // side×side×3, channel-major
+	Caption string
+}
+
+// PictureGridSVG draws rows of pictures (side×side pixels, shown scale
+// times larger, without smoothing), each row with a label on its left.
+func PictureGridSVG(title string, side, scale int, rowLabels []string, rows [][]Picture) []byte {
+	cell := side * scale
+	const left, top, gap, captionH = 100, 40, 10, 28
+	cols := 0
+	for _, r := range rows {
+		cols = max(cols, len(r))
+	}
+	w, h := max(640, left+cols*(cell+gap)+gap), top+len(rows)*(cell+captionH+gap)+gap
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" font-family="sans-serif" font-size="10">`+"\n", w, h, w, h)
+	fmt.Fprintf(&b, `<rect x="0" y="0" width="%d" height="%d" fill="white"/>`+"\n", w, h)
+	fmt.Fprintf(&b, `<text x="%d" y="22" text-anchor="middle" font-size="15">%s</text>`+"\n", w/2, esc(title))
+	for i, r := range rows {
+		y := top + i*(cell+captionH+gap)
+		if i < len(rowLabels) {
+			fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" font-size="12" dominant-baseline="middle">%s</text>`+"\n", left-8, y+cell/2, esc(rowLabels[i]))
+		}
+		for j, p := range r {
+			x := left + j*(cell+gap)
+			fmt.Fprintf(&b, `<image x="%d" y="%d" width="%d" height="%d" style="image-rendering: pixelated" href="%s"/>`+"\n", x, y, cell, cell, pngDataURI(p.Pix, side))
+			for k, line := range strings.SplitN(p.Caption, "\n", 2) {
+				fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", x+cell/2, y+cell+11+12*k, esc(line))
+			}
+		}
+	}
+	b.WriteString("</svg>\n")
+	return b.Bytes()
+}
+
+// BarsSVG draws one horizontal bar per label, values in [0, 100] (%).
+func BarsSVG(title string, labels []string, values []float64) []byte {
+	const left, top, barH, gap, width = 110, 40, 18, 6, 360
+	h := top + len(labels)*(barH+gap) + 30
+	w := left + width + 80
+	var b bytes.Buffer
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
+	fmt.Fprintf(&b, `<rect x="0" y="0" width="%d" height="%d" fill="white"/>`+"\n", w, h)
+	fmt.Fprintf(&b, `<text x="%d" y="22" text-anchor="middle" font-size="15">%s</text>`+"\n", w/2, esc(title))
+	for _, t := range []float64{0, 25, 50, 75, 100} {
+		x := left + t/100*width
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>`+"\n", x, top-4, x, h-26)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%g %%</text>`+"\n", x, h-12, t)
+	}
+	for i, l := range labels {
+		y := top + i*(barH+gap)
+		v := math.Max(0, math.Min(100, values[i]))
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", left-8, y+barH/2, esc(l))
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", left, y, v/100*width, barH, palette[0])
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" dominant-baseline="middle">%.1f %%</text>`+"\n", left+v/100*width+5, y+barH/2, values[i])
+	}
+	b.WriteString("</svg>\n")
 	return b.Bytes()
 }
