@@ -1181,6 +1181,13 @@ func TestDataArgumentForms(t *testing.T) {
 func TestDownloadFaults(t *testing.T) {
 	good := bytes.Repeat([]byte("not yet an archive "), 1000) // the faults strike before it is checked
 	oversized := tarball(t, []tarEntry{{name: "cifar-10-batches-bin/batches.meta.txt", body: make([]byte, 2<<20), typeflag: tar.TypeReg}})
+	// stall sends 1000 bytes of the promised body, then nothing.
+	stall := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", strconv.Itoa(len(good)))
+		w.Write(good[:1000])
+		w.(http.Flusher).Flush()
+		<-r.Context().Done()
+	}
 	cases := []struct {
 		name    string
 		serve   func(w http.ResponseWriter, r *http.Request)
@@ -1188,12 +1195,7 @@ func TestDownloadFaults(t *testing.T) {
 		cancel  bool   // cancel the context (a signal) after 100 ms
 		wantErr string
 	}{
-		{"stalls mid-body", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Length", strconv.Itoa(len(good)))
-			w.Write(good[:1000])
-			w.(http.Flusher).Flush()
-			<-r.Context().Done()
-		}, good, false, "stalled"},
+		{"stalls mid-body", stall, good, false, "stalled"},
 		{"stalls before the headers", func(w http.ResponseWriter, r *http.Request) {
 			<-r.Context().Done()
 		}, good, false, "stalled"},
@@ -1212,12 +1214,7 @@ func TestDownloadFaults(t *testing.T) {
 		{"oversized member", func(w http.ResponseWriter, r *http.Request) {
 			w.Write(oversized)
 		}, oversized, false, "more than a text file"},
-		{"interrupted", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Length", strconv.Itoa(len(good)))
-			w.Write(good[:1000])
-			w.(http.Flusher).Flush()
-			<-r.Context().Done()
-		}, good, true, "interrupted by SIGTERM"},
+		{"interrupted", stall, good, true, "interrupted by SIGTERM"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
