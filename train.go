@@ -8,6 +8,7 @@ package main
 import (
 	"archive/zip"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/csv"
@@ -24,6 +25,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -869,7 +871,7 @@ func SaveModel(path string, m *Model) error {
 func (m *Model) write(w io.Writer) error {
 	zw := zip.NewWriter(w)
 	add := func(name string, mat *Matrix) error {
-		f, err := zw.Create(name + ".npy")
+		f, err := zw.CreateHeader(&zip.FileHeader{Name: name + ".npy", Method: zip.Store}) // uncompressed, as numpy.savez
 		if err != nil {
 			return err
 		}
@@ -1054,12 +1056,16 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 		net, o.Resume = cp.Net.Clone(), cp
 	}
 	checkpoint := filepath.Join(spec.Out, "checkpoint.npz")
+	cw := &checkpointWriter{path: checkpoint}
 	o.Checkpoint = func(cp *Checkpoint) error {
 		cp.Args = spec.Args
-		return writeCheckpoint(checkpoint, cp)
+		return cw.submit(cp)
 	}
 	trainStart := time.Now()
 	res, trainErr := Train(ctx, net, gemm, sp.Train, sp.Val, o, progress)
+	if err := cw.flush(); err != nil && trainErr == nil {
+		trainErr = err
+	}
 	trainSeconds := time.Since(trainStart).Seconds()
 	sum := &RunSummary{Config: spec.Config, Kernel: gemm.KernelName(), CPU: cpuModel(), Sizes: net.Sizes, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len(),
 		Steps: res.Steps, Interrupted: res.Interrupted, ResumedAt: o.Resume.step(), TestAccuracy: optFloat(math.NaN()), TrainAccuracy: optFloat(math.NaN()), ValAccuracy: optFloat(math.NaN()), TrainCost: optFloat(math.NaN())}
@@ -1215,6 +1221,57 @@ func writeLRTest(dir string, pts []LRPoint, steps int, lambda float64) (etaMin, 
 	return etaMin, etaMax, ok, o.commit()
 }
 
+// checkpointWriter writes checkpoints in the background, so that training
+// does not wait for the disk: submit hands over a checkpoint (a copy of the
+// state), replacing one still waiting; flush waits until the last one is
+// written and returns the first error.
+type checkpointWriter struct {
+	path    string
+	mu      sync.Mutex
+	pending *Checkpoint
+	busy    bool
+	err     error
+	wg      sync.WaitGroup
+}
+
+func (w *checkpointWriter) submit(cp *Checkpoint) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pending = cp
+	if !w.busy {
+		w.busy = true
+		w.wg.Go(w.drain)
+	}
+	return w.err
+}
+
+// drain writes pending checkpoints until none is left.
+func (w *checkpointWriter) drain() {
+	for {
+		w.mu.Lock()
+		cp := w.pending
+		w.pending = nil
+		if cp == nil {
+			w.busy = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		if err := writeCheckpoint(w.path, cp); err != nil {
+			w.mu.Lock()
+			w.err = cmp.Or(w.err, err)
+			w.mu.Unlock()
+		}
+	}
+}
+
+func (w *checkpointWriter) flush() error {
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
 // ---------------------------------------------------------------------------
 // The checkpoint file: checkpoint.npz in the run's folder, written after
 // every evaluation and when the run is interrupted, removed when it ends.
@@ -1276,7 +1333,7 @@ func writeCheckpoint(path string, cp *Checkpoint) error {
 	return writeFileAtomic(path, func(w io.Writer) error {
 		zw := zip.NewWriter(w)
 		add := func(name string, b []byte) error {
-			f, err := zw.Create(name)
+			f, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store}) // uncompressed: fast
 			if err == nil {
 				_, err = f.Write(b)
 			}
