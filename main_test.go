@@ -1842,16 +1842,23 @@ func TestSearchWidthAndDropout(t *testing.T) {
 	}
 }
 
+// referenceSearch writes synthetic data and runs searchArgs' search on it
+// in one process, returning the data folder and the search's folder.
+func referenceSearch(t *testing.T) (data, dir string) {
+	t.Helper()
+	data, dir = filepath.Join(t.TempDir(), "data"), t.TempDir()
+	writeSyntheticCIFAR(t, data, 60)
+	if code, _, stderr := runCLI(searchArgs(data, dir, "-workers", "1")...); code != 0 {
+		t.Fatal(stderr)
+	}
+	return data, dir
+}
+
 // TestShardsWaitForEachOther: four shards started at once in one folder
 // run the whole search: each waits for the others' coarse trials, and the
 // last to finish writes the tables, search.svg and summary.json.
 func TestShardsWaitForEachOther(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "data")
-	writeSyntheticCIFAR(t, data, 60)
-	ref := t.TempDir()
-	if code, _, stderr := runCLI(searchArgs(data, ref, "-workers", "1")...); code != 0 {
-		t.Fatal(stderr)
-	}
+	data, ref := referenceSearch(t)
 	shared := t.TempDir()
 	var wg sync.WaitGroup
 	summaries := make([]*SearchSummary, 4)
@@ -1925,12 +1932,7 @@ func TestShardsWaitForEachOther(t *testing.T) {
 
 // TestSearchFaults: what goes wrong in real search folders.
 func TestSearchFaults(t *testing.T) {
-	data := filepath.Join(t.TempDir(), "data")
-	writeSyntheticCIFAR(t, data, 60)
-	complete := t.TempDir()
-	if code, _, stderr := runCLI(searchArgs(data, complete, "-workers", "1")...); code != 0 {
-		t.Fatal(stderr)
-	}
+	data, complete := referenceSearch(t)
 	ref := trialsByIndex(t, complete)
 	csvBytes := mustRead(t, filepath.Join(complete, "trials.csv"))
 	body, _ := splitTail(csvBytes[:len(csvBytes)-1]) // everything before the last record
