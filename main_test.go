@@ -722,6 +722,18 @@ func TestTrainStepZeroAllocs(t *testing.T) {
 			if allocs != 0 {
 				t.Errorf("got %v allocations per training step, want 0", allocs)
 			}
+			// The trainer's batch filling too (a whole Train step: batch,
+			// forward, backward, update).
+			d := syntheticDataset(200, 3072, 10, rng)
+			tr := newTrainer(net, g, d, nil, TrainOptions{Schedule: Schedule{NS: 10, Cycles: 1, EtaMin: 1e-3, EtaMax: 1e-2}, Batch: 100, Opt: kind, Momentum: 0.9, Evals: 1}, nil)
+			step := 1 // not the first of an epoch: no reshuffle
+			allocs = testing.AllocsPerRun(10, func() {
+				tr.loadBatch(step)
+				tr.step(step, 0.01)
+			})
+			if allocs != 0 {
+				t.Errorf("got %v allocations per Train step, want 0", allocs)
+			}
 		})
 	}
 }

@@ -179,6 +179,7 @@ type trainer struct {
 	// The batch: images idx[i], labels yb[i], moved by shifts[i] with
 	// Augment; perm is the epoch's order of the training images.
 	xb                          *Matrix
+	fill                        func(lo, hi int) // tr.fillRows, bound once: no allocation per step
 	yb, idx, perm               []int
 	shifts                      []imageShift
 	shuffleRNG, dropRNG, augRNG *rand.Rand
@@ -213,6 +214,7 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 	tr.ws = NewWorkspace(net, gemm, max(o.Batch, evalChunk))
 	tr.opt = NewOptimizer(o.Opt, o.Momentum, net, tr.ws)
 	tr.xb = NewMatrix(o.Batch, net.Sizes[0])
+	tr.fill = tr.fillRows
 	tr.yb, tr.idx = make([]int, o.Batch), make([]int, o.Batch)
 	if o.Augment {
 		tr.shifts = make([]imageShift, o.Batch)
@@ -298,7 +300,7 @@ func (tr *trainer) loadBatch(t int) {
 			tr.shifts[i] = drawShift(tr.augRNG)
 		}
 	}
-	tr.gemm.ParallelFor(len(tr.xb.Data), tr.fillRows)
+	tr.gemm.ParallelFor(len(tr.xb.Data), tr.fill)
 }
 
 // fillRows writes the rows of xb whose first element lies in [lo, hi).
