@@ -146,6 +146,12 @@ func Train(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o Tra
 		}
 		tr.snapshot(t)
 		interrupted := ctx.Err() != nil
+		if interrupted && progress != nil {
+			if tr.tty {
+				fmt.Fprintln(progress)
+			}
+			fmt.Fprintf(progress, "stopping after step %d: evaluating the net and writing its outputs\n", t+1)
+		}
 		if (t+1)%tr.evalEvery == 0 || t+1 == tr.total || interrupted {
 			if err := tr.evaluate(t, eta, t+1 == tr.total || interrupted); err != nil {
 				return tr.res, err
@@ -390,7 +396,10 @@ func (tr *trainer) print(t int, eta float64) {
 	} else {
 		left += float64(evals) * tr.evalCost
 	}
-	msg += fmt.Sprintf(" | %s elapsed, %s left", fmtDuration(elapsed), fmtDuration(time.Duration(left*float64(time.Second))))
+	msg += " | " + fmtDuration(elapsed) + " elapsed"
+	if t > 0 { // the first step includes start-up costs: no estimate from it
+		msg += ", " + fmtDuration(time.Duration(left*float64(time.Second))) + " left"
+	}
 	if tr.tty {
 		fmt.Fprintf(tr.progress, "\r%s\x1b[K", msg) // \x1b[K clears the rest of the line
 		if last {
