@@ -227,6 +227,9 @@ func readTrials(path string) (trials []Trial, torn bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("read %s: %w", path, err)
 	}
+	if len(b) == 0 {
+		return nil, false, nil // just created by another shard: its header comes next
+	}
 	body, tail := splitTail(b)
 	if len(tail) > 0 {
 		if t, err := parseTrialLine(tail); err == nil && len(body) > 0 {
