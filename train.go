@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -878,32 +879,110 @@ func SaveModel(path string, m *Model) error {
 	return writeFileAtomic(path, m.write)
 }
 
+// npzWriter adds uncompressed members to a zip (as numpy.savez stores them).
+type npzWriter struct{ zw *zip.Writer }
+
+// raw adds a member holding b.
+func (z npzWriter) raw(name string, b []byte) error {
+	f, err := z.zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store})
+	if err == nil {
+		_, err = f.Write(b)
+	}
+	return err
+}
+
+// array adds name.npy holding m.
+func (z npzWriter) array(name string, m *Matrix) error { return z.raw(name+".npy", npyBytes(m)) }
+
+// net adds W1, b1, W2, b2, … of n, each name after prefix.
+func (z npzWriter) net(prefix string, n *MLP) error {
+	for l := range n.W {
+		if err := z.array(fmt.Sprintf("%sW%d", prefix, l+1), n.W[l]); err != nil {
+			return err
+		}
+		if err := z.array(fmt.Sprintf("%sb%d", prefix, l+1), n.B[l]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // write writes the model as a .npz file to w.
 func (m *Model) write(w io.Writer) error {
-	zw := zip.NewWriter(w)
-	add := func(name string, mat *Matrix) error {
-		f, err := zw.CreateHeader(&zip.FileHeader{Name: name + ".npy", Method: zip.Store}) // uncompressed, as numpy.savez
+	z := npzWriter{zip.NewWriter(w)}
+	if err := z.net("", m.Net); err != nil {
+		return err
+	}
+	if err := z.array("mean", &Matrix{Rows: 1, Cols: len(m.Mean), Data: m.Mean}); err != nil {
+		return err
+	}
+	if err := z.array("std", &Matrix{Rows: 1, Cols: len(m.Std), Data: m.Std}); err != nil {
+		return err
+	}
+	return z.zw.Close()
+}
+
+// readNpz reads the .npy members of the zip at path into arrays by name
+// (without ".npy"), refusing more than maxMembers members, a name twice, or
+// a .npy name accept refuses; other members go to other (nil: refused).
+func readNpz(path string, maxMembers int, accept func(name string) bool, other func(name string, r io.Reader) error) (map[string]*Matrix, error) {
+	zr, err := zip.OpenReader(path)
+	if err != nil {
+		return nil, err
+	}
+	defer zr.Close()
+	if len(zr.File) > maxMembers {
+		return nil, fmt.Errorf("%d members, at most %d", len(zr.File), maxMembers)
+	}
+	arrays := map[string]*Matrix{}
+	for _, f := range zr.File {
+		name, isNpy := strings.CutSuffix(f.Name, ".npy")
+		if (isNpy && !accept(name)) || (!isNpy && other == nil) {
+			return nil, fmt.Errorf("unexpected member %q", f.Name)
+		}
+		if arrays[name] != nil {
+			return nil, fmt.Errorf("%s twice", f.Name)
+		}
+		rc, err := f.Open()
 		if err != nil {
-			return err
+			return nil, fmt.Errorf("%s: %w", f.Name, err)
 		}
-		_, err = f.Write(npyBytes(mat))
-		return err
-	}
-	for l := range m.Net.W {
-		if err := add(fmt.Sprintf("W%d", l+1), m.Net.W[l]); err != nil {
-			return err
+		if isNpy {
+			arrays[name], err = readNpy(f.Name, rc, f.UncompressedSize64)
+		} else {
+			err = other(f.Name, rc)
 		}
-		if err := add(fmt.Sprintf("b%d", l+1), m.Net.B[l]); err != nil {
-			return err
+		rc.Close()
+		if err != nil {
+			return nil, err
 		}
 	}
-	if err := add("mean", &Matrix{Rows: 1, Cols: len(m.Mean), Data: m.Mean}); err != nil {
-		return err
+	return arrays, nil
+}
+
+// netFrom assembles the net W1, b1, W2, b2, … (each name after prefix) from
+// arrays, checking that the layers chain; it stops at the first W missing.
+func netFrom(arrays map[string]*Matrix, prefix string) (*MLP, error) {
+	n := &MLP{}
+	for l := 1; ; l++ {
+		w, b := arrays[fmt.Sprintf("%sW%d", prefix, l)], arrays[fmt.Sprintf("%sb%d", prefix, l)]
+		if w == nil {
+			if b != nil {
+				return nil, fmt.Errorf("%sb%d without %sW%d", prefix, l, prefix, l)
+			}
+			return n, nil
+		}
+		if b == nil || b.Rows != 1 || b.Cols != w.Rows {
+			return nil, fmt.Errorf("%sW%d is %s, so %sb%d must be 1x%d", prefix, l, w.Shape(), prefix, l, w.Rows)
+		}
+		if l == 1 {
+			n.Sizes = append(n.Sizes, w.Cols)
+		} else if w.Cols != n.Sizes[l-1] {
+			return nil, fmt.Errorf("%sW%d is %s, want %d columns (the %d outputs of layer %d)", prefix, l, w.Shape(), n.Sizes[l-1], n.Sizes[l-1], l-1)
+		}
+		n.Sizes = append(n.Sizes, w.Rows)
+		n.W, n.B = append(n.W, w), append(n.B, b)
 	}
-	if err := add("std", &Matrix{Rows: 1, Cols: len(m.Std), Data: m.Std}); err != nil {
-		return err
-	}
-	return zw.Close()
 }
 
 // modelArray matches the names of a model file's members.
@@ -917,60 +996,22 @@ func LoadModel(path string) (*Model, error) {
 	fail := func(format string, args ...any) (*Model, error) {
 		return nil, fmt.Errorf("read model %s: %s (train one with -mode=train, or pass another -model)", path, fmt.Sprintf(format, args...))
 	}
-	zr, err := zip.OpenReader(path)
+	arrays, err := readNpz(path, 2*maxModelLayers+2, func(name string) bool { return modelArray.MatchString(name + ".npy") }, nil)
 	if err != nil {
-		return fail("%v", err)
+		return fail("%v (want W1.npy, b1.npy, …, mean.npy, std.npy)", err)
 	}
-	defer zr.Close()
-	if len(zr.File) > 2*maxModelLayers+2 {
-		return fail("%d members; a model has W1, b1, …, mean and std", len(zr.File))
-	}
-	arrays := map[string]*Matrix{}
-	for _, f := range zr.File {
-		if !modelArray.MatchString(f.Name) {
-			return fail("unexpected member %q (want W1.npy, b1.npy, …, mean.npy, std.npy)", f.Name)
-		}
-		name := strings.TrimSuffix(f.Name, ".npy")
-		if arrays[name] != nil {
-			return fail("%s twice", f.Name)
-		}
-		rc, err := f.Open()
-		if err != nil {
-			return fail("%s: %v", f.Name, err)
-		}
-		m, err := readNpy(f.Name, rc, f.UncompressedSize64)
-		rc.Close()
-		if err != nil {
-			return fail("%v", err)
-		}
-		for _, v := range m.Data {
+	for _, name := range slices.Sorted(maps.Keys(arrays)) {
+		for _, v := range arrays[name].Data {
 			if !finite(v) {
 				return fail("%s holds %v; a trained model holds finite numbers only", name, v)
 			}
 		}
-		arrays[name] = m
 	}
-	model := &Model{Net: &MLP{}}
-	for l := 1; ; l++ {
-		w, b := arrays[fmt.Sprintf("W%d", l)], arrays[fmt.Sprintf("b%d", l)]
-		if w == nil {
-			if b != nil {
-				return fail("b%d without W%d", l, l)
-			}
-			break
-		}
-		if b == nil || b.Rows != 1 || b.Cols != w.Rows {
-			return fail("W%d is %s, so b%d must be 1x%d", l, w.Shape(), l, w.Rows)
-		}
-		if l == 1 {
-			model.Net.Sizes = append(model.Net.Sizes, w.Cols)
-		} else if w.Cols != model.Net.Sizes[l-1] {
-			return fail("W%d is %s, want %d columns (the %d outputs of layer %d)", l, w.Shape(), model.Net.Sizes[l-1], model.Net.Sizes[l-1], l-1)
-		}
-		model.Net.Sizes = append(model.Net.Sizes, w.Rows)
-		model.Net.W = append(model.Net.W, w)
-		model.Net.B = append(model.Net.B, b)
+	net, err := netFrom(arrays, "")
+	if err != nil {
+		return fail("%v", err)
 	}
+	model := &Model{Net: net}
 	L := len(model.Net.W)
 	if L == 0 || arrays["mean"] == nil || arrays["std"] == nil {
 		return fail("want arrays W1, b1, …, mean and std")
@@ -1342,42 +1383,24 @@ func writeCheckpoint(path string, cp *Checkpoint) error {
 		return fmt.Errorf("encode %s: %w", path, err)
 	}
 	return writeFileAtomic(path, func(w io.Writer) error {
-		zw := zip.NewWriter(w)
-		add := func(name string, b []byte) error {
-			f, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store}) // uncompressed: fast
-			if err == nil {
-				_, err = f.Write(b)
-			}
+		z := npzWriter{zip.NewWriter(w)}
+		if err := z.raw("state.json", state); err != nil {
 			return err
 		}
-		net := func(prefix string, n *MLP) error {
-			for l := range n.W {
-				if err := add(fmt.Sprintf("%sW%d.npy", prefix, l+1), npyBytes(n.W[l])); err != nil {
-					return err
-				}
-				if err := add(fmt.Sprintf("%sb%d.npy", prefix, l+1), npyBytes(n.B[l])); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		if err := add("state.json", state); err != nil {
-			return err
-		}
-		if err := net("", cp.Net); err != nil {
+		if err := z.net("", cp.Net); err != nil {
 			return err
 		}
 		for i, b := range cp.OptBuffers {
-			if err := add(fmt.Sprintf("opt-%d.npy", i), npyBytes(&Matrix{Rows: 1, Cols: len(b), Data: b})); err != nil {
+			if err := z.array(fmt.Sprintf("opt-%d", i), &Matrix{Rows: 1, Cols: len(b), Data: b}); err != nil {
 				return err
 			}
 		}
 		for k, snap := range cp.Snapshots {
-			if err := net(fmt.Sprintf("snap%d-", k+1), snap); err != nil {
+			if err := z.net(fmt.Sprintf("snap%d-", k+1), snap); err != nil {
 				return err
 			}
 		}
-		return zw.Close()
+		return z.zw.Close()
 	})
 }
 
@@ -1386,47 +1409,24 @@ func ReadCheckpoint(path string) (*Checkpoint, error) {
 	fail := func(format string, args ...any) (*Checkpoint, error) {
 		return nil, fmt.Errorf("read checkpoint %s: %s", path, fmt.Sprintf(format, args...))
 	}
-	zr, err := zip.OpenReader(path)
+	var st checkpointState
+	readState := func(name string, r io.Reader) error {
+		if name != "state.json" {
+			return fmt.Errorf("unexpected member %q", name)
+		}
+		return json.NewDecoder(io.LimitReader(r, 64<<20)).Decode(&st)
+	}
+	arrays, err := readNpz(path, 10*maxModelLayers, func(string) bool { return true }, readState)
 	if err != nil {
 		return fail("%v", err)
 	}
-	defer zr.Close()
-	if len(zr.File) > 10*maxModelLayers {
-		return fail("%d members", len(zr.File))
-	}
-	arrays := map[string]*Matrix{}
-	var st checkpointState
-	for _, f := range zr.File {
-		rc, err := f.Open()
-		if err != nil {
-			return fail("%s: %v", f.Name, err)
-		}
-		if f.Name == "state.json" {
-			err = json.NewDecoder(io.LimitReader(rc, 64<<20)).Decode(&st)
-		} else {
-			var m *Matrix
-			m, err = readNpy(f.Name, rc, f.UncompressedSize64)
-			arrays[strings.TrimSuffix(f.Name, ".npy")] = m
-		}
-		rc.Close()
-		if err != nil {
-			return fail("%v", err)
-		}
-	}
+	// net is a stored net of st.Layers layers.
 	net := func(prefix string) (*MLP, error) {
-		n := &MLP{}
-		for l := 1; l <= st.Layers; l++ {
-			w, b := arrays[fmt.Sprintf("%sW%d", prefix, l)], arrays[fmt.Sprintf("%sb%d", prefix, l)]
-			if w == nil || b == nil || b.Cols != w.Rows || (l > 1 && w.Cols != n.Sizes[l-1]) {
-				return nil, fmt.Errorf("%sW%d/%sb%d missing or not chained", prefix, l, prefix, l)
-			}
-			if l == 1 {
-				n.Sizes = append(n.Sizes, w.Cols)
-			}
-			n.Sizes = append(n.Sizes, w.Rows)
-			n.W, n.B = append(n.W, w), append(n.B, b)
+		n, err := netFrom(arrays, prefix)
+		if err == nil && n.Layers() != st.Layers {
+			err = fmt.Errorf("%sW1, … hold %d layers, state.json says %d", prefix, n.Layers(), st.Layers)
 		}
-		return n, nil
+		return n, err
 	}
 	cp := &Checkpoint{Step: st.Step, OptSteps: st.OptSteps, Perm: st.Perm, RNG: st.RNG, EvalSeconds: st.EvalSeconds, Args: st.Args}
 	if st.Layers <= 0 || st.Layers > maxModelLayers {
