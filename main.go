@@ -1387,7 +1387,11 @@ func (r *report) overfit() error {
 		return fmt.Errorf("report: overfit: %w", err)
 	}
 	var sum RunSummary
-	if err := json.Unmarshal(mustReadFile(filepath.Join(cfg.Out, "summary.json")), &sum); err != nil {
+	b, err := os.ReadFile(filepath.Join(cfg.Out, "summary.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &sum)
+	}
+	if err != nil {
 		return fmt.Errorf("report: overfit: %w", err)
 	}
 	panels, err := readPanels(cfg.Out, "loss.svg", "accuracy.svg")
@@ -1400,12 +1404,6 @@ func (r *report) overfit() error {
 		sum.TrainImages, cfg.Epochs, cfg.Lambda, cfg.Eta, cfg.Batch, ours, command), panels...)
 	r.results = append(r.results, []string{"Figure 1: overfit", "train loss 0.136, accuracy 97.83 % (50 images)", ours, command})
 	return nil
-}
-
-// mustReadFile reads a file the report has just written (empty if gone).
-func mustReadFile(p string) []byte {
-	b, _ := os.ReadFile(p)
-	return b
 }
 
 // train runs one experiment of the report on sp and lists it in the summary.
