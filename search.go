@@ -228,7 +228,7 @@ func readTrials(path string) (trials []Trial, torn bool, err error) {
 		return nil, false, fmt.Errorf("read %s: %w", path, err)
 	}
 	if len(b) == 0 {
-		return nil, false, nil // just created by another shard: its header comes next
+		return nil, false, nil // an empty file holds no trials
 	}
 	body, tail := splitTail(b)
 	if len(tail) > 0 {
@@ -325,26 +325,26 @@ type trialLog struct {
 }
 
 func openTrialLog(path string) (*trialLog, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("create %s: %w", filepath.Dir(path), err)
-	}
 	if err := repairTail(path); err != nil {
 		return nil, err
 	}
-	st, err := os.Stat(path)
-	fresh := err != nil || st.Size() == 0
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
-	}
-	l := &trialLog{f: f, w: csv.NewWriter(f)}
-	if fresh {
-		if err := l.write(trialHeader()); err != nil {
-			f.Close()
+	if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+		// A new file appears with its header already in it (written to a
+		// temporary file, then renamed), so the other shards, which read
+		// it at any moment, never see it empty or half a header.
+		var header bytes.Buffer
+		cw := csv.NewWriter(&header)
+		cw.Write(trialHeader())
+		cw.Flush()
+		if err := writeBytesAtomic(path, header.Bytes()); err != nil {
 			return nil, err
 		}
 	}
-	return l, nil
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return &trialLog{f: f, w: csv.NewWriter(f)}, nil
 }
 
 // repairTail makes a trials file end with a newline before records are
