@@ -173,6 +173,45 @@ func TestAssemblyKernelsSameBits(t *testing.T) {
 // (normalised while packing) gives the bits of Mul on a float64 copy, for
 // every kernel and on shapes that straddle the block edges; and evaluation
 // through it equals evaluation of the float rows.
+// TestNormPixelsSameBits: the pixel kernel (where this CPU has one) gives
+// the bits of the plain-Go normalisation for every byte value, at every
+// length around its 4-input steps (the tail is Go's), and at offsets that
+// leave the operands unaligned.
+func TestNormPixelsSameBits(t *testing.T) {
+	if cpu.Pixels == nil {
+		t.Skip("no pixel kernel on this build and CPU")
+	}
+	rng := newRNG(5, 5)
+	const d = 300
+	pix := make([]uint8, d)
+	mean, inv := make([]float64, d), make([]float64, d)
+	for j := range pix {
+		pix[j] = uint8(j) // every value once (and 44 twice)
+		mean[j], inv[j] = rng.Float64(), 1/(0.05+rng.Float64())
+	}
+	mean[7], inv[7] = 0, 1 // the identity too
+	for _, tc := range []struct {
+		name     string
+		off, len int
+	}{
+		{"empty", 0, 0}, {"tail only", 0, 3}, {"one step", 0, 4}, {"steps and tail", 0, 7},
+		{"all bytes", 0, d}, {"unaligned", 1, d - 5}, {"unaligned 2", 3, 130},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, m, v := pix[tc.off:tc.off+tc.len], mean[tc.off:], inv[tc.off:]
+			got, want := make([]float64, tc.len+1), make([]float64, tc.len+1)
+			got[tc.len], want[tc.len] = -1, -1 // must stay untouched
+			normalise(got[:tc.len], p, m, v, nil)
+			normaliseGo(want[:tc.len], p, m, v)
+			for j := range want {
+				if math.Float64bits(got[j]) != math.Float64bits(want[j]) {
+					t.Fatalf("input %d (byte %d): got %v, want %v", j, p[min(j, len(p)-1)], got[j], want[j])
+				}
+			}
+		})
+	}
+}
+
 func TestMulPixelsSameBits(t *testing.T) {
 	rng := newRNG(21, 21)
 	const k = inputDim

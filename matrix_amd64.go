@@ -34,6 +34,9 @@ func kernelAVX2x6x8(kc int, alpha float64, a *float64, rsa, csa int, b *float64,
 //go:noescape
 func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
 
+//go:noescape
+func normPixelsAVX2(dst *float64, pix *uint8, mean, inv *float64, n int, r, k255 float64, next *uint8)
+
 // The slice adapters check that the panels and the tile of C are really
 // there (the assembly does not check; a failure is a caller bug), then pass
 // pointers to the assembly.
@@ -46,6 +49,22 @@ func avx2x6x8(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb
 func avx512x8x24(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
 	_, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[7*ldc+23]
 	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc)
+}
+
+// pixelsAVX2 normalises the longest multiple of 4 inputs of pix (dst, mean
+// and inv at least as long), prefetching as many bytes of next (a
+// prefetch never faults, so only its start matters), and returns how many.
+func pixelsAVX2(dst []float64, pix []uint8, mean, inv []float64, next []uint8) int {
+	n := len(pix) &^ 3
+	if n == 0 {
+		return 0
+	}
+	_, _, _ = dst[n-1], mean[n-1], inv[n-1]
+	if len(next) == 0 {
+		next = pix
+	}
+	normPixelsAVX2(&dst[0], &pix[0], &mean[0], &inv[0], n, 1.0/255, 255, &next[0])
+	return n
 }
 
 var (
@@ -93,6 +112,7 @@ func probeCPU() cpuInfo {
 	}
 	if hasAVX2 {
 		info.Kernels = append(info.Kernels, kernelAVX2)
+		info.Pixels = pixelsAVX2
 	}
 	info.L1d, info.L2, info.L3 = cacheSizes(vendor)
 	return info

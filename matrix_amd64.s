@@ -330,3 +330,65 @@ avx512update:
 	AVX512_UPDATE_ROW(Z21, Z22, Z23)
 	VZEROUPPER
 	RET
+
+// ---------------------------------------------------------------------------
+// AVX2/FMA pixel normalisation, four inputs per step:
+//
+//	dst[j] = (pix[j]/255 − mean[j]) · inv[j]     (0 ≤ j < n, n a multiple of 4)
+//
+// The quotient must be the correctly rounded p/255 that Go's division gives
+// (scale255), not p·(1/255), which differs for 24 of the 256 bytes. One
+// correction step does it (Markstein): with r = 1/255 rounded,
+//
+//	q0 = p·r,   e = p − q0·255 (exact in one FMA),   q = q0 + e·r
+//
+// gives p/255 correctly rounded for every byte (TestNormPixelsSameBits
+// checks all 256). Then the subtraction and the product round as Go's do.
+//
+// First it prefetches the n bytes at next, the ones the caller will
+// normalise next (the next image's, 3 KiB away or more): their cache misses
+// then overlap this run's arithmetic instead of stalling the next run.
+//
+// Registers: SI → pix, DI → dst, R8 → mean, R9 → inv, CX counts steps;
+// Y14 = r, Y15 = 255.
+
+// func normPixelsAVX2(dst *float64, pix *uint8, mean, inv *float64, n int, r, k255 float64, next *uint8)
+TEXT ·normPixelsAVX2(SB), NOSPLIT, $0-64
+	MOVQ next+56(FP), R10
+	MOVQ n+32(FP), CX
+	LEAQ (R10)(CX*1), R11 // end of next
+
+prefetchloop:
+	PREFETCHT0 (R10)
+	ADDQ       $64, R10
+	CMPQ       R10, R11
+	JB         prefetchloop
+
+	MOVQ dst+0(FP), DI
+	MOVQ pix+8(FP), SI
+	MOVQ mean+16(FP), R8
+	MOVQ inv+24(FP), R9
+	SHRQ $2, CX
+	JE   normdone
+	VBROADCASTSD r+40(FP), Y14
+	VBROADCASTSD k255+48(FP), Y15
+
+normloop:
+	VPMOVZXBD    (SI), X0     // four bytes → four int32
+	VCVTDQ2PD    X0, Y0       // → four float64 p (exact)
+	VMULPD       Y14, Y0, Y1  // q0 = p·r
+	VFNMADD231PD Y15, Y1, Y0  // e = p − q0·255
+	VFMADD231PD  Y14, Y0, Y1  // q = q0 + e·r = p/255
+	VSUBPD       (R8), Y1, Y1 // q − mean
+	VMULPD       (R9), Y1, Y1 // · inv
+	VMOVUPD      Y1, (DI)
+	ADDQ         $4, SI
+	ADDQ         $32, DI
+	ADDQ         $32, R8
+	ADDQ         $32, R9
+	DECQ         CX
+	JNZ          normloop
+	VZEROUPPER
+
+normdone:
+	RET

@@ -671,13 +671,21 @@ func (d *Dataset) Subset(from, to int) *Dataset {
 }
 
 // Row writes image i's network input (D values) into dst.
-func (d *Dataset) Row(dst []float64, i int) {
+func (d *Dataset) Row(dst []float64, i int) { d.RowThen(dst, i, -1) }
+
+// RowThen is Row when image next (if ≥ 0) is the next one to be read: its
+// bytes are fetched from memory meanwhile.
+func (d *Dataset) RowThen(dst []float64, i, next int) {
 	if d.X != nil {
 		copy(dst, d.X.Row(i))
 		return
 	}
 	dim := d.Dim()
-	d.Norm.apply(dst, d.Pix[i*dim:(i+1)*dim])
+	var nextPix []uint8
+	if next >= 0 {
+		nextPix = d.Pix[next*dim : (next+1)*dim]
+	}
+	d.Norm.apply(dst, d.Pix[i*dim:(i+1)*dim], nextPix)
 }
 
 // firstRow is the first row of a cols-wide matrix that starts at or after

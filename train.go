@@ -312,11 +312,12 @@ func (tr *trainer) loadBatch(t int) {
 
 // fillRows writes the rows of xb whose first element lies in [lo, hi).
 func (tr *trainer) fillRows(lo, hi int) {
-	for i := firstRow(lo, tr.xb.Cols); i < firstRow(hi, tr.xb.Cols); i++ {
+	end := firstRow(hi, tr.xb.Cols)
+	for i := firstRow(lo, tr.xb.Cols); i < end; i++ {
 		if tr.shifts != nil {
 			transformRow(tr.xb.Row(i), tr.train, tr.idx[i], tr.shifts[i])
 		} else {
-			tr.train.Row(tr.xb.Row(i), tr.idx[i])
+			tr.train.RowThen(tr.xb.Row(i), tr.idx[i], tr.idx[min(i+1, end-1)])
 		}
 	}
 }
