@@ -722,6 +722,24 @@ func (g *Gemm) MulPixels(alpha float64, pix []uint8, nm *Norm, m, k int, transB 
 	g.prob = gemmProblem{}
 }
 
+// EachWorker calls fn(w) for every worker w = 0 … workers−1 at once (the
+// caller is worker 0) and returns when all have returned. It is for work
+// shared out at a coarser grain than one product, such as evaluation's
+// chunks of images, where each worker multiplies with its own serial
+// engine (Serial) and nothing waits for the others between products.
+func (g *Gemm) EachWorker(fn func(w int)) {
+	g.fanOut(g.workers, func(w int) gemmJob {
+		return gemmJob{kind: jobFunc, i0: w, i1: w + 1, fn: func(w, _ int) { fn(w) }}
+	})
+}
+
+// Workers is the number of workers: EachWorker's range.
+func (g *Gemm) Workers() int { return g.workers }
+
+// Serial returns a new engine with g's kernels and a single worker (no
+// goroutines of its own): what each worker of EachWorker multiplies with.
+func (g *Gemm) Serial() *Gemm { return newGemm(1, g.kerns) }
+
 // ParallelFor calls fn(lo, hi) on contiguous ranges that cover [0, n), one
 // per worker (the caller runs the first), and returns when all are done.
 // It is for element-wise passes such as parameter updates, whose results do
@@ -1150,6 +1168,12 @@ func packPixels(dst []float64, pix []uint8, nm *Norm, k, i0, mcb, p0, kcb, mr in
 	}
 }
 
+// prefetchRows is how many images ahead normBlock prefetches: a row's run
+// of kc bytes takes about 90 ns to normalise, a miss to memory longer.
+// Measured on AMD Zen 4 (MulPixels 2000×3072×50, one thread): 2 ahead
+// 36 GFLOP/s, 4: 38, 8: 41, 16: 40, 32: 37.
+const prefetchRows = 8
+
 // normBlock is MulPixels' A block for the assembly kernels, which read A in
 // place: rows i0 … i0+mcb−1, inputs p0 … p0+kcb−1 of the images in pix
 // (k bytes each), normalised by nm, row after row into dst (row i at
@@ -1160,9 +1184,10 @@ func packPixels(dst []float64, pix []uint8, nm *Norm, k, i0, mcb, p0, kcb, mr in
 // Zen 4 this made the evaluation's first layer 1.3× faster.
 func normBlock(dst []float64, pix []uint8, nm *Norm, k, i0, mcb, p0, kcb, mr int) {
 	mean, inv := nm.Mean[p0:p0+kcb], nm.inv[p0:p0+kcb]
-	row := func(i int) []uint8 { return pix[(i0+i)*k+p0:][:kcb] }
+	last := len(pix)/k - 1 // the last image
+	row := func(i int) []uint8 { return pix[min(i0+i, last)*k+p0:][:kcb] }
 	for i := 0; i < mcb; i++ {
-		normalise(dst[i*kcb:(i+1)*kcb], row(i), mean, inv, row(min(i+2, mcb-1)))
+		normalise(dst[i*kcb:(i+1)*kcb], row(i), mean, inv, row(i+prefetchRows))
 	}
 	clear(dst[mcb*kcb : (mcb+mr-1)/mr*mr*kcb])
 }

@@ -170,6 +170,10 @@ type Workspace struct {
 	maskBuf          [][]float64
 	scoresBuf        []float64
 	probsBuf         []float64
+	// perWorker[w] is worker w's forward-only workspace, with a serial
+	// engine of its own, for chunk-parallel evaluation (forEachChunk); made
+	// by the first evaluation on an engine with more than one worker.
+	perWorker []*Workspace
 }
 
 // NewWorkspace allocates the buffers for batches of up to maxN samples of net,
@@ -198,6 +202,25 @@ func NewWorkspace(net *MLP, gemm *Gemm, maxN int) *Workspace {
 	}
 	ws.scoresBuf = make([]float64, maxN*c)
 	ws.probsBuf = make([]float64, maxN*c)
+	ws.scores, ws.probs = &Matrix{}, &Matrix{}
+	return ws
+}
+
+// newForwardWorkspace is a workspace for forward passes only (no
+// gradients, no dropout), for batches of up to maxN samples of net.
+func newForwardWorkspace(net *MLP, gemm *Gemm, maxN int) *Workspace {
+	ws := &Workspace{gemm: gemm, maxN: maxN}
+	L := net.Layers()
+	ws.act = make([]*Matrix, L)
+	ws.actBuf = make([][]float64, L)
+	for l := 0; l < L; l++ {
+		if l > 0 {
+			ws.actBuf[l] = make([]float64, maxN*net.Sizes[l])
+		}
+		ws.act[l] = &Matrix{}
+	}
+	ws.scoresBuf = make([]float64, maxN*net.Sizes[L])
+	ws.probsBuf = make([]float64, maxN*net.Sizes[L])
 	ws.scores, ws.probs = &Matrix{}, &Matrix{}
 	return ws
 }
@@ -713,21 +736,26 @@ func (net *MLP) Evaluate(ws *Workspace, d *Dataset, lambda float64, pred []int) 
 	if d.Len() == 0 {
 		return Metrics{Cost: math.NaN(), Loss: math.NaN(), Accuracy: math.NaN()}
 	}
-	var lossSum float64
-	correct := 0
-	for from := 0; from < d.Len(); from += ws.maxN {
-		to := min(from+ws.maxN, d.Len())
-		s := net.forwardImages(ws, d, from, to)
-		lossSum += crossEntropy(s, d.Y[from:to]) * float64(to-from)
+	chunks := (d.Len() + ws.maxN - 1) / ws.maxN
+	lossSums, corrects := make([]float64, chunks), make([]int, chunks)
+	net.forEachChunk(ws, d, func(c, from, to int, s *Matrix) {
+		lossSums[c] = crossEntropy(s, d.Y[from:to]) * float64(to-from)
 		for n := 0; n < s.Rows; n++ {
 			k := argmax(s.Row(n))
 			if k == d.Y[from+n] {
-				correct++
+				corrects[c]++
 			}
 			if pred != nil {
 				pred[from+n] = k
 			}
 		}
+	})
+	// Summed in chunk order, however the chunks were shared out.
+	var lossSum float64
+	correct := 0
+	for c := range chunks {
+		lossSum += lossSums[c]
+		correct += corrects[c]
 	}
 	loss := lossSum / float64(d.Len())
 	return Metrics{
@@ -741,12 +769,46 @@ func (net *MLP) Evaluate(ws *Workspace, d *Dataset, lambda float64, pred []int) 
 // matrix.
 func (net *MLP) Probabilities(ws *Workspace, d *Dataset) *Matrix {
 	out := NewMatrix(d.Len(), net.Sizes[len(net.Sizes)-1])
-	for from := 0; from < d.Len(); from += ws.maxN {
-		to := min(from+ws.maxN, d.Len())
-		s := net.forwardImages(ws, d, from, to)
+	net.forEachChunk(ws, d, func(_, from, to int, s *Matrix) {
 		softmaxForward(s, out.RowsView(from, to))
-	}
+	})
 	return out
+}
+
+// forEachChunk runs the images of d through the net in chunks of ws.maxN
+// (chunk c holds images c·maxN … to−1) and calls fn with each chunk's
+// scores s (rows from … to−1 of d). The chunks are shared out over the
+// engine's workers, chunk c to worker c mod workers, each worker with its
+// own workspace and serial engine: a chunk is a large product on its own,
+// and workers that never wait for each other between the first layer's
+// product, the small top layer and the softmax keep both cores busy (AMD
+// Zen 4, 45,000 images: 71 GFLOP/s against 64 for each product split over
+// two workers). fn runs concurrently for different chunks, so it must
+// write only what belongs to its chunk. The chunks, and each chunk's
+// arithmetic, do not depend on the number of workers: neither do the bits.
+func (net *MLP) forEachChunk(ws *Workspace, d *Dataset, fn func(c, from, to int, s *Matrix)) {
+	chunks := (d.Len() + ws.maxN - 1) / ws.maxN
+	workers := min(ws.gemm.Workers(), chunks)
+	if workers <= 1 {
+		for c := range chunks {
+			from, to := c*ws.maxN, min((c+1)*ws.maxN, d.Len())
+			fn(c, from, to, net.forwardImages(ws, d, from, to))
+		}
+		return
+	}
+	for len(ws.perWorker) < ws.gemm.Workers() {
+		ws.perWorker = append(ws.perWorker, newForwardWorkspace(net, ws.gemm.Serial(), ws.maxN))
+	}
+	ws.gemm.EachWorker(func(w int) {
+		if w >= workers {
+			return
+		}
+		sub := ws.perWorker[w]
+		for c := w; c < chunks; c += workers {
+			from, to := c*ws.maxN, min((c+1)*ws.maxN, d.Len())
+			fn(c, from, to, net.forwardImages(sub, d, from, to))
+		}
+	})
 }
 
 // argmax returns the index of the largest element (the first on ties).
