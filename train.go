@@ -188,6 +188,7 @@ type trainer struct {
 	xb                          *Matrix
 	fill                        func(lo, hi int) // tr.fillRows, bound once: no allocation per step
 	yb, idx, perm               []int
+	next                        []int // the next batch's images (−1: not known yet), fetched into cache while this batch is filled
 	shifts                      []imageShift
 	shuffleRNG, dropRNG, augRNG *rand.Rand
 	pcgs                        map[string]*rand.PCG // their sources, by name, for checkpoints
@@ -222,7 +223,7 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 	tr.opt = NewOptimizer(o.Opt, o.Momentum, net, tr.ws)
 	tr.xb = NewMatrix(o.Batch, net.Sizes[0])
 	tr.fill = tr.fillRows
-	tr.yb, tr.idx = make([]int, o.Batch), make([]int, o.Batch)
+	tr.yb, tr.idx, tr.next = make([]int, o.Batch), make([]int, o.Batch), make([]int, o.Batch)
 	if o.Augment {
 		tr.shifts = make([]imageShift, o.Batch)
 	}
@@ -306,6 +307,10 @@ func (tr *trainer) loadBatch(t int) {
 		if tr.shifts != nil {
 			tr.shifts[i] = drawShift(tr.augRNG)
 		}
+		tr.next[i] = -1 // unknown until the next epoch's shuffle
+		if b+1 < tr.perEpoch {
+			tr.next[i] = tr.perm[(b+1)*tr.o.Batch+i]
+		}
 	}
 	tr.gemm.ParallelFor(len(tr.xb.Data), tr.fill)
 }
@@ -317,7 +322,7 @@ func (tr *trainer) fillRows(lo, hi int) {
 		if tr.shifts != nil {
 			transformRow(tr.xb.Row(i), tr.train, tr.idx[i], tr.shifts[i])
 		} else {
-			tr.train.RowThen(tr.xb.Row(i), tr.idx[i], tr.idx[min(i+1, end-1)])
+			tr.train.RowThen(tr.xb.Row(i), tr.idx[i], tr.next[i])
 		}
 	}
 }
