@@ -169,6 +169,41 @@ func TestAssemblyKernelsSameBits(t *testing.T) {
 	}
 }
 
+// TestEdgeKernelsSameBits: an edge kernel computes the first cols columns
+// of its main kernel's tile to the bit, straight into C, and leaves every
+// other element of C alone.
+func TestEdgeKernelsSameBits(t *testing.T) {
+	for _, kern := range cpu.Kernels {
+		if kern.edge == nil {
+			continue
+		}
+		for cols := 1; cols <= kern.edgeNR; cols++ {
+			t.Run(fmt.Sprintf("%s/cols=%d", kern.name, cols), func(t *testing.T) {
+				const kc, ldc = 37, 31 // C wider than the tile, and an odd depth
+				rng := newRNG(11, uint64(cols))
+				a := randMatrix(rng, kern.mr, kc).Data // in place: rsa = kc, csa = 1
+				b := randMatrix(rng, kc, kern.nr).Data // a packed panel; past cols, values that must not reach C
+				c0 := randMatrix(rng, kern.mr+1, ldc).Data
+				got, want := slices.Clone(c0), slices.Clone(c0)
+				kern.edge(kc, 0.7, a, kc, 1, b, kern.nr, got, ldc, cols)
+				tile := make([]float64, kern.mr*kern.nr) // the main kernel on a scratch tile
+				for i := 0; i < kern.mr; i++ {
+					copy(tile[i*kern.nr:i*kern.nr+cols], want[i*ldc:])
+				}
+				kern.fn(kc, 0.7, a, kc, 1, b, kern.nr, tile, kern.nr)
+				for i := 0; i < kern.mr; i++ {
+					copy(want[i*ldc:i*ldc+cols], tile[i*kern.nr:])
+				}
+				for i := range want {
+					if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+						t.Fatalf("C[%d][%d]: got %v, want %v", i/ldc, i%ldc, got[i], want[i])
+					}
+				}
+			})
+		}
+	}
+}
+
 // TestMulPixelsSameBits: the first layer on images stored as bytes
 // (normalised while packing) gives the bits of Mul on a float64 copy, for
 // every kernel and on shapes that straddle the block edges; and evaluation

@@ -201,6 +201,13 @@ type microKernel struct {
 	// both operands (rsa = 1, csa = mr, csb = nr).
 	direct bool
 	fn     func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int)
+	// edge, if not nil, computes a tile of whole mr rows whose column panel
+	// is ragged with at most edgeNR columns (cols of them), straight into C
+	// and with fn's bits: the N×50 outputs' last 2 columns, which would
+	// otherwise cost a whole nr-wide tile on a scratch copy of C. b's steps
+	// hold at least edgeNR values (the packed ragged panel's nr).
+	edge   func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, cols int)
+	edgeNR int
 }
 
 // kernelGo is the portable micro-kernel: a 2×4 tile held in 8 scalar
@@ -758,7 +765,11 @@ func (g *Gemm) ParallelFor(n int, fn func(lo, hi int)) {
 // tiledArea is the number of elements kernel k computes for an m×n output:
 // whole mr×nr tiles, the ragged ones included.
 func tiledArea(k *gemmKernel, m, n int) int {
-	return (m + k.mr - 1) / k.mr * k.mr * ((n + k.nr - 1) / k.nr * k.nr)
+	cols := (n + k.nr - 1) / k.nr * k.nr
+	if rest := n % k.nr; rest != 0 && rest <= k.edgeNR {
+		cols = n - rest + k.edgeNR // the edge kernel's narrower panel
+	}
+	return (m + k.mr - 1) / k.mr * k.mr * cols
 }
 
 // packReuse: a kernel that can read operands in place still packs one when
@@ -1072,6 +1083,10 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 						ci := (ic+ir)*ldc + jc + jr
 						if mrb == mr && nrb == nr {
 							kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
+							continue
+						}
+						if mrb == mr && nrb <= kern.edgeNR {
+							kern.edge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, nrb)
 							continue
 						}
 						// Ragged edge: copy the valid part of C into a

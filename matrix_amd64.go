@@ -18,6 +18,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -32,10 +33,16 @@ func xgetbv() (eax, edx uint32)
 func kernelAVX2x6x8(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
 
 //go:noescape
+func kernelAVX2x6x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, m *int64)
+
+//go:noescape
+func kernelAVX2x8x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, m *int64)
+
+//go:noescape
 func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
 
 //go:noescape
-func normPixelsAVX2(dst *float64, pix *uint8, mean, inv *float64, n int, r, k255 float64, next *uint8)
+func normPixelsAVX2(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rlo float64, next *uint8)
 
 // The slice adapters check that the panels and the tile of C are really
 // there (the assembly does not check; a failure is a caller bug), then pass
@@ -46,10 +53,30 @@ func avx2x6x8(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb
 	kernelAVX2x6x8(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc)
 }
 
+// edgeMasks[cols] selects the first cols of four columns (VMASKMOVPD uses
+// each lane's top bit). A constant table, never written.
+var edgeMasks = [5][4]int64{{}, {-1}, {-1, -1}, {-1, -1, -1}, {-1, -1, -1, -1}}
+
+func avx2x6x4(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, cols int) {
+	_, _, _ = a[5*rsa+(kc-1)*csa], b[(kc-1)*csb+3], c[5*ldc+cols-1]
+	kernelAVX2x6x4(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, &edgeMasks[cols][0])
+}
+
+func avx2x8x4(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, cols int) {
+	_, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+3], c[7*ldc+cols-1]
+	kernelAVX2x8x4(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, &edgeMasks[cols][0])
+}
+
 func avx512x8x24(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
 	_, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[7*ldc+23]
 	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc)
 }
+
+// 1/255 as the unevaluated sum inv255Hi + inv255Lo (the pixel kernel's
+// division by 255): inv255Hi = RN(1/255), inv255Lo = RN(1/255 − inv255Hi),
+// where the residual 1/255 − inv255Hi = (1 − 255·inv255Hi)/255 and
+// 1 − 255·inv255Hi is exact in one fused multiply-add.
+var inv255Hi, inv255Lo = 1.0 / 255, math.FMA(-1.0/255, 255, 1) / 255
 
 // pixelsAVX2 normalises the longest multiple of 4 inputs of pix (dst, mean
 // and inv at least as long), prefetching as many bytes of next (a
@@ -63,13 +90,13 @@ func pixelsAVX2(dst []float64, pix []uint8, mean, inv []float64, next []uint8) i
 	if len(next) == 0 {
 		next = pix
 	}
-	normPixelsAVX2(&dst[0], &pix[0], &mean[0], &inv[0], n, 1.0/255, 255, &next[0])
+	normPixelsAVX2(&dst[0], &pix[0], &mean[0], &inv[0], n, inv255Hi, inv255Lo, &next[0])
 	return n
 }
 
 var (
-	kernelAVX2   = microKernel{name: "avx2", tile: "6x8", mr: 6, nr: 8, direct: true, fn: avx2x6x8}
-	kernelAVX512 = microKernel{name: "avx512", tile: "8x24", mr: 8, nr: 24, direct: true, fn: avx512x8x24}
+	kernelAVX2   = microKernel{name: "avx2", tile: "6x8", mr: 6, nr: 8, direct: true, fn: avx2x6x8, edge: avx2x6x4, edgeNR: 4}
+	kernelAVX512 = microKernel{name: "avx512", tile: "8x24", mr: 8, nr: 24, direct: true, fn: avx512x8x24, edge: avx2x8x4, edgeNR: 4}
 )
 
 func init() {

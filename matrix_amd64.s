@@ -181,6 +181,196 @@ avx2update:
 	RET
 
 // ---------------------------------------------------------------------------
+// AVX2/FMA, 6×4 edge tile for a ragged last column panel of 1–4 columns (an
+// N×50 output is six 6×8 panels and 2 columns): 6 YMM accumulators (Y0–Y5,
+// row i in Yi), the step's 4 values of b in Y12, broadcasts in Y13, Y14.
+// The same sums, in the same order, as the 6×8 kernel, so the same bits;
+// only the first `cols` columns of C are read and written (VMASKMOVPD with
+// the mask at m), so C needs no scratch copy. Six FMA chains cannot fill
+// two FMA ports of 4-cycle latency: a step takes about 4 cycles against
+// the full tile's 6, but the full tile on a scratch copy of C cost more
+// than a whole panel. Registers as in the 6×8 kernel; Y15 holds the mask.
+
+#define AVX2_EDGE_STEP \
+	VMOVUPD      (BX), Y12;             \
+	VBROADCASTSD (AX), Y13;             \
+	VFMADD231PD  Y12, Y13, Y0;          \
+	VBROADCASTSD (AX)(R11*1), Y14;      \
+	VFMADD231PD  Y12, Y14, Y1;          \
+	VBROADCASTSD (AX)(R11*2), Y13;      \
+	VFMADD231PD  Y12, Y13, Y2;          \
+	VBROADCASTSD (R13), Y14;            \
+	VFMADD231PD  Y12, Y14, Y3;          \
+	VBROADCASTSD (R13)(R11*1), Y13;     \
+	VFMADD231PD  Y12, Y13, Y4;          \
+	VBROADCASTSD (R13)(R11*2), Y14;     \
+	VFMADD231PD  Y12, Y14, Y5;          \
+	ADDQ         R12, AX;               \
+	ADDQ         R12, R13;              \
+	ADDQ         SI, BX
+
+// C row's first cols values (mask Y15) += α (Y14) · acc; DX moves one row down.
+#define AVX2_EDGE_UPDATE_ROW(acc) \
+	VMASKMOVPD  (DX), Y15, Y12; \
+	VFMADD231PD acc, Y14, Y12;  \
+	VMASKMOVPD  Y12, Y15, (DX); \
+	ADDQ        R8, DX
+
+// func kernelAVX2x6x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, m *int64)
+TEXT ·kernelAVX2x6x4(SB), NOSPLIT, $0-80
+	MOVQ kc+0(FP), CX
+	MOVQ a+16(FP), AX
+	MOVQ rsa+24(FP), R11
+	SHLQ $3, R11
+	MOVQ csa+32(FP), R12
+	SHLQ $3, R12
+	MOVQ b+40(FP), BX
+	MOVQ csb+48(FP), SI
+	SHLQ $3, SI
+	MOVQ c+56(FP), DX
+	MOVQ ldc+64(FP), R8
+	SHLQ $3, R8
+	MOVQ m+72(FP), R10
+	VMOVDQU (R10), Y15
+	LEAQ (R11)(R11*2), R9
+	LEAQ (AX)(R9*1), R13
+
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4
+	VXORPD Y5, Y5, Y5
+
+	MOVQ CX, R10
+	SHRQ $2, R10
+	ANDQ $3, CX
+	TESTQ R10, R10
+	JE   edgetail
+
+edgeloop4:
+	AVX2_EDGE_STEP
+	AVX2_EDGE_STEP
+	AVX2_EDGE_STEP
+	AVX2_EDGE_STEP
+	DECQ R10
+	JNZ  edgeloop4
+
+edgetail:
+	TESTQ CX, CX
+	JE    edgeupdate
+
+edgeloop1:
+	AVX2_EDGE_STEP
+	DECQ CX
+	JNZ  edgeloop1
+
+edgeupdate:
+	VBROADCASTSD alpha+8(FP), Y14
+	AVX2_EDGE_UPDATE_ROW(Y0)
+	AVX2_EDGE_UPDATE_ROW(Y1)
+	AVX2_EDGE_UPDATE_ROW(Y2)
+	AVX2_EDGE_UPDATE_ROW(Y3)
+	AVX2_EDGE_UPDATE_ROW(Y4)
+	AVX2_EDGE_UPDATE_ROW(Y5)
+	VZEROUPPER
+	RET
+
+// AVX2/FMA, 8×4 edge tile: the 8×24 kernel's ragged last column panel of
+// 1–4 columns, as the 6×4 edge tile with two more rows (Y6, Y7; rows 6–7
+// at R10). Eight FMA chains keep both ports busy, so its columns cost no
+// more than the wide kernel's: an N×50 output is two 24-wide panels and
+// 4 columns of this (52 computed for 50) instead of three (72).
+
+#define AVX2_EDGE8_STEP \
+	VMOVUPD      (BX), Y12;             \
+	VBROADCASTSD (AX), Y13;             \
+	VFMADD231PD  Y12, Y13, Y0;          \
+	VBROADCASTSD (AX)(R11*1), Y14;      \
+	VFMADD231PD  Y12, Y14, Y1;          \
+	VBROADCASTSD (AX)(R11*2), Y13;      \
+	VFMADD231PD  Y12, Y13, Y2;          \
+	VBROADCASTSD (R13), Y14;            \
+	VFMADD231PD  Y12, Y14, Y3;          \
+	VBROADCASTSD (R13)(R11*1), Y13;     \
+	VFMADD231PD  Y12, Y13, Y4;          \
+	VBROADCASTSD (R13)(R11*2), Y14;     \
+	VFMADD231PD  Y12, Y14, Y5;          \
+	VBROADCASTSD (R10), Y13;            \
+	VFMADD231PD  Y12, Y13, Y6;          \
+	VBROADCASTSD (R10)(R11*1), Y14;     \
+	VFMADD231PD  Y12, Y14, Y7;          \
+	ADDQ         R12, AX;               \
+	ADDQ         R12, R13;              \
+	ADDQ         R12, R10;              \
+	ADDQ         SI, BX
+
+// func kernelAVX2x8x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, m *int64)
+TEXT ·kernelAVX2x8x4(SB), NOSPLIT, $0-80
+	MOVQ kc+0(FP), CX
+	MOVQ a+16(FP), AX
+	MOVQ rsa+24(FP), R11
+	SHLQ $3, R11
+	MOVQ csa+32(FP), R12
+	SHLQ $3, R12
+	MOVQ b+40(FP), BX
+	MOVQ csb+48(FP), SI
+	SHLQ $3, SI
+	MOVQ c+56(FP), DX
+	MOVQ ldc+64(FP), R8
+	SHLQ $3, R8
+	MOVQ m+72(FP), R10
+	VMOVDQU (R10), Y15
+	LEAQ (R11)(R11*2), R9
+	LEAQ (AX)(R9*1), R13
+	LEAQ (R13)(R9*1), R10
+
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4
+	VXORPD Y5, Y5, Y5
+	VXORPD Y6, Y6, Y6
+	VXORPD Y7, Y7, Y7
+
+	MOVQ CX, R9
+	SHRQ $2, R9
+	ANDQ $3, CX
+	TESTQ R9, R9
+	JE   edge8tail
+
+edge8loop4:
+	AVX2_EDGE8_STEP
+	AVX2_EDGE8_STEP
+	AVX2_EDGE8_STEP
+	AVX2_EDGE8_STEP
+	DECQ R9
+	JNZ  edge8loop4
+
+edge8tail:
+	TESTQ CX, CX
+	JE    edge8update
+
+edge8loop1:
+	AVX2_EDGE8_STEP
+	DECQ CX
+	JNZ  edge8loop1
+
+edge8update:
+	VBROADCASTSD alpha+8(FP), Y14
+	AVX2_EDGE_UPDATE_ROW(Y0)
+	AVX2_EDGE_UPDATE_ROW(Y1)
+	AVX2_EDGE_UPDATE_ROW(Y2)
+	AVX2_EDGE_UPDATE_ROW(Y3)
+	AVX2_EDGE_UPDATE_ROW(Y4)
+	AVX2_EDGE_UPDATE_ROW(Y5)
+	AVX2_EDGE_UPDATE_ROW(Y6)
+	AVX2_EDGE_UPDATE_ROW(Y7)
+	VZEROUPPER
+	RET
+
+// ---------------------------------------------------------------------------
 // AVX-512, 8×24 tile: 24 ZMM accumulators (Z0–Z23, row i in Z(3i) … Z(3i+2)),
 // three for the step's row of b (Z24–Z26), two for broadcasts (Z27, Z28).
 // 11 loads (3 vector + 8 broadcast) feed 24 FMAs of 8 doubles.
@@ -337,26 +527,27 @@ avx512update:
 //	dst[j] = (pix[j]/255 − mean[j]) · inv[j]     (0 ≤ j < n, n a multiple of 4)
 //
 // The quotient must be the correctly rounded p/255 that Go's division gives
-// (scale255), not p·(1/255), which differs for 24 of the 256 bytes. One
-// correction step does it (Markstein): with r = 1/255 rounded,
+// (scale255), not p·(1/255), which differs for 24 of the 256 bytes. With
+// 1/255 split into rhi = RN(1/255) and rlo = RN(1/255 − rhi), one fused
+// multiply-add rounds p·rhi + p·rlo (within 2⁻¹⁰⁶ of p/255) once:
 //
-//	q0 = p·r,   e = p − q0·255 (exact in one FMA),   q = q0 + e·r
+//	q = fma(p, rhi, p·rlo)
 //
-// gives p/255 correctly rounded for every byte (TestNormPixelsSameBits
+// which is p/255 correctly rounded for every byte (TestNormPixelsSameBits
 // checks all 256). Then the subtraction and the product round as Go's do.
 //
 // First it prefetches the n bytes at next, the ones the caller will
-// normalise next (the next image's, 3 KiB away or more): their cache misses
-// then overlap this run's arithmetic instead of stalling the next run.
+// normalise later (another image's, 3 KiB away or more): their cache misses
+// then overlap this run's arithmetic instead of stalling a later run.
 //
-// Registers: SI → pix, DI → dst, R8 → mean, R9 → inv, CX counts steps;
-// Y14 = r, Y15 = 255.
+// Registers: SI → pix, DI → dst, R8 → mean, R9 → inv, CX = j, DX = n;
+// Y14 = rhi, Y15 = rlo.
 
-// func normPixelsAVX2(dst *float64, pix *uint8, mean, inv *float64, n int, r, k255 float64, next *uint8)
+// func normPixelsAVX2(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rlo float64, next *uint8)
 TEXT ·normPixelsAVX2(SB), NOSPLIT, $0-64
 	MOVQ next+56(FP), R10
-	MOVQ n+32(FP), CX
-	LEAQ (R10)(CX*1), R11 // end of next
+	MOVQ n+32(FP), DX
+	LEAQ (R10)(DX*1), R11 // end of next
 
 prefetchloop:
 	PREFETCHT0 (R10)
@@ -368,26 +559,23 @@ prefetchloop:
 	MOVQ pix+8(FP), SI
 	MOVQ mean+16(FP), R8
 	MOVQ inv+24(FP), R9
-	SHRQ $2, CX
+	VBROADCASTSD rhi+40(FP), Y14
+	VBROADCASTSD rlo+48(FP), Y15
+	XORQ CX, CX
+	TESTQ DX, DX
 	JE   normdone
-	VBROADCASTSD r+40(FP), Y14
-	VBROADCASTSD k255+48(FP), Y15
 
 normloop:
-	VPMOVZXBD    (SI), X0     // four bytes → four int32
-	VCVTDQ2PD    X0, Y0       // → four float64 p (exact)
-	VMULPD       Y14, Y0, Y1  // q0 = p·r
-	VFNMADD231PD Y15, Y1, Y0  // e = p − q0·255
-	VFMADD231PD  Y14, Y0, Y1  // q = q0 + e·r = p/255
-	VSUBPD       (R8), Y1, Y1 // q − mean
-	VMULPD       (R9), Y1, Y1 // · inv
-	VMOVUPD      Y1, (DI)
-	ADDQ         $4, SI
-	ADDQ         $32, DI
-	ADDQ         $32, R8
-	ADDQ         $32, R9
-	DECQ         CX
-	JNZ          normloop
+	VPMOVZXBD    (SI)(CX*1), X0   // four bytes → four int32
+	VCVTDQ2PD    X0, Y0           // → four float64 p (exact)
+	VMULPD       Y15, Y0, Y1      // p·rlo
+	VFMADD231PD  Y14, Y0, Y1      // q = fma(p, rhi, p·rlo) = p/255
+	VSUBPD       (R8)(CX*8), Y1, Y1 // q − mean
+	VMULPD       (R9)(CX*8), Y1, Y1 // · inv
+	VMOVUPD      Y1, (DI)(CX*8)
+	ADDQ         $4, CX
+	CMPQ         CX, DX
+	JB           normloop
 	VZEROUPPER
 
 normdone:
