@@ -420,7 +420,8 @@ type gemmProblem struct {
 	kern        *gemmKernel // the kernel plan chose for this call
 	packedA     bool        // workers pack their blocks of op(A); else A is read in place
 	packedB     bool        // every panel of op(B) is in bpack; else B is read in place
-	npad        int         // n rounded up to whole panels (nr)
+	npad        int         // n rounded up to whole panels (nr), the last one lastW wide
+	lastW       int         // width of a ragged last panel of B: nr, or the edge kernel's edgeNR when that covers it
 }
 
 // NewGemm returns an engine with the given number of workers (≤ 0 means
@@ -921,20 +922,29 @@ func evenness(tiles, parts int) float64 {
 // Layout of g.bpack when every panel is packed (p.packedB): the K slice that
 // starts at pc takes kcb·npad elements from pc·npad on, and within it the
 // panel of columns j…j+nr-1 starts at pc·npad + j·kcb (k-major: step p's nr
-// values are contiguous). When only a ragged last panel is packed, slice pc
-// of that panel is at pc·nr.
+// values are contiguous). A ragged last panel is lastW wide: edgeNR columns
+// when the kernel's edge tile covers it (2 of 50 columns are packed 4 wide,
+// not 8 or 24), else nr. When only a ragged last panel is packed, slice pc
+// of that panel is at pc·lastW.
 func (g *Gemm) prepareB(parts int) {
 	p := &g.prob
 	nr := p.kern.nr
-	p.npad = (p.n + nr - 1) / nr * nr
-	panels := p.npad / nr
+	rest := p.n % nr
+	p.lastW, p.npad = nr, p.n
+	if rest != 0 {
+		if rest <= p.kern.edgeNR {
+			p.lastW = p.kern.edgeNR
+		}
+		p.npad = p.n - rest + p.lastW
+	}
+	panels := (p.n + nr - 1) / nr
 	p.packedB = !p.kern.direct || p.bcs != 1 || p.m >= packReuse*p.kern.mr
 	first, size := 0, p.k*p.npad
 	if !p.packedB {
-		if p.n%nr == 0 {
+		if rest == 0 {
 			return // every panel is read in place
 		}
-		first, size = panels-1, p.k*nr
+		first, size = panels-1, p.k*p.lastW
 	}
 	if len(g.bpack) < size {
 		g.bpack = make([]float64, size)
@@ -955,13 +965,19 @@ func (g *Gemm) packBPanels(q0, q1 int) {
 	p := &g.prob
 	nr := p.kern.nr
 	j0, j1 := q0*nr, min(q1*nr, p.n)
+	ragged := p.n - p.n%nr // where a ragged last panel starts (p.n: none)
 	for pc := 0; pc < p.k; pc += kc {
 		kcb := min(kc, p.k-pc)
-		dst := g.bpack[pc*nr:]
-		if p.packedB {
-			dst = g.bpack[pc*p.npad+j0*kcb:]
+		if p.packedB && j0 < min(j1, ragged) {
+			packB(g.bpack[pc*p.npad+j0*kcb:], p.b, p.brs, p.bcs, pc, kcb, j0, min(j1, ragged)-j0, nr)
 		}
-		packB(dst, p.b, p.brs, p.bcs, pc, kcb, j0, j1-j0, nr)
+		if j1 > ragged { // the ragged last panel, lastW wide
+			dst := g.bpack[pc*p.lastW:]
+			if p.packedB {
+				dst = g.bpack[pc*p.npad+ragged*kcb:]
+			}
+			packB(dst, p.b, p.brs, p.bcs, pc, kcb, ragged, p.n-ragged, p.lastW)
+		}
 	}
 }
 
@@ -972,12 +988,16 @@ func (g *Gemm) bPanel(pc, kcb, j int) (panel []float64, csb int) {
 	nr := p.kern.nr
 	switch {
 	case p.packedB:
+		w := nr
+		if j+nr > p.n {
+			w = p.lastW
+		}
 		off := pc*p.npad + j*kcb
-		return g.bpack[off : off+kcb*nr], nr
+		return g.bpack[off : off+kcb*w], w
 	case j+nr <= p.n: // in place: op(B) = B, whose rows are brs apart
 		return p.b[pc*p.brs+j:], p.brs
 	default: // the ragged last panel, packed by prepareB
-		return g.bpack[pc*nr : (pc+kcb)*nr], nr
+		return g.bpack[pc*p.lastW : (pc+kcb)*p.lastW], p.lastW
 	}
 }
 
@@ -1085,7 +1105,11 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 							kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
 							continue
 						}
-						if mrb == mr && nrb <= kern.edgeNR {
+						// A ragged panel of at most edgeNR columns is
+						// packed lastW = edgeNR wide: only the edge kernel
+						// reads it, straight into C when the rows are whole.
+						narrow := nrb <= kern.edgeNR
+						if mrb == mr && narrow {
 							kern.edge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, nrb)
 							continue
 						}
@@ -1097,7 +1121,11 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 						for i := 0; i < mrb; i++ {
 							copy(ws.edge[i*nr:i*nr+nrb], p.c[ci+i*ldc:ci+i*ldc+nrb])
 						}
-						kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, ws.edge, nr)
+						if narrow {
+							kern.edge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, ws.edge, nr, nrb)
+						} else {
+							kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, ws.edge, nr)
+						}
 						for i := 0; i < mrb; i++ {
 							copy(p.c[ci+i*ldc:ci+i*ldc+nrb], ws.edge[i*nr:i*nr+nrb])
 						}
