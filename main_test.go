@@ -597,6 +597,50 @@ func BenchmarkGEMM(b *testing.B) {
 	}
 }
 
+// BenchmarkMulPixels/auto-<w>T/2000x3072x50: the first layer of an
+// evaluation chunk, straight from image bytes (normalised while packed).
+func BenchmarkMulPixels(b *testing.B) {
+	const m, k, n = evalChunk, inputDim, 50
+	rng := newRNG(21, 21)
+	mean, std := make([]float64, k), make([]float64, k)
+	for j := range mean {
+		mean[j], std[j] = 0.3+0.4*rng.Float64(), 0.1+0.3*rng.Float64()
+	}
+	nm := NewNorm(mean, std)
+	pix := make([]uint8, m*k)
+	for i := range pix {
+		pix[i] = uint8(rng.IntN(256))
+	}
+	w := randMatrix(rng, n, k)
+	c := NewMatrix(m, n)
+	for _, workers := range []int{1, 2} {
+		g := NewGemm(workers)
+		defer g.Close()
+		b.Run(fmt.Sprintf("auto-%dT/%dx%dx%d", workers, m, k, n), func(b *testing.B) {
+			for b.Loop() {
+				g.MulPixels(1, pix, nm, m, k, true, w, 0, c)
+			}
+			b.ReportMetric(2*m*k*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkNormPixels/3072: normalising one image's bytes (cache-resident).
+func BenchmarkNormPixels(b *testing.B) {
+	const d = inputDim
+	pix, dst := make([]uint8, d), make([]float64, d)
+	mean, inv := make([]float64, d), make([]float64, d)
+	for j := range pix {
+		pix[j], mean[j], inv[j] = uint8(j), 0.5, 4
+	}
+	b.Run(fmt.Sprint(d), func(b *testing.B) {
+		for b.Loop() {
+			normalise(dst, pix, mean, inv, nil)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/d, "ns/input")
+	})
+}
+
 // BenchmarkKernel/<kernel>: one micro-kernel alone on packed panels that
 // stay in L1 (kc=256), the ceiling the blocked engine works towards.
 func BenchmarkKernel(b *testing.B) {
