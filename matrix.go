@@ -1272,33 +1272,19 @@ func packB(dst, b []float64, rs, cs, p0, kcb, j0, ncb, nr int) {
 
 // packBTransposed4 fills a full nr-wide panel (nr a multiple of 4) from
 // op(B) = Bᵀ, where panel column j is the contiguous run b[base+j·cs …]:
-// panel[p·nr + j] = b[base + j·cs + p].
+// panel[p·nr + j] = b[base + j·cs + p]. It takes four columns at a time,
+// reading four runs of B in step (streams the hardware prefetches well) and
+// writing four adjacent values of each panel step.
 func packBTransposed4(panel, b []float64, base, cs, kcb, nr int) {
-	p := 0
-	for ; p+4 <= kcb; p += 4 {
-		o0 := panel[p*nr : p*nr+nr]
-		o1 := panel[(p+1)*nr : (p+1)*nr+nr]
-		o2 := panel[(p+2)*nr : (p+2)*nr+nr]
-		o3 := panel[(p+3)*nr : (p+3)*nr+nr]
-		for j := 0; j < nr; j += 4 {
-			s0 := b[base+j*cs+p : base+j*cs+p+4 : base+j*cs+p+4]
-			s1 := b[base+(j+1)*cs+p : base+(j+1)*cs+p+4 : base+(j+1)*cs+p+4]
-			s2 := b[base+(j+2)*cs+p : base+(j+2)*cs+p+4 : base+(j+2)*cs+p+4]
-			s3 := b[base+(j+3)*cs+p : base+(j+3)*cs+p+4 : base+(j+3)*cs+p+4]
-			r0 := o0[j : j+4 : j+4]
-			r1 := o1[j : j+4 : j+4]
-			r2 := o2[j : j+4 : j+4]
-			r3 := o3[j : j+4 : j+4]
-			r0[0], r0[1], r0[2], r0[3] = s0[0], s1[0], s2[0], s3[0]
-			r1[0], r1[1], r1[2], r1[3] = s0[1], s1[1], s2[1], s3[1]
-			r2[0], r2[1], r2[2], r2[3] = s0[2], s1[2], s2[2], s3[2]
-			r3[0], r3[1], r3[2], r3[3] = s0[3], s1[3], s2[3], s3[3]
-		}
-	}
-	for ; p < kcb; p++ {
-		out := panel[p*nr : p*nr+nr]
-		for j := range out {
-			out[j] = b[base+j*cs+p]
+	for j := 0; j < nr; j += 4 {
+		r0 := b[base+j*cs:][:kcb]
+		r1 := b[base+(j+1)*cs:][:kcb]
+		r2 := b[base+(j+2)*cs:][:kcb]
+		r3 := b[base+(j+3)*cs:][:kcb]
+		out := panel[j:]
+		for p := range r0 {
+			o := out[p*nr : p*nr+4 : p*nr+4]
+			o[0], o[1], o[2], o[3] = r0[p], r1[p], r2[p], r3[p]
 		}
 	}
 }
