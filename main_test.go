@@ -205,7 +205,7 @@ func TestEdgeKernelsSameBits(t *testing.T) {
 }
 
 // TestMulPixelsSameBits: the first layer on images stored as bytes
-// (normalised while packing) gives the bits of Mul on a float64 copy, for
+// (normalised block by block) gives the bits of Mul on a float64 copy, for
 // every kernel and on shapes that straddle the block edges; and evaluation
 // through it equals evaluation of the float rows.
 // TestNormPixelsSameBits: the pixel kernel (where this CPU has one) gives

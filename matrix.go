@@ -698,9 +698,12 @@ func (nm *Norm) value(p uint8, j int) float64 {
 //
 //	X[i, j] = (pix[i·k + j]/255 − mean[j]) · (1/std[j])     (nm's mean and std; nm nil: pix/255)
 //
-// Each block of X is normalised while it is packed for the micro-kernel, so
-// no float64 copy of X is ever made; the bits are those of Mul on such a
-// copy. Evaluation runs the first layer of every chunk of images so.
+// Each mc×kc block of X is normalised just before the micro-kernels use
+// it, into the worker's packing buffer (row after row by the pixel kernel,
+// read in place by the assembly kernels; interleaved into panels for the
+// Go kernel), so no float64 copy of X is ever made; the bits are those of
+// Mul on such a copy. Evaluation runs the first layer of every chunk of
+// images so.
 func (g *Gemm) MulPixels(alpha float64, pix []uint8, nm *Norm, m, k int, transB bool, b *Matrix, beta float64, c *Matrix) {
 	kb, n := b.Rows, b.Cols
 	if transB {
@@ -804,15 +807,17 @@ func cost(kern *gemmKernel, m, n, k, bcs int) float64 {
 // Cᵀ = op(B)ᵀ·op(A)ᵀ, with the lowest cost. Every kernel and both ways give
 // the same bits, so the choice only changes speed.
 //
-// Why both choices matter: tiles waste the ragged edges. The MLP's N×50
-// outputs fill 8×24 AVX-512 tiles only to 69 % (50 of 72 columns) but 6×8
-// AVX2 tiles to 89 %; on a CPU whose two kernels run at the same speed (AMD
-// Zen 4 executes a 512-bit FMA as two 256-bit halves) the AVX2 kernel wins
-// those products and the AVX-512 one wins the others (fewer instructions
-// per flop hide memory stalls better); where AVX-512 runs 1.8× faster
-// (Intel Cascade Lake) it wins nearly everything. Transposing helps when M
-// is the narrow side: 10000×50 is 10000×72 in 8×24 tiles but 56×10008 as
-// Cᵀ, though then X must be packed.
+// Why both choices matter: tiles waste the ragged edges. With the edge
+// kernels (a ragged last column panel of at most 4 columns costs 4), the
+// MLP's N×50 outputs take 52 columns of work with either kernel; without,
+// 72 with 8×24 tiles and 56 with 6×8 ones. On a CPU whose two kernels run
+// at the same speed (AMD Zen 4 executes a 512-bit FMA as two 256-bit
+// halves) the tile areas decide, and near-ties go to AVX-512 (fewer
+// instructions per flop hide memory stalls better: 17 % faster than the
+// 6×8 kernel on the evaluation's first layer there); where AVX-512 runs
+// 1.8× faster (Intel Cascade Lake) it wins nearly everything. Transposing
+// helps when M is the narrow side: 10000×50 is 10000×72 in 8×24 tiles but
+// 56×10008 as Cᵀ, though then X must be packed.
 //
 // acs and bcs are op(A)'s and op(B)'s column strides; the swapped product's
 // op(B) is op(A)ᵀ, whose rows are contiguous when op(A) = Aᵀ (acs ≠ 1).

@@ -465,7 +465,7 @@ func (net *MLP) activate(out *Matrix, l int, masks []*Matrix) {
 
 // forwardImages is Forward on images [from, to) of d, for evaluation (no
 // Backward may follow). Images stored as bytes go into the first layer's
-// product directly (Gemm.MulPixels normalises them while packing), so no
+// product directly (Gemm.MulPixels normalises them block by block), so no
 // float64 copy of the chunk is made; the scores have the same bits.
 func (net *MLP) forwardImages(ws *Workspace, d *Dataset, from, to int) *Matrix {
 	if d.X != nil {
