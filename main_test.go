@@ -912,6 +912,38 @@ func TestOptimizerRules(t *testing.T) {
 	}
 }
 
+// TestEvaluateSameBitsAnyWorkers: evaluation shares chunks out over the
+// workers, but its figures and predictions do not depend on how many.
+func TestEvaluateSameBitsAnyWorkers(t *testing.T) {
+	rng := newRNG(13, 13)
+	const n, chunk = 650, 100 // 7 chunks, the last one short
+	d := &Dataset{Pix: make([]uint8, n*inputDim), Y: make([]int, n), Norm: identityNorm(inputDim)}
+	for i := range d.Pix {
+		d.Pix[i] = uint8(rng.IntN(256))
+	}
+	for i := range d.Y {
+		d.Y[i] = rng.IntN(numClasses)
+	}
+	net := NewMLP([]int{inputDim, 30, numClasses}, false, rng)
+	var want Metrics
+	var wantPred []int
+	for _, workers := range []int{1, 2, 3, 8} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			g := NewGemm(workers)
+			defer g.Close()
+			pred := make([]int, n)
+			got := net.Evaluate(NewWorkspace(net, g, chunk), d, 0.01, pred)
+			if wantPred == nil {
+				want, wantPred = got, pred
+				return
+			}
+			if got != want || !slices.Equal(pred, wantPred) {
+				t.Errorf("got %+v, want %+v (one worker)", got, want)
+			}
+		})
+	}
+}
+
 func TestEnsembleOfOneIsTheModel(t *testing.T) {
 	rng := newRNG(6, 6)
 	net := NewMLP([]int{20, 16, 10}, false, rng)
