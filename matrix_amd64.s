@@ -29,6 +29,36 @@
 // ZMM needs AVX512DQ). VZEROUPPER before returning avoids the AVX–SSE
 // transition penalty in the Go code that follows.
 
+// The edge kernels' (6×4, 8×4, below) start: their arguments, as the 6×8
+// kernel's plus the mask (into Y15); R13 → row 3 of A; accumulators Y0–Y7
+// zeroed. (Here, before any TEXT, because go vet checks a macro's
+// argument names against the function it follows.)
+#define AVX2_EDGE_START \
+	MOVQ    kc+0(FP), CX;      \
+	MOVQ    a+16(FP), AX;      \
+	MOVQ    rsa+24(FP), R11;   \
+	SHLQ    $3, R11;           \
+	MOVQ    csa+32(FP), R12;   \
+	SHLQ    $3, R12;           \
+	MOVQ    b+40(FP), BX;      \
+	MOVQ    csb+48(FP), SI;    \
+	SHLQ    $3, SI;            \
+	MOVQ    c+56(FP), DX;      \
+	MOVQ    ldc+64(FP), R8;    \
+	SHLQ    $3, R8;            \
+	MOVQ    m+72(FP), R10;     \
+	VMOVDQU (R10), Y15;        \
+	LEAQ    (R11)(R11*2), R9;  \
+	LEAQ    (AX)(R9*1), R13;   \
+	VXORPD  Y0, Y0, Y0;        \
+	VXORPD  Y1, Y1, Y1;        \
+	VXORPD  Y2, Y2, Y2;        \
+	VXORPD  Y3, Y3, Y3;        \
+	VXORPD  Y4, Y4, Y4;        \
+	VXORPD  Y5, Y5, Y5;        \
+	VXORPD  Y6, Y6, Y6;        \
+	VXORPD  Y7, Y7, Y7
+
 // func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 TEXT ·cpuid(SB), NOSPLIT, $0-24
 	MOVL eaxArg+0(FP), AX
@@ -192,7 +222,9 @@ avx2update:
 // the full tile's 6, but the full tile on a scratch copy of C cost more
 // than a whole panel. Registers as in the 6×8 kernel; Y15 holds the mask.
 
-#define AVX2_EDGE_STEP \
+// Rows 0–5 of an edge step: the step's 4 values of b, then one broadcast
+// and one FMA a row.
+#define AVX2_EDGE_ROWS6 \
 	VMOVUPD      (BX), Y12;             \
 	VBROADCASTSD (AX), Y13;             \
 	VFMADD231PD  Y12, Y13, Y0;          \
@@ -205,10 +237,14 @@ avx2update:
 	VBROADCASTSD (R13)(R11*1), Y13;     \
 	VFMADD231PD  Y12, Y13, Y4;          \
 	VBROADCASTSD (R13)(R11*2), Y14;     \
-	VFMADD231PD  Y12, Y14, Y5;          \
+	VFMADD231PD  Y12, Y14, Y5
+
+#define AVX2_EDGE_STEP \
+	AVX2_EDGE_ROWS6;                    \
 	ADDQ         R12, AX;               \
 	ADDQ         R12, R13;              \
 	ADDQ         SI, BX
+
 
 // C row's first cols values (mask Y15) += α (Y14) · acc; DX moves one row down.
 #define AVX2_EDGE_UPDATE_ROW(acc) \
@@ -219,29 +255,7 @@ avx2update:
 
 // func kernelAVX2x6x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, m *int64)
 TEXT ·kernelAVX2x6x4(SB), NOSPLIT, $0-80
-	MOVQ kc+0(FP), CX
-	MOVQ a+16(FP), AX
-	MOVQ rsa+24(FP), R11
-	SHLQ $3, R11
-	MOVQ csa+32(FP), R12
-	SHLQ $3, R12
-	MOVQ b+40(FP), BX
-	MOVQ csb+48(FP), SI
-	SHLQ $3, SI
-	MOVQ c+56(FP), DX
-	MOVQ ldc+64(FP), R8
-	SHLQ $3, R8
-	MOVQ m+72(FP), R10
-	VMOVDQU (R10), Y15
-	LEAQ (R11)(R11*2), R9
-	LEAQ (AX)(R9*1), R13
-
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	VXORPD Y2, Y2, Y2
-	VXORPD Y3, Y3, Y3
-	VXORPD Y4, Y4, Y4
-	VXORPD Y5, Y5, Y5
+	AVX2_EDGE_START
 
 	MOVQ CX, R10
 	SHRQ $2, R10
@@ -284,19 +298,7 @@ edgeupdate:
 // 4 columns of this (52 computed for 50) instead of three (72).
 
 #define AVX2_EDGE8_STEP \
-	VMOVUPD      (BX), Y12;             \
-	VBROADCASTSD (AX), Y13;             \
-	VFMADD231PD  Y12, Y13, Y0;          \
-	VBROADCASTSD (AX)(R11*1), Y14;      \
-	VFMADD231PD  Y12, Y14, Y1;          \
-	VBROADCASTSD (AX)(R11*2), Y13;      \
-	VFMADD231PD  Y12, Y13, Y2;          \
-	VBROADCASTSD (R13), Y14;            \
-	VFMADD231PD  Y12, Y14, Y3;          \
-	VBROADCASTSD (R13)(R11*1), Y13;     \
-	VFMADD231PD  Y12, Y13, Y4;          \
-	VBROADCASTSD (R13)(R11*2), Y14;     \
-	VFMADD231PD  Y12, Y14, Y5;          \
+	AVX2_EDGE_ROWS6;                    \
 	VBROADCASTSD (R10), Y13;            \
 	VFMADD231PD  Y12, Y13, Y6;          \
 	VBROADCASTSD (R10)(R11*1), Y14;     \
@@ -308,32 +310,8 @@ edgeupdate:
 
 // func kernelAVX2x8x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, m *int64)
 TEXT ·kernelAVX2x8x4(SB), NOSPLIT, $0-80
-	MOVQ kc+0(FP), CX
-	MOVQ a+16(FP), AX
-	MOVQ rsa+24(FP), R11
-	SHLQ $3, R11
-	MOVQ csa+32(FP), R12
-	SHLQ $3, R12
-	MOVQ b+40(FP), BX
-	MOVQ csb+48(FP), SI
-	SHLQ $3, SI
-	MOVQ c+56(FP), DX
-	MOVQ ldc+64(FP), R8
-	SHLQ $3, R8
-	MOVQ m+72(FP), R10
-	VMOVDQU (R10), Y15
-	LEAQ (R11)(R11*2), R9
-	LEAQ (AX)(R9*1), R13
-	LEAQ (R13)(R9*1), R10
-
-	VXORPD Y0, Y0, Y0
-	VXORPD Y1, Y1, Y1
-	VXORPD Y2, Y2, Y2
-	VXORPD Y3, Y3, Y3
-	VXORPD Y4, Y4, Y4
-	VXORPD Y5, Y5, Y5
-	VXORPD Y6, Y6, Y6
-	VXORPD Y7, Y7, Y7
+	AVX2_EDGE_START
+	LEAQ (R13)(R9*1), R10 // row 6
 
 	MOVQ CX, R9
 	SHRQ $2, R9
