@@ -170,29 +170,38 @@ func TestAssemblyKernelsSameBits(t *testing.T) {
 }
 
 // TestEdgeKernelsSameBits: an edge kernel computes the first cols columns
-// of its main kernel's tile to the bit, straight into C, and leaves every
-// other element of C alone.
+// (a row-edge kernel the first rows rows) of its main kernel's tile to the
+// bit, straight into C, and leaves every other element of C alone; the
+// operands past those columns and rows hold values that must not reach C.
 func TestEdgeKernelsSameBits(t *testing.T) {
 	for _, kern := range cpu.Kernels {
-		if kern.edge == nil {
-			continue
+		var cases []struct{ rows, cols int }
+		for cols := 1; kern.edge != nil && cols <= kern.edgeNR; cols++ {
+			cases = append(cases, struct{ rows, cols int }{kern.mr, cols})
 		}
-		for cols := 1; cols <= kern.edgeNR; cols++ {
-			t.Run(fmt.Sprintf("%s/cols=%d", kern.name, cols), func(t *testing.T) {
-				const kc, ldc = 37, 31 // C wider than the tile, and an odd depth
-				rng := newRNG(11, uint64(cols))
-				a := randMatrix(rng, kern.mr, kc).Data // in place: rsa = kc, csa = 1
-				b := randMatrix(rng, kc, kern.nr).Data // a packed panel; past cols, values that must not reach C
+		for rows := 1; kern.rowEdge != nil && rows <= kern.rowEdgeMR; rows++ {
+			cases = append(cases, struct{ rows, cols int }{rows, kern.nr})
+		}
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("%s/%dx%d", kern.name, tc.rows, tc.cols), func(t *testing.T) {
+				const kc, ldc = 37, 61 // C wider than the tile, and an odd depth
+				rng := newRNG(11, uint64(tc.rows*100+tc.cols))
+				a := randMatrix(rng, kc, kern.mr).Data // packed panels
+				b := randMatrix(rng, kc, kern.nr).Data
 				c0 := randMatrix(rng, kern.mr+1, ldc).Data
 				got, want := slices.Clone(c0), slices.Clone(c0)
-				kern.edge(kc, 0.7, a, kc, 1, b, kern.nr, got, ldc, cols)
-				tile := make([]float64, kern.mr*kern.nr) // the main kernel on a scratch tile
-				for i := 0; i < kern.mr; i++ {
-					copy(tile[i*kern.nr:i*kern.nr+cols], want[i*ldc:])
+				if tc.rows < kern.mr {
+					kern.rowEdge(kc, 0.7, a, 1, kern.mr, b, kern.nr, got, ldc, tc.rows)
+				} else {
+					kern.edge(kc, 0.7, a, 1, kern.mr, b, kern.nr, got, ldc, tc.cols)
 				}
-				kern.fn(kc, 0.7, a, kc, 1, b, kern.nr, tile, kern.nr)
-				for i := 0; i < kern.mr; i++ {
-					copy(want[i*ldc:i*ldc+cols], tile[i*kern.nr:])
+				tile := make([]float64, kern.mr*kern.nr) // the main kernel on a scratch tile
+				for i := 0; i < tc.rows; i++ {
+					copy(tile[i*kern.nr:i*kern.nr+tc.cols], want[i*ldc:])
+				}
+				kern.fn(kc, 0.7, a, 1, kern.mr, b, kern.nr, tile, kern.nr)
+				for i := 0; i < tc.rows; i++ {
+					copy(want[i*ldc:i*ldc+tc.cols], tile[i*kern.nr:])
 				}
 				for i := range want {
 					if math.Float64bits(got[i]) != math.Float64bits(want[i]) {

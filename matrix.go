@@ -208,6 +208,11 @@ type microKernel struct {
 	// hold at least edgeNR values (the packed ragged panel's nr).
 	edge   func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, cols int)
 	edgeNR int
+	// rowEdge, if not nil, does the same for a tile of whole nr columns
+	// whose row panel is ragged with at most rowEdgeMR rows (rows of them):
+	// the 50 hidden units' last 2 rows in dW1 = dHᵀ·x.
+	rowEdge   func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int)
+	rowEdgeMR int
 }
 
 // kernelGo is the portable micro-kernel: a 2×4 tile held in 8 scalar
@@ -773,7 +778,11 @@ func tiledArea(k *gemmKernel, m, n int) int {
 	if rest := n % k.nr; rest != 0 && rest <= k.edgeNR {
 		cols = n - rest + k.edgeNR // the edge kernel's narrower panel
 	}
-	return (m + k.mr - 1) / k.mr * k.mr * cols
+	rows := (m + k.mr - 1) / k.mr * k.mr
+	if rest := m % k.mr; rest != 0 && rest <= k.rowEdgeMR {
+		rows = m - rest + k.rowEdgeMR // the row-edge kernel's shorter panel
+	}
+	return rows * cols
 }
 
 // packReuse: a kernel that can read operands in place still packs one when
@@ -1108,6 +1117,10 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 						ci := (ic+ir)*ldc + jc + jr
 						if mrb == mr && nrb == nr {
 							kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
+							continue
+						}
+						if nrb == nr && mrb <= kern.rowEdgeMR {
+							kern.rowEdge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, mrb)
 							continue
 						}
 						// A ragged panel of at most edgeNR columns is

@@ -42,6 +42,9 @@ func kernelAVX2x6x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64,
 func kernelAVX2x8x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, m *int64)
 
 //go:noescape
+func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, rows int)
+
+//go:noescape
 func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
 
 //go:noescape
@@ -68,6 +71,14 @@ func avx2x6x4(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb
 func avx2x8x4(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, cols int) {
 	_, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+3], c[7*ldc+cols-1]
 	kernelAVX2x8x4(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, &edgeMasks[cols][0])
+}
+
+func avx512x4x24(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int) {
+	if rows < 1 || rows > 4 {
+		panic("mlp: avx512x4x24: rows out of 1…4")
+	}
+	_, _, _ = a[3*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[(rows-1)*ldc+23]
+	kernelAVX512x4x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, rows)
 }
 
 func avx512x8x24(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
@@ -99,7 +110,7 @@ func pixelsAVX2(dst []float64, pix []uint8, mean, inv []float64, next []uint8) i
 
 var (
 	kernelAVX2   = microKernel{name: "avx2", tile: "6x8", mr: 6, nr: 8, direct: true, fn: avx2x6x8, edge: avx2x6x4, edgeNR: 4}
-	kernelAVX512 = microKernel{name: "avx512", tile: "8x24", mr: 8, nr: 24, direct: true, fn: avx512x8x24, edge: avx2x8x4, edgeNR: 4}
+	kernelAVX512 = microKernel{name: "avx512", tile: "8x24", mr: 8, nr: 24, direct: true, fn: avx512x8x24, edge: avx2x8x4, edgeNR: 4, rowEdge: avx512x4x24, rowEdgeMR: 4}
 )
 
 func init() {

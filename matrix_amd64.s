@@ -2,8 +2,8 @@
 
 #include "textflag.h"
 
-// matrix_amd64.s: the GEMM micro-kernels (6×8 and 8×24, with their 6×4 and
-// 8×4 edge tiles), the pixel kernel that normalises image bytes, and the
+// matrix_amd64.s: the GEMM micro-kernels (6×8 and 8×24, with their 6×4,
+// 8×4 and 4×24 edge tiles), the pixel kernel that normalises image bytes, and the
 // CPU feature probes: the only assembly in the program. Everything around
 // them (packing, blocking, the goroutine split, the ragged edges) is Go;
 // see matrix.go and matrix_amd64.go. Each kernel computes one mr×nr tile of
@@ -357,45 +357,53 @@ edge8update:
 // Registers as in the AVX2 kernel, with R9 = 3·rsa bytes: AX → rows 0–3 of
 // step p of A ((AX), (AX)(R11*1), (AX)(R11*2), (AX)(R9*1)), R13 → rows 4–7.
 
+// Rows 0–3 of a step (after loading the step's 24 values of b) and rows
+// 4–7: the 8×24 kernel runs both, its 4×24 row-edge tile the first.
+#define AVX512_ROWS0_3 \
+	VMOVUPD      (BX), Z24; \
+	VMOVUPD      64(BX), Z25; \
+	VMOVUPD      128(BX), Z26; \
+	VBROADCASTSD (AX), Z27; \
+	VFMADD231PD  Z24, Z27, Z0; \
+	VFMADD231PD  Z25, Z27, Z1; \
+	VFMADD231PD  Z26, Z27, Z2; \
+	VBROADCASTSD (AX)(R11*1), Z28; \
+	VFMADD231PD  Z24, Z28, Z3; \
+	VFMADD231PD  Z25, Z28, Z4; \
+	VFMADD231PD  Z26, Z28, Z5; \
+	VBROADCASTSD (AX)(R11*2), Z27; \
+	VFMADD231PD  Z24, Z27, Z6; \
+	VFMADD231PD  Z25, Z27, Z7; \
+	VFMADD231PD  Z26, Z27, Z8; \
+	VBROADCASTSD (AX)(R9*1), Z28; \
+	VFMADD231PD  Z24, Z28, Z9; \
+	VFMADD231PD  Z25, Z28, Z10; \
+	VFMADD231PD  Z26, Z28, Z11
+
+#define AVX512_ROWS4_7 \
+	VBROADCASTSD (R13), Z27; \
+	VFMADD231PD  Z24, Z27, Z12; \
+	VFMADD231PD  Z25, Z27, Z13; \
+	VFMADD231PD  Z26, Z27, Z14; \
+	VBROADCASTSD (R13)(R11*1), Z28; \
+	VFMADD231PD  Z24, Z28, Z15; \
+	VFMADD231PD  Z25, Z28, Z16; \
+	VFMADD231PD  Z26, Z28, Z17; \
+	VBROADCASTSD (R13)(R11*2), Z27; \
+	VFMADD231PD  Z24, Z27, Z18; \
+	VFMADD231PD  Z25, Z27, Z19; \
+	VFMADD231PD  Z26, Z27, Z20; \
+	VBROADCASTSD (R13)(R9*1), Z28; \
+	VFMADD231PD  Z24, Z28, Z21; \
+	VFMADD231PD  Z25, Z28, Z22; \
+	VFMADD231PD  Z26, Z28, Z23
+
 #define AVX512_STEP \
-	VMOVUPD      (BX), Z24;             \
-	VMOVUPD      64(BX), Z25;           \
-	VMOVUPD      128(BX), Z26;          \
-	VBROADCASTSD (AX), Z27;             \
-	VFMADD231PD  Z24, Z27, Z0;          \
-	VFMADD231PD  Z25, Z27, Z1;          \
-	VFMADD231PD  Z26, Z27, Z2;          \
-	VBROADCASTSD (AX)(R11*1), Z28;      \
-	VFMADD231PD  Z24, Z28, Z3;          \
-	VFMADD231PD  Z25, Z28, Z4;          \
-	VFMADD231PD  Z26, Z28, Z5;          \
-	VBROADCASTSD (AX)(R11*2), Z27;      \
-	VFMADD231PD  Z24, Z27, Z6;          \
-	VFMADD231PD  Z25, Z27, Z7;          \
-	VFMADD231PD  Z26, Z27, Z8;          \
-	VBROADCASTSD (AX)(R9*1), Z28;       \
-	VFMADD231PD  Z24, Z28, Z9;          \
-	VFMADD231PD  Z25, Z28, Z10;         \
-	VFMADD231PD  Z26, Z28, Z11;         \
-	VBROADCASTSD (R13), Z27;            \
-	VFMADD231PD  Z24, Z27, Z12;         \
-	VFMADD231PD  Z25, Z27, Z13;         \
-	VFMADD231PD  Z26, Z27, Z14;         \
-	VBROADCASTSD (R13)(R11*1), Z28;     \
-	VFMADD231PD  Z24, Z28, Z15;         \
-	VFMADD231PD  Z25, Z28, Z16;         \
-	VFMADD231PD  Z26, Z28, Z17;         \
-	VBROADCASTSD (R13)(R11*2), Z27;     \
-	VFMADD231PD  Z24, Z27, Z18;         \
-	VFMADD231PD  Z25, Z27, Z19;         \
-	VFMADD231PD  Z26, Z27, Z20;         \
-	VBROADCASTSD (R13)(R9*1), Z28;      \
-	VFMADD231PD  Z24, Z28, Z21;         \
-	VFMADD231PD  Z25, Z28, Z22;         \
-	VFMADD231PD  Z26, Z28, Z23;         \
-	ADDQ         R12, AX;               \
-	ADDQ         R12, R13;              \
-	ADDQ         SI, BX
+	AVX512_ROWS0_3; \
+	AVX512_ROWS4_7; \
+	ADDQ R12, AX;   \
+	ADDQ R12, R13;  \
+	ADDQ SI, BX
 
 // C row (three ZMM at DX) += α (Z31) · acc (r0, r1, r2); DX moves one row down.
 #define AVX512_UPDATE_ROW(r0, r1, r2) \
@@ -416,6 +424,81 @@ edge8update:
 	PREFETCHT0 128(R10);   \
 	PREFETCHT0 184(R10);   \
 	ADDQ       R8, R10
+
+// AVX-512, 4×24 row-edge tile: the 8×24 kernel's ragged last row panel of
+// 1–4 rows (the MLP's 50 hidden units are six 8-row panels and 2 rows; a
+// batch of 100, twelve and 4). 12 ZMM accumulators (Z0–Z11), the same sums
+// in the same order as the 8×24 kernel; four rows are computed (A's ragged
+// panel is packed with zero rows) and the first `rows` are written.
+
+#define AVX512_EDGE_STEP \
+	AVX512_ROWS0_3; \
+	ADDQ R12, AX;   \
+	ADDQ SI, BX
+
+// func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, rows int)
+TEXT ·kernelAVX512x4x24(SB), NOSPLIT, $0-80
+	MOVQ kc+0(FP), CX
+	MOVQ a+16(FP), AX
+	MOVQ rsa+24(FP), R11
+	SHLQ $3, R11
+	MOVQ csa+32(FP), R12
+	SHLQ $3, R12
+	MOVQ b+40(FP), BX
+	MOVQ csb+48(FP), SI
+	SHLQ $3, SI
+	MOVQ c+56(FP), DX
+	MOVQ ldc+64(FP), R8
+	SHLQ $3, R8
+	LEAQ (R11)(R11*2), R9 // 3·rsa
+
+	VPXORQ Z0, Z0, Z0
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+
+	MOVQ CX, R10
+	SHRQ $1, R10
+	ANDQ $1, CX
+	TESTQ R10, R10
+	JE   rowedgetail
+
+rowedgeloop2:
+	AVX512_EDGE_STEP
+	AVX512_EDGE_STEP
+	DECQ R10
+	JNZ  rowedgeloop2
+
+rowedgetail:
+	TESTQ CX, CX
+	JE    rowedgeupdate
+	AVX512_EDGE_STEP
+
+rowedgeupdate:
+	VBROADCASTSD alpha+8(FP), Z31
+	MOVQ rows+72(FP), R10
+	AVX512_UPDATE_ROW(Z0, Z1, Z2)
+	DECQ R10
+	JE   rowedgedone
+	AVX512_UPDATE_ROW(Z3, Z4, Z5)
+	DECQ R10
+	JE   rowedgedone
+	AVX512_UPDATE_ROW(Z6, Z7, Z8)
+	DECQ R10
+	JE   rowedgedone
+	AVX512_UPDATE_ROW(Z9, Z10, Z11)
+
+rowedgedone:
+	VZEROUPPER
+	RET
 
 // func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
 TEXT ·kernelAVX512x8x24(SB), NOSPLIT, $0-72
