@@ -13,8 +13,8 @@ package main
 //	avx512-8x24  CPUID.7:EBX AVX512F, and XCR0 bits 1–2 and 5–7 (opmask and
 //	             the upper halves of ZMM0–15 and ZMM16–31: XCR0 & 0xe6 == 0xe6)
 //
-// The edge tiles (6×4, 8×4) and the pixel kernel use AVX2 and FMA only, so
-// they run wherever avx2-6x8 does.
+// The 6×4 and 8×4 edge tiles and the pixel kernel use AVX2 and FMA only,
+// so they run wherever avx2-6x8 does; the 4×24 row-edge tile is AVX-512.
 //
 // The standard library's internal/cpu knows all this but is not importable,
 // hence the two small probes cpuid and xgetbv.

@@ -3,9 +3,9 @@
 #include "textflag.h"
 
 // matrix_amd64.s: the GEMM micro-kernels (6×8 and 8×24, with their 6×4,
-// 8×4 and 4×24 edge tiles), the pixel kernel that normalises image bytes, and the
-// CPU feature probes: the only assembly in the program. Everything around
-// them (packing, blocking, the goroutine split, the ragged edges) is Go;
+// 8×4 and 4×24 edge tiles), the pixel kernel that normalises image bytes,
+// and the CPU feature probes: the only assembly in the program. Everything
+// around them (packing, blocking, the goroutine split) is Go;
 // see matrix.go and matrix_amd64.go. Each kernel computes one mr×nr tile of
 //
 //	C[i, j] += α · Σ_{p<kc} a[p*mr+i] · b[p*nr+j]     (0 ≤ i < mr, 0 ≤ j < nr)
