@@ -1046,7 +1046,7 @@ func runPredict(cfg *Config, stdout io.Writer) error {
 	}
 	gemm := NewGemmNamed(1, cfg.Kernel)
 	defer gemm.Close()
-	probs := m.Net.Probabilities(NewWorkspace(m.Net, gemm, min(max(1, images.Len()), evalChunk)), images)
+	probs := m.Net.Probabilities(newForwardWorkspace(m.Net, gemm, min(max(1, images.Len()), evalChunk)), images)
 	width := len("image")
 	for _, p := range paths {
 		width = max(width, utf8.RuneCountInString(p))

@@ -830,8 +830,12 @@ func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 // mean of the members' softmax outputs, (1/K)·Σ_k softmax(s_k) (N×C).
 func EnsembleProbabilities(nets []*MLP, gemm *Gemm, d *Dataset) *Matrix {
 	var sum *Matrix
-	for _, net := range nets {
-		p := net.Probabilities(NewWorkspace(net, gemm, min(max(d.Len(), 1), evalChunk)), d)
+	var ws *Workspace // shared by members of one shape (snapshots are)
+	for i, net := range nets {
+		if i == 0 || !slices.Equal(net.Sizes, nets[i-1].Sizes) {
+			ws = newForwardWorkspace(net, gemm, min(max(d.Len(), 1), evalChunk))
+		}
+		p := net.Probabilities(ws, d)
 		if sum == nil {
 			sum = p
 			continue
@@ -862,7 +866,7 @@ func Assess(nets []*MLP, gemm *Gemm, d *Dataset) Assessment {
 	c := nets[0].Sizes[len(nets[0].Sizes)-1]
 	a := Assessment{Pred: make([]int, d.Len()), Loss: math.NaN()}
 	if len(nets) == 1 {
-		met := nets[0].Evaluate(NewWorkspace(nets[0], gemm, evalChunk), d, 0, a.Pred)
+		met := nets[0].Evaluate(newForwardWorkspace(nets[0], gemm, evalChunk), d, 0, a.Pred)
 		a.Loss = met.Loss
 	} else {
 		probs := EnsembleProbabilities(nets, gemm, d)

@@ -1133,7 +1133,7 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 	}
 	if trainErr == nil && sp.Test != nil && sp.Test.Len() > 0 {
 		sum.TestImages = sp.Test.Len()
-		ws := NewWorkspace(net, gemm, evalChunk)
+		ws := newForwardWorkspace(net, gemm, evalChunk)
 		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test, spec.Options.Lambda, nil).Accuracy)
 	}
 	if k := len(res.Snapshots); k > 0 && trainErr == nil {
