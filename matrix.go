@@ -774,15 +774,25 @@ func (g *Gemm) ParallelFor(n int, fn func(lo, hi int)) {
 // tiledArea is the number of elements kernel k computes for an m×n output:
 // whole mr×nr tiles, the ragged ones included.
 func tiledArea(k *gemmKernel, m, n int) int {
-	cols := (n + k.nr - 1) / k.nr * k.nr
-	if rest := n % k.nr; rest != 0 && rest <= k.edgeNR {
-		cols = n - rest + k.edgeNR // the edge kernel's narrower panel
-	}
-	rows := (m + k.mr - 1) / k.mr * k.mr
-	if rest := m % k.mr; rest != 0 && rest <= k.rowEdgeMR {
-		rows = m - rest + k.rowEdgeMR // the row-edge kernel's shorter panel
-	}
+	rows, _ := padded(m, k.mr, k.rowEdgeMR)
+	cols, _ := padded(n, k.nr, k.edgeNR)
 	return rows * cols
+}
+
+// padded is how far a kernel's tiles of width w reach along a side of n
+// elements, and the width of the last panel: n rounded up to whole panels,
+// except that a ragged remainder of at most edge elements (the kernel's
+// edge tile, 0 if none) takes a panel only edge wide.
+func padded(n, w, edge int) (total, last int) {
+	rest := n % w
+	switch {
+	case rest == 0:
+		return n, w
+	case rest <= edge:
+		return n - rest + edge, edge
+	default:
+		return n - rest + w, w
+	}
 }
 
 // packReuse: a kernel that can read operands in place still packs one when
@@ -943,19 +953,12 @@ func evenness(tiles, parts int) float64 {
 func (g *Gemm) prepareB(parts int) {
 	p := &g.prob
 	nr := p.kern.nr
-	rest := p.n % nr
-	p.lastW, p.npad = nr, p.n
-	if rest != 0 {
-		if rest <= p.kern.edgeNR {
-			p.lastW = p.kern.edgeNR
-		}
-		p.npad = p.n - rest + p.lastW
-	}
+	p.npad, p.lastW = padded(p.n, nr, p.kern.edgeNR)
 	panels := (p.n + nr - 1) / nr
 	p.packedB = !p.kern.direct || p.bcs != 1 || p.m >= packReuse*p.kern.mr
 	first, size := 0, p.k*p.npad
 	if !p.packedB {
-		if rest == 0 {
+		if p.n%nr == 0 {
 			return // every panel is read in place
 		}
 		first, size = panels-1, p.k*p.lastW
