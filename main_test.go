@@ -561,32 +561,98 @@ var benchShapes = []struct {
 	{"1024x1024x1024", 1024, 1024, 1024, false, false},
 }
 
+// peaks holds the FMA peak of every register width, in GFLOP/s with 1 and
+// 2 goroutines and one per processor (measurePeak), measured once per test binary: the yardstick
+// of the benchmarks' "%peak".
+var peaks = sync.OnceValue(func() map[string]map[int]float64 {
+	m := map[string]map[int]float64{}
+	for _, l := range fmaLoops() {
+		m[l.name] = map[int]float64{}
+		for _, t := range []int{1, 2, runtime.GOMAXPROCS(0)} {
+			m[l.name][t] = measurePeak(l, t)
+		}
+	}
+	return m
+})
+
+// peakFor is the FMA peak a kernel can reach with `threads` goroutines
+// (1, 2 or GOMAXPROCS): that of the registers it computes in (go: scalar, avx2: ymm,
+// avx512: zmm; auto: the widest this CPU has).
+func peakFor(kernel string, threads int) float64 {
+	loops := fmaLoops()
+	loop := loops[len(loops)-1].name
+	switch {
+	case strings.HasPrefix(kernel, "go"):
+		loop = "scalar"
+	case strings.HasPrefix(kernel, "avx2"):
+		loop = "ymm"
+	case strings.HasPrefix(kernel, "avx512"):
+		loop = "zmm"
+	}
+	p, ok := peaks()[loop][threads]
+	if !ok {
+		panic(fmt.Sprintf("mlp: no peak measured for %d threads", threads))
+	}
+	return p
+}
+
+// reportSpeed reports flops per b.Loop iteration as GFLOP/s and as the
+// share of the kernel's peak with `threads` goroutines.
+func reportSpeed(b *testing.B, flops float64, kernel string, threads int) {
+	gflops := flops * float64(b.N) / b.Elapsed().Seconds() / 1e9
+	b.ReportMetric(gflops, "GFLOP/s")
+	b.ReportMetric(100*gflops/peakFor(kernel, threads), "%peak")
+}
+
+// BenchmarkPeak/<registers>-<T>T: the FMA peak of the register widths this
+// CPU has (scalar: the Go kernel's; ymm: AVX2; zmm: AVX-512), one chain of
+// register-only FMAs per accumulator, on 1 and 2 goroutines.
+func BenchmarkPeak(b *testing.B) {
+	for _, l := range fmaLoops() {
+		for _, threads := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s-%dT", l.name, threads), func(b *testing.B) {
+				const iters = 1 << 16
+				var wg sync.WaitGroup
+				for b.Loop() {
+					for range threads {
+						wg.Go(func() { l.fn(iters) })
+					}
+					wg.Wait()
+				}
+				b.ReportMetric(float64(threads*iters*l.flops)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
+
 // BenchmarkGEMM/<kernel>-<T>T/<MxKxN> reports GFLOP/s (2·M·N·K per product)
-// for the kernel the program picks (auto) and for every kernel this CPU
-// runs, with 1 and 2 worker goroutines, and the naive reference.
+// and the share of the peak for the kernel the program picks (auto) and for
+// every kernel this CPU runs, with 1 and 2 worker goroutines, and the naive
+// reference.
 func BenchmarkGEMM(b *testing.B) {
 	auto := NewGemm(1)
-	b.Logf("cpu: %s; auto uses %s (calibrated at %.1f GFLOP/s); L1d %d KiB, L2 %d KiB, L3 %d KiB",
-		cpu.Model, auto.KernelName(), cpu.Speeds, cpu.L1d>>10, cpu.L2>>10, cpu.L3>>10)
+	b.Logf("cpu: %s; auto uses %s (calibrated at %.1f GFLOP/s); L1d %d KiB, L2 %d KiB, L3 %d KiB; FMA peak (GFLOP/s, 1T/2T) %v",
+		cpu.Model, auto.KernelName(), cpu.Speeds, cpu.L1d>>10, cpu.L2>>10, cpu.L3>>10, peaks())
 	auto.Close()
 	type impl struct {
-		name string
-		mul  func(tA, tB bool, alpha float64, a, b *Matrix, beta float64, c *Matrix)
+		name    string
+		threads int
+		mul     func(tA, tB bool, alpha float64, a, b *Matrix, beta float64, c *Matrix)
 	}
 	var impls []impl
 	for _, w := range []int{1, 2} {
 		g := NewGemm(w)
 		defer g.Close()
-		impls = append(impls, impl{fmt.Sprintf("auto-%dT", w), g.Mul})
+		impls = append(impls, impl{fmt.Sprintf("auto-%dT", w), w, g.Mul})
 	}
 	for _, k := range testKernels() {
 		for _, w := range []int{1, 2} {
 			g := newGemmKernels(w, k)
 			defer g.Close()
-			impls = append(impls, impl{fmt.Sprintf("%s-%dT", k.name, w), g.Mul})
+			impls = append(impls, impl{fmt.Sprintf("%s-%dT", k.name, w), w, g.Mul})
 		}
 	}
-	impls = append(impls, impl{"naive", GemmNaive})
+	impls = append(impls, impl{"naive", 1, GemmNaive})
 	for _, im := range impls {
 		for _, s := range benchShapes {
 			if im.name == "naive" && s.m*s.n*s.k > 1e9/4 {
@@ -599,8 +665,7 @@ func BenchmarkGEMM(b *testing.B) {
 				for b.Loop() {
 					im.mul(s.transA, s.transB, 1, x, y, 0, c)
 				}
-				flops := 2 * float64(s.m) * float64(s.k) * float64(s.n)
-				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+				reportSpeed(b, 2*float64(s.m)*float64(s.k)*float64(s.n), im.name, im.threads)
 			})
 		}
 	}
@@ -629,7 +694,7 @@ func BenchmarkMulPixels(b *testing.B) {
 			for b.Loop() {
 				g.MulPixels(1, pix, nm, m, k, true, w, 0, c)
 			}
-			b.ReportMetric(2*m*k*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			reportSpeed(b, 2*m*k*n, "auto", workers)
 		})
 	}
 }
@@ -662,8 +727,7 @@ func BenchmarkKernel(b *testing.B) {
 			for b.Loop() {
 				k.fn(kc, 1, a, 1, k.mr, bp, k.nr, c, k.nr)
 			}
-			flops := 2 * float64(kc*k.mr*k.nr)
-			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			reportSpeed(b, 2*float64(kc*k.mr*k.nr), k.name, 1)
 		})
 	}
 }
@@ -973,28 +1037,74 @@ func TestEnsembleOfOneIsTheModel(t *testing.T) {
 	}
 }
 
-// BenchmarkStep/NxDxHxC: one forward + backward + update of a batch.
+// BenchmarkStep/N-D-H…-C: one forward + backward + SGD update of a batch of
+// N = 100 with the GEMM on every core, for the seed's net, a wide one and a
+// deep one. Besides GFLOP/s and the share of the cores' FMA peak it reports
+// x-products: the step's time over that of its GEMM products alone (the
+// same calls on the same engine, timed after the steps), i.e. what the
+// bias, ReLU, softmax, the gradient sums and the update cost on top.
 func BenchmarkStep(b *testing.B) {
-	for _, h := range []int{50, 500, 2000} {
-		b.Run(fmt.Sprintf("100x3072x%dx10", h), func(b *testing.B) {
+	const n, lambda, eta = 100, 0.01, 0.01
+	for _, sizes := range [][]int{{3072, 50, 10}, {3072, 1000, 10}, {3072, 1000, 1000, 10}} {
+		name := fmt.Sprint(n)
+		for _, d := range sizes {
+			name += fmt.Sprintf("-%d", d)
+		}
+		b.Run(name, func(b *testing.B) {
 			rng := newRNG(1, 1)
-			net := NewMLP([]int{3072, h, 10}, false, rng)
-			x := randMatrix(rng, 100, 3072)
-			y := make([]int, 100)
+			net := NewMLP(sizes, false, rng)
+			x := randMatrix(rng, n, sizes[0])
+			y := make([]int, n)
 			g := NewGemm(0)
 			defer g.Close()
-			ws := NewWorkspace(net, g, 100)
+			ws := NewWorkspace(net, g, n)
 			opt := NewOptimizer("sgd", 0, net, ws)
+			products := stepProducts(g, net, x, lambda)
+			products() // warm the engine's buffers
 			for b.Loop() {
 				net.Forward(ws, x)
-				net.Backward(ws, y, 0.01)
-				opt.Step(0.01)
+				net.Backward(ws, y, lambda)
+				opt.Step(eta)
 			}
-			// forward 2·N·D·H + 2·N·H·C; backward twice that minus dX of layer 1
-			flops := 2*100*3072*float64(h)*2 + 2*100*float64(h)*10*3
-			b.ReportMetric(100*float64(b.N)/b.Elapsed().Seconds(), "images/s")
-			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			stepTime := b.Elapsed().Seconds() / float64(b.N)
+			start := time.Now()
+			for range b.N {
+				products()
+			}
+			productTime := time.Since(start).Seconds() / float64(b.N)
+			var flops float64 // forward 2·N·in·out per layer; backward twice that, but the input layer's dx
+			for l := 0; l+1 < len(sizes); l++ {
+				flops += 3 * 2 * n * float64(sizes[l]*sizes[l+1])
+			}
+			flops -= 2 * n * float64(sizes[0]*sizes[1])
+			b.ReportMetric(n/stepTime, "images/s")
+			reportSpeed(b, flops, "auto", g.Workers())
+			b.ReportMetric(stepTime/productTime, "x-products")
 		})
+	}
+}
+
+// stepProducts returns a function that runs a training step's GEMM
+// products for net and the batch x alone, as Forward and Backward call
+// them, on scratch matrices of the same shapes.
+func stepProducts(g *Gemm, net *MLP, x *Matrix, lambda float64) func() {
+	rng := newRNG(2, 2)
+	act := []*Matrix{x}
+	dW := make([]*Matrix, net.Layers())
+	for l := range dW {
+		act = append(act, randMatrix(rng, x.Rows, net.Sizes[l+1]))
+		dW[l] = NewMatrix(net.Sizes[l+1], net.Sizes[l])
+	}
+	return func() {
+		for l := 0; l < net.Layers(); l++ { // forward: act[l+1] = act[l]·W[l]ᵀ
+			g.Mul(false, true, 1, act[l], net.W[l], 0, act[l+1])
+		}
+		for l := net.Layers() - 1; l >= 0; l-- { // backward: dW[l], and dx unless l = 0
+			g.MulAdd(true, false, 1, act[l+1], act[l], 2*lambda, net.W[l], dW[l])
+			if l > 0 {
+				g.Mul(false, false, 1, act[l+1], net.W[l], 0, act[l])
+			}
+		}
 	}
 }
 

@@ -47,6 +47,10 @@ func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float
 //go:noescape
 func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
 
+func fmaPeakYMM(iters int)
+
+func fmaPeakZMM(iters int)
+
 //go:noescape
 func normPixelsAVX2(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rlo float64, next *uint8)
 
@@ -148,8 +152,12 @@ func probeCPU() cpuInfo {
 	osYMM := xcr0&0x6 == 0x6
 	osZMM := xcr0&0xe6 == 0xe6
 	hasAVX2 := osYMM && ecx1&fma != 0 && ecx1&avx != 0 && ebx7&avx2 != 0
+	if hasAVX2 {
+		info.FMALoops = append(info.FMALoops, fmaLoop{name: "ymm", flops: 24 * 4 * 2, fn: fmaPeakYMM})
+	}
 	if hasAVX2 && osZMM && ebx7&avx512f != 0 {
 		info.Kernels = append(info.Kernels, kernelAVX512)
+		info.FMALoops = append(info.FMALoops, fmaLoop{name: "zmm", flops: 24 * 8 * 2, fn: fmaPeakZMM})
 	}
 	if hasAVX2 {
 		info.Kernels = append(info.Kernels, kernelAVX2)

@@ -4,7 +4,8 @@
 
 // matrix_amd64.s: the GEMM micro-kernels (6×8 and 8×24, with their 6×4,
 // 8×4 and 4×24 edge tiles), the pixel kernel that normalises image bytes,
-// and the CPU feature probes: the only assembly in the program. Everything
+// the FMA peak loops that measure the machine's limit, and the CPU feature
+// probes: the only assembly in the program. Everything
 // around them (packing, blocking, the goroutine split) is Go;
 // see matrix.go and matrix_amd64.go. Each kernel computes one mr×nr tile of
 //
@@ -582,6 +583,132 @@ avx512update:
 	AVX512_UPDATE_ROW(Z21, Z22, Z23)
 	VZEROUPPER
 	RET
+
+// ---------------------------------------------------------------------------
+// The FMA peak: register-only loops of independent fused multiply-adds,
+// with no loads or stores, so that nothing but the FMA units can limit
+// them. Each of the 12 (YMM) or 24 (ZMM) accumulators is its own chain;
+// at least latency × ports (4 × 2 = 8) chains are needed to keep two FMA
+// pipes busy, and 12 or 24 leave room on CPUs with longer latencies. The
+// multiplicands are zero, so every value stays zero (no denormals, no
+// overflow). One iteration is 24 FMAs: 24·4·2 = 192 flops with YMM,
+// 24·8·2 = 384 with ZMM. BenchmarkPeak times them; the GEMM benchmarks
+// report their share of it.
+
+#define ITERS CX // iterations left
+
+#define FMA12_YMM \
+	VFMADD231PD Y14, Y15, Y0;  \
+	VFMADD231PD Y14, Y15, Y1;  \
+	VFMADD231PD Y14, Y15, Y2;  \
+	VFMADD231PD Y14, Y15, Y3;  \
+	VFMADD231PD Y14, Y15, Y4;  \
+	VFMADD231PD Y14, Y15, Y5;  \
+	VFMADD231PD Y14, Y15, Y6;  \
+	VFMADD231PD Y14, Y15, Y7;  \
+	VFMADD231PD Y14, Y15, Y8;  \
+	VFMADD231PD Y14, Y15, Y9;  \
+	VFMADD231PD Y14, Y15, Y10; \
+	VFMADD231PD Y14, Y15, Y11
+
+// func fmaPeakYMM(iters int)
+TEXT ·fmaPeakYMM(SB), NOSPLIT, $0-8
+	MOVQ   iters+0(FP), ITERS
+	VXORPD Y14, Y14, Y14 // multiplicands: 0
+	VXORPD Y15, Y15, Y15
+	VXORPD Y0, Y0, Y0 // the 12 chains
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4
+	VXORPD Y5, Y5, Y5
+	VXORPD Y6, Y6, Y6
+	VXORPD Y7, Y7, Y7
+	VXORPD Y8, Y8, Y8
+	VXORPD Y9, Y9, Y9
+	VXORPD Y10, Y10, Y10
+	VXORPD Y11, Y11, Y11
+	TESTQ  ITERS, ITERS
+	JE     peakymmdone
+
+peakymmloop:
+	FMA12_YMM
+	FMA12_YMM
+	DECQ ITERS
+	JNZ  peakymmloop
+
+peakymmdone:
+	VZEROUPPER
+	RET
+
+#define FMA24_ZMM \
+	VFMADD231PD Z30, Z31, Z0;  \
+	VFMADD231PD Z30, Z31, Z1;  \
+	VFMADD231PD Z30, Z31, Z2;  \
+	VFMADD231PD Z30, Z31, Z3;  \
+	VFMADD231PD Z30, Z31, Z4;  \
+	VFMADD231PD Z30, Z31, Z5;  \
+	VFMADD231PD Z30, Z31, Z6;  \
+	VFMADD231PD Z30, Z31, Z7;  \
+	VFMADD231PD Z30, Z31, Z8;  \
+	VFMADD231PD Z30, Z31, Z9;  \
+	VFMADD231PD Z30, Z31, Z10; \
+	VFMADD231PD Z30, Z31, Z11; \
+	VFMADD231PD Z30, Z31, Z12; \
+	VFMADD231PD Z30, Z31, Z13; \
+	VFMADD231PD Z30, Z31, Z14; \
+	VFMADD231PD Z30, Z31, Z15; \
+	VFMADD231PD Z30, Z31, Z16; \
+	VFMADD231PD Z30, Z31, Z17; \
+	VFMADD231PD Z30, Z31, Z18; \
+	VFMADD231PD Z30, Z31, Z19; \
+	VFMADD231PD Z30, Z31, Z20; \
+	VFMADD231PD Z30, Z31, Z21; \
+	VFMADD231PD Z30, Z31, Z22; \
+	VFMADD231PD Z30, Z31, Z23
+
+// func fmaPeakZMM(iters int)
+TEXT ·fmaPeakZMM(SB), NOSPLIT, $0-8
+	MOVQ   iters+0(FP), ITERS
+	VPXORQ Z30, Z30, Z30 // multiplicands: 0
+	VPXORQ Z31, Z31, Z31
+	VPXORQ Z0, Z0, Z0 // the 24 chains
+	VPXORQ Z1, Z1, Z1
+	VPXORQ Z2, Z2, Z2
+	VPXORQ Z3, Z3, Z3
+	VPXORQ Z4, Z4, Z4
+	VPXORQ Z5, Z5, Z5
+	VPXORQ Z6, Z6, Z6
+	VPXORQ Z7, Z7, Z7
+	VPXORQ Z8, Z8, Z8
+	VPXORQ Z9, Z9, Z9
+	VPXORQ Z10, Z10, Z10
+	VPXORQ Z11, Z11, Z11
+	VPXORQ Z12, Z12, Z12
+	VPXORQ Z13, Z13, Z13
+	VPXORQ Z14, Z14, Z14
+	VPXORQ Z15, Z15, Z15
+	VPXORQ Z16, Z16, Z16
+	VPXORQ Z17, Z17, Z17
+	VPXORQ Z18, Z18, Z18
+	VPXORQ Z19, Z19, Z19
+	VPXORQ Z20, Z20, Z20
+	VPXORQ Z21, Z21, Z21
+	VPXORQ Z22, Z22, Z22
+	VPXORQ Z23, Z23, Z23
+	TESTQ  ITERS, ITERS
+	JE     peakzmmdone
+
+peakzmmloop:
+	FMA24_ZMM
+	DECQ ITERS
+	JNZ  peakzmmloop
+
+peakzmmdone:
+	VZEROUPPER
+	RET
+
+#undef ITERS
 
 // ---------------------------------------------------------------------------
 // AVX2/FMA pixel normalisation, four inputs per step:

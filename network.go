@@ -643,10 +643,10 @@ func (o *Optimizer) updateRange(lo, hi int) {
 		}
 	case "adam":
 		m, v := o.m[o.cur][lo:hi], o.v[o.cur][lo:hi]
-		b1, b2, c1, c2 := o.beta1, o.beta2, o.c1, o.c2
+		beta1, beta2, c1, c2 := o.beta1, o.beta2, o.c1, o.c2
 		for i, g := range grad {
-			m[i] = b1*m[i] + (1-b1)*g
-			v[i] = b2*v[i] + (1-b2)*g*g
+			m[i] = beta1*m[i] + (1-beta1)*g
+			v[i] = beta2*v[i] + (1-beta2)*g*g
 			theta[i] -= eta * (m[i] * c1) / (math.Sqrt(v[i]*c2) + 1e-8)
 		}
 	}
