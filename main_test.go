@@ -138,6 +138,78 @@ func TestGemmMatchesNaive(t *testing.T) {
 	}
 }
 
+// TestSplit: a product goes to one worker per minPartFlops of work, never
+// more than the engine has, and its tiles to as few of them as give the
+// same longest part.
+func TestSplit(t *testing.T) {
+	g := NewGemm(16)
+	defer g.Close()
+	for _, tc := range []struct {
+		name  string
+		flops float64
+		want  int
+	}{
+		{"tiny", 1e5, 1},
+		{"just under two parts", 2*minPartFlops - 1, 1},
+		{"two parts", 2 * minPartFlops, 2},
+		{"the seed's forward product", 2 * 100 * 3072 * 50, 10},
+		{"huge", 1e12, 16},
+	} {
+		t.Run("partsFor/"+tc.name, func(t *testing.T) {
+			if got := g.partsFor(tc.flops); got != tc.want {
+				t.Errorf("partsFor(%g) = %d, want %d", tc.flops, got, tc.want)
+			}
+		})
+	}
+	for _, tc := range []struct{ tiles, parts, want int }{
+		{13, 16, 13}, {13, 12, 7}, {13, 7, 7}, {13, 2, 2}, {3, 2, 2}, {1, 16, 1}, {0, 4, 1}, {26, 10, 9},
+	} {
+		t.Run(fmt.Sprintf("balance/%d tiles over %d", tc.tiles, tc.parts), func(t *testing.T) {
+			if got := balance(tc.tiles, tc.parts); got != tc.want {
+				t.Errorf("balance(%d, %d) = %d, want %d", tc.tiles, tc.parts, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestGemmSameBitsAnyWorkers: the MLP's products give the same bits on 1,
+// 2, 3, 8 and 16 workers (more workers than this machine has cores
+// included), whichever kernel auto picks.
+func TestGemmSameBitsAnyWorkers(t *testing.T) {
+	shapes := []struct {
+		name           string
+		m, k, n        int
+		transA, transB bool
+	}{
+		{"forward 100x3072x50", 100, 3072, 50, false, true},
+		{"dW1 50x100x3072", 50, 100, 3072, true, false},
+		{"dW1 1000x100x3072", 1000, 100, 3072, true, false},
+		{"dx 100x1000x1000", 100, 1000, 1000, false, false},
+		{"evaluation 2000x3072x50", 2000, 3072, 50, false, true},
+	}
+	for _, s := range shapes {
+		t.Run(s.name, func(t *testing.T) {
+			a, b := operands(newRNG(4, uint64(s.m)), s.transA, s.transB, s.m, s.k, s.n)
+			var ref *Matrix
+			for _, workers := range []int{1, 2, 3, 8, 16} {
+				g := NewGemm(workers)
+				c := NewMatrix(s.m, s.n)
+				g.Mul(s.transA, s.transB, 0.9, a, b, 0, c)
+				g.Close()
+				if ref == nil {
+					ref = c
+					continue
+				}
+				for i := range ref.Data {
+					if math.Float64bits(ref.Data[i]) != math.Float64bits(c.Data[i]) {
+						t.Fatalf("%d workers: element %d is %v, want %v (1 worker)", workers, i, c.Data[i], ref.Data[i])
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestAssemblyKernelsSameBits: the assembly kernels share kc and sum every
 // element in the same order with fused multiply-adds, so they must agree to
 // the bit (results do not depend on which x86-64 CPU computed them).

@@ -155,14 +155,23 @@ func GemmNaive(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c
 //	    result, only speed, so they come from the CPU's caches (blockingFor):
 //	    the mc×kc block of A fills at most half of L2, the kc×nc block of B at
 //	    most a quarter of L3.
-//	parallelMinFlops: below this many flops (2·M·N·K) one goroutine does the
-//	    whole product; waking workers would cost more than it saves.
-//	parallelMinElems: the same for ParallelFor's element-wise passes.
+//	minPartFlops: a product is split over one worker per this many flops
+//	    (2·M·N·K), at most all of them (partsFor): handing out a part and
+//	    waiting for it costs a few µs, so a part must carry tens of µs of
+//	    work. Measured on 2 cores of an Intel Xeon (Sapphire Rapids class,
+//	    AVX-512), 1 worker against 2, best of 7: 100×100×50 (1 MFLOP)
+//	    18 → 27 µs and 100×300×50 (3 MFLOP) 51 → 66 µs, slower split;
+//	    100×3072×10 (6.1 MFLOP) 286 → 221 µs and 10×100×3072 209 → 116 µs,
+//	    faster. (It was a total of 200,000 flops for any worker count: the
+//	    3 MFLOP products ran 1.3–1.5× slower on two cores, and on 16 a
+//	    30 MFLOP step product went out in 16 parts of 2 µs each.)
+//	parallelMinElems: the same for ParallelFor's element-wise passes:
+//	    one part per this many elements (about 10 µs of an update).
 const (
 	kc               = 256
 	maxMC            = 512
 	maxNC            = 4096
-	parallelMinFlops = 200_000
+	minPartFlops     = 3_000_000
 	parallelMinElems = 20_000
 )
 
@@ -825,15 +834,13 @@ func (g *Gemm) Workers() int { return g.workers }
 func (g *Gemm) Serial() *Gemm { return newGemm(1, g.kerns) }
 
 // ParallelFor calls fn(lo, hi) on contiguous ranges that cover [0, n), one
-// per worker (the caller runs the first), and returns when all are done.
+// per worker (the caller runs the first) but at least parallelMinElems
+// long, and returns when all are done.
 // It is for element-wise passes such as parameter updates, whose results do
 // not depend on how the range is cut. fn should be created once, not per
 // call, or each call allocates a closure.
 func (g *Gemm) ParallelFor(n int, fn func(lo, hi int)) {
-	parts := g.workers
-	if n < parallelMinElems {
-		parts = 1
-	}
+	parts := max(1, min(g.workers, n/parallelMinElems))
 	g.fanOut(parts, func(w int) gemmJob {
 		return gemmJob{kind: jobFunc, i0: n * w / parts, i1: n * (w + 1) / parts, fn: fn}
 	})
@@ -974,10 +981,7 @@ func (g *Gemm) run(m, n int) {
 		gemmDot(p, m, n)
 		return
 	}
-	parts := g.workers
-	if 2*float64(m)*float64(n)*float64(p.k) < parallelMinFlops {
-		parts = 1
-	}
+	parts := g.partsFor(2 * float64(m) * float64(n) * float64(p.k))
 	if p.alpha != 0 {
 		p.packedA = !p.kern.direct || n >= packReuse*p.kern.nr || p.pix != nil
 		g.prepareB(parts)
@@ -991,7 +995,7 @@ func (g *Gemm) run(m, n int) {
 	if splitRows {
 		unit, extent, tiles = mr, m, rowTiles
 	}
-	parts = min(parts, tiles)
+	parts = balance(tiles, parts)
 	g.fanOut(parts, func(w int) gemmJob {
 		lo := tiles * w / parts * unit
 		hi := min(tiles*(w+1)/parts*unit, extent)
@@ -1000,6 +1004,25 @@ func (g *Gemm) run(m, n int) {
 		}
 		return gemmJob{kind: jobBlock, w: w, i0: 0, i1: m, j0: lo, j1: hi}
 	})
+}
+
+// balance is how many parts `tiles` equal tiles are cut into when at most
+// `parts` may be used: as few as give the same longest part (13 tiles take
+// 2 rounds on 7 workers as on 12, so 7, and 5 workers stay idle instead of
+// waking for nothing).
+func balance(tiles, parts int) int {
+	if tiles <= 1 || parts <= 1 {
+		return 1
+	}
+	parts = min(parts, tiles)
+	perPart := (tiles + parts - 1) / parts
+	return (tiles + perPart - 1) / perPart
+}
+
+// partsFor is how many workers a product of the given flops is split
+// over: one per minPartFlops, at least one, at most all.
+func (g *Gemm) partsFor(flops float64) int {
+	return max(1, min(g.workers, int(flops/minPartFlops)))
 }
 
 // evenness is the fraction of `parts` workers' time spent working when
