@@ -90,6 +90,7 @@ type Config struct {
 	Args           []string // positional arguments (images for -mode=predict)
 	argv           []string // the command line as given (the report reruns it with changes)
 	outGiven       bool     // -out was on the command line (else Out is the runs/<mode> parent)
+	ownFolder      bool     // Out is a runs/<mode>/<time> folder of its own: runs/<mode>/latest points at it when it finishes
 	Force          bool     // replace a finished run in an explicit -out
 	ResumeDir      string   // -resume: the folder of an interrupted run
 	resume         *Checkpoint
@@ -338,6 +339,9 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 			}
 		}
 	}
+	if set["resume"] && strings.TrimSpace(cfg.ResumeDir) == "" {
+		return nil, usageErrorf("-resume needs the folder of the run to continue, e.g. -resume runs/train/<time> (an interrupted run prints it); without -resume a new run starts")
+	}
 	applyDefaults("mode "+cfg.Mode, modeDefaults[cfg.Mode])
 	if cfg.Preset != "" {
 		values, ok := presets[cfg.Preset]
@@ -350,6 +354,7 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 		return resumeConfig(cfg, set, stderr)
 	}
 	cfg.outGiven = set["out"]
+	cfg.ownFolder = !cfg.outGiven
 	if !cfg.outGiven {
 		// Every run gets a folder of its own, runs/<mode>/<time>[-<preset>]
 		// (chosen in newRunFolder), except a search, whose folder is
@@ -406,6 +411,12 @@ func resumeConfig(cfg *Config, set map[string]bool, stderr io.Writer) (*Config, 
 		return nil, usageErrorf("-resume %s: a checkpoint of -mode=%s cannot be resumed", dir, resumed.Mode)
 	}
 	resumed.argv, resumed.resume, resumed.ResumeDir = cp.Args, cp, dir
+	// The run started without -out had a runs/<mode>/<time> folder of its
+	// own: once finished, latest points at it as at any such run.
+	resumed.ownFolder = !slices.ContainsFunc(cp.Args, func(a string) bool {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		return strings.HasPrefix(a, "-") && name == "out"
+	})
 	return resumed, nil
 }
 
@@ -611,7 +622,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "report":
 		err = runReport(ctx, cfg, stdout, stderr)
 	}
-	if err == nil && interruptedBy(ctx) == nil && !cfg.outGiven && cfg.Mode != "search" && cfg.Mode != "predict" && cfg.Mode != "gradcheck" {
+	if err == nil && interruptedBy(ctx) == nil && cfg.ownFolder && cfg.Mode != "search" && cfg.Mode != "predict" && cfg.Mode != "gradcheck" {
 		if lerr := markLatest(cfg.Out); lerr != nil {
 			fmt.Fprintf(stderr, "cifar-mlp: warning: %v\n", lerr)
 		}
@@ -621,6 +632,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
 		}
 		fmt.Fprintf(stderr, "cifar-mlp: %v; what was finished is written, nothing else was touched\n", in)
+		if _, serr := os.Stat(filepath.Join(cfg.Out, "checkpoint.npz")); serr == nil && (cfg.Mode == "train" || cfg.Mode == "overfit") {
+			fmt.Fprintf(stderr, "cifar-mlp: to continue where it stopped: go run . -resume %s\n", cfg.Out)
+		}
 		return in.ExitCode()
 	}
 	if err != nil {

@@ -2331,7 +2331,7 @@ func TestSearchFaults(t *testing.T) {
 	})
 	t.Run("diverging trials", func(t *testing.T) {
 		out := t.TempDir()
-		code, stdout, stderr := runCLI(searchArgs(data, out, "-eta-min", "100", "-eta-max", "1000", "-lmin", "-2.5", "-lmax", "4", "-workers", "1")...)
+		code, stdout, stderr := runCLI(searchArgs(data, out, "-eta-min", "0.1", "-eta-max", "1", "-lmin", "-2.5", "-lmax", "4", "-workers", "1")...)
 		trials := trialsByIndex(t, out)
 		diverged := 0
 		for _, tr := range trials {
@@ -2370,6 +2370,91 @@ func TestSearchFaults(t *testing.T) {
 			t.Error("the lock was not released")
 		}
 	})
+}
+
+// TestLockStaleness: who may take a search's lock or a trial's claim. A
+// lock of this host whose process is gone is taken at once; one of a live
+// process is not; one dated in the future is taken only once its time has
+// stood still for the stale period on our clock, and not while its owner
+// keeps refreshing it; one older than the stale period is taken.
+func TestLockStaleness(t *testing.T) {
+	host, _ := os.Hostname()
+	dead := exec.Command(os.Args[0], "-test.run", "XXX")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name    string
+		who     string
+		mtime   time.Duration // from now
+		refresh bool          // a live owner refreshes it (to ever later future times)
+		taken   bool
+		atOnce  bool // taken without waiting out the stale period
+	}{
+		{"this host, exited process", fmt.Sprintf("host %s, pid %d", host, dead.Process.Pid), 0, false, true, true},
+		{"this host, exited process, dated tomorrow", fmt.Sprintf("host %s, pid %d", host, dead.Process.Pid), 24 * time.Hour, false, true, true},
+		{"this host, live process", fmt.Sprintf("host %s, pid %d", host, os.Getppid()), 0, false, false, false},
+		{"another host, fresh", "host elsewhere, pid 1", 0, false, false, false},
+		{"another host, old", "host elsewhere, pid 1", -time.Hour, false, true, true},
+		{"another host, dated tomorrow, abandoned", "host elsewhere, pid 1", 24 * time.Hour, false, true, false},
+		{"another host, dated tomorrow, refreshed", "host elsewhere, pid 1", 24 * time.Hour, true, false, false},
+		{"unreadable owner, dated tomorrow", "garbage", 24 * time.Hour, false, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// A case decided at once gets a stale period it could not wait
+			// out unnoticed; one that must wait, a short one.
+			stale := 300 * time.Millisecond
+			if tc.atOnce {
+				stale = time.Minute
+			}
+			path := filepath.Join(t.TempDir(), "trial-0.lock")
+			if err := os.WriteFile(path, []byte(tc.who+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			when := time.Now().Add(tc.mtime)
+			if err := os.Chtimes(path, when, when); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			var wg sync.WaitGroup
+			if tc.refresh {
+				wg.Go(func() {
+					for i := 1; ; i++ {
+						select {
+						case <-done:
+							return
+						case <-time.After(stale / 6):
+							later := when.Add(time.Duration(i) * time.Second)
+							os.Chtimes(path, later, later)
+						}
+					}
+				})
+			}
+			start := time.Now()
+			release, holder, err := tryLockStale(path, stale)
+			took := time.Since(start)
+			close(done)
+			wg.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := release != nil; got != tc.taken {
+				t.Fatalf("taken = %v (holder %q), want %v", got, holder, tc.taken)
+			}
+			if release != nil {
+				defer release()
+				if b, _ := os.ReadFile(path); !strings.Contains(string(b), fmt.Sprintf("pid %d", os.Getpid())) {
+					t.Errorf("the lock now says %q, want this process", b)
+				}
+			}
+			if tc.atOnce && took >= stale {
+				t.Errorf("waited out the stale period (%v), want a decision at once", took)
+			}
+			if tc.taken && !tc.atOnce && took < stale {
+				t.Errorf("a future-dated lock was taken after %v, before it had stood still for %v", took, stale)
+			}
+		})
+	}
 }
 
 // ---------------------------------------------------------------------------
@@ -2599,13 +2684,28 @@ func TestPredict(t *testing.T) {
 	}
 }
 
+// TestDivergenceStops: a cost that becomes NaN or ±Inf, or one that stays
+// finite but grows past explodeFactor times its start (momentum with the
+// plain-SGD η range), stops the run with exit 1 and advice.
 func TestDivergenceStops(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	writeSyntheticCIFAR(t, data, 100)
-	code, _, stderr := runCLI("-mode=train", "-data", data, "-download=false", "-out", t.TempDir(), "-val", "50",
-		"-ns", "20", "-cycles", "1", "-batch", "10", "-lambda", "1000", "-eta-min", "100", "-eta-max", "1e3")
-	if code != 1 || !strings.Contains(stderr, "diverged") || !strings.Contains(stderr, "smaller -eta-max") {
-		t.Errorf("exit %d, stderr %q; want a divergence message suggesting a smaller -eta-max", code, stderr)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"not finite", []string{"-lambda", "1000", "-eta-min", "100", "-eta-max", "1e3"}, "smaller -eta-max"},
+		{"exploding momentum", []string{"-opt", "momentum", "-momentum", "0.99", "-eta-min", "0.5", "-eta-max", "1", "-evals", "10"}, "η/(1−μ)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"-mode=train", "-data", data, "-download=false", "-out", t.TempDir(), "-val", "50",
+				"-ns", "20", "-cycles", "1", "-batch", "10"}, tc.args...)
+			code, stdout, stderr := runCLI(args...)
+			if code != 1 || !strings.Contains(stderr, "diverged") || !strings.Contains(stderr, tc.want) {
+				t.Errorf("exit %d, stderr %q; want a divergence message with %q\nstdout: %s", code, stderr, tc.want, stdout)
+			}
+		})
 	}
 }
 
@@ -2649,6 +2749,8 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"bad width range", []string{"-mode=search", "-search-hidden", "100"}, "lo,hi"},
 		{"bad dropout range", []string{"-mode=search", "-search-dropout", "0.5,0.2"}, "lo ≤ hi"},
 		{"unknown kernel", []string{"-kernel", "sse9"}, `-kernel "sse9": unknown`},
+		{"empty resume", []string{"-resume", ""}, "-resume needs the folder"},
+		{"blank resume", []string{"-resume=  "}, "-resume needs the folder"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -3213,11 +3315,16 @@ func TestResumeCommand(t *testing.T) {
 	cmd, sc := startChild(t, append(args, "-out", stopped, "-force")...)
 	waitFor(t, sc, "step ")
 	cmd.Process.Signal(syscall.SIGTERM)
+	var said strings.Builder // what it prints after the signal
 	for sc.Scan() {
+		said.WriteString(sc.Text() + "\n")
 	}
 	cmd.Wait()
 	if code := cmd.ProcessState.ExitCode(); code != 143 {
 		t.Fatalf("exit %d, want 143 (the run must still be going when the signal arrives)", code)
+	}
+	if !strings.Contains(said.String(), "go run . -resume "+stopped) {
+		t.Errorf("the interrupted run's messages do not give the command that resumes it: %q", said.String())
 	}
 	code, _, stderr := runCLI(append(args, "-out", stopped)...)
 	if code != 2 || !strings.Contains(stderr, "-resume "+stopped) {
@@ -3235,6 +3342,42 @@ func TestResumeCommand(t *testing.T) {
 		if !bytes.Equal(mustRead(t, filepath.Join(stopped, f)), mustRead(t, filepath.Join(whole, f))) {
 			t.Errorf("%s of the resumed run differs from the uninterrupted run's", f)
 		}
+	}
+}
+
+// TestResumeMarksLatest: a run of its own runs/train/<time> folder that
+// was interrupted and then resumed is the latest run once it finishes,
+// even if another run finished in between.
+func TestResumeMarksLatest(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 200)
+	t.Chdir(t.TempDir())
+	args := []string{"-mode=train", "-data", data, "-download=false", "-val", "100", "-hidden", "8", "-batch", "10", "-evals", "4"}
+	cmd, sc := startChild(t, append(args, "-ns", "3000", "-cycles", "2")...)
+	waitFor(t, sc, "step ")
+	cmd.Process.Signal(syscall.SIGTERM)
+	for sc.Scan() {
+	}
+	if cmd.Wait(); cmd.ProcessState.ExitCode() != 143 {
+		t.Fatalf("exit %d, want 143", cmd.ProcessState.ExitCode())
+	}
+	stopped, _ := filepath.Glob(filepath.Join("runs", "train", "2*"))
+	if len(stopped) != 1 {
+		t.Fatalf("run folders %v, want one", stopped)
+	}
+	time.Sleep(time.Second) // the next run's folder is named by the time
+	if code, _, stderr := runCLI(append(args, "-ns", "5", "-cycles", "1")...); code != 0 {
+		t.Fatal(stderr)
+	}
+	latest := filepath.Join("runs", "train", "latest")
+	if got := resolveLatestDir(t, latest); got == filepath.Base(stopped[0]) {
+		t.Fatalf("latest is the interrupted run before it was resumed")
+	}
+	if code, _, stderr := runCLI("-resume", stopped[0], "-workers", "1"); code != 0 {
+		t.Fatalf("-resume: exit %d, %s", code, stderr)
+	}
+	if got := resolveLatestDir(t, latest); got != filepath.Base(stopped[0]) {
+		t.Errorf("after the resumed run finished, latest is %q, want %q", got, filepath.Base(stopped[0]))
 	}
 }
 

@@ -38,6 +38,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -967,8 +968,9 @@ func MergeSearch(dirs []string, out string, stdout, stderr io.Writer) (*SearchSu
 // A results file is guarded by a lock file beside it, so that two processes
 // never run the same shard of a search in one folder. The lock is a file
 // created exclusively (O_EXCL) that names its owner and whose modification
-// time the owner refreshes every lockBeat; one not refreshed for lockStale
-// belongs to a process that was killed and is taken over. Unlike flock this
+// time the owner refreshes every lockBeat; one whose owner process is gone
+// (on this host), or that is not refreshed for lockStale, belongs to a
+// process that was killed and is taken over (see lockAbandoned). Unlike flock this
 // works on every system Go builds for and on the network file systems that
 // cluster jobs share.
 const (
@@ -981,7 +983,7 @@ const (
 func lockFile(path string) (release func(), err error) {
 	release, holder, err := tryLock(path)
 	if err == nil && release == nil {
-		err = fmt.Errorf("another process (%s) is running this search in %s: %s; wait for it to finish or choose another -out (a lock left by a killed process is taken over %v after its last refresh)",
+		err = fmt.Errorf("another process (%s) is running this search in %s: %s; wait for it to finish or choose another -out (a lock left by a killed process is taken over at once on its own host, elsewhere %v after its last refresh)",
 			holder, filepath.Dir(path), filepath.Base(path), lockStale)
 	}
 	return release, err
@@ -991,6 +993,12 @@ func lockFile(path string) (release func(), err error) {
 // release; if a live process holds it, release is nil and holder says who
 // (and how fresh the lock is).
 func tryLock(path string) (release func(), holder string, err error) {
+	return tryLockStale(path, lockStale)
+}
+
+// tryLockStale is tryLock with the time after which an unrefreshed lock
+// counts as abandoned (tests shorten it).
+func tryLockStale(path string, stale time.Duration) (release func(), holder string, err error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, "", fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
@@ -1016,18 +1024,70 @@ func tryLock(path string) (release func(), holder string, err error) {
 		if serr != nil {
 			continue // released meanwhile: try again
 		}
-		if age := time.Since(st.ModTime()); age > lockStale {
-			// Stale: move it aside (only one process wins the rename) and retry.
+		who, _ := os.ReadFile(path)
+		if lockAbandoned(path, st, string(who), stale) {
+			// Move it aside (only one process wins the rename) and retry.
 			aside := fmt.Sprintf("%s.stale-%d", path, os.Getpid())
 			if os.Rename(path, aside) == nil {
 				os.Remove(aside)
 			}
 			continue
 		}
-		who, _ := os.ReadFile(path)
 		return nil, fmt.Sprintf("%s; refreshed %s ago", strings.TrimSpace(string(who)), time.Since(st.ModTime()).Round(time.Second)), nil
 	}
 	return nil, "", fmt.Errorf("lock %s: taken and released by other processes again and again; try again", path)
+}
+
+// lockAbandoned reports whether the lock at path (as st and its content
+// who were read) belongs to no live process:
+//
+//   - its owner is a process of this host that has exited (a task killed
+//     with SIGKILL and resubmitted at once): taken at once;
+//   - its time is older than stale on this machine's clock;
+//   - its time lies in the future (another node's clock runs ahead of
+//     ours, on a shared file system): its age says nothing, so it is
+//     watched on this clock and counts as abandoned if its time does not
+//     change for stale (a live owner refreshes it every lockBeat). This
+//     waits up to stale, and only for such a lock.
+func lockAbandoned(path string, st os.FileInfo, who string, stale time.Duration) bool {
+	if ownerExited(who) {
+		return true
+	}
+	age := time.Since(st.ModTime())
+	if age > stale {
+		return true
+	}
+	if age > -time.Second { // now or in the past (within a second of skew): fresh
+		return false
+	}
+	watch := min(stale/10, time.Second)
+	for deadline := time.Now().Add(stale); time.Now().Before(deadline); {
+		time.Sleep(watch)
+		now, err := os.Stat(path)
+		if err != nil || !now.ModTime().Equal(st.ModTime()) {
+			return false // released or refreshed: a live owner (the caller tries again)
+		}
+	}
+	return true
+}
+
+// ownerExited reports whether a lock's content ("host H, pid P", as
+// tryLock writes it) names a process of this host that no longer exists.
+// Anything else (another host, an unreadable line, this very process, a
+// process this user may not signal) is not known to have exited.
+func ownerExited(who string) bool {
+	hostPart, pidPart, ok := strings.Cut(strings.TrimSpace(who), ", pid ")
+	host, okHost := strings.CutPrefix(hostPart, "host ")
+	pid, err := strconv.Atoi(pidPart)
+	me, _ := os.Hostname()
+	if !ok || !okHost || err != nil || host != me || pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return true // systems where finding a process fails when it is gone
+	}
+	return errors.Is(p.Signal(syscall.Signal(0)), os.ErrProcessDone)
 }
 
 // heartbeat refreshes the lock's time until the returned release is

@@ -366,6 +366,31 @@ func (tr *trainer) evaluate(t int, eta float64, final bool) error {
 	if evalTrain && !finite(row.Train.Cost) {
 		return fmt.Errorf("%w at step %d: the training cost is %v; try a smaller -eta-max (now %g) or -eta", errDiverged, t+1, row.Train.Cost, tr.o.EtaMax)
 	}
+	return tr.exploded(t, row)
+}
+
+// explodeFactor: a cost that grows to this many times its value at the
+// first evaluation has diverged, even while it is finite. Momentum with
+// the plain-SGD η range (μ = 0.9 makes each step about 10·η) reaches
+// costs of 1e12 at 10–28 % accuracy; a run that learns stays within a few
+// times its starting cost (ln 10 + λ·Σ‖W‖² ≈ 2.3–3 for the seed's net).
+const explodeFactor = 100
+
+// exploded is the divergence error when row's training or validation
+// cost exceeds explodeFactor times the first evaluation's, nil otherwise.
+func (tr *trainer) exploded(t int, row HistoryRow) error {
+	first := tr.res.History[0]
+	for _, c := range [][2]float64{{first.Train.Cost, row.Train.Cost}, {first.Val.Cost, row.Val.Cost}} {
+		if !finite(c[0]) || !finite(c[1]) || c[0] <= 0 || c[1] <= explodeFactor*c[0] {
+			continue
+		}
+		hint := ""
+		if tr.o.Opt == "momentum" || tr.o.Opt == "nesterov" {
+			hint = fmt.Sprintf(" (with %s each step is about η/(1−μ) = %.3g·η)", tr.o.Opt, 1/(1-tr.o.Momentum))
+		}
+		return fmt.Errorf("%w at step %d: the cost grew from %.4g to %.4g%s; try a smaller -eta-max (now %g) or -eta",
+			errDiverged, t+1, c[0], c[1], hint, tr.o.EtaMax)
+	}
 	return nil
 }
 
