@@ -799,14 +799,14 @@ func (s *search) runTrials(todo []Trial) (ran int, err error) {
 				if err != nil {
 					continue
 				}
-				s.mu.Lock()
-				s.done[t.Index] = t
-				s.mu.Unlock()
 				result := fmt.Sprintf("val acc %.2f%% (best %.2f%%)", 100*t.ValAcc, 100*t.BestValAcc)
 				if t.Diverged() {
 					result = "diverged (recorded; the search goes on)"
 				}
+				s.mu.Lock() // also keeps the workers' lines whole on a shared stderr
+				s.done[t.Index] = t
 				fmt.Fprintf(s.stderr, "%s trial %d: log10 λ=%.3f λ=%.3e hidden %d dropout %.2f  %s  %.0fs\n", t.Phase, t.Index, t.LogLambda, t.Lambda, t.Hidden, t.Dropout, result, t.Seconds)
+				s.mu.Unlock()
 			}
 		})
 	}
