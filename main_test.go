@@ -3248,6 +3248,64 @@ func TestModelReaderRefuses(t *testing.T) {
 	}
 }
 
+// TestNpzDamage: a model or checkpoint file with one flipped bit is refused
+// naming the damage (archive/zip checks a member's CRC-32 only when it is
+// read to its end), and a member that would expand a thousand-fold is
+// refused before it is read.
+func TestNpzDamage(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "model.npz")
+	net := NewMLP([]int{300, 50, 10}, false, newRNG(4, 4)) // W1 is 120 of the file's 125 KB
+	if err := SaveModel(model, &Model{Net: net, Mean: make([]float64, 300), Std: slices.Repeat([]float64{1}, 300)}); err != nil {
+		t.Fatal(err)
+	}
+	checkpoint := filepath.Join(dir, "checkpoint.npz")
+	if err := writeCheckpoint(checkpoint, &Checkpoint{Net: net, Perm: []int{0, 1}, Args: []string{"-mode=train"}}); err != nil {
+		t.Fatal(err)
+	}
+	read := map[string]func(string) error{
+		"model":      func(p string) error { _, err := LoadModel(p); return err },
+		"checkpoint": func(p string) error { _, err := ReadCheckpoint(p); return err },
+	}
+	for kind, path := range map[string]string{"model": model, "checkpoint": checkpoint} {
+		t.Run(kind+"/intact", func(t *testing.T) {
+			if err := read[kind](path); err != nil {
+				t.Fatalf("the intact file: %v", err)
+			}
+		})
+		t.Run(kind+"/one bit flipped", func(t *testing.T) {
+			b := mustRead(t, path)
+			b[len(b)/2] ^= 1 << 3 // inside W1's data
+			flipped := filepath.Join(t.TempDir(), filepath.Base(path))
+			os.WriteFile(flipped, b, 0o644)
+			err := read[kind](flipped)
+			if err == nil || !strings.Contains(err.Error(), "checksum") || !strings.Contains(err.Error(), "damaged") || !strings.Contains(err.Error(), flipped) {
+				t.Errorf("got %v, want an error naming the file, the checksum and the damage", err)
+			}
+		})
+	}
+	t.Run("zip bomb", func(t *testing.T) {
+		var b bytes.Buffer
+		zw := zip.NewWriter(&b)
+		w, _ := zw.Create("W1.npy") // deflated
+		hdr := "{'descr': '<f8', 'fortran_order': False, 'shape': (4096, 4096), }"
+		hdr += strings.Repeat(" ", 64-(10+len(hdr)+1)%64) + "\n"
+		w.Write(append([]byte("\x93NUMPY\x01\x00"), byte(len(hdr)), byte(len(hdr)>>8)))
+		w.Write([]byte(hdr))
+		zeros := make([]byte, 1<<20)
+		for range 128 { // 128 MiB of zeros, about 130 KB deflated
+			w.Write(zeros)
+		}
+		zw.Close()
+		bomb := filepath.Join(t.TempDir(), "model.npz")
+		os.WriteFile(bomb, b.Bytes(), 0o644)
+		_, err := LoadModel(bomb)
+		if err == nil || !strings.Contains(err.Error(), "zip bomb") {
+			t.Errorf("got %v, want the member refused as a zip bomb", err)
+		}
+	})
+}
+
 // TestRunFolders: without -out every run gets a new folder and latest
 // points at the last finished one, which -model uses by default; an
 // explicit -out holding a finished run is refused unless -force.

@@ -163,8 +163,8 @@ func GemmNaive(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c
 //	    18 → 27 µs and 100×300×50 (3 MFLOP) 51 → 66 µs, slower split;
 //	    100×3072×10 (6.1 MFLOP) 286 → 221 µs and 10×100×3072 209 → 116 µs,
 //	    faster. (It was a total of 200,000 flops for any worker count: the
-//	    3 MFLOP products ran 1.3–1.5× slower on two cores, and on 16 a
-//	    30 MFLOP step product went out in 16 parts of 2 µs each.)
+//	    1–3 MFLOP products ran 1.3–1.5× slower on two cores, and on 16
+//	    the step's two 30 MFLOP products went out in 13 and 16 parts.)
 //	parallelMinElems: the same for ParallelFor's element-wise passes:
 //	    one part per this many elements (about 10 µs of an update).
 const (
