@@ -125,6 +125,13 @@ func usageErrorf(format string, args ...any) error {
 	return &usageError{fmt.Sprintf(format, args...)}
 }
 
+// flagError is a command line the flag package refused; it has already
+// printed its one-line complaint.
+type flagError struct{ err error }
+
+func (e *flagError) Error() string { return e.err.Error() }
+func (e *flagError) Unwrap() error { return e.err }
+
 // presets are named recipes: flag values applied unless the command line
 // sets the flag itself.
 //
@@ -323,7 +330,7 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 			return nil, err
 		}
 		fmt.Fprintln(stderr, usageHint)
-		return nil, err
+		return nil, &flagError{err}
 	}
 	cfg.Args = fs.Args()
 	set := map[string]bool{}
@@ -389,7 +396,7 @@ func resumeConfig(cfg *Config, set map[string]bool, stderr io.Writer) (*Config, 
 	}
 	cp, err := ReadCheckpoint(path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("-resume %s: %w; the run cannot continue from it: start it again with its command and -out %s -force", dir, err, dir)
 	}
 	var now []string // the allowed flags, as given now
 	for i := 0; i < len(cfg.argv); i++ {
@@ -576,10 +583,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if err != nil {
 		var ue *usageError
-		if errors.As(err, &ue) {
+		var fe *flagError
+		switch {
+		case errors.As(err, &ue):
 			fmt.Fprintf(stderr, "cifar-mlp: %v\n%s\n", err, usageHint)
+			return 2
+		case errors.As(err, &fe):
+			return 2 // the flag package has already printed its complaint
+		default: // a file the command line names could not be used (-resume's checkpoint)
+			fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
+			return 1
 		}
-		return 2 // for a bad flag, the flag package has already printed its complaint
 	}
 	if cfg.Mode == "search" && !cfg.Merge {
 		if cfg.shard, cfg.shards, err = shardSpec(cfg, os.Getenv); err != nil {
@@ -638,6 +652,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return in.ExitCode()
 	}
 	if err != nil {
+		if errors.Is(err, errCheckpointMismatch) {
+			err = fmt.Errorf("-resume %s: %w; start the run again with its command and -out %s -force", cfg.ResumeDir, err, cfg.ResumeDir)
+		}
 		fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
 		var ue *usageError
 		if errors.As(err, &ue) {

@@ -20,6 +20,7 @@ import (
 	"image"
 	"image/png"
 	"io"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -988,7 +989,10 @@ func TestTrainStepZeroAllocs(t *testing.T) {
 			// The trainer's batch filling too (a whole Train step: batch,
 			// forward, backward, update).
 			d := syntheticDataset(200, 3072, 10, rng)
-			tr := newTrainer(net, g, d, nil, TrainOptions{Schedule: Schedule{NS: 10, Cycles: 1, EtaMin: 1e-3, EtaMax: 1e-2}, Batch: 100, Opt: kind, Momentum: 0.9, Evals: 1}, nil)
+			tr, err := newTrainer(net, g, d, nil, TrainOptions{Schedule: Schedule{NS: 10, Cycles: 1, EtaMin: 1e-3, EtaMax: 1e-2}, Batch: 100, Opt: kind, Momentum: 0.9, Evals: 1}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
 			step := 1 // not the first of an epoch: no reshuffle
 			allocs = testing.AllocsPerRun(10, func() {
 				tr.loadBatch(step)
@@ -3436,6 +3440,63 @@ func TestResumeMarksLatest(t *testing.T) {
 	}
 	if got := resolveLatestDir(t, latest); got != filepath.Base(stopped[0]) {
 		t.Errorf("after the resumed run finished, latest is %q, want %q", got, filepath.Base(stopped[0]))
+	}
+}
+
+// TestResumeDamagedCheckpoint: -resume on a checkpoint that is empty,
+// truncated, or does not fit its run (its training order, random-number
+// state, optimiser buffers or step) stops with a one-line error that names
+// the folder and how to start again: exit 1, never silence or a panic.
+func TestResumeDamagedCheckpoint(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 200)
+	stopped := t.TempDir()
+	cmd, sc := startChild(t, "-mode=train", "-data", data, "-download=false", "-val", "100", "-hidden", "8", "-batch", "10",
+		"-ns", "3000", "-cycles", "2", "-evals", "4", "-opt", "adam", "-eta-max", "0.01", "-out", stopped, "-force")
+	waitFor(t, sc, "step ")
+	cmd.Process.Signal(syscall.SIGTERM)
+	for sc.Scan() {
+	}
+	cmd.Wait()
+	good := mustRead(t, filepath.Join(stopped, "checkpoint.npz"))
+	cp, err := ReadCheckpoint(filepath.Join(stopped, "checkpoint.npz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rewritten := func(change func(c *Checkpoint)) []byte {
+		c := *cp
+		c.Perm, c.RNG, c.OptBuffers = slices.Clone(cp.Perm), maps.Clone(cp.RNG), slices.Clone(cp.OptBuffers)
+		change(&c)
+		p := filepath.Join(t.TempDir(), "checkpoint.npz")
+		if err := writeCheckpoint(p, &c); err != nil {
+			t.Fatal(err)
+		}
+		return mustRead(t, p)
+	}
+	for _, tc := range []struct {
+		name string
+		file []byte
+		want string
+	}{
+		{"empty", nil, "not a valid zip"},
+		{"truncated", good[:len(good)/2], "checkpoint.npz"},
+		{"order not a permutation", rewritten(func(c *Checkpoint) { c.Perm[0] = c.Perm[1] }), "not a permutation"},
+		{"order too short", rewritten(func(c *Checkpoint) { c.Perm = c.Perm[1:] }), "does not fit this run"},
+		{"random-number state", rewritten(func(c *Checkpoint) { c.RNG["shuffle"] = []byte("junk") }), "random-number state"},
+		{"optimiser buffers", rewritten(func(c *Checkpoint) { c.OptBuffers = c.OptBuffers[1:] }), "optimiser state"},
+		{"step past the end", rewritten(func(c *Checkpoint) { c.Step = 1 << 40 }), "does not fit this run"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, "checkpoint.npz"), tc.file, 0o644)
+			code, _, stderr := runCLI("-resume", dir)
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			last := lines[len(lines)-1]
+			if code != 1 || !strings.HasPrefix(last, "cifar-mlp: -resume "+dir+": ") || !strings.Contains(last, tc.want) || !strings.Contains(last, "-force") ||
+				strings.Contains(stderr, "goroutine") {
+				t.Errorf("exit %d, stderr %q; want exit 1 and a last line naming the folder, %q and -force", code, stderr, tc.want)
+			}
+		})
 	}
 }
 

@@ -585,24 +585,24 @@ func (o *Optimizer) State() (t int, bufs [][]float64) {
 	return o.t, append(slices.Clone(o.m), o.v...)
 }
 
-// SetState restores a State (of an optimiser of the same kind and net).
-func (o *Optimizer) SetState(t int, bufs [][]float64) {
-	if len(bufs) != len(o.m)+len(o.v) {
-		panic(fmt.Sprintf("mlp: Optimizer.SetState: %d buffers for %s, want %d", len(bufs), o.Kind, len(o.m)+len(o.v)))
+// SetState restores a State (of an optimiser of the same kind and net). A
+// state that does not fit (it may come from a file) is an error, and then
+// nothing is changed.
+func (o *Optimizer) SetState(t int, bufs [][]float64) error {
+	if len(bufs) != len(o.m)+len(o.v) || t < 0 {
+		return fmt.Errorf("optimiser state: %d buffers after %d steps for %s, want %d", len(bufs), t, o.Kind, len(o.m)+len(o.v))
+	}
+	dst := append(slices.Clone(o.m), o.v...)
+	for i, b := range bufs {
+		if len(b) != len(dst[i]) {
+			return fmt.Errorf("optimiser state: buffer %d has %d values, want %d", i, len(b), len(dst[i]))
+		}
 	}
 	o.t = t
 	for i, b := range bufs {
-		dst := o.v
-		if i < len(o.m) {
-			dst = o.m
-		} else {
-			i -= len(o.m)
-		}
-		if len(b) != len(dst[i]) {
-			panic(fmt.Sprintf("mlp: Optimizer.SetState: buffer %d has %d values, want %d", i, len(b), len(dst[i])))
-		}
 		copy(dst[i], b)
 	}
+	return nil
 }
 
 // Step applies one update with learning rate eta.

@@ -132,7 +132,10 @@ var errDiverged = errors.New("training diverged")
 // Progress goes to progress (nil: none); a value on stop ends the run after
 // the current step, evaluated.
 func Train(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer) (*TrainResult, error) {
-	tr := newTrainer(net, gemm, train, val, o, progress)
+	tr, err := newTrainer(net, gemm, train, val, o, progress)
+	if err != nil {
+		return &TrainResult{}, err
+	}
 	if tr.res.Steps == 0 && tr.total > 0 {
 		// Step 0: the untrained net, so the curves start where training does.
 		if err := tr.evaluate(-1, o.At(0), false); err != nil {
@@ -199,7 +202,7 @@ type trainer struct {
 	evalCost         float64 // estimated seconds per evaluation (probeEvalCost)
 }
 
-func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer) *trainer {
+func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer) (*trainer, error) {
 	n := train.Len()
 	if o.Batch <= 0 || o.Batch > n {
 		panic(fmt.Sprintf("mlp: Train: batch %d for %d training images", o.Batch, n))
@@ -232,14 +235,16 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 		tr.perm[i] = i
 	}
 	if cp := o.Resume; cp != nil {
-		tr.restore(cp)
+		if err := tr.restore(cp); err != nil {
+			return nil, err
+		}
 	}
 	if progress != nil {
 		tr.tty = isTerminal(progress)
 		tr.evalCost = tr.probeEvalCost()
 	}
 	tr.lastPrint = tr.start
-	return tr
+	return tr, nil
 }
 
 // Checkpoint is a training run stopped after Step steps: everything Train
@@ -276,22 +281,41 @@ func (tr *trainer) checkpoint() *Checkpoint {
 
 // restore puts the trainer where the checkpoint stopped (the net itself is
 // the caller's, built from cp.Net).
-func (tr *trainer) restore(cp *Checkpoint) {
-	if len(cp.Perm) != len(tr.perm) || cp.Step > tr.total {
-		panic(fmt.Sprintf("mlp: Train: a checkpoint of step %d over %d images does not fit a run of %d steps over %d", cp.Step, len(cp.Perm), tr.total, len(tr.perm)))
+//
+// A checkpoint comes from a file, so one that does not fit the run (a
+// damaged or foreign file that passed ReadCheckpoint's checks) is an error
+// naming what does not fit, never a panic.
+func (tr *trainer) restore(cp *Checkpoint) error {
+	if len(cp.Perm) != len(tr.perm) || cp.Step < 0 || cp.Step > tr.total || len(cp.History) == 0 {
+		return fmt.Errorf("%w: step %d of an order of %d images with %d evaluations, for a run of %d steps over %d images",
+			errCheckpointMismatch, cp.Step, len(cp.Perm), len(cp.History), tr.total, len(tr.perm))
+	}
+	seen := make([]bool, len(cp.Perm))
+	for _, i := range cp.Perm {
+		if i < 0 || i >= len(seen) || seen[i] {
+			return fmt.Errorf("%w: the training order is not a permutation of the %d images (%d)", errCheckpointMismatch, len(seen), i)
+		}
+		seen[i] = true
 	}
 	copy(tr.perm, cp.Perm)
 	for name, pcg := range tr.pcgs {
 		if err := pcg.UnmarshalBinary(cp.RNG[name]); err != nil {
-			panic(fmt.Sprintf("mlp: Train: checkpoint RNG %s: %v", name, err))
+			return fmt.Errorf("%w: random-number state %q: %v", errCheckpointMismatch, name, err)
 		}
 	}
-	tr.opt.SetState(cp.OptSteps, cp.OptBuffers)
+	if err := tr.opt.SetState(cp.OptSteps, cp.OptBuffers); err != nil {
+		return fmt.Errorf("%w: %v", errCheckpointMismatch, err)
+	}
 	tr.res.Steps = cp.Step
 	tr.res.History = slices.Clone(cp.History)
 	tr.res.EvalSeconds = cp.EvalSeconds
 	tr.res.Snapshots = slices.Clone(cp.Snapshots)
+	return nil
 }
+
+// errCheckpointMismatch is wrapped by Train's error when its Resume
+// checkpoint does not fit the run.
+var errCheckpointMismatch = errors.New("the checkpoint does not fit this run")
 
 // loadBatch fills xb and yb with batch t of the epoch (reshuffling at the
 // start of each epoch). The shifts are drawn in order, then the rows
@@ -379,7 +403,7 @@ const explodeFactor = 100
 // exploded is the divergence error when row's training or validation
 // cost exceeds explodeFactor times the first evaluation's, nil otherwise.
 func (tr *trainer) exploded(t int, row HistoryRow) error {
-	first := tr.res.History[0]
+	first := tr.res.History[0] // restore refuses a checkpoint without the first evaluation
 	for _, c := range [][2]float64{{first.Train.Cost, row.Train.Cost}, {first.Val.Cost, row.Val.Cost}} {
 		if !finite(c[0]) || !finite(c[1]) || c[0] <= 0 || c[1] <= explodeFactor*c[0] {
 			continue
