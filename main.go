@@ -548,17 +548,29 @@ type Interrupted struct{ Signal os.Signal }
 func (e *Interrupted) Error() string { return "interrupted by " + signalName(e.Signal) }
 
 // ExitCode is the shell's status for a process ended by the signal: 128 +
-// its number (130 for SIGINT, 143 for SIGTERM).
+// its number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP, 141 for
+// SIGPIPE).
 func (e *Interrupted) ExitCode() int {
-	if e.Signal == syscall.SIGTERM {
-		return 128 + 15
+	if s, ok := e.Signal.(syscall.Signal); ok {
+		return 128 + int(s)
 	}
 	return 128 + 2
 }
 
+// stopSignals all stop a run cleanly, as one: SIGINT (Ctrl-C), SIGTERM
+// (scancel, Kubernetes), SIGHUP (the terminal or ssh session closed) and
+// SIGPIPE (stdout or stderr piped into a reader that has quit, as in
+// "… | head"; without it the first write there would kill the process).
+var stopSignals = []os.Signal{os.Interrupt, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGPIPE}
+
 func signalName(s os.Signal) string {
-	if s == syscall.SIGTERM {
+	switch s {
+	case syscall.SIGTERM:
 		return "SIGTERM"
+	case syscall.SIGHUP:
+		return "SIGHUP"
+	case syscall.SIGPIPE:
+		return "SIGPIPE"
 	}
 	return "SIGINT"
 }
@@ -641,9 +653,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "cifar-mlp: warning: %v\n", lerr)
 		}
 	}
+	// A new run folder that a failed or interrupted start left empty goes
+	// (os.Remove removes no folder that holds anything).
+	emptied := (err != nil || interruptedBy(ctx) != nil) && cfg.ownFolder && cfg.ResumeDir == "" &&
+		cfg.Mode != "search" && cfg.Mode != "predict" && cfg.Mode != "gradcheck" && os.Remove(cfg.Out) == nil
 	if in := interruptedBy(ctx); in != nil {
-		if err != nil && !errors.Is(err, context.Canceled) {
+		var again *Interrupted // the error that only repeats the signal
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.As(err, &again) {
 			fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
+		}
+		if emptied {
+			fmt.Fprintf(stderr, "cifar-mlp: %v before anything was written; nothing was touched\n", in)
+			return in.ExitCode()
 		}
 		fmt.Fprintf(stderr, "cifar-mlp: %v; what was finished is written, nothing else was touched\n", in)
 		if _, serr := os.Stat(filepath.Join(cfg.Out, "checkpoint.npz")); serr == nil && (cfg.Mode == "train" || cfg.Mode == "overfit") {
@@ -789,14 +810,18 @@ func probeOut(cfg *Config) error {
 func main() {
 	ctx, cancel := context.WithCancelCause(context.Background())
 	signals := make(chan os.Signal, 2)
-	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(signals, stopSignals...)
 	go func() {
 		in := &Interrupted{<-signals}
 		fmt.Fprintf(os.Stderr, "\ncifar-mlp: %s: stopping cleanly (send it again to quit at once)\n", signalName(in.Signal))
 		cancel(in)
-		in = &Interrupted{<-signals}
-		fmt.Fprintf(os.Stderr, "\ncifar-mlp: %s again: quitting now\n", signalName(in.Signal))
-		os.Exit(in.ExitCode())
+		for s := range signals {
+			if s == syscall.SIGPIPE {
+				continue // every later write to the closed pipe raises another: not a second request
+			}
+			fmt.Fprintf(os.Stderr, "\ncifar-mlp: %s again: quitting now\n", signalName(s))
+			os.Exit((&Interrupted{s}).ExitCode())
+		}
 	}()
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }

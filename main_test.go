@@ -3407,6 +3407,27 @@ func TestResumeCommand(t *testing.T) {
 	}
 }
 
+// TestFailedStartLeavesNoFolder: a run without -out whose start fails (no
+// data, a folder that is not CIFAR-10) leaves no empty runs/<mode>/<time>
+// folder behind.
+func TestFailedStartLeavesNoFolder(t *testing.T) {
+	t.Chdir(t.TempDir())
+	notData := t.TempDir()
+	os.WriteFile(filepath.Join(notData, "data_batch_1.bin"), []byte("junk"), 0o644)
+	for _, tc := range []struct{ name, data string }{{"no data", filepath.Join(t.TempDir(), "none")}, {"not CIFAR-10", notData}} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, mode := range []string{"train", "lrtest"} { // (overfit runs on synthetic images without data)
+				if code, _, _ := runCLI("-mode="+mode, "-data", tc.data, "-download=false"); code == 0 {
+					t.Fatalf("-mode=%s on %s succeeded", mode, tc.data)
+				}
+				if left, _ := filepath.Glob(filepath.Join("runs", mode, "*")); len(left) != 0 {
+					t.Errorf("-mode=%s left %v", mode, left)
+				}
+			}
+		})
+	}
+}
+
 // TestResumeMarksLatest: a run of its own runs/train/<time> folder that
 // was interrupted and then resumed is the latest run once it finishes,
 // even if another run finished in between.
@@ -3555,7 +3576,7 @@ func TestSignalsStopCleanly(t *testing.T) {
 	for _, tc := range []struct {
 		sig  syscall.Signal
 		code int
-	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}} {
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}, {syscall.SIGHUP, 129}, {syscall.SIGPIPE, 141}} {
 		t.Run("train "+signalName(tc.sig), func(t *testing.T) {
 			out := t.TempDir()
 			cmd, sc := startChild(t, "-mode=train", "-data", data, "-download=false", "-out", out, "-val", "100",
