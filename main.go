@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"html"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"os/signal"
@@ -318,49 +319,17 @@ func parseHidden(s string) ([]int, error) {
 
 // parseConfig parses the command line into a Config and checks it.
 func parseConfig(args []string, stderr io.Writer) (*Config, error) {
-	cfg := &Config{Hidden: []int{50}, DataURL: cifarURL, DataMD5: cifarMD5, argv: slices.Clone(args)}
-	fs := newFlagSet(cfg, stderr)
-	// A bad flag gets the flag package's one-line complaint and a pointer
-	// to -h, not the whole usage (it would scroll the message away).
-	usage := fs.Usage
-	fs.Usage = func() {}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			usage()
-			return nil, err
-		}
-		fmt.Fprintln(stderr, usageHint)
-		return nil, &flagError{err}
+	cfg, fs, given, err := parseFlags(args, stderr)
+	if err != nil {
+		return nil, err
 	}
-	cfg.Args = fs.Args()
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	// applyDefaults sets the flags the command line did not give.
-	applyDefaults := func(what string, values [][2]string) {
-		for _, kv := range values {
-			if !set[kv[0]] {
-				if err := fs.Set(kv[0], kv[1]); err != nil {
-					panic(fmt.Sprintf("mlp: %s: -%s %s: %v", what, kv[0], kv[1], err))
-				}
-				set[kv[0]] = true
-			}
-		}
-	}
-	if set["resume"] && strings.TrimSpace(cfg.ResumeDir) == "" {
+	if given["resume"] && strings.TrimSpace(cfg.ResumeDir) == "" {
 		return nil, usageErrorf("-resume needs the folder of the run to continue, e.g. -resume runs/train/<time> (an interrupted run prints it); without -resume a new run starts")
 	}
-	applyDefaults("mode "+cfg.Mode, modeDefaults[cfg.Mode])
-	if cfg.Preset != "" {
-		values, ok := presets[cfg.Preset]
-		if !ok {
-			return nil, usageErrorf("-preset %q: unknown preset; want best", cfg.Preset)
-		}
-		applyDefaults("preset "+cfg.Preset, values)
-	}
 	if cfg.ResumeDir != "" {
-		return resumeConfig(cfg, set, stderr)
+		return resumeConfig(cfg, fs, given, stderr)
 	}
-	cfg.outGiven = set["out"]
+	cfg.outGiven = given["out"]
 	cfg.ownFolder = !cfg.outGiven
 	if !cfg.outGiven {
 		// Every run gets a folder of its own, runs/<mode>/<time>[-<preset>]
@@ -377,19 +346,61 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	return cfg, nil
 }
 
-// resumeFlags may accompany -resume: they cannot change the run's bits.
+// parseFlags parses args into a new Config, then gives the flags that args
+// leaves out the mode's and the preset's defaults. given lists the flags
+// args sets; fs holds every flag's value.
+func parseFlags(args []string, stderr io.Writer) (cfg *Config, fs *flag.FlagSet, given map[string]bool, err error) {
+	cfg = &Config{Hidden: []int{50}, DataURL: cifarURL, DataMD5: cifarMD5, argv: slices.Clone(args)}
+	fs = newFlagSet(cfg, stderr)
+	// A bad flag gets the flag package's one-line complaint and a pointer
+	// to -h, not the whole usage (it would scroll the message away).
+	usage := fs.Usage
+	fs.Usage = func() {}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			usage()
+			return nil, nil, nil, err
+		}
+		fmt.Fprintln(stderr, usageHint)
+		return nil, nil, nil, &flagError{err}
+	}
+	cfg.Args = fs.Args()
+	given = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	set := maps.Clone(given)
+	// applyDefaults sets the flags the command line did not give.
+	applyDefaults := func(what string, values [][2]string) {
+		for _, kv := range values {
+			if !set[kv[0]] {
+				if err := fs.Set(kv[0], kv[1]); err != nil {
+					panic(fmt.Sprintf("mlp: %s: -%s %s: %v", what, kv[0], kv[1], err))
+				}
+				set[kv[0]] = true
+			}
+		}
+	}
+	applyDefaults("mode "+cfg.Mode, modeDefaults[cfg.Mode])
+	if cfg.Preset != "" {
+		values, ok := presets[cfg.Preset]
+		if !ok {
+			return nil, nil, nil, usageErrorf("-preset %q: unknown preset; want best", cfg.Preset)
+		}
+		applyDefaults("preset "+cfg.Preset, values)
+	}
+	return cfg, fs, given, nil
+}
+
+// resumeFlags may accompany -resume with any value: they cannot change the
+// run's bits. Any other flag may be given only with the run's own value
+// (the command that started it, with -resume added, is accepted as it is).
 var resumeFlags = map[string]bool{"resume": true, "data": true, "download": true, "workers": true, "kernel": true, "v": true, "cpuprofile": true}
 
 // resumeConfig is the configuration of -resume DIR: the command line that
 // started the run (kept in DIR/checkpoint.npz), with the flags of
-// resumeFlags given now, writing into DIR again.
-func resumeConfig(cfg *Config, set map[string]bool, stderr io.Writer) (*Config, error) {
+// resumeFlags given now, writing into DIR again. fs and given are the
+// current command line's flags.
+func resumeConfig(cfg *Config, fs *flag.FlagSet, given map[string]bool, stderr io.Writer) (*Config, error) {
 	dir := cfg.ResumeDir
-	for name := range set {
-		if !resumeFlags[name] {
-			return nil, usageErrorf("-resume continues a run with its own settings; -%s cannot be changed (allowed with it: -data, -download, -workers, -kernel, -v)", name)
-		}
-	}
 	path := filepath.Join(dir, "checkpoint.npz")
 	if _, err := os.Stat(path); err != nil {
 		return nil, usageErrorf("-resume %s: no checkpoint.npz there (a training run writes it at every evaluation and when interrupted, and removes it when it finishes)", dir)
@@ -398,16 +409,31 @@ func resumeConfig(cfg *Config, set map[string]bool, stderr io.Writer) (*Config, 
 	if err != nil {
 		return nil, fmt.Errorf("-resume %s: %w; the run cannot continue from it: start it again with its command and -out %s -force", dir, err, dir)
 	}
-	var now []string // the allowed flags, as given now
-	for i := 0; i < len(cfg.argv); i++ {
-		name, _, hasValue := strings.Cut(strings.TrimLeft(cfg.argv[i], "-"), "=")
-		if name == "resume" {
-			if !hasValue {
-				i++
-			}
+	// The checkpoint's command line is checked like a user's, and loses
+	// what only its own process was to do: a profile it was to write (a
+	// file anywhere) and -resume.
+	_, stored, storedGiven, err := parseFlags(cp.Args, io.Discard)
+	if err != nil {
+		return nil, fmt.Errorf("-resume %s: the command line kept in its checkpoint does not parse (%v); start the run again with -out %s -force", dir, err, dir)
+	}
+	cp.Args = dropFlags(cp.Args, stored, "cpuprofile", "resume")
+	for _, name := range slices.Sorted(maps.Keys(given)) {
+		if resumeFlags[name] {
 			continue
 		}
-		now = append(now, cfg.argv[i])
+		if v, run := fs.Lookup(name).Value.String(), stored.Lookup(name).Value.String(); v != run {
+			return nil, usageErrorf("-resume continues a run with its own settings; -%s cannot be changed (the run's is %s, not %s; with -resume any value is allowed only for -data, -download, -workers, -kernel, -v)", name, run, v)
+		}
+	}
+	var others []string // every flag but the resumeFlags other than -resume
+	fs.VisitAll(func(f *flag.Flag) {
+		if !resumeFlags[f.Name] || f.Name == "resume" {
+			others = append(others, f.Name)
+		}
+	})
+	now := dropFlags(cfg.argv, fs, others...) // the resumeFlags given now, as given
+	if !given["download"] {
+		now = append(now, "-download=false") // a resumed run downloads only when told to now
 	}
 	args := append(append(slices.Clone(cp.Args), now...), "-out", dir, "-force")
 	resumed, err := parseConfig(args, stderr)
@@ -420,11 +446,31 @@ func resumeConfig(cfg *Config, set map[string]bool, stderr io.Writer) (*Config, 
 	resumed.argv, resumed.resume, resumed.ResumeDir = cp.Args, cp, dir
 	// The run started without -out had a runs/<mode>/<time> folder of its
 	// own: once finished, latest points at it as at any such run.
-	resumed.ownFolder = !slices.ContainsFunc(cp.Args, func(a string) bool {
-		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		return strings.HasPrefix(a, "-") && name == "out"
-	})
+	resumed.ownFolder = !storedGiven["out"]
 	return resumed, nil
+}
+
+// dropFlags returns args without the named flags and their values (fs
+// knows which flags take a value).
+func dropFlags(args []string, fs *flag.FlagSet, names ...string) []string {
+	var kept []string
+	for i := 0; i < len(args); i++ {
+		start := i
+		name, _, hasValue := strings.Cut(strings.TrimLeft(args[i], "-"), "=")
+		if f := fs.Lookup(name); f != nil && !hasValue && !isBoolFlag(f) {
+			i++
+		}
+		if !slices.Contains(names, name) {
+			kept = append(kept, args[start:min(i+1, len(args))]...)
+		}
+	}
+	return kept
+}
+
+// isBoolFlag reports whether f is a boolean flag (-v, not -v value).
+func isBoolFlag(f *flag.Flag) bool {
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }
 
 // Bounds of the flags: beyond them a run overflows, exhausts the memory or

@@ -3393,12 +3393,14 @@ func TestResumeCommand(t *testing.T) {
 		t.Errorf("rerunning into the interrupted run's folder: exit %d, %q; want a pointer to -resume", code, stderr)
 	}
 	code, _, stderr = runCLI("-resume", stopped, "-lambda", "1")
-	if code != 2 || !strings.Contains(stderr, "-lambda cannot be changed") {
+	if code != 2 || !strings.Contains(stderr, "-lambda cannot be changed (the run's is 0.001526, not 1") {
 		t.Errorf("-resume with -lambda: exit %d, %q", code, stderr)
 	}
-	code, _, stderr = runCLI("-resume", stopped, "-workers", "1")
+
+	// The run's own command with -resume added: every value is the run's.
+	code, _, stderr = runCLI(append(slices.Clone(args), "-resume", stopped, "-workers", "1")...)
 	if code != 0 || !strings.Contains(stderr, "resuming "+stopped+" at step ") {
-		t.Fatalf("-resume: exit %d, %s", code, stderr)
+		t.Fatalf("the run's own command with -resume: exit %d, %s", code, stderr)
 	}
 	for _, f := range []string{"model.npz", "snapshot-1.npz", "snapshot-2.npz"} {
 		if !bytes.Equal(mustRead(t, filepath.Join(stopped, f)), mustRead(t, filepath.Join(whole, f))) {
@@ -3506,6 +3508,7 @@ func TestResumeDamagedCheckpoint(t *testing.T) {
 		{"random-number state", rewritten(func(c *Checkpoint) { c.RNG["shuffle"] = []byte("junk") }), "random-number state"},
 		{"optimiser buffers", rewritten(func(c *Checkpoint) { c.OptBuffers = c.OptBuffers[1:] }), "optimiser state"},
 		{"step past the end", rewritten(func(c *Checkpoint) { c.Step = 1 << 40 }), "does not fit this run"},
+		{"stored command does not parse", rewritten(func(c *Checkpoint) { c.Args = append(slices.Clone(c.Args), "-colour") }), "does not parse"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -3519,6 +3522,19 @@ func TestResumeDamagedCheckpoint(t *testing.T) {
 			}
 		})
 	}
+	// A -cpuprofile kept in the command line is the stopped process's, not
+	// the resumed one's: a foreign checkpoint cannot make -resume write a
+	// file elsewhere.
+	t.Run("stored -cpuprofile", func(t *testing.T) {
+		dir, profile := t.TempDir(), filepath.Join(t.TempDir(), "elsewhere.prof")
+		os.WriteFile(filepath.Join(dir, "checkpoint.npz"), rewritten(func(c *Checkpoint) { c.Args = append(slices.Clone(c.Args), "-cpuprofile", profile) }), 0o644)
+		if code, _, stderr := runCLI("-resume", dir); code != 0 {
+			t.Fatalf("exit %d, %s", code, stderr)
+		}
+		if _, err := os.Stat(profile); err == nil {
+			t.Errorf("-resume wrote the profile the checkpoint named")
+		}
+	})
 }
 
 // resolveLatestDir reads the link (or text file) latest.
