@@ -199,7 +199,7 @@ Usage:
   go run . -mode=eval      -model M.npz      test accuracy, per-class table, confusion matrix
   go run . -mode=predict   -model M.npz IMG...   top-3 classes of PNG/JPEG images (scaled to 32×32)
   go run . -mode=gradcheck [flags]           analytic vs numerical gradients
-  go run . -mode=overfit   [flags]           memorise 100 training images (sanity check)
+  go run . -mode=overfit   [flags]           memorise 50 training images (sanity check)
   go run . -mode=lrtest    [flags]           learning-rate range test: ramp η over -ns steps
   go run . -mode=report    [-quick]          every experiment of the report, as one report.html
   go run . -preset best    [flags]           the ≥ 60 % recipe (1000 hidden units, augmentation)
@@ -329,6 +329,9 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	if cfg.ResumeDir != "" {
 		return resumeConfig(cfg, fs, given, stderr)
 	}
+	if cfg.Mode == "search" && given["lambda"] {
+		return nil, usageErrorf("-lambda: a search draws log10 λ from [-lmin, -lmax] (now [%g, %g]); set those, or use -mode=train for one λ", cfg.LMin, cfg.LMax)
+	}
 	cfg.outGiven = given["out"]
 	cfg.ownFolder = !cfg.outGiven
 	if !cfg.outGiven {
@@ -361,6 +364,11 @@ func parseFlags(args []string, stderr io.Writer) (cfg *Config, fs *flag.FlagSet,
 			usage()
 			return nil, nil, nil, err
 		}
+		if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+			if near := nearestFlag(fs, name); near != "" {
+				fmt.Fprintf(stderr, "did you mean -%s?\n", near)
+			}
+		}
 		fmt.Fprintln(stderr, usageHint)
 		return nil, nil, nil, &flagError{err}
 	}
@@ -388,6 +396,41 @@ func parseFlags(args []string, stderr io.Writer) (cfg *Config, fs *flag.FlagSet,
 		applyDefaults("preset "+cfg.Preset, values)
 	}
 	return cfg, fs, given, nil
+}
+
+// nearestFlag is the flag whose name is within two edits of name (the
+// closest, the first in order on a tie), or "".
+func nearestFlag(fs *flag.FlagSet, name string) string {
+	best, bestD := "", 3
+	fs.VisitAll(func(f *flag.Flag) {
+		if d := editDistance(name, f.Name); d < bestD {
+			best, bestD = f.Name, d
+		}
+	})
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b (insertions,
+// deletions and substitutions of one character each cost 1).
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur := make([]int, len(rb)+1)
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			sub := prev[j-1]
+			if ra[i-1] != rb[j-1] {
+				sub++
+			}
+			cur[j] = min(sub, prev[j]+1, cur[j-1]+1)
+		}
+		prev = cur
+	}
+	return prev[len(rb)]
 }
 
 // resumeFlags may accompany -resume with any value: they cannot change the
@@ -970,15 +1013,15 @@ func runTrain(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "training %v on %d images, validating on %d; λ=%g, η∈[%g, %g], n_s=%d, %d cycles, batch %d; writing %s\n",
-		netSizes(inputDim, cfg.Hidden), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, cfg.Cycles, cfg.Batch, cfg.Out)
+	fmt.Fprintf(stderr, "training %v on %d images, validating on %d; λ=%g, η∈[%g, %g], n_s=%d, %s, batch %d; writing %s\n",
+		netSizes(inputDim, cfg.Hidden), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, count(cfg.Cycles, "cycle"), cfg.Batch, cfg.Out)
 	if cfg.resume != nil {
 		fmt.Fprintf(stderr, "resuming %s at step %d\n", cfg.Out, cfg.resume.Step)
 	}
 	if cfg.Verbose {
 		fmt.Fprintf(stderr, "GEMM %s on %s\n", kernelName(cfg.Kernel), cpuModel())
 	}
-	sum, err := TrainAndSave(ctx, cfg.runSpec(fmt.Sprintf("λ=%g, n_s=%d, %d cycles", cfg.Lambda, cfg.NS, cfg.Cycles)), sp, stderr)
+	sum, err := TrainAndSave(ctx, cfg.runSpec(fmt.Sprintf("λ=%g, n_s=%d, %s", cfg.Lambda, cfg.NS, count(cfg.Cycles, "cycle"))), sp, stderr)
 	if sum != nil {
 		printSummary(stdout, sum, cfg.Out, cfg.Verbose)
 	}
@@ -1294,8 +1337,8 @@ func finalRun(ctx context.Context, cfg *Config, sp *Splits, sum *SearchSummary, 
 	}
 	c.NS, c.Cycles = seedNS, seedCycles
 	c.Out = filepath.Join(cfg.Out, "final")
-	fmt.Fprintf(stderr, "final run: λ=%.4g, n_s=%d, %d cycles\n", c.Lambda, c.NS, c.Cycles)
-	rs, err := TrainAndSave(ctx, c.runSpec(fmt.Sprintf("best λ=%.4g, n_s=%d, %d cycles", c.Lambda, c.NS, c.Cycles)), sp, stderr)
+	fmt.Fprintf(stderr, "final run: λ=%.4g, n_s=%d, %s\n", c.Lambda, c.NS, count(c.Cycles, "cycle"))
+	rs, err := TrainAndSave(ctx, c.runSpec(fmt.Sprintf("best λ=%.4g, n_s=%d, %s", c.Lambda, c.NS, count(c.Cycles, "cycle"))), sp, stderr)
 	if rs != nil {
 		printSummary(stdout, rs, c.Out, cfg.Verbose)
 		sum.FinalTestAcc, sum.FinalOut = rs.TestAccuracy, c.Out
@@ -1326,7 +1369,12 @@ func shardSpec(cfg *Config, getenv func(string) string) (i, n int, err error) {
 			if cfg.Shards <= 0 {
 				return 0, 0, usageErrorf("%s is set: give the number of shards (the array's full size) as -shards n, e.g. -shards 4 for --array=0-3", env)
 			}
-			return parse(env+"/-shards", getenv(env), strconv.Itoa(cfg.Shards))
+			i, n, err := parse(env+"/-shards", getenv(env), strconv.Itoa(cfg.Shards))
+			if id, aerr := strconv.Atoi(strings.TrimSpace(getenv(env))); err != nil && aerr == nil && id >= cfg.Shards {
+				// An array larger than -shards: say which -shards fits it.
+				return 0, 0, usageErrorf("%s=%d, but -shards %d has shards 0…%d: give the array's full size, e.g. -shards %d for --array=0-%d", env, id, cfg.Shards, cfg.Shards-1, id+1, id)
+			}
+			return i, n, err
 		}
 	}
 	if cfg.Shard != "" {
@@ -1409,12 +1457,16 @@ func runReport(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error
 // with -mode, -out (a folder of the report's) and the given flags changed.
 // command is how a user repeats it.
 func (r *report) sub(mode, dir string, flags ...string) (cfg *Config, command string) {
-	args := append(slices.Clone(r.cfg.argv), "-mode="+mode, "-out", filepath.Join(r.cfg.Out, dir))
+	base := slices.Clone(r.cfg.argv)
+	if mode == "search" { // the search draws λ itself: the report's -lambda is for its training runs
+		base = dropFlags(base, newFlagSet(&Config{}, io.Discard), "lambda")
+	}
+	args := append(slices.Clone(base), "-mode="+mode, "-out", filepath.Join(r.cfg.Out, dir))
 	cfg, err := parseConfig(append(args, flags...), io.Discard)
 	if err != nil {
 		panic(fmt.Sprintf("mlp: report: %s %v: %v", mode, flags, err))
 	}
-	shown := append([]string{"go run .", "-mode=" + mode}, userFlags(r.cfg.argv)...)
+	shown := append([]string{"go run .", "-mode=" + mode}, userFlags(base)...)
 	for i := 0; i < len(flags); i++ {
 		switch {
 		case strings.Contains(flags[i], "="): // -final=false: one token
@@ -1631,7 +1683,7 @@ func (r *report) search() error {
 		fmt.Sprintf("λ = %.4g (%.2f %% val)", ssum.Best.Lambda, 100*ssum.Best.ValAcc), command})
 
 	best := ssum.Best.Lambda
-	final, err := r.train(fmt.Sprintf("Figure 6: best λ=%.4g, n_s=%d, %d cycles", best, r.plan.finalNS, r.plan.finalCycles), "final", sp,
+	final, err := r.train(fmt.Sprintf("Figure 6: best λ=%.4g, n_s=%d, %s", best, r.plan.finalNS, count(r.plan.finalCycles, "cycle")), "final", sp,
 		"-n", strconv.Itoa(r.plan.n), "-lambda", fmtFloat(best), "-ns", strconv.Itoa(r.plan.finalNS), "-cycles", strconv.Itoa(r.plan.finalCycles))
 	if err != nil {
 		return err
@@ -1642,8 +1694,8 @@ func (r *report) search() error {
 	}
 	fs := final.sum
 	r.doc.h2("The final run")
-	r.doc.figure(fmt.Sprintf("Figure 6: cost, loss, accuracy and learning rate of a run with the search's best λ = %.4g on %d training images (validating on %d): %d cycles of 2·n_s = %d steps, batch 100, η ∈ [1e-5, 0.1]. Test accuracy %s, train accuracy %s. Seed (λ = 1.526e-3, n_s = 900, 3 cycles): test 53.1 %%, train 63.5 %%. Command: %s",
-		best, fs.TrainImages, fs.ValImages, r.plan.finalCycles, 2*r.plan.finalNS, pct(fs.TestAccuracy), pct(fs.TrainAccuracy), final.command), panels...)
+	r.doc.figure(fmt.Sprintf("Figure 6: cost, loss, accuracy and learning rate of a run with the search's best λ = %.4g on %d training images (validating on %d): %s of 2·n_s = %d steps, batch 100, η ∈ [1e-5, 0.1]. Test accuracy %s, train accuracy %s. Seed (λ = 1.526e-3, n_s = 900, 3 cycles): test 53.1 %%, train 63.5 %%. Command: %s",
+		best, fs.TrainImages, fs.ValImages, count(r.plan.finalCycles, "cycle"), 2*r.plan.finalNS, pct(fs.TestAccuracy), pct(fs.TrainAccuracy), final.command), panels...)
 	r.results = append(r.results, []string{"Figure 6: the best λ, 3 cycles", "test 53.1 %, train 63.5 %",
 		fmt.Sprintf("test %s, train %s", pct(fs.TestAccuracy), pct(fs.TrainAccuracy)), final.command})
 	if sp.Test == nil || sp.Test.Len() == 0 {

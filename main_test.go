@@ -2754,6 +2754,8 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"bad dropout range", []string{"-mode=search", "-search-dropout", "0.5,0.2"}, "lo ≤ hi"},
 		{"unknown kernel", []string{"-kernel", "sse9"}, `-kernel "sse9": unknown`},
 		{"empty resume", []string{"-resume", ""}, "-resume needs the folder"},
+		{"lambda for a search", []string{"-mode=search", "-lambda", "0.01"}, "a search draws log10 λ from [-lmin, -lmax]"},
+		{"misspelt flag", []string{"-lamda", "0.01"}, "did you mean -lambda?"},
 		{"blank resume", []string{"-resume=  "}, "-resume needs the folder"},
 	}
 	for _, tc := range cases {
@@ -2806,7 +2808,8 @@ func TestShardFromEnvironment(t *testing.T) {
 		{"slurm", Config{Shards: 4}, map[string]string{"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}, 3, 4, ""},
 		{"slurm, one task resubmitted", Config{Shards: 4}, map[string]string{"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_COUNT": "1", "SLURM_ARRAY_TASK_MIN": "2", "SLURM_ARRAY_TASK_MAX": "2"}, 2, 4, ""},
 		{"slurm without -shards", Config{}, map[string]string{"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_COUNT": "4"}, 0, 0, "-shards n"},
-		{"slurm index beyond -shards", Config{Shards: 4}, map[string]string{"SLURM_ARRAY_TASK_ID": "4"}, 0, 0, "0 ≤ i < n"},
+		{"slurm index beyond -shards", Config{Shards: 4}, map[string]string{"SLURM_ARRAY_TASK_ID": "4"}, 0, 0, "-shards 5 for --array=0-4"},
+		{"slurm array of 8 with -shards 4", Config{Shards: 4}, map[string]string{"SLURM_ARRAY_TASK_ID": "7"}, 0, 0, "-shards 8 for --array=0-7"},
 		{"-shards without an index", Config{Shards: 4}, nil, 0, 0, "without a shard index"},
 		{"kubernetes", Config{Shards: 3}, map[string]string{"JOB_COMPLETION_INDEX": "1"}, 1, 3, ""},
 		{"kubernetes without -shards", Config{}, map[string]string{"JOB_COMPLETION_INDEX": "1"}, 0, 0, "-shards"},

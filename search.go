@@ -591,8 +591,8 @@ func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), 
 	if spec.Shards > 1 {
 		shard = fmt.Sprintf(" (shard %d/%d)", spec.Shard, spec.Shards)
 	}
-	fmt.Fprintf(stderr, "coarse search: %d trials%s, n_s=%d, %d cycles, %d training images; writing %s\n",
-		spec.Trials, shard, spec.Base.NS, spec.Base.Cycles, sp.Train.Len(), spec.Out)
+	fmt.Fprintf(stderr, "coarse search: %d trials%s, n_s=%d, %s, %d training images; writing %s\n",
+		spec.Trials, shard, spec.Base.NS, count(spec.Base.Cycles, "cycle"), sp.Train.Len(), spec.Out)
 	if complete, err := s.runPhase("coarse", 0, coarse); err != nil || !complete {
 		if err == nil {
 			fmt.Fprintf(stdout, "coarse trials recorded: %d of %d in %s; the fine phase starts when all are in (rerun the other shards, or give -wait)\n", len(phaseTrials(done, "coarse")), spec.Trials, spec.Out)
@@ -1112,6 +1112,14 @@ func heartbeat(path string) (release func()) {
 		wg.Wait()
 		os.Remove(path)
 	}
+}
+
+// count is "1 cycle", "3 cycles": n and word, plural unless n is 1.
+func count(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // joinInts is "50,50".
