@@ -2287,6 +2287,40 @@ func TestShardsWaitForEachOther(t *testing.T) {
 	}
 }
 
+// TestTrialsDuplicateIndex: a trial recorded twice with the same results
+// (the wall time aside) counts once; recorded twice with different results
+// it is an error naming both lines, not the later line silently.
+func TestTrialsDuplicateIndex(t *testing.T) {
+	header := strings.Join(trialHeader(), ",") + "\n"
+	line := func(acc, seconds string) string {
+		return "coarse,3,-2.5,0.0031622776601683794," + acc + ",0.5,1.4," + acc + "," + seconds + ",50,0\n"
+	}
+	for _, tc := range []struct {
+		name, body string
+		trials     int
+		want       string
+	}{
+		{"once", line("0.5", "12"), 1, ""},
+		{"twice, the same results", line("0.5", "12") + line("0.5", "13"), 1, ""},
+		{"twice, different results", line("0.5", "12") + line("0.999", "12"), 0, "trial 3 is on line 2 and again, differently, on line 3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "trials.csv")
+			os.WriteFile(path, []byte(header+tc.body), 0o644)
+			trials, _, err := readTrials(path)
+			if tc.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), path) {
+					t.Errorf("got %v, want an error naming the file and %q", err, tc.want)
+				}
+				return
+			}
+			if err != nil || len(trials) != tc.trials {
+				t.Errorf("%d trials, %v; want %d", len(trials), err, tc.trials)
+			}
+		})
+	}
+}
+
 // TestSearchFaults: what goes wrong in real search folders.
 func TestSearchFaults(t *testing.T) {
 	data, complete := referenceSearch(t)

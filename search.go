@@ -253,14 +253,33 @@ func readTrials(path string) (trials []Trial, torn bool, err error) {
 	if len(recs) == 0 || strings.Join(recs[0], ",") != want {
 		return nil, false, fmt.Errorf("read %s: not a trials file of this program (want the header %s); move it away or choose another -out", path, want)
 	}
+	lineOf := map[int]int{} // trial index → its line
 	for i, rec := range recs[1:] {
 		t, err := parseTrial(rec)
 		if err != nil {
 			return nil, false, fmt.Errorf("read %s: line %d: %w; the file is damaged (delete that line to rerun the trial)", path, i+2, err)
 		}
+		if first, ok := lineOf[t.Index]; ok {
+			if sameResults(rec, recs[first-1]) {
+				continue // the same trial recorded twice: one is enough
+			}
+			return nil, false, fmt.Errorf("read %s: trial %d is on line %d and again, differently, on line %d; the file was edited or written by two searches (delete the wrong line)", path, t.Index, first, i+2)
+		}
+		lineOf[t.Index] = i + 2
 		trials = append(trials, t)
 	}
 	return trials, torn, nil
+}
+
+// sameResults reports whether two records of trials.csv hold the same
+// trial with the same results: every field but the wall time.
+func sameResults(a, b []string) bool {
+	for k, c := range trialColumns {
+		if c.name != "seconds" && a[k] != b[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // splitTail cuts a file after its last newline: body ends with a newline
