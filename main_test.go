@@ -3347,6 +3347,45 @@ func TestNpzDamage(t *testing.T) {
 	})
 }
 
+// TestStaleTempSwept: writing into a folder removes the temporary files a
+// killed process left there (its pid gone, older than staleTemp), and no
+// other: not a live process's, not a fresh one (another node's, on a
+// shared file system, may be writing it now), not a file of the user's.
+func TestStaleTempSwept(t *testing.T) {
+	dead := exec.Command(os.Args[0], "-test.run", "XXX")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	old := time.Now().Add(-2 * staleTemp)
+	files := []struct {
+		name  string
+		mtime time.Time
+		swept bool
+	}{
+		{fmt.Sprintf(".model.npz.tmp%d-17", dead.Process.Pid), old, true},
+		{fmt.Sprintf(".checkpoint.npz.tmp%d-18", dead.Process.Pid), old, true},
+		{fmt.Sprintf(".model.npz.tmp%d-19", dead.Process.Pid), time.Now(), false},
+		{fmt.Sprintf(".model.npz.tmp%d-20", os.Getppid()), old, false},
+		{".notes.tmp", old, false},
+		{"model.npz.tmp1-2", old, false},
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.name)
+		os.WriteFile(p, []byte("x"), 0o644)
+		os.Chtimes(p, f.mtime, f.mtime)
+	}
+	if err := writeBytesAtomic(filepath.Join(dir, "summary.json"), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		_, err := os.Stat(filepath.Join(dir, f.name))
+		if gone := err != nil; gone != f.swept {
+			t.Errorf("%s: removed %v, want %v", f.name, gone, f.swept)
+		}
+	}
+}
+
 // TestRunFolders: without -out every run gets a new folder and latest
 // points at the last finished one, which -model uses by default; an
 // explicit -out holding a finished run is refused unless -force.

@@ -38,7 +38,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -1099,14 +1098,10 @@ func ownerExited(who string) bool {
 	host, okHost := strings.CutPrefix(hostPart, "host ")
 	pid, err := strconv.Atoi(pidPart)
 	me, _ := os.Hostname()
-	if !ok || !okHost || err != nil || host != me || pid <= 0 || pid == os.Getpid() {
+	if !ok || !okHost || err != nil || host != me {
 		return false
 	}
-	p, err := os.FindProcess(pid)
-	if err != nil {
-		return true // systems where finding a process fails when it is gone
-	}
-	return errors.Is(p.Signal(syscall.Signal(0)), os.ErrProcessDone)
+	return processGone(pid)
 }
 
 // heartbeat refreshes the lock's time until the returned release is

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -583,6 +584,7 @@ func stageFile(path string, fill func(w io.Writer) error) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
+	sweepStale(dir)
 	var f *os.File
 	for i := 0; ; i++ {
 		// os.CreateTemp would make the file 0600; O_EXCL with 0644 lets the
@@ -609,6 +611,46 @@ func stageFile(path string, fill func(w io.Writer) error) (string, error) {
 		return "", err
 	}
 	return f.Name(), nil
+}
+
+// staleTemp: a temporary file of stageFile this old, whose process is gone
+// from this host, was left by a process killed while writing (kill -9, a
+// node's crash). A process on another node of a shared file system keeps
+// its temporaries for seconds, from creation to rename, never minutes.
+const staleTemp = 10 * time.Minute
+
+// sweepStale removes from dir the temporary files (".<name>.tmp<pid>-<n>")
+// that stageFile's killed callers left there (see staleTemp).
+func sweepStale(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		name := e.Name()
+		i := strings.LastIndex(name, ".tmp")
+		if !strings.HasPrefix(name, ".") || i < 0 || !e.Type().IsRegular() {
+			continue
+		}
+		pidText, _, ok := strings.Cut(name[i+len(".tmp"):], "-")
+		pid, err := strconv.Atoi(pidText)
+		info, ierr := e.Info()
+		if !ok || err != nil || ierr != nil || time.Since(info.ModTime()) < staleTemp || !processGone(pid) {
+			continue
+		}
+		os.Remove(filepath.Join(dir, name))
+	}
+}
+
+// processGone reports whether no process with this pid exists on this
+// host (false when it cannot tell: a pid of this process, or of another
+// user's process, or where the system cannot check).
+func processGone(pid int) bool {
+	if pid <= 0 || pid == os.Getpid() {
+		return false
+	}
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return true // systems where finding a process fails when it is gone
+	}
+	return errors.Is(p.Signal(syscall.Signal(0)), os.ErrProcessDone)
 }
 
 // syncDir fsyncs a folder so that renames into it survive a power loss
