@@ -664,6 +664,46 @@ func signalName(s os.Signal) string {
 	return "SIGINT"
 }
 
+// runLock is the lock file a run holds in its folder while it writes
+// there (see runMode).
+const runLock = ".run.lock"
+
+// runMode runs cfg's mode. A mode that writes a run folder holds the
+// folder's lock meanwhile (tryLock: refreshed every 10 s, taken over from a
+// killed process), so that a second process, such as a -resume of a run
+// that is still going, cannot write into the same folder.
+func runMode(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
+	if cfg.Mode == "train" || cfg.Mode == "overfit" || cfg.Mode == "lrtest" || cfg.Mode == "report" {
+		release, holder, err := tryLock(filepath.Join(cfg.Out, runLock))
+		if err != nil {
+			return err
+		}
+		if release == nil {
+			return fmt.Errorf("another process (%s) is writing into %s; wait for it to finish, or stop it (Ctrl-C, kill) and then -resume %s", holder, cfg.Out, cfg.Out)
+		}
+		defer release()
+	}
+	switch cfg.Mode {
+	case "train":
+		return runTrain(ctx, cfg, stdout, stderr)
+	case "overfit":
+		return runOverfit(ctx, cfg, stdout, stderr)
+	case "eval":
+		return runEval(ctx, cfg, stdout, stderr)
+	case "predict":
+		return runPredict(cfg, stdout)
+	case "gradcheck":
+		return runGradCheck(ctx, cfg, stdout, stderr)
+	case "search":
+		return runSearch(ctx, cfg, stdout, stderr)
+	case "lrtest":
+		return runLRTest(ctx, cfg, stdout, stderr)
+	case "report":
+		return runReport(ctx, cfg, stdout, stderr)
+	}
+	return nil
+}
+
 // interruptedBy returns the signal that cancelled ctx, if one did.
 func interruptedBy(ctx context.Context) *Interrupted {
 	var in *Interrupted
@@ -719,24 +759,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	switch cfg.Mode {
-	case "train":
-		err = runTrain(ctx, cfg, stdout, stderr)
-	case "overfit":
-		err = runOverfit(ctx, cfg, stdout, stderr)
-	case "eval":
-		err = runEval(ctx, cfg, stdout, stderr)
-	case "predict":
-		err = runPredict(cfg, stdout)
-	case "gradcheck":
-		err = runGradCheck(ctx, cfg, stdout, stderr)
-	case "search":
-		err = runSearch(ctx, cfg, stdout, stderr)
-	case "lrtest":
-		err = runLRTest(ctx, cfg, stdout, stderr)
-	case "report":
-		err = runReport(ctx, cfg, stdout, stderr)
-	}
+	err = runMode(ctx, cfg, stdout, stderr)
 	if err == nil && interruptedBy(ctx) == nil && cfg.ownFolder && cfg.Mode != "search" && cfg.Mode != "predict" && cfg.Mode != "gradcheck" {
 		if lerr := markLatest(cfg.Out); lerr != nil {
 			fmt.Fprintf(stderr, "cifar-mlp: warning: %v\n", lerr)

@@ -3542,6 +3542,42 @@ func TestResumeMarksLatest(t *testing.T) {
 	}
 }
 
+// TestRunFolderLocked: while a run writes into its folder, a -resume of it
+// or another run with -out there -force is refused, naming the process.
+func TestRunFolderLocked(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 200)
+	dir := t.TempDir()
+	cmd, sc := startChild(t, "-mode=train", "-data", data, "-download=false", "-val", "100", "-hidden", "8", "-batch", "10",
+		"-ns", "10000000", "-cycles", "1", "-evals", "20000", "-out", dir, "-force")
+	waitFor(t, sc, "step ")
+	for i := 0; ; i++ { // the first checkpoint, after the first evaluation
+		if _, err := os.Stat(filepath.Join(dir, "checkpoint.npz")); err == nil {
+			break
+		}
+		if i == 600 {
+			t.Fatal("no checkpoint.npz after 30 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, args := range [][]string{
+		{"-resume", dir},
+		{"-mode=train", "-data", data, "-download=false", "-out", dir, "-force", "-ns", "5", "-cycles", "1"},
+	} {
+		code, _, stderr := runCLI(args...)
+		if code != 1 || !strings.Contains(stderr, "another process") || !strings.Contains(stderr, fmt.Sprintf("pid %d", cmd.Process.Pid)) {
+			t.Errorf("%v while the run goes on: exit %d, %q; want it refused naming the process", args, code, stderr)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	for sc.Scan() {
+	}
+	cmd.Wait()
+	if _, err := os.Stat(filepath.Join(dir, runLock)); err == nil {
+		t.Error("the stopped run left its lock")
+	}
+}
+
 // TestResumeDamagedCheckpoint: -resume on a checkpoint that is empty,
 // truncated, or does not fit its run (its training order, random-number
 // state, optimiser buffers or step) stops with a one-line error that names
