@@ -3478,7 +3478,7 @@ func TestResumeCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "resuming "+stopped+" at step ") {
 		t.Fatalf("the run's own command with -resume: exit %d, %s", code, stderr)
 	}
-	for _, f := range []string{"model.npz", "snapshot-1.npz", "snapshot-2.npz"} {
+	for _, f := range []string{"model.npz", "snapshot-1.npz", "snapshot-2.npz", "history.csv"} {
 		if !bytes.Equal(mustRead(t, filepath.Join(stopped, f)), mustRead(t, filepath.Join(whole, f))) {
 			t.Errorf("%s of the resumed run differs from the uninterrupted run's", f)
 		}

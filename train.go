@@ -157,10 +157,11 @@ func Train(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o Tra
 			}
 			fmt.Fprintf(progress, "stopping after step %d: evaluating the net and writing its outputs\n", t+1)
 		}
-		if (t+1)%tr.evalEvery == 0 || t+1 == tr.total || interrupted {
+		if scheduled := (t+1)%tr.evalEvery == 0 || t+1 == tr.total; scheduled || interrupted {
 			if err := tr.evaluate(t, eta, t+1 == tr.total || interrupted); err != nil {
 				return tr.res, err
 			}
+			tr.offSchedule = !scheduled
 			if o.Checkpoint != nil && t+1 < tr.total {
 				if err := o.Checkpoint(tr.checkpoint()); err != nil {
 					return tr.res, err
@@ -187,6 +188,7 @@ type trainer struct {
 	progress   io.Writer
 
 	total, perEpoch, evalEvery int
+	offSchedule                bool // the last evaluation was made because the run stopped between two
 	// The batch: images idx[i], labels yb[i], moved by shifts[i] with
 	// Augment; perm is the epoch's order of the training images.
 	xb                          *Matrix
@@ -266,8 +268,15 @@ type Checkpoint struct {
 // checkpoint captures the trainer's state after res.Steps steps (copies:
 // the run goes on).
 func (tr *trainer) checkpoint() *Checkpoint {
+	history := tr.res.History
+	if tr.offSchedule {
+		// The evaluation made because the run was stopped between two of
+		// its evaluations is this session's, not the run's: the resumed run
+		// writes the uninterrupted run's history.csv.
+		history = history[:len(history)-1]
+	}
 	cp := &Checkpoint{Step: tr.res.Steps, Net: tr.net.Clone(), Perm: slices.Clone(tr.perm), RNG: map[string][]byte{},
-		History: slices.Clone(tr.res.History), EvalSeconds: tr.res.EvalSeconds, Snapshots: slices.Clone(tr.res.Snapshots)}
+		History: slices.Clone(history), EvalSeconds: tr.res.EvalSeconds, Snapshots: slices.Clone(tr.res.Snapshots)}
 	t, bufs := tr.opt.State()
 	cp.OptSteps = t
 	for _, b := range bufs {
