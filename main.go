@@ -1360,6 +1360,23 @@ func finalRun(ctx context.Context, cfg *Config, sp *Splits, sum *SearchSummary, 
 	}
 	c.NS, c.Cycles = seedNS, seedCycles
 	c.Out = filepath.Join(cfg.Out, "final")
+	// Every shard of an array may get here: the first takes the final
+	// folder's lock and trains; one that finds it taken leaves the final to
+	// its holder; one that comes later, or a rerun, finds it finished.
+	release, holder, err := tryLock(filepath.Join(c.Out, runLock))
+	if err != nil {
+		return err
+	}
+	if release == nil {
+		fmt.Fprintf(stderr, "final run: another process (%s) is training it in %s\n", holder, c.Out)
+		return nil
+	}
+	defer release()
+	if done, ok := finishedRun(c.Out); ok {
+		fmt.Fprintf(stderr, "final run: already done in %s (test accuracy %s)\n", c.Out, pct(done.TestAccuracy))
+		sum.FinalTestAcc, sum.FinalOut = done.TestAccuracy, c.Out
+		return writeJSON(filepath.Join(cfg.Out, "summary.json"), sum)
+	}
 	fmt.Fprintf(stderr, "final run: λ=%.4g, n_s=%d, %s\n", c.Lambda, c.NS, count(c.Cycles, "cycle"))
 	rs, err := TrainAndSave(ctx, c.runSpec(fmt.Sprintf("best λ=%.4g, n_s=%d, %s", c.Lambda, c.NS, count(c.Cycles, "cycle"))), sp, stderr)
 	if rs != nil {
@@ -1370,6 +1387,19 @@ func finalRun(ctx context.Context, cfg *Config, sp *Splits, sum *SearchSummary, 
 		}
 	}
 	return err
+}
+
+// finishedRun reads the summary.json of a run that finished in dir (not
+// interrupted, no checkpoint left); ok is false for anything else.
+func finishedRun(dir string) (sum RunSummary, ok bool) {
+	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err != nil || json.Unmarshal(b, &sum) != nil || sum.Interrupted {
+		return sum, false
+	}
+	if _, err := os.Stat(filepath.Join(dir, "checkpoint.npz")); err == nil {
+		return sum, false
+	}
+	return sum, true
 }
 
 // shardSpec resolves which shard this process runs: Slurm's

@@ -2287,6 +2287,35 @@ func TestShardsWaitForEachOther(t *testing.T) {
 	}
 }
 
+// TestSearchFinalOnce: with -final, the shard that finds the final run's
+// folder locked leaves it to the lock's holder, and a rerun of a search
+// whose final run finished reuses it instead of training it again.
+func TestSearchFinalOnce(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 200)
+	out := t.TempDir()
+	args := searchArgs(data, out, "-final", "-workers", "1")
+	host, _ := os.Hostname()
+	lock := filepath.Join(out, "final", runLock)
+	os.MkdirAll(filepath.Dir(lock), 0o755)
+	os.WriteFile(lock, []byte(fmt.Sprintf("host %s, pid %d\n", host, os.Getppid())), 0o644)
+	code, _, stderr := runCLI(args...)
+	if _, err := os.Stat(filepath.Join(out, "final", "model.npz")); code != 0 || !strings.Contains(stderr, "another process") || err == nil {
+		t.Fatalf("with the final run locked by a live process: exit %d, %q; want it left to that process", code, stderr)
+	}
+	os.Remove(lock)
+	for _, want := range []string{"final run: λ=", "final run: already done"} {
+		code, _, stderr := runCLI(args...)
+		if code != 0 || !strings.Contains(stderr, want) {
+			t.Fatalf("exit %d, %q; want %q", code, stderr, want)
+		}
+		var sum SearchSummary
+		if err := json.Unmarshal(mustRead(t, filepath.Join(out, "summary.json")), &sum); err != nil || math.IsNaN(float64(sum.FinalTestAcc)) {
+			t.Errorf("summary.json: %v, final test accuracy %v", err, sum.FinalTestAcc)
+		}
+	}
+}
+
 // TestTrialsDuplicateIndex: a trial recorded twice with the same results
 // (the wall time aside) counts once; recorded twice with different results
 // it is an error naming both lines, not the later line silently.
