@@ -10,6 +10,7 @@ package main
 
 import (
 	"archive/tar"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/md5"
@@ -410,32 +411,51 @@ func LoadTest(ctx context.Context, src DataSource, progress io.Writer) (*Dataset
 	return test, classes, nil
 }
 
-// maxImagePixels bounds the images ReadImage decodes (64 megapixels): the
-// size is read from the header first, so a tiny file that declares a huge
-// image is refused before any pixel is decoded.
-const maxImagePixels = 64 << 20
+// maxImagePixels bounds the images ReadImage decodes (24 megapixels, a
+// 6000×4000 photo): the size is read from the header first, so a tiny file
+// that declares a huge image is refused before any pixel is decoded. The
+// decoders need up to about 18 bytes a pixel at once (a 16-bit PNG's
+// pixels and rows; a progressive JPEG's coefficients and planes): at 64
+// megapixels a 0.5 MB PNG took 1.07 GB, at 24 about 0.4 GB.
+const maxImagePixels = 24 << 20
+
+// maxImageFileBytes bounds the bytes ReadImage reads: an image is read
+// whole, so that a pipe (/dev/stdin) serves as well as a file.
+const maxImageFileBytes = 256 << 20
 
 // ReadImage reads a PNG or JPEG into the CIFAR layout: the red plane, then
 // green, then blue, one byte per pixel (D = 3072 bytes). An image that is
 // not 32×32 is centre-cropped to a square and scaled to 32×32, each output
 // pixel the mean of the source pixels it covers (resized reports it).
 func ReadImage(path string) (pix []uint8, resized bool, err error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	if st.Mode()&(os.ModeDevice|os.ModeSocket) != 0 || st.Mode()&os.ModeNamedPipe != 0 && !isStdin(path) {
+		// Opening a named pipe waits for a writer, which may never come.
+		return nil, false, fmt.Errorf("read %s: not a regular file (a %v); give an image file, or pipe one into /dev/stdin", path, st.Mode().Type())
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, false, fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
-	conf, _, err := image.DecodeConfig(f)
+	data, err := io.ReadAll(io.LimitReader(f, maxImageFileBytes+1))
+	if err != nil {
+		return nil, false, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(data) > maxImageFileBytes {
+		return nil, false, fmt.Errorf("read %s: more than %d MiB; an image file is read whole, at most %d MiB", path, maxImageFileBytes>>20, maxImageFileBytes>>20)
+	}
+	conf, _, err := image.DecodeConfig(bytes.NewReader(data))
 	if err != nil {
 		return nil, false, fmt.Errorf("read %s: %w (want a PNG or JPEG)", path, err)
 	}
 	if conf.Width <= 0 || conf.Height <= 0 || conf.Width > maxImagePixels/conf.Height {
 		return nil, false, fmt.Errorf("read %s: the image declares %d×%d pixels; at most %d megapixels are read", path, conf.Width, conf.Height, maxImagePixels>>20)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, false, fmt.Errorf("read %s: %w", path, err)
-	}
-	img, _, err := image.Decode(f)
+	img, _, err := image.Decode(bytes.NewReader(data))
 	if err != nil {
 		return nil, false, fmt.Errorf("read %s: %w (want a PNG or JPEG)", path, err)
 	}
@@ -462,6 +482,16 @@ func ReadImage(path string) (pix []uint8, resized bool, err error) {
 		}
 	}
 	return pix, b.Dx() != imageSide || b.Dy() != imageSide, nil
+}
+
+// isStdin reports whether path names this process's standard input
+// (/dev/stdin, /dev/fd/0, /proc/self/fd/0), which may be a pipe.
+func isStdin(path string) bool {
+	switch filepath.Clean(path) {
+	case "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0":
+		return true
+	}
+	return false
 }
 
 // pixelMeanStd returns the per-input mean and (population) standard

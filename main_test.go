@@ -3232,6 +3232,46 @@ func TestPredictRefusesHugeImages(t *testing.T) {
 	}
 }
 
+// TestReadImageFromPipes: an image piped into standard input is read (it
+// cannot be rewound); a named pipe given as a file is refused at once
+// rather than waiting for a writer that may never come.
+func TestReadImageFromPipes(t *testing.T) {
+	var img bytes.Buffer
+	png.Encode(&img, image.NewRGBA(image.Rect(0, 0, 32, 32)))
+	t.Run("stdin pipe", func(t *testing.T) {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestReadImageHelper$")
+		cmd.Env = append(os.Environ(), "READ_IMAGE_HELPER=/dev/stdin")
+		cmd.Stdin = bytes.NewReader(img.Bytes()) // a pipe, not a file
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "read 3072 bytes") {
+			t.Errorf("%v: %s", err, out)
+		}
+	})
+	t.Run("named pipe", func(t *testing.T) {
+		fifo := filepath.Join(t.TempDir(), "cat.png")
+		if err := exec.Command("mkfifo", fifo).Run(); err != nil {
+			t.Skip("no mkfifo here:", err)
+		}
+		if _, _, err := ReadImage(fifo); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("got %v, want the named pipe refused", err)
+		}
+	})
+}
+
+// TestReadImageHelper is TestReadImageFromPipes' child process: it reads
+// the image READ_IMAGE_HELPER names (skipped when that is not set).
+func TestReadImageHelper(t *testing.T) {
+	path := os.Getenv("READ_IMAGE_HELPER")
+	if path == "" {
+		t.Skip("a helper of TestReadImageFromPipes")
+	}
+	pix, _, err := ReadImage(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("read %d bytes\n", len(pix))
+}
+
 // TestModelReaderRefuses: crafted and damaged model files get an error that
 // names the array, never a panic or a huge allocation.
 func TestModelReaderRefuses(t *testing.T) {
