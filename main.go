@@ -329,6 +329,9 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	if cfg.ResumeDir != "" {
 		return resumeConfig(cfg, fs, given, stderr)
 	}
+	if cfg.Mode == "overfit" && given["val"] {
+		return nil, usageErrorf("-val: overfit trains and validates on the same -n images; it has no validation set")
+	}
 	if cfg.Mode == "search" && given["lambda"] {
 		return nil, usageErrorf("-lambda: a search draws log10 λ from [-lmin, -lmax] (now [%g, %g]); set those, or use -mode=train for one λ", cfg.LMin, cfg.LMax)
 	}
@@ -1511,8 +1514,11 @@ func runReport(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error
 // command is how a user repeats it.
 func (r *report) sub(mode, dir string, flags ...string) (cfg *Config, command string) {
 	base := slices.Clone(r.cfg.argv)
-	if mode == "search" { // the search draws λ itself: the report's -lambda is for its training runs
+	switch mode { // the report's flags that are for its other runs
+	case "search": // draws λ itself
 		base = dropFlags(base, newFlagSet(&Config{}, io.Discard), "lambda")
+	case "overfit": // validates on its training images
+		base = dropFlags(base, newFlagSet(&Config{}, io.Discard), "val")
 	}
 	args := append(slices.Clone(base), "-mode="+mode, "-out", filepath.Join(r.cfg.Out, dir))
 	cfg, err := parseConfig(append(args, flags...), io.Discard)

@@ -2818,6 +2818,7 @@ func TestBadFlagsExit2(t *testing.T) {
 		{"unknown kernel", []string{"-kernel", "sse9"}, `-kernel "sse9": unknown`},
 		{"empty resume", []string{"-resume", ""}, "-resume needs the folder"},
 		{"lambda for a search", []string{"-mode=search", "-lambda", "0.01"}, "a search draws log10 λ from [-lmin, -lmax]"},
+		{"val for overfit", []string{"-mode=overfit", "-val", "100"}, "overfit trains and validates on the same"},
 		{"misspelt flag", []string{"-lamda", "0.01"}, "did you mean -lambda?"},
 		{"blank resume", []string{"-resume=  "}, "-resume needs the folder"},
 	}
@@ -3832,7 +3833,11 @@ func TestInterruptBeforeTraining(t *testing.T) {
 			ctx, cancel := context.WithCancelCause(context.Background())
 			cancel(&Interrupted{syscall.SIGINT})
 			var stderr bytes.Buffer
-			code := run(ctx, []string{"-mode=" + mode, "-data", data, "-download=false", "-out", out, "-force", "-val", "20", "-ns", "20"}, io.Discard, &stderr)
+			args := []string{"-mode=" + mode, "-data", data, "-download=false", "-out", out, "-force", "-ns", "20"}
+			if mode != "overfit" { // it has no validation set
+				args = append(args, "-val", "20")
+			}
+			code := run(ctx, args, io.Discard, &stderr)
 			if code != 130 || !strings.Contains(stderr.String(), "interrupted by SIGINT") {
 				t.Errorf("exit %d, stderr %q; want 130 and the signal named", code, stderr.String())
 			}
