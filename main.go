@@ -1320,7 +1320,15 @@ func runLRTest(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error
 		return err
 	}
 	if ok {
-		fmt.Fprintf(stdout, "accuracy starts rising at η ≈ %.3g and peaks at η ≈ %.3g\nsuggested: -eta-min %.2g -eta-max %.2g\n", lo, hi, lo, hi)
+		if lo == pts[1].Eta {
+			// The first trained point already gained a tenth of the rise
+			// (the net learns in the test's first steps at any η_min): the
+			// rise starts below it, which the test cannot show.
+			fmt.Fprintf(stdout, "accuracy rises from the test's first evaluation on (η ≤ %.3g: where it starts is below the test's resolution) and peaks at η ≈ %.3g\n", lo, hi)
+		} else {
+			fmt.Fprintf(stdout, "accuracy starts rising at η ≈ %.3g and peaks at η ≈ %.3g\n", lo, hi)
+		}
+		fmt.Fprintf(stdout, "suggested: -eta-min %.2g -eta-max %.2g\n", lo, hi)
 	} else {
 		fmt.Fprintln(stdout, "the validation accuracy never rose above its start: try a wider range (-eta-min, -eta-max) or more steps (-ns)")
 	}

@@ -1870,6 +1870,33 @@ func TestSuggestEtas(t *testing.T) {
 	}
 }
 
+// TestSmoothPoints: the range test's 5-point smoothing shrinks its window
+// symmetrically at the ends, so the first point is the untrained net's
+// accuracy itself and a straight line stays straight.
+func TestSmoothPoints(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		acc, want []float64
+	}{
+		{"ends", []float64{0.1, 0.3, 0.35, 0.4, 0.45}, []float64{0.1, 0.25, 0.32, 0.4, 0.45}},
+		{"a line", []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7}, []float64{0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7}},
+		{"two points", []float64{0.1, 0.3}, []float64{0.1, 0.3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pts := make([]LRPoint, len(tc.acc))
+			for i, a := range tc.acc {
+				pts[i].ValAcc = a
+			}
+			smoothPoints(pts)
+			for i, p := range pts {
+				if math.Abs(p.Smoothed-tc.want[i]) > 1e-12 {
+					t.Errorf("point %d: %g, want %g", i, p.Smoothed, tc.want[i])
+				}
+			}
+		})
+	}
+}
+
 // stopAfter is a context that reports itself cancelled from its n-th Err
 // call on: Train asks once per step, so the run stops after step n.
 type stopAfter struct {

@@ -1342,16 +1342,25 @@ func LRTest(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o Tr
 	for _, h := range res.History {
 		pts = append(pts, LRPoint{Step: h.Step, Eta: h.Eta, ValAcc: h.Val.Accuracy, ValLoss: h.Val.Loss})
 	}
-	for i := range pts {
-		var s float64
-		n := 0
-		for j := max(0, i-2); j <= min(len(pts)-1, i+2); j++ {
-			s += pts[j].ValAcc
-			n++
-		}
-		pts[i].Smoothed = s / float64(n)
-	}
+	smoothPoints(pts)
 	return pts, err
+}
+
+// smoothPoints sets each point's Smoothed to the mean validation accuracy
+// of the points at most 2 away on either side, the window shrinking
+// symmetrically at the ends (the first and last points stand alone; the
+// second is the mean of the first three). A one-sided window would average
+// the untrained net's first point with later ones and make the curve start
+// higher than it does.
+func smoothPoints(pts []LRPoint) {
+	for i := range pts {
+		h := min(2, i, len(pts)-1-i)
+		var s float64
+		for j := i - h; j <= i+h; j++ {
+			s += pts[j].ValAcc
+		}
+		pts[i].Smoothed = s / float64(2*h+1)
+	}
 }
 
 // suggestEtas reads the range test as Smith suggests: η_min where the
