@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -2553,6 +2554,33 @@ func TestLockStaleness(t *testing.T) {
 
 // ---------------------------------------------------------------------------
 // svgplot.go: plots
+
+// TestPlotXSpan: a scatter plot's x axis covers the range its points were
+// sampled from (XSpan), and its markers are drawn whole inside the frame,
+// the ones at the ends of the data included.
+func TestPlotXSpan(t *testing.T) {
+	p := &Plot{Title: "λ", XSpan: [2]float64{-5, -1}, Series: []Series{
+		{Name: "coarse", Scatter: true, X: []float64{-4.9, -3, -1.9}, Y: []float64{0.5, 0.6, 0.4}},
+		{Name: "best", Scatter: true, X: []float64{-1.9}, Y: []float64{0.6}},
+	}}
+	svg := string(p.SVG())
+	for _, tick := range []string{">-5<", ">-1<"} {
+		if !strings.Contains(svg, tick) {
+			t.Errorf("no tick %s: the axis does not cover the sampled range", tick)
+		}
+	}
+	for _, m := range regexp.MustCompile(`<circle cx="([0-9.]+)" cy="([0-9.]+)" r="([0-9.]+)"`).FindAllStringSubmatch(svg, -1) {
+		cx, _ := strconv.ParseFloat(m[1], 64)
+		cy, _ := strconv.ParseFloat(m[2], 64)
+		r, _ := strconv.ParseFloat(m[3], 64)
+		if cx > plotLeft+plotAreaW+10 {
+			continue // the legend's marker, right of the frame
+		}
+		if cx-r < plotLeft || cx+r > plotLeft+plotAreaW || cy-r < plotTop || cy+r > plotTop+plotAreaH {
+			t.Errorf("a marker at (%g, %g) reaches outside the frame", cx, cy)
+		}
+	}
+}
 
 func TestPlotSVG(t *testing.T) {
 	p := &Plot{Title: "a <b> & c", XLabel: "x", YLabel: "y", Series: []Series{

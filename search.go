@@ -635,7 +635,7 @@ func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), 
 		}
 		return nil, err
 	}
-	return reportSearch(spec.Out, spec.Trials, done, &fineSpace[0], stdout)
+	return reportSearch(spec.Out, spec.Trials, done, &[2]float64{spec.LMin, spec.LMax}, &fineSpace[0], stdout)
 }
 
 // missing lists the trials of a phase (indices first, first+1, …) that are
@@ -851,8 +851,9 @@ type SearchSummary struct {
 // reportSearch prints the top-3 tables, writes search.svg and summary.json
 // into out.
 //
-// fineRange (nil: none) is the fine phase's range of log10 λ, shaded.
-func reportSearch(out string, trials int, done map[int]Trial, fineRange *[2]float64, stdout io.Writer) (*SearchSummary, error) {
+// coarseRange (nil: unknown) is the coarse phase's range of log10 λ, which
+// the x axis covers; fineRange (nil: none) the fine phase's, shaded.
+func reportSearch(out string, trials int, done map[int]Trial, coarseRange, fineRange *[2]float64, stdout io.Writer) (*SearchSummary, error) {
 	ct, ft := phaseTrials(done, "coarse"), phaseTrials(done, "fine")
 	if len(ct) == 0 {
 		return nil, fmt.Errorf("no coarse trials recorded in %s", out)
@@ -887,10 +888,14 @@ func reportSearch(out string, trials int, done map[int]Trial, fineRange *[2]floa
 		}
 		return s
 	}
+	// The best trial's λ goes in the legend (its accuracy is on the y
+	// axis), not beside its point, where other points lie under it.
 	best := series(fmt.Sprintf("best λ=%.3g", sum.Best.Lambda), "", []Trial{sum.Best}, false)
-	best.Label = fmt.Sprintf("best: λ=%.3g, %.2f %%", sum.Best.Lambda, 100*sum.Best.ValAcc)
 	plot := &Plot{Title: "λ search: validation accuracy", XLabel: "log10 λ", YLabel: "validation accuracy (%)",
 		Series: []Series{series("coarse", "", ct, false), series("fine", "", ft, false), best}}
+	if coarseRange != nil {
+		plot.XSpan = *coarseRange // the range sampled, not only where the points fell
+	}
 	if fineRange != nil {
 		plot.Bands = []Band{{Lo: fineRange[0], Hi: fineRange[1], Label: "fine range"}}
 	}
@@ -980,7 +985,7 @@ func MergeSearch(dirs []string, out string, stdout, stderr io.Writer) (*SearchSu
 		}
 		fineRange[0], fineRange[1] = math.Min(fineRange[0], t.LogLambda), math.Max(fineRange[1], t.LogLambda)
 	}
-	return reportSearch(out, len(phaseTrials(all, "coarse")), all, fineRange, stdout)
+	return reportSearch(out, len(phaseTrials(all, "coarse")), all, nil, fineRange, stdout)
 }
 
 // A results file is guarded by a lock file beside it, so that two processes

@@ -42,7 +42,8 @@ type Plot struct {
 	Title, XLabel, YLabel string
 	LogX                  bool // x axis in log10 scale (x must be > 0)
 	Series                []Series
-	Bands                 []Band // shaded x ranges, drawn under the series
+	Bands                 []Band     // shaded x ranges, drawn under the series
+	XSpan                 [2]float64 // if lo < hi, the x axis covers at least [lo, hi] (a range the data samples)
 }
 
 // Layout constants, in SVG user units (pixels at 100 %).
@@ -200,6 +201,14 @@ func (p *Plot) axes() *axes {
 	for _, b := range p.Bands { // a band is shown whole
 		xlo, xhi = math.Min(xlo, a.tx(b.Lo)), math.Max(xhi, a.tx(b.Hi))
 	}
+	if p.XSpan[0] < p.XSpan[1] {
+		xlo, xhi = math.Min(xlo, a.tx(p.XSpan[0])), math.Max(xhi, a.tx(p.XSpan[1]))
+	}
+	if p.scatterOnly() && xlo < xhi && !p.LogX {
+		// Markers are drawn whole: room for half a marker at either end.
+		pad := (xhi - xlo) * 0.02
+		xlo, xhi = xlo-pad, xhi+pad
+	}
 	if p.LogX {
 		a.xmin, a.xmax = math.Floor(xlo), math.Ceil(xhi)
 		if a.xmin == a.xmax {
@@ -224,6 +233,16 @@ func (p *Plot) axes() *axes {
 	a.ymin, a.ymax = ylo-pad, yhi+pad
 	a.yticks = dataTicks(a.ymin, a.ymax)
 	return a
+}
+
+// scatterOnly reports whether every series is drawn as markers.
+func (p *Plot) scatterOnly() bool {
+	for _, s := range p.Series {
+		if !s.Scatter {
+			return false
+		}
+	}
+	return len(p.Series) > 0
 }
 
 // frame draws the background, title, grid, tick labels, box and axis titles.
