@@ -1891,7 +1891,11 @@ func learned(net *MLP, test *Dataset, a Assessment, probs *Matrix, classes []str
 			labels, rows = append(labels, fmt.Sprintf("units %d–", j)), append(rows, row)
 		}
 	}
-	templates = PictureGridSVG("Hidden units' weight templates (W1 rows as images), by the class they feed most", imageSide, 2, labels, rows)
+	title := "Hidden units' weight templates (W1 rows as images), in order"
+	if net.Layers() == 2 {
+		title = "Hidden units' weight templates (W1 rows as images): for each class, the units that feed it most (largest W2[c, j]); a unit may appear for several classes"
+	}
+	templates = PictureGridSVG(title, imageSide, 2, labels, rows)
 
 	// The most confident mistakes.
 	var wrong []int

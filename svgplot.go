@@ -423,7 +423,7 @@ type htmlDoc struct {
 }
 
 func (d *htmlDoc) h2(title string) { fmt.Fprintf(&d.b, "<h2>%s</h2>\n", html.EscapeString(title)) }
-func (d *htmlDoc) p(text string)   { fmt.Fprintf(&d.b, "<p>%s</p>\n", html.EscapeString(text)) }
+func (d *htmlDoc) p(text string)   { fmt.Fprintf(&d.b, "<p>%s</p>\n", htmlText(text)) }
 func (d *htmlDoc) pre(text string) { fmt.Fprintf(&d.b, "<pre>%s</pre>\n", html.EscapeString(text)) }
 
 // banner writes a highlighted notice (the -quick warning).
@@ -440,7 +440,7 @@ func (d *htmlDoc) figure(caption string, panels ...[]byte) {
 		d.b.Write(bytes.TrimSpace(svg))
 		d.b.WriteString("</div>\n")
 	}
-	fmt.Fprintf(&d.b, "<figcaption>%s</figcaption>\n</figure>\n", html.EscapeString(caption))
+	fmt.Fprintf(&d.b, "<figcaption>%s</figcaption>\n</figure>\n", htmlText(caption))
 }
 
 // readPanels reads the named SVG files of dir.
@@ -466,11 +466,33 @@ func (d *htmlDoc) table(caption string, header []string, rows [][]string) {
 	for _, r := range rows {
 		d.b.WriteString("<tr>")
 		for _, c := range r {
-			fmt.Fprintf(&d.b, "<td>%s</td>", html.EscapeString(c))
+			fmt.Fprintf(&d.b, "<td>%s</td>", htmlText(c))
 		}
 		d.b.WriteString("</tr>\n")
 	}
 	d.b.WriteString("</table>\n")
+}
+
+// htmlText is text escaped for HTML, set so that a narrow page does not
+// break it where a reader would stumble: a number keeps its " %" (a
+// no-break space), and a command of this program ("go run . -mode=train
+// -eta-max 0.1 …", up to the end of the text) breaks only between its
+// arguments, never at the hyphens inside one. The characters are the
+// text's own, so a command copied from the page still runs.
+func htmlText(text string) string {
+	cmd := ""
+	if i := strings.Index(text, "go run ."); i >= 0 {
+		text, cmd = text[:i], text[i:]
+	}
+	out := strings.ReplaceAll(html.EscapeString(text), " %", "\u00a0%")
+	if cmd != "" {
+		args := strings.Fields(cmd)
+		for k, a := range args {
+			args[k] = `<span class="arg">` + html.EscapeString(a) + "</span>"
+		}
+		out += strings.Join(args, " ")
+	}
+	return out
 }
 
 // page wraps a summary and a body into a complete document: one file, no
@@ -492,6 +514,7 @@ figure { margin: 1em 0; }
 .panel { display: inline-block; margin: 0.2em; }
 figcaption { max-width: 1300px; font-size: 0.95em; }
 .banner { background: #fff3cd; border: 2px solid #E69F00; padding: 0.6em; font-weight: bold; }
+.arg { white-space: nowrap; font-family: monospace; }
 @media print {
   body { max-width: none; margin: 0; font-size: 10pt; }
   figure, table, pre { break-inside: avoid; }
