@@ -3091,6 +3091,15 @@ func TestReportQuickSynthetic(t *testing.T) {
 	if tables != 4 {
 		t.Errorf("%d tables, want the results, the runs and Tables 1 and 2", tables)
 	}
+	lambdas := regexp.MustCompile(`-lambda</span> <span class="arg">([^<]*)<`).FindAllSubmatch(b, -1)
+	if len(lambdas) < 2 {
+		t.Errorf("%d commands with -lambda on the page, want Figure 1's and Figure 6's at least", len(lambdas))
+	}
+	for _, m := range lambdas {
+		if len(m[1]) > 9 {
+			t.Errorf("a command on the page has -lambda %s: want at most 4 significant digits", m[1])
+		}
+	}
 	for _, want := range []string{"Gradient check", "Figure 1:", "Figure 2:", "Figure 3:", "Figure 4:", "Figure 5:", "Figure 6:", "Table 1:", "Table 2:",
 		"Seed: 50 images", "seed: λ", "Figure 8 ", "Figure 10 ", "Smoke run (-quick)", "go run . -mode=train", "@media print", "<figcaption>"} {
 		if !bytes.Contains(b, []byte(want)) {
