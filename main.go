@@ -29,7 +29,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"html"
 	"io"
 	"maps"
 	"math"
@@ -1656,7 +1655,7 @@ func (r *report) seedFigures() error {
 		{r.plan.fig3NS, 3, "46.9 %", "71.67 %", 800},
 	} {
 		num := i + 2
-		title := fmt.Sprintf("Figure %d: λ=0.01, %d cycle(s), n_s=%d", num, f.cyc, f.ns)
+		title := fmt.Sprintf("Figure %d: λ=0.01, %s, n_s=%d", num, count(f.cyc, "cycle"), f.ns)
 		flags := []string{"-split", SplitBatch1, "-val", "0", "-n", strconv.Itoa(r.plan.n), "-lambda", "0.01", "-ns", strconv.Itoa(f.ns), "-cycles", strconv.Itoa(f.cyc)}
 		if r.spBatch1 == nil {
 			cfg, _ := r.sub("train", "data", flags...)
@@ -1674,9 +1673,9 @@ func (r *report) seedFigures() error {
 			return fmt.Errorf("report: %w", err)
 		}
 		s := run.sum
-		r.doc.figure(fmt.Sprintf("Figure %d: cost, loss and accuracy with cyclical learning rates; training on batch 1 (%d images), validating on batch 2. λ = 0.01, %d cycle(s) of 2·n_s = %d steps, batch 100, η ∈ [1e-5, 0.1]. Test accuracy %s, train accuracy %s. Seed (n_s = %d): test %s, train %s. Command: %s",
-			num, s.TrainImages, f.cyc, 2*f.ns, pct(s.TestAccuracy), pct(s.TrainAccuracy), f.seedNS, f.seedTest, f.seedTrain, run.command), panels...)
-		r.results = append(r.results, []string{fmt.Sprintf("Figure %d: λ=0.01, %d cycle(s)", num, f.cyc),
+		r.doc.figure(fmt.Sprintf("Figure %d: cost, loss and accuracy with cyclical learning rates; training on batch 1 (%d images), validating on batch 2. λ = 0.01, %s of 2·n_s = %d steps, batch 100, η ∈ [1e-5, 0.1]. Test accuracy %s, train accuracy %s. Seed (n_s = %d): test %s, train %s. Command: %s",
+			num, s.TrainImages, count(f.cyc, "cycle"), 2*f.ns, pct(s.TestAccuracy), pct(s.TrainAccuracy), f.seedNS, f.seedTest, f.seedTrain, run.command), panels...)
+		r.results = append(r.results, []string{fmt.Sprintf("Figure %d: λ=0.01, %s", num, count(f.cyc, "cycle")),
 			fmt.Sprintf("test %s, train %s", f.seedTest, f.seedTrain), fmt.Sprintf("test %s, train %s", pct(s.TestAccuracy), pct(s.TrainAccuracy)), run.command})
 	}
 	return nil
@@ -1706,7 +1705,7 @@ func (r *report) search() error {
 		return err
 	}
 	ns := 2 * (sp.Train.Len() / cfg.Batch)
-	setting := fmt.Sprintf("Each trial trains %d cycle(s) with n_s = 2·⌊n/batch⌋ = %d on %d training images, validating on %d.", cfg.Cycles, ns, sp.Train.Len(), sp.Val.Len())
+	setting := fmt.Sprintf("Each trial trains %s with n_s = 2·⌊n/batch⌋ = %d on %d training images, validating on %d.", count(cfg.Cycles, "cycle"), ns, sp.Train.Len(), sp.Val.Len())
 	r.doc.h2("Coarse-to-fine random search for λ")
 	seedTables := [2][][]string{
 		{{"-4.610", "2.455e-05", "48.28"}, {"-4.695", "2.019e-05", "48.24"}, {"-2.797", "1.597e-03", "48.30"}},
@@ -1832,8 +1831,9 @@ func (d *htmlDoc) runTable(runs []*reportRun) {
 	d.b.WriteString("<table>\n<caption>Every training run of the report</caption>\n<tr><th>run</th><th>train / val / test images</th><th>train acc</th><th>val acc</th><th>test acc</th><th>time</th><th>command</th></tr>\n")
 	for _, run := range runs {
 		s := run.sum
-		fmt.Fprintf(&d.b, "<tr><td>%s</td><td>%d / %d / %d</td><td>%s</td><td>%s</td><td>%s</td><td>%.1f s</td><td><code>%s</code></td></tr>\n",
-			html.EscapeString(run.title), s.TrainImages, s.ValImages, s.TestImages, pct(s.TrainAccuracy), pct(s.ValAccuracy), pct(s.TestAccuracy), s.WallSeconds, html.EscapeString(run.command))
+		fmt.Fprintf(&d.b, "<tr><td>%s</td><td>%d / %d / %d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
+			htmlText(run.title), s.TrainImages, s.ValImages, s.TestImages, htmlText(pct(s.TrainAccuracy)), htmlText(pct(s.ValAccuracy)), htmlText(pct(s.TestAccuracy)),
+			htmlText(fmt.Sprintf("%.1f s", s.WallSeconds)), htmlText(run.command))
 	}
 	d.b.WriteString("</table>\n")
 }

@@ -3101,7 +3101,7 @@ func TestReportQuickSynthetic(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"Gradient check", "Figure 1:", "Figure 2:", "Figure 3:", "Figure 4:", "Figure 5:", "Figure 6:", "Table 1:", "Table 2:",
-		"Seed: 50 images", "seed: λ", "Figure 8 ", "Figure 10 ", "Smoke run (-quick)", "go run . -mode=train", "@media print", "<figcaption>"} {
+		"Seed: 50 images", "seed: λ", "Figure 8 ", "Figure 10 ", "Smoke run (-quick)", `<span class="arg">go</span> <span class="arg">run</span> <span class="arg">.</span> <span class="arg">-mode=train</span>`, "@media print", "<figcaption>"} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("report.html lacks %q", want)
 		}

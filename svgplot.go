@@ -16,6 +16,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 )
@@ -473,18 +474,21 @@ func (d *htmlDoc) table(caption string, header []string, rows [][]string) {
 	d.b.WriteString("</table>\n")
 }
 
+// numberUnit is a number and the unit after it ("51.82 %", "0.8 s").
+var numberUnit = regexp.MustCompile(`([0-9]) (%|s\b)`)
+
 // htmlText is text escaped for HTML, set so that a narrow page does not
-// break it where a reader would stumble: a number keeps its " %" (a
-// no-break space), and a command of this program ("go run . -mode=train
-// -eta-max 0.1 …", up to the end of the text) breaks only between its
-// arguments, never at the hyphens inside one. The characters are the
+// break it where a reader would stumble: a number keeps its unit (" %",
+// " s": a no-break space), and a command of this program ("go run .
+// -mode=train -eta-max 0.1 …", up to the end of the text) breaks only
+// between its arguments, never at the hyphens inside one. The characters are the
 // text's own, so a command copied from the page still runs.
 func htmlText(text string) string {
 	cmd := ""
 	if i := strings.Index(text, "go run ."); i >= 0 {
 		text, cmd = text[:i], text[i:]
 	}
-	out := strings.ReplaceAll(html.EscapeString(text), " %", "\u00a0%")
+	out := numberUnit.ReplaceAllString(html.EscapeString(text), "$1\u00a0$2")
 	if cmd != "" {
 		args := strings.Fields(cmd)
 		for k, a := range args {
