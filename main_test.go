@@ -202,13 +202,19 @@ func TestGemmSameBitsAnyWorkers(t *testing.T) {
 					ref = c
 					continue
 				}
-				for i := range ref.Data {
-					if math.Float64bits(ref.Data[i]) != math.Float64bits(c.Data[i]) {
-						t.Fatalf("%d workers: element %d is %v, want %v (1 worker)", workers, i, c.Data[i], ref.Data[i])
-					}
-				}
+				sameBits(t, fmt.Sprintf("%d workers against 1", workers), c, ref)
 			}
 		})
+	}
+}
+
+// sameBits fails unless got holds want's bits, element for element.
+func sameBits(t *testing.T, what string, got, want *Matrix) {
+	t.Helper()
+	for i := range want.Data {
+		if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) {
+			t.Fatalf("%s: element %d is %v, want %v", what, i, got.Data[i], want.Data[i])
+		}
 	}
 }
 
@@ -233,11 +239,7 @@ func TestAssemblyKernelsSameBits(t *testing.T) {
 					ref = c
 					continue
 				}
-				for i := range ref.Data {
-					if math.Float64bits(ref.Data[i]) != math.Float64bits(c.Data[i]) {
-						t.Fatalf("%s differs from %s at element %d: %v vs %v", kern.name, cpu.Kernels[0].name, i, c.Data[i], ref.Data[i])
-					}
-				}
+				sameBits(t, kern.name+" against "+cpu.Kernels[0].name, c, ref)
 			}
 		})
 	}
