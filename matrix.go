@@ -158,8 +158,8 @@ func GemmNaive(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c
 //	minPartFlops: a product is split over one worker per this many flops
 //	    (2·M·N·K), at most all of them (partsFor): handing out a part and
 //	    waiting for it costs a few µs, so a part must carry tens of µs of
-//	    work. Measured on 2 cores of an Intel Xeon (Sapphire Rapids class,
-//	    AVX-512), 1 worker against 2, best of 7: 100×100×50 (1 MFLOP)
+//	    work. Measured on 2 cores of an Intel Xeon (AVX-512 with FP16 and
+//	    AMX flags), 1 worker against 2, best of 7: 100×100×50 (1 MFLOP)
 //	    18 → 27 µs and 100×300×50 (3 MFLOP) 51 → 66 µs, slower split;
 //	    100×3072×10 (6.1 MFLOP) 286 → 221 µs and 10×100×3072 209 → 116 µs,
 //	    faster. (It was a total of 200,000 flops for any worker count: the
