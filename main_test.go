@@ -289,10 +289,6 @@ func TestEdgeKernelsSameBits(t *testing.T) {
 	}
 }
 
-// TestMulPixelsSameBits: the first layer on images stored as bytes
-// (normalised block by block) gives the bits of Mul on a float64 copy, for
-// every kernel and on shapes that straddle the block edges; and evaluation
-// through it equals evaluation of the float rows.
 // TestNormPixelsSameBits: the pixel kernel (where this CPU has one) gives
 // the bits of the plain-Go normalisation for every byte value, at every
 // length around its 4-input steps (the tail is Go's), and at offsets that
@@ -332,6 +328,10 @@ func TestNormPixelsSameBits(t *testing.T) {
 	}
 }
 
+// TestMulPixelsSameBits: the first layer on images stored as bytes
+// (normalised block by block) gives the bits of Mul on a float64 copy, for
+// every kernel and on shapes that straddle the block edges; and evaluation
+// through it equals evaluation of the float rows.
 func TestMulPixelsSameBits(t *testing.T) {
 	rng := newRNG(21, 21)
 	const k = inputDim

@@ -2,8 +2,10 @@ package main
 
 // svgplot.go: a minimal SVG plot writer — line and scatter series, axes with
 // round-number ticks, optional log-scale x, axis titles, a legend and a
-// title — plus a heat map for the confusion matrix. No dependencies; the
-// output is plain SVG 1.1 with a viewBox, so any browser renders it.
+// title — plus a heat map for the confusion matrix, grids of pictures (PNG
+// data URIs) and bars, and a writer of one self-contained HTML page
+// (figures with captions, tables). No dependencies; the SVG is plain SVG
+// 1.1 with a viewBox, so any browser renders it.
 
 import (
 	"bytes"

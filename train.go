@@ -130,8 +130,8 @@ var errDiverged = errors.New("training diverged")
 //
 // The training order is reshuffled every epoch; train and val are
 // evaluated at evenly spaced steps (o.Evals per cycle, and at the end).
-// Progress goes to progress (nil: none); a value on stop ends the run after
-// the current step, evaluated.
+// Progress goes to progress (nil: none). When ctx is cancelled (a signal)
+// the run ends after the current step, evaluated, with Interrupted set.
 func Train(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer) (*TrainResult, error) {
 	tr, err := newTrainer(net, gemm, train, val, o, progress)
 	if err != nil {
