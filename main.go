@@ -788,8 +788,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return in.ExitCode()
 	}
 	if err != nil {
-		if errors.Is(err, errCheckpointMismatch) {
+		switch {
+		case errors.Is(err, errCheckpointMismatch):
 			err = fmt.Errorf("-resume %s: %w; start the run again with its command and -out %s -force", cfg.ResumeDir, err, cfg.ResumeDir)
+		case errors.Is(err, errDiverged):
+			err = fmt.Errorf("%w; try a smaller -eta-max (now %g) or -eta", err, cfg.EtaMax)
 		}
 		fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
 		var ue *usageError

@@ -121,7 +121,8 @@ type TrainResult struct {
 	Snapshots []*MLP
 }
 
-// errDiverged is wrapped by Train's error when the cost became NaN or ±Inf.
+// errDiverged is wrapped by Train's error when the cost became NaN or ±Inf
+// or exploded (see exploded); main adds the advice, which names flags.
 var errDiverged = errors.New("training diverged")
 
 // Train runs mini-batch gradient descent on train, one step t at a time:
@@ -366,7 +367,7 @@ func (tr *trainer) step(t int, eta float64) error {
 	tr.net.ForwardDropout(tr.ws, tr.xb, tr.o.Dropout, tr.dropRNG)
 	loss := tr.net.Backward(tr.ws, tr.yb, tr.o.Lambda)
 	if !finite(loss) {
-		return fmt.Errorf("%w at step %d (η=%.3g): the batch loss is %v; try a smaller -eta-max (now %g) or -eta", errDiverged, t+1, eta, loss, tr.o.EtaMax)
+		return fmt.Errorf("%w at step %d (η=%.3g): the batch loss is %v", errDiverged, t+1, eta, loss)
 	}
 	tr.opt.Step(eta)
 	tr.res.Steps = t + 1
@@ -398,7 +399,7 @@ func (tr *trainer) evaluate(t int, eta float64, final bool) error {
 	tr.res.History = append(tr.res.History, row)
 	tr.res.EvalSeconds += time.Since(evalStart).Seconds()
 	if evalTrain && !finite(row.Train.Cost) {
-		return fmt.Errorf("%w at step %d: the training cost is %v; try a smaller -eta-max (now %g) or -eta", errDiverged, t+1, row.Train.Cost, tr.o.EtaMax)
+		return fmt.Errorf("%w at step %d: the training cost is %v", errDiverged, t+1, row.Train.Cost)
 	}
 	return tr.exploded(t, row)
 }
@@ -422,8 +423,7 @@ func (tr *trainer) exploded(t int, row HistoryRow) error {
 		if tr.o.Opt == "momentum" || tr.o.Opt == "nesterov" {
 			hint = fmt.Sprintf(" (with %s each step is about η/(1−μ) = %.3g·η)", tr.o.Opt, 1/(1-tr.o.Momentum))
 		}
-		return fmt.Errorf("%w at step %d: the cost grew from %.4g to %.4g%s; try a smaller -eta-max (now %g) or -eta",
-			errDiverged, t+1, c[0], c[1], hint, tr.o.EtaMax)
+		return fmt.Errorf("%w at step %d: the cost grew from %.4g to %.4g%s", errDiverged, t+1, c[0], c[1], hint)
 	}
 	return nil
 }
