@@ -762,16 +762,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	err = runMode(ctx, cfg, stdout, stderr)
-	if err == nil && interruptedBy(ctx) == nil && cfg.ownFolder && cfg.Mode != "search" && cfg.Mode != "predict" && cfg.Mode != "gradcheck" {
+	return finish(ctx, cfg, runMode(ctx, cfg, stdout, stderr), stderr)
+}
+
+// ownRunFolder reports whether the mode wrote a runs/<mode>/<time> folder
+// of its own (a search's folder is resumable, predict and gradcheck write
+// nothing).
+func (c *Config) ownRunFolder() bool {
+	return c.ownFolder && c.Mode != "search" && c.Mode != "predict" && c.Mode != "gradcheck"
+}
+
+// finish reports how the mode ended and returns the exit status: it marks
+// a finished run folder latest, removes one an early stop left empty, and
+// turns an error into a message with advice (the flags to change).
+func finish(ctx context.Context, cfg *Config, err error, stderr io.Writer) int {
+	if err == nil && interruptedBy(ctx) == nil && cfg.ownRunFolder() {
 		if lerr := markLatest(cfg.Out); lerr != nil {
 			fmt.Fprintf(stderr, "cifar-mlp: warning: %v\n", lerr)
 		}
 	}
 	// A new run folder that a failed or interrupted start left empty goes
 	// (os.Remove removes no folder that holds anything).
-	emptied := (err != nil || interruptedBy(ctx) != nil) && cfg.ownFolder && cfg.ResumeDir == "" &&
-		cfg.Mode != "search" && cfg.Mode != "predict" && cfg.Mode != "gradcheck" && os.Remove(cfg.Out) == nil
+	emptied := (err != nil || interruptedBy(ctx) != nil) && cfg.ownRunFolder() && cfg.ResumeDir == "" && os.Remove(cfg.Out) == nil
 	if in := interruptedBy(ctx); in != nil {
 		var again *Interrupted // the error that only repeats the signal
 		if err != nil && !errors.Is(err, context.Canceled) && !errors.As(err, &again) {
@@ -1756,6 +1768,12 @@ func (r *report) search() error {
 	// still reproduces the run exactly (the search's 17-digit λ did too,
 	// unreadably); the difference is far inside the search's resolution.
 	best, _ := strconv.ParseFloat(fmt.Sprintf("%.4g", ssum.Best.Lambda), 64)
+	return r.finalRun(sp, best)
+}
+
+// finalRun is Figure 6, a run with the search's best λ, and what its net
+// learned (Figures 7–10, when there is a test set).
+func (r *report) finalRun(sp *Splits, best float64) error {
 	final, err := r.train(fmt.Sprintf("Figure 6: best λ=%.4g, n_s=%d, %s", best, r.plan.finalNS, count(r.plan.finalCycles, "cycle")), "final", sp,
 		"-n", strconv.Itoa(r.plan.n), "-lambda", fmtFloat(best), "-ns", strconv.Itoa(r.plan.finalNS), "-cycles", strconv.Itoa(r.plan.finalCycles))
 	if err != nil {
@@ -1774,7 +1792,14 @@ func (r *report) search() error {
 	if sp.Test == nil || sp.Test.Len() == 0 {
 		return nil
 	}
-	m, err := LoadModel(filepath.Join(final.dir, "model.npz"))
+	return r.whatLearned(final.dir, sp)
+}
+
+// whatLearned is Figures 7–10: the confusion matrix, the weight templates,
+// the most confident mistakes and the accuracy per class of the net in dir
+// on the test set.
+func (r *report) whatLearned(dir string, sp *Splits) error {
+	m, err := LoadModel(filepath.Join(dir, "model.npz"))
 	if err != nil {
 		return err
 	}
