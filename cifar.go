@@ -607,6 +607,41 @@ func transformRow(dst []float64, d *Dataset, i int, sh imageShift) {
 	}
 }
 
+// ttaViews are the views of d's images that test-time augmentation
+// averages over: the images as they are and mirrored left–right (the one
+// transform of -augment that loses no pixels).
+func ttaViews(d *Dataset) []*Dataset { return []*Dataset{d, mirrored(d)} }
+
+// mirrored returns a copy of d (CIFAR-10 images: planes R, G, B of 32 rows)
+// with every image flipped left–right, out(c, y, x) = in(c, y, 31 − x),
+// stored the same way (bytes or floats).
+func mirrored(d *Dataset) *Dataset {
+	if d.Dim() != inputDim {
+		panic(fmt.Sprintf("mlp: mirrored: want 32×32 colour images (%d values), got %d", inputDim, d.Dim()))
+	}
+	out := &Dataset{Y: d.Y, Norm: d.Norm}
+	if d.X != nil {
+		out.X = NewMatrix(d.X.Rows, d.X.Cols)
+		mirrorRows(out.X.Data, d.X.Data)
+	} else {
+		out.Pix = make([]uint8, len(d.Pix))
+		mirrorRows(out.Pix, d.Pix)
+	}
+	return out
+}
+
+// mirrorRows reverses every run of imageSide values of src into dst: the
+// rows of every plane of every image.
+func mirrorRows[T uint8 | float64](dst, src []T) {
+	const side = imageSide
+	for r := 0; r+side <= len(src); r += side {
+		row, out := src[r:r+side], dst[r:r+side]
+		for x := range side {
+			out[x] = row[side-1-x]
+		}
+	}
+}
+
 // reflect maps a coordinate that fell off an image of the given side back
 // inside by mirroring at the border pixel: −1 → 1, side → side−2.
 func reflect(i, side int) int {

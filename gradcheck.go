@@ -37,20 +37,21 @@ type GradCheckRow struct {
 	CentMaxAbs, CentMaxRel float64
 }
 
-// costOf is J = mean cross-entropy + λ·Σ‖W‖² for the batch x, y, with the
-// given dropout masks held fixed (nil: no dropout).
-func costOf(net *MLP, ws *Workspace, x *Matrix, y []int, lambda float64, masks []*Matrix) float64 {
-	return crossEntropy(net.ForwardMasked(ws, x, masks), y) + lambda*net.RegTerm()
+// costOf is J = mean cross-entropy (against labels smoothed by ε) +
+// λ·Σ‖W‖² for the batch x, y, with the given dropout masks held fixed (nil:
+// no dropout).
+func costOf(net *MLP, ws *Workspace, x *Matrix, y []int, lambda, eps float64, masks []*Matrix) float64 {
+	return smoothedCrossEntropy(net.ForwardMasked(ws, x, masks), y, eps) + lambda*net.RegTerm()
 }
 
-// NumericalGrads returns the numerical gradient of the cost with respect to
-// every parameter (in the order of net.Params), by forward differences or,
+// NumericalGrads returns the numerical gradient of the cost (λ its L2
+// strength, ε its label smoothing) with respect to every parameter (in the order of net.Params), by forward differences or,
 // when centred is true, by centred differences with step h. Each
 // parameter's entries are shared out among workers goroutines, each nudging
 // its own copy of the net; net itself is not changed. masks (nil: none) are
 // dropout masks held fixed. report (nil: none) is called before each
 // parameter. Cancelling ctx stops it (with ctx's cause as the error).
-func NumericalGrads(ctx context.Context, net *MLP, x *Matrix, y []int, lambda, h float64, centred bool, workers int, masks []*Matrix, report func(p Param)) ([]*Matrix, error) {
+func NumericalGrads(ctx context.Context, net *MLP, x *Matrix, y []int, lambda, eps, h float64, centred bool, workers int, masks []*Matrix, report func(p Param)) ([]*Matrix, error) {
 	workers = max(1, workers)
 	type copyOf struct {
 		net *MLP
@@ -63,7 +64,7 @@ func NumericalGrads(ctx context.Context, net *MLP, x *Matrix, y []int, lambda, h
 		defer gemm.Close()
 		mine := net.Clone()
 		ws := NewWorkspace(mine, gemm, x.Rows)
-		copies[w] = copyOf{mine, ws, costOf(mine, ws, x, y, lambda, masks)}
+		copies[w] = copyOf{mine, ws, costOf(mine, ws, x, y, lambda, eps, masks)}
 	}
 	var grads []*Matrix
 	for pi, p := range net.Params(copies[0].ws) {
@@ -82,10 +83,10 @@ func NumericalGrads(ctx context.Context, net *MLP, x *Matrix, y []int, lambda, h
 					}
 					old := val.Data[i]
 					val.Data[i] = old + h
-					jPlus := costOf(c.net, c.ws, x, y, lambda, masks)
+					jPlus := costOf(c.net, c.ws, x, y, lambda, eps, masks)
 					if centred {
 						val.Data[i] = old - h
-						jMinus := costOf(c.net, c.ws, x, y, lambda, masks)
+						jMinus := costOf(c.net, c.ws, x, y, lambda, eps, masks)
 						g.Data[i] = (jPlus - jMinus) / (2 * h)
 					} else {
 						g.Data[i] = (jPlus - c.j0) / h
@@ -114,13 +115,14 @@ func errorStats(analytic, numeric []float64) (maxAbs, maxRel float64) {
 }
 
 // GradCheck compares Backward's gradients on (x, y) with both numerical
-// approximations and returns one row per parameter. masks (nil: none) are
-// dropout masks held fixed in every pass.
+// approximations and returns one row per parameter; the cost has L2
+// strength λ and label smoothing ε. masks (nil: none) are dropout masks
+// held fixed in every pass.
 //
 // progress (nil: none) hears which parameter is being checked.
-func GradCheck(ctx context.Context, net *MLP, ws *Workspace, x *Matrix, y []int, lambda, h float64, masks []*Matrix, progress io.Writer) ([]GradCheckRow, error) {
+func GradCheck(ctx context.Context, net *MLP, ws *Workspace, x *Matrix, y []int, lambda, eps, h float64, masks []*Matrix, progress io.Writer) ([]GradCheckRow, error) {
 	net.ForwardMasked(ws, x, masks)
-	net.Backward(ws, y, lambda)
+	net.BackwardSmoothed(ws, y, lambda, eps)
 	params := net.Params(ws)
 	analytic := make([]*Matrix, len(params))
 	for i, p := range params {
@@ -135,11 +137,11 @@ func GradCheck(ctx context.Context, net *MLP, ws *Workspace, x *Matrix, y []int,
 			fmt.Fprintf(progress, "  %s differences: %s (%d entries)\n", kind, p.Name, len(p.Val.Data))
 		}
 	}
-	fwd, err := NumericalGrads(ctx, net, x, y, lambda, h, false, workers, masks, say("forward"))
+	fwd, err := NumericalGrads(ctx, net, x, y, lambda, eps, h, false, workers, masks, say("forward"))
 	if err != nil {
 		return nil, err
 	}
-	cent, err := NumericalGrads(ctx, net, x, y, lambda, h, true, workers, masks, say("centred"))
+	cent, err := NumericalGrads(ctx, net, x, y, lambda, eps, h, true, workers, masks, say("centred"))
 	if err != nil {
 		return nil, err
 	}
@@ -174,6 +176,7 @@ type GradCheckOptions struct {
 	Hidden  []int   // hidden layer sizes of the fresh nets
 	He      bool    // He initialisation
 	Lambda  float64 // λ of the cost
+	Smooth  float64 // label smoothing ε of the loss
 	Step    float64 // the finite-difference step h
 	Dims    int     // input dimensions of check (a)
 	Dropout float64 // > 0: check through one draw of dropout masks, held fixed
@@ -220,10 +223,13 @@ func RunGradChecks(ctx context.Context, w, progress io.Writer, data *Dataset, o 
 			masks = ws.DropoutMasks()
 			title += fmt.Sprintf(", dropout masks (p=%g) held fixed", o.Dropout)
 		}
+		if o.Smooth > 0 {
+			title += fmt.Sprintf(", labels smoothed by ε=%g", o.Smooth)
+		}
 		if progress != nil {
 			fmt.Fprintf(progress, "checking %s\n", title)
 		}
-		rows, err := GradCheck(ctx, net, ws, p.x, p.y, o.Lambda, o.Step, masks, progress)
+		rows, err := GradCheck(ctx, net, ws, p.x, p.y, o.Lambda, o.Smooth, o.Step, masks, progress)
 		if err != nil {
 			return err
 		}

@@ -62,8 +62,11 @@ type Config struct {
 	MaxTrain int // -n: use only the first MaxTrain training images (0: all)
 
 	// network
-	Hidden []int
-	He     bool
+	Hidden     []int
+	He         bool
+	Whiten     string  // "none", "pca" or "zca"
+	WhitenDims int     // pca: components kept (0: all)
+	WhitenEps  float64 // ε added to each eigenvalue
 
 	// training
 	Lambda         float64
@@ -73,11 +76,15 @@ type Config struct {
 	Cycles         int
 	Epochs         int // > 0: train this many epochs instead of 2·n_s·cycles steps
 	Batch          int
-	Opt            string  // sgd, momentum, nesterov, adam
-	Momentum       float64 // μ for momentum and nesterov
-	Dropout        float64 // inverted dropout on hidden units, 0 ≤ p < 1
-	Augment        bool    // random flips and ±3 px translations per batch
-	Ensemble       bool    // average the nets saved at the end of each cycle
+	Opt            string    // sgd, momentum, nesterov, adam
+	Momentum       float64   // μ for momentum and nesterov
+	Dropout        float64   // inverted dropout on hidden units, 0 ≤ p < 1
+	Smooth         float64   // label smoothing ε
+	Augment        bool      // random flips and ±3 px translations per batch
+	Ensemble       bool      // average the nets saved at the end of each cycle
+	TTA            bool      // test-time augmentation: also assess image and mirror, probabilities averaged
+	TestCurve      bool      // evaluate the test set at every evaluation (time to accuracy)
+	started        time.Time // when the process started: the time to accuracy counts from here
 	Seed           uint64
 	Evals          int
 	Out            string
@@ -182,8 +189,8 @@ var flagGroups = []struct {
 }{
 	{"General", []string{"mode", "preset", "out", "force", "resume", "seed", "workers", "kernel", "v", "cpuprofile"}},
 	{"Data (train, search, eval, gradcheck, overfit, lrtest, report)", []string{"data", "download", "split", "val", "n"}},
-	{"Network", []string{"hidden", "he"}},
-	{"Training (train, overfit, lrtest, report, search trials)", []string{"lambda", "eta-min", "eta-max", "eta", "ns", "cycles", "epochs", "batch", "opt", "momentum", "dropout", "augment", "ensemble", "evals"}},
+	{"Network", []string{"hidden", "he", "whiten", "whiten-dims", "whiten-eps"}},
+	{"Training (train, overfit, lrtest, report, search trials)", []string{"lambda", "eta-min", "eta-max", "eta", "ns", "cycles", "epochs", "batch", "opt", "momentum", "dropout", "smooth", "augment", "ensemble", "tta", "evals", "test-curve"}},
 	{"Evaluation and prediction (eval, predict)", []string{"model"}},
 	{"Gradient check (gradcheck)", []string{"dims", "step"}},
 	{"λ search (search)", []string{"trials", "lmin", "lmax", "search-hidden", "search-dropout", "final", "shard", "shards", "wait", "merge"}},
@@ -237,6 +244,9 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 		return err
 	})
 	fs.BoolVar(&cfg.He, "he", false, "He initialisation σ=√(2/fan_in) instead of the assignment's 1/√fan_in")
+	fs.StringVar(&cfg.Whiten, "whiten", "none", "input transform fitted on the training images, part of the model: none, pca (the first -whiten-dims principal components, each scaled to unit variance) or zca (all of them, turned back into pixel space)")
+	fs.IntVar(&cfg.WhitenDims, "whiten-dims", 0, "-whiten pca: principal components kept, k (0: all 3072)")
+	fs.Float64Var(&cfg.WhitenEps, "whiten-eps", 0.1, "-whiten: ε added to every eigenvalue before the scaling by (λ+ε)^(−½) (the inputs' mean eigenvalue is 1)")
 
 	fs.Float64Var(&cfg.Lambda, "lambda", 1.526e-3, "L2 regularisation strength λ")
 	fs.Float64Var(&cfg.EtaMin, "eta-min", 1e-5, "cyclical learning rate: minimum η")
@@ -249,8 +259,11 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&cfg.Opt, "opt", "sgd", "optimiser: sgd, momentum, nesterov or adam (η still follows the schedule)")
 	fs.Float64Var(&cfg.Momentum, "momentum", 0.9, "μ for -opt momentum and nesterov")
 	fs.Float64Var(&cfg.Dropout, "dropout", 0, "inverted dropout: drop each hidden unit with probability p while training")
+	fs.Float64Var(&cfg.Smooth, "smooth", 0, "label smoothing: train against targets (1−ε)·one-hot + ε/10 (the reported loss and cost stay the plain cross-entropy's)")
 	fs.BoolVar(&cfg.Augment, "augment", false, "augment every batch: random left-right flips and translations of up to ±3 pixels")
 	fs.BoolVar(&cfg.Ensemble, "ensemble", false, "snapshot ensemble: also report the accuracy of the nets saved at each cycle's end, softmax outputs averaged")
+	fs.BoolVar(&cfg.TTA, "tta", false, "test-time augmentation: also report the accuracy of the mean softmax output over each image and its mirror (train: the final net; eval: instead of the plain accuracy)")
+	fs.BoolVar(&cfg.TestCurve, "test-curve", false, "train: also evaluate the test set at every evaluation, for the time to accuracy (history.csv's test_acc and seconds columns, summary.json's seconds_to_test_accuracy); choose nothing by it")
 	fs.IntVar(&cfg.Evals, "evals", 10, "evaluations of train and validation sets per cycle")
 
 	fs.StringVar(&cfg.Model, "model", "runs/train/latest/model.npz", "saved model for -mode=eval and -mode=predict (eval: a comma-separated list evaluates their ensemble)")
@@ -331,6 +344,9 @@ func parseConfig(args []string, stderr io.Writer) (*Config, error) {
 	}
 	if cfg.Mode == "overfit" && given["val"] {
 		return nil, usageErrorf("-val: overfit trains and validates on the same -n images; it has no validation set")
+	}
+	if cfg.Whiten != "none" && cfg.Mode != "train" && cfg.Mode != "search" {
+		return nil, usageErrorf("-whiten %s: only -mode=train and -mode=search fit an input transform (a model trained with one applies it in eval and predict by itself)", cfg.Whiten)
 	}
 	if cfg.Mode == "search" && given["lambda"] {
 		return nil, usageErrorf("-lambda: a search draws log10 λ from [-lmin, -lmax] (now [%g, %g]); set those, or use -mode=train for one λ", cfg.LMin, cfg.LMax)
@@ -583,6 +599,16 @@ func (c *Config) check() error {
 		return usageErrorf("-momentum %g: μ must be in [0, 1)", c.Momentum)
 	case !(c.Dropout >= 0 && c.Dropout < 1):
 		return usageErrorf("-dropout %g: p must be in [0, 1)", c.Dropout)
+	case !(c.Smooth >= 0 && c.Smooth < 1):
+		return usageErrorf("-smooth %g: ε must be in [0, 1)", c.Smooth)
+	case c.Whiten != "none" && c.Whiten != "pca" && c.Whiten != "zca":
+		return usageErrorf("-whiten %q: want none, pca or zca", c.Whiten)
+	case c.WhitenDims < 0 || c.WhitenDims > inputDim:
+		return usageErrorf("-whiten-dims %d: must be in 0…%d (0: all)", c.WhitenDims, inputDim)
+	case c.WhitenDims > 0 && c.Whiten != "pca":
+		return usageErrorf("-whiten-dims %d needs -whiten pca (zca keeps every dimension)", c.WhitenDims)
+	case !inside(c.WhitenEps, 0, 1e6) || (c.WhitenEps == 0 && c.Whiten != "none"):
+		return usageErrorf("-whiten-eps %g: ε must be a number in (0, 1e6]", c.WhitenEps)
 	case c.Ensemble && (c.Eta > 0 || c.Epochs > 0):
 		return usageErrorf("-ensemble takes a snapshot at the end of each learning-rate cycle; it needs the cyclical schedule (no -eta or -epochs)")
 	case c.Evals <= 0 || c.Evals > maxSteps:
@@ -721,6 +747,7 @@ func interruptedBy(ctx context.Context) *Interrupted {
 // failure, 2 for a usage error, 130 or 143 when a signal interrupted it
 // (after what was finished has been written).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	started := time.Now()
 	cfg, err := parseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -739,6 +766,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
+	cfg.started = started
 	if cfg.Mode == "search" && !cfg.Merge {
 		if cfg.shard, cfg.shards, err = shardSpec(cfg, os.Getenv); err != nil {
 			fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
@@ -969,17 +997,24 @@ func (c *Config) schedule() Schedule {
 
 func (c *Config) trainOptions() TrainOptions {
 	return TrainOptions{Schedule: c.schedule(), Batch: c.Batch, Lambda: c.Lambda, Opt: c.Opt, Momentum: c.Momentum,
-		Dropout: c.Dropout, Augment: c.Augment, Ensemble: c.Ensemble, Evals: c.Evals, Seed: c.Seed, EvalTrain: true}
+		Dropout: c.Dropout, Smooth: c.Smooth, Augment: c.Augment, Ensemble: c.Ensemble, Evals: c.Evals, Seed: c.Seed, EvalTrain: true}
 }
 
 func (c *Config) runSpec(title string) RunSpec {
-	return RunSpec{Out: c.Out, Title: title, Hidden: c.Hidden, He: c.He, Seed: c.Seed, Workers: c.Workers, Kernel: c.Kernel,
+	return RunSpec{Out: c.Out, Title: title, Hidden: c.Hidden, He: c.He, Whiten: c.whitenSpec(), TTA: c.TTA, Seed: c.Seed, Workers: c.Workers, Kernel: c.Kernel,
 		Options: c.trainOptions(), Config: c, Args: c.argv, Resume: c.resume}
+}
+
+func (c *Config) whitenSpec() WhitenSpec {
+	if c.Whiten == "none" {
+		return WhitenSpec{}
+	}
+	return WhitenSpec{Kind: c.Whiten, Dims: c.WhitenDims, Eps: c.WhitenEps}
 }
 
 func (c *Config) searchSpec(shard, shards int) SearchSpec {
 	return SearchSpec{Out: c.Out, Trials: c.Trials, LMin: c.LMin, LMax: c.LMax, Hidden: c.Hidden,
-		SearchHidden: c.SearchHidden, SearchDropout: c.SearchDropout, He: c.He, Seed: c.Seed,
+		SearchHidden: c.SearchHidden, SearchDropout: c.SearchDropout, He: c.He, Whiten: c.whitenSpec(), Seed: c.Seed,
 		Base: c.trainOptions(), Workers: c.Workers, Kernel: c.Kernel, Shard: shard, Shards: shards,
 		Wait: c.Wait, Settings: c.searchSettings()}
 }
@@ -1000,11 +1035,18 @@ func (c *Config) searchSettings() map[string]string {
 	if d := c.SearchDropout; d != nil {
 		s["search-dropout"] = f(d[0]) + "," + f(d[1])
 	}
+	// Only when set: the folders of searches made before these flags stay valid.
+	if c.Smooth != 0 {
+		s["smooth"] = f(c.Smooth)
+	}
+	if c.Whiten != "none" {
+		s["whiten"], s["whiten-dims"], s["whiten-eps"] = c.Whiten, i(c.WhitenDims), f(c.WhitenEps)
+	}
 	return s
 }
 
 func (c *Config) gradCheckOptions() GradCheckOptions {
-	return GradCheckOptions{Hidden: c.Hidden, He: c.He, Lambda: c.Lambda, Step: c.Step, Dims: c.Dims,
+	return GradCheckOptions{Hidden: c.Hidden, He: c.He, Lambda: c.Lambda, Smooth: c.Smooth, Step: c.Step, Dims: c.Dims,
 		Dropout: c.Dropout, Seed: c.Seed, Kernel: c.Kernel}
 }
 
@@ -1035,6 +1077,9 @@ func checkFits(c *Config, sp *Splits) error {
 	if c.Augment && sp.Train.Dim() != inputDim {
 		return usageErrorf("-augment needs 32×32 colour images (%d values), the data has %d", inputDim, sp.Train.Dim())
 	}
+	if c.TTA && sp.Train.Dim() != inputDim {
+		return usageErrorf("-tta needs 32×32 colour images (%d values), the data has %d", inputDim, sp.Train.Dim())
+	}
 	return nil
 }
 
@@ -1055,14 +1100,19 @@ func runTrain(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error 
 		return err
 	}
 	fmt.Fprintf(stderr, "training %v on %d images, validating on %d; λ=%g, η∈[%g, %g], n_s=%d, %s, batch %d; writing %s\n",
-		netSizes(inputDim, cfg.Hidden), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, count(cfg.Cycles, "cycle"), cfg.Batch, cfg.Out)
+		trainedSizes(cfg), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, count(cfg.Cycles, "cycle"), cfg.Batch, cfg.Out)
 	if cfg.resume != nil {
 		fmt.Fprintf(stderr, "resuming %s at step %d\n", cfg.Out, cfg.resume.Step)
 	}
 	if cfg.Verbose {
 		fmt.Fprintf(stderr, "GEMM %s on %s\n", kernelName(cfg.Kernel), cpuModel())
 	}
-	sum, err := TrainAndSave(ctx, cfg.runSpec(fmt.Sprintf("λ=%g, n_s=%d, %s", cfg.Lambda, cfg.NS, count(cfg.Cycles, "cycle"))), sp, stderr)
+	spec := cfg.runSpec(fmt.Sprintf("λ=%g, n_s=%d, %s", cfg.Lambda, cfg.NS, count(cfg.Cycles, "cycle")))
+	spec.Options.Clock = cfg.started
+	if cfg.TestCurve {
+		spec.Options.Test = sp.Test
+	}
+	sum, err := TrainAndSave(ctx, spec, sp, stderr)
 	if sum != nil {
 		printSummary(stdout, sum, cfg.Out, cfg.Verbose)
 	}
@@ -1075,6 +1125,15 @@ func fmtSeconds(s float64) string {
 		return fmt.Sprintf("%.1fs", s)
 	}
 	return fmtDuration(time.Duration(s * float64(time.Second)))
+}
+
+// trainedSizes are the layer sizes -mode=train builds: the input transform's
+// output (if any), the hidden layers, the classes.
+func trainedSizes(c *Config) []int {
+	if c.Whiten == "pca" && c.WhitenDims > 0 {
+		return netSizes(c.WhitenDims, c.Hidden)
+	}
+	return netSizes(inputDim, c.Hidden)
 }
 
 // printSummary prints a training run's figures and files (with verbose,
@@ -1091,6 +1150,9 @@ func printSummary(w io.Writer, sum *RunSummary, out string, verbose bool) {
 	fmt.Fprintf(w, "steps %d%s in %s (updates %s, evaluations %s)%s\ntrain accuracy %.2f%%  validation accuracy %.2f%%  test accuracy %.2f%%\n",
 		sum.Steps, state, fmtSeconds(sum.TrainSeconds), fmtSeconds(sum.TrainSeconds-sum.EvalSeconds), fmtSeconds(sum.EvalSeconds), kernel, 100*sum.TrainAccuracy, 100*sum.ValAccuracy, 100*sum.TestAccuracy)
 	files := "history.csv,summary.json,cost.svg,loss.svg,accuracy.svg,lr.svg,model.npz"
+	if sum.TTATestAccuracy != 0 {
+		fmt.Fprintf(w, "with test-time augmentation (image and mirror): validation accuracy %.2f%%  test accuracy %.2f%%\n", 100*sum.TTAValAccuracy, 100*sum.TTATestAccuracy)
+	}
 	if k := sum.EnsembleSize; k > 0 {
 		fmt.Fprintf(w, "snapshot ensemble of %d nets: validation accuracy %.2f%%  test accuracy %.2f%%\n", k, 100*sum.EnsembleValAccuracy, 100*sum.EnsembleTestAccuracy)
 		files += fmt.Sprintf(",snapshot-{1..%d}.npz", k)
@@ -1142,7 +1204,7 @@ func runEval(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		}
 		if first == nil {
 			first = m
-		} else if !slices.Equal(m.Mean, first.Mean) || !slices.Equal(m.Std, first.Std) || m.Net.Sizes[0] != first.Net.Sizes[0] {
+		} else if !slices.Equal(m.Mean, first.Mean) || !slices.Equal(m.Std, first.Std) || m.Net.InputDim() != first.Net.InputDim() {
 			return fmt.Errorf("-model: %s normalises its inputs differently from %s; an ensemble needs models trained on the same data", p, paths[0])
 		}
 		nets = append(nets, m.Net)
@@ -1151,20 +1213,24 @@ func runEval(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if test.Dim() != first.Net.Sizes[0] {
-		return fmt.Errorf("model %s takes %d inputs, the data has %d", cfg.Model, first.Net.Sizes[0], test.Dim())
+	if test.Dim() != first.Net.InputDim() {
+		return fmt.Errorf("model %s takes %d inputs, the data has %d", cfg.Model, first.Net.InputDim(), test.Dim())
 	}
 	test.Norm = NewNorm(first.Mean, first.Std)
 	gemm := NewGemmNamed(cfg.Workers, cfg.Kernel)
 	defer gemm.Close()
-	a := Assess(nets, gemm, test)
-	if len(nets) == 1 {
+	views, tta := []*Dataset{test}, ""
+	if cfg.TTA {
+		views, tta = ttaViews(test), " with test-time augmentation (image and mirror)"
+	}
+	a := AssessViews(nets, gemm, views)
+	if len(nets) == 1 && !cfg.TTA {
 		fmt.Fprintf(stdout, "model %s %v: test accuracy %.2f%% on %d images, loss %.4f\n\n", cfg.Model, first.Net.Sizes, 100*a.Accuracy, test.Len(), a.Loss)
 	} else {
-		fmt.Fprintf(stdout, "ensemble of %d models (softmax outputs averaged): test accuracy %.2f%% on %d images\n\n", len(nets), 100*a.Accuracy, test.Len())
+		fmt.Fprintf(stdout, "%s%s: test accuracy %.2f%% on %d images\n\n", modelsName(cfg.Model, nets), tta, 100*a.Accuracy, test.Len())
 	}
 	printAssessment(stdout, classes, a)
-	probs := EnsembleProbabilities(nets, gemm, test)
+	probs := meanProbabilities(nets, gemm, views)
 	templates, mistakes, bars := learned(nets[0], test, a, probs, classes)
 	var o outputs
 	o.addBytes(filepath.Join(cfg.Out, "confusion.svg"), HeatmapSVG(fmt.Sprintf("Confusion matrix, test accuracy %.2f%%", 100*a.Accuracy), classes, a.Confusion, "true class", "predicted class"))
@@ -1176,6 +1242,14 @@ func runEval(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "\nwrote %s/{confusion.svg,templates.svg,mistakes.svg,class-accuracy.svg}\n", cfg.Out)
 	return nil
+}
+
+// modelsName names what -mode=eval assesses: one model, or an ensemble.
+func modelsName(model string, nets []*MLP) string {
+	if len(nets) == 1 {
+		return fmt.Sprintf("model %s %v", model, nets[0].Sizes)
+	}
+	return fmt.Sprintf("ensemble of %d models (softmax outputs averaged)", len(nets))
 }
 
 // printAssessment prints the per-class accuracy and the confusion matrix.
@@ -1209,8 +1283,8 @@ func runPredict(cfg *Config, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if m.Net.Sizes[0] != inputDim {
-		return fmt.Errorf("model %s takes %d inputs, not 32×32×3 images", cfg.Model, m.Net.Sizes[0])
+	if m.Net.InputDim() != inputDim {
+		return fmt.Errorf("model %s takes %d inputs, not 32×32×3 images", cfg.Model, m.Net.InputDim())
 	}
 	classes := defaultClassNames[:]
 	if c, err := readClassNames(cfg.Data); err == nil {
@@ -1875,11 +1949,15 @@ func (d *htmlDoc) runTable(runs []*reportRun) {
 // its hidden units' weight templates, the most confidently misclassified
 // images, and the accuracy of every class.
 func learned(net *MLP, test *Dataset, a Assessment, probs *Matrix, classes []string) (templates, mistakes, bars []byte) {
-	// Templates: row j of W1 weighs the normalised inputs (p/255 − mean)/std,
+	// Templates: row j of W1 (of W1·P, with an input transform) weighs the
+	// normalised inputs (p/255 − mean)/std,
 	// so on the pixels themselves it weighs w_j/std; each is stretched to
 	// the full range of colours on its own (contrast-normalised).
+	g := NewGemm(0)
+	w1 := net.InputWeights(g)
+	g.Close()
 	template := func(j int) []uint8 {
-		w := net.W[0].Row(j)
+		w := w1.Row(j)
 		v := make([]float64, len(w))
 		lo, hi := math.Inf(1), math.Inf(-1)
 		for i, x := range w {

@@ -624,6 +624,165 @@ func TestParallelFor(t *testing.T) {
 	}
 }
 
+// symmetricCase builds the symmetric test matrices of TestSymEig.
+func symmetricCase(name string, n int, rng *rand.Rand) *Matrix {
+	a := NewMatrix(n, n)
+	switch name {
+	case "random":
+		r := randMatrix(rng, n, n)
+		for i := range n {
+			for j := range n {
+				a.Data[i*n+j] = r.At(i, j) + r.At(j, i)
+			}
+		}
+	case "covariance": // XᵀX of fewer samples than dimensions: rank n/2, many zero eigenvalues
+		x := randMatrix(rng, n/2, n)
+		GemmNaive(true, false, 1, x, x, 0, a)
+	case "diagonal":
+		for i := range n {
+			a.Data[i*n+i] = float64(i % 5) // repeated eigenvalues, unsorted
+		}
+	case "tridiagonal":
+		for i := range n {
+			a.Data[i*n+i] = 2
+			if i+1 < n {
+				a.Data[i*n+i+1], a.Data[(i+1)*n+i] = -1, -1
+			}
+		}
+	}
+	return a
+}
+
+// TestSymEig: a·vᵢᵀ = λᵢ·vᵢᵀ and v·vᵀ = I to rounding, eigenvalues
+// largest first, and the same bits with 1 and 2 workers, for matrices
+// across sizes (1 … 130: the rotations' column slabs and the workers'
+// shares both split) and structures.
+func TestSymEig(t *testing.T) {
+	for _, name := range []string{"random", "covariance", "diagonal", "tridiagonal"} {
+		for _, n := range []int{1, 2, 3, 17, 130} {
+			t.Run(fmt.Sprintf("%s/%d", name, n), func(t *testing.T) {
+				a := symmetricCase(name, n, newRNG(7, uint64(n)))
+				var first *Matrix
+				for _, workers := range []int{1, 2} {
+					g := NewGemm(workers)
+					vals, v, err := SymEig(g, a.Clone())
+					g.Close()
+					if err != nil {
+						t.Fatal(err)
+					}
+					if first == nil {
+						first = v
+						checkEigen(t, a, vals, v)
+					} else if !slices.Equal(first.Data, v.Data) {
+						t.Errorf("eigenvectors differ between 1 and %d workers", workers)
+					}
+				}
+			})
+		}
+	}
+}
+
+// checkEigen checks SymEig's result against its definition.
+func checkEigen(t *testing.T, a *Matrix, vals []float64, v *Matrix) {
+	t.Helper()
+	n := a.Rows
+	scale := 1.0
+	for _, x := range a.Data {
+		scale = math.Max(scale, math.Abs(x))
+	}
+	tol := 1e-12 * scale * float64(n)
+	av, vvt := NewMatrix(n, n), NewMatrix(n, n)
+	GemmNaive(false, true, 1, v, a, 0, av) // row i: (a·vᵢᵀ)ᵀ
+	GemmNaive(false, true, 1, v, v, 0, vvt)
+	for i := range n {
+		if i > 0 && vals[i] > vals[i-1] {
+			t.Fatalf("eigenvalue %d (%g) above eigenvalue %d (%g): want largest first", i, vals[i], i-1, vals[i-1])
+		}
+		for j := range n {
+			if d := math.Abs(av.At(i, j) - vals[i]*v.At(i, j)); d > tol {
+				t.Fatalf("(a·v%dᵀ)[%d] − λ·v%d[%d] = %g, over %g", i, j, i, j, d, tol)
+			}
+			want := 0.0
+			if i == j {
+				want = 1
+			}
+			if d := math.Abs(vvt.At(i, j) - want); d > 1e-12*float64(n) {
+				t.Fatalf("(v·vᵀ)[%d,%d] = %g, want %g", i, j, vvt.At(i, j), want)
+			}
+		}
+	}
+}
+
+// BenchmarkSymEig times the eigendecomposition of a covariance matrix the
+// size of a CIFAR-10 image's (3072) and of a PCA block.
+func BenchmarkSymEig(b *testing.B) {
+	for _, n := range []int{800, 1536, 3072} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			a := symmetricCase("covariance", n, newRNG(1, 1))
+			g := NewGemm(0)
+			defer g.Close()
+			for b.Loop() {
+				if _, _, err := SymEig(g, a.Clone()); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestFitWhitening: on correlated inputs, z = x·Pᵀ has the covariance
+// whitening promises, diag(λ/(λ+ε)) over the kept components for pca and
+// Uᵀ·diag(λ/(λ+ε))·U for zca (whose P is symmetric), computed here with
+// the naive product.
+func TestFitWhitening(t *testing.T) {
+	const n, dim = evalChunk + 100, 12 // two chunks of the covariance
+	rng := newRNG(8, 8)
+	mix := randMatrix(rng, dim, dim) // x = g·mixᵀ: strongly correlated inputs
+	x := NewMatrix(n, dim)
+	GemmNaive(false, true, 1, randMatrix(rng, n, dim), mix, 0, x)
+	d := &Dataset{X: x, Y: make([]int, n)}
+	cov := func(z *Matrix) *Matrix {
+		c := NewMatrix(z.Cols, z.Cols)
+		GemmNaive(true, false, 1/float64(n), z, z, 0, c)
+		return c
+	}
+	g := NewGemm(2)
+	defer g.Close()
+	vals, u, err := SymEig(g, cov(x))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []WhitenSpec{{"pca", 5, 0.1}, {"pca", 0, 1e-3}, {"zca", 0, 0.1}} {
+		t.Run(fmt.Sprintf("%s-%d-eps%g", tc.Kind, tc.Dims, tc.Eps), func(t *testing.T) {
+			p, err := FitWhitening(g, d, tc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			z := NewMatrix(n, p.Rows)
+			GemmNaive(false, true, 1, x, p, 0, z)
+			want := NewMatrix(p.Rows, p.Rows) // diag(λ/(λ+ε)) over the kept components
+			for i := range p.Rows {
+				want.Data[i*p.Rows+i] = vals[i] / (vals[i] + tc.Eps)
+			}
+			if tc.Kind == "zca" {
+				scaled := NewMatrix(dim, dim)
+				GemmNaive(false, false, 1, want, u, 0, scaled)
+				GemmNaive(true, false, 1, u, scaled, 0, want)
+				for i := range dim {
+					for j := range dim {
+						if math.Abs(p.At(i, j)-p.At(j, i)) > 1e-12 {
+							t.Fatalf("zca's P is not symmetric: P[%d,%d] − P[%d,%d] = %g", i, j, j, i, p.At(i, j)-p.At(j, i))
+						}
+					}
+				}
+			}
+			if e := maxRelErr(cov(z).Data, want.Data); e > 1e-9 {
+				t.Errorf("the covariance of z is off by %g", e)
+			}
+		})
+	}
+}
+
 // The shapes of the MLP's products, for the benchmarks (M×K×N).
 var benchShapes = []struct {
 	name           string
@@ -1113,6 +1272,114 @@ func TestEnsembleOfOneIsTheModel(t *testing.T) {
 		if math.Abs(two.Data[i]-want.Data[i]) > 1e-15 {
 			t.Fatalf("ensemble of two equal nets: %v, want %v", two.Data[i], want.Data[i])
 		}
+	}
+}
+
+// randomImages is n random CIFAR-sized images stored as bytes, with random
+// labels and their own normalisation.
+func randomImages(n int, rng *rand.Rand) *Dataset {
+	d := &Dataset{Pix: make([]uint8, n*inputDim), Y: make([]int, n)}
+	for i := range d.Pix {
+		d.Pix[i] = uint8(rng.IntN(256))
+	}
+	for i := range d.Y {
+		d.Y[i] = rng.IntN(numClasses)
+	}
+	d.Norm = NewNorm(pixelMeanStd(d.Pix))
+	return d
+}
+
+// TestInputTransformModel: a net with an input transform P gives the same
+// scores from bytes (forwardImages: MulPixels into z) as from float rows
+// (Forward: z = x·Pᵀ), keeps P through SaveModel and LoadModel, and its
+// InputWeights W1·P weigh the images as W1 weighs z.
+func TestInputTransformModel(t *testing.T) {
+	rng := newRNG(9, 9)
+	d := randomImages(30, rng)
+	net := NewMLP([]int{40, 16, numClasses}, false, rng)
+	net.In = randMatrix(rng, 40, inputDim)
+	g := NewGemm(2)
+	defer g.Close()
+	x := NewMatrix(d.Len(), inputDim)
+	for i := range d.Len() {
+		d.Row(x.Row(i), i)
+	}
+	fromFloats := net.Forward(NewWorkspace(net, g, 30), x).Clone()
+	fromBytes := net.forwardImages(newForwardWorkspace(net, g, 30), d, 0, 30)
+	if !slices.Equal(fromFloats.Data, fromBytes.Data) {
+		t.Errorf("scores from bytes differ from scores from floats (max rel. error %g)", maxRelErr(fromBytes.Data, fromFloats.Data))
+	}
+	path := filepath.Join(t.TempDir(), "model.npz")
+	if err := SaveModel(path, &Model{Net: net, Mean: d.Norm.Mean, Std: d.Norm.Std}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := LoadModel(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Net.In == nil || !slices.Equal(m.Net.In.Data, net.In.Data) || m.Net.InputDim() != inputDim {
+		t.Fatalf("the loaded model lost its input transform")
+	}
+	s1 := NewMatrix(30, 16) // x·(W1·P)ᵀ, against z·W1ᵀ with z = x·Pᵀ
+	GemmNaive(false, true, 1, x, net.InputWeights(g), 0, s1)
+	z, want := NewMatrix(30, 40), NewMatrix(30, 16)
+	GemmNaive(false, true, 1, x, net.In, 0, z)
+	GemmNaive(false, true, 1, z, net.W[0], 0, want)
+	if e := maxRelErr(s1.Data, want.Data); e > 1e-9 {
+		t.Errorf("InputWeights: x·(W1·P)ᵀ is off z·W1ᵀ by %g", e)
+	}
+}
+
+// TestTestTimeAugmentation: mirrored flips each row of each plane (twice
+// is the identity), and AssessViews averages the views' probabilities.
+func TestTestTimeAugmentation(t *testing.T) {
+	rng := newRNG(10, 10)
+	d := randomImages(20, rng)
+	m := mirrored(d)
+	if m.Pix[0] != d.Pix[31] || m.Pix[1024+32] != d.Pix[1024+63] || !slices.Equal(mirrored(m).Pix, d.Pix) {
+		t.Fatalf("mirrored does not flip rows left–right")
+	}
+	fl := &Dataset{X: NewMatrix(2, inputDim), Y: []int{0, 1}}
+	for i := range fl.X.Data {
+		fl.X.Data[i] = float64(i)
+	}
+	if got := mirrored(fl).X.At(1, 32); got != float64(inputDim+63) {
+		t.Errorf("mirrored float image: row 1 of image 2 starts with %v, want %v", got, inputDim+63)
+	}
+	net := NewMLP([]int{inputDim, 8, numClasses}, false, rng)
+	g := NewGemm(1)
+	defer g.Close()
+	if got, want := AssessViews([]*MLP{net}, g, []*Dataset{d}), Assess([]*MLP{net}, g, d); !slices.Equal(got.Pred, want.Pred) {
+		t.Errorf("one view: predictions differ from Assess")
+	}
+	ws := newForwardWorkspace(net, g, 20)
+	p0, p1 := net.Probabilities(ws, d), net.Probabilities(ws, m)
+	got := AssessViews([]*MLP{net}, g, ttaViews(d))
+	for n := range d.Len() {
+		mean := make([]float64, numClasses)
+		for j := range mean {
+			mean[j] = (p0.At(n, j) + p1.At(n, j)) / 2
+		}
+		if got.Pred[n] != argmax(mean) {
+			t.Fatalf("image %d: predicted %d, the mean of the two views says %d", n, got.Pred[n], argmax(mean))
+		}
+	}
+}
+
+// TestTimeToAccuracy: the first evaluation at or above each level, in
+// seconds; levels never reached are left out.
+func TestTimeToAccuracy(t *testing.T) {
+	h := []HistoryRow{{Seconds: 1}, {Seconds: 5}, {Seconds: 9}, {Seconds: 12}}
+	for i, acc := range []float64{0.1, 0.56, 0.55, 0.631} {
+		h[i].Test.Accuracy = acc
+	}
+	secs, reached := timeToAccuracy(h, true)
+	want := map[string]float64{"0.50": 5, "0.55": 5, "0.60": 12, "0.63": 12}
+	if !slices.Equal(secs, []float64{1, 5, 9, 12}) || !maps.Equal(reached, want) {
+		t.Errorf("got %v and %v, want %v", secs, reached, want)
+	}
+	if _, reached := timeToAccuracy(h, false); reached != nil {
+		t.Errorf("without a test curve: %v, want nothing", reached)
 	}
 }
 
@@ -1928,7 +2195,40 @@ func TestResumeSameBits(t *testing.T) {
 	pix.Norm = NewNorm(pixelMeanStd(pix.Pix))
 	o := TrainOptions{Schedule: Schedule{EtaMin: 1e-4, EtaMax: 1e-2, NS: 6, Cycles: 2}, Batch: 10, Lambda: 0.01, Opt: "adam",
 		Dropout: 0.3, Augment: true, Ensemble: true, Evals: 3, Seed: 5, EvalTrain: true}
-	fresh := func() *MLP { return NewMLP([]int{inputDim, 8, numClasses}, false, newRNG(5, streamInit)) }
+	transform := randMatrix(newRNG(3, 3), 16, inputDim) // a fixed input transform P, as FitWhitening's
+	for i := range transform.Data {
+		transform.Data[i] *= 0.02
+	}
+	cases := []struct {
+		name   string
+		in     *Matrix // the net's input transform (nil: none)
+		smooth float64
+	}{
+		{"plain", nil, 0},
+		{"input transform, labels smoothed", transform, 0.1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			oc := o
+			oc.Smooth = tc.smooth
+			inputs := inputDim
+			if tc.in != nil {
+				inputs = tc.in.Rows
+			}
+			fresh := func() *MLP {
+				net := NewMLP([]int{inputs, 8, numClasses}, false, newRNG(5, streamInit))
+				net.In = tc.in
+				return net
+			}
+			checkResumes(t, pix, oc, fresh)
+		})
+	}
+}
+
+// checkResumes trains fresh() without a stop, then stops it after several
+// steps, writes and reads the checkpoint, resumes it, and compares the
+// weights and snapshots with the uninterrupted run's.
+func checkResumes(t *testing.T, pix *Dataset, o TrainOptions, fresh func() *MLP) {
 	g := NewGemm(1)
 	defer g.Close()
 	want := fresh()
@@ -1942,7 +2242,7 @@ func TestResumeSameBits(t *testing.T) {
 				return false
 			}
 		}
-		return true
+		return (a.In == nil) == (b.In == nil) && (a.In == nil || slices.Equal(a.In.Data, b.In.Data))
 	}
 	for _, stop := range []int{1, 4, 6, 11, 17, 23} { // inside an epoch, at evaluations, at a cycle's end, the last step but one
 		t.Run(fmt.Sprintf("stopped after step %d", stop), func(t *testing.T) {
@@ -1992,13 +2292,16 @@ func TestGradCheckTinyNets(t *testing.T) {
 		sizes   []int
 		lambda  float64
 		dropout float64 // masks drawn once and held fixed
+		smooth  float64 // label smoothing ε
 	}{
-		{"one hidden layer, λ=0", []int{6, 7, 3}, 0, 0},
-		{"one hidden layer, λ=0.1", []int{6, 7, 3}, 0.1, 0},
-		{"two hidden layers, λ=0", []int{6, 7, 5, 3}, 0, 0},
-		{"two hidden layers, λ=0.05", []int{6, 7, 5, 3}, 0.05, 0},
-		{"one hidden layer, dropout 0.5", []int{6, 7, 3}, 0.01, 0.5},
-		{"two hidden layers, dropout 0.3", []int{6, 7, 5, 3}, 0.01, 0.3},
+		{"one hidden layer, λ=0", []int{6, 7, 3}, 0, 0, 0},
+		{"one hidden layer, λ=0.1", []int{6, 7, 3}, 0.1, 0, 0},
+		{"two hidden layers, λ=0", []int{6, 7, 5, 3}, 0, 0, 0},
+		{"two hidden layers, λ=0.05", []int{6, 7, 5, 3}, 0.05, 0, 0},
+		{"one hidden layer, dropout 0.5", []int{6, 7, 3}, 0.01, 0.5, 0},
+		{"two hidden layers, dropout 0.3", []int{6, 7, 5, 3}, 0.01, 0.3, 0},
+		{"one hidden layer, labels smoothed by 0.1", []int{6, 7, 3}, 0.01, 0, 0.1},
+		{"two hidden layers, labels smoothed by 0.3, dropout 0.2", []int{6, 7, 5, 3}, 0.01, 0.2, 0.3},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -2019,7 +2322,7 @@ func TestGradCheckTinyNets(t *testing.T) {
 				net.ForwardDropout(ws, x, tc.dropout, rng)
 				masks = ws.DropoutMasks()
 			}
-			rows, err := GradCheck(context.Background(), net, ws, x, y, tc.lambda, 1e-5, masks, nil)
+			rows, err := GradCheck(context.Background(), net, ws, x, y, tc.lambda, tc.smooth, 1e-5, masks, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -2043,7 +2346,7 @@ func TestGradCheckVerdict(t *testing.T) {
 	g := NewGemm(1)
 	defer g.Close()
 	ws := NewWorkspace(net, g, 4)
-	rows, err := GradCheck(context.Background(), net, ws, d.X, d.Y, 0.01, 1e-5, nil, nil)
+	rows, err := GradCheck(context.Background(), net, ws, d.X, d.Y, 0.01, 0, 1e-5, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -2057,7 +2360,7 @@ func TestGradCheckVerdict(t *testing.T) {
 	for i := range wrong.Data {
 		wrong.Data[i] *= 1.05
 	}
-	num, err := NumericalGrads(context.Background(), net, d.X, d.Y, 0.01, 1e-5, true, 2, nil, nil)
+	num, err := NumericalGrads(context.Background(), net, d.X, d.Y, 0.01, 0, 1e-5, true, 2, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -2239,6 +2542,36 @@ func referenceSearch(t *testing.T) (data, dir string) {
 		t.Fatal(stderr)
 	}
 	return data, dir
+}
+
+// TestSearchWhitened: a search with an input transform fits it once and
+// trains every trial on z = x·Pᵀ (its nets take k inputs: the trials'
+// results differ from a search without it).
+func TestSearchWhitened(t *testing.T) {
+	all := syntheticDataset(300, 12, numClasses, newRNG(4, streamSynthetic))
+	sp := &Splits{Train: all.Subset(0, 200), Val: all.Subset(200, 300), Norm: identityNorm(12), Classes: defaultClassNames[:]}
+	results := map[string]map[int]Trial{}
+	for _, w := range []WhitenSpec{{}, {Kind: "pca", Dims: 6, Eps: 0.1}} {
+		out := t.TempDir()
+		spec := SearchSpec{Out: out, Trials: 2, LMin: -4, LMax: -1, Hidden: []int{10}, Whiten: w, Seed: 1, Workers: 1, Kernel: "auto", Shards: 1,
+			Base: TrainOptions{Schedule: Schedule{EtaMin: 1e-4, EtaMax: 0.05, Cycles: 1}, Batch: 20, Opt: "sgd", Evals: 2}, Settings: map[string]string{}}
+		if _, err := Search(context.Background(), spec, func() (*Splits, error) { return sp, nil }, io.Discard, io.Discard); err != nil {
+			t.Fatalf("%+v: %v", w, err)
+		}
+		results[w.Kind] = trialsByIndex(t, out)
+	}
+	plain, whitened := results[""], results["pca"]
+	if len(whitened) != 4 {
+		t.Fatalf("%d trials, want 4", len(whitened))
+	}
+	for i, tr := range whitened {
+		if !finite(tr.ValAcc) {
+			t.Errorf("trial %d: validation accuracy %v", i, tr.ValAcc)
+		}
+		if tr.LogLambda == plain[i].LogLambda && tr.ValCost == plain[i].ValCost {
+			t.Errorf("trial %d: the same validation cost with and without the transform", i)
+		}
+	}
 }
 
 // TestShardsWaitForEachOther: four shards started at once in one folder

@@ -39,6 +39,8 @@ package main
 // results are bitwise identical for any GOMAXPROCS and on any CPU.
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"math"
 	"runtime"
@@ -1431,4 +1433,335 @@ func cpuModel() string {
 		return "unknown CPU"
 	}
 	return cpu.Model
+}
+
+// ---------------------------------------------------------------------------
+// Symmetric eigendecomposition (for input whitening).
+
+// SymEig returns the eigenvalues of the symmetric n×n matrix a, largest
+// first, and the unit eigenvectors as the rows of v:
+//
+//	a = vᵀ·diag(vals)·v,   v·vᵀ = I,   a·v[i]ᵀ = vals[i]·v[i]ᵀ
+//
+// a is overwritten. It is the textbook pair of steps (Golub & Van Loan,
+// Matrix Computations, §8.3):
+//
+//  1. tridiagonalise: Householder reflections P_k = I − β_k·u_k·u_kᵀ, one
+//     per row from the last up, give a = Q·T·Qᵀ with T tridiagonal;
+//  2. qlImplicit: QL steps with implicit shifts, each a chain of plane
+//     rotations, drive T's off-diagonal to zero: T = S·Λ·Sᵀ.
+//
+// The eigenvectors of a are the columns of Q·S, i.e. the rows of
+// Sᵀ·Qᵀ: v starts as Qᵀ (buildQT) and every rotation of step 2 mixes two
+// of its rows. The O(n³) loops (the rank-2 updates, Qᵀ, the rotations)
+// are shared out over g's workers by rows or by columns; every element is
+// computed the same way however they are cut, so the bits do not depend on
+// the number of workers.
+func SymEig(g *Gemm, a *Matrix) (vals []float64, v *Matrix, err error) {
+	if a.Rows != a.Cols {
+		panic(fmt.Sprintf("mlp: SymEig: a is %s, want a square matrix", a.Shape()))
+	}
+	d, e, beta := tridiagonalise(g, a)
+	v = buildQT(g, a, beta)
+	if err := qlImplicit(g, d, e, v); err != nil {
+		return nil, nil, err
+	}
+	return sortEigen(d, v)
+}
+
+// eigMinPartFlops: a loop of SymEig is cut over the workers once it holds
+// this many flops (a hand-off costs a few µs, see minPartFlops).
+const eigMinPartFlops = 200_000
+
+// splitRange calls fn(lo, hi) on the workers' shares of [0, n) when the
+// loop holds at least eigMinPartFlops flops, else once on all of it.
+func splitRange(g *Gemm, n int, flops float64, fn func(lo, hi int)) {
+	parts := min(g.Workers(), n)
+	if flops < eigMinPartFlops || parts <= 1 {
+		fn(0, n)
+		return
+	}
+	g.EachWorker(func(w int) {
+		if w < parts {
+			fn(n*w/parts, n*(w+1)/parts)
+		}
+	})
+}
+
+// tridiagonalise reduces the symmetric a in place to T = Qᵀ·a·Q and
+// returns T's diagonal d and off-diagonal e (e[k] joins rows k−1 and k;
+// e[0] = 0). For k = n−1 down to 2, with x = a[k, 0:k] (row k left of the
+// diagonal, in the block that is still full):
+//
+//	α = −sign(x_{k−1})·‖x‖          (the sign that avoids cancellation)
+//	u = x − α·e_{k−1},  β = 2/(uᵀu)  P = I − β·u·uᵀ maps x to α·e_{k−1}
+//	B = a[0:k, 0:k] ← P·B·P:
+//	  p = β·B·u,  K = (β/2)·uᵀp,  w = p − K·u,  B ← B − u·wᵀ − w·uᵀ
+//
+// and e[k] = α. u is kept in row k (a[k, 0:k]) and β in beta[k] for
+// buildQT; a row already tridiagonal (x_0 … x_{k−2} all 0) gets β = 0.
+//
+// The block does not fit in any cache, so each step reads it once, not
+// twice: row k−1 is updated first, the next step's u made from it, and
+// then every other row gets this step's update and at once its term of
+// the next step's p = β·B·u.
+func tridiagonalise(g *Gemm, a *Matrix) (d, e, beta []float64) {
+	n := a.Rows
+	d, e, beta = make([]float64, n), make([]float64, n), make([]float64, n)
+	p, w := make([]float64, n), make([]float64, n)
+	if n > 1 {
+		householder(a, n-1, d, e, beta)
+		productRows(g, a, n-1, 0, nil, nil, beta[n-1], a.Row(n - 1)[:n-1], p)
+	}
+	for k := n - 1; k >= 2; k-- {
+		u, b := a.Row(k)[:k], beta[k]
+		if b != 0 {
+			half := b / 2 * dot(u, p[:k])
+			for i := range u {
+				w[i] = p[i] - half*u[i]
+			}
+			rank2(a.Row(k - 1)[:k], u, w[:k], u[k-1], w[k-1])
+		}
+		householder(a, k-1, d, e, beta)
+		productRows(g, a, k-1, b, u, w[:k], beta[k-1], a.Row(k - 1)[:k-1], p)
+	}
+	d[0] = a.Data[0]
+	return d, e, beta
+}
+
+// householder makes row k's reflector (see tridiagonalise): d[k], e[k],
+// beta[k], and u in place of a[k, 0:k].
+func householder(a *Matrix, k int, d, e, beta []float64) {
+	d[k] = a.Data[k*a.Cols+k]
+	x := a.Row(k)[:k]
+	sigma := dot(x[:k-1], x[:k-1])
+	if sigma == 0 {
+		e[k] = x[k-1]
+		return
+	}
+	xk := x[k-1]
+	alpha := math.Sqrt(sigma + xk*xk)
+	if xk > 0 {
+		alpha = -alpha
+	}
+	e[k] = alpha
+	x[k-1] = xk - alpha                    // u, in place of x
+	beta[k] = 1 / (alpha*alpha - alpha*xk) // 2/(uᵀu), uᵀu = 2·(α² − α·x_{k−1})
+}
+
+// productRows runs over rows i < k of a: with b ≠ 0 it applies the rank-2
+// update B ← B − u·wᵀ − w·uᵀ to a[i, 0:k+1], then with bNext ≠ 0 it sets
+// p[i] = bNext·a[i, 0:k]·uNext (the next step's product). Rows are shared
+// out over the workers.
+func productRows(g *Gemm, a *Matrix, k int, b float64, u, w []float64, bNext float64, uNext, p []float64) {
+	splitRange(g, k, 6*float64(k)*float64(k), func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			row := a.Row(i)
+			if b != 0 {
+				rank2(row[:k+1], u, w, u[i], w[i])
+			}
+			if bNext != 0 {
+				p[i] = bNext * dot(row[:k], uNext)
+			}
+		}
+	})
+}
+
+// rank2 is row i of B ← B − u·wᵀ − w·uᵀ: row[j] −= ui·w[j] + wi·u[j].
+func rank2(row, u, w []float64, ui, wi float64) {
+	u, w = u[:len(row)], w[:len(row)]
+	for j := range row {
+		row[j] -= ui*w[j] + wi*u[j]
+	}
+}
+
+// dot is Σ_i x[i]·y[i], in four running sums (i mod 4) added at the end:
+// one sum waits for each addition before the next, four keep the adder
+// busy.
+func dot(x, y []float64) float64 {
+	y = y[:len(x)]
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += x[i] * y[i]
+		s1 += x[i+1] * y[i+1]
+		s2 += x[i+2] * y[i+2]
+		s3 += x[i+3] * y[i+3]
+	}
+	for ; i < len(x); i++ {
+		s0 += x[i] * y[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// qtBlock is how many reflections buildQT applies at once, as three GEMMs.
+const qtBlock = 64
+
+// buildQT returns Qᵀ = P_1·P_2⋯P_{n−1} from the reflections tridiagonalise
+// left in a (u_k in a[k, 0:k], β_k in beta[k]), qtBlock at a time in the
+// compact WY form (Schreiber & Van Loan 1989): a run of reflections is
+//
+//	P_k0⋯P_k1−1 = I − Yᵀ·T·Y    Y: the u_k as rows (b×n, zero beyond k),
+//	                             T: b×b upper triangular, built column by
+//	                             column: T[j,j] = β_j, T[0:j, j] = −β_j·T[0:j,0:j]·(Y[0:j]·u_j)
+//
+// and M ← M·(I − Yᵀ·T·Y) = M − ((M·Yᵀ)·T)·Y. Before the run, M = P_1⋯P_{k0−1}
+// is the identity below row k0−1 and Y is zero beyond column k1−2, so only
+// rows 0 … k1−2 of M change.
+func buildQT(g *Gemm, a *Matrix, beta []float64) *Matrix {
+	n := a.Rows
+	m := NewMatrix(n, n)
+	for i := range n {
+		m.Data[i*n+i] = 1
+	}
+	y, t := NewMatrix(qtBlock, n), NewMatrix(qtBlock, qtBlock)
+	yu := make([]float64, qtBlock)
+	for k0 := 1; k0 < n; k0 += qtBlock {
+		b := min(qtBlock, n-k0)
+		yb, tb := y.RowsView(0, b), &Matrix{Rows: b, Cols: b, Data: t.Data[:b*b]}
+		clear(yb.Data)
+		clear(tb.Data)
+		for j := range b {
+			k := k0 + j
+			u := yb.Row(j)
+			copy(u, a.Row(k)[:k])
+			for i := range j {
+				yu[i] = dot(yb.Row(i)[:k], u[:k])
+			}
+			for i := range j { // T[0:j, j] = −β·T[0:j, 0:j]·yu[0:j] (T upper triangular)
+				var s float64
+				for l := i; l < j; l++ {
+					s += tb.Data[i*b+l] * yu[l]
+				}
+				tb.Data[i*b+j] = -beta[k] * s
+			}
+			tb.Data[j*b+j] = beta[k]
+		}
+		rows := m.RowsView(0, k0+b-1)
+		my, myt := NewMatrix(rows.Rows, b), NewMatrix(rows.Rows, b)
+		g.Mul(false, true, 1, rows, yb, 0, my)    // M·Yᵀ
+		g.Mul(false, false, 1, my, tb, 0, myt)    // ·T
+		g.Mul(false, false, -1, myt, yb, 1, rows) // M −= (M·Yᵀ·T)·Y
+	}
+	return m
+}
+
+// maxQLSteps bounds the QL steps spent on one eigenvalue; 2–3 is typical
+// (the shifts converge cubically), 30 is the classic limit.
+const maxQLSteps = 30
+
+// errNoConvergence is SymEig's error when an eigenvalue needs more than
+// maxQLSteps QL steps (a matrix with NaN or Inf entries).
+var errNoConvergence = errors.New("the eigenvalue iteration did not converge")
+
+// qlImplicit diagonalises the symmetric tridiagonal matrix with diagonal d
+// and off-diagonal e (e[k] joins k−1 and k), leaving the eigenvalues in d
+// and applying every rotation to the rows of v. For each l it repeats QL
+// steps (qlStep) on the unreduced block l … m, where m is the first index
+// whose coupling to the next row is negligible against the matrix's scale
+// (not against its own diagonal: eigenvalues at 0, as a rank-deficient
+// covariance has, would never pass), until m = l: then d[l] is an
+// eigenvalue.
+func qlImplicit(g *Gemm, d, e []float64, v *Matrix) error {
+	n := len(d)
+	off := make([]float64, n) // off[i] joins i and i+1
+	copy(off, e[1:])
+	cs, sn := make([]float64, n), make([]float64, n)
+	scale := 0.0 // the largest |d[i]| + |off[i]| met so far: a coupling below 2⁻⁵² of it is 0
+	for l := 0; l < n; l++ {
+		scale = math.Max(scale, math.Abs(d[l])+math.Abs(off[l]))
+		for steps := 0; ; steps++ {
+			m := l
+			for ; m < n-1; m++ {
+				if math.Abs(off[m]) <= 0x1p-52*scale {
+					break
+				}
+			}
+			if m == l {
+				break
+			}
+			if steps == maxQLSteps {
+				return fmt.Errorf("%w: eigenvalue %d after %d steps", errNoConvergence, l, steps)
+			}
+			lo := qlStep(d, off, l, m, cs, sn)
+			rotateRows(g, v, lo, m, cs, sn)
+		}
+	}
+	return nil
+}
+
+// qlStep is one QL step with an implicit shift on the block l … m of the
+// tridiagonal (d, off): the shift is the eigenvalue of the leading 2×2
+// block nearer d[l], and the rotations (c, s) in the planes (i, i+1), i =
+// m−1 down to l, chase the bulge up the block. It records rotation i in
+// cs[i], sn[i] and returns the last i rotated: l, or more when a
+// rotation's radius underflows to 0 (the block then splits, and the step
+// ends there with d and off consistent).
+func qlStep(d, off []float64, l, m int, cs, sn []float64) int {
+	g := (d[l+1] - d[l]) / (2 * off[l])
+	r := math.Hypot(g, 1)
+	g = d[m] - d[l] + off[l]/(g+math.Copysign(r, g))
+	s, c, p := 1.0, 1.0, 0.0
+	for i := m - 1; i >= l; i-- {
+		f, b := s*off[i], c*off[i]
+		r = math.Hypot(f, g)
+		off[i+1] = r
+		if r == 0 {
+			d[i+1] -= p
+			off[m] = 0
+			return i + 1
+		}
+		s, c = f/r, g/r
+		g = d[i+1] - p
+		r = (d[i]-g)*s + 2*c*b
+		p = s * r
+		d[i+1] = g + p
+		g = c*r - b
+		cs[i], sn[i] = c, s
+	}
+	d[l] -= p
+	off[l] = g
+	off[m] = 0
+	return l
+}
+
+// rotSlab is how many columns of v rotateRows carries through a whole chain
+// of rotations at once: 512 doubles (4 KiB) per row keep the row each
+// rotation shares with the next in L1.
+const rotSlab = 512
+
+// rotateRows applies the rotations i = hi−1 down to lo (cs[i], sn[i]) to
+// rows i and i+1 of v:  v[i+1] ← s·v[i] + c·v[i+1],  v[i] ← c·v[i] − s·v[i+1].
+// Columns are independent: the workers take column ranges, each carried
+// through the chain rotSlab columns at a time.
+func rotateRows(g *Gemm, v *Matrix, lo, hi int, cs, sn []float64) {
+	n := v.Cols
+	splitRange(g, n, 6*float64(n)*float64(hi-lo), func(c0, c1 int) {
+		for s0 := c0; s0 < c1; s0 += rotSlab {
+			s1 := min(s0+rotSlab, c1)
+			for i := hi - 1; i >= lo; i-- {
+				c, s := cs[i], sn[i]
+				x, y := v.Row(i)[s0:s1], v.Row(i + 1)[s0:s1]
+				for k, f := range y {
+					y[k] = s*x[k] + c*f
+					x[k] = c*x[k] - s*f
+				}
+			}
+		}
+	})
+}
+
+// sortEigen orders the eigenvalues d, largest first, with their rows of v.
+func sortEigen(d []float64, v *Matrix) ([]float64, *Matrix, error) {
+	order := make([]int, len(d))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(i, j int) int { return cmp.Compare(d[j], d[i]) })
+	vals, out := make([]float64, len(d)), NewMatrix(v.Rows, v.Cols)
+	for r, i := range order {
+		vals[r] = d[i]
+		copy(out.Row(r), v.Row(i))
+	}
+	return vals, out, nil
 }

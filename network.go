@@ -30,7 +30,9 @@ package main
 //	db1 = 1_Nᵀ·dH = Σ_n dH[n,:]    1×H
 //
 // Deeper nets repeat the hidden (linear + ReLU) block; the formulas are the
-// same with h_{l−1} in place of x. matrix.go's table of products and the
+// same with h_{l−1} in place of x. A net with an input transform P (MLP.In,
+// see FitWhitening) sees z = x·Pᵀ in place of x; label smoothing
+// (BackwardSmoothed) puts Y_ε = (1−ε)·Y + ε/C in place of Y. matrix.go's table of products and the
 // README quote these lines; the names in the code follow them (x, w1, b1,
 // s1, h, scores, probs, G, dH, dW1).
 
@@ -68,10 +70,24 @@ func newRNG(seed, stream uint64) *rand.Rand {
 
 // MLP holds the parameters of the network: layer l maps Sizes[l] inputs to
 // Sizes[l+1] outputs with W[l] (Sizes[l+1]×Sizes[l]) and b[l] (1×Sizes[l+1]).
+//
+// In, when not nil, is a fixed input transform P (Sizes[0]×D, see
+// FitWhitening): the layers see z = x·Pᵀ (N×Sizes[0]) instead of the
+// normalised images x (N×D). It is fitted once, never trained, and shared
+// by Clone's copies.
 type MLP struct {
 	Sizes []int
 	W     []*Matrix
 	B     []*Matrix
+	In    *Matrix
+}
+
+// InputDim is D, the number of values per image the net takes.
+func (net *MLP) InputDim() int {
+	if net.In != nil {
+		return net.In.Cols
+	}
+	return net.Sizes[0]
 }
 
 // Layers is the number of linear layers (hidden layers + 1).
@@ -104,9 +120,21 @@ func NewMLP(sizes []int, he bool, rng *rand.Rand) *MLP {
 	return net
 }
 
+// InputWeights is the first layer as it weighs the normalised images x:
+// W1 (H×D), or W1·P for a net with an input transform (z = x·Pᵀ, so
+// z·W1ᵀ = x·(W1·P)ᵀ).
+func (net *MLP) InputWeights(g *Gemm) *Matrix {
+	if net.In == nil {
+		return net.W[0]
+	}
+	w := NewMatrix(net.Sizes[1], net.In.Cols)
+	g.Mul(false, false, 1, net.W[0], net.In, 0, w)
+	return w
+}
+
 // Clone returns a deep copy of the parameters.
 func (net *MLP) Clone() *MLP {
-	c := &MLP{Sizes: append([]int(nil), net.Sizes...)}
+	c := &MLP{Sizes: append([]int(nil), net.Sizes...), In: net.In}
 	for l := range net.W {
 		c.W = append(c.W, net.W[l].Clone())
 		c.B = append(c.B, net.B[l].Clone())
@@ -151,8 +179,12 @@ type Workspace struct {
 	gemm *Gemm
 	maxN int
 	// act[l] is the input of layer l (N×Sizes[l]); act[0] is the batch x
-	// itself (not copied), act[l] for l ≥ 1 is the ReLU output h_l.
+	// itself (not copied), or z = x·Pᵀ for a net with an input transform,
+	// act[l] for l ≥ 1 is the ReLU output h_l.
 	act []*Matrix
+	// z holds x·Pᵀ (N×Sizes[0]) for a net with an input transform.
+	z    *Matrix
+	zBuf []float64
 	// scores is the top layer's output s (N×C); probs its softmax p (N×C).
 	scores, probs *Matrix
 	// delta[l] is the gradient of the cost with respect to layer l's output
@@ -179,7 +211,7 @@ type Workspace struct {
 // NewWorkspace allocates the buffers for batches of up to maxN samples of net,
 // multiplying with gemm.
 func NewWorkspace(net *MLP, gemm *Gemm, maxN int) *Workspace {
-	ws := &Workspace{gemm: gemm, maxN: maxN}
+	ws := newInputWorkspace(net, gemm, maxN)
 	L := net.Layers()
 	c := net.Sizes[L]
 	ws.act = make([]*Matrix, L)
@@ -209,7 +241,7 @@ func NewWorkspace(net *MLP, gemm *Gemm, maxN int) *Workspace {
 // newForwardWorkspace is a workspace for forward passes only (no
 // gradients, no dropout), for batches of up to maxN samples of net.
 func newForwardWorkspace(net *MLP, gemm *Gemm, maxN int) *Workspace {
-	ws := &Workspace{gemm: gemm, maxN: maxN}
+	ws := newInputWorkspace(net, gemm, maxN)
 	L := net.Layers()
 	ws.act = make([]*Matrix, L)
 	ws.actBuf = make([][]float64, L)
@@ -222,6 +254,16 @@ func newForwardWorkspace(net *MLP, gemm *Gemm, maxN int) *Workspace {
 	ws.scoresBuf = make([]float64, maxN*net.Sizes[L])
 	ws.probsBuf = make([]float64, maxN*net.Sizes[L])
 	ws.scores, ws.probs = &Matrix{}, &Matrix{}
+	return ws
+}
+
+// newInputWorkspace is a workspace with the input transform's buffer (if
+// the net has one), for NewWorkspace and newForwardWorkspace to fill.
+func newInputWorkspace(net *MLP, gemm *Gemm, maxN int) *Workspace {
+	ws := &Workspace{gemm: gemm, maxN: maxN, z: &Matrix{}}
+	if net.In != nil {
+		ws.zBuf = make([]float64, maxN*net.Sizes[0])
+	}
 	return ws
 }
 
@@ -335,7 +377,19 @@ func softmaxForward(s, p *Matrix) {
 // m = max_j s[n,j].
 //
 //	s  N×C scores;  y  N labels in [0, C)
-func crossEntropy(s *Matrix, y []int) float64 {
+func crossEntropy(s *Matrix, y []int) float64 { return smoothedCrossEntropy(s, y, 0) }
+
+// smoothedCrossEntropy is the mean cross-entropy against smoothed labels
+// (label smoothing, Szegedy et al. 2016): the target of image n is
+//
+//	Y_ε[n,:] = (1−ε)·Y[n,:] + ε/C      (Y one-hot; ε = 0 is crossEntropy)
+//	loss = −(1/N)·Σ_n Σ_j Y_ε[n,j]·log p[n,j]
+//	     = (1/N)·Σ_n [ lse_n − (1−ε)·(s[n,y_n] − m) − (ε/C)·Σ_j (s[n,j] − m) ]
+//
+// with lse_n = log Σ_j exp(s[n,j] − m), m = max_j s[n,j].
+//
+//	s  N×C scores;  y  N labels in [0, C)
+func smoothedCrossEntropy(s *Matrix, y []int, eps float64) float64 {
 	var total float64
 	for n := 0; n < s.Rows; n++ {
 		row := s.Row(n)
@@ -343,27 +397,34 @@ func crossEntropy(s *Matrix, y []int) float64 {
 		for _, v := range row {
 			mx = math.Max(mx, v)
 		}
-		var sum float64
+		var sum, all float64
 		for _, v := range row {
 			sum += math.Exp(v - mx)
+			all += v - mx
 		}
-		total += math.Log(sum) - (row[y[n]] - mx)
+		if eps == 0 {
+			total += math.Log(sum) - (row[y[n]] - mx)
+		} else {
+			total += math.Log(sum) - (1-eps)*(row[y[n]]-mx) - eps/float64(len(row))*all
+		}
 	}
 	return total / float64(s.Rows)
 }
 
-// softmaxCrossEntropyBackward writes G = ∂loss/∂s = (p − Y)/N, where Y is
-// the one-hot matrix of the labels y.
+// softmaxCrossEntropyBackward writes G = ∂loss/∂s = (p − Y_ε)/N, where Y_ε
+// is the one-hot matrix of the labels y, smoothed by ε (see
+// smoothedCrossEntropy; ε = 0: Y itself).
 //
 //	p, g  N×C;  y  N labels
-func softmaxCrossEntropyBackward(p *Matrix, y []int, g *Matrix) {
+func softmaxCrossEntropyBackward(p *Matrix, y []int, eps float64, g *Matrix) {
 	inv := 1 / float64(p.Rows)
+	spread := eps / float64(p.Cols) // ε/C, on every class
 	for n := 0; n < p.Rows; n++ {
 		prow, grow := p.Row(n), g.Row(n)
 		for j, v := range prow {
-			grow[j] = v * inv
+			grow[j] = (v - spread) * inv
 		}
-		grow[y[n]] -= inv
+		grow[y[n]] -= (1 - eps) * inv
 	}
 }
 
@@ -422,8 +483,8 @@ func (ws *Workspace) DropoutMasks() []*Matrix {
 // hidden layer, each N×H_l with entries 0 or 1/(1−p): the gradient check
 // holds the masks fixed with it while it nudges the weights.
 func (net *MLP) ForwardMasked(ws *Workspace, x *Matrix, masks []*Matrix) *Matrix {
-	if x.Cols != net.Sizes[0] || x.Rows > ws.maxN {
-		panic(fmt.Sprintf("mlp: Forward: batch is %s, net wants N×%d with N ≤ %d", x.Shape(), net.Sizes[0], ws.maxN))
+	if x.Cols != net.InputDim() || x.Rows > ws.maxN {
+		panic(fmt.Sprintf("mlp: Forward: batch is %s, net wants N×%d with N ≤ %d", x.Shape(), net.InputDim(), ws.maxN))
 	}
 	if masks != nil && len(masks) != net.Layers()-1 {
 		panic(fmt.Sprintf("mlp: Forward: %d dropout masks for %d hidden layers", len(masks), net.Layers()-1))
@@ -432,6 +493,11 @@ func (net *MLP) ForwardMasked(ws *Workspace, x *Matrix, masks []*Matrix) *Matrix
 		if m.Rows != x.Rows || m.Cols != net.Sizes[l+1] {
 			panic(fmt.Sprintf("mlp: Forward: dropout mask %d is %s, want %dx%d", l+1, m.Shape(), x.Rows, net.Sizes[l+1]))
 		}
+	}
+	if net.In != nil {
+		z := view(ws.z, ws.zBuf, x.Rows, net.Sizes[0])
+		ws.gemm.Mul(false, true, 1, x, net.In, 0, z) // z = x·Pᵀ
+		x = z
 	}
 	*ws.act[0] = *x
 	for l := range net.Layers() {
@@ -471,16 +537,21 @@ func (net *MLP) forwardImages(ws *Workspace, d *Dataset, from, to int) *Matrix {
 	if d.X != nil {
 		return net.Forward(ws, d.X.RowsView(from, to))
 	}
-	n := to - from
-	if d.Dim() != net.Sizes[0] || n > ws.maxN {
-		panic(fmt.Sprintf("mlp: Forward: batch is %dx%d, net wants N×%d with N ≤ %d", n, d.Dim(), net.Sizes[0], ws.maxN))
+	n, dim := to-from, d.Dim()
+	if dim != net.InputDim() || n > ws.maxN {
+		panic(fmt.Sprintf("mlp: Forward: batch is %dx%d, net wants N×%d with N ≤ %d", n, dim, net.InputDim(), ws.maxN))
 	}
+	pix := d.Pix[from*dim : to*dim]
 	*ws.act[0] = Matrix{}
+	if net.In != nil {
+		z := view(ws.z, ws.zBuf, n, net.Sizes[0])
+		ws.gemm.MulPixels(1, pix, d.Norm, n, dim, true, net.In, 0, z) // z = x·Pᵀ
+		*ws.act[0] = *z
+	}
 	for l := range net.Layers() {
 		out := net.layerOutput(ws, l, n)
-		if l == 0 {
-			dim := d.Dim()
-			ws.gemm.MulPixels(1, d.Pix[from*dim:to*dim], d.Norm, n, dim, true, net.W[0], 0, out)
+		if l == 0 && net.In == nil {
+			ws.gemm.MulPixels(1, pix, d.Norm, n, dim, true, net.W[0], 0, out)
 			addBias(out, net.B[0])
 		} else {
 			linearForward(ws.gemm, ws.act[l], net.W[l], net.B[l], out)
@@ -496,6 +567,13 @@ func (net *MLP) forwardImages(ws *Workspace, d *Dataset, from, to int) *Matrix {
 // labels y (N), into ws.dW and ws.dB, and returns the batch's mean
 // cross-entropy loss (the cost is loss + λ·RegTerm()).
 func (net *MLP) Backward(ws *Workspace, y []int, lambda float64) float64 {
+	return net.BackwardSmoothed(ws, y, lambda, 0)
+}
+
+// BackwardSmoothed is Backward against labels smoothed by ε (see
+// smoothedCrossEntropy): only G changes, G = (p − Y_ε)/N, and the loss it
+// returns is the smoothed one.
+func (net *MLP) BackwardSmoothed(ws *Workspace, y []int, lambda, eps float64) float64 {
 	n := ws.scores.Rows
 	if len(y) != n {
 		panic(fmt.Sprintf("mlp: Backward: %d labels for a batch of %d", len(y), n))
@@ -503,9 +581,9 @@ func (net *MLP) Backward(ws *Workspace, y []int, lambda float64) float64 {
 	L := net.Layers()
 	probs := view(ws.probs, ws.probsBuf, n, ws.scores.Cols)
 	softmaxForward(ws.scores, probs)
-	loss := crossEntropy(ws.scores, y)
+	loss := smoothedCrossEntropy(ws.scores, y, eps)
 	g := view(ws.delta[L-1], ws.deltaBuf[L-1], n, net.Sizes[L])
-	softmaxCrossEntropyBackward(probs, y, g)
+	softmaxCrossEntropyBackward(probs, y, eps, g)
 	for l := L - 1; l >= 0; l-- {
 		var dx *Matrix
 		if l > 0 {
@@ -650,6 +728,79 @@ func (o *Optimizer) updateRange(lo, hi int) {
 			theta[i] -= eta * (m[i] * c1) / (math.Sqrt(v[i]*c2) + 1e-8)
 		}
 	}
+}
+
+// ---------------------------------------------------------------------------
+// Input whitening.
+
+// WhitenSpec names an input transform to fit (main's -whiten flags).
+type WhitenSpec struct {
+	Kind string  // "" (none), "pca" or "zca"
+	Dims int     // pca: the components kept, k (0: all D)
+	Eps  float64 // ε, added to every eigenvalue
+}
+
+// FitWhitening returns the input transform P of spec for the images of d
+// (the training split, normalised by its own Norm, so every input has mean
+// 0 and variance 1 over d):
+//
+//	C = (1/N)·Σ_n x_nᵀ·x_n              D×D   the inputs' covariance
+//	C = Uᵀ·Λ·U                                 SymEig: rows of U are the
+//	                                           eigenvectors, λ_1 ≥ … ≥ λ_D
+//	pca: P = (Λ_k + ε·I)^(−½)·U_k       k×D   the first k principal
+//	                                           components, scaled to variance λ/(λ+ε)
+//	zca: P = Uᵀ·(Λ + ε·I)^(−½)·U        D×D   the same for k = D, turned
+//	                                           back into pixel space
+//
+// and the net sees z = x·Pᵀ. ε (in units of the mean eigenvalue, 1 for
+// normalised inputs) damps the directions of small variance, mostly noise,
+// that whitening would otherwise blow up. For a dense first layer, zca and
+// pca with k = D are the same model up to a rotation of W1's rows (and
+// W1's Gaussian start and its L2 penalty do not see rotations); pca with
+// k < D also makes the first layer D/k times cheaper.
+func FitWhitening(g *Gemm, d *Dataset, spec WhitenSpec) (*Matrix, error) {
+	dim := d.Dim()
+	k := spec.Dims
+	if k <= 0 || spec.Kind == "zca" {
+		k = dim
+	}
+	if k > dim || spec.Eps < 0 || (spec.Kind != "pca" && spec.Kind != "zca") {
+		panic(fmt.Sprintf("mlp: FitWhitening: %+v for %d inputs", spec, dim))
+	}
+	vals, u, err := SymEig(g, covariance(g, d))
+	if err != nil {
+		return nil, fmt.Errorf("whitening: %w", err)
+	}
+	scaled := NewMatrix(k, dim) // (Λ_k + ε·I)^(−½)·U_k
+	for i := range k {
+		f := 1 / math.Sqrt(max(vals[i], 0)+spec.Eps)
+		for j, v := range u.Row(i) {
+			scaled.Data[i*dim+j] = f * v
+		}
+	}
+	if spec.Kind == "pca" {
+		return scaled, nil
+	}
+	p := NewMatrix(dim, dim)
+	g.Mul(true, false, 1, u, scaled, 0, p)
+	return p, nil
+}
+
+// covariance is C = (1/N)·Σ_n x_nᵀ·x_n (D×D) over the images of d, summed
+// chunk by chunk (evalChunk images at a time, in order) with the GEMM.
+func covariance(g *Gemm, d *Dataset) *Matrix {
+	dim, n := d.Dim(), d.Len()
+	c := NewMatrix(dim, dim)
+	x := NewMatrix(min(n, evalChunk), dim)
+	for from := 0; from < n; from += evalChunk {
+		to := min(from+evalChunk, n)
+		chunk := x.RowsView(0, to-from)
+		for i := from; i < to; i++ {
+			d.Row(chunk.Row(i-from), i)
+		}
+		g.Mul(true, false, 1/float64(n), chunk, chunk, 1, c)
+	}
+	return c
 }
 
 // Dataset is a set of N images with labels Y (N), stored one of two ways:
@@ -829,22 +980,32 @@ func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 // EnsembleProbabilities is the ensemble's prediction for d's images: the
 // mean of the members' softmax outputs, (1/K)·Σ_k softmax(s_k) (N×C).
 func EnsembleProbabilities(nets []*MLP, gemm *Gemm, d *Dataset) *Matrix {
+	return meanProbabilities(nets, gemm, []*Dataset{d})
+}
+
+// meanProbabilities is the mean of the softmax outputs of every net on
+// every view of the same images (views[v] holds image n, transformed, in
+// row n; see ttaViews), (1/(K·V))·Σ_k Σ_v softmax(s_kv), N×C, summed net by
+// net and view by view in order.
+func meanProbabilities(nets []*MLP, gemm *Gemm, views []*Dataset) *Matrix {
 	var sum *Matrix
 	var ws *Workspace // shared by members of one shape (snapshots are)
 	for i, net := range nets {
 		if i == 0 || !slices.Equal(net.Sizes, nets[i-1].Sizes) {
-			ws = newForwardWorkspace(net, gemm, min(max(d.Len(), 1), evalChunk))
+			ws = newForwardWorkspace(net, gemm, min(max(views[0].Len(), 1), evalChunk))
 		}
-		p := net.Probabilities(ws, d)
-		if sum == nil {
-			sum = p
-			continue
-		}
-		for i, v := range p.Data {
-			sum.Data[i] += v
+		for _, d := range views {
+			p := net.Probabilities(ws, d)
+			if sum == nil {
+				sum = p
+				continue
+			}
+			for i, v := range p.Data {
+				sum.Data[i] += v
+			}
 		}
 	}
-	inv := 1 / float64(len(nets))
+	inv := 1 / float64(len(nets)*len(views))
 	for i := range sum.Data {
 		sum.Data[i] *= inv
 	}
@@ -863,13 +1024,21 @@ type Assessment struct {
 // averaged, see EnsembleProbabilities), on every image of d: what -mode=eval
 // prints and the report's confusion matrix shows.
 func Assess(nets []*MLP, gemm *Gemm, d *Dataset) Assessment {
+	return AssessViews(nets, gemm, []*Dataset{d})
+}
+
+// AssessViews is Assess on the mean prediction over several views of the
+// images (test-time augmentation: the images and their mirrors, ttaViews);
+// the labels are views[0].Y.
+func AssessViews(nets []*MLP, gemm *Gemm, views []*Dataset) Assessment {
+	d := views[0]
 	c := nets[0].Sizes[len(nets[0].Sizes)-1]
 	a := Assessment{Pred: make([]int, d.Len()), Loss: math.NaN()}
-	if len(nets) == 1 {
+	if len(nets) == 1 && len(views) == 1 {
 		met := nets[0].Evaluate(newForwardWorkspace(nets[0], gemm, evalChunk), d, 0, a.Pred)
 		a.Loss = met.Loss
 	} else {
-		probs := EnsembleProbabilities(nets, gemm, d)
+		probs := meanProbabilities(nets, gemm, views)
 		for n := range a.Pred {
 			a.Pred[n] = argmax(probs.Row(n))
 		}

@@ -51,6 +51,7 @@ type SearchSpec struct {
 	SearchHidden  []int     // nil, or the smallest and largest width tried
 	SearchDropout []float64 // nil, or the dropout range tried (else Base.Dropout)
 	He            bool
+	Whiten        WhitenSpec // the input transform, fitted once on the training images for every trial
 	Seed          uint64
 	Base          TrainOptions  // every trial's training; NS = 0 means 2·⌊n/batch⌋
 	Workers       int           // trials at once (0: GOMAXPROCS)
@@ -502,7 +503,9 @@ func phaseTrials(done map[int]Trial, phase string) []Trial {
 
 // runTrial trains the trial t (its point filled in) and returns it with its
 // results.
-func runTrial(ctx context.Context, spec *SearchSpec, sp *Splits, t Trial, gemmWorkers int) (Trial, error) {
+//
+// in (nil: none) is the input transform every trial shares.
+func runTrial(ctx context.Context, spec *SearchSpec, sp *Splits, in *Matrix, t Trial, gemmWorkers int) (Trial, error) {
 	o := spec.Base
 	o.Lambda, o.Dropout = t.Lambda, t.Dropout
 	o.Seed = spec.Seed + uint64(t.Index)*trialSeedStride
@@ -514,7 +517,12 @@ func runTrial(ctx context.Context, spec *SearchSpec, sp *Splits, t Trial, gemmWo
 	start := time.Now()
 	gemm := NewGemmNamed(gemmWorkers, spec.Kernel)
 	defer gemm.Close()
-	net := NewMLP(netSizes(sp.Train.Dim(), hidden), spec.He, newRNG(spec.Seed, uint64(streamTrialInit+t.Index)))
+	inputs := sp.Train.Dim()
+	if in != nil {
+		inputs = in.Rows
+	}
+	net := NewMLP(netSizes(inputs, hidden), spec.He, newRNG(spec.Seed, uint64(streamTrialInit+t.Index)))
+	net.In = in
 	res, err := Train(ctx, net, gemm, sp.Train, sp.Val, o, nil)
 	if err != nil && !errors.Is(err, errDiverged) {
 		return Trial{}, fmt.Errorf("trial %d (λ=%.4g): %w", t.Index, t.Lambda, err)
@@ -546,6 +554,7 @@ var errAbandoned = errors.New("trial abandoned")
 type search struct {
 	spec   *SearchSpec
 	sp     *Splits
+	in     *Matrix // the input transform (nil: none), fitted once
 	log    *trialLog
 	stdout io.Writer
 	stderr io.Writer
@@ -604,6 +613,14 @@ func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), 
 	}
 	defer log.f.Close()
 	s := &search{spec: &spec, sp: sp, done: done, log: log, stdout: stdout, stderr: stderr, ctx: ctx}
+	if spec.Whiten.Kind != "" {
+		g := NewGemmNamed(spec.Workers, spec.Kernel)
+		s.in, err = FitWhitening(g, sp.Train, spec.Whiten)
+		g.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
 
 	shard := ""
 	if spec.Shards > 1 {
@@ -799,7 +816,7 @@ func (s *search) runTrials(todo []Trial) (ran int, err error) {
 				if !ok {
 					return
 				}
-				t, err := runTrial(s.ctx, spec, s.sp, job, gemmWorkers)
+				t, err := runTrial(s.ctx, spec, s.sp, s.in, job, gemmWorkers)
 				if err == nil {
 					err = s.log.write(t.record())
 				}

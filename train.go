@@ -83,6 +83,7 @@ type TrainOptions struct {
 	Schedule
 	Batch     int
 	Lambda    float64 // λ of the cost's L2 term
+	Smooth    float64 // label smoothing ε of the training loss (0: none)
 	Opt       string  // one of Optimizers
 	Momentum  float64 // μ of momentum and nesterov
 	Dropout   float64 // inverted dropout on hidden units, 0 ≤ p < 1
@@ -91,7 +92,12 @@ type TrainOptions struct {
 	Evals     int     // evaluations per cycle (one per epoch with Epochs)
 	Seed      uint64  // the shuffle, dropout and augment streams
 	EvalTrain bool    // evaluate the training set at every evaluation (false: at the end only)
-	Limit     int     // > 0: stop after this many steps (the range test)
+	// Test (nil: none) is also evaluated at every evaluation, for the time
+	// to accuracy only: nothing is chosen from it. Clock is when the run
+	// started (the zero of HistoryRow.Seconds; the zero time: Train's start).
+	Test  *Dataset
+	Clock time.Time
+	Limit int // > 0: stop after this many steps (the range test)
 
 	// Checkpoint (nil: none) receives the run's state after every
 	// evaluation and when it is interrupted; Resume (nil: a fresh start)
@@ -108,6 +114,10 @@ type HistoryRow struct {
 	Eta   float64
 	Train Metrics
 	Val   Metrics
+	Test  Metrics // NaN without TrainOptions.Test
+	// Seconds is the wall time from TrainOptions.Clock to the end of this
+	// evaluation, less the time spent evaluating Test.
+	Seconds float64
 }
 
 // TrainResult is what Train returns.
@@ -202,8 +212,10 @@ type trainer struct {
 
 	res              *TrainResult
 	start, lastPrint time.Time
-	tty              bool    // progress is a terminal
-	evalCost         float64 // estimated seconds per evaluation (probeEvalCost)
+	clock            time.Time // HistoryRow.Seconds counts from here (less testSeconds)
+	testSeconds      float64   // spent evaluating TrainOptions.Test
+	tty              bool      // progress is a terminal
+	evalCost         float64   // estimated seconds per evaluation (probeEvalCost)
 }
 
 func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer) (*trainer, error) {
@@ -228,7 +240,7 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 	}
 	tr.ws = NewWorkspace(net, gemm, max(o.Batch, evalChunk))
 	tr.opt = NewOptimizer(o.Opt, o.Momentum, net, tr.ws)
-	tr.xb = NewMatrix(o.Batch, net.Sizes[0])
+	tr.xb = NewMatrix(o.Batch, net.InputDim())
 	tr.fill = tr.fillRows
 	tr.yb, tr.idx, tr.next = make([]int, o.Batch), make([]int, o.Batch), make([]int, o.Batch)
 	if o.Augment {
@@ -248,6 +260,13 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 		tr.evalCost = tr.probeEvalCost()
 	}
 	tr.lastPrint = tr.start
+	tr.clock = o.Clock
+	if tr.clock.IsZero() {
+		tr.clock = tr.start
+	}
+	if h := tr.res.History; len(h) > 0 { // resumed: count on from the last evaluation
+		tr.clock = tr.start.Add(-time.Duration(h[len(h)-1].Seconds * float64(time.Second)))
+	}
 	return tr, nil
 }
 
@@ -365,7 +384,7 @@ func (tr *trainer) fillRows(lo, hi int) {
 // step is forward, backward, the divergence check and the update.
 func (tr *trainer) step(t int, eta float64) error {
 	tr.net.ForwardDropout(tr.ws, tr.xb, tr.o.Dropout, tr.dropRNG)
-	loss := tr.net.Backward(tr.ws, tr.yb, tr.o.Lambda)
+	loss := tr.net.BackwardSmoothed(tr.ws, tr.yb, tr.o.Lambda, tr.o.Smooth)
 	if !finite(loss) {
 		return fmt.Errorf("%w at step %d (η=%.3g): the batch loss is %v", errDiverged, t+1, eta, loss)
 	}
@@ -387,6 +406,7 @@ func (tr *trainer) evaluate(t int, eta float64, final bool) error {
 	evalStart := time.Now()
 	row := HistoryRow{Step: t + 1, Epoch: float64(t+1) / float64(tr.perEpoch), Eta: eta}
 	row.Train = Metrics{math.NaN(), math.NaN(), math.NaN()}
+	row.Test = row.Train
 	evalTrain := tr.o.EvalTrain || final
 	if evalTrain {
 		row.Train = tr.net.Evaluate(tr.ws, tr.train, tr.o.Lambda, nil)
@@ -395,6 +415,12 @@ func (tr *trainer) evaluate(t int, eta float64, final bool) error {
 		row.Val = tr.net.Evaluate(tr.ws, tr.val, tr.o.Lambda, nil)
 	} else {
 		row.Val = Metrics{math.NaN(), math.NaN(), math.NaN()}
+	}
+	row.Seconds = time.Since(tr.clock).Seconds() - tr.testSeconds
+	if tr.o.Test != nil && tr.o.Test.Len() > 0 {
+		testStart := time.Now()
+		row.Test = tr.net.Evaluate(tr.ws, tr.o.Test, tr.o.Lambda, nil)
+		tr.testSeconds += time.Since(testStart).Seconds()
 	}
 	tr.res.History = append(tr.res.History, row)
 	tr.res.EvalSeconds += time.Since(evalStart).Seconds()
@@ -696,12 +722,21 @@ func writeJSON(path string, v any) error {
 func fmtFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 // historyCSV adds history.csv, the learning curves, to o.
-func historyCSV(o *outputs, path string, h []HistoryRow) {
+//
+// The columns are the seed's (step … val_acc), the same bits on every
+// machine; a run with a test curve (TrainOptions.Test) adds test_cost,
+// test_loss, test_acc and seconds (HistoryRow.Seconds: wall time, which
+// differs from run to run).
+func historyCSV(o *outputs, path string, h []HistoryRow, testCurve bool) {
+	header := []string{"step", "epoch", "eta", "train_cost", "train_loss", "train_acc", "val_cost", "val_loss", "val_acc"}
+	if testCurve {
+		header = append(header, "test_cost", "test_loss", "test_acc", "seconds")
+	}
 	rows := make([][]string, len(h))
 	for i, r := range h {
-		rows[i] = historyRecord(r)
+		rows[i] = historyRecord(r)[:len(header)]
 	}
-	o.addCSV(path, []string{"step", "epoch", "eta", "train_cost", "train_loss", "train_acc", "val_cost", "val_loss", "val_acc"}, rows)
+	o.addCSV(path, header, rows)
 }
 
 // curves adds cost.svg, loss.svg, accuracy.svg (in %) and lr.svg to o.
@@ -985,7 +1020,8 @@ type Model struct {
 	Mean, Std []float64
 }
 
-// SaveModel writes W1, b1, W2, b2, …, mean, std as a .npz file, atomically.
+// SaveModel writes W1, b1, W2, b2, …, mean, std (and whiten, the net's
+// input transform P, if it has one) as a .npz file, atomically.
 func SaveModel(path string, m *Model) error {
 	return writeFileAtomic(path, m.write)
 }
@@ -1018,10 +1054,21 @@ func (z npzWriter) net(prefix string, n *MLP) error {
 	return nil
 }
 
+// inputTransform adds whiten (P, k×D) if n has an input transform.
+func (z npzWriter) inputTransform(n *MLP) error {
+	if n.In == nil {
+		return nil
+	}
+	return z.array("whiten", n.In)
+}
+
 // write writes the model as a .npz file to w.
 func (m *Model) write(w io.Writer) error {
 	z := npzWriter{zip.NewWriter(w)}
 	if err := z.net("", m.Net); err != nil {
+		return err
+	}
+	if err := z.inputTransform(m.Net); err != nil {
 		return err
 	}
 	if err := z.array("mean", &Matrix{Rows: 1, Cols: len(m.Mean), Data: m.Mean}); err != nil {
@@ -1119,7 +1166,7 @@ func netFrom(arrays map[string]*Matrix, prefix string) (*MLP, error) {
 }
 
 // modelArray matches the names of a model file's members.
-var modelArray = regexp.MustCompile(`^(W[1-9][0-9]*|b[1-9][0-9]*|mean|std)\.npy$`)
+var modelArray = regexp.MustCompile(`^(W[1-9][0-9]*|b[1-9][0-9]*|mean|std|whiten)\.npy$`)
 
 // LoadModel reads a model written by SaveModel and checks it: the layers
 // chain (W_l is H_l×H_{l−1}, b_l is 1×H_l), the output layer has 10 units,
@@ -1149,15 +1196,18 @@ func LoadModel(path string) (*Model, error) {
 	if L == 0 || arrays["mean"] == nil || arrays["std"] == nil {
 		return fail("want arrays W1, b1, …, mean and std")
 	}
-	if len(arrays) != 2*L+2 {
+	if err := attachInputTransform(net, arrays["whiten"]); err != nil {
+		return fail("%v", err)
+	}
+	if extra := len(arrays) - 2*L - 2; extra != 0 && (extra != 1 || net.In == nil) {
 		return fail("arrays beyond W%d/b%d: the layers must be numbered 1, 2, … without gaps", L, L)
 	}
 	if c := model.Net.Sizes[L]; c != numClasses {
 		return fail("W%d has %d rows: the output layer must have %d, one per CIFAR-10 class", L, c, numClasses)
 	}
 	mean, std := arrays["mean"].Data, arrays["std"].Data
-	if d := model.Net.Sizes[0]; len(mean) != d || len(std) != d {
-		return fail("mean/std have %d/%d values, want %d (one per input of W1)", len(mean), len(std), d)
+	if d := model.Net.InputDim(); len(mean) != d || len(std) != d {
+		return fail("mean/std have %d/%d values, want %d (one per input of W1, or of whiten)", len(mean), len(std), d)
 	}
 	for j, s := range std {
 		if !(s > 0) {
@@ -1166,6 +1216,19 @@ func LoadModel(path string) (*Model, error) {
 	}
 	model.Mean, model.Std = mean, std
 	return model, nil
+}
+
+// attachInputTransform makes p (nil: none) the net's input transform, if
+// its rows match W1's columns.
+func attachInputTransform(net *MLP, p *Matrix) error {
+	if p == nil {
+		return nil
+	}
+	if p.Rows != net.Sizes[0] {
+		return fmt.Errorf("whiten is %s: want %d rows, one per column of W1", p.Shape(), net.Sizes[0])
+	}
+	net.In = p
+	return nil
 }
 
 // maxModelLayers bounds the layers a model file may hold.
@@ -1191,13 +1254,22 @@ type RunSummary struct {
 	TestAccuracy  optFloat `json:"test_accuracy"`
 	TrainCost     optFloat `json:"train_cost"`
 	// the snapshot ensemble (-ensemble): members and accuracies
-	EnsembleSize         int       `json:"ensemble_size,omitempty"`
-	EnsembleValAccuracy  optFloat  `json:"ensemble_val_accuracy,omitempty"`
-	EnsembleTestAccuracy optFloat  `json:"ensemble_test_accuracy,omitempty"`
-	WallSeconds          float64   `json:"wall_seconds"`
-	TrainSeconds         float64   `json:"train_seconds"` // the training loop, evaluations included
-	EvalSeconds          float64   `json:"eval_seconds"`  // the evaluations during training
-	Finished             time.Time `json:"finished"`
+	EnsembleSize         int      `json:"ensemble_size,omitempty"`
+	EnsembleValAccuracy  optFloat `json:"ensemble_val_accuracy,omitempty"`
+	EnsembleTestAccuracy optFloat `json:"ensemble_test_accuracy,omitempty"`
+	// test-time augmentation (-tta): the final net on the images and their mirrors
+	TTAValAccuracy  optFloat `json:"tta_val_accuracy,omitempty"`
+	TTATestAccuracy optFloat `json:"tta_test_accuracy,omitempty"`
+	// time to accuracy: the wall seconds of every evaluation (history.csv's
+	// rows), and with a test curve the first at which the test accuracy
+	// reached each of timeLevels; the training's multiply-adds ×2
+	EvalWallSeconds []float64          `json:"eval_wall_seconds"`
+	TimeToTest      map[string]float64 `json:"seconds_to_test_accuracy,omitempty"`
+	TrainFLOPs      float64            `json:"train_flops"`
+	WallSeconds     float64            `json:"wall_seconds"`
+	TrainSeconds    float64            `json:"train_seconds"` // the training loop, evaluations included
+	EvalSeconds     float64            `json:"eval_seconds"`  // the evaluations during training
+	Finished        time.Time          `json:"finished"`
 }
 
 // netSizes is [D, hidden…, C].
@@ -1207,13 +1279,15 @@ func netSizes(d int, hidden []int) []int {
 
 // RunSpec is one training run of a fresh net, written to a folder.
 type RunSpec struct {
-	Out     string // the folder
-	Title   string // the plots' title
-	Hidden  []int  // hidden layer sizes
-	He      bool   // He initialisation instead of 1/√fan_in
-	Seed    uint64 // the weights' stream (the rest is in Options.Seed)
-	Workers int    // GEMM goroutines (0: GOMAXPROCS)
-	Kernel  string // GEMM micro-kernel name
+	Out     string     // the folder
+	Title   string     // the plots' title
+	Hidden  []int      // hidden layer sizes
+	He      bool       // He initialisation instead of 1/√fan_in
+	Whiten  WhitenSpec // the input transform to fit on the training images (Kind "": none)
+	TTA     bool       // also assess the final net with test-time augmentation (ttaViews)
+	Seed    uint64     // the weights' stream (the rest is in Options.Seed)
+	Workers int        // GEMM goroutines (0: GOMAXPROCS)
+	Kernel  string     // GEMM micro-kernel name
 	Options TrainOptions
 	Config  any         // summary.json's "config": the settings as the user gave them
 	Args    []string    // the command line, kept in the checkpoint for -resume
@@ -1232,11 +1306,15 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 	start := time.Now()
 	gemm := NewGemmNamed(spec.Workers, spec.Kernel)
 	defer gemm.Close()
-	net := NewMLP(netSizes(sp.Train.Dim(), spec.Hidden), spec.He, newRNG(spec.Seed, streamInit))
+	net, err := newRunNet(spec, sp, gemm, progress)
+	if err != nil {
+		return nil, err
+	}
 	o := spec.Options
 	if cp := spec.Resume; cp != nil {
-		if !slices.Equal(cp.Net.Sizes, net.Sizes) {
-			return nil, fmt.Errorf("the checkpoint's net is %v, the run's %v", cp.Net.Sizes, net.Sizes)
+		if !slices.Equal(cp.Net.Sizes, net.Sizes) || (cp.Net.In != nil) != (spec.Whiten.Kind != "") {
+			return nil, fmt.Errorf("%w: its net is %v (input transform: %v), the run's %v (%v)",
+				errCheckpointMismatch, cp.Net.Sizes, cp.Net.In != nil, net.Sizes, spec.Whiten.Kind != "")
 		}
 		net, o.Resume = cp.Net.Clone(), cp
 	}
@@ -1254,6 +1332,8 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 	trainSeconds := time.Since(trainStart).Seconds()
 	sum := &RunSummary{Config: spec.Config, Kernel: gemm.KernelName(), CPU: cpuModel(), Sizes: net.Sizes, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len(),
 		Steps: res.Steps, Interrupted: res.Interrupted, ResumedAt: o.Resume.step(), TestAccuracy: optFloat(math.NaN()), TrainAccuracy: optFloat(math.NaN()), ValAccuracy: optFloat(math.NaN()), TrainCost: optFloat(math.NaN())}
+	sum.EvalWallSeconds, sum.TimeToTest = timeToAccuracy(res.History, o.Test != nil)
+	sum.TrainFLOPs = float64(res.Steps) * float64(o.Batch) * flopsPerImage(net, true)
 	if h := res.History; len(h) > 0 {
 		last := h[len(h)-1]
 		sum.TrainAccuracy, sum.ValAccuracy, sum.TrainCost = optFloat(last.Train.Accuracy), optFloat(last.Val.Accuracy), optFloat(last.Train.Cost)
@@ -1262,6 +1342,9 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 		sum.TestImages = sp.Test.Len()
 		ws := newForwardWorkspace(net, gemm, evalChunk)
 		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test, spec.Options.Lambda, nil).Accuracy)
+	}
+	if spec.TTA && trainErr == nil {
+		sum.TTAValAccuracy, sum.TTATestAccuracy = assessTTA(net, gemm, sp.Val), assessTTA(net, gemm, sp.Test)
 	}
 	if k := len(res.Snapshots); k > 0 && trainErr == nil {
 		sum.EnsembleSize = k
@@ -1291,12 +1374,94 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 	return sum, trainErr
 }
 
+// timeLevels are the test accuracies whose time a run with a test curve
+// reports (summary.json's seconds_to_test_accuracy).
+var timeLevels = []float64{0.50, 0.55, 0.60, 0.63, 0.65, 0.68, 0.70}
+
+// timeToAccuracy lists the wall seconds of every evaluation and, with a
+// test curve, the first evaluation's seconds at which the test accuracy
+// reached each of timeLevels ("0.60": s; levels never reached are left out).
+func timeToAccuracy(h []HistoryRow, testCurve bool) (seconds []float64, reached map[string]float64) {
+	for _, r := range h {
+		seconds = append(seconds, r.Seconds)
+	}
+	if !testCurve {
+		return seconds, nil
+	}
+	reached = map[string]float64{}
+	for _, level := range timeLevels {
+		for _, r := range h {
+			if r.Test.Accuracy >= level {
+				reached[strconv.FormatFloat(level, 'f', 2, 64)] = r.Seconds
+				break
+			}
+		}
+	}
+	return seconds, reached
+}
+
+// flopsPerImage counts the floating-point operations (a multiply-add is
+// two) of one image through net's products: the input transform's x·Pᵀ,
+// then 2·in·out per layer forward and, with backward, twice that again
+// (dW = doutᵀ·x and dx = dout·W; the first layer needs no dx, counted
+// anyway: a bound within a few per cent).
+func flopsPerImage(net *MLP, backward bool) float64 {
+	var f float64
+	if net.In != nil {
+		f += 2 * float64(net.In.Rows) * float64(net.In.Cols)
+	}
+	for l := range net.Layers() {
+		mul := 2 * float64(net.Sizes[l]) * float64(net.Sizes[l+1])
+		if backward {
+			mul *= 3
+		}
+		f += mul
+	}
+	return f
+}
+
+// assessTTA is net's accuracy on d with test-time augmentation (NaN for
+// no images).
+func assessTTA(net *MLP, gemm *Gemm, d *Dataset) optFloat {
+	if d == nil || d.Len() == 0 {
+		return optFloat(math.NaN())
+	}
+	return optFloat(AssessViews([]*MLP{net}, gemm, ttaViews(d)).Accuracy)
+}
+
+// newRunNet is the run's fresh net: its input transform fitted on the
+// training images (spec.Whiten; not on a resumed run, whose checkpoint
+// holds it), then the layers drawn from the weights' stream.
+func newRunNet(spec RunSpec, sp *Splits, gemm *Gemm, progress io.Writer) (*MLP, error) {
+	inputs := sp.Train.Dim()
+	var in *Matrix
+	if w := spec.Whiten; w.Kind != "" {
+		if w.Kind == "pca" && w.Dims > 0 {
+			inputs = w.Dims
+		}
+		if spec.Resume == nil {
+			start := time.Now()
+			var err error
+			if in, err = FitWhitening(gemm, sp.Train, w); err != nil {
+				return nil, err
+			}
+			if progress != nil {
+				fmt.Fprintf(progress, "input transform: %s to %d dimensions, fitted on %d images in %.1f s\n",
+					w.Kind, inputs, sp.Train.Len(), time.Since(start).Seconds())
+			}
+		}
+	}
+	net := NewMLP(netSizes(inputs, spec.Hidden), spec.He, newRNG(spec.Seed, streamInit))
+	net.In = in
+	return net, nil
+}
+
 // writeRun writes history.csv, the plots, model.npz (models[0]),
 // snapshot-K.npz (models[K]) and summary.json, together (see outputs): a
 // failure leaves the previous run's files as they were.
 func writeRun(spec RunSpec, h []HistoryRow, models []*Model, sum *RunSummary) error {
 	var o outputs
-	historyCSV(&o, filepath.Join(spec.Out, "history.csv"), h)
+	historyCSV(&o, filepath.Join(spec.Out, "history.csv"), h, spec.Options.Test != nil)
 	curves(&o, spec.Out, spec.Title, h, spec.Options.Schedule)
 	o.add(filepath.Join(spec.Out, "model.npz"), models[0].write)
 	for k, m := range models[1:] {
@@ -1487,24 +1652,28 @@ type checkpointState struct {
 	Args        []string          `json:"args"`
 }
 
-// historyRecord is a history row as text (as in history.csv).
+// historyRecord is a history row as text: every field, in history.csv's
+// order (which writes the first 9 or all 13).
 func historyRecord(r HistoryRow) []string {
 	return []string{strconv.Itoa(r.Step), fmtFloat(r.Epoch), fmtFloat(r.Eta),
 		fmtFloat(r.Train.Cost), fmtFloat(r.Train.Loss), fmtFloat(r.Train.Accuracy),
-		fmtFloat(r.Val.Cost), fmtFloat(r.Val.Loss), fmtFloat(r.Val.Accuracy)}
+		fmtFloat(r.Val.Cost), fmtFloat(r.Val.Loss), fmtFloat(r.Val.Accuracy),
+		fmtFloat(r.Test.Cost), fmtFloat(r.Test.Loss), fmtFloat(r.Test.Accuracy), fmtFloat(r.Seconds)}
 }
 
-// parseHistoryRecord reads historyRecord's fields back.
+// parseHistoryRecord reads historyRecord's fields back (9 of them from a
+// checkpoint written before the test curve: Test NaN, Seconds 0).
 func parseHistoryRecord(rec []string) (HistoryRow, error) {
-	var r HistoryRow
-	if len(rec) != 9 {
-		return r, fmt.Errorf("a history row of %d fields, want 9", len(rec))
+	r := HistoryRow{Test: Metrics{math.NaN(), math.NaN(), math.NaN()}}
+	if len(rec) != 9 && len(rec) != 13 {
+		return r, fmt.Errorf("a history row of %d fields, want 13", len(rec))
 	}
 	var err error
 	if r.Step, err = strconv.Atoi(rec[0]); err != nil {
 		return r, err
 	}
-	dst := []*float64{&r.Epoch, &r.Eta, &r.Train.Cost, &r.Train.Loss, &r.Train.Accuracy, &r.Val.Cost, &r.Val.Loss, &r.Val.Accuracy}
+	dst := []*float64{&r.Epoch, &r.Eta, &r.Train.Cost, &r.Train.Loss, &r.Train.Accuracy, &r.Val.Cost, &r.Val.Loss, &r.Val.Accuracy,
+		&r.Test.Cost, &r.Test.Loss, &r.Test.Accuracy, &r.Seconds}[:len(rec)-1]
 	for i, p := range dst {
 		if *p, err = strconv.ParseFloat(rec[i+1], 64); err != nil {
 			return r, err
@@ -1530,6 +1699,9 @@ func writeCheckpoint(path string, cp *Checkpoint) error {
 			return err
 		}
 		if err := z.net("", cp.Net); err != nil {
+			return err
+		}
+		if err := z.inputTransform(cp.Net); err != nil { // the snapshots share it
 			return err
 		}
 		for i, b := range cp.OptBuffers {
@@ -1577,6 +1749,9 @@ func ReadCheckpoint(path string) (*Checkpoint, error) {
 	if cp.Net, err = net(""); err != nil {
 		return fail("%v", err)
 	}
+	if err := attachInputTransform(cp.Net, arrays["whiten"]); err != nil {
+		return fail("%v", err)
+	}
 	for i := range st.OptBuffers {
 		b := arrays[fmt.Sprintf("opt-%d", i)]
 		if b == nil {
@@ -1589,6 +1764,7 @@ func ReadCheckpoint(path string) (*Checkpoint, error) {
 		if err != nil {
 			return fail("%v", err)
 		}
+		snap.In = cp.Net.In
 		cp.Snapshots = append(cp.Snapshots, snap)
 	}
 	for _, rec := range st.History {
