@@ -84,6 +84,7 @@ type Config struct {
 	Ensemble       bool      // average the nets saved at the end of each cycle
 	TTA            bool      // test-time augmentation: also assess image and mirror, probabilities averaged
 	TestCurve      bool      // evaluate the test set at every evaluation (time to accuracy)
+	EMA            float64   // β of the weights' moving average (0: none)
 	started        time.Time // when the process started: the time to accuracy counts from here
 	Seed           uint64
 	Evals          int
@@ -190,7 +191,7 @@ var flagGroups = []struct {
 	{"General", []string{"mode", "preset", "out", "force", "resume", "seed", "workers", "kernel", "v", "cpuprofile"}},
 	{"Data (train, search, eval, gradcheck, overfit, lrtest, report)", []string{"data", "download", "split", "val", "n"}},
 	{"Network", []string{"hidden", "he", "whiten", "whiten-dims", "whiten-eps"}},
-	{"Training (train, overfit, lrtest, report, search trials)", []string{"lambda", "eta-min", "eta-max", "eta", "ns", "cycles", "epochs", "batch", "opt", "momentum", "dropout", "smooth", "augment", "ensemble", "tta", "evals", "test-curve"}},
+	{"Training (train, overfit, lrtest, report, search trials)", []string{"lambda", "eta-min", "eta-max", "eta", "ns", "cycles", "epochs", "batch", "opt", "momentum", "dropout", "smooth", "augment", "ensemble", "ema", "tta", "evals", "test-curve"}},
 	{"Evaluation and prediction (eval, predict)", []string{"model"}},
 	{"Gradient check (gradcheck)", []string{"dims", "step"}},
 	{"λ search (search)", []string{"trials", "lmin", "lmax", "search-hidden", "search-dropout", "final", "shard", "shards", "wait", "merge"}},
@@ -262,6 +263,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.Float64Var(&cfg.Smooth, "smooth", 0, "label smoothing: train against targets (1−ε)·one-hot + ε/10 (the reported loss and cost stay the plain cross-entropy's)")
 	fs.BoolVar(&cfg.Augment, "augment", false, "augment every batch: random left-right flips and translations of up to ±3 pixels")
 	fs.BoolVar(&cfg.Ensemble, "ensemble", false, "snapshot ensemble: also report the accuracy of the nets saved at each cycle's end, softmax outputs averaged")
+	fs.Float64Var(&cfg.EMA, "ema", 0, "also keep an exponential moving average of the weights, θ̄ ← β·θ̄ + (1−β)·θ after every step, with this β (e.g. 0.999; 0: none), and report and save it (model-ema.npz)")
 	fs.BoolVar(&cfg.TTA, "tta", false, "test-time augmentation: also report the accuracy of the mean softmax output over each image and its mirror (train: the final net; eval: instead of the plain accuracy)")
 	fs.BoolVar(&cfg.TestCurve, "test-curve", false, "train: also evaluate the test set at every evaluation, for the time to accuracy (history.csv's test_acc and seconds columns, summary.json's seconds_to_test_accuracy); choose nothing by it")
 	fs.IntVar(&cfg.Evals, "evals", 10, "evaluations of train and validation sets per cycle")
@@ -599,6 +601,8 @@ func (c *Config) check() error {
 		return usageErrorf("-momentum %g: μ must be in [0, 1)", c.Momentum)
 	case !(c.Dropout >= 0 && c.Dropout < 1):
 		return usageErrorf("-dropout %g: p must be in [0, 1)", c.Dropout)
+	case !(c.EMA >= 0 && c.EMA < 1):
+		return usageErrorf("-ema %g: β must be in [0, 1) (0: no average)", c.EMA)
 	case !(c.Smooth >= 0 && c.Smooth < 1):
 		return usageErrorf("-smooth %g: ε must be in [0, 1)", c.Smooth)
 	case c.Whiten != "none" && c.Whiten != "pca" && c.Whiten != "zca":
@@ -997,7 +1001,7 @@ func (c *Config) schedule() Schedule {
 
 func (c *Config) trainOptions() TrainOptions {
 	return TrainOptions{Schedule: c.schedule(), Batch: c.Batch, Lambda: c.Lambda, Opt: c.Opt, Momentum: c.Momentum,
-		Dropout: c.Dropout, Smooth: c.Smooth, Augment: c.Augment, Ensemble: c.Ensemble, Evals: c.Evals, Seed: c.Seed, EvalTrain: true}
+		Dropout: c.Dropout, Smooth: c.Smooth, Augment: c.Augment, Ensemble: c.Ensemble, EMA: c.EMA, Evals: c.Evals, Seed: c.Seed, EvalTrain: true}
 }
 
 func (c *Config) runSpec(title string) RunSpec {
@@ -1038,6 +1042,9 @@ func (c *Config) searchSettings() map[string]string {
 	// Only when set: the folders of searches made before these flags stay valid.
 	if c.Smooth != 0 {
 		s["smooth"] = f(c.Smooth)
+	}
+	if c.EMA != 0 {
+		s["ema"] = f(c.EMA)
 	}
 	if c.Whiten != "none" {
 		s["whiten"], s["whiten-dims"], s["whiten-eps"] = c.Whiten, i(c.WhitenDims), f(c.WhitenEps)
@@ -1152,6 +1159,13 @@ func printSummary(w io.Writer, sum *RunSummary, out string, verbose bool) {
 	files := "history.csv,summary.json,cost.svg,loss.svg,accuracy.svg,lr.svg,model.npz"
 	if sum.TTATestAccuracy != 0 {
 		fmt.Fprintf(w, "with test-time augmentation (image and mirror): validation accuracy %.2f%%  test accuracy %.2f%%\n", 100*sum.TTAValAccuracy, 100*sum.TTATestAccuracy)
+	}
+	if sum.EMATestAccuracy != 0 {
+		fmt.Fprintf(w, "the weights' moving average: validation accuracy %.2f%%  test accuracy %.2f%%\n", 100*sum.EMAValAccuracy, 100*sum.EMATestAccuracy)
+		files += ",model-ema.npz"
+	}
+	if sum.EMATTATestAccuracy != 0 {
+		fmt.Fprintf(w, "the moving average with test-time augmentation: validation accuracy %.2f%%  test accuracy %.2f%%\n", 100*sum.EMATTAValAccuracy, 100*sum.EMATTATestAccuracy)
 	}
 	if k := sum.EnsembleSize; k > 0 {
 		fmt.Fprintf(w, "snapshot ensemble of %d nets: validation accuracy %.2f%%  test accuracy %.2f%%\n", k, 100*sum.EnsembleValAccuracy, 100*sum.EnsembleTestAccuracy)

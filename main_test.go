@@ -2203,14 +2203,15 @@ func TestResumeSameBits(t *testing.T) {
 		name   string
 		in     *Matrix // the net's input transform (nil: none)
 		smooth float64
+		ema    float64
 	}{
-		{"plain", nil, 0},
-		{"input transform, labels smoothed", transform, 0.1},
+		{"plain", nil, 0, 0},
+		{"input transform, labels smoothed, weights averaged", transform, 0.1, 0.9},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			oc := o
-			oc.Smooth = tc.smooth
+			oc.Smooth, oc.EMA = tc.smooth, tc.ema
 			inputs := inputDim
 			if tc.in != nil {
 				inputs = tc.in.Rows
@@ -2222,6 +2223,28 @@ func TestResumeSameBits(t *testing.T) {
 			}
 			checkResumes(t, pix, oc, fresh)
 		})
+	}
+}
+
+// TestWeightAverage: after one step with β = 0.25 the average is
+// 0.25·θ₀ + 0.75·θ₁, and it is saved beside the model.
+func TestWeightAverage(t *testing.T) {
+	d := syntheticDataset(40, 6, numClasses, newRNG(2, 2))
+	net := NewMLP([]int{6, 5, numClasses}, false, newRNG(2, 3))
+	start := net.Clone()
+	g := NewGemm(1)
+	defer g.Close()
+	o := TrainOptions{Schedule: Schedule{Eta: 0.1, Epochs: 1}, Batch: 10, Opt: "sgd", Evals: 1, EMA: 0.25, Limit: 1}
+	res, err := Train(context.Background(), net, g, d, d, o, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range net.W {
+		for i, v := range res.Averaged.W[l].Data {
+			if want := 0.25*start.W[l].Data[i] + 0.75*net.W[l].Data[i]; v != want {
+				t.Fatalf("W%d[%d]: average %v, want %v", l+1, i, v, want)
+			}
+		}
 	}
 }
 
@@ -2278,6 +2301,9 @@ func checkResumes(t *testing.T, pix *Dataset, o TrainOptions, fresh func() *MLP)
 				if !same(res.Snapshots[k], ref.Snapshots[k]) {
 					t.Errorf("snapshot %d differs", k+1)
 				}
+			}
+			if (res.Averaged == nil) != (o.EMA == 0) || (res.Averaged != nil && !same(res.Averaged, ref.Averaged)) {
+				t.Errorf("the weights' average differs from the uninterrupted run's")
 			}
 		})
 	}

@@ -89,6 +89,7 @@ type TrainOptions struct {
 	Dropout   float64 // inverted dropout on hidden units, 0 ≤ p < 1
 	Augment   bool    // random flips and ±3 px shifts of every batch
 	Ensemble  bool    // keep a copy of the net at the end of each cycle
+	EMA       float64 // β of the weights' exponential moving average (0: none), see averageWeights
 	Evals     int     // evaluations per cycle (one per epoch with Epochs)
 	Seed      uint64  // the shuffle, dropout and augment streams
 	EvalTrain bool    // evaluate the training set at every evaluation (false: at the end only)
@@ -129,6 +130,8 @@ type TrainResult struct {
 	// Snapshots are copies of the net at the end of each learning-rate
 	// cycle, taken with Ensemble (Huang et al. 2017).
 	Snapshots []*MLP
+	// Averaged is the moving average of the weights (EMA; nil without).
+	Averaged *MLP
 }
 
 // errDiverged is wrapped by Train's error when the cost became NaN or ±Inf
@@ -250,6 +253,9 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 	for i := range tr.perm {
 		tr.perm[i] = i
 	}
+	if o.EMA > 0 {
+		tr.res.Averaged = net.Clone() // restore replaces it with the checkpoint's
+	}
 	if cp := o.Resume; cp != nil {
 		if err := tr.restore(cp); err != nil {
 			return nil, err
@@ -282,6 +288,7 @@ type Checkpoint struct {
 	History     []HistoryRow      // the evaluations so far
 	EvalSeconds float64           // their time
 	Snapshots   []*MLP            // the ensemble's snapshots so far
+	Averaged    *MLP              // the weights' moving average (EMA; nil without)
 	Args        []string          // the command line that started the run (for -resume)
 }
 
@@ -297,6 +304,9 @@ func (tr *trainer) checkpoint() *Checkpoint {
 	}
 	cp := &Checkpoint{Step: tr.res.Steps, Net: tr.net.Clone(), Perm: slices.Clone(tr.perm), RNG: map[string][]byte{},
 		History: slices.Clone(history), EvalSeconds: tr.res.EvalSeconds, Snapshots: slices.Clone(tr.res.Snapshots)}
+	if tr.res.Averaged != nil {
+		cp.Averaged = tr.res.Averaged.Clone()
+	}
 	t, bufs := tr.opt.State()
 	cp.OptSteps = t
 	for _, b := range bufs {
@@ -340,6 +350,13 @@ func (tr *trainer) restore(cp *Checkpoint) error {
 	tr.res.History = slices.Clone(cp.History)
 	tr.res.EvalSeconds = cp.EvalSeconds
 	tr.res.Snapshots = slices.Clone(cp.Snapshots)
+	if tr.o.EMA > 0 {
+		if cp.Averaged == nil || !slices.Equal(cp.Averaged.Sizes, tr.net.Sizes) {
+			return fmt.Errorf("%w: the run averages its weights, the checkpoint holds no average of this net", errCheckpointMismatch)
+		}
+		tr.res.Averaged = cp.Averaged.Clone()
+		tr.res.Averaged.In = tr.net.In
+	}
 	return nil
 }
 
@@ -389,8 +406,34 @@ func (tr *trainer) step(t int, eta float64) error {
 		return fmt.Errorf("%w at step %d (η=%.3g): the batch loss is %v", errDiverged, t+1, eta, loss)
 	}
 	tr.opt.Step(eta)
+	if tr.res.Averaged != nil {
+		tr.averageWeights()
+	}
 	tr.res.Steps = t + 1
 	return nil
+}
+
+// averageWeights updates the exponential moving average of the weights
+// after a step (Polyak & Juditsky 1992; as in the EMA of modern trainers):
+//
+//	θ̄ ← β·θ̄ + (1−β)·θ      for every W and b;  θ̄ starts as the initial net
+//
+// θ̄ follows the weights over the last ~1/(1−β) steps, which smooths out
+// the noise of the last steps of SGD. It is element-wise, cut over the
+// workers like the optimiser's update.
+func (tr *trainer) averageWeights() {
+	beta := tr.o.EMA
+	avg := tr.res.Averaged
+	for l := range tr.net.W {
+		for _, pair := range [2][2]*Matrix{{avg.W[l], tr.net.W[l]}, {avg.B[l], tr.net.B[l]}} {
+			a, th := pair[0].Data, pair[1].Data
+			tr.gemm.ParallelFor(len(a), func(lo, hi int) {
+				for i := lo; i < hi; i++ {
+					a[i] = beta*a[i] + (1-beta)*th[i]
+				}
+			})
+		}
+	}
 }
 
 // snapshot keeps a copy of the net at the end of each cycle (Ensemble).
@@ -1260,6 +1303,11 @@ type RunSummary struct {
 	// test-time augmentation (-tta): the final net on the images and their mirrors
 	TTAValAccuracy  optFloat `json:"tta_val_accuracy,omitempty"`
 	TTATestAccuracy optFloat `json:"tta_test_accuracy,omitempty"`
+	// the weights' moving average (-ema), plain and (-tta) with test-time augmentation
+	EMAValAccuracy     optFloat `json:"ema_val_accuracy,omitempty"`
+	EMATestAccuracy    optFloat `json:"ema_test_accuracy,omitempty"`
+	EMATTAValAccuracy  optFloat `json:"ema_tta_val_accuracy,omitempty"`
+	EMATTATestAccuracy optFloat `json:"ema_tta_test_accuracy,omitempty"`
 	// time to accuracy: the wall seconds of every evaluation (history.csv's
 	// rows), and with a test curve the first at which the test accuracy
 	// reached each of timeLevels; the training's multiply-adds ×2
@@ -1346,6 +1394,12 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 	if spec.TTA && trainErr == nil {
 		sum.TTAValAccuracy, sum.TTATestAccuracy = assessTTA(net, gemm, sp.Val), assessTTA(net, gemm, sp.Test)
 	}
+	if avg := res.Averaged; avg != nil && trainErr == nil {
+		sum.EMAValAccuracy, sum.EMATestAccuracy = assess(avg, gemm, sp.Val), assess(avg, gemm, sp.Test)
+		if spec.TTA {
+			sum.EMATTAValAccuracy, sum.EMATTATestAccuracy = assessTTA(avg, gemm, sp.Val), assessTTA(avg, gemm, sp.Test)
+		}
+	}
 	if k := len(res.Snapshots); k > 0 && trainErr == nil {
 		sum.EnsembleSize = k
 		sum.EnsembleValAccuracy, sum.EnsembleTestAccuracy = optFloat(math.NaN()), optFloat(math.NaN())
@@ -1360,12 +1414,16 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 	sum.TrainSeconds, sum.EvalSeconds = trainSeconds, res.EvalSeconds-o.Resume.evalSeconds() // this session's
 	sum.Finished = time.Now().UTC()
 	models := []*Model{{Net: net, Mean: sp.Norm.Mean, Std: sp.Norm.Std}}
+	var averaged *Model
 	if trainErr == nil {
 		for _, snap := range res.Snapshots {
 			models = append(models, &Model{Net: snap, Mean: sp.Norm.Mean, Std: sp.Norm.Std})
 		}
+		if res.Averaged != nil {
+			averaged = &Model{Net: res.Averaged, Mean: sp.Norm.Mean, Std: sp.Norm.Std}
+		}
 	}
-	if err := writeRun(spec, res.History, models, sum); err != nil {
+	if err := writeRun(spec, res.History, models, averaged, sum); err != nil {
 		return nil, err
 	}
 	if trainErr == nil && !res.Interrupted {
@@ -1429,6 +1487,14 @@ func assessTTA(net *MLP, gemm *Gemm, d *Dataset) optFloat {
 	return optFloat(AssessViews([]*MLP{net}, gemm, ttaViews(d)).Accuracy)
 }
 
+// assess is net's accuracy on d (NaN for no images).
+func assess(net *MLP, gemm *Gemm, d *Dataset) optFloat {
+	if d == nil || d.Len() == 0 {
+		return optFloat(math.NaN())
+	}
+	return optFloat(Assess([]*MLP{net}, gemm, d).Accuracy)
+}
+
 // newRunNet is the run's fresh net: its input transform fitted on the
 // training images (spec.Whiten; not on a resumed run, whose checkpoint
 // holds it), then the layers drawn from the weights' stream.
@@ -1457,15 +1523,19 @@ func newRunNet(spec RunSpec, sp *Splits, gemm *Gemm, progress io.Writer) (*MLP, 
 }
 
 // writeRun writes history.csv, the plots, model.npz (models[0]),
-// snapshot-K.npz (models[K]) and summary.json, together (see outputs): a
-// failure leaves the previous run's files as they were.
-func writeRun(spec RunSpec, h []HistoryRow, models []*Model, sum *RunSummary) error {
+// snapshot-K.npz (models[K]), model-ema.npz (averaged, if not nil) and
+// summary.json, together (see outputs): a failure leaves the previous
+// run's files as they were.
+func writeRun(spec RunSpec, h []HistoryRow, models []*Model, averaged *Model, sum *RunSummary) error {
 	var o outputs
 	historyCSV(&o, filepath.Join(spec.Out, "history.csv"), h, spec.Options.Test != nil)
 	curves(&o, spec.Out, spec.Title, h, spec.Options.Schedule)
 	o.add(filepath.Join(spec.Out, "model.npz"), models[0].write)
 	for k, m := range models[1:] {
 		o.add(filepath.Join(spec.Out, fmt.Sprintf("snapshot-%d.npz", k+1)), m.write)
+	}
+	if averaged != nil {
+		o.add(filepath.Join(spec.Out, "model-ema.npz"), averaged.write)
 	}
 	o.addJSON(filepath.Join(spec.Out, "summary.json"), sum)
 	return o.commit()
@@ -1645,6 +1715,7 @@ type checkpointState struct {
 	OptSteps    int               `json:"opt_steps"`
 	OptBuffers  int               `json:"opt_buffers"`
 	Snapshots   int               `json:"snapshots"`
+	Averaged    bool              `json:"averaged,omitempty"`
 	Perm        []int             `json:"perm"`
 	RNG         map[string][]byte `json:"rng"`
 	History     [][]string        `json:"history"` // historyRecord's fields: exact, NaN included
@@ -1685,7 +1756,7 @@ func parseHistoryRecord(rec []string) (HistoryRow, error) {
 // writeCheckpoint writes cp to path atomically.
 func writeCheckpoint(path string, cp *Checkpoint) error {
 	st := checkpointState{Step: cp.Step, Layers: cp.Net.Layers(), OptSteps: cp.OptSteps, OptBuffers: len(cp.OptBuffers),
-		Snapshots: len(cp.Snapshots), Perm: cp.Perm, RNG: cp.RNG, EvalSeconds: cp.EvalSeconds, Args: cp.Args}
+		Snapshots: len(cp.Snapshots), Averaged: cp.Averaged != nil, Perm: cp.Perm, RNG: cp.RNG, EvalSeconds: cp.EvalSeconds, Args: cp.Args}
 	for _, r := range cp.History {
 		st.History = append(st.History, historyRecord(r))
 	}
@@ -1706,6 +1777,11 @@ func writeCheckpoint(path string, cp *Checkpoint) error {
 		}
 		for i, b := range cp.OptBuffers {
 			if err := z.array(fmt.Sprintf("opt-%d", i), &Matrix{Rows: 1, Cols: len(b), Data: b}); err != nil {
+				return err
+			}
+		}
+		if cp.Averaged != nil {
+			if err := z.net("ema-", cp.Averaged); err != nil {
 				return err
 			}
 		}
@@ -1758,6 +1834,12 @@ func ReadCheckpoint(path string) (*Checkpoint, error) {
 			return fail("opt-%d missing", i)
 		}
 		cp.OptBuffers = append(cp.OptBuffers, b.Data)
+	}
+	if st.Averaged {
+		if cp.Averaged, err = net("ema-"); err != nil {
+			return fail("%v", err)
+		}
+		cp.Averaged.In = cp.Net.In
 	}
 	for k := 1; k <= st.Snapshots; k++ {
 		snap, err := net(fmt.Sprintf("snap%d-", k))
