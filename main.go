@@ -1963,30 +1963,37 @@ func (d *htmlDoc) runTable(runs []*reportRun) {
 // its hidden units' weight templates, the most confidently misclassified
 // images, and the accuracy of every class.
 func learned(net *MLP, test *Dataset, a Assessment, probs *Matrix, classes []string) (templates, mistakes, bars []byte) {
-	// Templates: row j of W1 (of W1·P, with an input transform) weighs the
-	// normalised inputs (p/255 − mean)/std,
-	// so on the pixels themselves it weighs w_j/std; each is stretched to
-	// the full range of colours on its own (contrast-normalised).
+	return weightTemplates(net, test.Norm, classes), worstMistakes(test, a, probs, classes), classAccuracy(a, classes)
+}
+
+// templateOf draws row w of the first layer as an image: w weighs the
+// normalised inputs (p/255 − mean)/std, so on the pixels themselves it
+// weighs w/std; it is stretched to the full range of colours on its own
+// (contrast-normalised).
+func templateOf(w []float64, nm *Norm) []uint8 {
+	v := make([]float64, len(w))
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for i, x := range w {
+		if nm != nil {
+			x /= nm.Std[i]
+		}
+		v[i] = x
+		lo, hi = math.Min(lo, x), math.Max(hi, x)
+	}
+	pix := make([]uint8, len(v))
+	for i, x := range v {
+		pix[i] = uint8(math.Round(255 * (x - lo) / math.Max(hi-lo, 1e-300)))
+	}
+	return pix
+}
+
+// weightTemplates draws the hidden units' templates: the rows of W1 (of
+// W1·P, with an input transform), for a two-layer net grouped by the class
+// each unit feeds most.
+func weightTemplates(net *MLP, nm *Norm, classes []string) []byte {
 	g := NewGemm(0)
 	w1 := net.InputWeights(g)
 	g.Close()
-	template := func(j int) []uint8 {
-		w := w1.Row(j)
-		v := make([]float64, len(w))
-		lo, hi := math.Inf(1), math.Inf(-1)
-		for i, x := range w {
-			if test.Norm != nil {
-				x /= test.Norm.Std[i]
-			}
-			v[i] = x
-			lo, hi = math.Min(lo, x), math.Max(hi, x)
-		}
-		pix := make([]uint8, len(v))
-		for i, x := range v {
-			pix[i] = uint8(math.Round(255 * (x - lo) / math.Max(hi-lo, 1e-300)))
-		}
-		return pix
-	}
 	var labels []string
 	var rows [][]Picture
 	const perRow = 5
@@ -2002,7 +2009,7 @@ func learned(net *MLP, test *Dataset, a Assessment, probs *Matrix, classes []str
 			sort.SliceStable(units, func(x, y int) bool { return w2.At(c, units[x]) > w2.At(c, units[y]) })
 			var row []Picture
 			for _, j := range units[:min(perRow, len(units))] {
-				row = append(row, Picture{Pix: template(j), Caption: fmt.Sprintf("unit %d\nw=%.2f", j, w2.At(c, j))})
+				row = append(row, Picture{Pix: templateOf(w1.Row(j), nm), Caption: fmt.Sprintf("unit %d\nw=%.2f", j, w2.At(c, j))})
 			}
 			labels, rows = append(labels, classes[c]), append(rows, row)
 		}
@@ -2010,7 +2017,7 @@ func learned(net *MLP, test *Dataset, a Assessment, probs *Matrix, classes []str
 		for j := 0; j < min(net.Sizes[1], 50); j += 10 {
 			var row []Picture
 			for k := j; k < min(j+10, net.Sizes[1]); k++ {
-				row = append(row, Picture{Pix: template(k), Caption: fmt.Sprintf("unit %d", k)})
+				row = append(row, Picture{Pix: templateOf(w1.Row(k), nm), Caption: fmt.Sprintf("unit %d", k)})
 			}
 			labels, rows = append(labels, fmt.Sprintf("units %d–", j)), append(rows, row)
 		}
@@ -2019,9 +2026,11 @@ func learned(net *MLP, test *Dataset, a Assessment, probs *Matrix, classes []str
 	if net.Layers() == 2 {
 		title = "Hidden units' weight templates (W1 rows as images): for each class, the units that feed it most (largest W2[c, j]); a unit may appear for several classes"
 	}
-	templates = PictureGridSVG(title, imageSide, 2, labels, rows)
+	return PictureGridSVG(title, imageSide, 2, labels, rows)
+}
 
-	// The most confident mistakes.
+// worstMistakes draws the 18 most confidently misclassified test images.
+func worstMistakes(test *Dataset, a Assessment, probs *Matrix, classes []string) []byte {
 	var wrong []int
 	for n, p := range a.Pred {
 		if p != test.Y[n] {
@@ -2043,8 +2052,11 @@ func learned(net *MLP, test *Dataset, a Assessment, probs *Matrix, classes []str
 		mrows[len(mrows)-1] = append(mrows[len(mrows)-1], Picture{Pix: pix,
 			Caption: fmt.Sprintf("true %s\nsaid %s %.0f%%", classes[test.Y[n]], classes[a.Pred[n]], 100*probs.At(n, a.Pred[n]))})
 	}
-	mistakes = PictureGridSVG("The most confident mistakes on the test set", imageSide, 3, nil, mrows)
+	return PictureGridSVG("The most confident mistakes on the test set", imageSide, 3, nil, mrows)
+}
 
+// classAccuracy draws the accuracy of every class, from the confusion matrix.
+func classAccuracy(a Assessment, classes []string) []byte {
 	acc := make([]float64, len(classes))
 	for c := range classes {
 		total := 0
@@ -2053,6 +2065,5 @@ func learned(net *MLP, test *Dataset, a Assessment, probs *Matrix, classes []str
 		}
 		acc[c] = 100 * float64(a.Confusion[c][c]) / math.Max(1, float64(total))
 	}
-	bars = BarsSVG(fmt.Sprintf("Accuracy per class (test accuracy %.2f%%)", 100*a.Accuracy), classes, acc)
-	return templates, mistakes, bars
+	return BarsSVG(fmt.Sprintf("Accuracy per class (test accuracy %.2f%%)", 100*a.Accuracy), classes, acc)
 }
