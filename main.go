@@ -551,6 +551,25 @@ const (
 	maxParams  = 100_000_000 // weights of the net (800 MB per copy; training keeps 2–4 copies)
 )
 
+// checkBeyond checks the flags of the tricks beyond the assignment.
+func (c *Config) checkBeyond() error {
+	switch {
+	case !(c.EMA >= 0 && c.EMA < 1):
+		return usageErrorf("-ema %g: β must be in [0, 1) (0: no average)", c.EMA)
+	case !(c.Smooth >= 0 && c.Smooth < 1):
+		return usageErrorf("-smooth %g: ε must be in [0, 1)", c.Smooth)
+	case c.Whiten != "none" && c.Whiten != "pca" && c.Whiten != "zca":
+		return usageErrorf("-whiten %q: want none, pca or zca", c.Whiten)
+	case c.WhitenDims < 0 || c.WhitenDims > inputDim:
+		return usageErrorf("-whiten-dims %d: must be in 0…%d (0: all)", c.WhitenDims, inputDim)
+	case c.WhitenDims > 0 && c.Whiten != "pca":
+		return usageErrorf("-whiten-dims %d needs -whiten pca (zca keeps every dimension)", c.WhitenDims)
+	case !(c.WhitenEps >= 0 && c.WhitenEps <= 1e6) || (c.WhitenEps == 0 && c.Whiten != "none"):
+		return usageErrorf("-whiten-eps %g: ε must be a number in (0, 1e6]", c.WhitenEps)
+	}
+	return nil
+}
+
 // checkNetSize checks hidden layer sizes: positive, at most maxLayers
 // layers, and a net of at most maxParams weights on 3072 inputs.
 func checkNetSize(flagName string, hidden []int) error {
@@ -601,18 +620,6 @@ func (c *Config) check() error {
 		return usageErrorf("-momentum %g: μ must be in [0, 1)", c.Momentum)
 	case !(c.Dropout >= 0 && c.Dropout < 1):
 		return usageErrorf("-dropout %g: p must be in [0, 1)", c.Dropout)
-	case !(c.EMA >= 0 && c.EMA < 1):
-		return usageErrorf("-ema %g: β must be in [0, 1) (0: no average)", c.EMA)
-	case !(c.Smooth >= 0 && c.Smooth < 1):
-		return usageErrorf("-smooth %g: ε must be in [0, 1)", c.Smooth)
-	case c.Whiten != "none" && c.Whiten != "pca" && c.Whiten != "zca":
-		return usageErrorf("-whiten %q: want none, pca or zca", c.Whiten)
-	case c.WhitenDims < 0 || c.WhitenDims > inputDim:
-		return usageErrorf("-whiten-dims %d: must be in 0…%d (0: all)", c.WhitenDims, inputDim)
-	case c.WhitenDims > 0 && c.Whiten != "pca":
-		return usageErrorf("-whiten-dims %d needs -whiten pca (zca keeps every dimension)", c.WhitenDims)
-	case !inside(c.WhitenEps, 0, 1e6) || (c.WhitenEps == 0 && c.Whiten != "none"):
-		return usageErrorf("-whiten-eps %g: ε must be a number in (0, 1e6]", c.WhitenEps)
 	case c.Ensemble && (c.Eta > 0 || c.Epochs > 0):
 		return usageErrorf("-ensemble takes a snapshot at the end of each learning-rate cycle; it needs the cyclical schedule (no -eta or -epochs)")
 	case c.Evals <= 0 || c.Evals > maxSteps:
@@ -641,6 +648,9 @@ func (c *Config) check() error {
 		return usageErrorf("-wait %v: must be ≥ 0", c.Wait)
 	case c.Shards < 0 || c.Shards > maxTrials:
 		return usageErrorf("-shards %d: must be in 0…%d", c.Shards, maxTrials)
+	}
+	if err := c.checkBeyond(); err != nil {
+		return err
 	}
 	if err := checkNetSize("-hidden", c.Hidden); err != nil {
 		return err

@@ -1386,29 +1386,8 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 		last := h[len(h)-1]
 		sum.TrainAccuracy, sum.ValAccuracy, sum.TrainCost = optFloat(last.Train.Accuracy), optFloat(last.Val.Accuracy), optFloat(last.Train.Cost)
 	}
-	if trainErr == nil && sp.Test != nil && sp.Test.Len() > 0 {
-		sum.TestImages = sp.Test.Len()
-		ws := newForwardWorkspace(net, gemm, evalChunk)
-		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test, spec.Options.Lambda, nil).Accuracy)
-	}
-	if spec.TTA && trainErr == nil {
-		sum.TTAValAccuracy, sum.TTATestAccuracy = assessTTA(net, gemm, sp.Val), assessTTA(net, gemm, sp.Test)
-	}
-	if avg := res.Averaged; avg != nil && trainErr == nil {
-		sum.EMAValAccuracy, sum.EMATestAccuracy = assess(avg, gemm, sp.Val), assess(avg, gemm, sp.Test)
-		if spec.TTA {
-			sum.EMATTAValAccuracy, sum.EMATTATestAccuracy = assessTTA(avg, gemm, sp.Val), assessTTA(avg, gemm, sp.Test)
-		}
-	}
-	if k := len(res.Snapshots); k > 0 && trainErr == nil {
-		sum.EnsembleSize = k
-		sum.EnsembleValAccuracy, sum.EnsembleTestAccuracy = optFloat(math.NaN()), optFloat(math.NaN())
-		if sp.Val.Len() > 0 {
-			sum.EnsembleValAccuracy = optFloat(Assess(res.Snapshots, gemm, sp.Val).Accuracy)
-		}
-		if sp.Test != nil && sp.Test.Len() > 0 {
-			sum.EnsembleTestAccuracy = optFloat(Assess(res.Snapshots, gemm, sp.Test).Accuracy)
-		}
+	if trainErr == nil {
+		assessFinal(sum, spec, net, res, gemm, sp)
 	}
 	sum.WallSeconds = time.Since(start).Seconds()
 	sum.TrainSeconds, sum.EvalSeconds = trainSeconds, res.EvalSeconds-o.Resume.evalSeconds() // this session's
@@ -1430,6 +1409,37 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 		os.Remove(checkpoint) // finished: nothing to resume
 	}
 	return sum, trainErr
+}
+
+// assessFinal fills in what a finished run's summary says of its nets on
+// the test set (read here, once) and the validation set: the final net's
+// test accuracy, and as asked for its accuracy with test-time
+// augmentation, the moving average's, and the snapshot ensemble's.
+func assessFinal(sum *RunSummary, spec RunSpec, net *MLP, res *TrainResult, gemm *Gemm, sp *Splits) {
+	if sp.Test != nil && sp.Test.Len() > 0 {
+		sum.TestImages = sp.Test.Len()
+		ws := newForwardWorkspace(net, gemm, evalChunk)
+		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test, spec.Options.Lambda, nil).Accuracy)
+	}
+	if spec.TTA {
+		sum.TTAValAccuracy, sum.TTATestAccuracy = assessTTA(net, gemm, sp.Val), assessTTA(net, gemm, sp.Test)
+	}
+	if avg := res.Averaged; avg != nil {
+		sum.EMAValAccuracy, sum.EMATestAccuracy = assess(avg, gemm, sp.Val), assess(avg, gemm, sp.Test)
+		if spec.TTA {
+			sum.EMATTAValAccuracy, sum.EMATTATestAccuracy = assessTTA(avg, gemm, sp.Val), assessTTA(avg, gemm, sp.Test)
+		}
+	}
+	if k := len(res.Snapshots); k > 0 {
+		sum.EnsembleSize = k
+		sum.EnsembleValAccuracy, sum.EnsembleTestAccuracy = optFloat(math.NaN()), optFloat(math.NaN())
+		if sp.Val.Len() > 0 {
+			sum.EnsembleValAccuracy = optFloat(Assess(res.Snapshots, gemm, sp.Val).Accuracy)
+		}
+		if sp.Test != nil && sp.Test.Len() > 0 {
+			sum.EnsembleTestAccuracy = optFloat(Assess(res.Snapshots, gemm, sp.Test).Accuracy)
+		}
+	}
 }
 
 // timeLevels are the test accuracies whose time a run with a test curve
