@@ -116,8 +116,9 @@ type HistoryRow struct {
 	Train Metrics
 	Val   Metrics
 	Test  Metrics // NaN without TrainOptions.Test
-	// Seconds is the wall time from TrainOptions.Clock to the end of this
-	// evaluation, less the time spent evaluating Test.
+	// Seconds is the wall time from TrainOptions.Clock to this evaluation,
+	// less the time spent in evaluations (they only watch the run): the
+	// time it took to train the net evaluated here.
 	Seconds float64
 }
 
@@ -215,8 +216,8 @@ type trainer struct {
 
 	res              *TrainResult
 	start, lastPrint time.Time
-	clock            time.Time // HistoryRow.Seconds counts from here (less testSeconds)
-	testSeconds      float64   // spent evaluating TrainOptions.Test
+	clock            time.Time // HistoryRow.Seconds counts from here (less evalTime)
+	evalTime         float64   // seconds this session spent evaluating
 	tty              bool      // progress is a terminal
 	evalCost         float64   // estimated seconds per evaluation (probeEvalCost)
 }
@@ -448,6 +449,7 @@ func (tr *trainer) snapshot(t int) {
 func (tr *trainer) evaluate(t int, eta float64, final bool) error {
 	evalStart := time.Now()
 	row := HistoryRow{Step: t + 1, Epoch: float64(t+1) / float64(tr.perEpoch), Eta: eta}
+	row.Seconds = evalStart.Sub(tr.clock).Seconds() - tr.evalTime
 	row.Train = Metrics{math.NaN(), math.NaN(), math.NaN()}
 	row.Test = row.Train
 	evalTrain := tr.o.EvalTrain || final
@@ -459,14 +461,13 @@ func (tr *trainer) evaluate(t int, eta float64, final bool) error {
 	} else {
 		row.Val = Metrics{math.NaN(), math.NaN(), math.NaN()}
 	}
-	row.Seconds = time.Since(tr.clock).Seconds() - tr.testSeconds
 	if tr.o.Test != nil && tr.o.Test.Len() > 0 {
-		testStart := time.Now()
 		row.Test = tr.net.Evaluate(tr.ws, tr.o.Test, tr.o.Lambda, nil)
-		tr.testSeconds += time.Since(testStart).Seconds()
 	}
 	tr.res.History = append(tr.res.History, row)
-	tr.res.EvalSeconds += time.Since(evalStart).Seconds()
+	spent := time.Since(evalStart).Seconds()
+	tr.res.EvalSeconds += spent
+	tr.evalTime += spent
 	if evalTrain && !finite(row.Train.Cost) {
 		return fmt.Errorf("%w at step %d: the training cost is %v", errDiverged, t+1, row.Train.Cost)
 	}
@@ -1308,16 +1309,16 @@ type RunSummary struct {
 	EMATestAccuracy    optFloat `json:"ema_test_accuracy,omitempty"`
 	EMATTAValAccuracy  optFloat `json:"ema_tta_val_accuracy,omitempty"`
 	EMATTATestAccuracy optFloat `json:"ema_tta_test_accuracy,omitempty"`
-	// time to accuracy: the wall seconds of every evaluation (history.csv's
+	// time to accuracy: HistoryRow.Seconds of every evaluation (history.csv's
 	// rows), and with a test curve the first at which the test accuracy
 	// reached each of timeLevels; the training's multiply-adds ×2
-	EvalWallSeconds []float64          `json:"eval_wall_seconds"`
-	TimeToTest      map[string]float64 `json:"seconds_to_test_accuracy,omitempty"`
-	TrainFLOPs      float64            `json:"train_flops"`
-	WallSeconds     float64            `json:"wall_seconds"`
-	TrainSeconds    float64            `json:"train_seconds"` // the training loop, evaluations included
-	EvalSeconds     float64            `json:"eval_seconds"`  // the evaluations during training
-	Finished        time.Time          `json:"finished"`
+	SecondsAtEvals []float64          `json:"seconds_at_evaluations"`
+	TimeToTest     map[string]float64 `json:"seconds_to_test_accuracy,omitempty"`
+	TrainFLOPs     float64            `json:"train_flops"`
+	WallSeconds    float64            `json:"wall_seconds"`
+	TrainSeconds   float64            `json:"train_seconds"` // the training loop, evaluations included
+	EvalSeconds    float64            `json:"eval_seconds"`  // the evaluations during training
+	Finished       time.Time          `json:"finished"`
 }
 
 // netSizes is [D, hidden…, C].
@@ -1380,7 +1381,7 @@ func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Wri
 	trainSeconds := time.Since(trainStart).Seconds()
 	sum := &RunSummary{Config: spec.Config, Kernel: gemm.KernelName(), CPU: cpuModel(), Sizes: net.Sizes, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len(),
 		Steps: res.Steps, Interrupted: res.Interrupted, ResumedAt: o.Resume.step(), TestAccuracy: optFloat(math.NaN()), TrainAccuracy: optFloat(math.NaN()), ValAccuracy: optFloat(math.NaN()), TrainCost: optFloat(math.NaN())}
-	sum.EvalWallSeconds, sum.TimeToTest = timeToAccuracy(res.History, o.Test != nil)
+	sum.SecondsAtEvals, sum.TimeToTest = timeToAccuracy(res.History, o.Test != nil)
 	sum.TrainFLOPs = float64(res.Steps) * float64(o.Batch) * flopsPerImage(net, true)
 	if h := res.History; len(h) > 0 {
 		last := h[len(h)-1]
