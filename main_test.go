@@ -3385,8 +3385,8 @@ func TestPreset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.Augment || !cfg.Ensemble || len(cfg.Hidden) != 1 || cfg.Hidden[0] < 500 {
-		t.Errorf("-preset best: augment %v, ensemble %v, hidden %v; want a wide single layer with augmentation and the snapshot ensemble", cfg.Augment, cfg.Ensemble, cfg.Hidden)
+	if !cfg.Augment || cfg.Whiten != "pca" || len(cfg.Hidden) != 1 || cfg.Hidden[0] < 500 {
+		t.Errorf("-preset best: augment %v, whiten %v, hidden %v; want a wide single layer on whitened inputs with augmentation", cfg.Augment, cfg.Whiten, cfg.Hidden)
 	}
 	if cfg.Lambda != 0.002 {
 		t.Errorf("-lambda given on the command line: got λ=%g, want 0.002 (explicit flags win)", cfg.Lambda)
