@@ -849,6 +849,8 @@ func finish(ctx context.Context, cfg *Config, err error, stderr io.Writer) int {
 			err = fmt.Errorf("-resume %s: %w; start the run again with its command and -out %s -force", cfg.ResumeDir, err, cfg.ResumeDir)
 		case errors.Is(err, errDiverged):
 			err = fmt.Errorf("%w; try a smaller -eta-max (now %g) or -eta", err, cfg.EtaMax)
+		case errors.Is(err, errBadModel):
+			err = fmt.Errorf("%w (train one with -mode=train, or pass another -model)", err)
 		}
 		fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
 		var ue *usageError

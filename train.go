@@ -1218,7 +1218,7 @@ var modelArray = regexp.MustCompile(`^(W[1-9][0-9]*|b[1-9][0-9]*|mean|std|whiten
 // std positive. An error names the array at fault.
 func LoadModel(path string) (*Model, error) {
 	fail := func(format string, args ...any) (*Model, error) {
-		return nil, fmt.Errorf("read model %s: %s (train one with -mode=train, or pass another -model)", path, fmt.Sprintf(format, args...))
+		return nil, fmt.Errorf("%w %s: %s", errBadModel, path, fmt.Sprintf(format, args...))
 	}
 	arrays, err := readNpz(path, 2*maxModelLayers+2, func(name string) bool { return modelArray.MatchString(name + ".npy") }, nil)
 	if err != nil {
@@ -1274,6 +1274,9 @@ func attachInputTransform(net *MLP, p *Matrix) error {
 	net.In = p
 	return nil
 }
+
+// errBadModel begins LoadModel's errors (main adds how to get a model).
+var errBadModel = errors.New("read model")
 
 // maxModelLayers bounds the layers a model file may hold.
 const maxModelLayers = 1000
