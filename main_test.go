@@ -3552,6 +3552,10 @@ func TestIntegrationTrainOneCycle(t *testing.T) {
 		// dropout and Nesterov momentum (μ = 0.9 multiplies the step by
 		// about 10, hence the smaller η_max).
 		{"wide, augmented, dropout, nesterov", []string{"-hidden", "200", "-augment", "-dropout", "0.2", "-opt", "nesterov", "-eta-max", "0.01", "-lambda", "0.001"}, 38},
+		// The tricks beyond the assignment: whitened inputs (a fit on the
+		// real images' 3072×3072 covariance), smoothed labels, the weights'
+		// average, test-time augmentation.
+		{"whitened, smoothed, averaged, mirrored", []string{"-whiten", "pca", "-whiten-dims", "200", "-eta-max", "0.2", "-lambda", "0.0005", "-smooth", "0.1", "-ema", "0.99", "-tta"}, 40},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -32,9 +32,9 @@ package main
 // Deeper nets repeat the hidden (linear + ReLU) block; the formulas are the
 // same with h_{l−1} in place of x. A net with an input transform P (MLP.In,
 // see FitWhitening) sees z = x·Pᵀ in place of x; label smoothing
-// (BackwardSmoothed) puts Y_ε = (1−ε)·Y + ε/C in place of Y. matrix.go's table of products and the
-// README quote these lines; the names in the code follow them (x, w1, b1,
-// s1, h, scores, probs, G, dH, dW1).
+// (BackwardSmoothed) puts Y_ε = (1−ε)·Y + ε/C in place of Y. matrix.go's
+// table of products and the README quote these lines; the names in the
+// code follow them (x, w1, b1, s1, h, scores, probs, G, dH, dW1).
 
 import (
 	"fmt"
