@@ -217,9 +217,14 @@ type trainer struct {
 	res              *TrainResult
 	start, lastPrint time.Time
 	clock            time.Time // HistoryRow.Seconds counts from here (less evalTime)
-	evalTime         float64   // seconds this session spent evaluating
-	tty              bool      // progress is a terminal
-	evalCost         float64   // estimated seconds per evaluation (probeEvalCost)
+	// EMA: (average, net) arrays in parameter order, their total length,
+	// and averageRange bound once (no allocation per step)
+	averaged    [][2][]float64
+	averagedLen int
+	average     func(lo, hi int)
+	evalTime    float64 // seconds this session spent evaluating
+	tty         bool    // progress is a terminal
+	evalCost    float64 // estimated seconds per evaluation (probeEvalCost)
 }
 
 func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer) (*trainer, error) {
@@ -423,17 +428,27 @@ func (tr *trainer) step(t int, eta float64) error {
 // the noise of the last steps of SGD. It is element-wise, cut over the
 // workers like the optimiser's update.
 func (tr *trainer) averageWeights() {
-	beta := tr.o.EMA
-	avg := tr.res.Averaged
-	for l := range tr.net.W {
-		for _, pair := range [2][2]*Matrix{{avg.W[l], tr.net.W[l]}, {avg.B[l], tr.net.B[l]}} {
-			a, th := pair[0].Data, pair[1].Data
-			tr.gemm.ParallelFor(len(a), func(lo, hi int) {
-				for i := lo; i < hi; i++ {
-					a[i] = beta*a[i] + (1-beta)*th[i]
-				}
-			})
+	if tr.averaged == nil { // the first step: pair the average's arrays with the net's
+		avg, total := tr.res.Averaged, 0
+		for l := range tr.net.W {
+			tr.averaged = append(tr.averaged, [2][]float64{avg.W[l].Data, tr.net.W[l].Data}, [2][]float64{avg.B[l].Data, tr.net.B[l].Data})
+			total += len(avg.W[l].Data) + len(avg.B[l].Data)
 		}
+		tr.averagedLen, tr.average = total, tr.averageRange
+	}
+	tr.gemm.ParallelFor(tr.averagedLen, tr.average)
+}
+
+// averageRange is averageWeights on elements [lo, hi) of the parameters
+// counted through W1, b1, W2, b2, … in order.
+func (tr *trainer) averageRange(lo, hi int) {
+	beta, off := tr.o.EMA, 0
+	for _, pair := range tr.averaged {
+		a, th := pair[0], pair[1]
+		for i := max(lo-off, 0); i < min(hi-off, len(a)); i++ {
+			a[i] = beta*a[i] + (1-beta)*th[i]
+		}
+		off += len(a)
 	}
 }
 
