@@ -579,18 +579,27 @@ func (net *MLP) BackwardSmoothed(ws *Workspace, y []int, lambda, eps float64) fl
 		panic(fmt.Sprintf("mlp: Backward: %d labels for a batch of %d", len(y), n))
 	}
 	L := net.Layers()
+	// In the forward pass this was p = softmax(s), loss = −(1/N)·Σ_n Σ_j
+	// Y_ε[n,j]·log p[n,j]; so now we have G = ∂loss/∂s = (p − Y_ε)/N.
 	probs := view(ws.probs, ws.probsBuf, n, ws.scores.Cols)
 	softmaxForward(ws.scores, probs)
 	loss := smoothedCrossEntropy(ws.scores, y, eps)
 	g := view(ws.delta[L-1], ws.deltaBuf[L-1], n, net.Sizes[L])
 	softmaxCrossEntropyBackward(probs, y, eps, g)
 	for l := L - 1; l >= 0; l-- {
+		// In the forward pass this was out = act[l]·W[l]ᵀ + 1_N·b[l]
+		// (s = h·W2ᵀ + 1_N·b2 on top, s1 = x·W1ᵀ + 1_N·b1 at the bottom),
+		// and delta[l] = ∂cost/∂out; so now we have dW[l] = delta[l]ᵀ·act[l]
+		// + 2λ·W[l], dB[l] = 1_Nᵀ·delta[l], and ∂cost/∂act[l] =
+		// delta[l]·W[l] (not needed for the input).
 		var dx *Matrix
 		if l > 0 {
 			dx = view(ws.delta[l-1], ws.deltaBuf[l-1], n, net.Sizes[l])
 		}
 		linearBackward(ws.gemm, ws.delta[l], ws.act[l], net.W[l], lambda, dx, ws.dW[l], ws.dB[l])
 		if dx != nil {
+			// In the forward pass this was act[l] = max(0, s_l) ⊙ M_l; so
+			// now delta[l−1] = ∂cost/∂act[l] ⊙ 1[s_l > 0] ⊙ M_l (dH).
 			reluBackward(dx, ws.act[l])
 			if ws.masked != nil {
 				applyDropout(dx, ws.masked[l-1])
