@@ -553,8 +553,17 @@ const (
 	maxParams  = 100_000_000 // weights of the net (800 MB per copy; training keeps 2–4 copies)
 )
 
-// checkBeyond checks the flags of the tricks beyond the assignment.
-func (c *Config) checkBeyond() error {
+// checkNet checks the net's flags: its layers, its input transform, and
+// the other tricks beyond the assignment.
+func (c *Config) checkNet() error {
+	if err := checkNetSize("-hidden", c.Hidden); err != nil {
+		return err
+	}
+	if h := c.SearchHidden; h != nil {
+		if err := checkNetSize("-search-hidden", []int{h[1]}); err != nil {
+			return err
+		}
+	}
 	switch {
 	case !(c.EMA >= 0 && c.EMA < 1):
 		return usageErrorf("-ema %g: β must be in [0, 1) (0: no average)", c.EMA)
@@ -651,16 +660,8 @@ func (c *Config) check() error {
 	case c.Shards < 0 || c.Shards > maxTrials:
 		return usageErrorf("-shards %d: must be in 0…%d", c.Shards, maxTrials)
 	}
-	if err := c.checkBeyond(); err != nil {
+	if err := c.checkNet(); err != nil {
 		return err
-	}
-	if err := checkNetSize("-hidden", c.Hidden); err != nil {
-		return err
-	}
-	if h := c.SearchHidden; h != nil {
-		if err := checkNetSize("-search-hidden", []int{h[1]}); err != nil {
-			return err
-		}
 	}
 	if _, err := kernelByName(c.Kernel); err != nil {
 		return usageErrorf("-%v", err)
