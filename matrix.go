@@ -1658,18 +1658,21 @@ var errNoConvergence = errors.New("the eigenvalue iteration did not converge")
 // and off-diagonal e (e[k] joins k−1 and k), leaving the eigenvalues in d
 // and applying every rotation to the rows of v. For each l it repeats QL
 // steps (qlStep) on the unreduced block l … m, where m is the first index
-// whose coupling to the next row is negligible against the matrix's scale
-// (not against its own diagonal: eigenvalues at 0, as a rank-deficient
-// covariance has, would never pass), until m = l: then d[l] is an
-// eigenvalue.
+// whose coupling to the next row is negligible against the whole matrix's
+// norm (not against its own diagonal, nor the rows met so far: at the
+// many zero eigenvalues of a rank-deficient covariance such a test never
+// passes), until m = l: then d[l] is an eigenvalue, to within 2⁻⁵²·‖T‖
+// like every other.
 func qlImplicit(g *Gemm, d, e []float64, v *Matrix) error {
 	n := len(d)
 	off := make([]float64, n) // off[i] joins i and i+1
 	copy(off, e[1:])
 	cs, sn := make([]float64, n), make([]float64, n)
-	scale := 0.0 // the largest |d[i]| + |off[i]| met so far: a coupling below 2⁻⁵² of it is 0
+	scale := 0.0 // ‖T‖ (the largest |d[i]| + |off[i]|): a coupling below 2⁻⁵²·‖T‖ is 0
+	for i := range n {
+		scale = math.Max(scale, math.Abs(d[i])+math.Abs(off[i]))
+	}
 	for l := 0; l < n; l++ {
-		scale = math.Max(scale, math.Abs(d[l])+math.Abs(off[l]))
 		for steps := 0; ; steps++ {
 			m := l
 			for ; m < n-1; m++ {
