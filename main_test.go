@@ -640,6 +640,16 @@ func symmetricCase(name string, n int, rng *rand.Rand) *Matrix {
 		g := NewGemm(0) // the engine: the benchmark's 3072 would take minutes naively
 		g.Mul(true, false, 1, x, x, 0, a)
 		g.Close()
+	case "rank one": // v·vᵀ: one eigenvalue, the rest 0
+		v := randMatrix(rng, 1, n)
+		GemmNaive(true, false, 1, v, v, 0, a)
+	case "graded": // entries spanning 30 orders of magnitude
+		r := randMatrix(rng, n, n)
+		for i := range n {
+			for j := range n {
+				a.Data[i*n+j] = (r.At(i, j) + r.At(j, i)) * math.Pow(10, -15*float64(i+j)/float64(n))
+			}
+		}
 	case "diagonal":
 		for i := range n {
 			a.Data[i*n+i] = float64(i % 5) // repeated eigenvalues, unsorted
@@ -660,7 +670,7 @@ func symmetricCase(name string, n int, rng *rand.Rand) *Matrix {
 // across sizes (1 … 130: the rotations' column slabs and the workers'
 // shares both split) and structures.
 func TestSymEig(t *testing.T) {
-	for _, name := range []string{"random", "covariance", "diagonal", "tridiagonal"} {
+	for _, name := range []string{"random", "covariance", "rank one", "graded", "diagonal", "tridiagonal"} {
 		for _, n := range []int{1, 2, 3, 17, 130} {
 			t.Run(fmt.Sprintf("%s/%d", name, n), func(t *testing.T) {
 				a := symmetricCase(name, n, newRNG(7, uint64(n)))
