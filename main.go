@@ -1152,10 +1152,7 @@ func fmtSeconds(s float64) string {
 // trainedSizes are the layer sizes -mode=train builds: the input transform's
 // output (if any), the hidden layers, the classes.
 func trainedSizes(c *Config) []int {
-	if c.Whiten == "pca" && c.WhitenDims > 0 {
-		return netSizes(c.WhitenDims, c.Hidden)
-	}
-	return netSizes(inputDim, c.Hidden)
+	return netSizes(c.whitenSpec().Outputs(inputDim), c.Hidden)
 }
 
 // printSummary prints a training run's figures and files (with verbose,

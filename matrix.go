@@ -1466,7 +1466,8 @@ func SymEig(g *Gemm, a *Matrix) (vals []float64, v *Matrix, err error) {
 	if err := qlImplicit(g, d, e, v); err != nil {
 		return nil, nil, err
 	}
-	return sortEigen(d, v)
+	vals, v = sortEigen(d, v)
+	return vals, v, nil
 }
 
 // eigMinPartFlops: a loop of SymEig is cut over the workers once it holds
@@ -1755,7 +1756,7 @@ func rotateRows(g *Gemm, v *Matrix, lo, hi int, cs, sn []float64) {
 }
 
 // sortEigen orders the eigenvalues d, largest first, with their rows of v.
-func sortEigen(d []float64, v *Matrix) ([]float64, *Matrix, error) {
+func sortEigen(d []float64, v *Matrix) ([]float64, *Matrix) {
 	order := make([]int, len(d))
 	for i := range order {
 		order[i] = i
@@ -1766,5 +1767,5 @@ func sortEigen(d []float64, v *Matrix) ([]float64, *Matrix, error) {
 		vals[r] = d[i]
 		copy(out.Row(r), v.Row(i))
 	}
-	return vals, out, nil
+	return vals, out
 }

@@ -749,6 +749,15 @@ type WhitenSpec struct {
 	Eps  float64 // ε, added to every eigenvalue
 }
 
+// Outputs is k, the number of values the transform makes of d inputs (d
+// when there is none, or for zca and pca with Dims 0).
+func (w WhitenSpec) Outputs(d int) int {
+	if w.Kind == "pca" && w.Dims > 0 {
+		return w.Dims
+	}
+	return d
+}
+
 // FitWhitening returns the input transform P of spec for the images of d
 // (the training split, normalised by its own Norm, so every input has mean
 // 0 and variance 1 over d):
@@ -769,10 +778,7 @@ type WhitenSpec struct {
 // k < D also makes the first layer D/k times cheaper.
 func FitWhitening(g *Gemm, d *Dataset, spec WhitenSpec) (*Matrix, error) {
 	dim := d.Dim()
-	k := spec.Dims
-	if k <= 0 || spec.Kind == "zca" {
-		k = dim
-	}
+	k := spec.Outputs(dim)
 	if k > dim || spec.Eps < 0 || (spec.Kind != "pca" && spec.Kind != "zca") {
 		panic(fmt.Sprintf("mlp: FitWhitening: %+v for %d inputs", spec, dim))
 	}

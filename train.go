@@ -1440,13 +1440,22 @@ func assessFinal(sum *RunSummary, spec RunSpec, net *MLP, res *TrainResult, gemm
 		ws := newForwardWorkspace(net, gemm, evalChunk)
 		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test, spec.Options.Lambda, nil).Accuracy)
 	}
+	val, test := []*Dataset{sp.Val}, []*Dataset{sp.Test}
+	var valTTA, testTTA []*Dataset // the mirrored copies, made once
 	if spec.TTA {
-		sum.TTAValAccuracy, sum.TTATestAccuracy = assessTTA(net, gemm, sp.Val), assessTTA(net, gemm, sp.Test)
+		views := func(d *Dataset) []*Dataset {
+			if d == nil || d.Len() == 0 {
+				return []*Dataset{d} // nothing to mirror: accuracyOn says NaN
+			}
+			return ttaViews(d)
+		}
+		valTTA, testTTA = views(sp.Val), views(sp.Test)
+		sum.TTAValAccuracy, sum.TTATestAccuracy = accuracyOn(net, gemm, valTTA), accuracyOn(net, gemm, testTTA)
 	}
 	if avg := res.Averaged; avg != nil {
-		sum.EMAValAccuracy, sum.EMATestAccuracy = assess(avg, gemm, sp.Val), assess(avg, gemm, sp.Test)
+		sum.EMAValAccuracy, sum.EMATestAccuracy = accuracyOn(avg, gemm, val), accuracyOn(avg, gemm, test)
 		if spec.TTA {
-			sum.EMATTAValAccuracy, sum.EMATTATestAccuracy = assessTTA(avg, gemm, sp.Val), assessTTA(avg, gemm, sp.Test)
+			sum.EMATTAValAccuracy, sum.EMATTATestAccuracy = accuracyOn(avg, gemm, valTTA), accuracyOn(avg, gemm, testTTA)
 		}
 	}
 	if k := len(res.Snapshots); k > 0 {
@@ -1507,43 +1516,30 @@ func flopsPerImage(net *MLP, backward bool) float64 {
 	return f
 }
 
-// assessTTA is net's accuracy on d with test-time augmentation (NaN for
-// no images).
-func assessTTA(net *MLP, gemm *Gemm, d *Dataset) optFloat {
-	if d == nil || d.Len() == 0 {
+// accuracyOn is net's accuracy on the views of a set of images (one view,
+// or ttaViews' two; NaN for no images).
+func accuracyOn(net *MLP, gemm *Gemm, views []*Dataset) optFloat {
+	if views[0] == nil || views[0].Len() == 0 {
 		return optFloat(math.NaN())
 	}
-	return optFloat(AssessViews([]*MLP{net}, gemm, ttaViews(d)).Accuracy)
-}
-
-// assess is net's accuracy on d (NaN for no images).
-func assess(net *MLP, gemm *Gemm, d *Dataset) optFloat {
-	if d == nil || d.Len() == 0 {
-		return optFloat(math.NaN())
-	}
-	return optFloat(Assess([]*MLP{net}, gemm, d).Accuracy)
+	return optFloat(AssessViews([]*MLP{net}, gemm, views).Accuracy)
 }
 
 // newRunNet is the run's fresh net: its input transform fitted on the
 // training images (spec.Whiten; not on a resumed run, whose checkpoint
 // holds it), then the layers drawn from the weights' stream.
 func newRunNet(spec RunSpec, sp *Splits, gemm *Gemm, progress io.Writer) (*MLP, error) {
-	inputs := sp.Train.Dim()
+	inputs := spec.Whiten.Outputs(sp.Train.Dim())
 	var in *Matrix
-	if w := spec.Whiten; w.Kind != "" {
-		if w.Kind == "pca" && w.Dims > 0 {
-			inputs = w.Dims
+	if w := spec.Whiten; w.Kind != "" && spec.Resume == nil {
+		start := time.Now()
+		var err error
+		if in, err = FitWhitening(gemm, sp.Train, w); err != nil {
+			return nil, err
 		}
-		if spec.Resume == nil {
-			start := time.Now()
-			var err error
-			if in, err = FitWhitening(gemm, sp.Train, w); err != nil {
-				return nil, err
-			}
-			if progress != nil {
-				fmt.Fprintf(progress, "input transform: %s to %d dimensions, fitted on %d images in %.1f s\n",
-					w.Kind, inputs, sp.Train.Len(), time.Since(start).Seconds())
-			}
+		if progress != nil {
+			fmt.Fprintf(progress, "input transform: %s to %d dimensions, fitted on %d images in %.1f s\n",
+				w.Kind, inputs, sp.Train.Len(), time.Since(start).Seconds())
 		}
 	}
 	net := NewMLP(netSizes(inputs, spec.Hidden), spec.He, newRNG(spec.Seed, streamInit))
