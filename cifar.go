@@ -120,7 +120,7 @@ func readBatches(ctx context.Context, dir string, names []string, limit int) (*D
 		st, err := os.Stat(p)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				return nil, fmt.Errorf("read %s: file missing; delete the folder %s and rerun with -download=true (the default) to fetch CIFAR-10 again: %w", p, dir, err)
+				return nil, &DataError{Problem: DataFileMissing, Path: p, Err: err}
 			}
 			return nil, fmt.Errorf("read %s: %w", p, err)
 		}
@@ -232,6 +232,38 @@ type DataSource struct {
 	MaxBytes    int64         // refuse a larger body (maxArchiveBytes)
 }
 
+// DataError is data that is not where the data source points and cannot be
+// fetched from here; main turns it into advice naming the flags.
+type DataError struct {
+	Problem DataProblem
+	Path    string // the folder, the missing file or the URL
+	Err     error  // the cause (nil: none)
+}
+
+// DataProblem is what a DataError found.
+type DataProblem int
+
+const (
+	DataNotHere     DataProblem = iota // Path exists, but neither it nor Path/cifar-10-batches-bin holds the batch files
+	DataNoDownload                     // nothing at Path, and downloads are off
+	DataFileMissing                    // Path, one batch file of a folder that holds others, is missing
+	DataUnreachable                    // the download from Path could not connect
+)
+
+func (e *DataError) Error() string {
+	switch e.Problem {
+	case DataNotHere:
+		return fmt.Sprintf("%s: neither it nor %s holds %s", e.Path, filepath.Join(e.Path, archiveFolder), strings.Join(batchFiles, ", "))
+	case DataNoDownload:
+		return fmt.Sprintf("no CIFAR-10 data at %s, and downloads are off", e.Path)
+	case DataFileMissing:
+		return fmt.Sprintf("read %s: file missing", e.Path)
+	}
+	return fmt.Sprintf("download %s: %v", e.Path, e.Err)
+}
+
+func (e *DataError) Unwrap() error { return e.Err }
+
 // Ensure finds the data set and returns the folder that holds the batch
 // files. -data may name that folder, its parent (where the archive unpacks
 // cifar-10-batches-bin), or a downloaded cifar-10-binary.tar.gz, which is
@@ -255,9 +287,9 @@ func (src DataSource) Ensure(ctx context.Context, progress io.Writer) (string, e
 		fmt.Fprintf(progress, "unpacking %s into %s\n", src.Dir, dir)
 		return dir, unpackLocal(ctx, src.Dir, src.MD5, dir)
 	case err == nil:
-		return "", fmt.Errorf("-data %s: neither it nor %s holds %s; point -data at the folder that holds them, at its parent, or at the downloaded cifar-10-binary.tar.gz", src.Dir, child, strings.Join(batchFiles, ", "))
+		return "", &DataError{Problem: DataNotHere, Path: src.Dir}
 	case !src.Download:
-		return "", fmt.Errorf("no CIFAR-10 data at %s and -download=false: download %s (MD5 %s) and run with -data path/to/cifar-10-binary.tar.gz (it is checked and unpacked next to it), or with -data path/to/%s after unpacking it yourself; or allow -download", src.Dir, src.URL, src.MD5, archiveFolder)
+		return "", &DataError{Problem: DataNoDownload, Path: src.Dir}
 	}
 	fmt.Fprintf(progress, "CIFAR-10 not found in %s; downloading %s\n", src.Dir, src.URL)
 	return src.Dir, downloadCIFAR(ctx, src, progress)
@@ -674,21 +706,6 @@ func syntheticDataset(n, d, c int, rng *rand.Rand) *Dataset {
 	return ds
 }
 
-// syntheticSplits is a stand-in for CIFAR-10 when there is no data (the
-// report's smoke test): n training images of syntheticDataset's classes,
-// n/5 for validation and n/5 for testing, all drawn around the same class
-// centres.
-func syntheticSplits(n int, seed uint64) *Splits {
-	all := syntheticDataset(n+2*(n/5), inputDim, numClasses, newRNG(seed, streamSynthetic))
-	return &Splits{
-		Train:   all.Subset(0, n),
-		Val:     all.Subset(n, n+n/5),
-		Test:    all.Subset(n+n/5, all.Len()),
-		Norm:    identityNorm(inputDim),
-		Classes: defaultClassNames[:],
-	}
-}
-
 // ---------------------------------------------------------------------------
 // Download and safe extraction.
 
@@ -765,7 +782,7 @@ func downloadCIFAR(ctx context.Context, src DataSource, progress io.Writer) erro
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return fail("download %s: %w (no internet? fetch the archive by hand, or point -data at a folder that holds data_batch_1.bin … test_batch.bin)", url, err)
+		return fail("%w", &DataError{Problem: DataUnreachable, Path: url, Err: err})
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

@@ -729,25 +729,26 @@ func runMode(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		}
 		defer release()
 	}
+	var err error
 	switch cfg.Mode {
 	case "train":
-		return runTrain(ctx, cfg, stdout, stderr)
+		_, err = runTrain(ctx, cfg, stdout, stderr)
 	case "overfit":
-		return runOverfit(ctx, cfg, stdout, stderr)
+		_, err = runOverfit(ctx, cfg, stdout, stderr)
 	case "eval":
-		return runEval(ctx, cfg, stdout, stderr)
+		_, err = runEval(ctx, cfg, stdout, stderr)
 	case "predict":
-		return runPredict(cfg, stdout)
+		err = runPredict(cfg, stdout)
 	case "gradcheck":
-		return runGradCheck(ctx, cfg, stdout, stderr)
+		err = runGradCheck(ctx, cfg, stdout, stderr)
 	case "search":
-		return runSearch(ctx, cfg, stdout, stderr)
+		_, err = runSearch(ctx, cfg, stdout, stderr)
 	case "lrtest":
-		return runLRTest(ctx, cfg, stdout, stderr)
+		err = runLRTest(ctx, cfg, stdout, stderr)
 	case "report":
-		return runReport(ctx, cfg, stdout, stderr)
+		err = runReport(ctx, cfg, stdout, stderr)
 	}
-	return nil
+	return err
 }
 
 // interruptedBy returns the signal that cancelled ctx, if one did.
@@ -845,14 +846,7 @@ func finish(ctx context.Context, cfg *Config, err error, stderr io.Writer) int {
 		return in.ExitCode()
 	}
 	if err != nil {
-		switch {
-		case errors.Is(err, errCheckpointMismatch):
-			err = fmt.Errorf("-resume %s: %w; start the run again with its command and -out %s -force", cfg.ResumeDir, err, cfg.ResumeDir)
-		case errors.Is(err, errDiverged):
-			err = fmt.Errorf("%w; try a smaller -eta-max (now %g) or -eta", err, cfg.EtaMax)
-		case errors.Is(err, errBadModel):
-			err = fmt.Errorf("%w (train one with -mode=train, or pass another -model)", err)
-		}
+		err = advise(cfg, err)
 		fmt.Fprintf(stderr, "cifar-mlp: %v\n", err)
 		var ue *usageError
 		if errors.As(err, &ue) {
@@ -861,6 +855,63 @@ func finish(ctx context.Context, cfg *Config, err error, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// advise adds to the lower layers' typed errors what to do about them, in
+// the flags' words (only main knows the flags).
+func advise(cfg *Config, err error) error {
+	var (
+		de  *DivergedError
+		dse *DivergedSearchError
+		da  *DataError
+		sm  *SettingsMismatchError
+		sf  *SearchFileError
+		ds  *DifferentSearchError
+		sb  *SearchBusyError
+	)
+	switch {
+	case errors.Is(err, errCheckpointMismatch):
+		return fmt.Errorf("-resume %s: %w; start the run again with its command and -out %s -force", cfg.ResumeDir, err, cfg.ResumeDir)
+	case errors.As(err, &de):
+		return fmt.Errorf("%w; try a smaller -eta-max (now %g) or -eta", err, cfg.EtaMax)
+	case errors.As(err, &dse):
+		return fmt.Errorf("%w; try a smaller -eta-max or another λ range (-lmin, -lmax)", err)
+	case errors.Is(err, errBadModel):
+		return fmt.Errorf("%w (train one with -mode=train, or pass another -model)", err)
+	case errors.As(err, &da):
+		return dataAdvice(cfg, da, err)
+	case errors.As(err, &sm):
+		var d []string
+		for _, x := range sm.Diffs {
+			if x.Want == "" {
+				d = append(d, fmt.Sprintf("-%s (the folder's: %s)", x.Key, x.Have))
+			} else {
+				d = append(d, fmt.Sprintf("-%s %s (the folder's: %s)", x.Key, x.Want, x.Have))
+			}
+		}
+		return fmt.Errorf("%s holds a search with other settings: %s; rerun with the folder's values or choose another -out", sm.Dir, strings.Join(d, ", "))
+	case errors.As(err, &sf):
+		return fmt.Errorf("%w; move it away or choose another -out", err)
+	case errors.As(err, &ds):
+		return fmt.Errorf("%w: use another -out or the same -seed, -trials, -lmin, -lmax, -hidden and search ranges", err)
+	case errors.As(err, &sb):
+		return fmt.Errorf("%w; wait for it to finish or choose another -out (a lock left by a killed process is taken over at once on its own host, elsewhere %v after its last refresh)", err, lockStale)
+	}
+	return err
+}
+
+// dataAdvice is advise for a DataError.
+func dataAdvice(cfg *Config, da *DataError, err error) error {
+	src := cfg.dataSource()
+	switch da.Problem {
+	case DataNotHere:
+		return fmt.Errorf("-data %w; point -data at the folder that holds them, at its parent, or at the downloaded cifar-10-binary.tar.gz", err)
+	case DataNoDownload:
+		return fmt.Errorf("%w (-download=false): download %s (MD5 %s) and run with -data path/to/cifar-10-binary.tar.gz (it is checked and unpacked next to it), or with -data path/to/%s after unpacking it yourself; or allow -download", err, src.URL, src.MD5, archiveFolder)
+	case DataFileMissing:
+		return fmt.Errorf("%w; delete the folder %s and rerun with -download=true (the default) to fetch CIFAR-10 again", err, filepath.Dir(da.Path))
+	}
+	return fmt.Errorf("%w (no internet? fetch the archive by hand, or point -data at a folder that holds data_batch_1.bin … test_batch.bin)", err)
 }
 
 // prepareOut picks the run's folder and checks it before any work: without
@@ -1115,11 +1166,11 @@ func kernelName(kernel string) string {
 // ---------------------------------------------------------------------------
 // The modes.
 
-// runTrain is -mode=train.
-func runTrain(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
+// runTrain is -mode=train. It returns what it wrote to summary.json.
+func runTrain(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (*RunSummary, error) {
 	sp, err := loadSplits(ctx, cfg, stderr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(stderr, "training %v on %d images, validating on %d; λ=%g, η∈[%g, %g], n_s=%d, %s, batch %d; writing %s\n",
 		trainedSizes(cfg), sp.Train.Len(), sp.Val.Len(), cfg.Lambda, cfg.EtaMin, cfg.EtaMax, cfg.NS, count(cfg.Cycles, "cycle"), cfg.Batch, cfg.Out)
@@ -1138,7 +1189,7 @@ func runTrain(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error 
 	if sum != nil {
 		printSummary(stdout, sum, cfg.Out, cfg.Verbose)
 	}
-	return err
+	return sum, err
 }
 
 // fmtSeconds prints seconds as 8.3s below a minute, else as 4m37s.
@@ -1188,13 +1239,13 @@ func printSummary(w io.Writer, sum *RunSummary, out string, verbose bool) {
 
 // runOverfit is -mode=overfit (its defaults are in modeDefaults): the net
 // should memorise the images. Without data it memorises random images with
-// random labels.
-func runOverfit(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
+// random labels. It returns what it wrote to summary.json.
+func runOverfit(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (*RunSummary, error) {
 	var sp *Splits
 	if cfg.dataSource().Available() || cfg.Download {
 		var err error
 		if sp, err = loadSplits(ctx, cfg, stderr); err != nil {
-			return err
+			return nil, err
 		}
 	} else {
 		fmt.Fprintf(stderr, "no CIFAR-10 data in %s: overfitting random images with random labels instead\n", cfg.Data)
@@ -1205,7 +1256,7 @@ func runOverfit(ctx context.Context, cfg *Config, stdout, stderr io.Writer) erro
 		}
 		sp = &Splits{Train: d, Norm: identityNorm(inputDim)}
 		if err := checkFits(cfg, sp); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	sp.Val = sp.Train // the curves show the memorised set itself
@@ -1214,33 +1265,34 @@ func runOverfit(ctx context.Context, cfg *Config, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "overfit %d images for %d epochs (η=%g, batch %d, λ=%g): train cost %.4f, train accuracy %.1f%%\nwrote %s/{history.csv,summary.json,cost.svg,loss.svg,accuracy.svg,lr.svg,model.npz}\n",
 			sp.Train.Len(), cfg.Epochs, cfg.Eta, cfg.Batch, cfg.Lambda, sum.TrainCost, 100*sum.TrainAccuracy, cfg.Out)
 	}
-	return err
+	return sum, err
 }
 
 // runEval is -mode=eval: test accuracy, per-class accuracy and the confusion
-// matrix of a saved model, or of the ensemble of several.
-func runEval(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
+// matrix of a saved model, or of the ensemble of several, and its pictures.
+// It returns the assessment it printed.
+func runEval(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (*Assessment, error) {
 	paths := strings.Split(cfg.Model, ",")
 	var nets []*MLP
 	var first *Model
 	for _, p := range paths {
 		m, err := LoadModel(resolveLatest(p))
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if first == nil {
 			first = m
 		} else if !slices.Equal(m.Mean, first.Mean) || !slices.Equal(m.Std, first.Std) || m.Net.InputDim() != first.Net.InputDim() {
-			return fmt.Errorf("-model: %s normalises its inputs differently from %s; an ensemble needs models trained on the same data", p, paths[0])
+			return nil, fmt.Errorf("-model: %s normalises its inputs differently from %s; an ensemble needs models trained on the same data", p, paths[0])
 		}
 		nets = append(nets, m.Net)
 	}
 	test, classes, err := LoadTest(ctx, cfg.dataSource(), stderr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if test.Dim() != first.Net.InputDim() {
-		return fmt.Errorf("model %s takes %d inputs, the data has %d", cfg.Model, first.Net.InputDim(), test.Dim())
+		return nil, fmt.Errorf("model %s takes %d inputs, the data has %d", cfg.Model, first.Net.InputDim(), test.Dim())
 	}
 	test.Norm = NewNorm(first.Mean, first.Std)
 	gemm := NewGemmNamed(cfg.Workers, cfg.Kernel)
@@ -1264,10 +1316,10 @@ func runEval(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	o.addBytes(filepath.Join(cfg.Out, "mistakes.svg"), mistakes)
 	o.addBytes(filepath.Join(cfg.Out, "class-accuracy.svg"), bars)
 	if err := o.commit(); err != nil {
-		return err
+		return nil, err
 	}
 	fmt.Fprintf(stdout, "\nwrote %s/{confusion.svg,templates.svg,mistakes.svg,class-accuracy.svg}\n", cfg.Out)
-	return nil
+	return &a, nil
 }
 
 // modelsName names what -mode=eval assesses: one model, or an ensemble.
@@ -1422,7 +1474,7 @@ func runLRTest(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error
 	const points = 40
 	fmt.Fprintf(stderr, "learning-rate range test: η from %g to %g over %d steps, %v, λ=%g\n", cfg.EtaMin, cfg.EtaMax, cfg.NS, net.Sizes, cfg.Lambda)
 	pts, trainErr := LRTest(ctx, net, gemm, sp.Train, sp.Val, cfg.trainOptions(), cfg.NS, points, stderr)
-	if errors.Is(trainErr, errDiverged) && len(pts) > 0 {
+	if diverged(trainErr) && len(pts) > 0 {
 		// Expected near the top of a wide range: the ramp ends there.
 		fmt.Fprintf(stdout, "the net diverged after η ≈ %.3g (%v); the plot ends there\n", pts[len(pts)-1].Eta, trainErr)
 		trainErr = nil
@@ -1453,15 +1505,16 @@ func runLRTest(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error
 
 // runSearch is -mode=search: the search (this shard's share of it), then
 // with -final a training run of the best λ; or -merge of shard folders.
-func runSearch(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
+// It returns the summary it wrote, nil while other shards' trials are
+// missing.
+func runSearch(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (*SearchSummary, error) {
 	if cfg.Merge {
 		for _, dir := range cfg.Args {
 			if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-				return usageErrorf("-merge: %s is not a folder", dir)
+				return nil, usageErrorf("-merge: %s is not a folder", dir)
 			}
 		}
-		_, err := MergeSearch(cfg.Args, cfg.Out, stdout, stderr)
-		return err
+		return MergeSearch(cfg.Args, cfg.Out, stdout, stderr)
 	}
 	var sp *Splits
 	var err error
@@ -1470,10 +1523,13 @@ func runSearch(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error
 		return sp, err
 	}
 	sum, err := Search(ctx, cfg.searchSpec(cfg.shard, cfg.shards), load, stdout, stderr)
-	if err != nil || sum == nil || !cfg.Final {
-		return err
+	if err == nil && sum == nil && ctx.Err() == nil {
+		fmt.Fprintln(stdout, "the search goes on when the missing trials are in: rerun the other shards, or give -wait so that shards run each other's trials")
 	}
-	return finalRun(ctx, cfg, sp, sum, stdout, stderr)
+	if err != nil || sum == nil || !cfg.Final {
+		return sum, err
+	}
+	return sum, finalRun(ctx, cfg, sp, sum, stdout, stderr)
 }
 
 // finalRun trains the search's best point with the seed's schedule (n_s =
@@ -1570,15 +1626,21 @@ func shardSpec(cfg *Config, getenv func(string) string) (i, n int, err error) {
 }
 
 // ---------------------------------------------------------------------------
-// -mode=report: the seed report's experiments, one after another, gathered
-// into one self-contained report.html. Each experiment is a command of this
-// program — the report's own command line with a few flags changed — and
-// the page shows that command beside its results.
+// -mode=report: the seed report's experiments as a table of commands.
+//
+// Each row of reportRows is one experiment: a command of this program — the
+// report's own command line with its mode and -out changed, then the row's
+// flags — run as if it had been typed, into a folder of its own under the
+// report's -out. The page shows the figures that command wrote there, under
+// captions filled in from the command's settings and the summary its mode
+// returned; the report computes nothing itself. Every command is on the page
+// and in commands.sh: running one by hand writes the same files.
 
-// reportPlan is the size of each experiment; -quick shrinks them to a smoke
+// reportPlan is the size of the experiments; -quick shrinks them to a smoke
 // run of a few minutes.
 type reportPlan struct {
 	n                  int // training images for the batch-1 and all-data runs (0: all)
+	gradCheckHidden    int // the gradient check's hidden layer (0: the configured net)
 	fig2NS, fig3NS     int
 	overfitEpochs      int
 	trials, trialCycle int
@@ -1588,67 +1650,163 @@ type reportPlan struct {
 
 var (
 	fullReport  = reportPlan{n: 0, fig2NS: 500, fig3NS: 800, overfitEpochs: 200, trials: 8, trialCycle: 2, finalNS: seedNS, finalCycles: seedCycles}
-	quickReport = reportPlan{n: 2000, fig2NS: 60, fig3NS: 40, overfitEpochs: 100, trials: 3, trialCycle: 1, finalNS: 100, finalCycles: 2}
+	quickReport = reportPlan{n: 2000, gradCheckHidden: 10, fig2NS: 60, fig3NS: 40, overfitEpochs: 100, trials: 3, trialCycle: 1, finalNS: 100, finalCycles: 2}
 )
 
-// reportRun is one training run of the report.
-type reportRun struct {
-	title, dir, command string
-	sum                 *RunSummary
+// reportRow is one experiment of the report.
+type reportRow struct {
+	name    string // its folder under the report's -out; later rows find its result by it
+	title   string // its line in the table of runs
+	section string // the heading it opens ("": none)
+	mode    string
+	flags   func(p reportPlan, done reportResults) []string // the row's flags (nil: none)
+	skip    func(done reportResults) bool                   // nil: never skipped
+	show    func(pg *reportPage, res *reportResult) error   // its figures and tables, and its line of the results table
 }
 
-// report is -mode=report in progress: the page so far and its runs.
-type report struct {
-	cfg             *Config
-	plan            reportPlan
-	synthetic       bool   // no data and -download=false: a synthetic problem
-	source          string // what the data is, for the page
-	doc             *htmlDoc
-	runs            []*reportRun
-	spBatch1, spAll *Splits
-	stdout, stderr  io.Writer
-	ctx             context.Context
-	results         [][]string // the first table: each seed result beside ours
+// reportResult is a finished row: its settings, its command and what its
+// mode returned.
+type reportResult struct {
+	row     reportRow
+	cfg     *Config
+	command string
+	text    string         // what the mode printed (gradcheck)
+	run     *RunSummary    // train, overfit
+	search  *SearchSummary // search
+	eval    *Assessment    // eval
 }
 
-// runReport is -mode=report: gradient check, overfit, the seed's Figures 2
-// and 3, the λ search and the final run, then the page.
+// reportResults are the finished rows by name.
+type reportResults map[string]*reportResult
+
+// reportRows is the report, in the seed's order. Figure 2 and 3 differ in
+// their schedule only.
+var reportRows = []reportRow{
+	{name: "gradcheck", section: "Gradient check", mode: "gradcheck", flags: gradCheckFlags, show: showGradCheck},
+	{name: "overfit", title: "Figure 1: overfit", section: "Sanity check: overfitting a few images", mode: "overfit", flags: overfitFlags, show: showOverfit},
+	{name: "fig2", title: "Figure 2: λ=0.01, 1 cycle", section: "Cyclical learning rates", mode: "train", flags: cyclicalFlags(2), show: showCyclical(2)},
+	{name: "fig3", title: "Figure 3: λ=0.01, 3 cycles", mode: "train", flags: cyclicalFlags(3), show: showCyclical(3)},
+	{name: "search", section: "Coarse-to-fine random search for λ", mode: "search", flags: searchFlags, show: showSearch},
+	{name: "final", title: "Figure 6: the best λ", section: "The final run", mode: "train", flags: finalFlags, show: showFinal},
+	{name: "learned", section: "What the net learned", mode: "eval", flags: learnedFlags, skip: noTestSet, show: showLearned},
+}
+
+// seedCyclical are the seed's Figures 2 and 3: their n_s and cycles, and
+// their results.
+var seedCyclical = map[int]struct {
+	ns, cycles  int
+	test, train string
+}{2: {500, 1, "46.17 %", "60.37 %"}, 3: {800, 3, "46.9 %", "71.67 %"}}
+
+// seedTables are the seed's Tables 1 and 2, the three best λ of its coarse
+// and fine search: log10 λ, λ, validation accuracy (%).
+var seedTables = [2][][]string{
+	{{"-4.610", "2.455e-05", "48.28"}, {"-4.695", "2.019e-05", "48.24"}, {"-2.797", "1.597e-03", "48.30"}},
+	{{"-2.816", "1.526e-03", "48.36"}, {"-4.615", "2.429e-05", "48.30"}, {"-3.072", "8.478e-04", "48.14"}},
+}
+
+// reportPage is -mode=report in progress: the page so far.
+type reportPage struct {
+	cfg            *Config
+	plan           reportPlan
+	doc            *htmlDoc
+	results        [][]string      // the first table: each seed result beside ours
+	runs           []*reportResult // the table of runs
+	commands       []string        // commands.sh
+	stdout, stderr io.Writer
+	ctx            context.Context
+}
+
+// runReport is -mode=report: every row of reportRows, then the page.
 func runReport(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	start := time.Now()
-	r := &report{cfg: cfg, plan: fullReport, doc: &htmlDoc{}, stdout: stdout, stderr: stderr, ctx: ctx,
-		synthetic: !cfg.dataSource().Available() && !cfg.Download, source: "CIFAR-10 in " + cfg.Data}
+	if !cfg.dataSource().Available() && !cfg.Download {
+		return &DataError{Problem: DataNoDownload, Path: cfg.Data}
+	}
+	pg := &reportPage{cfg: cfg, plan: fullReport, doc: &htmlDoc{}, stdout: stdout, stderr: stderr, ctx: ctx}
 	if cfg.Quick {
-		r.plan = quickReport
+		pg.plan = quickReport
 	}
-	if r.synthetic {
-		r.source = "a synthetic problem (no CIFAR-10 data in " + cfg.Data + " and -download=false)"
-	}
-	fmt.Fprintf(stderr, "report: %s, writing %s/report.html\n", r.source, cfg.Out)
-	for _, section := range []func() error{r.gradCheck, r.overfit, r.seedFigures, r.search} {
-		if err := section(); err != nil {
+	fmt.Fprintf(stderr, "report: CIFAR-10 in %s, writing %s/report.html\n", cfg.Data, cfg.Out)
+	done := reportResults{}
+	for _, row := range reportRows {
+		if row.skip != nil && row.skip(done) {
+			continue
+		}
+		res, err := pg.execute(row, done)
+		if err != nil {
 			return err
 		}
+		done[row.name] = res
+		if row.section != "" {
+			pg.doc.h2(row.section)
+		}
+		if err := row.show(pg, res); err != nil {
+			return fmt.Errorf("report: %s: %w", row.name, err)
+		}
 	}
-	return r.write(start)
+	return pg.write(start)
+}
+
+// execute runs one row's command, as the command line would.
+func (pg *reportPage) execute(row reportRow, done reportResults) (*reportResult, error) {
+	var flags []string
+	if row.flags != nil {
+		flags = row.flags(pg.plan, done)
+	}
+	cfg, command := pg.sub(row.mode, row.name, flags...)
+	cfg.started, cfg.shard, cfg.shards = time.Now(), 0, 1 // as run would set them: one unsharded process
+	fmt.Fprintf(pg.stderr, "report: %s\n", command)
+	pg.commands = append(pg.commands, command)
+	res := &reportResult{row: row, cfg: cfg, command: command}
+	var text bytes.Buffer
+	var err error
+	switch row.mode {
+	case "gradcheck":
+		err = runGradCheck(pg.ctx, cfg, &text, pg.stderr)
+	case "overfit":
+		res.run, err = runOverfit(pg.ctx, cfg, io.Discard, pg.stderr)
+	case "train":
+		res.run, err = runTrain(pg.ctx, cfg, io.Discard, pg.stderr)
+	case "search":
+		res.search, err = runSearch(pg.ctx, cfg, io.Discard, pg.stderr)
+	case "eval":
+		res.eval, err = runEval(pg.ctx, cfg, &text, pg.stderr)
+	default:
+		panic("mlp: report: no mode " + row.mode)
+	}
+	res.text = text.String()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("report: %s: %w", row.name, err)
+	case pg.ctx.Err() != nil || (res.run != nil && res.run.Interrupted):
+		return nil, fmt.Errorf("report interrupted during %s; its outputs so far are in %s, no report.html was written", row.name, cfg.Out)
+	case row.mode == "search" && res.search == nil:
+		return nil, fmt.Errorf("report: the search in %s is incomplete; finish it or use another -out", cfg.Out)
+	}
+	if res.run != nil && row.title != "" {
+		pg.runs = append(pg.runs, res)
+	}
+	return res, nil
 }
 
 // sub is the configuration of one experiment: the report's command line
 // with -mode, -out (a folder of the report's) and the given flags changed.
 // command is how a user repeats it.
-func (r *report) sub(mode, dir string, flags ...string) (cfg *Config, command string) {
-	base := slices.Clone(r.cfg.argv)
+func (pg *reportPage) sub(mode, dir string, flags ...string) (cfg *Config, command string) {
+	base := slices.Clone(pg.cfg.argv)
 	switch mode { // the report's flags that are for its other runs
 	case "search": // draws λ itself
 		base = dropFlags(base, newFlagSet(&Config{}, io.Discard), "lambda")
 	case "overfit": // validates on its training images
 		base = dropFlags(base, newFlagSet(&Config{}, io.Discard), "val")
 	}
-	args := append(slices.Clone(base), "-mode="+mode, "-out", filepath.Join(r.cfg.Out, dir))
+	args := append(slices.Clone(base), "-mode="+mode, "-out", filepath.Join(pg.cfg.Out, dir))
 	cfg, err := parseConfig(append(args, flags...), io.Discard)
 	if err != nil {
 		panic(fmt.Sprintf("mlp: report: %s %v: %v", mode, flags, err))
 	}
-	shown := append([]string{"go run .", "-mode=" + mode}, userFlags(base)...)
+	shown := append([]string{"go", "run", ".", "-mode=" + mode}, userFlags(base)...)
 	for i := 0; i < len(flags); i++ {
 		switch {
 		case strings.Contains(flags[i], "="): // -final=false: one token
@@ -1660,7 +1818,19 @@ func (r *report) sub(mode, dir string, flags ...string) (cfg *Config, command st
 			i++
 		}
 	}
+	for i, a := range shown {
+		shown[i] = shellQuote(a)
+	}
 	return cfg, strings.Join(shown, " ")
+}
+
+// shellQuote quotes a for a POSIX shell when it holds anything but
+// letters, digits and -_./=,:+@%.
+func shellQuote(a string) string {
+	if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=,:+@%") == "" {
+		return a
+	}
+	return "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 }
 
 // userFlags is the report's command line without the flags the report
@@ -1682,29 +1852,13 @@ func userFlags(argv []string) []string {
 	return out
 }
 
-// splits loads the data of an experiment (the synthetic problem without
-// data).
-func (r *report) splits(cfg *Config) (*Splits, error) {
-	if r.synthetic {
-		return syntheticSplits(600, r.cfg.Seed), nil
+// figure adds a figure of the panels (SVG files) that res's command wrote.
+func (pg *reportPage) figure(res *reportResult, caption string, files ...string) error {
+	panels, err := readPanels(res.cfg.Out, files...)
+	if err != nil {
+		return err
 	}
-	return LoadSplits(r.ctx, cfg.dataSource(), cfg.Split, cfg.Val, cfg.MaxTrain, r.stderr)
-}
-
-// gradCheck is section 1.
-func (r *report) gradCheck() error {
-	var flags []string
-	if r.cfg.Quick {
-		flags = []string{"-hidden", "10"} // check (b) nudges every weight: keep it small
-	}
-	cfg, command := r.sub("gradcheck", "gradcheck", flags...)
-	var text bytes.Buffer
-	if err := runGradCheck(r.ctx, cfg, &text, r.stderr); err != nil {
-		return fmt.Errorf("report: gradient check: %w", err)
-	}
-	r.doc.h2("Gradient check")
-	r.doc.p(fmt.Sprintf("Analytic gradients against forward and centred differences (ε = %g in the relative error), on a fresh net of the configured size. Command: %s", gradCheckEps, command))
-	r.doc.pre(text.String())
+	pg.doc.figure(caption, panels...)
 	return nil
 }
 
@@ -1716,252 +1870,170 @@ func pct(v optFloat) string {
 	return fmt.Sprintf("%.2f %%", 100*float64(v))
 }
 
-// overfit is the seed's Figure 1.
-func (r *report) overfit() error {
-	cfg, command := r.sub("overfit", "overfit", "-epochs", strconv.Itoa(r.plan.overfitEpochs))
-	if err := runOverfit(r.ctx, cfg, io.Discard, r.stderr); err != nil {
-		return fmt.Errorf("report: overfit: %w", err)
+// The rows' flags.
+
+// gradCheckFlags keep -quick's check small: check (b) nudges every weight.
+func gradCheckFlags(p reportPlan, _ reportResults) []string {
+	if p.gradCheckHidden > 0 {
+		return []string{"-hidden", strconv.Itoa(p.gradCheckHidden)}
 	}
-	var sum RunSummary
-	b, err := os.ReadFile(filepath.Join(cfg.Out, "summary.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &sum)
-	}
-	if err != nil {
-		return fmt.Errorf("report: overfit: %w", err)
-	}
-	panels, err := readPanels(cfg.Out, "loss.svg", "accuracy.svg")
-	if err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	ours := fmt.Sprintf("train cost %.4g, train accuracy %s", float64(sum.TrainCost), pct(sum.TrainAccuracy))
-	r.doc.h2("Sanity check: overfitting a few images")
-	r.doc.figure(fmt.Sprintf("Figure 1: loss and accuracy while training on the first %d training images only, for %d epochs (λ = %g, constant η = %g, batch %d). The net memorises them: %s. Training and validation are the same images, so one curve is drawn. Seed: 50 images, 200 epochs, train loss 0.136, accuracy 97.83 %%. Command: %s",
-		sum.TrainImages, cfg.Epochs, cfg.Lambda, cfg.Eta, cfg.Batch, ours, command), panels...)
-	r.results = append(r.results, []string{"Figure 1: overfit", "train loss 0.136, accuracy 97.83 % (50 images)", ours, command})
 	return nil
 }
 
-// train runs one experiment of the report on sp and lists it in the summary.
-func (r *report) train(title, dir string, sp *Splits, flags ...string) (*reportRun, error) {
-	cfg, command := r.sub("train", dir, flags...)
-	fmt.Fprintf(r.stderr, "report: %s\n", title)
-	sum, err := TrainAndSave(r.ctx, cfg.runSpec(title), sp, r.stderr)
-	if err != nil {
-		return nil, fmt.Errorf("report: %s: %w", title, err)
-	}
-	if sum.Interrupted {
-		return nil, fmt.Errorf("report interrupted during %q; its outputs so far are in %s, no report.html was written", title, cfg.Out)
-	}
-	run := &reportRun{title: title, dir: cfg.Out, command: command, sum: sum}
-	r.runs = append(r.runs, run)
-	return run, nil
+func overfitFlags(p reportPlan, _ reportResults) []string {
+	return []string{"-epochs", strconv.Itoa(p.overfitEpochs)}
 }
 
-// seedFigures are the seed's Figures 2 and 3, trained on batch 1 and
-// validated on batch 2.
-func (r *report) seedFigures() error {
-	r.doc.h2("Cyclical learning rates")
-	for i, f := range []struct {
-		ns, cyc             int
-		seedTest, seedTrain string
-		seedNS              int
-	}{
-		{r.plan.fig2NS, 1, "46.17 %", "60.37 %", 500},
-		{r.plan.fig3NS, 3, "46.9 %", "71.67 %", 800},
-	} {
-		num := i + 2
-		title := fmt.Sprintf("Figure %d: λ=0.01, %s, n_s=%d", num, count(f.cyc, "cycle"), f.ns)
-		flags := []string{"-split", SplitBatch1, "-val", "0", "-n", strconv.Itoa(r.plan.n), "-lambda", "0.01", "-ns", strconv.Itoa(f.ns), "-cycles", strconv.Itoa(f.cyc)}
-		if r.spBatch1 == nil {
-			cfg, _ := r.sub("train", "data", flags...)
-			var err error
-			if r.spBatch1, err = r.splits(cfg); err != nil {
-				return err
-			}
+// cyclicalFlags are Figure num's (2 or 3): batch 1, λ = 0.01, the plan's
+// n_s and the seed's cycles.
+func cyclicalFlags(num int) func(reportPlan, reportResults) []string {
+	return func(p reportPlan, _ reportResults) []string {
+		ns := p.fig2NS
+		if num == 3 {
+			ns = p.fig3NS
 		}
-		run, err := r.train(title, fmt.Sprintf("fig%d", num), r.spBatch1, flags...)
+		return []string{"-split", SplitBatch1, "-val", "0", "-n", strconv.Itoa(p.n), "-lambda", "0.01", "-ns", strconv.Itoa(ns), "-cycles", strconv.Itoa(seedCyclical[num].cycles)}
+	}
+}
+
+func searchFlags(p reportPlan, _ reportResults) []string {
+	return []string{"-n", strconv.Itoa(p.n), "-trials", strconv.Itoa(p.trials), "-cycles", strconv.Itoa(p.trialCycle), "-final=false"}
+}
+
+// finalFlags train the search's best λ, to 4 significant digits: the
+// page's command is short and still reproduces the run exactly (the
+// search's 17-digit λ did too, unreadably); the difference is far inside
+// the search's resolution.
+func finalFlags(p reportPlan, done reportResults) []string {
+	best := fmt.Sprintf("%.4g", done["search"].search.Best.Lambda)
+	return []string{"-n", strconv.Itoa(p.n), "-lambda", best, "-ns", strconv.Itoa(p.finalNS), "-cycles", strconv.Itoa(p.finalCycles)}
+}
+
+func learnedFlags(_ reportPlan, done reportResults) []string {
+	return []string{"-model", filepath.Join(done["final"].cfg.Out, "model.npz")}
+}
+
+func noTestSet(done reportResults) bool { return done["final"].run.TestImages == 0 }
+
+// The rows' figures, tables and captions.
+
+func showGradCheck(pg *reportPage, res *reportResult) error {
+	pg.doc.p(fmt.Sprintf("Analytic gradients against forward and centred differences (ε = %g in the relative error), on a fresh net of the configured size. Command: %s", gradCheckEps, res.command))
+	pg.doc.pre(res.text)
+	return nil
+}
+
+func showOverfit(pg *reportPage, res *reportResult) error {
+	s, c := res.run, res.cfg
+	ours := fmt.Sprintf("train cost %.4g, train accuracy %s", float64(s.TrainCost), pct(s.TrainAccuracy))
+	pg.results = append(pg.results, []string{res.row.title, "train loss 0.136, accuracy 97.83 % (50 images)", ours, res.command})
+	return pg.figure(res, fmt.Sprintf("Figure 1: loss and accuracy while training on the first %d training images only, for %d epochs (λ = %g, constant η = %g, batch %d). The net memorises them: %s. Training and validation are the same images, so one curve is drawn. Seed: 50 images, 200 epochs, train loss 0.136, accuracy 97.83 %%. Command: %s",
+		s.TrainImages, c.Epochs, c.Lambda, c.Eta, c.Batch, ours, res.command), "loss.svg", "accuracy.svg")
+}
+
+// showCyclical is Figure num (2 or 3).
+func showCyclical(num int) func(*reportPage, *reportResult) error {
+	return func(pg *reportPage, res *reportResult) error {
+		s, c, seed := res.run, res.cfg, seedCyclical[num]
+		pg.results = append(pg.results, []string{res.row.title, fmt.Sprintf("test %s, train %s", seed.test, seed.train),
+			fmt.Sprintf("test %s, train %s", pct(s.TestAccuracy), pct(s.TrainAccuracy)), res.command})
+		return pg.figure(res, fmt.Sprintf("Figure %d: cost, loss and accuracy with cyclical learning rates; training on batch 1 (%d images), validating on batch 2. λ = %g, %s of 2·n_s = %d steps, batch %d, η ∈ [%g, %g]. Test accuracy %s, train accuracy %s. Seed (n_s = %d): test %s, train %s. Command: %s",
+			num, s.TrainImages, c.Lambda, count(c.Cycles, "cycle"), 2*c.NS, c.Batch, c.EtaMin, c.EtaMax, pct(s.TestAccuracy), pct(s.TrainAccuracy), seed.ns, seed.test, seed.train, res.command),
+			"cost.svg", "loss.svg", "accuracy.svg")
+	}
+}
+
+// showSearch is the seed's Figures 4 and 5 and Tables 1 and 2.
+func showSearch(pg *reportPage, res *reportResult) error {
+	s, c := res.search, res.cfg
+	setting := fmt.Sprintf("Each trial trains %s with n_s = 2·⌊n/batch⌋ = %d on %d training images, validating on %d.", count(c.Cycles, "cycle"), s.TrialNS, s.TrainImages, s.ValImages)
+	for k, phase := range []struct {
+		name string
+		rng  *[2]float64
+		top  []Trial
+	}{{"coarse", s.CoarseRange, s.TopCoarse}, {"fine", s.FineRange, s.TopFine}} {
+		err := pg.figure(res, fmt.Sprintf("Figure %d: validation accuracy against log10 λ in the %s search: %d trials with log10 λ uniform in [%.3f, %.3f]. %s Seed: Figure %d, the same search on 45,000/5,000 images. Command: %s",
+			4+k, phase.name, s.Trials, phase.rng[0], phase.rng[1], setting, 4+k, res.command), phase.name+".svg")
 		if err != nil {
 			return err
 		}
-		panels, err := readPanels(run.dir, "cost.svg", "loss.svg", "accuracy.svg")
-		if err != nil {
-			return fmt.Errorf("report: %w", err)
+		var rows [][]string
+		for i, t := range phase.top {
+			rows = append(rows, append([]string{fmt.Sprintf("%.3f", t.LogLambda), fmt.Sprintf("%.3e", t.Lambda), fmt.Sprintf("%.2f", 100*t.ValAcc)}, seedTables[k][i]...))
 		}
-		s := run.sum
-		r.doc.figure(fmt.Sprintf("Figure %d: cost, loss and accuracy with cyclical learning rates; training on batch 1 (%d images), validating on batch 2. λ = 0.01, %s of 2·n_s = %d steps, batch 100, η ∈ [1e-5, 0.1]. Test accuracy %s, train accuracy %s. Seed (n_s = %d): test %s, train %s. Command: %s",
-			num, s.TrainImages, count(f.cyc, "cycle"), 2*f.ns, pct(s.TestAccuracy), pct(s.TrainAccuracy), f.seedNS, f.seedTest, f.seedTrain, run.command), panels...)
-		r.results = append(r.results, []string{fmt.Sprintf("Figure %d: λ=0.01, %s", num, count(f.cyc, "cycle")),
-			fmt.Sprintf("test %s, train %s", f.seedTest, f.seedTrain), fmt.Sprintf("test %s, train %s", pct(s.TestAccuracy), pct(s.TrainAccuracy)), run.command})
+		pg.doc.table(fmt.Sprintf("Table %d: the 3 best λ of the %s search, beside the seed's Table %d", k+1, phase.name, k+1),
+			[]string{"log10 λ", "λ", "val acc (%)", "seed: log10 λ", "seed: λ", "seed: acc (%)"}, rows)
 	}
+	pg.results = append(pg.results, []string{"Tables 1–2: best λ of the search", "λ = 1.526e-3 (48.36 % val)",
+		fmt.Sprintf("λ = %.4g (%.2f %% val)", s.Best.Lambda, 100*s.Best.ValAcc), res.command})
 	return nil
 }
 
-// search is the seed's Figures 4 and 5 and Tables 1 and 2 (the coarse and
-// the fine λ search on all the training batches), then Figure 6 (a run of
-// the best λ with the seed's schedule) and its confusion matrix.
-func (r *report) search() error {
-	cfg, command := r.sub("search", "search", "-n", strconv.Itoa(r.plan.n), "-trials", strconv.Itoa(r.plan.trials),
-		"-cycles", strconv.Itoa(r.plan.trialCycle), "-final=false")
-	sp, err := r.splits(cfg)
-	if err != nil {
-		return err
-	}
-	r.spAll = sp
-	fmt.Fprintf(r.stderr, "report: λ search, %d + %d trials\n", cfg.Trials, cfg.Trials)
-	ssum, err := Search(r.ctx, cfg.searchSpec(0, 1), func() (*Splits, error) { return sp, nil }, io.Discard, r.stderr)
-	if err != nil {
-		return fmt.Errorf("report: search: %w", err)
-	}
-	if ssum == nil {
-		return fmt.Errorf("report: the search in %s is incomplete; finish it or use another -out", cfg.Out)
-	}
-	done, err := readTrialDir(cfg.Out, io.Discard)
-	if err != nil {
-		return err
-	}
-	ns := 2 * (sp.Train.Len() / cfg.Batch)
-	setting := fmt.Sprintf("Each trial trains %s with n_s = 2·⌊n/batch⌋ = %d on %d training images, validating on %d.", count(cfg.Cycles, "cycle"), ns, sp.Train.Len(), sp.Val.Len())
-	r.doc.h2("Coarse-to-fine random search for λ")
-	seedTables := [2][][]string{
-		{{"-4.610", "2.455e-05", "48.28"}, {"-4.695", "2.019e-05", "48.24"}, {"-2.797", "1.597e-03", "48.30"}},
-		{{"-2.816", "1.526e-03", "48.36"}, {"-4.615", "2.429e-05", "48.30"}, {"-3.072", "8.478e-04", "48.14"}},
-	}
-	for k, phase := range []string{"coarse", "fine"} {
-		ts := phaseTrials(done, phase)
-		plot := &Plot{Title: fmt.Sprintf("%s search: validation accuracy", phase), XLabel: "log10 λ", YLabel: "validation accuracy (%)"}
-		pts := Series{Name: phase + " trials", Scatter: true}
-		for _, t := range ts {
-			y := 100 * t.ValAcc
-			if t.Diverged() {
-				y = 0
-			}
-			pts.X, pts.Y = append(pts.X, t.LogLambda), append(pts.Y, y)
-		}
-		plot.Series = []Series{pts}
-		if best, ok := bestTrial(ts); ok {
-			plot.Series = append(plot.Series, Series{Name: "best", Scatter: true, X: []float64{best.LogLambda}, Y: []float64{100 * best.ValAcc},
-				Label: fmt.Sprintf("λ=%.3g, %.2f %%", best.Lambda, 100*best.ValAcc)})
-		}
-		what := fmt.Sprintf("%d trials with log10 λ uniform in [%g, %g]", len(ts), cfg.LMin, cfg.LMax)
-		if phase == "fine" {
-			what = fmt.Sprintf("%d trials around the best coarse λ (log10 λ ± %g)", len(ts), (cfg.LMax-cfg.LMin)/8)
-		}
-		r.doc.figure(fmt.Sprintf("Figure %d: validation accuracy against log10 λ in the %s search: %s. %s Seed: Figure %d, the same search on 45,000/5,000 images. Command: %s",
-			4+k, phase, what, setting, 4+k, command), plot.SVG())
-		sorted := slices.Clone(ts)
-		sort.SliceStable(sorted, func(i, j int) bool {
-			return !sorted[i].Diverged() && (sorted[j].Diverged() || sorted[i].ValAcc > sorted[j].ValAcc)
-		})
-		var rows [][]string
-		for i, t := range sorted[:min(3, len(sorted))] {
-			row := []string{fmt.Sprintf("%.3f", t.LogLambda), fmt.Sprintf("%.3e", t.Lambda), fmt.Sprintf("%.2f", 100*t.ValAcc)}
-			rows = append(rows, append(row, seedTables[k][i]...))
-		}
-		r.doc.table(fmt.Sprintf("Table %d: the 3 best λ of the %s search, beside the seed's Table %d", k+1, phase, k+1),
-			[]string{"log10 λ", "λ", "val acc (%)", "seed: log10 λ", "seed: λ", "seed: acc (%)"}, rows)
-	}
-	r.results = append(r.results, []string{"Tables 1–2: best λ of the search", "λ = 1.526e-3 (48.36 % val)",
-		fmt.Sprintf("λ = %.4g (%.2f %% val)", ssum.Best.Lambda, 100*ssum.Best.ValAcc), command})
-
-	// The best λ to 4 significant digits: the page's command is short and
-	// still reproduces the run exactly (the search's 17-digit λ did too,
-	// unreadably); the difference is far inside the search's resolution.
-	best, _ := strconv.ParseFloat(fmt.Sprintf("%.4g", ssum.Best.Lambda), 64)
-	return r.finalRun(sp, best)
+// showFinal is Figure 6, a run with the search's best λ.
+func showFinal(pg *reportPage, res *reportResult) error {
+	s, c := res.run, res.cfg
+	pg.results = append(pg.results, []string{"Figure 6: the best λ, " + count(c.Cycles, "cycle"), "test 53.1 %, train 63.5 %",
+		fmt.Sprintf("test %s, train %s", pct(s.TestAccuracy), pct(s.TrainAccuracy)), res.command})
+	return pg.figure(res, fmt.Sprintf("Figure 6: cost, loss, accuracy and learning rate of a run with the search's best λ = %g on %d training images (validating on %d): %s of 2·n_s = %d steps, batch %d, η ∈ [%g, %g]. Test accuracy %s, train accuracy %s. Seed (λ = 1.526e-3, n_s = 900, 3 cycles): test 53.1 %%, train 63.5 %%. Command: %s",
+		c.Lambda, s.TrainImages, s.ValImages, count(c.Cycles, "cycle"), 2*c.NS, c.Batch, c.EtaMin, c.EtaMax, pct(s.TestAccuracy), pct(s.TrainAccuracy), res.command),
+		"cost.svg", "loss.svg", "accuracy.svg", "lr.svg")
 }
 
-// finalRun is Figure 6, a run with the search's best λ, and what its net
-// learned (Figures 7–10, when there is a test set).
-func (r *report) finalRun(sp *Splits, best float64) error {
-	final, err := r.train(fmt.Sprintf("Figure 6: best λ=%.4g, n_s=%d, %s", best, r.plan.finalNS, count(r.plan.finalCycles, "cycle")), "final", sp,
-		"-n", strconv.Itoa(r.plan.n), "-lambda", fmtFloat(best), "-ns", strconv.Itoa(r.plan.finalNS), "-cycles", strconv.Itoa(r.plan.finalCycles))
-	if err != nil {
-		return err
+// showLearned is Figures 7–10: -mode=eval's pictures of the final net.
+func showLearned(pg *reportPage, res *reportResult) error {
+	a := res.eval
+	for _, f := range []struct{ file, caption string }{
+		{"confusion.svg", fmt.Sprintf("Figure 7 (not in the seed): the confusion matrix of Figure 6's net on the %d test images (rows: true class, columns: predicted); test accuracy %.2f %%. Command: %s", len(a.Pred), 100*a.Accuracy, res.command)},
+		{"templates.svg", "Figure 8 (not in the seed): what the hidden units look for. Each image is one row of W1 — a hidden unit's weights on the 32×32×3 input, divided by the inputs' standard deviation so that they weigh raw pixels — stretched to the full colour range; each row of the figure shows the 5 units that feed a class most strongly (largest W2 entry, printed under each). Blobs of colour and rough shapes (sky, grass, a centred object) are what a linear layer on raw pixels can learn."},
+		{"mistakes.svg", "Figure 9 (not in the seed): the test images the net got wrong with the highest confidence, with their true class and the class the net gave (and its probability)."},
+		{"class-accuracy.svg", "Figure 10 (not in the seed): the accuracy of every class on the test set (the diagonal of Figure 7 over its rows)."},
+	} {
+		if err := pg.figure(res, f.caption, f.file); err != nil {
+			return err
+		}
 	}
-	panels, err := readPanels(final.dir, "cost.svg", "loss.svg", "accuracy.svg", "lr.svg")
-	if err != nil {
-		return fmt.Errorf("report: %w", err)
-	}
-	fs := final.sum
-	r.doc.h2("The final run")
-	r.doc.figure(fmt.Sprintf("Figure 6: cost, loss, accuracy and learning rate of a run with the search's best λ = %.4g on %d training images (validating on %d): %s of 2·n_s = %d steps, batch 100, η ∈ [1e-5, 0.1]. Test accuracy %s, train accuracy %s. Seed (λ = 1.526e-3, n_s = 900, 3 cycles): test 53.1 %%, train 63.5 %%. Command: %s",
-		best, fs.TrainImages, fs.ValImages, count(r.plan.finalCycles, "cycle"), 2*r.plan.finalNS, pct(fs.TestAccuracy), pct(fs.TrainAccuracy), final.command), panels...)
-	r.results = append(r.results, []string{"Figure 6: the best λ, 3 cycles", "test 53.1 %, train 63.5 %",
-		fmt.Sprintf("test %s, train %s", pct(fs.TestAccuracy), pct(fs.TrainAccuracy)), final.command})
-	if sp.Test == nil || sp.Test.Len() == 0 {
-		return nil
-	}
-	return r.whatLearned(final.dir, sp)
-}
-
-// whatLearned is Figures 7–10: the confusion matrix, the weight templates,
-// the most confident mistakes and the accuracy per class of the net in dir
-// on the test set.
-func (r *report) whatLearned(dir string, sp *Splits) error {
-	m, err := LoadModel(filepath.Join(dir, "model.npz"))
-	if err != nil {
-		return err
-	}
-	gemm := NewGemmNamed(r.cfg.Workers, r.cfg.Kernel)
-	a := Assess([]*MLP{m.Net}, gemm, sp.Test)
-	gemm.Close()
-	classes := sp.Classes
-	if len(classes) != numClasses {
-		classes = defaultClassNames[:]
-	}
-	r.doc.h2("What the net learned")
-	r.doc.figure(fmt.Sprintf("Figure 7 (not in the seed): the confusion matrix of Figure 6's net on the %d test images (rows: true class, columns: predicted); test accuracy %.2f %%.", sp.Test.Len(), 100*a.Accuracy),
-		HeatmapSVG(fmt.Sprintf("Confusion matrix, test accuracy %.2f%%", 100*a.Accuracy), classes, a.Confusion, "true class", "predicted class"))
-	gemm = NewGemmNamed(r.cfg.Workers, r.cfg.Kernel)
-	probs := EnsembleProbabilities([]*MLP{m.Net}, gemm, sp.Test)
-	gemm.Close()
-	templates, mistakes, bars := learned(m.Net, sp.Test, a, probs, classes)
-	r.doc.figure("Figure 8 (not in the seed): what the hidden units look for. Each image is one row of W1 — a hidden unit's weights on the 32×32×3 input, divided by the inputs' standard deviation so that they weigh raw pixels — stretched to the full colour range; each row of the figure shows the 5 units that feed a class most strongly (largest W2 entry, printed under each). Blobs of colour and rough shapes (sky, grass, a centred object) are what a linear layer on raw pixels can learn.", templates)
-	r.doc.figure("Figure 9 (not in the seed): the test images the net got wrong with the highest confidence, with their true class and the class the net gave (and its probability).", mistakes)
-	r.doc.figure("Figure 10 (not in the seed): the accuracy of every class on the test set (the diagonal of Figure 7 over its rows).", bars)
 	return nil
 }
 
 // write puts the results table and the list of runs first and writes
-// report.html.
-func (r *report) write(start time.Time) error {
+// report.html and commands.sh.
+func (pg *reportPage) write(start time.Time) error {
 	page := &htmlDoc{}
-	if r.cfg.Quick {
-		page.banner(fmt.Sprintf("Smoke run (-quick) on %s — short schedules and few trials to check that everything works. These are not the results; run go run . -mode=report for them.", r.sizeNote()))
+	if pg.cfg.Quick {
+		page.banner(fmt.Sprintf("Smoke run (-quick) on %s — short schedules and few trials to check that everything works. These are not the results; run go run . -mode=report for them.", pg.sizeNote()))
 	}
-	page.p(fmt.Sprintf("A two-layer perceptron (3072 → 50 ReLU → 10 softmax) trained from scratch on %s with cyclical learning rates, replicating the seed report (KTH DD2424 assignment 2) figure by figure. GEMM kernel: %s, GOMAXPROCS %d. The whole report took %s. Every run's folder (history.csv, summary.json, plots, model.npz) is under %s.",
-		r.source, kernelName(r.cfg.Kernel), runtime.GOMAXPROCS(0), fmtDuration(time.Since(start)), r.cfg.Out))
-	page.table("The seed's results beside this report's, with the command that reproduces each", []string{"figure or table", "seed", "here", "command"}, r.results)
-	page.runTable(r.runs)
-	html := page.page("cifar-mlp report: a two-layer MLP on CIFAR-10", r.doc)
-	path := filepath.Join(r.cfg.Out, "report.html")
-	if err := writeBytesAtomic(path, html); err != nil {
+	page.p(fmt.Sprintf("A two-layer perceptron (3072 → 50 ReLU → 10 softmax) trained from scratch on CIFAR-10 in %s with cyclical learning rates, replicating the seed report (KTH DD2424 assignment 2) figure by figure. GEMM kernel: %s, GOMAXPROCS %d. The whole report took %s. Every run's folder (history.csv, summary.json, plots, model.npz) is under %s; commands.sh there lists every command.",
+		pg.cfg.Data, kernelName(pg.cfg.Kernel), runtime.GOMAXPROCS(0), fmtDuration(time.Since(start)), pg.cfg.Out))
+	page.table("The seed's results beside this report's, with the command that reproduces each", []string{"figure or table", "seed", "here", "command"}, pg.results)
+	page.runTable(pg.runs)
+	html := page.page("cifar-mlp report: a two-layer MLP on CIFAR-10", pg.doc)
+	script := "#!/bin/sh\n# The experiments of this report, in order (run from the project's folder;\n# each writes into a new runs/<mode>/ folder, or give -out).\nset -e\n" + strings.Join(pg.commands, "\n") + "\n"
+	var o outputs
+	o.addBytes(filepath.Join(pg.cfg.Out, "report.html"), html)
+	o.addBytes(filepath.Join(pg.cfg.Out, "commands.sh"), []byte(script))
+	if err := o.commit(); err != nil {
 		return err
 	}
-	fmt.Fprintf(r.stdout, "wrote %s (%d figures inlined) in %s\n", path, bytes.Count(html, []byte("<svg ")), fmtDuration(time.Since(start)))
+	fmt.Fprintf(pg.stdout, "wrote %s/{report.html,commands.sh} (%d figures inlined) in %s\n", pg.cfg.Out, bytes.Count(html, []byte("<svg ")), fmtDuration(time.Since(start)))
 	return nil
 }
 
 // sizeNote says how much data the report used.
-func (r *report) sizeNote() string {
-	if r.synthetic {
-		return "a synthetic problem of 600 images"
-	}
-	if r.plan.n > 0 {
-		return fmt.Sprintf("%d training images", r.plan.n)
+func (pg *reportPage) sizeNote() string {
+	if pg.plan.n > 0 {
+		return fmt.Sprintf("%d training images", pg.plan.n)
 	}
 	return "all the training images"
 }
 
-// runTable lists runs with their sizes, accuracies, time and the command
-// that repeats them.
-func (d *htmlDoc) runTable(runs []*reportRun) {
+// runTable lists the training runs with their sizes, accuracies, time and
+// the command that repeats them.
+func (d *htmlDoc) runTable(runs []*reportResult) {
 	d.b.WriteString("<table>\n<caption>Every training run of the report</caption>\n<tr><th>run</th><th>train / val / test images</th><th>train acc</th><th>val acc</th><th>test acc</th><th>time</th><th>command</th></tr>\n")
 	for _, run := range runs {
-		s := run.sum
+		s := run.run
 		fmt.Fprintf(&d.b, "<tr><td>%s</td><td>%d / %d / %d</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td><td>%s</td></tr>\n",
-			htmlText(run.title), s.TrainImages, s.ValImages, s.TestImages, htmlText(pct(s.TrainAccuracy)), htmlText(pct(s.ValAccuracy)), htmlText(pct(s.TestAccuracy)),
+			htmlText(run.row.title), s.TrainImages, s.ValImages, s.TestImages, htmlText(pct(s.TrainAccuracy)), htmlText(pct(s.ValAccuracy)), htmlText(pct(s.TestAccuracy)),
 			htmlText(fmt.Sprintf("%.1f s", s.WallSeconds)), htmlText(run.command))
 	}
 	d.b.WriteString("</table>\n")

@@ -1652,11 +1652,18 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
+// TestDownloadDisabledSaysHow: the data layer says what is missing (a
+// DataError), the command line what to do about it, naming the flags.
 func TestDownloadDisabledSaysHow(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "nothing")
 	_, err := LoadSplits(context.Background(), DataSource{Dir: dir, Download: false, URL: cifarURL, MD5: cifarMD5}, SplitAll, 0, 0, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "-download=false") || !strings.Contains(err.Error(), cifarURL) {
-		t.Fatalf("got %v, want an explanation naming -download=false and the URL", err)
+	var de *DataError
+	if !errors.As(err, &de) || de.Problem != DataNoDownload || de.Path != dir {
+		t.Fatalf("got %v, want a DataError DataNoDownload for %s", err, dir)
+	}
+	code, _, stderr := runCLI("-mode=train", "-data", dir, "-download=false", "-out", t.TempDir())
+	if code != 1 || !strings.Contains(stderr, "-download=false") || !strings.Contains(stderr, cifarURL) {
+		t.Fatalf("exit %d, %q: want 1 and an explanation naming -download=false and the URL", code, stderr)
 	}
 }
 
@@ -2660,6 +2667,11 @@ func TestShardsWaitForEachOther(t *testing.T) {
 		if s.BestFine != nil {
 			s.BestFine.Seconds = 0
 		}
+		for _, top := range [][]Trial{s.TopCoarse, s.TopFine} {
+			for i := range top {
+				top[i].Seconds = 0
+			}
+		}
 		b, _ := json.Marshal(s)
 		return string(b)
 	}
@@ -3423,12 +3435,39 @@ func TestPreset(t *testing.T) {
 }
 
 func TestReportQuickSynthetic(t *testing.T) {
-	out := t.TempDir()
-	code, stdout, stderr := runCLI("-mode=report", "-quick", "-data", filepath.Join(t.TempDir(), "none"), "-download=false", "-out", out)
+	data, out := filepath.Join(t.TempDir(), "data"), t.TempDir()
+	writeSyntheticCIFAR(t, data, 300)
+	code, stdout, stderr := runCLI("-mode=report", "-quick", "-data", data, "-download=false", "-val", "100", "-out", out)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	b := mustRead(t, filepath.Join(out, "report.html"))
+	checkReportPage(t, b)
+	// Every command in commands.sh is one the user can type: Figure 2's,
+	// run by hand into another folder, writes the SVG bytes the page shows.
+	var fig2 []string
+	for _, line := range strings.Split(string(mustRead(t, filepath.Join(out, "commands.sh"))), "\n") {
+		if strings.Contains(line, "-ns 60 -cycles 1") {
+			fig2 = strings.Fields(line)
+		}
+	}
+	if len(fig2) < 4 || strings.Join(fig2[:3], " ") != "go run ." {
+		t.Fatalf("commands.sh has no command of Figure 2 (-ns 60 -cycles 1)")
+	}
+	again := filepath.Join(t.TempDir(), "fig2")
+	if code, _, stderr := runCLI(append(fig2[3:], "-out", again)...); code != 0 {
+		t.Fatalf("%s: exit %d\n%s", strings.Join(fig2, " "), code, stderr)
+	}
+	for _, f := range []string{"cost.svg", "loss.svg", "accuracy.svg"} {
+		if svg := bytes.TrimSpace(mustRead(t, filepath.Join(again, f))); !bytes.Contains(b, svg) {
+			t.Errorf("Figure 2's command run by hand wrote a %s that is not the report's", f)
+		}
+	}
+}
+
+// checkReportPage checks a -quick report.html: well-formed, self-contained,
+// every figure and table there, short commands.
+func checkReportPage(t *testing.T, b []byte) {
 	d := xml.NewDecoder(bytes.NewReader(b))
 	svgs, tables := 0, 0
 	for {

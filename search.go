@@ -87,24 +87,54 @@ func checkSettings(dir string, want map[string]string, store bool) error {
 	}
 	var have map[string]string
 	if err := json.Unmarshal(b, &have); err != nil {
-		return fmt.Errorf("read %s: %w; move it away or choose another -out", path, err)
+		return &SearchFileError{Path: path, Err: err}
 	}
-	var diffs []string
+	var diffs []SettingDiff
 	for _, k := range slices.Sorted(maps.Keys(want)) {
 		if have[k] != want[k] {
-			diffs = append(diffs, fmt.Sprintf("-%s %s (the folder's: %s)", k, orNone(want[k]), orNone(have[k])))
+			diffs = append(diffs, SettingDiff{Key: k, Want: orNone(want[k]), Have: orNone(have[k])})
 		}
 	}
-	for k := range have {
+	for _, k := range slices.Sorted(maps.Keys(have)) {
 		if _, ok := want[k]; !ok {
-			diffs = append(diffs, fmt.Sprintf("-%s (the folder's: %s)", k, orNone(have[k])))
+			diffs = append(diffs, SettingDiff{Key: k, Have: orNone(have[k])})
 		}
 	}
 	if len(diffs) > 0 {
-		return fmt.Errorf("%s holds a search with other settings: %s; rerun with the folder's values or choose another -out", dir, strings.Join(diffs, ", "))
+		return &SettingsMismatchError{Dir: dir, Diffs: diffs}
 	}
 	return nil
 }
+
+// SettingsMismatchError is a search folder that holds a search with other
+// settings than this command's: Diffs names each setting (a flag's name,
+// see SearchSpec.Settings) that differs.
+type SettingsMismatchError struct {
+	Dir   string
+	Diffs []SettingDiff
+}
+
+// SettingDiff is one setting of a SettingsMismatchError: this command's
+// value and the folder's ("" Want: this command has no such setting).
+type SettingDiff struct{ Key, Want, Have string }
+
+func (e *SettingsMismatchError) Error() string {
+	var d []string
+	for _, x := range e.Diffs {
+		d = append(d, fmt.Sprintf("%s=%s (the folder's: %s)", x.Key, orNone(x.Want), x.Have))
+	}
+	return fmt.Sprintf("%s holds a search with other settings: %s", e.Dir, strings.Join(d, ", "))
+}
+
+// SearchFileError is a file of a search folder (its settings or a trials
+// file) that is not this program's or cannot be read.
+type SearchFileError struct {
+	Path string
+	Err  error
+}
+
+func (e *SearchFileError) Error() string { return fmt.Sprintf("read %s: %v", e.Path, e.Err) }
+func (e *SearchFileError) Unwrap() error { return e.Err }
 
 // orNone shows an empty setting.
 func orNone(v string) string {
@@ -244,14 +274,14 @@ func readTrials(path string) (trials []Trial, torn bool, err error) {
 	r.FieldsPerRecord = -1
 	recs, err := r.ReadAll()
 	if err != nil {
-		return nil, false, fmt.Errorf("read %s: %w; move the file away or choose another -out", path, err)
+		return nil, false, &SearchFileError{Path: path, Err: err}
 	}
 	want := strings.Join(trialHeader(), ",")
 	if len(recs) == 0 && torn {
 		return nil, true, nil // only a torn header
 	}
 	if len(recs) == 0 || strings.Join(recs[0], ",") != want {
-		return nil, false, fmt.Errorf("read %s: not a trials file of this program (want the header %s); move it away or choose another -out", path, want)
+		return nil, false, &SearchFileError{Path: path, Err: fmt.Errorf("not a trials file of this program (want the header %s)", want)}
 	}
 	lineOf := map[int]int{} // trial index → its line
 	for i, rec := range recs[1:] {
@@ -501,6 +531,19 @@ func phaseTrials(done map[int]Trial, phase string) []Trial {
 	return ts
 }
 
+// DifferentSearchError is a folder whose recorded trial Have is not the
+// point this command draws for the same index (Want): another search.
+type DifferentSearchError struct {
+	Dir        string
+	Have, Want Trial
+}
+
+func (e *DifferentSearchError) Error() string {
+	h, w := e.Have, e.Want
+	return fmt.Sprintf("%s holds a different search (%s trial %d has log10 λ=%g, hidden %d, dropout %g; this command draws %g, %d, %g)",
+		e.Dir, h.Phase, h.Index, h.LogLambda, h.Hidden, h.Dropout, w.LogLambda, w.Hidden, w.Dropout)
+}
+
 // runTrial trains the trial t (its point filled in) and returns it with its
 // results.
 //
@@ -524,7 +567,7 @@ func runTrial(ctx context.Context, spec *SearchSpec, sp *Splits, in *Matrix, t T
 	net := NewMLP(netSizes(inputs, hidden), spec.He, newRNG(spec.Seed, uint64(streamTrialInit+t.Index)))
 	net.In = in
 	res, err := Train(ctx, net, gemm, sp.Train, sp.Val, o, nil)
-	if err != nil && !errors.Is(err, errDiverged) {
+	if err != nil && !diverged(err) {
 		return Trial{}, fmt.Errorf("trial %d (λ=%.4g): %w", t.Index, t.Lambda, err)
 	}
 	if res.Interrupted {
@@ -594,7 +637,7 @@ func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), 
 	coarse := spec.drawPoints(streamCoarse, spec.coarseSpace())
 	for i, p := range coarse {
 		if t, ok := done[i]; ok && !sameTrial(t, p.trial(&spec, "coarse", i)) {
-			return nil, fmt.Errorf("%s holds a different search (trial %d has log10 λ=%g, hidden %d, dropout %g; this command draws %g, %d, %g): use another -out or the same -seed, -trials, -lmin, -lmax, -hidden and search ranges", spec.Out, i, t.LogLambda, t.Hidden, t.Dropout, p.LogLambda, p.trial(&spec, "coarse", i).Hidden, p.Dropout)
+			return nil, &DifferentSearchError{Dir: spec.Out, Have: t, Want: p.trial(&spec, "coarse", i)}
 		}
 	}
 	sp, err := load()
@@ -630,19 +673,19 @@ func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), 
 		spec.Trials, shard, spec.Base.NS, count(spec.Base.Cycles, "cycle"), sp.Train.Len(), spec.Out)
 	if complete, err := s.runPhase("coarse", 0, coarse); err != nil || !complete {
 		if err == nil {
-			fmt.Fprintf(stdout, "coarse trials recorded: %d of %d in %s; the fine phase starts when all are in (rerun the other shards, or give -wait)\n", len(phaseTrials(done, "coarse")), spec.Trials, spec.Out)
+			fmt.Fprintf(stdout, "coarse trials recorded: %d of %d in %s; the fine phase starts when all are in\n", len(phaseTrials(done, "coarse")), spec.Trials, spec.Out)
 		}
 		return nil, err
 	}
 	bestCoarse, ok := bestTrial(phaseTrials(done, "coarse"))
 	if !ok {
-		return nil, fmt.Errorf("every coarse trial diverged; try a smaller -eta-max (now %g) or another λ range", spec.Base.EtaMax)
+		return nil, &DivergedSearchError{Dir: spec.Out, EtaMax: spec.Base.EtaMax}
 	}
 	fineSpace := spec.fineSpace(bestCoarse)
 	fine := spec.drawPoints(streamFine, fineSpace)
 	for k, p := range fine {
 		if t, ok := done[spec.Trials+k]; ok && !sameTrial(t, p.trial(&spec, "fine", spec.Trials+k)) {
-			return nil, fmt.Errorf("%s holds a different fine search (trial %d)", spec.Out, spec.Trials+k)
+			return nil, &DifferentSearchError{Dir: spec.Out, Have: t, Want: p.trial(&spec, "fine", spec.Trials+k)}
 		}
 	}
 	fmt.Fprintf(stderr, "fine search in %s: %d trials\n", spec.describe(fineSpace), spec.Trials)
@@ -652,7 +695,12 @@ func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), 
 		}
 		return nil, err
 	}
-	return reportSearch(spec.Out, spec.Trials, done, &[2]float64{spec.LMin, spec.LMax}, &fineSpace[0], stdout)
+	sum := &SearchSummary{Trials: spec.Trials, TrialNS: spec.Base.NS, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len()}
+	sum, err = reportSearch(spec.Out, sum, done, &[2]float64{spec.LMin, spec.LMax}, &fineSpace[0], stdout)
+	if de := (*DivergedSearchError)(nil); errors.As(err, &de) {
+		de.EtaMax = spec.Base.EtaMax
+	}
+	return sum, err
 }
 
 // missing lists the trials of a phase (indices first, first+1, …) that are
@@ -857,59 +905,106 @@ func (s *search) runTrials(todo []Trial) (ran int, err error) {
 
 // SearchSummary is the search's summary.json.
 type SearchSummary struct {
-	Trials       int      `json:"trials_per_phase"`
-	BestCoarse   Trial    `json:"best_coarse"`
-	BestFine     *Trial   `json:"best_fine,omitempty"`
-	Best         Trial    `json:"best"`
-	FinalTestAcc optFloat `json:"final_test_accuracy"`
-	FinalOut     string   `json:"final_out,omitempty"`
+	Trials       int         `json:"trials_per_phase"`
+	TrialNS      int         `json:"trial_ns,omitempty"`     // each trial's n_s (0: unknown, a merge)
+	TrainImages  int         `json:"train_images,omitempty"` // each trial's training set (0: unknown)
+	ValImages    int         `json:"val_images,omitempty"`
+	CoarseRange  *[2]float64 `json:"coarse_log10_lambda_range,omitempty"` // where each phase drew log10 λ (nil: unknown)
+	FineRange    *[2]float64 `json:"fine_log10_lambda_range,omitempty"`
+	BestCoarse   Trial       `json:"best_coarse"`
+	BestFine     *Trial      `json:"best_fine,omitempty"`
+	Best         Trial       `json:"best"`
+	TopCoarse    []Trial     `json:"top_coarse"`         // Table 1: the 3 best coarse trials, best first
+	TopFine      []Trial     `json:"top_fine,omitempty"` // Table 2: the fine phase's
+	FinalTestAcc optFloat    `json:"final_test_accuracy"`
+	FinalOut     string      `json:"final_out,omitempty"`
 }
 
-// reportSearch prints the top-3 tables, writes search.svg and summary.json
-// into out.
+// reportSearch prints the top-3 tables and writes into out what the search
+// shows: search.svg (both phases), coarse.svg and fine.svg (one phase
+// each, the seed's Figures 4 and 5) and summary.json (with the top-3
+// tables). sum holds what the caller knows of the trials' setting (Trials,
+// and TrialNS and the images when known); the rest is filled in here.
 //
 // coarseRange (nil: unknown) is the coarse phase's range of log10 λ, which
 // the x axis covers; fineRange (nil: none) the fine phase's, shaded.
-func reportSearch(out string, trials int, done map[int]Trial, coarseRange, fineRange *[2]float64, stdout io.Writer) (*SearchSummary, error) {
+func reportSearch(out string, sum *SearchSummary, done map[int]Trial, coarseRange, fineRange *[2]float64, stdout io.Writer) (*SearchSummary, error) {
 	ct, ft := phaseTrials(done, "coarse"), phaseTrials(done, "fine")
 	if len(ct) == 0 {
 		return nil, fmt.Errorf("no coarse trials recorded in %s", out)
 	}
 	bc, ok := bestTrial(ct)
 	if !ok {
-		return nil, fmt.Errorf("every coarse trial in %s diverged; try a smaller -eta-max or another λ range", out)
+		return nil, &DivergedSearchError{Dir: out}
 	}
-	sum := &SearchSummary{Trials: trials, BestCoarse: bc, Best: bc, FinalTestAcc: optFloat(math.NaN())}
-	printTop3(stdout, "Table 1: the 3 best λ of the coarse search", ct)
+	sum.BestCoarse, sum.Best, sum.FinalTestAcc = bc, bc, optFloat(math.NaN())
+	sum.CoarseRange, sum.FineRange = coarseRange, fineRange
+	sum.TopCoarse = top3(ct)
+	printTop3(stdout, "Table 1: the 3 best λ of the coarse search", sum.TopCoarse)
 	if bf, ok := bestTrial(ft); ok {
-		sum.BestFine = &bf
+		sum.BestFine, sum.TopFine = &bf, top3(ft)
 		if bf.ValAcc > sum.Best.ValAcc {
 			sum.Best = bf
 		}
 	}
 	if len(ft) > 0 {
-		printTop3(stdout, "Table 2: the 3 best λ of the fine search", ft)
+		printTop3(stdout, "Table 2: the 3 best λ of the fine search", sum.TopFine)
 	}
-	// Diverged trials are drawn at 0 % in a series of their own.
-	series := func(name, color string, ts []Trial, diverged bool) Series {
-		s := Series{Name: name, Scatter: true, Color: color}
-		for _, t := range ts {
-			if t.Diverged() != diverged {
-				continue
-			}
-			y := 100 * t.ValAcc
-			if diverged {
-				y = 0
-			}
-			s.X, s.Y = append(s.X, t.LogLambda), append(s.Y, y)
+	var o outputs
+	o.addBytes(filepath.Join(out, "search.svg"), searchPlot(ct, ft, sum.Best, coarseRange, fineRange).SVG())
+	o.addBytes(filepath.Join(out, "coarse.svg"), phasePlot("coarse", ct).SVG())
+	files := "search.svg,coarse.svg"
+	if len(ft) > 0 {
+		o.addBytes(filepath.Join(out, "fine.svg"), phasePlot("fine", ft).SVG())
+		files += ",fine.svg"
+	}
+	o.addJSON(filepath.Join(out, "summary.json"), sum)
+	if err := o.commit(); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(stdout, "\nbest λ = %.4g (log10 %.3f), validation accuracy %.2f%%\nwrote %s/{%s,search.json,%s,summary.json}\n", sum.Best.Lambda, sum.Best.LogLambda, 100*sum.Best.ValAcc, out, trialFiles(out), files)
+	return sum, nil
+}
+
+// DivergedSearchError is a search whose every coarse trial diverged: no λ
+// to refine. The learning rate is too large for every λ tried.
+type DivergedSearchError struct {
+	Dir    string  // the search's folder
+	EtaMax float64 // the trials' largest learning rate (0: unknown, a merge)
+}
+
+func (e *DivergedSearchError) Error() string {
+	if e.EtaMax > 0 {
+		return fmt.Sprintf("every coarse trial in %s diverged at η_max = %g", e.Dir, e.EtaMax)
+	}
+	return fmt.Sprintf("every coarse trial in %s diverged", e.Dir)
+}
+
+// trialSeries is the trials ts as points (log10 λ, validation accuracy in
+// %), those that did not diverge or, with diverged, those that did (drawn
+// at 0).
+func trialSeries(name, color string, ts []Trial, diverged bool) Series {
+	s := Series{Name: name, Scatter: true, Color: color}
+	for _, t := range ts {
+		if t.Diverged() != diverged {
+			continue
 		}
-		return s
+		y := 100 * t.ValAcc
+		if diverged {
+			y = 0
+		}
+		s.X, s.Y = append(s.X, t.LogLambda), append(s.Y, y)
 	}
+	return s
+}
+
+// searchPlot is search.svg: both phases' trials, the best, the ranges.
+func searchPlot(ct, ft []Trial, best Trial, coarseRange, fineRange *[2]float64) *Plot {
 	// The best trial's λ goes in the legend (its accuracy is on the y
 	// axis), not beside its point, where other points lie under it.
-	best := series(fmt.Sprintf("best λ=%.3g", sum.Best.Lambda), "", []Trial{sum.Best}, false)
 	plot := &Plot{Title: "λ search: validation accuracy", XLabel: "log10 λ", YLabel: "validation accuracy (%)",
-		Series: []Series{series("coarse", "", ct, false), series("fine", "", ft, false), best}}
+		Series: []Series{trialSeries("coarse", "", ct, false), trialSeries("fine", "", ft, false),
+			trialSeries(fmt.Sprintf("best λ=%.3g", best.Lambda), "", []Trial{best}, false)}}
 	if coarseRange != nil {
 		plot.XSpan = *coarseRange // the range sampled, not only where the points fell
 	}
@@ -917,26 +1012,46 @@ func reportSearch(out string, trials int, done map[int]Trial, coarseRange, fineR
 		plot.Bands = []Band{{Lo: fineRange[0], Hi: fineRange[1], Label: "fine range"}}
 	}
 	if all := append(slices.Clone(ct), ft...); slices.ContainsFunc(all, Trial.Diverged) {
-		plot.Series = append(plot.Series, series("diverged (drawn at 0)", "#7f7f7f", all, true))
+		plot.Series = append(plot.Series, trialSeries("diverged (drawn at 0)", "#7f7f7f", all, true))
 	}
-	var o outputs
-	o.addBytes(filepath.Join(out, "search.svg"), plot.SVG())
-	o.addJSON(filepath.Join(out, "summary.json"), sum)
-	if err := o.commit(); err != nil {
-		return nil, err
+	return plot
+}
+
+// phasePlot is coarse.svg or fine.svg: one phase's trials, its best one
+// labelled.
+func phasePlot(phase string, ts []Trial) *Plot {
+	plot := &Plot{Title: phase + " search: validation accuracy", XLabel: "log10 λ", YLabel: "validation accuracy (%)",
+		Series: []Series{trialSeries(phase+" trials", "", ts, false)}}
+	if best, ok := bestTrial(ts); ok {
+		s := trialSeries("best", "", []Trial{best}, false)
+		s.Label = fmt.Sprintf("λ=%.3g, %.2f %%", best.Lambda, 100*best.ValAcc)
+		plot.Series = append(plot.Series, s)
 	}
-	fmt.Fprintf(stdout, "\nbest λ = %.4g (log10 %.3f), validation accuracy %.2f%%\nwrote %s/{%s,search.json,search.svg,summary.json}\n", sum.Best.Lambda, sum.Best.LogLambda, 100*sum.Best.ValAcc, out, trialFiles(out))
-	return sum, nil
+	if slices.ContainsFunc(ts, Trial.Diverged) {
+		plot.Series = append(plot.Series, trialSeries("diverged (drawn at 0)", "#7f7f7f", ts, true))
+	}
+	return plot
+}
+
+// top3 is the (at most) 3 best trials of ts that did not diverge, best
+// first (ties: lower index first).
+func top3(ts []Trial) []Trial {
+	var ok []Trial
+	for _, t := range ts {
+		if !t.Diverged() {
+			ok = append(ok, t)
+		}
+	}
+	sort.SliceStable(ok, func(i, j int) bool {
+		return ok[i].ValAcc > ok[j].ValAcc || (ok[i].ValAcc == ok[j].ValAcc && ok[i].Index < ok[j].Index)
+	})
+	return ok[:min(3, len(ok))]
 }
 
 // printTop3 prints a table like the seed's Tables 1 and 2.
-func printTop3(w io.Writer, title string, ts []Trial) {
-	sorted := append([]Trial(nil), ts...)
-	sort.SliceStable(sorted, func(i, j int) bool { // diverged trials last
-		return !sorted[i].Diverged() && (sorted[j].Diverged() || sorted[i].ValAcc > sorted[j].ValAcc)
-	})
+func printTop3(w io.Writer, title string, top []Trial) {
 	fmt.Fprintf(w, "\n%s\n%-10s %-11s %-7s %-8s %-13s %-13s\n", title, "log10 λ", "λ", "hidden", "dropout", "val acc (%)", "best acc (%)")
-	for _, t := range sorted[:min(3, len(sorted))] {
+	for _, t := range top {
 		fmt.Fprintf(w, "%-10.3f %-11.3e %-7d %-8.2f %-13.2f %-13.2f\n", t.LogLambda, t.Lambda, t.Hidden, t.Dropout, 100*t.ValAcc, 100*t.BestValAcc)
 	}
 }
@@ -1002,7 +1117,7 @@ func MergeSearch(dirs []string, out string, stdout, stderr io.Writer) (*SearchSu
 		}
 		fineRange[0], fineRange[1] = math.Min(fineRange[0], t.LogLambda), math.Max(fineRange[1], t.LogLambda)
 	}
-	return reportSearch(out, len(phaseTrials(all, "coarse")), all, nil, fineRange, stdout)
+	return reportSearch(out, &SearchSummary{Trials: len(phaseTrials(all, "coarse"))}, all, nil, fineRange, stdout)
 }
 
 // A results file is guarded by a lock file beside it, so that two processes
@@ -1023,10 +1138,20 @@ const (
 func lockFile(path string) (release func(), err error) {
 	release, holder, err := tryLock(path)
 	if err == nil && release == nil {
-		err = fmt.Errorf("another process (%s) is running this search in %s: %s; wait for it to finish or choose another -out (a lock left by a killed process is taken over at once on its own host, elsewhere %v after its last refresh)",
-			holder, filepath.Dir(path), filepath.Base(path), lockStale)
+		err = &SearchBusyError{Holder: holder, Lock: path}
 	}
 	return release, err
+}
+
+// SearchBusyError is a search shard that another live process is running
+// in the same folder.
+type SearchBusyError struct {
+	Holder string // who holds the lock (host and process)
+	Lock   string // the lock file
+}
+
+func (e *SearchBusyError) Error() string {
+	return fmt.Sprintf("another process (%s) is running this search in %s: %s", e.Holder, filepath.Dir(e.Lock), filepath.Base(e.Lock))
 }
 
 // tryLock takes the lock at path if it is free or stale and returns its

@@ -135,9 +135,28 @@ type TrainResult struct {
 	Averaged *MLP
 }
 
-// errDiverged is wrapped by Train's error when the cost became NaN or ±Inf
-// or exploded (see exploded); main adds the advice, which names flags.
-var errDiverged = errors.New("training diverged")
+// DivergedError is Train's error when the cost became NaN or ±Inf or
+// exploded (see exploded); main adds the advice, which names flags.
+type DivergedError struct {
+	Step int     // the step (from 1) after which it was seen
+	Eta  float64 // that step's learning rate (0: not known here)
+	What string  // the cost that was seen, in words
+	Hint string  // why the step may be larger than η ("": nothing to add)
+}
+
+func (e *DivergedError) Error() string {
+	eta := ""
+	if e.Eta > 0 {
+		eta = fmt.Sprintf(" (η=%.3g)", e.Eta)
+	}
+	return fmt.Sprintf("training diverged at step %d%s: %s%s", e.Step, eta, e.What, e.Hint)
+}
+
+// diverged reports whether err is (or wraps) a DivergedError.
+func diverged(err error) bool {
+	var de *DivergedError
+	return errors.As(err, &de)
+}
 
 // Train runs mini-batch gradient descent on train, one step t at a time:
 //
@@ -409,7 +428,7 @@ func (tr *trainer) step(t int, eta float64) error {
 	tr.net.ForwardDropout(tr.ws, tr.xb, tr.o.Dropout, tr.dropRNG)
 	loss := tr.net.BackwardSmoothed(tr.ws, tr.yb, tr.o.Lambda, tr.o.Smooth)
 	if !finite(loss) {
-		return fmt.Errorf("%w at step %d (η=%.3g): the batch loss is %v", errDiverged, t+1, eta, loss)
+		return &DivergedError{Step: t + 1, Eta: eta, What: fmt.Sprintf("the batch loss is %v", loss)}
 	}
 	tr.opt.Step(eta)
 	if tr.res.Averaged != nil {
@@ -484,7 +503,7 @@ func (tr *trainer) evaluate(t int, eta float64, final bool) error {
 	tr.res.EvalSeconds += spent
 	tr.evalTime += spent
 	if evalTrain && !finite(row.Train.Cost) {
-		return fmt.Errorf("%w at step %d: the training cost is %v", errDiverged, t+1, row.Train.Cost)
+		return &DivergedError{Step: t + 1, What: fmt.Sprintf("the training cost is %v", row.Train.Cost)}
 	}
 	return tr.exploded(t, row)
 }
@@ -508,7 +527,7 @@ func (tr *trainer) exploded(t int, row HistoryRow) error {
 		if tr.o.Opt == "momentum" || tr.o.Opt == "nesterov" {
 			hint = fmt.Sprintf(" (with %s each step is about η/(1−μ) = %.3g·η)", tr.o.Opt, 1/(1-tr.o.Momentum))
 		}
-		return fmt.Errorf("%w at step %d: the cost grew from %.4g to %.4g%s", errDiverged, t+1, c[0], c[1], hint)
+		return &DivergedError{Step: t + 1, What: fmt.Sprintf("the cost grew from %.4g to %.4g", c[0], c[1]), Hint: hint}
 	}
 	return nil
 }
