@@ -792,7 +792,7 @@ func downloadCIFAR(ctx context.Context, src DataSource, progress io.Writer) erro
 		return fmt.Errorf("download %s: the server announces %d bytes, more than the %d the CIFAR-10 archive can be; refused", url, resp.ContentLength, limit)
 	}
 	hash := md5.New()
-	pw := newProgress(progress, resp.ContentLength)
+	pw := newDownloadProgress(progress, resp.ContentLength)
 	body := &watchedReader{r: io.LimitReader(resp.Body, limit+1), watchdog: watchdog, idle: idle}
 	n, err := io.Copy(io.MultiWriter(tmp, hash, pw), body)
 	pw.finish()
@@ -917,9 +917,9 @@ func writeFileFrom(p string, r io.Reader, size int64) error {
 	return nil
 }
 
-// progress reports a download on w: a single updating line on a terminal,
+// downloadProgress reports a download on w: a single updating line on a terminal,
 // a line every few seconds otherwise.
-type progress struct {
+type downloadProgress struct {
 	w         io.Writer
 	total     int64
 	done      int64
@@ -929,8 +929,8 @@ type progress struct {
 	everyLine time.Duration
 }
 
-func newProgress(w io.Writer, total int64) *progress {
-	p := &progress{w: w, total: total, start: time.Now(), everyLine: 10 * time.Second}
+func newDownloadProgress(w io.Writer, total int64) *downloadProgress {
+	p := &downloadProgress{w: w, total: total, start: time.Now(), everyLine: 10 * time.Second}
 	if isTerminal(w) {
 		p.tty, p.everyLine = true, 200*time.Millisecond
 	}
@@ -938,7 +938,7 @@ func newProgress(w io.Writer, total int64) *progress {
 	return p
 }
 
-// isTerminal reports whether w is a terminal: progress then updates one
+// isTerminal reports whether w is a terminal: downloadProgress then updates one
 // line in place (\r); elsewhere (a log file, a pipe, a scheduler's output)
 // it writes a plain line at most every 10 s.
 func isTerminal(w io.Writer) bool {
@@ -958,7 +958,7 @@ func fmtDuration(d time.Duration) string {
 	return d.Round(time.Second).String()
 }
 
-func (p *progress) Write(b []byte) (int, error) {
+func (p *downloadProgress) Write(b []byte) (int, error) {
 	p.done += int64(len(b))
 	if now := time.Now(); now.Sub(p.last) >= p.everyLine {
 		p.last = now
@@ -967,7 +967,7 @@ func (p *progress) Write(b []byte) (int, error) {
 	return len(b), nil
 }
 
-func (p *progress) print() {
+func (p *downloadProgress) print() {
 	secs := time.Since(p.start).Seconds()
 	rate := float64(p.done) / math.Max(secs, 1e-9) / 1e6
 	line := fmt.Sprintf("downloaded %.1f MB", float64(p.done)/1e6)
@@ -982,7 +982,7 @@ func (p *progress) print() {
 	}
 }
 
-func (p *progress) finish() {
+func (p *downloadProgress) finish() {
 	p.print()
 	if p.tty {
 		fmt.Fprintln(p.w)

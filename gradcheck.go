@@ -49,9 +49,9 @@ func costOf(net *MLP, ws *Workspace, x *Matrix, y []int, lambda, eps float64, ma
 // when centred is true, by centred differences with step h. Each
 // parameter's entries are shared out among workers goroutines, each nudging
 // its own copy of the net; net itself is not changed. masks (nil: none) are
-// dropout masks held fixed. report (nil: none) is called before each
+// dropout masks held fixed. announce (nil: none) is called before each
 // parameter. Cancelling ctx stops it (with ctx's cause as the error).
-func NumericalGrads(ctx context.Context, net *MLP, x *Matrix, y []int, lambda, eps, h float64, centred bool, workers int, masks []*Matrix, report func(p Param)) ([]*Matrix, error) {
+func NumericalGrads(ctx context.Context, net *MLP, x *Matrix, y []int, lambda, eps, h float64, centred bool, workers int, masks []*Matrix, announce func(p Param)) ([]*Matrix, error) {
 	workers = max(1, workers)
 	type copyOf struct {
 		net *MLP
@@ -68,8 +68,8 @@ func NumericalGrads(ctx context.Context, net *MLP, x *Matrix, y []int, lambda, e
 	}
 	var grads []*Matrix
 	for pi, p := range net.Params(copies[0].ws) {
-		if report != nil {
-			report(p)
+		if announce != nil {
+			announce(p)
 		}
 		g := NewMatrix(p.Val.Rows, p.Val.Cols)
 		grads = append(grads, g)

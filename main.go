@@ -95,12 +95,13 @@ type Config struct {
 	Kernel         string // GEMM micro-kernel: auto, go, avx2, avx512
 	CPUProfile     string
 	Verbose        bool
-	Args           []string // positional arguments (images for -mode=predict)
-	argv           []string // the command line as given (the report reruns it with changes)
-	outGiven       bool     // -out was on the command line (else Out is the runs/<mode> parent)
-	ownFolder      bool     // Out is a runs/<mode>/<time> folder of its own: runs/<mode>/latest points at it when it finishes
-	Force          bool     // replace a finished run in an explicit -out
-	ResumeDir      string   // -resume: the folder of an interrupted run
+	Args           []string          // positional arguments (images for -mode=predict)
+	argv           []string          // the command line as given (the report reruns it with changes)
+	flags          map[string]string // every flag's value after the mode's and preset's defaults (summary.json's "config")
+	outGiven       bool              // -out was on the command line (else Out is the runs/<mode> parent)
+	ownFolder      bool              // Out is a runs/<mode>/<time> folder of its own: runs/<mode>/latest points at it when it finishes
+	Force          bool              // replace a finished run in an explicit -out
+	ResumeDir      string            // -resume: the folder of an interrupted run
 	resume         *Checkpoint
 	shard, shards  int // -mode=search: this process's shard (from -shard or the environment)
 
@@ -418,6 +419,11 @@ func parseFlags(args []string, stderr io.Writer) (cfg *Config, fs *flag.FlagSet,
 		}
 		applyDefaults("preset "+cfg.Preset, values)
 	}
+	cfg.flags = map[string]string{}
+	fs.VisitAll(func(f *flag.Flag) { cfg.flags[f.Name] = f.Value.String() })
+	// The lists (fs.Func flags keep no value of their own).
+	cfg.flags["hidden"], cfg.flags["search-hidden"] = joinInts(cfg.Hidden), joinInts(cfg.SearchHidden)
+	cfg.flags["search-dropout"] = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(cfg.SearchDropout)), ","), "[]")
 	return cfg, fs, given, nil
 }
 
@@ -760,11 +766,11 @@ func interruptedBy(ctx context.Context) *Interrupted {
 	return nil
 }
 
-// run is main without the process: it parses args, runs the mode until
+// runCommand is main without the process: it parses args, runs the mode until
 // it ends or ctx is cancelled, and returns the exit status: 0, 1 for a
 // failure, 2 for a usage error, 130 or 143 when a signal interrupted it
 // (after what was finished has been written).
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func runCommand(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	started := time.Now()
 	cfg, err := parseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
@@ -1051,7 +1057,7 @@ func main() {
 			os.Exit((&Interrupted{s}).ExitCode())
 		}
 	}()
-	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+	os.Exit(runCommand(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // ---------------------------------------------------------------------------
@@ -1072,7 +1078,7 @@ func (c *Config) trainOptions() TrainOptions {
 
 func (c *Config) runSpec(title string) RunSpec {
 	return RunSpec{Out: c.Out, Title: title, Hidden: c.Hidden, He: c.He, Whiten: c.whitenSpec(), TTA: c.TTA, Seed: c.Seed, Workers: c.Workers, Kernel: c.Kernel,
-		Options: c.trainOptions(), Config: c, Args: c.argv, Resume: c.resume}
+		Options: c.trainOptions(), Settings: c.flags, Args: c.argv, Resume: c.resume}
 }
 
 func (c *Config) whitenSpec() WhitenSpec {

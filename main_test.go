@@ -40,7 +40,8 @@ import (
 )
 
 // ---------------------------------------------------------------------------
-// matrix.go: the GEMM engine and its kernels, against GemmNaive
+// Helpers shared by the sections below: random operands, synthetic data,
+// running the command line, reading and checking its files.
 
 func randMatrix(rng *rand.Rand, rows, cols int) *Matrix {
 	m := NewMatrix(rows, cols)
@@ -49,6 +50,110 @@ func randMatrix(rng *rand.Rand, rows, cols int) *Matrix {
 	}
 	return m
 }
+
+// maxRelErr is max |got-want| / max(1, |want|) over all elements.
+func maxRelErr(got, want []float64) float64 {
+	var worst float64
+	for i := range got {
+		d := math.Abs(got[i]-want[i]) / math.Max(1, math.Abs(want[i]))
+		if d > worst || math.IsNaN(d) {
+			worst = d
+		}
+	}
+	return worst
+}
+
+// reportSpeed reports flops per b.Loop iteration as GFLOP/s and as the
+// share of the kernel's peak with `threads` goroutines.
+func reportSpeed(b *testing.B, flops float64, kernel string, threads int) {
+	gflops := flops * float64(b.N) / b.Elapsed().Seconds() / 1e9
+	b.ReportMetric(gflops, "GFLOP/s")
+	b.ReportMetric(100*gflops/peakFor(kernel, threads), "%peak")
+}
+
+// writeSyntheticCIFAR writes a small data set in the official layout.
+func writeSyntheticCIFAR(t testing.TB, dir string, perBatch int) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rng := newRNG(31, 41)
+	for _, f := range batchFiles {
+		if err := os.WriteFile(filepath.Join(dir, f), syntheticBatch(perBatch, rng), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "batches.meta.txt"), []byte(strings.Join(defaultClassNames[:], "\n")+"\n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// inputsOf returns every image of d as network inputs, one row each.
+func inputsOf(d *Dataset) *Matrix {
+	x := NewMatrix(d.Len(), d.Dim())
+	for i := 0; i < d.Len(); i++ {
+		d.Row(x.Row(i), i)
+	}
+	return x
+}
+
+func cifarDir(t testing.TB) string {
+	dir := os.Getenv("CIFAR10_DIR")
+	if dir == "" {
+		t.Skip("integration test: set CIFAR10_DIR to a folder made by ../shared/cifar10/make-bin.sh to run it")
+	}
+	return dir
+}
+
+// trialsByIndex reads every trial in dir, without the wall time.
+func trialsByIndex(t *testing.T, dir string) map[int]Trial {
+	t.Helper()
+	done, err := readTrialDir(dir, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tr := range done {
+		tr.Seconds = 0
+		done[i] = tr
+	}
+	return done
+}
+
+func mustRead(t *testing.T, p string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// runCLI runs the program in-process and returns exit status and outputs.
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := runCommand(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func checkXML(t *testing.T, name string, b []byte) {
+	t.Helper()
+	d := xml.NewDecoder(bytes.NewReader(b))
+	for {
+		_, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("%s is not well-formed XML: %v", name, err)
+		}
+	}
+	if !bytes.Contains(b, []byte("viewBox")) {
+		t.Errorf("%s has no viewBox", name)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// matrix.go: the GEMM engine and its kernels, against GemmNaive
 
 // operands returns A and B stored so that op(A) is m×k and op(B) is k×n.
 func operands(rng *rand.Rand, transA, transB bool, m, k, n int) (a, b *Matrix) {
@@ -63,18 +168,6 @@ func operands(rng *rand.Rand, transA, transB bool, m, k, n int) (a, b *Matrix) {
 		b = randMatrix(rng, k, n)
 	}
 	return a, b
-}
-
-// maxRelErr is max |got-want| / max(1, |want|) over all elements.
-func maxRelErr(got, want []float64) float64 {
-	var worst float64
-	for i := range got {
-		d := math.Abs(got[i]-want[i]) / math.Max(1, math.Abs(want[i]))
-		if d > worst || math.IsNaN(d) {
-			worst = d
-		}
-	}
-	return worst
 }
 
 // testKernels lists every micro-kernel this binary has.
@@ -843,14 +936,6 @@ func peakFor(kernel string, threads int) float64 {
 	return p
 }
 
-// reportSpeed reports flops per b.Loop iteration as GFLOP/s and as the
-// share of the kernel's peak with `threads` goroutines.
-func reportSpeed(b *testing.B, flops float64, kernel string, threads int) {
-	gflops := flops * float64(b.N) / b.Elapsed().Seconds() / 1e9
-	b.ReportMetric(gflops, "GFLOP/s")
-	b.ReportMetric(100*gflops/peakFor(kernel, threads), "%peak")
-}
-
 // BenchmarkPeak/<registers>-<T>T: the FMA peak of the register widths this
 // CPU has (scalar: the Go kernel's; ymm: AVX2; zmm: AVX-512), one chain of
 // register-only FMAs per accumulator, on 1 and 2 goroutines.
@@ -1492,23 +1577,6 @@ func syntheticBatch(n int, rng *rand.Rand) []byte {
 	return b
 }
 
-// writeSyntheticCIFAR writes a small data set in the official layout.
-func writeSyntheticCIFAR(t testing.TB, dir string, perBatch int) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	rng := newRNG(31, 41)
-	for _, f := range batchFiles {
-		if err := os.WriteFile(filepath.Join(dir, f), syntheticBatch(perBatch, rng), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "batches.meta.txt"), []byte(strings.Join(defaultClassNames[:], "\n")+"\n\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // meanStd returns the per-column mean and (population) standard deviation
 // of x; a constant column gets std 1 so that normalising leaves it at 0.
 func meanStd(x *Matrix) (mean, std []float64) {
@@ -1535,15 +1603,6 @@ func meanStd(x *Matrix) (mean, std []float64) {
 		}
 	}
 	return mean, std
-}
-
-// inputsOf returns every image of d as network inputs, one row each.
-func inputsOf(d *Dataset) *Matrix {
-	x := NewMatrix(d.Len(), d.Dim())
-	for i := 0; i < d.Len(); i++ {
-		d.Row(x.Row(i), i)
-	}
-	return x
 }
 
 func TestParseBatchRoundTrip(t *testing.T) {
@@ -1997,40 +2056,34 @@ func TestAugmentation(t *testing.T) {
 			}
 		}
 	})
-	t.Run("statistics and labels are kept", func(t *testing.T) {
-		// A batch drawn with -augment from random images: the pixel mean and
-		// spread per position barely move.
-		d := &Dataset{Pix: make([]uint8, 400*inputDim), Y: make([]int, 400), Norm: identityNorm(inputDim)}
-		for i := range d.Pix {
-			d.Pix[i] = uint8(rng.IntN(256))
-		}
-		aug := NewMatrix(400, inputDim)
-		arng := newRNG(1, 2)
-		for n := 0; n < 400; n++ {
-			augmentRow(aug.Row(n), d, n, arng)
-		}
-		m0, s0 := meanStd(inputsOf(d))
-		m1, s1 := meanStd(aug)
-		var dm, ds float64
-		for j := range m0 {
-			dm += math.Abs(m1[j] - m0[j])
-			ds += math.Abs(s1[j] - s0[j])
-		}
-		if dm /= inputDim; dm > 0.04 {
-			t.Errorf("mean per position moved by %.3f on average, want < 0.04 (values are uniform in [0, 1])", dm)
-		}
-		if ds /= inputDim; ds > 0.04 {
-			t.Errorf("std per position moved by %.3f on average, want < 0.04", ds)
-		}
-	})
 }
 
-func cifarDir(t testing.TB) string {
-	dir := os.Getenv("CIFAR10_DIR")
-	if dir == "" {
-		t.Skip("integration test: set CIFAR10_DIR to a folder made by ../shared/cifar10/make-bin.sh to run it")
+// TestAugmentationKeepsStatistics: a batch drawn with -augment from random
+// images: the pixel mean and spread per position barely move.
+func TestAugmentationKeepsStatistics(t *testing.T) {
+	rng := newRNG(12, 13)
+	d := &Dataset{Pix: make([]uint8, 400*inputDim), Y: make([]int, 400), Norm: identityNorm(inputDim)}
+	for i := range d.Pix {
+		d.Pix[i] = uint8(rng.IntN(256))
 	}
-	return dir
+	aug := NewMatrix(400, inputDim)
+	arng := newRNG(1, 2)
+	for n := 0; n < 400; n++ {
+		augmentRow(aug.Row(n), d, n, arng)
+	}
+	m0, s0 := meanStd(inputsOf(d))
+	m1, s1 := meanStd(aug)
+	var dm, ds float64
+	for j := range m0 {
+		dm += math.Abs(m1[j] - m0[j])
+		ds += math.Abs(s1[j] - s0[j])
+	}
+	if dm /= inputDim; dm > 0.04 {
+		t.Errorf("mean per position moved by %.3f on average, want < 0.04 (values are uniform in [0, 1])", dm)
+	}
+	if ds /= inputDim; ds > 0.04 {
+		t.Errorf("std per position moved by %.3f on average, want < 0.04", ds)
+	}
 }
 
 func TestIntegrationCIFAR(t *testing.T) {
@@ -2077,6 +2130,64 @@ func BenchmarkLoadCIFAR(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestPredictRefusesHugeImages: a small file that declares a huge image is
+// refused from its header, before any pixel is decoded.
+func TestPredictRefusesHugeImages(t *testing.T) {
+	var b bytes.Buffer
+	png.Encode(&b, image.NewGray(image.Rect(0, 0, 1, 1)))
+	p := b.Bytes()
+	// IHDR: 8 bytes signature, 4 length, 4 "IHDR", then width and height.
+	binary.BigEndian.PutUint32(p[16:], 100000)
+	binary.BigEndian.PutUint32(p[20:], 100000)
+	binary.BigEndian.PutUint32(p[29:], crc32.ChecksumIEEE(p[12:29]))
+	path := filepath.Join(t.TempDir(), "huge.png")
+	os.WriteFile(path, p, 0o644)
+	_, _, err := ReadImage(path)
+	if err == nil || !strings.Contains(err.Error(), "100000×100000") || !strings.Contains(err.Error(), "megapixels") {
+		t.Errorf("got %v, want a refusal naming the declared size", err)
+	}
+}
+
+// TestReadImageFromPipes: an image piped into standard input is read (it
+// cannot be rewound); a named pipe given as a file is refused at once
+// rather than waiting for a writer that may never come.
+func TestReadImageFromPipes(t *testing.T) {
+	var img bytes.Buffer
+	png.Encode(&img, image.NewRGBA(image.Rect(0, 0, 32, 32)))
+	t.Run("stdin pipe", func(t *testing.T) {
+		cmd := exec.Command(os.Args[0], "-test.run", "^TestReadImageHelper$")
+		cmd.Env = append(os.Environ(), "READ_IMAGE_HELPER=/dev/stdin")
+		cmd.Stdin = bytes.NewReader(img.Bytes()) // a pipe, not a file
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "read 3072 bytes") {
+			t.Errorf("%v: %s", err, out)
+		}
+	})
+	t.Run("named pipe", func(t *testing.T) {
+		fifo := filepath.Join(t.TempDir(), "cat.png")
+		if err := exec.Command("mkfifo", fifo).Run(); err != nil {
+			t.Skip("no mkfifo here:", err)
+		}
+		if _, _, err := ReadImage(fifo); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("got %v, want the named pipe refused", err)
+		}
+	})
+}
+
+// TestReadImageHelper is TestReadImageFromPipes' child process: it reads
+// the image READ_IMAGE_HELPER names (skipped when that is not set).
+func TestReadImageHelper(t *testing.T) {
+	path := os.Getenv("READ_IMAGE_HELPER")
+	if path == "" {
+		t.Skip("a helper of TestReadImageFromPipes")
+	}
+	pix, _, err := ReadImage(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("read %d bytes\n", len(pix))
 }
 
 // ---------------------------------------------------------------------------
@@ -2328,6 +2439,237 @@ func checkResumes(t *testing.T, pix *Dataset, o TrainOptions, fresh func() *MLP)
 	}
 }
 
+// TestOutputsTogether: a run's files are replaced all together or not at
+// all, and are created 0644 under the umask.
+func TestOutputsTogether(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.txt"), filepath.Join(dir, "b.txt")
+	os.WriteFile(a, []byte("old a"), 0o644)
+	os.WriteFile(b, []byte("old b"), 0o644)
+	var o outputs
+	o.addBytes(a, []byte("new a"))
+	o.add(b, func(w io.Writer) error { return errors.New("disk full") })
+	if err := o.commit(); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("commit: %v, want the failure", err)
+	}
+	if got := string(mustRead(t, a)) + "/" + string(mustRead(t, b)); got != "old a/old b" {
+		t.Errorf("after a failed write the files hold %q, want the old ones", got)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
+		t.Errorf("%d entries left, want the 2 files and no temporary ones", len(entries))
+	}
+	o = outputs{}
+	o.addBytes(a, []byte("new a"))
+	o.addBytes(b, []byte("new b"))
+	if err := o.commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := string(mustRead(t, a)) + "/" + string(mustRead(t, b)); got != "new a/new b" {
+		t.Errorf("after the write: %q", got)
+	}
+	fresh := filepath.Join(dir, "c.txt")
+	if err := writeBytesAtomic(fresh, []byte("c")); err != nil {
+		t.Fatal(err)
+	}
+	probe := filepath.Join(dir, "probe")
+	f, _ := os.OpenFile(probe, os.O_CREATE|os.O_WRONLY, 0o644) // what the umask makes of 0644
+	f.Close()
+	st, _ := os.Stat(fresh)
+	want, _ := os.Stat(probe)
+	if st.Mode().Perm() != want.Mode().Perm() {
+		t.Errorf("a new output file has mode %v, want %v (0644 under the umask)", st.Mode().Perm(), want.Mode().Perm())
+	}
+}
+
+// TestModelReaderRefuses: crafted and damaged model files get an error that
+// names the array, never a panic or a huge allocation.
+// npyWithHeader is a .npy file with the given header and data.
+func npyWithHeader(hdr string, data []byte) []byte {
+	var b bytes.Buffer
+	b.WriteString("\x93NUMPY\x01\x00")
+	binary.Write(&b, binary.LittleEndian, uint16(len(hdr)))
+	b.WriteString(hdr)
+	b.Write(data)
+	return b.Bytes()
+}
+
+// modelZip writes m's arrays as a model file, with the arrays named in raw
+// replaced by (or added as) those bytes, and returns its path.
+func modelZip(t *testing.T, m *Model, raw map[string][]byte) string {
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	names := []string{}
+	arrays := map[string]*Matrix{}
+	for l := range m.Net.W {
+		names = append(names, fmt.Sprintf("W%d", l+1), fmt.Sprintf("b%d", l+1))
+		arrays[names[len(names)-2]], arrays[names[len(names)-1]] = m.Net.W[l], m.Net.B[l]
+	}
+	names = append(names, "mean", "std")
+	arrays["mean"], arrays["std"] = &Matrix{Rows: 1, Cols: len(m.Mean), Data: m.Mean}, &Matrix{Rows: 1, Cols: len(m.Std), Data: m.Std}
+	for name := range raw {
+		if arrays[name] == nil {
+			names = append(names, name)
+		}
+	}
+	for _, name := range names {
+		w, _ := zw.Create(name + ".npy")
+		if r, ok := raw[name]; ok {
+			w.Write(r)
+		} else {
+			w.Write(npyBytes(arrays[name]))
+		}
+	}
+	zw.Close()
+	p := filepath.Join(t.TempDir(), "m.npz")
+	os.WriteFile(p, b.Bytes(), 0o644)
+	return p
+}
+
+func TestModelReaderRefuses(t *testing.T) {
+	rng := newRNG(3, 3)
+	good := func(sizes ...int) *Model {
+		net := NewMLP(sizes, false, rng)
+		return &Model{Net: net, Mean: make([]float64, sizes[0]), Std: slices.Repeat([]float64{1}, sizes[0])}
+	}
+	npy := npyWithHeader
+	zipOf := func(m *Model, raw map[string][]byte) string { return modelZip(t, m, raw) }
+	nanW := good(12, 5, 10)
+	nanW.Net.W[1].Data[3] = math.NaN()
+	zeroStd := good(12, 5, 10)
+	zeroStd.Std[4] = 0
+	cases := []struct {
+		name string
+		path string
+		want string
+	}{
+		{"5 classes", zipOf(good(12, 5, 5), nil), "W2 has 5 rows"},
+		{"20 classes", zipOf(good(12, 5, 20), nil), "W2 has 20 rows"},
+		{"layers do not chain", zipOf(good(12, 5, 10), map[string][]byte{"W2": npyBytes(NewMatrix(10, 6))}), "W2 is 10x6, want 5 columns"},
+		{"overflowing shape", zipOf(good(12, 5, 10), map[string][]byte{"W1": npy("{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904, 4), }\n", nil)}), "shape is not a tuple"},
+		{"shape larger than the data", zipOf(good(12, 5, 10), map[string][]byte{"W1": npy("{'descr': '<f8', 'fortran_order': False, 'shape': (16000, 16000), }\n", make([]byte, 80))}), "needs"},
+		{"big-endian", zipOf(good(12, 5, 10), map[string][]byte{"b1": npy("{'descr': '>f8', 'fortran_order': False, 'shape': (1, 5), 'x': '<f8'}\n", make([]byte, 40))}), "unknown header key"},
+		{"big-endian, '<f8' elsewhere", zipOf(good(12, 5, 10), map[string][]byte{"b1": npy("{'descr': '>f8', 'fortran_order': False, 'shape': (1, 5), } # '<f8'\n", make([]byte, 40))}), "text after the header"},
+		{"Fortran order", zipOf(good(12, 5, 10), map[string][]byte{"b1": npy("{'descr': '<f8', 'fortran_order': True, 'shape': (1, 5), }\n", make([]byte, 40))}), "C-ordered"},
+		{"NaN weight", zipOf(nanW, nil), "W2 holds NaN"},
+		{"zero std", zipOf(zeroStd, nil), "std[4] is 0"},
+		{"stray member", zipOf(good(12, 5, 10), map[string][]byte{"evil": []byte("x")}), "unexpected member"},
+		{"gap in the layers", zipOf(good(12, 5, 10), map[string][]byte{"W4": npyBytes(NewMatrix(10, 10))}), "without gaps"},
+		{"not a zip", func() string {
+			p := filepath.Join(t.TempDir(), "x.npz")
+			os.WriteFile(p, []byte("hello"), 0o644)
+			return p
+		}(), "zip"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := LoadModel(tc.path)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := LoadModel(zipOf(good(12, 5, 10), nil)); err != nil {
+		t.Errorf("a good model: %v", err)
+	}
+}
+
+// TestNpzDamage: a model or checkpoint file with one flipped bit is refused
+// naming the damage (archive/zip checks a member's CRC-32 only when it is
+// read to its end), and a member that would expand a thousand-fold is
+// refused before it is read.
+func TestNpzDamage(t *testing.T) {
+	dir := t.TempDir()
+	model := filepath.Join(dir, "model.npz")
+	net := NewMLP([]int{300, 50, 10}, false, newRNG(4, 4)) // W1 is 120 of the file's 125 KB
+	if err := SaveModel(model, &Model{Net: net, Mean: make([]float64, 300), Std: slices.Repeat([]float64{1}, 300)}); err != nil {
+		t.Fatal(err)
+	}
+	checkpoint := filepath.Join(dir, "checkpoint.npz")
+	if err := writeCheckpoint(checkpoint, &Checkpoint{Net: net, Perm: []int{0, 1}, Args: []string{"-mode=train"}}); err != nil {
+		t.Fatal(err)
+	}
+	read := map[string]func(string) error{
+		"model":      func(p string) error { _, err := LoadModel(p); return err },
+		"checkpoint": func(p string) error { _, err := ReadCheckpoint(p); return err },
+	}
+	for kind, path := range map[string]string{"model": model, "checkpoint": checkpoint} {
+		t.Run(kind+"/intact", func(t *testing.T) {
+			if err := read[kind](path); err != nil {
+				t.Fatalf("the intact file: %v", err)
+			}
+		})
+		t.Run(kind+"/one bit flipped", func(t *testing.T) {
+			b := mustRead(t, path)
+			b[len(b)/2] ^= 1 << 3 // inside W1's data
+			flipped := filepath.Join(t.TempDir(), filepath.Base(path))
+			os.WriteFile(flipped, b, 0o644)
+			err := read[kind](flipped)
+			if err == nil || !strings.Contains(err.Error(), "checksum") || !strings.Contains(err.Error(), "damaged") || !strings.Contains(err.Error(), flipped) {
+				t.Errorf("got %v, want an error naming the file, the checksum and the damage", err)
+			}
+		})
+	}
+	t.Run("zip bomb", func(t *testing.T) {
+		var b bytes.Buffer
+		zw := zip.NewWriter(&b)
+		w, _ := zw.Create("W1.npy") // deflated
+		hdr := "{'descr': '<f8', 'fortran_order': False, 'shape': (4096, 4096), }"
+		hdr += strings.Repeat(" ", 64-(10+len(hdr)+1)%64) + "\n"
+		w.Write(append([]byte("\x93NUMPY\x01\x00"), byte(len(hdr)), byte(len(hdr)>>8)))
+		w.Write([]byte(hdr))
+		zeros := make([]byte, 1<<20)
+		for range 128 { // 128 MiB of zeros, about 130 KB deflated
+			w.Write(zeros)
+		}
+		zw.Close()
+		bomb := filepath.Join(t.TempDir(), "model.npz")
+		os.WriteFile(bomb, b.Bytes(), 0o644)
+		_, err := LoadModel(bomb)
+		if err == nil || !strings.Contains(err.Error(), "zip bomb") {
+			t.Errorf("got %v, want the member refused as a zip bomb", err)
+		}
+	})
+}
+
+// TestStaleTempSwept: writing into a folder removes the temporary files a
+// killed process left there (its pid gone, older than staleTemp), and no
+// other: not a live process's, not a fresh one (another node's, on a
+// shared file system, may be writing it now), not a file of the user's.
+func TestStaleTempSwept(t *testing.T) {
+	dead := exec.Command(os.Args[0], "-test.run", "XXX")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	old := time.Now().Add(-2 * staleTemp)
+	files := []struct {
+		name  string
+		mtime time.Time
+		swept bool
+	}{
+		{fmt.Sprintf(".model.npz.tmp%d-17", dead.Process.Pid), old, true},
+		{fmt.Sprintf(".checkpoint.npz.tmp%d-18", dead.Process.Pid), old, true},
+		{fmt.Sprintf(".model.npz.tmp%d-19", dead.Process.Pid), time.Now(), false},
+		{fmt.Sprintf(".model.npz.tmp%d-20", os.Getppid()), old, false},
+		{".notes.tmp", old, false},
+		{"model.npz.tmp1-2", old, false},
+	}
+	for _, f := range files {
+		p := filepath.Join(dir, f.name)
+		os.WriteFile(p, []byte("x"), 0o644)
+		os.Chtimes(p, f.mtime, f.mtime)
+	}
+	if err := writeBytesAtomic(filepath.Join(dir, "summary.json"), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		_, err := os.Stat(filepath.Join(dir, f.name))
+		if gone := err != nil; gone != f.swept {
+			t.Errorf("%s: removed %v, want %v", f.name, gone, f.swept)
+		}
+	}
+}
+
 // ---------------------------------------------------------------------------
 // gradcheck.go: analytic against numerical gradients
 
@@ -2430,20 +2772,6 @@ func searchArgs(data, out string, extra ...string) []string {
 		"-trials", "4", "-lmin", "-4", "-lmax", "1", "-batch", "20", "-cycles", "1", "-evals", "2", "-hidden", "10"}, extra...)
 }
 
-// trialsByIndex reads every trial in dir, without the wall time.
-func trialsByIndex(t *testing.T, dir string) map[int]Trial {
-	t.Helper()
-	done, err := readTrialDir(dir, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, tr := range done {
-		tr.Seconds = 0
-		done[i] = tr
-	}
-	return done
-}
-
 func TestSearch(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	writeSyntheticCIFAR(t, data, 60)
@@ -2476,7 +2804,9 @@ func TestSearch(t *testing.T) {
 	if best, _ := bestTrial(all); best.LogLambda > -1 {
 		t.Errorf("best log10 λ %.2f, want one below -1 (large λ underfits the planted problem)", best.LogLambda)
 	}
-	checkXML(t, "search.svg", mustRead(t, filepath.Join(out1, "search.svg")))
+	for _, f := range []string{"search.svg", "coarse.svg", "fine.svg"} {
+		checkXML(t, f, mustRead(t, filepath.Join(out1, f)))
+	}
 
 	// Four shards in one shared folder, one after another without waiting
 	// (-wait 0), run twice (the coarse phase, then the fine phase once every
@@ -2515,8 +2845,13 @@ func TestSearch(t *testing.T) {
 	if strings.Count(stderr, "coarse trial ") != 2 {
 		t.Errorf("the rerun ran %d coarse trials, want the 2 missing ones\n%s", strings.Count(stderr, "coarse trial "), stderr)
 	}
+}
 
-	// A foreign or malformed trials.csv is an error, not overwritten.
+// TestSearchRefusesForeignTrials: a foreign or malformed trials.csv is an
+// error naming the file, and it is not overwritten.
+func TestSearchRefusesForeignTrials(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	writeSyntheticCIFAR(t, data, 60)
 	for name, content := range map[string]string{"foreign": "a,b,c\n1,2,3\n", "malformed": strings.Join(trialHeader(), ",") + "\ncoarse,0,x,1,1,1,1,1,1\n"} {
 		dir := t.TempDir()
 		p := filepath.Join(dir, "trials.csv")
@@ -2529,15 +2864,6 @@ func TestSearch(t *testing.T) {
 			t.Errorf("%s trials.csv was changed", name)
 		}
 	}
-}
-
-func mustRead(t *testing.T, p string) []byte {
-	t.Helper()
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 func TestSearchWidthAndDropout(t *testing.T) {
@@ -2809,30 +3135,7 @@ func TestSearchFaults(t *testing.T) {
 			t.Errorf("merge of different searches: exit %d, stderr %q", code, stderr)
 		}
 	})
-	t.Run("diverging trials", func(t *testing.T) {
-		out := t.TempDir()
-		code, stdout, stderr := runCLI(searchArgs(data, out, "-eta-min", "0.1", "-eta-max", "1", "-lmin", "-2.5", "-lmax", "4", "-workers", "1")...)
-		trials := trialsByIndex(t, out)
-		diverged := 0
-		for _, tr := range trials {
-			if tr.Diverged() {
-				diverged++
-			}
-		}
-		if diverged == 0 || !strings.Contains(stderr, "diverged (recorded") {
-			t.Fatalf("no diverged trial recorded (exit %d):\n%s\n%s", code, stdout, stderr)
-		}
-		if code != 0 || len(trials) != 8 || diverged == 8 {
-			t.Errorf("exit %d with %d trials, %d diverged; want the search to go on past the diverged ones", code, len(trials), diverged)
-		}
-		checkXML(t, "search.svg", mustRead(t, filepath.Join(out, "search.svg")))
-		if !strings.Contains(string(mustRead(t, filepath.Join(out, "search.svg"))), ">diverged (drawn at 0)<") {
-			t.Error("search.svg does not show the diverged trials")
-		}
-		if !strings.Contains(string(mustRead(t, filepath.Join(out, "search.svg"))), ">fine range<") {
-			t.Error("search.svg does not shade the fine range")
-		}
-	})
+	t.Run("diverging trials", func(t *testing.T) { checkDivergingSearch(t, data) })
 	t.Run("two processes", func(t *testing.T) {
 		out := t.TempDir()
 		lock := filepath.Join(out, "trials.csv.lock")
@@ -2850,6 +3153,33 @@ func TestSearchFaults(t *testing.T) {
 			t.Error("the lock was not released")
 		}
 	})
+}
+
+// checkDivergingSearch: a search whose large η makes some trials diverge
+// records them (NaN accuracy), goes on, and draws them at 0 in search.svg.
+func checkDivergingSearch(t *testing.T, data string) {
+	out := t.TempDir()
+	code, stdout, stderr := runCLI(searchArgs(data, out, "-eta-min", "0.1", "-eta-max", "1", "-lmin", "-2.5", "-lmax", "4", "-workers", "1")...)
+	trials := trialsByIndex(t, out)
+	diverged := 0
+	for _, tr := range trials {
+		if tr.Diverged() {
+			diverged++
+		}
+	}
+	if diverged == 0 || !strings.Contains(stderr, "diverged (recorded") {
+		t.Fatalf("no diverged trial recorded (exit %d):\n%s\n%s", code, stdout, stderr)
+	}
+	if code != 0 || len(trials) != 8 || diverged == 8 {
+		t.Errorf("exit %d with %d trials, %d diverged; want the search to go on past the diverged ones", code, len(trials), diverged)
+	}
+	checkXML(t, "search.svg", mustRead(t, filepath.Join(out, "search.svg")))
+	if !strings.Contains(string(mustRead(t, filepath.Join(out, "search.svg"))), ">diverged (drawn at 0)<") {
+		t.Error("search.svg does not show the diverged trials")
+	}
+	if !strings.Contains(string(mustRead(t, filepath.Join(out, "search.svg"))), ">fine range<") {
+		t.Error("search.svg does not shade the fine range")
+	}
 }
 
 // TestLockStaleness: who may take a search's lock or a trial's claim. A
@@ -3014,32 +3344,24 @@ func TestNiceTicks(t *testing.T) {
 	}
 }
 
+// ExamplePlot draws two learning curves over the same steps, as
+// -mode=train's loss.svg does, and looks at what the SVG holds.
+func ExamplePlot() {
+	steps := []float64{0, 100, 200, 300}
+	p := &Plot{Title: "loss", XLabel: "step", YLabel: "cross-entropy", Series: []Series{
+		{Name: "training", X: steps, Y: []float64{2.30, 1.95, 1.80, 1.72}},
+		{Name: "validation", X: steps, Y: []float64{2.30, 1.99, 1.88, 1.85}},
+	}}
+	svg := string(p.SVG())
+	fmt.Println(strings.SplitN(svg, ">", 2)[0] + ">")
+	fmt.Println(strings.Count(svg, "<polyline"), "curves;", strings.Contains(svg, ">validation<"), "legend")
+	// Output:
+	// <svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 640 400" width="640" height="400" font-family="sans-serif" font-size="12">
+	// 2 curves; true legend
+}
+
 // ---------------------------------------------------------------------------
 // main.go: the command line end to end: flags, modes, presets, the report
-
-// runCLI runs the program in-process and returns exit status and outputs.
-func runCLI(args ...string) (int, string, string) {
-	var out, errb bytes.Buffer
-	code := run(context.Background(), args, &out, &errb)
-	return code, out.String(), errb.String()
-}
-
-func checkXML(t *testing.T, name string, b []byte) {
-	t.Helper()
-	d := xml.NewDecoder(bytes.NewReader(b))
-	for {
-		_, err := d.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatalf("%s is not well-formed XML: %v", name, err)
-		}
-	}
-	if !bytes.Contains(b, []byte("viewBox")) {
-		t.Errorf("%s has no viewBox", name)
-	}
-}
 
 // checkNpz opens an .npz as a zip and checks each member's .npy header.
 func checkNpz(t *testing.T, path string, want []string) {
@@ -3633,48 +3955,6 @@ func TestIntegrationTrainOneCycle(t *testing.T) {
 	}
 }
 
-// TestOutputsTogether: a run's files are replaced all together or not at
-// all, and are created 0644 under the umask.
-func TestOutputsTogether(t *testing.T) {
-	dir := t.TempDir()
-	a, b := filepath.Join(dir, "a.txt"), filepath.Join(dir, "b.txt")
-	os.WriteFile(a, []byte("old a"), 0o644)
-	os.WriteFile(b, []byte("old b"), 0o644)
-	var o outputs
-	o.addBytes(a, []byte("new a"))
-	o.add(b, func(w io.Writer) error { return errors.New("disk full") })
-	if err := o.commit(); err == nil || !strings.Contains(err.Error(), "disk full") {
-		t.Fatalf("commit: %v, want the failure", err)
-	}
-	if got := string(mustRead(t, a)) + "/" + string(mustRead(t, b)); got != "old a/old b" {
-		t.Errorf("after a failed write the files hold %q, want the old ones", got)
-	}
-	if entries, _ := os.ReadDir(dir); len(entries) != 2 {
-		t.Errorf("%d entries left, want the 2 files and no temporary ones", len(entries))
-	}
-	o = outputs{}
-	o.addBytes(a, []byte("new a"))
-	o.addBytes(b, []byte("new b"))
-	if err := o.commit(); err != nil {
-		t.Fatal(err)
-	}
-	if got := string(mustRead(t, a)) + "/" + string(mustRead(t, b)); got != "new a/new b" {
-		t.Errorf("after the write: %q", got)
-	}
-	fresh := filepath.Join(dir, "c.txt")
-	if err := writeBytesAtomic(fresh, []byte("c")); err != nil {
-		t.Fatal(err)
-	}
-	probe := filepath.Join(dir, "probe")
-	f, _ := os.OpenFile(probe, os.O_CREATE|os.O_WRONLY, 0o644) // what the umask makes of 0644
-	f.Close()
-	st, _ := os.Stat(fresh)
-	want, _ := os.Stat(probe)
-	if st.Mode().Perm() != want.Mode().Perm() {
-		t.Errorf("a new output file has mode %v, want %v (0644 under the umask)", st.Mode().Perm(), want.Mode().Perm())
-	}
-}
-
 // TestUnwritableOut: -out is checked before any work.
 func TestUnwritableOut(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
@@ -3695,247 +3975,6 @@ func TestUnwritableOut(t *testing.T) {
 				t.Errorf("exit %d, stderr %q; want exit 2 naming -out before looking for data", code, stderr)
 			}
 		})
-	}
-}
-
-// TestPredictRefusesHugeImages: a small file that declares a huge image is
-// refused from its header, before any pixel is decoded.
-func TestPredictRefusesHugeImages(t *testing.T) {
-	var b bytes.Buffer
-	png.Encode(&b, image.NewGray(image.Rect(0, 0, 1, 1)))
-	p := b.Bytes()
-	// IHDR: 8 bytes signature, 4 length, 4 "IHDR", then width and height.
-	binary.BigEndian.PutUint32(p[16:], 100000)
-	binary.BigEndian.PutUint32(p[20:], 100000)
-	binary.BigEndian.PutUint32(p[29:], crc32.ChecksumIEEE(p[12:29]))
-	path := filepath.Join(t.TempDir(), "huge.png")
-	os.WriteFile(path, p, 0o644)
-	_, _, err := ReadImage(path)
-	if err == nil || !strings.Contains(err.Error(), "100000×100000") || !strings.Contains(err.Error(), "megapixels") {
-		t.Errorf("got %v, want a refusal naming the declared size", err)
-	}
-}
-
-// TestReadImageFromPipes: an image piped into standard input is read (it
-// cannot be rewound); a named pipe given as a file is refused at once
-// rather than waiting for a writer that may never come.
-func TestReadImageFromPipes(t *testing.T) {
-	var img bytes.Buffer
-	png.Encode(&img, image.NewRGBA(image.Rect(0, 0, 32, 32)))
-	t.Run("stdin pipe", func(t *testing.T) {
-		cmd := exec.Command(os.Args[0], "-test.run", "^TestReadImageHelper$")
-		cmd.Env = append(os.Environ(), "READ_IMAGE_HELPER=/dev/stdin")
-		cmd.Stdin = bytes.NewReader(img.Bytes()) // a pipe, not a file
-		out, err := cmd.CombinedOutput()
-		if err != nil || !strings.Contains(string(out), "read 3072 bytes") {
-			t.Errorf("%v: %s", err, out)
-		}
-	})
-	t.Run("named pipe", func(t *testing.T) {
-		fifo := filepath.Join(t.TempDir(), "cat.png")
-		if err := exec.Command("mkfifo", fifo).Run(); err != nil {
-			t.Skip("no mkfifo here:", err)
-		}
-		if _, _, err := ReadImage(fifo); err == nil || !strings.Contains(err.Error(), "not a regular file") {
-			t.Errorf("got %v, want the named pipe refused", err)
-		}
-	})
-}
-
-// TestReadImageHelper is TestReadImageFromPipes' child process: it reads
-// the image READ_IMAGE_HELPER names (skipped when that is not set).
-func TestReadImageHelper(t *testing.T) {
-	path := os.Getenv("READ_IMAGE_HELPER")
-	if path == "" {
-		t.Skip("a helper of TestReadImageFromPipes")
-	}
-	pix, _, err := ReadImage(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Printf("read %d bytes\n", len(pix))
-}
-
-// TestModelReaderRefuses: crafted and damaged model files get an error that
-// names the array, never a panic or a huge allocation.
-func TestModelReaderRefuses(t *testing.T) {
-	rng := newRNG(3, 3)
-	good := func(sizes ...int) *Model {
-		net := NewMLP(sizes, false, rng)
-		return &Model{Net: net, Mean: make([]float64, sizes[0]), Std: slices.Repeat([]float64{1}, sizes[0])}
-	}
-	npy := func(hdr string, data []byte) []byte {
-		var b bytes.Buffer
-		b.WriteString("\x93NUMPY\x01\x00")
-		binary.Write(&b, binary.LittleEndian, uint16(len(hdr)))
-		b.WriteString(hdr)
-		b.Write(data)
-		return b.Bytes()
-	}
-	// zipOf writes the model's arrays, with some replaced by raw bytes.
-	zipOf := func(m *Model, raw map[string][]byte) string {
-		var b bytes.Buffer
-		zw := zip.NewWriter(&b)
-		names := []string{}
-		arrays := map[string]*Matrix{}
-		for l := range m.Net.W {
-			names = append(names, fmt.Sprintf("W%d", l+1), fmt.Sprintf("b%d", l+1))
-			arrays[names[len(names)-2]], arrays[names[len(names)-1]] = m.Net.W[l], m.Net.B[l]
-		}
-		names = append(names, "mean", "std")
-		arrays["mean"], arrays["std"] = &Matrix{Rows: 1, Cols: len(m.Mean), Data: m.Mean}, &Matrix{Rows: 1, Cols: len(m.Std), Data: m.Std}
-		for name := range raw {
-			if arrays[name] == nil {
-				names = append(names, name)
-			}
-		}
-		for _, name := range names {
-			w, _ := zw.Create(name + ".npy")
-			if r, ok := raw[name]; ok {
-				w.Write(r)
-			} else {
-				w.Write(npyBytes(arrays[name]))
-			}
-		}
-		zw.Close()
-		p := filepath.Join(t.TempDir(), "m.npz")
-		os.WriteFile(p, b.Bytes(), 0o644)
-		return p
-	}
-	nanW := good(12, 5, 10)
-	nanW.Net.W[1].Data[3] = math.NaN()
-	zeroStd := good(12, 5, 10)
-	zeroStd.Std[4] = 0
-	cases := []struct {
-		name string
-		path string
-		want string
-	}{
-		{"5 classes", zipOf(good(12, 5, 5), nil), "W2 has 5 rows"},
-		{"20 classes", zipOf(good(12, 5, 20), nil), "W2 has 20 rows"},
-		{"layers do not chain", zipOf(good(12, 5, 10), map[string][]byte{"W2": npyBytes(NewMatrix(10, 6))}), "W2 is 10x6, want 5 columns"},
-		{"overflowing shape", zipOf(good(12, 5, 10), map[string][]byte{"W1": npy("{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904, 4), }\n", nil)}), "shape is not a tuple"},
-		{"shape larger than the data", zipOf(good(12, 5, 10), map[string][]byte{"W1": npy("{'descr': '<f8', 'fortran_order': False, 'shape': (16000, 16000), }\n", make([]byte, 80))}), "needs"},
-		{"big-endian", zipOf(good(12, 5, 10), map[string][]byte{"b1": npy("{'descr': '>f8', 'fortran_order': False, 'shape': (1, 5), 'x': '<f8'}\n", make([]byte, 40))}), "unknown header key"},
-		{"big-endian, '<f8' elsewhere", zipOf(good(12, 5, 10), map[string][]byte{"b1": npy("{'descr': '>f8', 'fortran_order': False, 'shape': (1, 5), } # '<f8'\n", make([]byte, 40))}), "text after the header"},
-		{"Fortran order", zipOf(good(12, 5, 10), map[string][]byte{"b1": npy("{'descr': '<f8', 'fortran_order': True, 'shape': (1, 5), }\n", make([]byte, 40))}), "C-ordered"},
-		{"NaN weight", zipOf(nanW, nil), "W2 holds NaN"},
-		{"zero std", zipOf(zeroStd, nil), "std[4] is 0"},
-		{"stray member", zipOf(good(12, 5, 10), map[string][]byte{"evil": []byte("x")}), "unexpected member"},
-		{"gap in the layers", zipOf(good(12, 5, 10), map[string][]byte{"W4": npyBytes(NewMatrix(10, 10))}), "without gaps"},
-		{"not a zip", func() string {
-			p := filepath.Join(t.TempDir(), "x.npz")
-			os.WriteFile(p, []byte("hello"), 0o644)
-			return p
-		}(), "zip"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := LoadModel(tc.path)
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("got %v, want an error mentioning %q", err, tc.want)
-			}
-		})
-	}
-	if _, err := LoadModel(zipOf(good(12, 5, 10), nil)); err != nil {
-		t.Errorf("a good model: %v", err)
-	}
-}
-
-// TestNpzDamage: a model or checkpoint file with one flipped bit is refused
-// naming the damage (archive/zip checks a member's CRC-32 only when it is
-// read to its end), and a member that would expand a thousand-fold is
-// refused before it is read.
-func TestNpzDamage(t *testing.T) {
-	dir := t.TempDir()
-	model := filepath.Join(dir, "model.npz")
-	net := NewMLP([]int{300, 50, 10}, false, newRNG(4, 4)) // W1 is 120 of the file's 125 KB
-	if err := SaveModel(model, &Model{Net: net, Mean: make([]float64, 300), Std: slices.Repeat([]float64{1}, 300)}); err != nil {
-		t.Fatal(err)
-	}
-	checkpoint := filepath.Join(dir, "checkpoint.npz")
-	if err := writeCheckpoint(checkpoint, &Checkpoint{Net: net, Perm: []int{0, 1}, Args: []string{"-mode=train"}}); err != nil {
-		t.Fatal(err)
-	}
-	read := map[string]func(string) error{
-		"model":      func(p string) error { _, err := LoadModel(p); return err },
-		"checkpoint": func(p string) error { _, err := ReadCheckpoint(p); return err },
-	}
-	for kind, path := range map[string]string{"model": model, "checkpoint": checkpoint} {
-		t.Run(kind+"/intact", func(t *testing.T) {
-			if err := read[kind](path); err != nil {
-				t.Fatalf("the intact file: %v", err)
-			}
-		})
-		t.Run(kind+"/one bit flipped", func(t *testing.T) {
-			b := mustRead(t, path)
-			b[len(b)/2] ^= 1 << 3 // inside W1's data
-			flipped := filepath.Join(t.TempDir(), filepath.Base(path))
-			os.WriteFile(flipped, b, 0o644)
-			err := read[kind](flipped)
-			if err == nil || !strings.Contains(err.Error(), "checksum") || !strings.Contains(err.Error(), "damaged") || !strings.Contains(err.Error(), flipped) {
-				t.Errorf("got %v, want an error naming the file, the checksum and the damage", err)
-			}
-		})
-	}
-	t.Run("zip bomb", func(t *testing.T) {
-		var b bytes.Buffer
-		zw := zip.NewWriter(&b)
-		w, _ := zw.Create("W1.npy") // deflated
-		hdr := "{'descr': '<f8', 'fortran_order': False, 'shape': (4096, 4096), }"
-		hdr += strings.Repeat(" ", 64-(10+len(hdr)+1)%64) + "\n"
-		w.Write(append([]byte("\x93NUMPY\x01\x00"), byte(len(hdr)), byte(len(hdr)>>8)))
-		w.Write([]byte(hdr))
-		zeros := make([]byte, 1<<20)
-		for range 128 { // 128 MiB of zeros, about 130 KB deflated
-			w.Write(zeros)
-		}
-		zw.Close()
-		bomb := filepath.Join(t.TempDir(), "model.npz")
-		os.WriteFile(bomb, b.Bytes(), 0o644)
-		_, err := LoadModel(bomb)
-		if err == nil || !strings.Contains(err.Error(), "zip bomb") {
-			t.Errorf("got %v, want the member refused as a zip bomb", err)
-		}
-	})
-}
-
-// TestStaleTempSwept: writing into a folder removes the temporary files a
-// killed process left there (its pid gone, older than staleTemp), and no
-// other: not a live process's, not a fresh one (another node's, on a
-// shared file system, may be writing it now), not a file of the user's.
-func TestStaleTempSwept(t *testing.T) {
-	dead := exec.Command(os.Args[0], "-test.run", "XXX")
-	if err := dead.Run(); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	old := time.Now().Add(-2 * staleTemp)
-	files := []struct {
-		name  string
-		mtime time.Time
-		swept bool
-	}{
-		{fmt.Sprintf(".model.npz.tmp%d-17", dead.Process.Pid), old, true},
-		{fmt.Sprintf(".checkpoint.npz.tmp%d-18", dead.Process.Pid), old, true},
-		{fmt.Sprintf(".model.npz.tmp%d-19", dead.Process.Pid), time.Now(), false},
-		{fmt.Sprintf(".model.npz.tmp%d-20", os.Getppid()), old, false},
-		{".notes.tmp", old, false},
-		{"model.npz.tmp1-2", old, false},
-	}
-	for _, f := range files {
-		p := filepath.Join(dir, f.name)
-		os.WriteFile(p, []byte("x"), 0o644)
-		os.Chtimes(p, f.mtime, f.mtime)
-	}
-	if err := writeBytesAtomic(filepath.Join(dir, "summary.json"), []byte("{}")); err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range files {
-		_, err := os.Stat(filepath.Join(dir, f.name))
-		if gone := err != nil; gone != f.swept {
-			t.Errorf("%s: removed %v, want %v", f.name, gone, f.swept)
-		}
 	}
 }
 
@@ -4320,7 +4359,7 @@ func TestInterruptBeforeTraining(t *testing.T) {
 			if mode != "overfit" { // it has no validation set
 				args = append(args, "-val", "20")
 			}
-			code := run(ctx, args, io.Discard, &stderr)
+			code := runCommand(ctx, args, io.Discard, &stderr)
 			if code != 130 || !strings.Contains(stderr.String(), "interrupted by SIGINT") {
 				t.Errorf("exit %d, stderr %q; want 130 and the signal named", code, stderr.String())
 			}

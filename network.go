@@ -33,8 +33,12 @@ package main
 // same with h_{l−1} in place of x. A net with an input transform P (MLP.In,
 // see FitWhitening) sees z = x·Pᵀ in place of x; label smoothing
 // (BackwardSmoothed) puts Y_ε = (1−ε)·Y + ε/C in place of Y. matrix.go's
-// table of products and the README quote these lines; the names in the
-// code follow them (x, w1, b1, s1, h, scores, probs, G, dH, dW1).
+// table of products and the README quote these lines. The code is
+// layer-generic (Workspace): layer l's input act[l] (x, or h_l), weights
+// W[l] and b[l], the gradient delta[l] of its output (G on top, dH below)
+// and dW[l], dB[l]; scores and probs are s and p, and G is G. (W1 of the
+// formulas is W[0] in the code, as model.npz's "W1" is.) A *Gemm is always
+// called gemm or g.
 
 import (
 	"fmt"
@@ -415,12 +419,12 @@ func smoothedCrossEntropy(s *Matrix, y []int, eps float64) float64 {
 // is the one-hot matrix of the labels y, smoothed by ε (see
 // smoothedCrossEntropy; ε = 0: Y itself).
 //
-//	p, g  N×C;  y  N labels
-func softmaxCrossEntropyBackward(p *Matrix, y []int, eps float64, g *Matrix) {
+//	p, G  N×C;  y  N labels
+func softmaxCrossEntropyBackward(p *Matrix, y []int, eps float64, G *Matrix) {
 	inv := 1 / float64(p.Rows)
 	spread := eps / float64(p.Cols) // ε/C, on every class
 	for n := 0; n < p.Rows; n++ {
-		prow, grow := p.Row(n), g.Row(n)
+		prow, grow := p.Row(n), G.Row(n)
 		for j, v := range prow {
 			grow[j] = (v - spread) * inv
 		}
@@ -584,8 +588,8 @@ func (net *MLP) BackwardSmoothed(ws *Workspace, y []int, lambda, eps float64) fl
 	probs := view(ws.probs, ws.probsBuf, n, ws.scores.Cols)
 	softmaxForward(ws.scores, probs)
 	loss := smoothedCrossEntropy(ws.scores, y, eps)
-	g := view(ws.delta[L-1], ws.deltaBuf[L-1], n, net.Sizes[L])
-	softmaxCrossEntropyBackward(probs, y, eps, g)
+	G := view(ws.delta[L-1], ws.deltaBuf[L-1], n, net.Sizes[L])
+	softmaxCrossEntropyBackward(probs, y, eps, G)
 	for l := L - 1; l >= 0; l-- {
 		// In the forward pass this was out = act[l]·W[l]ᵀ + 1_N·b[l]
 		// (s = h·W2ᵀ + 1_N·b2 on top, s1 = x·W1ᵀ + 1_N·b1 at the bottom),
@@ -713,27 +717,27 @@ func (o *Optimizer) updateRange(lo, hi int) {
 	eta, mu := o.eta, o.Momentum
 	switch o.Kind {
 	case "sgd":
-		for i, g := range grad {
-			theta[i] -= eta * g
+		for i, gt := range grad {
+			theta[i] -= eta * gt
 		}
 	case "momentum":
 		v := o.v[o.cur][lo:hi]
-		for i, g := range grad {
-			v[i] = mu*v[i] - eta*g
+		for i, gt := range grad {
+			v[i] = mu*v[i] - eta*gt
 			theta[i] += v[i]
 		}
 	case "nesterov":
 		v := o.v[o.cur][lo:hi]
-		for i, g := range grad {
-			v[i] = mu*v[i] - eta*g
-			theta[i] += mu*v[i] - eta*g
+		for i, gt := range grad {
+			v[i] = mu*v[i] - eta*gt
+			theta[i] += mu*v[i] - eta*gt
 		}
 	case "adam":
 		m, v := o.m[o.cur][lo:hi], o.v[o.cur][lo:hi]
 		beta1, beta2, c1, c2 := o.beta1, o.beta2, o.c1, o.c2
-		for i, g := range grad {
-			m[i] = beta1*m[i] + (1-beta1)*g
-			v[i] = beta2*v[i] + (1-beta2)*g*g
+		for i, gt := range grad {
+			m[i] = beta1*m[i] + (1-beta1)*gt
+			v[i] = beta2*v[i] + (1-beta2)*gt*gt
 			theta[i] -= eta * (m[i] * c1) / (math.Sqrt(v[i]*c2) + 1e-8)
 		}
 	}

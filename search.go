@@ -656,13 +656,8 @@ func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), 
 	}
 	defer log.f.Close()
 	s := &search{spec: &spec, sp: sp, done: done, log: log, stdout: stdout, stderr: stderr, ctx: ctx}
-	if spec.Whiten.Kind != "" {
-		g := NewGemmNamed(spec.Workers, spec.Kernel)
-		s.in, err = FitWhitening(g, sp.Train, spec.Whiten)
-		g.Close()
-		if err != nil {
-			return nil, err
-		}
+	if s.in, err = spec.inputTransform(sp); err != nil {
+		return nil, err
 	}
 
 	shard := ""
@@ -701,6 +696,17 @@ func Search(ctx context.Context, spec SearchSpec, load func() (*Splits, error), 
 		de.EtaMax = spec.Base.EtaMax
 	}
 	return sum, err
+}
+
+// inputTransform is the whitening every trial shares, fitted once on the
+// training images (nil: none).
+func (spec *SearchSpec) inputTransform(sp *Splits) (*Matrix, error) {
+	if spec.Whiten.Kind == "" {
+		return nil, nil
+	}
+	g := NewGemmNamed(spec.Workers, spec.Kernel)
+	defer g.Close()
+	return FitWhitening(g, sp.Train, spec.Whiten)
 }
 
 // missing lists the trials of a phase (indices first, first+1, …) that are
@@ -879,17 +885,9 @@ func (s *search) runTrials(todo []Trial) (ran int, err error) {
 					ran++
 				}
 				mu.Unlock()
-				if err != nil {
-					continue
+				if err == nil {
+					s.finished(t)
 				}
-				result := fmt.Sprintf("val acc %.2f%% (best %.2f%%)", 100*t.ValAcc, 100*t.BestValAcc)
-				if t.Diverged() {
-					result = "diverged (recorded; the search goes on)"
-				}
-				s.mu.Lock() // also keeps the workers' lines whole on a shared stderr
-				s.done[t.Index] = t
-				fmt.Fprintf(s.stderr, "%s trial %d: log10 λ=%.3f λ=%.3e hidden %d dropout %.2f  %s  %.0fs\n", t.Phase, t.Index, t.LogLambda, t.Lambda, t.Hidden, t.Dropout, result, t.Seconds)
-				s.mu.Unlock()
 			}
 		})
 	}
@@ -901,6 +899,18 @@ func (s *search) runTrials(todo []Trial) (ran int, err error) {
 		return ran, fmt.Errorf("search interrupted (%w); finished trials are recorded, rerun the same command to continue", context.Cause(s.ctx))
 	}
 	return ran, nil
+}
+
+// finished adds a recorded trial to done and prints it.
+func (s *search) finished(t Trial) {
+	result := fmt.Sprintf("val acc %.2f%% (best %.2f%%)", 100*t.ValAcc, 100*t.BestValAcc)
+	if t.Diverged() {
+		result = "diverged (recorded; the search goes on)"
+	}
+	s.mu.Lock() // also keeps the workers' lines whole on a shared stderr
+	defer s.mu.Unlock()
+	s.done[t.Index] = t
+	fmt.Fprintf(s.stderr, "%s trial %d: log10 λ=%.3f λ=%.3e hidden %d dropout %.2f  %s  %.0fs\n", t.Phase, t.Index, t.LogLambda, t.Lambda, t.Hidden, t.Dropout, result, t.Seconds)
 }
 
 // SearchSummary is the search's summary.json.

@@ -1,9 +1,18 @@
 package main
 
-// train.go: mini-batch gradient descent with cyclical learning rates, the
-// learning-rate range test, the learning curves, the saved model (.npz) and
-// the run folder (history.csv, plots, model.npz, summary.json). Nothing here
-// reads flags: main.go turns them into a TrainOptions and a RunSpec.
+// train.go: training a net and keeping what it learned, in the order a run
+// uses them:
+//
+//   - the learning-rate schedule (cyclical, Smith 2015);
+//   - Train and the trainer: mini-batch gradient descent, one named step
+//     after another;
+//   - checkpoints: the state of a stopped run, its writer and its file;
+//   - the learning-rate range test;
+//   - the run folder: TrainAndSave and summary.json;
+//   - files: written together, the learning curves, the model (.npz).
+//
+// Nothing here reads flags: main.go turns them into a TrainOptions and a
+// RunSpec.
 
 import (
 	"archive/zip"
@@ -30,6 +39,9 @@ import (
 	"syscall"
 	"time"
 )
+
+// ---------------------------------------------------------------------------
+// The learning-rate schedule.
 
 // Schedule is the learning rate η_t of every step t, and the run's length.
 // The default is the triangular cyclical schedule of Smith (2015) used by
@@ -77,6 +89,9 @@ func cyclicalEta(t, ns int, etaMin, etaMax float64) float64 {
 	}
 	return etaMax - float64(tc-ns)/float64(ns)*(etaMax-etaMin)
 }
+
+// ---------------------------------------------------------------------------
+// Train and the trainer.
 
 // TrainOptions are the settings of one training run, after the net is built.
 type TrainOptions struct {
@@ -301,94 +316,6 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 	return tr, nil
 }
 
-// Checkpoint is a training run stopped after Step steps: everything Train
-// needs to go on exactly as if it had not stopped.
-type Checkpoint struct {
-	Step        int               // steps done
-	Net         *MLP              // the parameters after them
-	OptSteps    int               // the optimiser's state (Optimizer.State)
-	OptBuffers  [][]float64       //
-	Perm        []int             // the epoch's order of the training images
-	RNG         map[string][]byte // the PCG states of the shuffle, dropout and augment streams
-	History     []HistoryRow      // the evaluations so far
-	EvalSeconds float64           // their time
-	Snapshots   []*MLP            // the ensemble's snapshots so far
-	Averaged    *MLP              // the weights' moving average (EMA; nil without)
-	Args        []string          // the command line that started the run (for -resume)
-}
-
-// checkpoint captures the trainer's state after res.Steps steps (copies:
-// the run goes on).
-func (tr *trainer) checkpoint() *Checkpoint {
-	history := tr.res.History
-	if tr.offSchedule {
-		// The evaluation made because the run was stopped between two of
-		// its evaluations is this session's, not the run's: the resumed run
-		// writes the uninterrupted run's history.csv.
-		history = history[:len(history)-1]
-	}
-	cp := &Checkpoint{Step: tr.res.Steps, Net: tr.net.Clone(), Perm: slices.Clone(tr.perm), RNG: map[string][]byte{},
-		History: slices.Clone(history), EvalSeconds: tr.res.EvalSeconds, Snapshots: slices.Clone(tr.res.Snapshots)}
-	if tr.res.Averaged != nil {
-		cp.Averaged = tr.res.Averaged.Clone()
-	}
-	t, bufs := tr.opt.State()
-	cp.OptSteps = t
-	for _, b := range bufs {
-		cp.OptBuffers = append(cp.OptBuffers, slices.Clone(b))
-	}
-	for name, pcg := range tr.pcgs {
-		b, _ := pcg.MarshalBinary()
-		cp.RNG[name] = b
-	}
-	return cp
-}
-
-// restore puts the trainer where the checkpoint stopped (the net itself is
-// the caller's, built from cp.Net).
-//
-// A checkpoint comes from a file, so one that does not fit the run (a
-// damaged or foreign file that passed ReadCheckpoint's checks) is an error
-// naming what does not fit, never a panic.
-func (tr *trainer) restore(cp *Checkpoint) error {
-	if len(cp.Perm) != len(tr.perm) || cp.Step < 0 || cp.Step > tr.total || len(cp.History) == 0 {
-		return fmt.Errorf("%w: step %d of an order of %d images with %d evaluations, for a run of %d steps over %d images",
-			errCheckpointMismatch, cp.Step, len(cp.Perm), len(cp.History), tr.total, len(tr.perm))
-	}
-	seen := make([]bool, len(cp.Perm))
-	for _, i := range cp.Perm {
-		if i < 0 || i >= len(seen) || seen[i] {
-			return fmt.Errorf("%w: the training order is not a permutation of the %d images (%d)", errCheckpointMismatch, len(seen), i)
-		}
-		seen[i] = true
-	}
-	copy(tr.perm, cp.Perm)
-	for name, pcg := range tr.pcgs {
-		if err := pcg.UnmarshalBinary(cp.RNG[name]); err != nil {
-			return fmt.Errorf("%w: random-number state %q: %v", errCheckpointMismatch, name, err)
-		}
-	}
-	if err := tr.opt.SetState(cp.OptSteps, cp.OptBuffers); err != nil {
-		return fmt.Errorf("%w: %v", errCheckpointMismatch, err)
-	}
-	tr.res.Steps = cp.Step
-	tr.res.History = slices.Clone(cp.History)
-	tr.res.EvalSeconds = cp.EvalSeconds
-	tr.res.Snapshots = slices.Clone(cp.Snapshots)
-	if tr.o.EMA > 0 {
-		if cp.Averaged == nil || !slices.Equal(cp.Averaged.Sizes, tr.net.Sizes) {
-			return fmt.Errorf("%w: the run averages its weights, the checkpoint holds no average of this net", errCheckpointMismatch)
-		}
-		tr.res.Averaged = cp.Averaged.Clone()
-		tr.res.Averaged.In = tr.net.In
-	}
-	return nil
-}
-
-// errCheckpointMismatch is wrapped by Train's error when its Resume
-// checkpoint does not fit the run.
-var errCheckpointMismatch = errors.New("the checkpoint does not fit this run")
-
 // loadBatch fills xb and yb with batch t of the epoch (reshuffling at the
 // start of each epoch). The shifts are drawn in order, then the rows
 // filled over the GEMM's workers.
@@ -612,7 +539,703 @@ func (tr *trainer) probeEvalCost() float64 {
 }
 
 // ---------------------------------------------------------------------------
-// Writing results.
+// Checkpoints: the state of a stopped run (Checkpoint), its capture and
+// restore, the writer that saves it in the background, and its file.
+
+// Checkpoint is a training run stopped after Step steps: everything Train
+// needs to go on exactly as if it had not stopped.
+type Checkpoint struct {
+	Step        int               // steps done
+	Net         *MLP              // the parameters after them
+	OptSteps    int               // the optimiser's state (Optimizer.State)
+	OptBuffers  [][]float64       //
+	Perm        []int             // the epoch's order of the training images
+	RNG         map[string][]byte // the PCG states of the shuffle, dropout and augment streams
+	History     []HistoryRow      // the evaluations so far
+	EvalSeconds float64           // their time
+	Snapshots   []*MLP            // the ensemble's snapshots so far
+	Averaged    *MLP              // the weights' moving average (EMA; nil without)
+	Args        []string          // the command line that started the run (for -resume)
+}
+
+// checkpoint captures the trainer's state after res.Steps steps (copies:
+// the run goes on).
+func (tr *trainer) checkpoint() *Checkpoint {
+	history := tr.res.History
+	if tr.offSchedule {
+		// The evaluation made because the run was stopped between two of
+		// its evaluations is this session's, not the run's: the resumed run
+		// writes the uninterrupted run's history.csv.
+		history = history[:len(history)-1]
+	}
+	cp := &Checkpoint{Step: tr.res.Steps, Net: tr.net.Clone(), Perm: slices.Clone(tr.perm), RNG: map[string][]byte{},
+		History: slices.Clone(history), EvalSeconds: tr.res.EvalSeconds, Snapshots: slices.Clone(tr.res.Snapshots)}
+	if tr.res.Averaged != nil {
+		cp.Averaged = tr.res.Averaged.Clone()
+	}
+	t, bufs := tr.opt.State()
+	cp.OptSteps = t
+	for _, b := range bufs {
+		cp.OptBuffers = append(cp.OptBuffers, slices.Clone(b))
+	}
+	for name, pcg := range tr.pcgs {
+		b, _ := pcg.MarshalBinary()
+		cp.RNG[name] = b
+	}
+	return cp
+}
+
+// restore puts the trainer where the checkpoint stopped (the net itself is
+// the caller's, built from cp.Net).
+//
+// A checkpoint comes from a file, so one that does not fit the run (a
+// damaged or foreign file that passed ReadCheckpoint's checks) is an error
+// naming what does not fit, never a panic.
+func (tr *trainer) restore(cp *Checkpoint) error {
+	if len(cp.Perm) != len(tr.perm) || cp.Step < 0 || cp.Step > tr.total || len(cp.History) == 0 {
+		return fmt.Errorf("%w: step %d of an order of %d images with %d evaluations, for a run of %d steps over %d images",
+			errCheckpointMismatch, cp.Step, len(cp.Perm), len(cp.History), tr.total, len(tr.perm))
+	}
+	seen := make([]bool, len(cp.Perm))
+	for _, i := range cp.Perm {
+		if i < 0 || i >= len(seen) || seen[i] {
+			return fmt.Errorf("%w: the training order is not a permutation of the %d images (%d)", errCheckpointMismatch, len(seen), i)
+		}
+		seen[i] = true
+	}
+	copy(tr.perm, cp.Perm)
+	for name, pcg := range tr.pcgs {
+		if err := pcg.UnmarshalBinary(cp.RNG[name]); err != nil {
+			return fmt.Errorf("%w: random-number state %q: %v", errCheckpointMismatch, name, err)
+		}
+	}
+	if err := tr.opt.SetState(cp.OptSteps, cp.OptBuffers); err != nil {
+		return fmt.Errorf("%w: %v", errCheckpointMismatch, err)
+	}
+	tr.res.Steps = cp.Step
+	tr.res.History = slices.Clone(cp.History)
+	tr.res.EvalSeconds = cp.EvalSeconds
+	tr.res.Snapshots = slices.Clone(cp.Snapshots)
+	if tr.o.EMA > 0 {
+		if cp.Averaged == nil || !slices.Equal(cp.Averaged.Sizes, tr.net.Sizes) {
+			return fmt.Errorf("%w: the run averages its weights, the checkpoint holds no average of this net", errCheckpointMismatch)
+		}
+		tr.res.Averaged = cp.Averaged.Clone()
+		tr.res.Averaged.In = tr.net.In
+	}
+	return nil
+}
+
+// errCheckpointMismatch is wrapped by Train's error when its Resume
+// checkpoint does not fit the run.
+var errCheckpointMismatch = errors.New("the checkpoint does not fit this run")
+
+// checkpointWriter writes checkpoints in the background, so that training
+// does not wait for the disk: submit hands over a checkpoint (a copy of the
+// state), replacing one still waiting; flush waits until the last one is
+// written and returns the first error.
+type checkpointWriter struct {
+	path    string
+	mu      sync.Mutex
+	pending *Checkpoint
+	busy    bool
+	err     error
+	wg      sync.WaitGroup
+}
+
+func (w *checkpointWriter) submit(cp *Checkpoint) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.pending = cp
+	if !w.busy {
+		w.busy = true
+		w.wg.Go(w.drain)
+	}
+	return w.err
+}
+
+// drain writes pending checkpoints until none is left.
+func (w *checkpointWriter) drain() {
+	for {
+		w.mu.Lock()
+		cp := w.pending
+		w.pending = nil
+		if cp == nil {
+			w.busy = false
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Unlock()
+		if err := writeCheckpoint(w.path, cp); err != nil {
+			w.mu.Lock()
+			w.err = cmp.Or(w.err, err)
+			w.mu.Unlock()
+		}
+	}
+}
+
+func (w *checkpointWriter) flush() error {
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// The checkpoint file: checkpoint.npz in the run's folder, written after
+// every evaluation and when the run is interrupted, removed when it ends.
+// A zip of .npy arrays (the net W1, b1, …; the optimiser's buffers opt-0,
+// opt-1, …; the snapshots snap1-W1, …) and state.json (the step, the
+// training order, the RNG states, the history, the command line).
+
+// checkpointState is state.json.
+type checkpointState struct {
+	Step        int               `json:"step"`
+	Layers      int               `json:"layers"`
+	OptSteps    int               `json:"opt_steps"`
+	OptBuffers  int               `json:"opt_buffers"`
+	Snapshots   int               `json:"snapshots"`
+	Averaged    bool              `json:"averaged,omitempty"`
+	Perm        []int             `json:"perm"`
+	RNG         map[string][]byte `json:"rng"`
+	History     [][]string        `json:"history"` // historyRecord's fields: exact, NaN included
+	EvalSeconds float64           `json:"eval_seconds"`
+	Args        []string          `json:"args"`
+}
+
+// historyRecord is a history row as text: every field, in history.csv's
+// order (which writes the first 9 or all 13).
+func historyRecord(r HistoryRow) []string {
+	return []string{strconv.Itoa(r.Step), fmtFloat(r.Epoch), fmtFloat(r.Eta),
+		fmtFloat(r.Train.Cost), fmtFloat(r.Train.Loss), fmtFloat(r.Train.Accuracy),
+		fmtFloat(r.Val.Cost), fmtFloat(r.Val.Loss), fmtFloat(r.Val.Accuracy),
+		fmtFloat(r.Test.Cost), fmtFloat(r.Test.Loss), fmtFloat(r.Test.Accuracy), fmtFloat(r.Seconds)}
+}
+
+// parseHistoryRecord reads historyRecord's fields back (9 of them from a
+// checkpoint written before the test curve: Test NaN, Seconds 0).
+func parseHistoryRecord(rec []string) (HistoryRow, error) {
+	r := HistoryRow{Test: Metrics{math.NaN(), math.NaN(), math.NaN()}}
+	if len(rec) != 9 && len(rec) != 13 {
+		return r, fmt.Errorf("a history row of %d fields, want 13", len(rec))
+	}
+	var err error
+	if r.Step, err = strconv.Atoi(rec[0]); err != nil {
+		return r, err
+	}
+	dst := []*float64{&r.Epoch, &r.Eta, &r.Train.Cost, &r.Train.Loss, &r.Train.Accuracy, &r.Val.Cost, &r.Val.Loss, &r.Val.Accuracy,
+		&r.Test.Cost, &r.Test.Loss, &r.Test.Accuracy, &r.Seconds}[:len(rec)-1]
+	for i, p := range dst {
+		if *p, err = strconv.ParseFloat(rec[i+1], 64); err != nil {
+			return r, err
+		}
+	}
+	return r, nil
+}
+
+// writeCheckpoint writes cp to path atomically.
+func writeCheckpoint(path string, cp *Checkpoint) error {
+	st := checkpointState{Step: cp.Step, Layers: cp.Net.Layers(), OptSteps: cp.OptSteps, OptBuffers: len(cp.OptBuffers),
+		Snapshots: len(cp.Snapshots), Averaged: cp.Averaged != nil, Perm: cp.Perm, RNG: cp.RNG, EvalSeconds: cp.EvalSeconds, Args: cp.Args}
+	for _, r := range cp.History {
+		st.History = append(st.History, historyRecord(r))
+	}
+	state, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	return writeFileAtomic(path, func(w io.Writer) error {
+		z := npzWriter{zip.NewWriter(w)}
+		if err := z.raw("state.json", state); err != nil {
+			return err
+		}
+		if err := z.net("", cp.Net); err != nil {
+			return err
+		}
+		if err := z.inputTransform(cp.Net); err != nil { // the snapshots share it
+			return err
+		}
+		for i, b := range cp.OptBuffers {
+			if err := z.array(fmt.Sprintf("opt-%d", i), &Matrix{Rows: 1, Cols: len(b), Data: b}); err != nil {
+				return err
+			}
+		}
+		if cp.Averaged != nil {
+			if err := z.net("ema-", cp.Averaged); err != nil {
+				return err
+			}
+		}
+		for k, snap := range cp.Snapshots {
+			if err := z.net(fmt.Sprintf("snap%d-", k+1), snap); err != nil {
+				return err
+			}
+		}
+		return z.zw.Close()
+	})
+}
+
+// ReadCheckpoint reads a checkpoint written by writeCheckpoint.
+func ReadCheckpoint(path string) (*Checkpoint, error) {
+	fail := func(format string, args ...any) (*Checkpoint, error) {
+		return nil, fmt.Errorf("read checkpoint %s: %s", path, fmt.Sprintf(format, args...))
+	}
+	var st checkpointState
+	readState := func(name string, r io.Reader) error {
+		if name != "state.json" {
+			return fmt.Errorf("unexpected member %q", name)
+		}
+		return json.NewDecoder(io.LimitReader(r, 64<<20)).Decode(&st)
+	}
+	arrays, err := readNpz(path, 10*maxModelLayers, func(string) bool { return true }, readState)
+	if err != nil {
+		return fail("%v", err)
+	}
+	// net is a stored net of st.Layers layers.
+	net := func(prefix string) (*MLP, error) {
+		n, err := netFrom(arrays, prefix)
+		if err == nil && n.Layers() != st.Layers {
+			err = fmt.Errorf("%sW1, … hold %d layers, state.json says %d", prefix, n.Layers(), st.Layers)
+		}
+		return n, err
+	}
+	cp := &Checkpoint{Step: st.Step, OptSteps: st.OptSteps, Perm: st.Perm, RNG: st.RNG, EvalSeconds: st.EvalSeconds, Args: st.Args}
+	if st.Layers <= 0 || st.Layers > maxModelLayers {
+		return fail("state.json: %d layers", st.Layers)
+	}
+	if cp.Net, err = net(""); err != nil {
+		return fail("%v", err)
+	}
+	if err := attachInputTransform(cp.Net, arrays["whiten"]); err != nil {
+		return fail("%v", err)
+	}
+	for i := range st.OptBuffers {
+		b := arrays[fmt.Sprintf("opt-%d", i)]
+		if b == nil {
+			return fail("opt-%d missing", i)
+		}
+		cp.OptBuffers = append(cp.OptBuffers, b.Data)
+	}
+	if st.Averaged {
+		if cp.Averaged, err = net("ema-"); err != nil {
+			return fail("%v", err)
+		}
+		cp.Averaged.In = cp.Net.In
+	}
+	for k := 1; k <= st.Snapshots; k++ {
+		snap, err := net(fmt.Sprintf("snap%d-", k))
+		if err != nil {
+			return fail("%v", err)
+		}
+		snap.In = cp.Net.In
+		cp.Snapshots = append(cp.Snapshots, snap)
+	}
+	for _, rec := range st.History {
+		r, err := parseHistoryRecord(rec)
+		if err != nil {
+			return fail("history: %v", err)
+		}
+		cp.History = append(cp.History, r)
+	}
+	return cp, nil
+}
+
+// step is the checkpoint's step (0 for none).
+func (cp *Checkpoint) step() int {
+	if cp == nil {
+		return 0
+	}
+	return cp.Step
+}
+
+// evalSeconds is the evaluation time the checkpoint's run had spent (0 for none).
+func (cp *Checkpoint) evalSeconds() float64 {
+	if cp == nil {
+		return 0
+	}
+	return cp.EvalSeconds
+}
+
+// ---------------------------------------------------------------------------
+// The learning-rate range test (Smith 2015, section 3.3).
+
+// LRPoint is one evaluation of the range test.
+type LRPoint struct {
+	Step     int
+	Eta      float64
+	ValAcc   float64
+	ValLoss  float64
+	Smoothed float64 // ValAcc averaged over its neighbours (window 5)
+}
+
+// LRTest trains net for steps updates while η rises linearly from
+// o.EtaMin to o.EtaMax, η_t = η_min + (t/steps)·(η_max − η_min), and
+// evaluates the validation set points times on the way. It is Train with a
+// one-way ramp: the first half of a cycle with n_s = steps.
+func LRTest(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, steps, points int, progress io.Writer) ([]LRPoint, error) {
+	o.Schedule = Schedule{EtaMin: o.EtaMin, EtaMax: o.EtaMax, NS: steps, Cycles: 1}
+	o.Ensemble, o.EvalTrain, o.Limit = false, false, steps
+	o.Evals = max(1, 2*points) // evaluations per cycle: points in the first half
+	var pts []LRPoint
+	res, err := Train(ctx, net, gemm, train, val, o, progress)
+	for _, h := range res.History {
+		pts = append(pts, LRPoint{Step: h.Step, Eta: h.Eta, ValAcc: h.Val.Accuracy, ValLoss: h.Val.Loss})
+	}
+	smoothPoints(pts)
+	return pts, err
+}
+
+// smoothPoints sets each point's Smoothed to the mean validation accuracy
+// of the points at most 2 away on either side, the window shrinking
+// symmetrically at the ends (the first and last points stand alone; the
+// second is the mean of the first three). A one-sided window would average
+// the untrained net's first point with later ones and make the curve start
+// higher than it does.
+func smoothPoints(pts []LRPoint) {
+	for i := range pts {
+		h := min(2, i, len(pts)-1-i)
+		var s float64
+		for j := i - h; j <= i+h; j++ {
+			s += pts[j].ValAcc
+		}
+		pts[i].Smoothed = s / float64(2*h+1)
+	}
+}
+
+// suggestEtas reads the range test as Smith suggests: η_min where the
+// (smoothed) validation accuracy starts to rise — the first point that has
+// gained a tenth of the total rise — and η_max where it stops rising, the
+// peak of the smoothed curve.
+func suggestEtas(pts []LRPoint) (etaMin, etaMax float64, ok bool) {
+	if len(pts) < 3 {
+		return 0, 0, false
+	}
+	peak := 0
+	for i, p := range pts {
+		if p.Smoothed > pts[peak].Smoothed {
+			peak = i
+		}
+	}
+	start := pts[0].Smoothed
+	rise := pts[peak].Smoothed - start
+	if rise <= 0 {
+		return 0, 0, false
+	}
+	for _, p := range pts[:peak+1] {
+		if p.Smoothed >= start+0.1*rise {
+			return p.Eta, pts[peak].Eta, true
+		}
+	}
+	return pts[0].Eta, pts[peak].Eta, true
+}
+
+// writeLRTest writes lrtest.csv and lrtest.svg (validation accuracy against
+// η, with the suggested range marked) and returns the suggestion.
+func writeLRTest(dir string, pts []LRPoint, steps int, lambda float64) (etaMin, etaMax float64, ok bool, err error) {
+	rows := make([][]string, len(pts))
+	for i, p := range pts {
+		rows[i] = []string{strconv.Itoa(p.Step), fmtFloat(p.Eta), fmtFloat(p.ValAcc), fmtFloat(p.ValLoss), fmtFloat(p.Smoothed)}
+	}
+	var o outputs
+	o.addCSV(filepath.Join(dir, "lrtest.csv"), []string{"step", "eta", "val_acc", "val_loss", "val_acc_smoothed"}, rows)
+	acc := Series{Name: "validation", Scatter: true}
+	smooth := Series{Name: "smoothed"}
+	for _, p := range pts {
+		acc.X, acc.Y = append(acc.X, p.Eta), append(acc.Y, 100*p.ValAcc)
+		smooth.X, smooth.Y = append(smooth.X, p.Eta), append(smooth.Y, 100*p.Smoothed)
+	}
+	plot := &Plot{Title: fmt.Sprintf("LR range test: %d steps, λ=%g", steps, lambda), XLabel: "learning rate η (log scale)", YLabel: "validation accuracy (%)",
+		LogX: true, Series: []Series{acc, smooth}} // η spans decades
+	etaMin, etaMax, ok = suggestEtas(pts)
+	if ok {
+		plot.Bands = []Band{{Lo: etaMin, Hi: etaMax, Label: fmt.Sprintf("suggested η: %.2g … %.2g", etaMin, etaMax)}}
+	}
+	o.addBytes(filepath.Join(dir, "lrtest.svg"), plot.SVG())
+	return etaMin, etaMax, ok, o.commit()
+}
+
+// ---------------------------------------------------------------------------
+// The run folder: TrainAndSave trains a fresh (or resumed) net and writes
+// history.csv, the plots, model.npz and summary.json.
+
+// RunSummary is summary.json.
+type RunSummary struct {
+	Config        map[string]string `json:"config"` // every flag's value (RunSpec.Settings)
+	Kernel        string            `json:"gemm_kernel"`
+	CPU           string            `json:"cpu"`
+	Sizes         []int             `json:"sizes"`
+	TrainImages   int               `json:"train_images"`
+	ValImages     int               `json:"val_images"`
+	TestImages    int               `json:"test_images"`
+	Steps         int               `json:"steps"`
+	ResumedAt     int               `json:"resumed_at_step,omitempty"` // -resume: the step this session started from
+	Interrupted   bool              `json:"interrupted"`
+	TrainAccuracy optFloat          `json:"train_accuracy"`
+	ValAccuracy   optFloat          `json:"val_accuracy"`
+	TestAccuracy  optFloat          `json:"test_accuracy"`
+	TrainCost     optFloat          `json:"train_cost"`
+	// the snapshot ensemble (-ensemble): members and accuracies
+	EnsembleSize         int      `json:"ensemble_size,omitempty"`
+	EnsembleValAccuracy  optFloat `json:"ensemble_val_accuracy,omitempty"`
+	EnsembleTestAccuracy optFloat `json:"ensemble_test_accuracy,omitempty"`
+	// test-time augmentation (-tta): the final net on the images and their mirrors
+	TTAValAccuracy  optFloat `json:"tta_val_accuracy,omitempty"`
+	TTATestAccuracy optFloat `json:"tta_test_accuracy,omitempty"`
+	// the weights' moving average (-ema), plain and (-tta) with test-time augmentation
+	EMAValAccuracy     optFloat `json:"ema_val_accuracy,omitempty"`
+	EMATestAccuracy    optFloat `json:"ema_test_accuracy,omitempty"`
+	EMATTAValAccuracy  optFloat `json:"ema_tta_val_accuracy,omitempty"`
+	EMATTATestAccuracy optFloat `json:"ema_tta_test_accuracy,omitempty"`
+	// time to accuracy: HistoryRow.Seconds of every evaluation (history.csv's
+	// rows), and with a test curve the first at which the test accuracy
+	// reached each of timeLevels; the training's multiply-adds ×2
+	SecondsAtEvals []float64          `json:"seconds_at_evaluations"`
+	TimeToTest     map[string]float64 `json:"seconds_to_test_accuracy,omitempty"`
+	TrainFLOPs     float64            `json:"train_flops"`
+	WallSeconds    float64            `json:"wall_seconds"`
+	TrainSeconds   float64            `json:"train_seconds"` // the training loop, evaluations included
+	EvalSeconds    float64            `json:"eval_seconds"`  // the evaluations during training
+	Finished       time.Time          `json:"finished"`
+}
+
+// netSizes is [D, hidden…, C].
+func netSizes(d int, hidden []int) []int {
+	return append(append([]int{d}, hidden...), numClasses)
+}
+
+// RunSpec is one training run of a fresh net, written to a folder.
+type RunSpec struct {
+	Out      string     // the folder
+	Title    string     // the plots' title
+	Hidden   []int      // hidden layer sizes
+	He       bool       // He initialisation instead of 1/√fan_in
+	Whiten   WhitenSpec // the input transform to fit on the training images (Kind "": none)
+	TTA      bool       // also assess the final net with test-time augmentation (ttaViews)
+	Seed     uint64     // the weights' stream (the rest is in Options.Seed)
+	Workers  int        // GEMM goroutines (0: GOMAXPROCS)
+	Kernel   string     // GEMM micro-kernel name
+	Options  TrainOptions
+	Settings map[string]string // summary.json's "config": every flag's value, as the command line (with its mode's and preset's defaults) set it
+	Args     []string          // the command line, kept in the checkpoint for -resume
+	Resume   *Checkpoint       // continue this run (nil: a fresh net)
+}
+
+// TrainAndSave trains a fresh net on the splits and writes every output
+// into spec.Out. It returns the summary; a divergence or an interruption
+// (ctx cancelled during training) still writes what it has, but a context
+// cancelled before the first step writes nothing and leaves the folder as
+// it was.
+func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Writer) (*RunSummary, error) {
+	if ctx.Err() != nil { // interrupted before the first step: write nothing
+		return nil, context.Cause(ctx)
+	}
+	start := time.Now()
+	gemm := NewGemmNamed(spec.Workers, spec.Kernel)
+	defer gemm.Close()
+	net, err := newRunNet(spec, sp, gemm, progress)
+	if err != nil {
+		return nil, err
+	}
+	o := spec.Options
+	if cp := spec.Resume; cp != nil {
+		if !slices.Equal(cp.Net.Sizes, net.Sizes) || (cp.Net.In != nil) != (spec.Whiten.Kind != "") {
+			return nil, fmt.Errorf("%w: its net is %v (input transform: %v), the run's %v (%v)",
+				errCheckpointMismatch, cp.Net.Sizes, cp.Net.In != nil, net.Sizes, spec.Whiten.Kind != "")
+		}
+		net, o.Resume = cp.Net.Clone(), cp
+	}
+	checkpoint := filepath.Join(spec.Out, "checkpoint.npz")
+	cw := &checkpointWriter{path: checkpoint}
+	o.Checkpoint = func(cp *Checkpoint) error {
+		cp.Args = spec.Args
+		return cw.submit(cp)
+	}
+	trainStart := time.Now()
+	res, trainErr := Train(ctx, net, gemm, sp.Train, sp.Val, o, progress)
+	if err := cw.flush(); err != nil && trainErr == nil {
+		trainErr = err
+	}
+	trainSeconds := time.Since(trainStart).Seconds()
+	sum := &RunSummary{Config: spec.Settings, Kernel: gemm.KernelName(), CPU: cpuModel(), Sizes: net.Sizes, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len(),
+		Steps: res.Steps, Interrupted: res.Interrupted, ResumedAt: o.Resume.step(), TestAccuracy: optFloat(math.NaN()), TrainAccuracy: optFloat(math.NaN()), ValAccuracy: optFloat(math.NaN()), TrainCost: optFloat(math.NaN())}
+	sum.SecondsAtEvals, sum.TimeToTest = timeToAccuracy(res.History, o.Test != nil)
+	sum.TrainFLOPs = float64(res.Steps) * float64(o.Batch) * flopsPerImage(net, true)
+	if h := res.History; len(h) > 0 {
+		last := h[len(h)-1]
+		sum.TrainAccuracy, sum.ValAccuracy, sum.TrainCost = optFloat(last.Train.Accuracy), optFloat(last.Val.Accuracy), optFloat(last.Train.Cost)
+	}
+	if trainErr == nil {
+		assessFinal(sum, spec, net, res, gemm, sp)
+	}
+	sum.WallSeconds = time.Since(start).Seconds()
+	sum.TrainSeconds, sum.EvalSeconds = trainSeconds, res.EvalSeconds-o.Resume.evalSeconds() // this session's
+	sum.Finished = time.Now().UTC()
+	models := []*Model{{Net: net, Mean: sp.Norm.Mean, Std: sp.Norm.Std}}
+	var averaged *Model
+	if trainErr == nil {
+		for _, snap := range res.Snapshots {
+			models = append(models, &Model{Net: snap, Mean: sp.Norm.Mean, Std: sp.Norm.Std})
+		}
+		if res.Averaged != nil {
+			averaged = &Model{Net: res.Averaged, Mean: sp.Norm.Mean, Std: sp.Norm.Std}
+		}
+	}
+	if err := writeRun(spec, res.History, models, averaged, sum); err != nil {
+		return nil, err
+	}
+	if trainErr == nil && !res.Interrupted {
+		os.Remove(checkpoint) // finished: nothing to resume
+	}
+	return sum, trainErr
+}
+
+// assessFinal fills in what a finished run's summary says of its nets on
+// the test set (read here, once) and the validation set: the final net's
+// test accuracy, and as asked for its accuracy with test-time
+// augmentation, the moving average's, and the snapshot ensemble's.
+func assessFinal(sum *RunSummary, spec RunSpec, net *MLP, res *TrainResult, gemm *Gemm, sp *Splits) {
+	if sp.Test != nil && sp.Test.Len() > 0 {
+		sum.TestImages = sp.Test.Len()
+		ws := newForwardWorkspace(net, gemm, evalChunk)
+		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test, spec.Options.Lambda, nil).Accuracy)
+	}
+	val, test := []*Dataset{sp.Val}, []*Dataset{sp.Test}
+	var valTTA, testTTA []*Dataset // the mirrored copies, made once
+	if spec.TTA {
+		views := func(d *Dataset) []*Dataset {
+			if d == nil || d.Len() == 0 {
+				return []*Dataset{d} // nothing to mirror: accuracyOn says NaN
+			}
+			return ttaViews(d)
+		}
+		valTTA, testTTA = views(sp.Val), views(sp.Test)
+		sum.TTAValAccuracy, sum.TTATestAccuracy = accuracyOn(net, gemm, valTTA), accuracyOn(net, gemm, testTTA)
+	}
+	if avg := res.Averaged; avg != nil {
+		sum.EMAValAccuracy, sum.EMATestAccuracy = accuracyOn(avg, gemm, val), accuracyOn(avg, gemm, test)
+		if spec.TTA {
+			sum.EMATTAValAccuracy, sum.EMATTATestAccuracy = accuracyOn(avg, gemm, valTTA), accuracyOn(avg, gemm, testTTA)
+		}
+	}
+	if k := len(res.Snapshots); k > 0 {
+		sum.EnsembleSize = k
+		sum.EnsembleValAccuracy, sum.EnsembleTestAccuracy = optFloat(math.NaN()), optFloat(math.NaN())
+		if sp.Val.Len() > 0 {
+			sum.EnsembleValAccuracy = optFloat(Assess(res.Snapshots, gemm, sp.Val).Accuracy)
+		}
+		if sp.Test != nil && sp.Test.Len() > 0 {
+			sum.EnsembleTestAccuracy = optFloat(Assess(res.Snapshots, gemm, sp.Test).Accuracy)
+		}
+	}
+}
+
+// timeLevels are the test accuracies whose time a run with a test curve
+// reports (summary.json's seconds_to_test_accuracy).
+var timeLevels = []float64{0.50, 0.55, 0.60, 0.63, 0.65, 0.68, 0.70}
+
+// timeToAccuracy lists the wall seconds of every evaluation and, with a
+// test curve, the first evaluation's seconds at which the test accuracy
+// reached each of timeLevels ("0.60": s; levels never reached are left out).
+func timeToAccuracy(h []HistoryRow, testCurve bool) (seconds []float64, reached map[string]float64) {
+	for _, r := range h {
+		seconds = append(seconds, r.Seconds)
+	}
+	if !testCurve {
+		return seconds, nil
+	}
+	reached = map[string]float64{}
+	for _, level := range timeLevels {
+		for _, r := range h {
+			if r.Test.Accuracy >= level {
+				reached[strconv.FormatFloat(level, 'f', 2, 64)] = r.Seconds
+				break
+			}
+		}
+	}
+	return seconds, reached
+}
+
+// flopsPerImage counts the floating-point operations (a multiply-add is
+// two) of one image through net's products: the input transform's x·Pᵀ,
+// then 2·in·out per layer forward and, with backward, twice that again
+// (dW = doutᵀ·x and dx = dout·W; the first layer needs no dx, counted
+// anyway: a bound within a few per cent).
+func flopsPerImage(net *MLP, backward bool) float64 {
+	var f float64
+	if net.In != nil {
+		f += 2 * float64(net.In.Rows) * float64(net.In.Cols)
+	}
+	for l := range net.Layers() {
+		mul := 2 * float64(net.Sizes[l]) * float64(net.Sizes[l+1])
+		if backward {
+			mul *= 3
+		}
+		f += mul
+	}
+	return f
+}
+
+// accuracyOn is net's accuracy on the views of a set of images (one view,
+// or ttaViews' two; NaN for no images).
+func accuracyOn(net *MLP, gemm *Gemm, views []*Dataset) optFloat {
+	if views[0] == nil || views[0].Len() == 0 {
+		return optFloat(math.NaN())
+	}
+	return optFloat(AssessViews([]*MLP{net}, gemm, views).Accuracy)
+}
+
+// newRunNet is the run's fresh net: its input transform fitted on the
+// training images (spec.Whiten; not on a resumed run, whose checkpoint
+// holds it), then the layers drawn from the weights' stream.
+func newRunNet(spec RunSpec, sp *Splits, gemm *Gemm, progress io.Writer) (*MLP, error) {
+	inputs := spec.Whiten.Outputs(sp.Train.Dim())
+	var in *Matrix
+	if w := spec.Whiten; w.Kind != "" && spec.Resume == nil {
+		start := time.Now()
+		var err error
+		if in, err = FitWhitening(gemm, sp.Train, w); err != nil {
+			return nil, err
+		}
+		if progress != nil {
+			fmt.Fprintf(progress, "input transform: %s to %d dimensions, fitted on %d images in %.1f s\n",
+				w.Kind, inputs, sp.Train.Len(), time.Since(start).Seconds())
+		}
+	}
+	net := NewMLP(netSizes(inputs, spec.Hidden), spec.He, newRNG(spec.Seed, streamInit))
+	net.In = in
+	return net, nil
+}
+
+// writeRun writes history.csv, the plots, model.npz (models[0]),
+// snapshot-K.npz (models[K]), model-ema.npz (averaged, if not nil) and
+// summary.json, together (see outputs): a failure leaves the previous
+// run's files as they were.
+func writeRun(spec RunSpec, h []HistoryRow, models []*Model, averaged *Model, sum *RunSummary) error {
+	var o outputs
+	historyCSV(&o, filepath.Join(spec.Out, "history.csv"), h, spec.Options.Test != nil)
+	curves(&o, spec.Out, spec.Title, h, spec.Options.Schedule)
+	o.add(filepath.Join(spec.Out, "model.npz"), models[0].write)
+	for k, m := range models[1:] {
+		o.add(filepath.Join(spec.Out, fmt.Sprintf("snapshot-%d.npz", k+1)), m.write)
+	}
+	if averaged != nil {
+		o.add(filepath.Join(spec.Out, "model-ema.npz"), averaged.write)
+	}
+	o.addJSON(filepath.Join(spec.Out, "summary.json"), sum)
+	return o.commit()
+}
+
+// optFloat is a figure that may not have been measured: NaN is written to
+// JSON as null.
+type optFloat float64
+
+func (f optFloat) MarshalJSON() ([]byte, error) {
+	if !finite(float64(f)) {
+		return []byte("null"), nil
+	}
+	return json.Marshal(float64(f))
+}
+
+// ---------------------------------------------------------------------------
+// Files: written together (outputs), the learning curves.
 
 // outputs is a set of files written together, so that a folder never
 // holds some files of one run and some of another: add fills each file into
@@ -1314,607 +1937,3 @@ var errBadModel = errors.New("read model")
 
 // maxModelLayers bounds the layers a model file may hold.
 const maxModelLayers = 1000
-
-// ---------------------------------------------------------------------------
-// Modes.
-
-// RunSummary is summary.json.
-type RunSummary struct {
-	Config        any      `json:"config"`
-	Kernel        string   `json:"gemm_kernel"`
-	CPU           string   `json:"cpu"`
-	Sizes         []int    `json:"sizes"`
-	TrainImages   int      `json:"train_images"`
-	ValImages     int      `json:"val_images"`
-	TestImages    int      `json:"test_images"`
-	Steps         int      `json:"steps"`
-	ResumedAt     int      `json:"resumed_at_step,omitempty"` // -resume: the step this session started from
-	Interrupted   bool     `json:"interrupted"`
-	TrainAccuracy optFloat `json:"train_accuracy"`
-	ValAccuracy   optFloat `json:"val_accuracy"`
-	TestAccuracy  optFloat `json:"test_accuracy"`
-	TrainCost     optFloat `json:"train_cost"`
-	// the snapshot ensemble (-ensemble): members and accuracies
-	EnsembleSize         int      `json:"ensemble_size,omitempty"`
-	EnsembleValAccuracy  optFloat `json:"ensemble_val_accuracy,omitempty"`
-	EnsembleTestAccuracy optFloat `json:"ensemble_test_accuracy,omitempty"`
-	// test-time augmentation (-tta): the final net on the images and their mirrors
-	TTAValAccuracy  optFloat `json:"tta_val_accuracy,omitempty"`
-	TTATestAccuracy optFloat `json:"tta_test_accuracy,omitempty"`
-	// the weights' moving average (-ema), plain and (-tta) with test-time augmentation
-	EMAValAccuracy     optFloat `json:"ema_val_accuracy,omitempty"`
-	EMATestAccuracy    optFloat `json:"ema_test_accuracy,omitempty"`
-	EMATTAValAccuracy  optFloat `json:"ema_tta_val_accuracy,omitempty"`
-	EMATTATestAccuracy optFloat `json:"ema_tta_test_accuracy,omitempty"`
-	// time to accuracy: HistoryRow.Seconds of every evaluation (history.csv's
-	// rows), and with a test curve the first at which the test accuracy
-	// reached each of timeLevels; the training's multiply-adds ×2
-	SecondsAtEvals []float64          `json:"seconds_at_evaluations"`
-	TimeToTest     map[string]float64 `json:"seconds_to_test_accuracy,omitempty"`
-	TrainFLOPs     float64            `json:"train_flops"`
-	WallSeconds    float64            `json:"wall_seconds"`
-	TrainSeconds   float64            `json:"train_seconds"` // the training loop, evaluations included
-	EvalSeconds    float64            `json:"eval_seconds"`  // the evaluations during training
-	Finished       time.Time          `json:"finished"`
-}
-
-// netSizes is [D, hidden…, C].
-func netSizes(d int, hidden []int) []int {
-	return append(append([]int{d}, hidden...), numClasses)
-}
-
-// RunSpec is one training run of a fresh net, written to a folder.
-type RunSpec struct {
-	Out     string     // the folder
-	Title   string     // the plots' title
-	Hidden  []int      // hidden layer sizes
-	He      bool       // He initialisation instead of 1/√fan_in
-	Whiten  WhitenSpec // the input transform to fit on the training images (Kind "": none)
-	TTA     bool       // also assess the final net with test-time augmentation (ttaViews)
-	Seed    uint64     // the weights' stream (the rest is in Options.Seed)
-	Workers int        // GEMM goroutines (0: GOMAXPROCS)
-	Kernel  string     // GEMM micro-kernel name
-	Options TrainOptions
-	Config  any         // summary.json's "config": the settings as the user gave them
-	Args    []string    // the command line, kept in the checkpoint for -resume
-	Resume  *Checkpoint // continue this run (nil: a fresh net)
-}
-
-// TrainAndSave trains a fresh net on the splits and writes every output
-// into spec.Out. It returns the summary; a divergence or an interruption
-// (ctx cancelled during training) still writes what it has, but a context
-// cancelled before the first step writes nothing and leaves the folder as
-// it was.
-func TrainAndSave(ctx context.Context, spec RunSpec, sp *Splits, progress io.Writer) (*RunSummary, error) {
-	if ctx.Err() != nil { // interrupted before the first step: write nothing
-		return nil, context.Cause(ctx)
-	}
-	start := time.Now()
-	gemm := NewGemmNamed(spec.Workers, spec.Kernel)
-	defer gemm.Close()
-	net, err := newRunNet(spec, sp, gemm, progress)
-	if err != nil {
-		return nil, err
-	}
-	o := spec.Options
-	if cp := spec.Resume; cp != nil {
-		if !slices.Equal(cp.Net.Sizes, net.Sizes) || (cp.Net.In != nil) != (spec.Whiten.Kind != "") {
-			return nil, fmt.Errorf("%w: its net is %v (input transform: %v), the run's %v (%v)",
-				errCheckpointMismatch, cp.Net.Sizes, cp.Net.In != nil, net.Sizes, spec.Whiten.Kind != "")
-		}
-		net, o.Resume = cp.Net.Clone(), cp
-	}
-	checkpoint := filepath.Join(spec.Out, "checkpoint.npz")
-	cw := &checkpointWriter{path: checkpoint}
-	o.Checkpoint = func(cp *Checkpoint) error {
-		cp.Args = spec.Args
-		return cw.submit(cp)
-	}
-	trainStart := time.Now()
-	res, trainErr := Train(ctx, net, gemm, sp.Train, sp.Val, o, progress)
-	if err := cw.flush(); err != nil && trainErr == nil {
-		trainErr = err
-	}
-	trainSeconds := time.Since(trainStart).Seconds()
-	sum := &RunSummary{Config: spec.Config, Kernel: gemm.KernelName(), CPU: cpuModel(), Sizes: net.Sizes, TrainImages: sp.Train.Len(), ValImages: sp.Val.Len(),
-		Steps: res.Steps, Interrupted: res.Interrupted, ResumedAt: o.Resume.step(), TestAccuracy: optFloat(math.NaN()), TrainAccuracy: optFloat(math.NaN()), ValAccuracy: optFloat(math.NaN()), TrainCost: optFloat(math.NaN())}
-	sum.SecondsAtEvals, sum.TimeToTest = timeToAccuracy(res.History, o.Test != nil)
-	sum.TrainFLOPs = float64(res.Steps) * float64(o.Batch) * flopsPerImage(net, true)
-	if h := res.History; len(h) > 0 {
-		last := h[len(h)-1]
-		sum.TrainAccuracy, sum.ValAccuracy, sum.TrainCost = optFloat(last.Train.Accuracy), optFloat(last.Val.Accuracy), optFloat(last.Train.Cost)
-	}
-	if trainErr == nil {
-		assessFinal(sum, spec, net, res, gemm, sp)
-	}
-	sum.WallSeconds = time.Since(start).Seconds()
-	sum.TrainSeconds, sum.EvalSeconds = trainSeconds, res.EvalSeconds-o.Resume.evalSeconds() // this session's
-	sum.Finished = time.Now().UTC()
-	models := []*Model{{Net: net, Mean: sp.Norm.Mean, Std: sp.Norm.Std}}
-	var averaged *Model
-	if trainErr == nil {
-		for _, snap := range res.Snapshots {
-			models = append(models, &Model{Net: snap, Mean: sp.Norm.Mean, Std: sp.Norm.Std})
-		}
-		if res.Averaged != nil {
-			averaged = &Model{Net: res.Averaged, Mean: sp.Norm.Mean, Std: sp.Norm.Std}
-		}
-	}
-	if err := writeRun(spec, res.History, models, averaged, sum); err != nil {
-		return nil, err
-	}
-	if trainErr == nil && !res.Interrupted {
-		os.Remove(checkpoint) // finished: nothing to resume
-	}
-	return sum, trainErr
-}
-
-// assessFinal fills in what a finished run's summary says of its nets on
-// the test set (read here, once) and the validation set: the final net's
-// test accuracy, and as asked for its accuracy with test-time
-// augmentation, the moving average's, and the snapshot ensemble's.
-func assessFinal(sum *RunSummary, spec RunSpec, net *MLP, res *TrainResult, gemm *Gemm, sp *Splits) {
-	if sp.Test != nil && sp.Test.Len() > 0 {
-		sum.TestImages = sp.Test.Len()
-		ws := newForwardWorkspace(net, gemm, evalChunk)
-		sum.TestAccuracy = optFloat(net.Evaluate(ws, sp.Test, spec.Options.Lambda, nil).Accuracy)
-	}
-	val, test := []*Dataset{sp.Val}, []*Dataset{sp.Test}
-	var valTTA, testTTA []*Dataset // the mirrored copies, made once
-	if spec.TTA {
-		views := func(d *Dataset) []*Dataset {
-			if d == nil || d.Len() == 0 {
-				return []*Dataset{d} // nothing to mirror: accuracyOn says NaN
-			}
-			return ttaViews(d)
-		}
-		valTTA, testTTA = views(sp.Val), views(sp.Test)
-		sum.TTAValAccuracy, sum.TTATestAccuracy = accuracyOn(net, gemm, valTTA), accuracyOn(net, gemm, testTTA)
-	}
-	if avg := res.Averaged; avg != nil {
-		sum.EMAValAccuracy, sum.EMATestAccuracy = accuracyOn(avg, gemm, val), accuracyOn(avg, gemm, test)
-		if spec.TTA {
-			sum.EMATTAValAccuracy, sum.EMATTATestAccuracy = accuracyOn(avg, gemm, valTTA), accuracyOn(avg, gemm, testTTA)
-		}
-	}
-	if k := len(res.Snapshots); k > 0 {
-		sum.EnsembleSize = k
-		sum.EnsembleValAccuracy, sum.EnsembleTestAccuracy = optFloat(math.NaN()), optFloat(math.NaN())
-		if sp.Val.Len() > 0 {
-			sum.EnsembleValAccuracy = optFloat(Assess(res.Snapshots, gemm, sp.Val).Accuracy)
-		}
-		if sp.Test != nil && sp.Test.Len() > 0 {
-			sum.EnsembleTestAccuracy = optFloat(Assess(res.Snapshots, gemm, sp.Test).Accuracy)
-		}
-	}
-}
-
-// timeLevels are the test accuracies whose time a run with a test curve
-// reports (summary.json's seconds_to_test_accuracy).
-var timeLevels = []float64{0.50, 0.55, 0.60, 0.63, 0.65, 0.68, 0.70}
-
-// timeToAccuracy lists the wall seconds of every evaluation and, with a
-// test curve, the first evaluation's seconds at which the test accuracy
-// reached each of timeLevels ("0.60": s; levels never reached are left out).
-func timeToAccuracy(h []HistoryRow, testCurve bool) (seconds []float64, reached map[string]float64) {
-	for _, r := range h {
-		seconds = append(seconds, r.Seconds)
-	}
-	if !testCurve {
-		return seconds, nil
-	}
-	reached = map[string]float64{}
-	for _, level := range timeLevels {
-		for _, r := range h {
-			if r.Test.Accuracy >= level {
-				reached[strconv.FormatFloat(level, 'f', 2, 64)] = r.Seconds
-				break
-			}
-		}
-	}
-	return seconds, reached
-}
-
-// flopsPerImage counts the floating-point operations (a multiply-add is
-// two) of one image through net's products: the input transform's x·Pᵀ,
-// then 2·in·out per layer forward and, with backward, twice that again
-// (dW = doutᵀ·x and dx = dout·W; the first layer needs no dx, counted
-// anyway: a bound within a few per cent).
-func flopsPerImage(net *MLP, backward bool) float64 {
-	var f float64
-	if net.In != nil {
-		f += 2 * float64(net.In.Rows) * float64(net.In.Cols)
-	}
-	for l := range net.Layers() {
-		mul := 2 * float64(net.Sizes[l]) * float64(net.Sizes[l+1])
-		if backward {
-			mul *= 3
-		}
-		f += mul
-	}
-	return f
-}
-
-// accuracyOn is net's accuracy on the views of a set of images (one view,
-// or ttaViews' two; NaN for no images).
-func accuracyOn(net *MLP, gemm *Gemm, views []*Dataset) optFloat {
-	if views[0] == nil || views[0].Len() == 0 {
-		return optFloat(math.NaN())
-	}
-	return optFloat(AssessViews([]*MLP{net}, gemm, views).Accuracy)
-}
-
-// newRunNet is the run's fresh net: its input transform fitted on the
-// training images (spec.Whiten; not on a resumed run, whose checkpoint
-// holds it), then the layers drawn from the weights' stream.
-func newRunNet(spec RunSpec, sp *Splits, gemm *Gemm, progress io.Writer) (*MLP, error) {
-	inputs := spec.Whiten.Outputs(sp.Train.Dim())
-	var in *Matrix
-	if w := spec.Whiten; w.Kind != "" && spec.Resume == nil {
-		start := time.Now()
-		var err error
-		if in, err = FitWhitening(gemm, sp.Train, w); err != nil {
-			return nil, err
-		}
-		if progress != nil {
-			fmt.Fprintf(progress, "input transform: %s to %d dimensions, fitted on %d images in %.1f s\n",
-				w.Kind, inputs, sp.Train.Len(), time.Since(start).Seconds())
-		}
-	}
-	net := NewMLP(netSizes(inputs, spec.Hidden), spec.He, newRNG(spec.Seed, streamInit))
-	net.In = in
-	return net, nil
-}
-
-// writeRun writes history.csv, the plots, model.npz (models[0]),
-// snapshot-K.npz (models[K]), model-ema.npz (averaged, if not nil) and
-// summary.json, together (see outputs): a failure leaves the previous
-// run's files as they were.
-func writeRun(spec RunSpec, h []HistoryRow, models []*Model, averaged *Model, sum *RunSummary) error {
-	var o outputs
-	historyCSV(&o, filepath.Join(spec.Out, "history.csv"), h, spec.Options.Test != nil)
-	curves(&o, spec.Out, spec.Title, h, spec.Options.Schedule)
-	o.add(filepath.Join(spec.Out, "model.npz"), models[0].write)
-	for k, m := range models[1:] {
-		o.add(filepath.Join(spec.Out, fmt.Sprintf("snapshot-%d.npz", k+1)), m.write)
-	}
-	if averaged != nil {
-		o.add(filepath.Join(spec.Out, "model-ema.npz"), averaged.write)
-	}
-	o.addJSON(filepath.Join(spec.Out, "summary.json"), sum)
-	return o.commit()
-}
-
-// optFloat is a figure that may not have been measured: NaN is written to
-// JSON as null.
-type optFloat float64
-
-func (f optFloat) MarshalJSON() ([]byte, error) {
-	if !finite(float64(f)) {
-		return []byte("null"), nil
-	}
-	return json.Marshal(float64(f))
-}
-
-// ---------------------------------------------------------------------------
-// The learning-rate range test (Smith 2015, section 3.3).
-
-// LRPoint is one evaluation of the range test.
-type LRPoint struct {
-	Step     int
-	Eta      float64
-	ValAcc   float64
-	ValLoss  float64
-	Smoothed float64 // ValAcc averaged over its neighbours (window 5)
-}
-
-// LRTest trains net for steps updates while η rises linearly from
-// o.EtaMin to o.EtaMax, η_t = η_min + (t/steps)·(η_max − η_min), and
-// evaluates the validation set points times on the way. It is Train with a
-// one-way ramp: the first half of a cycle with n_s = steps.
-func LRTest(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, steps, points int, progress io.Writer) ([]LRPoint, error) {
-	o.Schedule = Schedule{EtaMin: o.EtaMin, EtaMax: o.EtaMax, NS: steps, Cycles: 1}
-	o.Ensemble, o.EvalTrain, o.Limit = false, false, steps
-	o.Evals = max(1, 2*points) // evaluations per cycle: points in the first half
-	var pts []LRPoint
-	res, err := Train(ctx, net, gemm, train, val, o, progress)
-	for _, h := range res.History {
-		pts = append(pts, LRPoint{Step: h.Step, Eta: h.Eta, ValAcc: h.Val.Accuracy, ValLoss: h.Val.Loss})
-	}
-	smoothPoints(pts)
-	return pts, err
-}
-
-// smoothPoints sets each point's Smoothed to the mean validation accuracy
-// of the points at most 2 away on either side, the window shrinking
-// symmetrically at the ends (the first and last points stand alone; the
-// second is the mean of the first three). A one-sided window would average
-// the untrained net's first point with later ones and make the curve start
-// higher than it does.
-func smoothPoints(pts []LRPoint) {
-	for i := range pts {
-		h := min(2, i, len(pts)-1-i)
-		var s float64
-		for j := i - h; j <= i+h; j++ {
-			s += pts[j].ValAcc
-		}
-		pts[i].Smoothed = s / float64(2*h+1)
-	}
-}
-
-// suggestEtas reads the range test as Smith suggests: η_min where the
-// (smoothed) validation accuracy starts to rise — the first point that has
-// gained a tenth of the total rise — and η_max where it stops rising, the
-// peak of the smoothed curve.
-func suggestEtas(pts []LRPoint) (etaMin, etaMax float64, ok bool) {
-	if len(pts) < 3 {
-		return 0, 0, false
-	}
-	peak := 0
-	for i, p := range pts {
-		if p.Smoothed > pts[peak].Smoothed {
-			peak = i
-		}
-	}
-	start := pts[0].Smoothed
-	rise := pts[peak].Smoothed - start
-	if rise <= 0 {
-		return 0, 0, false
-	}
-	for _, p := range pts[:peak+1] {
-		if p.Smoothed >= start+0.1*rise {
-			return p.Eta, pts[peak].Eta, true
-		}
-	}
-	return pts[0].Eta, pts[peak].Eta, true
-}
-
-// writeLRTest writes lrtest.csv and lrtest.svg (validation accuracy against
-// η, with the suggested range marked) and returns the suggestion.
-func writeLRTest(dir string, pts []LRPoint, steps int, lambda float64) (etaMin, etaMax float64, ok bool, err error) {
-	rows := make([][]string, len(pts))
-	for i, p := range pts {
-		rows[i] = []string{strconv.Itoa(p.Step), fmtFloat(p.Eta), fmtFloat(p.ValAcc), fmtFloat(p.ValLoss), fmtFloat(p.Smoothed)}
-	}
-	var o outputs
-	o.addCSV(filepath.Join(dir, "lrtest.csv"), []string{"step", "eta", "val_acc", "val_loss", "val_acc_smoothed"}, rows)
-	acc := Series{Name: "validation", Scatter: true}
-	smooth := Series{Name: "smoothed"}
-	for _, p := range pts {
-		acc.X, acc.Y = append(acc.X, p.Eta), append(acc.Y, 100*p.ValAcc)
-		smooth.X, smooth.Y = append(smooth.X, p.Eta), append(smooth.Y, 100*p.Smoothed)
-	}
-	plot := &Plot{Title: fmt.Sprintf("LR range test: %d steps, λ=%g", steps, lambda), XLabel: "learning rate η (log scale)", YLabel: "validation accuracy (%)",
-		LogX: true, Series: []Series{acc, smooth}} // η spans decades
-	etaMin, etaMax, ok = suggestEtas(pts)
-	if ok {
-		plot.Bands = []Band{{Lo: etaMin, Hi: etaMax, Label: fmt.Sprintf("suggested η: %.2g … %.2g", etaMin, etaMax)}}
-	}
-	o.addBytes(filepath.Join(dir, "lrtest.svg"), plot.SVG())
-	return etaMin, etaMax, ok, o.commit()
-}
-
-// checkpointWriter writes checkpoints in the background, so that training
-// does not wait for the disk: submit hands over a checkpoint (a copy of the
-// state), replacing one still waiting; flush waits until the last one is
-// written and returns the first error.
-type checkpointWriter struct {
-	path    string
-	mu      sync.Mutex
-	pending *Checkpoint
-	busy    bool
-	err     error
-	wg      sync.WaitGroup
-}
-
-func (w *checkpointWriter) submit(cp *Checkpoint) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.pending = cp
-	if !w.busy {
-		w.busy = true
-		w.wg.Go(w.drain)
-	}
-	return w.err
-}
-
-// drain writes pending checkpoints until none is left.
-func (w *checkpointWriter) drain() {
-	for {
-		w.mu.Lock()
-		cp := w.pending
-		w.pending = nil
-		if cp == nil {
-			w.busy = false
-			w.mu.Unlock()
-			return
-		}
-		w.mu.Unlock()
-		if err := writeCheckpoint(w.path, cp); err != nil {
-			w.mu.Lock()
-			w.err = cmp.Or(w.err, err)
-			w.mu.Unlock()
-		}
-	}
-}
-
-func (w *checkpointWriter) flush() error {
-	w.wg.Wait()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.err
-}
-
-// ---------------------------------------------------------------------------
-// The checkpoint file: checkpoint.npz in the run's folder, written after
-// every evaluation and when the run is interrupted, removed when it ends.
-// A zip of .npy arrays (the net W1, b1, …; the optimiser's buffers opt-0,
-// opt-1, …; the snapshots snap1-W1, …) and state.json (the step, the
-// training order, the RNG states, the history, the command line).
-
-// checkpointState is state.json.
-type checkpointState struct {
-	Step        int               `json:"step"`
-	Layers      int               `json:"layers"`
-	OptSteps    int               `json:"opt_steps"`
-	OptBuffers  int               `json:"opt_buffers"`
-	Snapshots   int               `json:"snapshots"`
-	Averaged    bool              `json:"averaged,omitempty"`
-	Perm        []int             `json:"perm"`
-	RNG         map[string][]byte `json:"rng"`
-	History     [][]string        `json:"history"` // historyRecord's fields: exact, NaN included
-	EvalSeconds float64           `json:"eval_seconds"`
-	Args        []string          `json:"args"`
-}
-
-// historyRecord is a history row as text: every field, in history.csv's
-// order (which writes the first 9 or all 13).
-func historyRecord(r HistoryRow) []string {
-	return []string{strconv.Itoa(r.Step), fmtFloat(r.Epoch), fmtFloat(r.Eta),
-		fmtFloat(r.Train.Cost), fmtFloat(r.Train.Loss), fmtFloat(r.Train.Accuracy),
-		fmtFloat(r.Val.Cost), fmtFloat(r.Val.Loss), fmtFloat(r.Val.Accuracy),
-		fmtFloat(r.Test.Cost), fmtFloat(r.Test.Loss), fmtFloat(r.Test.Accuracy), fmtFloat(r.Seconds)}
-}
-
-// parseHistoryRecord reads historyRecord's fields back (9 of them from a
-// checkpoint written before the test curve: Test NaN, Seconds 0).
-func parseHistoryRecord(rec []string) (HistoryRow, error) {
-	r := HistoryRow{Test: Metrics{math.NaN(), math.NaN(), math.NaN()}}
-	if len(rec) != 9 && len(rec) != 13 {
-		return r, fmt.Errorf("a history row of %d fields, want 13", len(rec))
-	}
-	var err error
-	if r.Step, err = strconv.Atoi(rec[0]); err != nil {
-		return r, err
-	}
-	dst := []*float64{&r.Epoch, &r.Eta, &r.Train.Cost, &r.Train.Loss, &r.Train.Accuracy, &r.Val.Cost, &r.Val.Loss, &r.Val.Accuracy,
-		&r.Test.Cost, &r.Test.Loss, &r.Test.Accuracy, &r.Seconds}[:len(rec)-1]
-	for i, p := range dst {
-		if *p, err = strconv.ParseFloat(rec[i+1], 64); err != nil {
-			return r, err
-		}
-	}
-	return r, nil
-}
-
-// writeCheckpoint writes cp to path atomically.
-func writeCheckpoint(path string, cp *Checkpoint) error {
-	st := checkpointState{Step: cp.Step, Layers: cp.Net.Layers(), OptSteps: cp.OptSteps, OptBuffers: len(cp.OptBuffers),
-		Snapshots: len(cp.Snapshots), Averaged: cp.Averaged != nil, Perm: cp.Perm, RNG: cp.RNG, EvalSeconds: cp.EvalSeconds, Args: cp.Args}
-	for _, r := range cp.History {
-		st.History = append(st.History, historyRecord(r))
-	}
-	state, err := json.Marshal(st)
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", path, err)
-	}
-	return writeFileAtomic(path, func(w io.Writer) error {
-		z := npzWriter{zip.NewWriter(w)}
-		if err := z.raw("state.json", state); err != nil {
-			return err
-		}
-		if err := z.net("", cp.Net); err != nil {
-			return err
-		}
-		if err := z.inputTransform(cp.Net); err != nil { // the snapshots share it
-			return err
-		}
-		for i, b := range cp.OptBuffers {
-			if err := z.array(fmt.Sprintf("opt-%d", i), &Matrix{Rows: 1, Cols: len(b), Data: b}); err != nil {
-				return err
-			}
-		}
-		if cp.Averaged != nil {
-			if err := z.net("ema-", cp.Averaged); err != nil {
-				return err
-			}
-		}
-		for k, snap := range cp.Snapshots {
-			if err := z.net(fmt.Sprintf("snap%d-", k+1), snap); err != nil {
-				return err
-			}
-		}
-		return z.zw.Close()
-	})
-}
-
-// ReadCheckpoint reads a checkpoint written by writeCheckpoint.
-func ReadCheckpoint(path string) (*Checkpoint, error) {
-	fail := func(format string, args ...any) (*Checkpoint, error) {
-		return nil, fmt.Errorf("read checkpoint %s: %s", path, fmt.Sprintf(format, args...))
-	}
-	var st checkpointState
-	readState := func(name string, r io.Reader) error {
-		if name != "state.json" {
-			return fmt.Errorf("unexpected member %q", name)
-		}
-		return json.NewDecoder(io.LimitReader(r, 64<<20)).Decode(&st)
-	}
-	arrays, err := readNpz(path, 10*maxModelLayers, func(string) bool { return true }, readState)
-	if err != nil {
-		return fail("%v", err)
-	}
-	// net is a stored net of st.Layers layers.
-	net := func(prefix string) (*MLP, error) {
-		n, err := netFrom(arrays, prefix)
-		if err == nil && n.Layers() != st.Layers {
-			err = fmt.Errorf("%sW1, … hold %d layers, state.json says %d", prefix, n.Layers(), st.Layers)
-		}
-		return n, err
-	}
-	cp := &Checkpoint{Step: st.Step, OptSteps: st.OptSteps, Perm: st.Perm, RNG: st.RNG, EvalSeconds: st.EvalSeconds, Args: st.Args}
-	if st.Layers <= 0 || st.Layers > maxModelLayers {
-		return fail("state.json: %d layers", st.Layers)
-	}
-	if cp.Net, err = net(""); err != nil {
-		return fail("%v", err)
-	}
-	if err := attachInputTransform(cp.Net, arrays["whiten"]); err != nil {
-		return fail("%v", err)
-	}
-	for i := range st.OptBuffers {
-		b := arrays[fmt.Sprintf("opt-%d", i)]
-		if b == nil {
-			return fail("opt-%d missing", i)
-		}
-		cp.OptBuffers = append(cp.OptBuffers, b.Data)
-	}
-	if st.Averaged {
-		if cp.Averaged, err = net("ema-"); err != nil {
-			return fail("%v", err)
-		}
-		cp.Averaged.In = cp.Net.In
-	}
-	for k := 1; k <= st.Snapshots; k++ {
-		snap, err := net(fmt.Sprintf("snap%d-", k))
-		if err != nil {
-			return fail("%v", err)
-		}
-		snap.In = cp.Net.In
-		cp.Snapshots = append(cp.Snapshots, snap)
-	}
-	for _, rec := range st.History {
-		r, err := parseHistoryRecord(rec)
-		if err != nil {
-			return fail("history: %v", err)
-		}
-		cp.History = append(cp.History, r)
-	}
-	return cp, nil
-}
-
-// step is the checkpoint's step (0 for none).
-func (cp *Checkpoint) step() int {
-	if cp == nil {
-		return 0
-	}
-	return cp.Step
-}
-
-// evalSeconds is the evaluation time the checkpoint's run had spent (0 for none).
-func (cp *Checkpoint) evalSeconds() float64 {
-	if cp == nil {
-		return 0
-	}
-	return cp.EvalSeconds
-}
