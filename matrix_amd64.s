@@ -30,27 +30,46 @@
 // ZMM needs AVX512DQ). VZEROUPPER before returning avoids the AVX–SSE
 // transition penalty in the Go code that follows.
 
+// The GEMM kernels' registers, named once. Every kernel keeps its
+// arguments in the same registers (strides in bytes); the accumulators and
+// the scratch registers R9, R10 are given in each kernel's register map.
+#define KC    CX  // steps p left to do
+#define A_PTR AX  // → step p of A, row 0; rows 1, 2 (and 3) at +RSA, +2·RSA (+R9)
+#define A_HI  R13 // → step p of A, the tile's second group of rows (3–5 on AVX2, 4–7 on AVX-512)
+#define RSA   R11 // bytes between rows of A (rsa·8)
+#define CSA   R12 // bytes between steps of A (csa·8)
+#define B_PTR BX  // → step p of B
+#define CSB   SI  // bytes between steps of B (csb·8)
+#define C_PTR DX  // → the next row of the tile of C
+#define LDC   R8  // bytes between rows of C (ldc·8)
+
+// GEMM_ARGS is every GEMM kernel's start: the arguments they share (kc,
+// a, rsa, csa, b, csb, c, ldc; alpha is read at the end) into the
+// registers above, strides turned into bytes, and R9 = 3·RSA.
+#define GEMM_ARGS \
+	MOVQ kc+0(FP), KC;     \
+	MOVQ a+16(FP), A_PTR;  \
+	MOVQ rsa+24(FP), RSA;  \
+	SHLQ $3, RSA;          \
+	MOVQ csa+32(FP), CSA;  \
+	SHLQ $3, CSA;          \
+	MOVQ b+40(FP), B_PTR;  \
+	MOVQ csb+48(FP), CSB;  \
+	SHLQ $3, CSB;          \
+	MOVQ c+56(FP), C_PTR;  \
+	MOVQ ldc+64(FP), LDC;  \
+	SHLQ $3, LDC;          \
+	LEAQ (RSA)(RSA*2), R9
+
 // The edge kernels' (6×4, 8×4, below) start: their arguments, as the 6×8
-// kernel's plus the mask (into Y15); R13 → row 3 of A; accumulators Y0–Y7
+// kernel's plus the mask (into Y15); A_HI → row 3 of A; accumulators Y0–Y7
 // zeroed. (Here, before any TEXT, because go vet checks a macro's
 // argument names against the function it follows.)
 #define AVX2_EDGE_START \
-	MOVQ    kc+0(FP), CX;      \
-	MOVQ    a+16(FP), AX;      \
-	MOVQ    rsa+24(FP), R11;   \
-	SHLQ    $3, R11;           \
-	MOVQ    csa+32(FP), R12;   \
-	SHLQ    $3, R12;           \
-	MOVQ    b+40(FP), BX;      \
-	MOVQ    csb+48(FP), SI;    \
-	SHLQ    $3, SI;            \
-	MOVQ    c+56(FP), DX;      \
-	MOVQ    ldc+64(FP), R8;    \
-	SHLQ    $3, R8;            \
+	GEMM_ARGS;                 \
 	MOVQ    m+72(FP), R10;     \
 	VMOVDQU (R10), Y15;        \
-	LEAQ    (R11)(R11*2), R9;  \
-	LEAQ    (AX)(R9*1), R13;   \
+	LEAQ    (A_PTR)(R9*1), A_HI; \
 	VXORPD  Y0, Y0, Y0;        \
 	VXORPD  Y1, Y1, Y1;        \
 	VXORPD  Y2, Y2, Y2;        \
@@ -62,22 +81,22 @@
 
 // func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 TEXT ·cpuid(SB), NOSPLIT, $0-24
-	MOVL eaxArg+0(FP), AX
-	MOVL ecxArg+4(FP), CX
+	MOVL eaxArg+0(FP), A_PTR
+	MOVL ecxArg+4(FP), KC
 	CPUID
-	MOVL AX, eax+8(FP)
-	MOVL BX, ebx+12(FP)
-	MOVL CX, ecx+16(FP)
-	MOVL DX, edx+20(FP)
+	MOVL A_PTR, eax+8(FP)
+	MOVL B_PTR, ebx+12(FP)
+	MOVL KC, ecx+16(FP)
+	MOVL C_PTR, edx+20(FP)
 	RET
 
 // func xgetbv() (eax, edx uint32)
 // XCR0: which register states the OS saves on a context switch.
 TEXT ·xgetbv(SB), NOSPLIT, $0-8
-	MOVL $0, CX
+	MOVL $0, KC
 	XGETBV
-	MOVL AX, eax+0(FP)
-	MOVL DX, edx+4(FP)
+	MOVL A_PTR, eax+0(FP)
+	MOVL C_PTR, edx+4(FP)
 	RET
 
 // ---------------------------------------------------------------------------
@@ -86,81 +105,73 @@ TEXT ·xgetbv(SB), NOSPLIT, $0-8
 // 12 independent FMA chains keep two FMA ports with 4–5 cycle latency busy;
 // 8 loads (2 vector + 6 broadcast) feed 12 FMAs.
 //
-// Registers: AX → rows 0–2 of step p of A, R13 → rows 3–5 (R11 = rsa bytes,
-// so row 1 is (AX)(R11*1) and row 2 (AX)(R11*2)); R12 = csa bytes;
-// BX → step p of B, SI = csb bytes; DX → C, R8 = ldc bytes; CX counts steps.
+// Register map: A_PTR → rows 0–2 of step p of A ((A_PTR), (A_PTR)(RSA*1),
+// (A_PTR)(RSA*2)), A_HI → rows 3–5; B_PTR → step p of B; C_PTR → row i of
+// the tile of C; KC counts the steps; R9 = 3·RSA; R10 the prefetch pointer,
+// then the count of 4-step iterations; Y0–Y11 the accumulators, Y12–Y13
+// b, Y14–Y15 the broadcasts (Y15: α at the end).
 
 #define AVX2_STEP \
-	VMOVUPD      (BX), Y12;             \
-	VMOVUPD      32(BX), Y13;           \
-	VBROADCASTSD (AX), Y14;             \
+	VMOVUPD      (B_PTR), Y12;             \
+	VMOVUPD      32(B_PTR), Y13;           \
+	VBROADCASTSD (A_PTR), Y14;             \
 	VFMADD231PD  Y12, Y14, Y0;          \
 	VFMADD231PD  Y13, Y14, Y1;          \
-	VBROADCASTSD (AX)(R11*1), Y15;      \
+	VBROADCASTSD (A_PTR)(RSA*1), Y15;      \
 	VFMADD231PD  Y12, Y15, Y2;          \
 	VFMADD231PD  Y13, Y15, Y3;          \
-	VBROADCASTSD (AX)(R11*2), Y14;      \
+	VBROADCASTSD (A_PTR)(RSA*2), Y14;      \
 	VFMADD231PD  Y12, Y14, Y4;          \
 	VFMADD231PD  Y13, Y14, Y5;          \
-	VBROADCASTSD (R13), Y15;            \
+	VBROADCASTSD (A_HI), Y15;            \
 	VFMADD231PD  Y12, Y15, Y6;          \
 	VFMADD231PD  Y13, Y15, Y7;          \
-	VBROADCASTSD (R13)(R11*1), Y14;     \
+	VBROADCASTSD (A_HI)(RSA*1), Y14;     \
 	VFMADD231PD  Y12, Y14, Y8;          \
 	VFMADD231PD  Y13, Y14, Y9;          \
-	VBROADCASTSD (R13)(R11*2), Y15;     \
+	VBROADCASTSD (A_HI)(RSA*2), Y15;     \
 	VFMADD231PD  Y12, Y15, Y10;         \
 	VFMADD231PD  Y13, Y15, Y11;         \
-	ADDQ         R12, AX;               \
-	ADDQ         R12, R13;              \
-	ADDQ         SI, BX
+	ADDQ         CSA, A_PTR;               \
+	ADDQ         CSA, A_HI;              \
+	ADDQ         CSB, B_PTR
 
 // C row (two YMM at DX) += α (Y15) · acc (lo, hi); then DX moves one row down.
 #define AVX2_UPDATE_ROW(lo, hi) \
-	VMOVUPD     (DX), Y12;      \
-	VMOVUPD     32(DX), Y13;    \
+	VMOVUPD     (C_PTR), Y12;      \
+	VMOVUPD     32(C_PTR), Y13;    \
 	VFMADD231PD lo, Y15, Y12;   \
 	VFMADD231PD hi, Y15, Y13;   \
-	VMOVUPD     Y12, (DX);      \
-	VMOVUPD     Y13, 32(DX);    \
-	ADDQ        R8, DX
+	VMOVUPD     Y12, (C_PTR);      \
+	VMOVUPD     Y13, 32(C_PTR);    \
+	ADDQ        LDC, C_PTR
 
 // func kernelAVX2x6x8(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
 TEXT ·kernelAVX2x6x8(SB), NOSPLIT, $0-72
-	MOVQ kc+0(FP), CX
-	MOVQ a+16(FP), AX
-	MOVQ rsa+24(FP), R11
-	SHLQ $3, R11 // bytes between rows of A
-	MOVQ csa+32(FP), R12
-	SHLQ $3, R12 // bytes between steps of A
-	MOVQ b+40(FP), BX
-	MOVQ csb+48(FP), SI
-	SHLQ $3, SI // bytes between steps of B
-	MOVQ c+56(FP), DX
-	MOVQ ldc+64(FP), R8
-	SHLQ $3, R8 // bytes between rows of C
-	LEAQ (R11)(R11*2), R9 // 3·rsa
-	LEAQ (AX)(R9*1), R13
+	GEMM_ARGS
+	LEAQ (A_PTR)(R9*1), A_HI
 
 	// Touch the tile of C now, so that its lines arrive during the loop
 	// (measured on AMD Zen 4, both kernels: 1024³ 7–8 % faster, the MLP's
-	// products unchanged).
-	MOVQ DX, R10
+	// products unchanged). A row of the tile is 8 doubles, 64 bytes, at
+	// any 8-byte boundary: it may straddle two cache lines, so its first
+	// byte (0) and its last double (56) are touched.
+	MOVQ C_PTR, R10
 	PREFETCHT0 (R10)
 	PREFETCHT0 56(R10)
-	ADDQ R8, R10
+	ADDQ LDC, R10
 	PREFETCHT0 (R10)
 	PREFETCHT0 56(R10)
-	ADDQ R8, R10
+	ADDQ LDC, R10
 	PREFETCHT0 (R10)
 	PREFETCHT0 56(R10)
-	ADDQ R8, R10
+	ADDQ LDC, R10
 	PREFETCHT0 (R10)
 	PREFETCHT0 56(R10)
-	ADDQ R8, R10
+	ADDQ LDC, R10
 	PREFETCHT0 (R10)
 	PREFETCHT0 56(R10)
-	ADDQ R8, R10
+	ADDQ LDC, R10
 	PREFETCHT0 (R10)
 	PREFETCHT0 56(R10)
 
@@ -178,9 +189,9 @@ TEXT ·kernelAVX2x6x8(SB), NOSPLIT, $0-72
 	VXORPD Y11, Y11, Y11
 
 	// Four steps per iteration, then the remaining kc mod 4 one at a time.
-	MOVQ CX, R10
+	MOVQ KC, R10
 	SHRQ $2, R10
-	ANDQ $3, CX
+	ANDQ $3, KC
 	TESTQ R10, R10
 	JE   avx2tail
 
@@ -193,12 +204,12 @@ avx2loop4:
 	JNZ  avx2loop4
 
 avx2tail:
-	TESTQ CX, CX
+	TESTQ KC, KC
 	JE    avx2update
 
 avx2loop1:
 	AVX2_STEP
-	DECQ CX
+	DECQ KC
 	JNZ  avx2loop1
 
 avx2update:
@@ -226,41 +237,41 @@ avx2update:
 // Rows 0–5 of an edge step: the step's 4 values of b, then one broadcast
 // and one FMA a row.
 #define AVX2_EDGE_ROWS6 \
-	VMOVUPD      (BX), Y12;             \
-	VBROADCASTSD (AX), Y13;             \
+	VMOVUPD      (B_PTR), Y12;             \
+	VBROADCASTSD (A_PTR), Y13;             \
 	VFMADD231PD  Y12, Y13, Y0;          \
-	VBROADCASTSD (AX)(R11*1), Y14;      \
+	VBROADCASTSD (A_PTR)(RSA*1), Y14;      \
 	VFMADD231PD  Y12, Y14, Y1;          \
-	VBROADCASTSD (AX)(R11*2), Y13;      \
+	VBROADCASTSD (A_PTR)(RSA*2), Y13;      \
 	VFMADD231PD  Y12, Y13, Y2;          \
-	VBROADCASTSD (R13), Y14;            \
+	VBROADCASTSD (A_HI), Y14;            \
 	VFMADD231PD  Y12, Y14, Y3;          \
-	VBROADCASTSD (R13)(R11*1), Y13;     \
+	VBROADCASTSD (A_HI)(RSA*1), Y13;     \
 	VFMADD231PD  Y12, Y13, Y4;          \
-	VBROADCASTSD (R13)(R11*2), Y14;     \
+	VBROADCASTSD (A_HI)(RSA*2), Y14;     \
 	VFMADD231PD  Y12, Y14, Y5
 
 #define AVX2_EDGE_STEP \
 	AVX2_EDGE_ROWS6;                    \
-	ADDQ         R12, AX;               \
-	ADDQ         R12, R13;              \
-	ADDQ         SI, BX
+	ADDQ         CSA, A_PTR;               \
+	ADDQ         CSA, A_HI;              \
+	ADDQ         CSB, B_PTR
 
 
 // C row's first cols values (mask Y15) += α (Y14) · acc; DX moves one row down.
 #define AVX2_EDGE_UPDATE_ROW(acc) \
-	VMASKMOVPD  (DX), Y15, Y12; \
+	VMASKMOVPD  (C_PTR), Y15, Y12; \
 	VFMADD231PD acc, Y14, Y12;  \
-	VMASKMOVPD  Y12, Y15, (DX); \
-	ADDQ        R8, DX
+	VMASKMOVPD  Y12, Y15, (C_PTR); \
+	ADDQ        LDC, C_PTR
 
 // func kernelAVX2x6x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, m *int64)
 TEXT ·kernelAVX2x6x4(SB), NOSPLIT, $0-80
 	AVX2_EDGE_START
 
-	MOVQ CX, R10
+	MOVQ KC, R10
 	SHRQ $2, R10
-	ANDQ $3, CX
+	ANDQ $3, KC
 	TESTQ R10, R10
 	JE   edgetail
 
@@ -273,12 +284,12 @@ edgeloop4:
 	JNZ  edgeloop4
 
 edgetail:
-	TESTQ CX, CX
+	TESTQ KC, KC
 	JE    edgeupdate
 
 edgeloop1:
 	AVX2_EDGE_STEP
-	DECQ CX
+	DECQ KC
 	JNZ  edgeloop1
 
 edgeupdate:
@@ -302,21 +313,21 @@ edgeupdate:
 	AVX2_EDGE_ROWS6;                    \
 	VBROADCASTSD (R10), Y13;            \
 	VFMADD231PD  Y12, Y13, Y6;          \
-	VBROADCASTSD (R10)(R11*1), Y14;     \
+	VBROADCASTSD (R10)(RSA*1), Y14;     \
 	VFMADD231PD  Y12, Y14, Y7;          \
-	ADDQ         R12, AX;               \
-	ADDQ         R12, R13;              \
-	ADDQ         R12, R10;              \
-	ADDQ         SI, BX
+	ADDQ         CSA, A_PTR;               \
+	ADDQ         CSA, A_HI;              \
+	ADDQ         CSA, R10;              \
+	ADDQ         CSB, B_PTR
 
 // func kernelAVX2x8x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, m *int64)
 TEXT ·kernelAVX2x8x4(SB), NOSPLIT, $0-80
 	AVX2_EDGE_START
-	LEAQ (R13)(R9*1), R10 // row 6
+	LEAQ (A_HI)(R9*1), R10 // row 6
 
-	MOVQ CX, R9
+	MOVQ KC, R9
 	SHRQ $2, R9
-	ANDQ $3, CX
+	ANDQ $3, KC
 	TESTQ R9, R9
 	JE   edge8tail
 
@@ -329,12 +340,12 @@ edge8loop4:
 	JNZ  edge8loop4
 
 edge8tail:
-	TESTQ CX, CX
+	TESTQ KC, KC
 	JE    edge8update
 
 edge8loop1:
 	AVX2_EDGE8_STEP
-	DECQ CX
+	DECQ KC
 	JNZ  edge8loop1
 
 edge8update:
@@ -355,8 +366,10 @@ edge8update:
 // three for the step's row of b (Z24–Z26), two for broadcasts (Z27, Z28).
 // 11 loads (3 vector + 8 broadcast) feed 24 FMAs of 8 doubles.
 //
-// Registers as in the AVX2 kernel, with R9 = 3·rsa bytes: AX → rows 0–3 of
-// step p of A ((AX), (AX)(R11*1), (AX)(R11*2), (AX)(R9*1)), R13 → rows 4–7.
+// Register map: as the AVX2 kernel's, with A_PTR → rows 0–3 of step p of A
+// ((A_PTR), (A_PTR)(RSA*1), (A_PTR)(RSA*2), (A_PTR)(R9*1)) and A_HI → rows
+// 4–7; R10 the prefetch pointer, then the count of 2-step iterations;
+// Z0–Z23 the accumulators, Z24–Z26 b, Z27–Z28 the broadcasts, Z31 α.
 
 // The 24 accumulators Z0–Z23 of the 8×24 kernel (and of the ZMM peak
 // loop) set to zero.
@@ -389,40 +402,40 @@ edge8update:
 // Rows 0–3 of a step (after loading the step's 24 values of b) and rows
 // 4–7: the 8×24 kernel runs both, its 4×24 row-edge tile the first.
 #define AVX512_ROWS0_3 \
-	VMOVUPD      (BX), Z24; \
-	VMOVUPD      64(BX), Z25; \
-	VMOVUPD      128(BX), Z26; \
-	VBROADCASTSD (AX), Z27; \
+	VMOVUPD      (B_PTR), Z24; \
+	VMOVUPD      64(B_PTR), Z25; \
+	VMOVUPD      128(B_PTR), Z26; \
+	VBROADCASTSD (A_PTR), Z27; \
 	VFMADD231PD  Z24, Z27, Z0; \
 	VFMADD231PD  Z25, Z27, Z1; \
 	VFMADD231PD  Z26, Z27, Z2; \
-	VBROADCASTSD (AX)(R11*1), Z28; \
+	VBROADCASTSD (A_PTR)(RSA*1), Z28; \
 	VFMADD231PD  Z24, Z28, Z3; \
 	VFMADD231PD  Z25, Z28, Z4; \
 	VFMADD231PD  Z26, Z28, Z5; \
-	VBROADCASTSD (AX)(R11*2), Z27; \
+	VBROADCASTSD (A_PTR)(RSA*2), Z27; \
 	VFMADD231PD  Z24, Z27, Z6; \
 	VFMADD231PD  Z25, Z27, Z7; \
 	VFMADD231PD  Z26, Z27, Z8; \
-	VBROADCASTSD (AX)(R9*1), Z28; \
+	VBROADCASTSD (A_PTR)(R9*1), Z28; \
 	VFMADD231PD  Z24, Z28, Z9; \
 	VFMADD231PD  Z25, Z28, Z10; \
 	VFMADD231PD  Z26, Z28, Z11
 
 #define AVX512_ROWS4_7 \
-	VBROADCASTSD (R13), Z27; \
+	VBROADCASTSD (A_HI), Z27; \
 	VFMADD231PD  Z24, Z27, Z12; \
 	VFMADD231PD  Z25, Z27, Z13; \
 	VFMADD231PD  Z26, Z27, Z14; \
-	VBROADCASTSD (R13)(R11*1), Z28; \
+	VBROADCASTSD (A_HI)(RSA*1), Z28; \
 	VFMADD231PD  Z24, Z28, Z15; \
 	VFMADD231PD  Z25, Z28, Z16; \
 	VFMADD231PD  Z26, Z28, Z17; \
-	VBROADCASTSD (R13)(R11*2), Z27; \
+	VBROADCASTSD (A_HI)(RSA*2), Z27; \
 	VFMADD231PD  Z24, Z27, Z18; \
 	VFMADD231PD  Z25, Z27, Z19; \
 	VFMADD231PD  Z26, Z27, Z20; \
-	VBROADCASTSD (R13)(R9*1), Z28; \
+	VBROADCASTSD (A_HI)(R9*1), Z28; \
 	VFMADD231PD  Z24, Z28, Z21; \
 	VFMADD231PD  Z25, Z28, Z22; \
 	VFMADD231PD  Z26, Z28, Z23
@@ -430,56 +443,51 @@ edge8update:
 #define AVX512_STEP \
 	AVX512_ROWS0_3; \
 	AVX512_ROWS4_7; \
-	ADDQ R12, AX;   \
-	ADDQ R12, R13;  \
-	ADDQ SI, BX
+	ADDQ CSA, A_PTR;   \
+	ADDQ CSA, A_HI;  \
+	ADDQ CSB, B_PTR
 
 // C row (three ZMM at DX) += α (Z31) · acc (r0, r1, r2); DX moves one row down.
 #define AVX512_UPDATE_ROW(r0, r1, r2) \
-	VMOVUPD     (DX), Z24;        \
-	VMOVUPD     64(DX), Z25;      \
-	VMOVUPD     128(DX), Z26;     \
+	VMOVUPD     (C_PTR), Z24;        \
+	VMOVUPD     64(C_PTR), Z25;      \
+	VMOVUPD     128(C_PTR), Z26;     \
 	VFMADD231PD r0, Z31, Z24;     \
 	VFMADD231PD r1, Z31, Z25;     \
 	VFMADD231PD r2, Z31, Z26;     \
-	VMOVUPD     Z24, (DX);        \
-	VMOVUPD     Z25, 64(DX);      \
-	VMOVUPD     Z26, 128(DX);     \
-	ADDQ        R8, DX
+	VMOVUPD     Z24, (C_PTR);        \
+	VMOVUPD     Z25, 64(C_PTR);      \
+	VMOVUPD     Z26, 128(C_PTR);     \
+	ADDQ        LDC, C_PTR
 
+// PREFETCH_C_ROW touches one row of the tile of C at R10 and moves R10 one
+// row down: 24 doubles, 192 bytes at any 8-byte boundary, span at most four
+// cache lines, reached from its bytes 0, 64, 128 and its last double (184).
 #define PREFETCH_C_ROW \
 	PREFETCHT0 (R10);      \
 	PREFETCHT0 64(R10);    \
 	PREFETCHT0 128(R10);   \
 	PREFETCHT0 184(R10);   \
-	ADDQ       R8, R10
+	ADDQ       LDC, R10
 
 // AVX-512, 4×24 row-edge tile: the 8×24 kernel's ragged last row panel of
 // 1–4 rows (the MLP's 50 hidden units are six 8-row panels and 2 rows; a
 // batch of 100, twelve and 4). 12 ZMM accumulators (Z0–Z11), the same sums
 // in the same order as the 8×24 kernel; four rows are computed (A's ragged
 // panel is packed with zero rows) and the first `rows` are written.
+//
+// Register map: as the 8×24 kernel's rows 0–3 (A_PTR, RSA, R9), without
+// A_HI; R10 the count of 2-step iterations, then of the rows to write;
+// Z0–Z11 the accumulators, Z24–Z26 b, Z27–Z28 the broadcasts, Z31 α.
 
 #define AVX512_EDGE_STEP \
 	AVX512_ROWS0_3; \
-	ADDQ R12, AX;   \
-	ADDQ SI, BX
+	ADDQ CSA, A_PTR;   \
+	ADDQ CSB, B_PTR
 
 // func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, rows int)
 TEXT ·kernelAVX512x4x24(SB), NOSPLIT, $0-80
-	MOVQ kc+0(FP), CX
-	MOVQ a+16(FP), AX
-	MOVQ rsa+24(FP), R11
-	SHLQ $3, R11
-	MOVQ csa+32(FP), R12
-	SHLQ $3, R12
-	MOVQ b+40(FP), BX
-	MOVQ csb+48(FP), SI
-	SHLQ $3, SI
-	MOVQ c+56(FP), DX
-	MOVQ ldc+64(FP), R8
-	SHLQ $3, R8
-	LEAQ (R11)(R11*2), R9 // 3·rsa
+	GEMM_ARGS
 
 	VPXORQ Z0, Z0, Z0
 	VPXORQ Z1, Z1, Z1
@@ -494,9 +502,9 @@ TEXT ·kernelAVX512x4x24(SB), NOSPLIT, $0-80
 	VPXORQ Z10, Z10, Z10
 	VPXORQ Z11, Z11, Z11
 
-	MOVQ CX, R10
+	MOVQ KC, R10
 	SHRQ $1, R10
-	ANDQ $1, CX
+	ANDQ $1, KC
 	TESTQ R10, R10
 	JE   rowedgetail
 
@@ -507,7 +515,7 @@ rowedgeloop2:
 	JNZ  rowedgeloop2
 
 rowedgetail:
-	TESTQ CX, CX
+	TESTQ KC, KC
 	JE    rowedgeupdate
 	AVX512_EDGE_STEP
 
@@ -531,22 +539,10 @@ rowedgedone:
 
 // func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
 TEXT ·kernelAVX512x8x24(SB), NOSPLIT, $0-72
-	MOVQ kc+0(FP), CX
-	MOVQ a+16(FP), AX
-	MOVQ rsa+24(FP), R11
-	SHLQ $3, R11 // bytes between rows of A
-	MOVQ csa+32(FP), R12
-	SHLQ $3, R12 // bytes between steps of A
-	MOVQ b+40(FP), BX
-	MOVQ csb+48(FP), SI
-	SHLQ $3, SI // bytes between steps of B
-	MOVQ c+56(FP), DX
-	MOVQ ldc+64(FP), R8
-	SHLQ $3, R8 // bytes between rows of C
-	LEAQ (R11)(R11*2), R9 // 3·rsa
-	LEAQ (AX)(R11*4), R13
+	GEMM_ARGS
+	LEAQ (A_PTR)(RSA*4), A_HI
 
-	MOVQ DX, R10
+	MOVQ C_PTR, R10
 	PREFETCH_C_ROW
 	PREFETCH_C_ROW
 	PREFETCH_C_ROW
@@ -559,9 +555,9 @@ TEXT ·kernelAVX512x8x24(SB), NOSPLIT, $0-72
 	ZERO_Z0_Z23
 
 	// Two steps per iteration, then the last one if kc is odd.
-	MOVQ CX, R10
+	MOVQ KC, R10
 	SHRQ $1, R10
-	ANDQ $1, CX
+	ANDQ $1, KC
 	TESTQ R10, R10
 	JE   avx512tail
 
@@ -572,7 +568,7 @@ avx512loop2:
 	JNZ  avx512loop2
 
 avx512tail:
-	TESTQ CX, CX
+	TESTQ KC, KC
 	JE    avx512update
 	AVX512_STEP
 
