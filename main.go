@@ -14,7 +14,7 @@
 //	               (matrix_amd64.go/.s: the CPU probe and the assembly micro-kernels)
 //	network.go     RNG streams; Dataset; the MLP: forward/backward per layer, optimisers, evaluation
 //	cifar.go       CIFAR-10: reading, download, splits, normalisation statistics, augmentation
-//	train.go       Schedule, Train, the LR range test, model.npz and the run folder
+//	train.go       the schedule, Train, checkpoints, the LR range test, the run folder, model.npz
 //	gradcheck.go   analytic against numerical gradients
 //	search.go      the coarse-to-fine λ search and its trials.csv
 //	main.go        the flags, the modes and the report: the only file that knows
@@ -45,6 +45,9 @@ import (
 	"time"
 	"unicode/utf8"
 )
+
+// ---------------------------------------------------------------------------
+// The flag language: Config, the flags, presets and mode defaults, their checks.
 
 // Config is every setting of a run, parsed from the flags in main and passed
 // down explicitly (there is no global mutable state; the CPU probe in
@@ -680,6 +683,9 @@ func (c *Config) check() error {
 	}
 	return nil
 }
+
+// ---------------------------------------------------------------------------
+// The process: signals, the run, its folder, exit codes and advice.
 
 // Interrupted is the cause of the run's context once SIGINT (Ctrl-C) or
 // SIGTERM (what schedulers such as Slurm's scancel and Kubernetes send)

@@ -51,6 +51,9 @@ import (
 	"time"
 )
 
+// ---------------------------------------------------------------------------
+// The matrix type.
+
 // Matrix is a dense row-major matrix: element (i, j) is Data[i*Cols+j].
 type Matrix struct {
 	Rows, Cols int
@@ -116,6 +119,9 @@ func strides(x *Matrix, trans bool) (rs, cs int) {
 	return x.Cols, 1
 }
 
+// ---------------------------------------------------------------------------
+// The reference: GemmNaive, the textbook triple loop.
+
 // GemmNaive is the reference: C = α·op(A)·op(B) + β·C by the definition
 //
 //	C[i,j] = α·Σ_k op(A)[i,k]·op(B)[k,j] + β·C[i,j]
@@ -140,6 +146,9 @@ func GemmNaive(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c
 		}
 	}
 }
+
+// ---------------------------------------------------------------------------
+// Tuning: the constants, the blocking, the micro-kernels and their choice.
 
 // Tuning constants, in one place.
 //
@@ -440,6 +449,9 @@ func measurePeak(l fmaLoop, threads int) float64 {
 	return best
 }
 
+// ---------------------------------------------------------------------------
+// The engine: its workers and their jobs.
+
 // Gemm is the blocked, parallel GEMM engine. It owns its packing buffers and
 // a pool of long-lived worker goroutines, so a call allocates nothing once
 // the buffers have grown to the largest product seen. A Gemm is not safe
@@ -700,6 +712,9 @@ func (g *Gemm) MulAdd(transA, transB bool, alpha float64, a, b *Matrix, beta flo
 	g.prob = gemmProblem{} // drop references to the operands
 }
 
+// ---------------------------------------------------------------------------
+// Pixels: the normalisation applied while packing image bytes.
+
 // Norm is a per-input normalisation of pixel bytes,
 //
 //	x[j] = (p[j]/255 − Mean[j]) · (1/Std[j])
@@ -817,6 +832,9 @@ func (g *Gemm) MulPixels(alpha float64, pix []uint8, nm *Norm, m, k int, transB 
 	g.prob = gemmProblem{}
 }
 
+// ---------------------------------------------------------------------------
+// Element-wise work over the workers.
+
 // EachWorker calls fn(w) for every worker w = 0 … workers−1 at once (the
 // caller is worker 0) and returns when all have returned. It is for work
 // shared out at a coarser grain than one product, such as evaluation's
@@ -847,6 +865,9 @@ func (g *Gemm) ParallelFor(n int, fn func(lo, hi int)) {
 		return gemmJob{kind: jobFunc, i0: n * w / parts, i1: n * (w + 1) / parts, fn: fn}
 	})
 }
+
+// ---------------------------------------------------------------------------
+// Planning a product: which kernel, which operand order, how many parts.
 
 // tiledArea is the number of elements kernel k computes for an m×n output:
 // whole mr×nr tiles, the ragged ones included.
@@ -969,6 +990,9 @@ func (g *Gemm) mulSwapped(kern *gemmKernel, alpha float64, a []float64, ars, acs
 		}
 	}
 }
+
+// ---------------------------------------------------------------------------
+// Running a product: the split, the packing, the tiles.
 
 // run computes the m×n product described by g.prob, split over the workers.
 func (g *Gemm) run(m, n int) {

@@ -47,6 +47,9 @@ import (
 	"slices"
 )
 
+// ---------------------------------------------------------------------------
+// Randomness: the seeded streams.
+
 // Randomness. Every random choice of the program draws from newRNG(seed,
 // stream), passed explicitly: seed is -seed (a search trial i trains with
 // seed + trialSeedStride·i), and the stream says what the numbers are for,
@@ -71,6 +74,9 @@ const (
 func newRNG(seed, stream uint64) *rand.Rand {
 	return rand.New(rand.NewPCG(seed, stream))
 }
+
+// ---------------------------------------------------------------------------
+// The MLP: its parameters, their initialisation, the workspace of a pass.
 
 // MLP holds the parameters of the network: layer l maps Sizes[l] inputs to
 // Sizes[l+1] outputs with W[l] (Sizes[l+1]×Sizes[l]) and b[l] (1×Sizes[l+1]).
@@ -277,6 +283,10 @@ func view(m *Matrix, buf []float64, rows, cols int) *Matrix {
 	return m
 }
 
+// ---------------------------------------------------------------------------
+// Layers: one forward/backward pair each (linear, ReLU, dropout, softmax
+// with cross-entropy).
+
 // linearForward computes out = x·wᵀ + 1_N·b (s1 = x·W1ᵀ + 1_N·b1 for the
 // first layer).
 //
@@ -431,6 +441,9 @@ func softmaxCrossEntropyBackward(p *Matrix, y []int, eps float64, G *Matrix) {
 		grow[y[n]] -= (1 - eps) * inv
 	}
 }
+
+// ---------------------------------------------------------------------------
+// The net: the forward pass and the backward pass.
 
 // Forward runs the batch x (N×D, N ≤ the workspace's maxN) through the net
 // and returns the scores s (N×C). The intermediate activations stay in ws
@@ -612,6 +625,9 @@ func (net *MLP) BackwardSmoothed(ws *Workspace, y []int, lambda, eps float64) fl
 	}
 	return loss
 }
+
+// ---------------------------------------------------------------------------
+// Optimisers: the update rules.
 
 // Optimizer updates a net's parameters from the gradients in a Workspace.
 // Every rule is element-wise, so the passes are cut over the GEMM engine's
@@ -821,6 +837,9 @@ func covariance(g *Gemm, d *Dataset) *Matrix {
 	}
 	return c
 }
+
+// ---------------------------------------------------------------------------
+// Datasets and evaluation: accuracy, probabilities, ensembles.
 
 // Dataset is a set of N images with labels Y (N), stored one of two ways:
 //
