@@ -3764,7 +3764,7 @@ func TestReportQuickSynthetic(t *testing.T) {
 		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
 	}
 	b := mustRead(t, filepath.Join(out, "report.html"))
-	checkReportPage(t, b)
+	checkReportPage(t, b, false)
 	// Every command in commands.sh is one the user can type: Figure 2's,
 	// run by hand into another folder, writes the SVG bytes the page shows.
 	var fig2 []string
@@ -3787,9 +3787,53 @@ func TestReportQuickSynthetic(t *testing.T) {
 	}
 }
 
+// TestReportRowsParse: every row of the report, -beyond's included, is a
+// command that parses, in the full plan and the quick one; the ablation's
+// rows keep every change above them, each flag once with its last value.
+func TestReportRowsParse(t *testing.T) {
+	out := t.TempDir()
+	done := reportResults{
+		"search": {search: &SearchSummary{Best: Trial{Lambda: 1.2345678e-3}}},
+		"final":  {cfg: &Config{Out: filepath.Join(out, "final")}, run: &RunSummary{TestImages: 1}},
+	}
+	for _, plan := range []reportPlan{fullReport, quickReport} {
+		cfg, err := parseConfig([]string{"-mode=report", "-beyond", "-data", "d", "-out", out}, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pg := &reportPage{cfg: cfg, plan: plan}
+		commands := map[string]string{}
+		for _, row := range reportRows {
+			var flags []string
+			if row.flags != nil {
+				flags = row.flags(plan, done)
+			}
+			sub, command := pg.sub(row.mode, row.name, flags...)
+			if sub.Mode != row.mode || sub.Out != filepath.Join(out, row.name) || strings.Contains(command, "-beyond") {
+				t.Errorf("%s: mode %s, out %s, command %q", row.name, sub.Mode, sub.Out, command)
+			}
+			commands[row.name] = command
+		}
+		if strings.Contains(commands["beyond-1"], "-hidden") {
+			t.Errorf("beyond-1, the seed's net: %q", commands["beyond-1"])
+		}
+		for _, want := range [][2]string{
+			{"final", "-lambda 0.001235 "},
+			{"beyond-1", "-mode=train -data d -"},
+			{"beyond-1", "-cycles "},
+			{"beyond-5", "-hidden 2000 -lambda 5e-4 -eta-max 0.2 -augment -whiten pca -whiten-dims 800 "},
+			{"best", "-preset best -test-curve"},
+		} {
+			if !strings.Contains(commands[want[0]], want[1]) {
+				t.Errorf("%s: %q, want %q in it", want[0], commands[want[0]], want[1])
+			}
+		}
+	}
+}
+
 // checkReportPage checks a -quick report.html: well-formed, self-contained,
 // every figure and table there, short commands.
-func checkReportPage(t *testing.T, b []byte) {
+func checkReportPage(t *testing.T, b []byte, beyond bool) {
 	d := xml.NewDecoder(bytes.NewReader(b))
 	svgs, tables := 0, 0
 	for {
@@ -3818,12 +3862,17 @@ func checkReportPage(t *testing.T, b []byte) {
 		}
 	}
 	// Figure 1: 2 panels, Figures 2 and 3: 3 each, Figures 4 and 5: 1 each,
-	// Figure 6: 4, Figures 7–10 (confusion, templates, mistakes, classes): 4
-	if svgs != 18 {
-		t.Errorf("%d inline SVG figures, want 18", svgs)
+	// Figure 6: 4, Figures 7–10 (confusion, templates, mistakes, classes): 4;
+	// with -beyond, Figure 11: 2 and Table 3.
+	wantSVGs, wantTables := 18, 4
+	if beyond {
+		wantSVGs, wantTables = 20, 5
 	}
-	if tables != 4 {
-		t.Errorf("%d tables, want the results, the runs and Tables 1 and 2", tables)
+	if svgs != wantSVGs {
+		t.Errorf("%d inline SVG figures, want %d", svgs, wantSVGs)
+	}
+	if tables != wantTables {
+		t.Errorf("%d tables, want %d: the results, the runs and Tables 1 and 2 (and 3 with -beyond)", tables, wantTables)
 	}
 	lambdas := regexp.MustCompile(`-lambda</span> <span class="arg">([^<]*)<`).FindAllSubmatch(b, -1)
 	if len(lambdas) < 2 {
@@ -3853,10 +3902,17 @@ func TestIntegrationReportInChromium(t *testing.T) {
 		t.Skip("no chromium on the PATH (Debian: apt-get install chromium)")
 	}
 	out := t.TempDir()
-	if code, _, stderr := runCLI("-mode=report", "-quick", "-data", dir, "-download=false", "-out", filepath.Join(out, "report")); code != 0 {
+	if code, _, stderr := runCLI("-mode=report", "-quick", "-beyond", "-data", dir, "-download=false", "-out", filepath.Join(out, "report")); code != 0 {
 		t.Fatalf("report: %s", stderr)
 	}
 	pages := []string{filepath.Join(out, "report", "report.html")}
+	html := mustRead(t, pages[0])
+	checkReportPage(t, html, true)
+	for _, want := range []string{"Beyond the assignment", "Table 3 (not in the seed)", "Figure 11 (not in the seed)", "-preset</span> <span class=\"arg\">best"} {
+		if !bytes.Contains(html, []byte(want)) {
+			t.Errorf("report.html with -beyond lacks %q", want)
+		}
+	}
 	filepath.WalkDir(out, func(p string, d os.DirEntry, err error) error {
 		if err == nil && strings.HasSuffix(p, ".svg") {
 			pages = append(pages, p)
