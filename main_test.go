@@ -3750,6 +3750,13 @@ func TestPreset(t *testing.T) {
 	if search.Out != filepath.Join("runs", "search-best") {
 		t.Errorf("-preset best -mode=search: -out %q, want runs/search-best", search.Out)
 	}
+	deep, err := parseConfig([]string{"-preset", "deep"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(deep.Hidden) < 2 || deep.Whiten != "pca" || !deep.Augment {
+		t.Errorf("-preset deep: hidden %v, whiten %v, augment %v; want two or more hidden layers on whitened, augmented inputs", deep.Hidden, deep.Whiten, deep.Augment)
+	}
 	code, _, stderr := runCLI("-preset", "worst")
 	if code != 2 || !strings.Contains(stderr, "unknown preset") {
 		t.Errorf("unknown preset: exit %d, %q", code, stderr)
