@@ -3830,6 +3830,7 @@ func TestReportRowsParse(t *testing.T) {
 			{"beyond-1", "-cycles "},
 			{"beyond-5", "-hidden 2000 -lambda 5e-4 -eta-max 0.2 -augment -whiten pca -whiten-dims 800 "},
 			{"best", "-preset best -test-curve"},
+			{"deep", "-preset deep -test-curve"},
 		} {
 			if !strings.Contains(commands[want[0]], want[1]) {
 				t.Errorf("%s: %q, want %q in it", want[0], commands[want[0]], want[1])
@@ -3870,10 +3871,10 @@ func checkReportPage(t *testing.T, b []byte, beyond bool) {
 	}
 	// Figure 1: 2 panels, Figures 2 and 3: 3 each, Figures 4 and 5: 1 each,
 	// Figure 6: 4, Figures 7–10 (confusion, templates, mistakes, classes): 4;
-	// with -beyond, Figure 11: 2 and Table 3.
+	// with -beyond, Figures 11 and 12: 2 each, and Table 3.
 	wantSVGs, wantTables := 18, 4
 	if beyond {
-		wantSVGs, wantTables = 20, 5
+		wantSVGs, wantTables = 22, 5
 	}
 	if svgs != wantSVGs {
 		t.Errorf("%d inline SVG figures, want %d", svgs, wantSVGs)
@@ -3915,7 +3916,7 @@ func TestIntegrationReportInChromium(t *testing.T) {
 	pages := []string{filepath.Join(out, "report", "report.html")}
 	html := mustRead(t, pages[0])
 	checkReportPage(t, html, true)
-	for _, want := range []string{"Beyond the assignment", "Table 3 (not in the seed)", "Figure 11 (not in the seed)", "-preset</span> <span class=\"arg\">best"} {
+	for _, want := range []string{"Beyond the assignment", "Table 3 (not in the seed)", "Figure 11 (not in the seed)", "Figure 12 (not in the seed)", "-preset</span> <span class=\"arg\">best", "-preset</span> <span class=\"arg\">deep"} {
 		if !bytes.Contains(html, []byte(want)) {
 			t.Errorf("report.html with -beyond lacks %q", want)
 		}
