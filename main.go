@@ -928,7 +928,7 @@ func dataAdvice(cfg *Config, da *DataError, err error) error {
 	src := cfg.dataSource()
 	switch da.Problem {
 	case DataNotHere:
-		return fmt.Errorf("-data %w; point -data at the folder that holds them, at its parent, or at the downloaded cifar-10-binary.tar.gz", err)
+		return fmt.Errorf("%w; point -data at the folder that holds them, at its parent, or at the downloaded cifar-10-binary.tar.gz", err)
 	case DataNoDownload:
 		return fmt.Errorf("%w (-download=false): download %s (MD5 %s) and run with -data path/to/cifar-10-binary.tar.gz (it is checked and unpacked next to it), or with -data path/to/%s after unpacking it yourself; or allow -download", err, src.URL, src.MD5, archiveFolder)
 	case DataFileMissing:
