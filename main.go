@@ -437,7 +437,7 @@ func parseFlags(args []string, stderr io.Writer) (cfg *Config, fs *flag.FlagSet,
 	fs.VisitAll(func(f *flag.Flag) { cfg.flags[f.Name] = f.Value.String() })
 	// The lists (fs.Func flags keep no value of their own).
 	cfg.flags["hidden"], cfg.flags["search-hidden"] = joinInts(cfg.Hidden), joinInts(cfg.SearchHidden)
-	cfg.flags["search-dropout"] = strings.Trim(strings.Join(strings.Fields(fmt.Sprint(cfg.SearchDropout)), ","), "[]")
+	cfg.flags["search-dropout"] = joinFloats(cfg.SearchDropout)
 	return cfg, fs, given, nil
 }
 
@@ -904,15 +904,7 @@ func advise(cfg *Config, err error) error {
 	case errors.As(err, &da):
 		return dataAdvice(cfg, da, err)
 	case errors.As(err, &sm):
-		var d []string
-		for _, x := range sm.Diffs {
-			if x.Want == "" {
-				d = append(d, fmt.Sprintf("-%s (the folder's: %s)", x.Key, x.Have))
-			} else {
-				d = append(d, fmt.Sprintf("-%s %s (the folder's: %s)", x.Key, x.Want, x.Have))
-			}
-		}
-		return fmt.Errorf("%s holds a search with other settings: %s; rerun with the folder's values or choose another -out", sm.Dir, strings.Join(d, ", "))
+		return fmt.Errorf("%s holds a search with other settings: %s; rerun with the folder's values or choose another -out", sm.Dir, sm.list(func(key, want string) string { return strings.TrimSpace("-" + key + " " + want) }))
 	case errors.As(err, &sf):
 		return fmt.Errorf("%w; move it away or choose another -out", err)
 	case errors.As(err, &ds):
@@ -1123,10 +1115,7 @@ func (c *Config) searchSettings() map[string]string {
 		"batch": i(c.Batch), "ns": i(c.NS), "cycles": i(c.Cycles), "epochs": i(c.Epochs), "evals": i(c.Evals),
 		"eta-min": f(c.EtaMin), "eta-max": f(c.EtaMax), "eta": f(c.Eta), "opt": c.Opt, "momentum": f(c.Momentum),
 		"dropout": f(c.Dropout), "augment": strconv.FormatBool(c.Augment), "seed": strconv.FormatUint(c.Seed, 10),
-		"trials": i(c.Trials), "lmin": f(c.LMin), "lmax": f(c.LMax), "search-hidden": joinInts(c.SearchHidden), "search-dropout": "",
-	}
-	if d := c.SearchDropout; d != nil {
-		s["search-dropout"] = f(d[0]) + "," + f(d[1])
+		"trials": i(c.Trials), "lmin": f(c.LMin), "lmax": f(c.LMax), "search-hidden": joinInts(c.SearchHidden), "search-dropout": joinFloats(c.SearchDropout),
 	}
 	// Only when set: the folders of searches made before these flags stay valid.
 	if c.Smooth != 0 {

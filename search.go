@@ -119,11 +119,17 @@ type SettingsMismatchError struct {
 type SettingDiff struct{ Key, Want, Have string }
 
 func (e *SettingsMismatchError) Error() string {
+	return fmt.Sprintf("%s holds a search with other settings: %s", e.Dir, e.list(func(key, want string) string { return key + "=" + orNone(want) }))
+}
+
+// list names every differing setting, each as setting(key, this command's
+// value) and then the folder's value.
+func (e *SettingsMismatchError) list(setting func(key, want string) string) string {
 	var d []string
 	for _, x := range e.Diffs {
-		d = append(d, fmt.Sprintf("%s=%s (the folder's: %s)", x.Key, orNone(x.Want), x.Have))
+		d = append(d, fmt.Sprintf("%s (the folder's: %s)", setting(x.Key, x.Want), x.Have))
 	}
-	return fmt.Sprintf("%s holds a search with other settings: %s", e.Dir, strings.Join(d, ", "))
+	return strings.Join(d, ", ")
 }
 
 // SearchFileError is a file of a search folder (its settings or a trials
@@ -1295,6 +1301,15 @@ func count(n int, word string) string {
 
 // joinInts is "50,50".
 func joinInts(v []int) string { return joinIntsSep(v, ",") }
+
+// joinFloats is "0,0.5" for [0 0.5] ("" for none), as the flags take it.
+func joinFloats(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmtFloat(x)
+	}
+	return strings.Join(s, ",")
+}
 
 // joinIntsSep is v joined with sep.
 func joinIntsSep(v []int, sep string) string {
