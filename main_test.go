@@ -182,11 +182,12 @@ func TestGemmMatchesNaive(t *testing.T) {
 	naive := map[string]*Matrix{}
 	for _, kern := range testKernels() {
 		mr, nr := kern.mr, kern.nr
-		// Two blockings: this CPU's, and a tiny one so that the shapes below
-		// straddle several mc and nc blocks too.
-		cpuMC, cpuNC := blockingFor(kern, cpu.L2, cpu.L3)
-		for _, bl := range [][2]int{{cpuMC, cpuNC}, {2 * mr, 3 * nr}} {
-			mc, nc := bl[0], bl[1]
+		// Three blockings: this CPU's, and a tiny one so that the shapes
+		// below straddle several mc and nc blocks too, once with every
+		// block streaming A a panel at a time (narrowN) and once with none.
+		cpuMC, cpuNC, cpuNarrow := blockingFor(kern, cpu.L2, cpu.L3)
+		for _, bl := range [][3]int{{cpuMC, cpuNC, cpuNarrow}, {2 * mr, 3 * nr, 0}, {2 * mr, 3 * nr, math.MaxInt}} {
+			mc, nc, narrowN := bl[0], bl[1], bl[2]
 			// Shapes straddle every block edge (mr, nr, mc, nc, kc) and
 			// include primes, ones and empty dimensions.
 			shapes := [][3]int{
@@ -196,12 +197,12 @@ func TestGemmMatchesNaive(t *testing.T) {
 				{0, 5, 5}, {5, 0, 5}, {5, 5, 0},
 			}
 			for _, workers := range []int{1, 3} {
-				g := newGemmBlocked(workers, kern, mc, nc)
+				g := newGemmBlocked(workers, kern, mc, nc, narrowN)
 				defer g.Close()
 				for _, s := range shapes {
 					for _, ta := range []bool{false, true} {
 						for _, tb := range []bool{false, true} {
-							name := fmt.Sprintf("%s/mc=%d,nc=%d/w%d/%dx%dx%d/tA=%v,tB=%v", kern.name, mc, nc, workers, s[0], s[1], s[2], ta, tb)
+							name := fmt.Sprintf("%s/mc=%d,nc=%d,narrow=%d/w%d/%dx%dx%d/tA=%v,tB=%v", kern.name, mc, nc, min(narrowN, 9999), workers, s[0], s[1], s[2], ta, tb)
 							t.Run(name, func(t *testing.T) {
 								for _, sc := range scalars {
 									rng := rand.New(rand.NewPCG(uint64(s[0]*1000+s[1]), uint64(s[2])))
@@ -598,12 +599,15 @@ func TestBlockingFor(t *testing.T) {
 	for _, kern := range testKernels() {
 		for _, tc := range cases {
 			t.Run(kern.name+"/"+tc.name, func(t *testing.T) {
-				mc, nc := blockingFor(kern, tc.l2, tc.l3)
+				mc, nc, narrowN := blockingFor(kern, tc.l2, tc.l3)
 				if mc < kern.mr || mc%kern.mr != 0 || mc > maxMC {
 					t.Errorf("mc = %d, want a multiple of mr=%d in [mr, %d]", mc, kern.mr, maxMC)
 				}
 				if nc < kern.nr || nc%kern.nr != 0 || nc > maxNC {
 					t.Errorf("nc = %d, want a multiple of nr=%d in [nr, %d]", nc, kern.nr, maxNC)
+				}
+				if l2 := tc.l2; l2 > 0 && 8*narrowN*kc > l2/4 {
+					t.Errorf("B's narrow slice, %d×%d (%d KiB), is over a quarter of L2 (%d KiB)", kc, narrowN, 8*narrowN*kc>>10, l2>>10)
 				}
 				if l2 := tc.l2; l2 > 0 && mc > kern.mr && 8*mc*kc > l2/2 {
 					t.Errorf("the %d×%d block of A (%d KiB) is over half of L2 (%d KiB)", mc, kc, 8*mc*kc>>10, l2>>10)
@@ -899,6 +903,9 @@ var benchShapes = []struct {
 	{"10000x3072x50", 10000, 3072, 50, false, true},
 	{"1000x3072x50", 1000, 3072, 50, false, true},
 	{"1024x1024x1024", 1024, 1024, 1024, false, false},
+	{"100x3072x1000", 100, 3072, 1000, false, true},     // the wide net's s1 = x·W1ᵀ
+	{"1000x100x3072", 1000, 100, 3072, true, false},     // its dW1 = dHᵀ·x
+	{"10000x3072x1000", 10000, 3072, 1000, false, true}, // its evaluation
 }
 
 // peaks holds the FMA peak of every register width, in GFLOP/s with 1 and
