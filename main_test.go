@@ -839,6 +839,94 @@ func BenchmarkSymEig(b *testing.B) {
 	}
 }
 
+// TestTopEigen: on matrices with a known spectrum, TopEigen's rows are
+// orthonormal, its values and vectors those of SymEig where the spectrum
+// lets subspace iteration converge (geometric: λ_i = 2^−i), the leading
+// pairs where it decays slowly (λ_i = 1/(1+i)², like an image
+// covariance's), and on a rank-deficient matrix it falls back to SymEig's
+// bits.
+func TestTopEigen(t *testing.T) {
+	const n, k = 120, 16
+	orth := func(seed uint64) *Matrix { // a random orthogonal matrix
+		_, q, err := SymEig(NewGemm(1), symmetricCase("random", n, newRNG(seed, seed)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return q
+	}
+	spectrum := func(lambda func(i int) float64) *Matrix { // Qᵀ·diag(λ)·Q
+		q := orth(3)
+		dq := q.Clone()
+		for i := range n {
+			for j := range n {
+				dq.Data[i*n+j] *= lambda(i)
+			}
+		}
+		a := NewMatrix(n, n)
+		GemmNaive(true, false, 1, q, dq, 0, a)
+		return a
+	}
+	cases := []struct {
+		name      string
+		a         *Matrix
+		converged int // how many leading pairs must match SymEig's to 1e-9
+	}{
+		{"geometric", spectrum(func(i int) float64 { return math.Pow(2, -float64(i)) }), k},
+		{"power law", spectrum(func(i int) float64 { return 1 / float64((1+i)*(1+i)) }), 3},
+		{"rank deficient", symmetricCase("covariance", n, newRNG(4, 4)), 0}, // rank n/2 ≥ k+k/4: no fallback needed
+		{"rank below the block", symmetricCase("covariance", 30, newRNG(4, 4)), k},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewGemm(2)
+			defer g.Close()
+			vals, v, err := TopEigen(g, tc.a, k, newRNG(5, 5))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, eu, err := SymEig(g, tc.a.Clone())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(vals) != k || v.Rows != k || v.Cols != tc.a.Rows {
+				t.Fatalf("got %d values and a %s matrix, want %d and %dx%d", len(vals), v.Shape(), k, k, tc.a.Rows)
+			}
+			if tc.a.Rows < 2*(k+k/4) { // the block has more rows than a has rank: SymEig's answer
+				if !slices.Equal(vals, ev[:k]) || !slices.Equal(v.Data, eu.Data[:k*tc.a.Rows]) {
+					t.Errorf("the fallback is not SymEig's first %d pairs", k)
+				}
+				return
+			}
+			vvt := NewMatrix(k, k)
+			GemmNaive(false, true, 1, v, v, 0, vvt)
+			for i := range k {
+				for j := range k {
+					want := 0.0
+					if i == j {
+						want = 1
+					}
+					if math.Abs(vvt.At(i, j)-want) > 1e-12 {
+						t.Fatalf("v·vᵀ[%d,%d] = %.15g, want %g", i, j, vvt.At(i, j), want)
+					}
+				}
+			}
+			for i := range tc.converged {
+				if e := math.Abs(vals[i]-ev[i]) / ev[0]; e > 1e-9 {
+					t.Errorf("λ_%d = %.15g, SymEig's %.15g", i, vals[i], ev[i])
+				}
+				if c := math.Abs(dot(v.Row(i), eu.Row(i))); c < 1-1e-9 {
+					t.Errorf("eigenvector %d: |cos| with SymEig's = %.12f", i, c)
+				}
+			}
+			for i := range k { // Ritz values never exceed the true ones (interlacing)
+				if vals[i] > ev[i]*(1+1e-12)+1e-15*ev[0] {
+					t.Errorf("Ritz value %d = %.15g above λ_%d = %.15g", i, vals[i], i, ev[i])
+				}
+			}
+		})
+	}
+}
+
 // TestFitWhitening: on correlated inputs, z = x·Pᵀ has the covariance
 // whitening promises, diag(λ/(λ+ε)) over the kept components for pca and
 // Uᵀ·diag(λ/(λ+ε))·U for zca (whose P is symmetric), computed here with
@@ -846,7 +934,10 @@ func BenchmarkSymEig(b *testing.B) {
 func TestFitWhitening(t *testing.T) {
 	const n, dim = evalChunk + 100, 12 // two chunks of the covariance
 	rng := newRNG(8, 8)
-	mix := randMatrix(rng, dim, dim) // x = g·mixᵀ: strongly correlated inputs
+	mix := randMatrix(rng, dim, dim) // x = g·mixᵀ: strongly correlated inputs,
+	for i, v := range mix.Data {     // variances falling about 4× per component
+		mix.Data[i] = v * math.Pow(0.5, float64(i%dim))
+	}
 	x := NewMatrix(n, dim)
 	GemmNaive(false, true, 1, randMatrix(rng, n, dim), mix, 0, x)
 	d := &Dataset{X: x, Y: make([]int, n)}
@@ -861,7 +952,9 @@ func TestFitWhitening(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tc := range []WhitenSpec{{"pca", 5, 0.1}, {"pca", 0, 1e-3}, {"zca", 0, 0.1}} {
+	// pca with k ≤ D/3 is fitted with TopEigen: its Ritz values match the
+	// exact eigenvalues to the test's 1e-9 on this spectrum.
+	for _, tc := range []WhitenSpec{{"pca", 5, 0.1}, {"pca", 4, 0.1}, {"pca", 0, 1e-3}, {"zca", 0, 0.1}} {
 		t.Run(fmt.Sprintf("%s-%d-eps%g", tc.Kind, tc.Dims, tc.Eps), func(t *testing.T) {
 			p, err := FitWhitening(g, d, tc)
 			if err != nil {

@@ -785,6 +785,8 @@ func (w WhitenSpec) Outputs(d int) int {
 //	C = (1/N)·Σ_n x_nᵀ·x_n              D×D   the inputs' covariance
 //	C = Uᵀ·Λ·U                                 SymEig: rows of U are the
 //	                                           eigenvectors, λ_1 ≥ … ≥ λ_D
+//	                                           (pca with k ≤ D/3: TopEigen,
+//	                                           the first k only)
 //	pca: P = (Λ_k + ε·I)^(−½)·U_k       k×D   the first k principal
 //	                                           components, scaled to variance λ/(λ+ε)
 //	zca: P = Uᵀ·(Λ + ε·I)^(−½)·U        D×D   the same for k = D, turned
@@ -795,14 +797,23 @@ func (w WhitenSpec) Outputs(d int) int {
 // that whitening would otherwise blow up. For a dense first layer, zca and
 // pca with k = D are the same model up to a rotation of W1's rows (and
 // W1's Gaussian start and its L2 penalty do not see rotations); pca with
-// k < D also makes the first layer D/k times cheaper.
+// k < D also makes the first layer D/k times cheaper, and with k ≤ D/3
+// the fit itself (TopEigen; see the README for its time and what it does
+// to accuracy).
 func FitWhitening(g *Gemm, d *Dataset, spec WhitenSpec) (*Matrix, error) {
 	dim := d.Dim()
 	k := spec.Outputs(dim)
 	if k > dim || spec.Eps < 0 || (spec.Kind != "pca" && spec.Kind != "zca") {
 		panic(fmt.Sprintf("mlp: FitWhitening: %+v for %d inputs", spec, dim))
 	}
-	vals, u, err := SymEig(g, covariance(g, d))
+	var vals []float64
+	var u *Matrix
+	var err error
+	if c := covariance(g, d); k <= dim/3 {
+		vals, u, err = TopEigen(g, c, k, newRNG(whitenSeed, whitenSeed))
+	} else {
+		vals, u, err = SymEig(g, c)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("whitening: %w", err)
 	}
@@ -820,6 +831,10 @@ func FitWhitening(g *Gemm, d *Dataset, spec WhitenSpec) (*Matrix, error) {
 	g.Mul(true, false, 1, u, scaled, 0, p)
 	return p, nil
 }
+
+// whitenSeed seeds TopEigen's random start block: the transform is a
+// function of the training images alone.
+const whitenSeed = 1
 
 // covariance is C = (1/N)·Σ_n x_nᵀ·x_n (D×D) over the images of d, summed
 // chunk by chunk (evalChunk images at a time, in order) with the GEMM.
