@@ -839,6 +839,30 @@ func BenchmarkSymEig(b *testing.B) {
 	}
 }
 
+// TestCovariance: covariance computes only the blocks on and below the
+// diagonal and mirrors them; it must give the full product's bits, chunk
+// by chunk, for dimensions inside one block and across ragged blocks.
+func TestCovariance(t *testing.T) {
+	for _, dim := range []int{12, 2*covBlock + 7} {
+		t.Run(fmt.Sprint(dim), func(t *testing.T) {
+			n := 2*evalChunk + 333
+			d := &Dataset{X: randMatrix(newRNG(5, uint64(dim)), n, dim), Y: make([]int, n)}
+			g := NewGemm(2)
+			defer g.Close()
+			got, want := covariance(g, d), NewMatrix(dim, dim)
+			for from := 0; from < n; from += evalChunk {
+				chunk := d.X.RowsView(from, min(from+evalChunk, n))
+				g.Mul(true, false, 1/float64(n), chunk, chunk, 1, want)
+			}
+			for i := range want.Data {
+				if got.Data[i] != want.Data[i] {
+					t.Fatalf("C[%d,%d] = %v, the full product's %v", i/dim, i%dim, got.Data[i], want.Data[i])
+				}
+			}
+		})
+	}
+}
+
 // TestTopEigen: on matrices with a known spectrum, TopEigen's rows are
 // orthonormal, its values and vectors those of SymEig where the spectrum
 // lets subspace iteration converge (geometric: λ_i = 2^−i), the leading
