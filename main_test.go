@@ -863,6 +863,24 @@ func TestCovariance(t *testing.T) {
 	}
 }
 
+// spectrumCase is Qᵀ·diag(λ(0), …, λ(n−1))·Q for a random orthogonal Q: a
+// symmetric n×n matrix with a known spectrum.
+func spectrumCase(t *testing.T, n int, lambda func(i int) float64) *Matrix {
+	_, q, err := SymEig(NewGemm(1), symmetricCase("random", n, newRNG(3, 3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dq := q.Clone()
+	for i := range n {
+		for j := range n {
+			dq.Data[i*n+j] *= lambda(i)
+		}
+	}
+	a := NewMatrix(n, n)
+	GemmNaive(true, false, 1, q, dq, 0, a)
+	return a
+}
+
 // TestTopEigen: on matrices with a known spectrum, TopEigen's rows are
 // orthonormal, its values and vectors those of SymEig where the spectrum
 // lets subspace iteration converge (geometric: λ_i = 2^−i), the leading
@@ -871,25 +889,7 @@ func TestCovariance(t *testing.T) {
 // bits.
 func TestTopEigen(t *testing.T) {
 	const n, k = 120, 16
-	orth := func(seed uint64) *Matrix { // a random orthogonal matrix
-		_, q, err := SymEig(NewGemm(1), symmetricCase("random", n, newRNG(seed, seed)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return q
-	}
-	spectrum := func(lambda func(i int) float64) *Matrix { // Qᵀ·diag(λ)·Q
-		q := orth(3)
-		dq := q.Clone()
-		for i := range n {
-			for j := range n {
-				dq.Data[i*n+j] *= lambda(i)
-			}
-		}
-		a := NewMatrix(n, n)
-		GemmNaive(true, false, 1, q, dq, 0, a)
-		return a
-	}
+	spectrum := func(lambda func(i int) float64) *Matrix { return spectrumCase(t, n, lambda) }
 	cases := []struct {
 		name      string
 		a         *Matrix
@@ -3881,8 +3881,16 @@ func TestPreset(t *testing.T) {
 	if len(deep.Hidden) < 2 || deep.Whiten != "pca" || !deep.Augment {
 		t.Errorf("-preset deep: hidden %v, whiten %v, augment %v; want two or more hidden layers on whitened, augmented inputs", deep.Hidden, deep.Whiten, deep.Augment)
 	}
+	fast, err := parseConfig([]string{"-preset", "fast", "-seed", "3"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(fast.Hidden, deep.Hidden) || fast.WhitenDims != 400 || fast.Cycles != 1 || fast.NS*fast.Batch/49000 != 10 || fast.Seed != 3 {
+		t.Errorf("-preset fast: hidden %v, %d components, %d cycle(s) of n_s = %d, seed %d; want deep's net on 400 components, one 20-epoch cycle, seed 3",
+			fast.Hidden, fast.WhitenDims, fast.Cycles, fast.NS, fast.Seed)
+	}
 	code, _, stderr := runCLI("-preset", "worst")
-	if code != 2 || !strings.Contains(stderr, "unknown preset") {
+	if code != 2 || !strings.Contains(stderr, "unknown preset; want best, deep or fast") {
 		t.Errorf("unknown preset: exit %d, %q", code, stderr)
 	}
 }
