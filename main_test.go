@@ -3885,8 +3885,8 @@ func TestPreset(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(fast.Hidden, deep.Hidden) || fast.WhitenDims != 400 || fast.Cycles != 1 || fast.NS*fast.Batch/49000 != 10 || fast.Seed != 3 {
-		t.Errorf("-preset fast: hidden %v, %d components, %d cycle(s) of n_s = %d, seed %d; want deep's net on 400 components, one 20-epoch cycle, seed 3",
+	if !slices.Equal(fast.Hidden, deep.Hidden) || fast.WhitenDims != 200 || fast.Cycles != 1 || 2*fast.NS*fast.Batch != 15*49000 || fast.Seed != 3 {
+		t.Errorf("-preset fast: hidden %v, %d components, %d cycle(s) of n_s = %d, seed %d; want deep's net on 200 components, one 15-epoch cycle, seed 3",
 			fast.Hidden, fast.WhitenDims, fast.Cycles, fast.NS, fast.Seed)
 	}
 	code, _, stderr := runCLI("-preset", "worst")
