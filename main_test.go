@@ -3960,7 +3960,7 @@ func TestReportRowsParse(t *testing.T) {
 			{"final", "-lambda 0.001235 "},
 			{"beyond-1", "-mode=train -data d -"},
 			{"beyond-1", "-cycles "},
-			{"beyond-5", "-hidden 2000 -lambda 5e-4 -eta-max 0.2 -augment -whiten pca -whiten-dims 800 "},
+			{"beyond-5", "-hidden 2000 -lambda 5e-4 -eta-max 0.2 -augment -whiten pca -whiten-dims 400 "},
 			{"best", "-preset best -test-curve"},
 			{"deep", "-preset deep -test-curve"},
 		} {
