@@ -334,7 +334,7 @@ func newFlagSet(cfg *Config, out io.Writer) *flag.FlagSet {
 	fs.BoolVar(&cfg.Merge, "merge", false, "search: merge the trials.csv files of the shard folders given as arguments")
 
 	fs.BoolVar(&cfg.Quick, "quick", false, "report: a smoke version of every experiment (a few minutes)")
-	fs.BoolVar(&cfg.Beyond, "beyond", false, "report: also the section \"Beyond the assignment\": one trick per row from the seed's net to -preset best, then -preset best and deep (about an hour more)")
+	fs.BoolVar(&cfg.Beyond, "beyond", false, "report: also the section \"Beyond the assignment\": one trick per row from the seed's net to -preset best, then -preset best and deep (about half an hour more)")
 
 	fs.Usage = func() {
 		fmt.Fprint(out, usageHead)

@@ -1847,6 +1847,9 @@ func topEigen(g *Gemm, a *Matrix, k int, rng *rand.Rand, iters int) (vals []floa
 	if a.Cols != n || k < 0 || k > n {
 		panic(fmt.Sprintf("mlp: TopEigen: %d pairs of a %s matrix", k, a.Shape()))
 	}
+	if k == 0 {
+		return nil, NewMatrix(0, n), nil
+	}
 	m := min(n, k+k/4)
 	y, ya := NewMatrix(m, n), NewMatrix(m, n)
 	for i := range y.Data {
@@ -1888,8 +1891,10 @@ func topEigen(g *Gemm, a *Matrix, k int, rng *rand.Rand, iters int) (vals []floa
 }
 
 // topIters is TopEigen's number of power steps. Measured on the 3072×3072
-// covariance of 49,000 CIFAR-10 training images with k = 800 (m = 1000):
-// see TestTopEigen's figures and the README.
+// covariance of 49,000 CIFAR-10 training images with k = 800 (m = 1000)
+// against SymEig (15 s on 2 cores): 4 steps take 3.2 s and capture the
+// exact top 800's variance to 6 digits, λ₈₀₀ to 2·10⁻⁴; 2 steps leave
+// λ₈₀₀ 1 % low, 6 steps cost 4.1 s (the README has the table).
 const topIters = 4
 
 // orthonormaliseRows makes the rows of y (m×n, m ≤ n) orthonormal and

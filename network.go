@@ -338,7 +338,7 @@ func linearBackward(g *Gemm, dout, x, w *Matrix, lambda float64, dx, dw, db *Mat
 // Both ReLU loops choose between two bit patterns, not between two paths:
 // half the units of a layer are off, in no order a branch predictor can
 // learn, and as `if v < 0 { s[i] = 0 }` the loop mispredicted every other
-// element (4 ns an element; 0.8 ms of each 3072-1000-1000-10 step on the
+// element (4 ns an element; 1.4 ms of each 3072-1000-1000-10 step on the
 // Intel Xeon of the README). Written as a select of integers the compiler
 // emits a conditional move: 0.8 ns, the same bits.
 func reluForward(s *Matrix) {
