@@ -163,21 +163,32 @@ func (e *flagError) Unwrap() error { return e.err }
 // fast: deep, trained for one 15-epoch cycle: past 60 % test accuracy in
 // under two minutes.
 var presets = map[string][][2]string{
-	"best": {
+	"best": bestRecipe,
+	"deep": deepRecipe,
+	"fast": changed(deepRecipe, [2]string{"ns", "3675"}, [2]string{"cycles", "1"}, [2]string{"evals", "1"}),
+}
+
+var (
+	bestRecipe = [][2]string{
 		{"hidden", "2000"}, {"augment", "true"}, {"whiten", "pca"}, {"whiten-dims", "400"}, {"whiten-eps", "0.1"},
 		{"lambda", "5e-4"}, {"eta-min", "1e-5"}, {"eta-max", "0.2"}, {"ns", "4900"}, {"cycles", "5"},
 		{"evals", "2"}, {"val", "1000"}, {"tta", "true"},
-	},
-	"deep": {
-		{"hidden", "1000,1000"}, {"augment", "true"}, {"whiten", "pca"}, {"whiten-dims", "200"}, {"whiten-eps", "0.1"},
-		{"lambda", "5e-4"}, {"eta-min", "1e-5"}, {"eta-max", "0.2"}, {"ns", "4900"}, {"cycles", "5"},
-		{"evals", "2"}, {"val", "1000"}, {"tta", "true"},
-	},
-	"fast": {
-		{"hidden", "1000,1000"}, {"augment", "true"}, {"whiten", "pca"}, {"whiten-dims", "200"}, {"whiten-eps", "0.1"},
-		{"lambda", "5e-4"}, {"eta-min", "1e-5"}, {"eta-max", "0.2"}, {"ns", "3675"}, {"cycles", "1"},
-		{"evals", "1"}, {"val", "1000"}, {"tta", "true"},
-	},
+	}
+	deepRecipe = changed(bestRecipe, [2]string{"hidden", "1000,1000"}, [2]string{"whiten-dims", "200"})
+)
+
+// changed is a copy of recipe with the values of some of its flags
+// replaced (each flag must be one the recipe sets).
+func changed(recipe [][2]string, changes ...[2]string) [][2]string {
+	out := slices.Clone(recipe)
+	for _, c := range changes {
+		i := slices.IndexFunc(out, func(kv [2]string) bool { return kv[0] == c[0] })
+		if i < 0 {
+			panic("mlp: a preset changes -" + c[0] + ", which its base recipe does not set")
+		}
+		out[i] = c
+	}
+	return out
 }
 
 // presetNames lists the presets, in order ("best, deep or fast").
