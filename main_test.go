@@ -951,6 +951,53 @@ func TestTopEigen(t *testing.T) {
 	}
 }
 
+// BenchmarkTopEigenCIFAR/<steps>: TopEigen on the covariance of the
+// CIFAR-10 training images in CIFAR10_DIR (49,000; k = 800) with 1 … 6
+// power steps, against SymEig: its time (ns/op) and how close it comes —
+// the share of the exact top 800's variance its vectors miss, λ₈₀₀'s
+// relative error and |cos| between its 800th vector and the exact one.
+// The README's table of power steps is its output:
+//
+//	CIFAR10_DIR=DIR go test -run XXX -bench TopEigenCIFAR -benchtime 1x .
+func BenchmarkTopEigenCIFAR(b *testing.B) {
+	sp, err := LoadSplits(context.Background(), DataSource{Dir: cifarDir(b)}, SplitAll, 1000, 0, io.Discard)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const k = 800
+	g := NewGemm(0)
+	defer g.Close()
+	c := covariance(g, sp.Train)
+	ev, eu, err := SymEig(g, c.Clone())
+	if err != nil {
+		b.Fatal(err)
+	}
+	exact := 0.0
+	for _, v := range ev[:k] {
+		exact += v
+	}
+	for _, steps := range []int{1, 2, 3, 4, 6} {
+		b.Run(fmt.Sprint(steps), func(b *testing.B) {
+			var vals []float64
+			var v *Matrix
+			for b.Loop() {
+				if vals, v, err = topEigen(g, c, k, newRNG(whitenSeed, whitenSeed), steps); err != nil {
+					b.Fatal(err)
+				}
+			}
+			cv := NewMatrix(k, c.Cols)
+			g.Mul(false, false, 1, v, c, 0, cv)
+			captured := 0.0
+			for i := range k {
+				captured += dot(cv.Row(i), v.Row(i))
+			}
+			b.ReportMetric(1-captured/exact, "missed")
+			b.ReportMetric(vals[k-1]/ev[k-1]-1, "λ800-err")
+			b.ReportMetric(math.Abs(dot(v.Row(k-1), eu.Row(k-1))), "cos800")
+		})
+	}
+}
+
 // TestFitWhitening: on correlated inputs, z = x·Pᵀ has the covariance
 // whitening promises, diag(λ/(λ+ε)) over the kept components for pca and
 // Uᵀ·diag(λ/(λ+ε))·U for zca (whose P is symmetric), computed here with

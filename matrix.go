@@ -1892,9 +1892,10 @@ func topEigen(g *Gemm, a *Matrix, k int, rng *rand.Rand, iters int) (vals []floa
 
 // topIters is TopEigen's number of power steps. Measured on the 3072×3072
 // covariance of 49,000 CIFAR-10 training images with k = 800 (m = 1000)
-// against SymEig (15 s on 2 cores): 4 steps take 3.2 s and capture the
-// exact top 800's variance to 6 digits, λ₈₀₀ to 2·10⁻⁴; 2 steps leave
-// λ₈₀₀ 1 % low, 6 steps cost 4.1 s (the README has the table).
+// against SymEig (15 s on 2 cores): 4 steps take 2.9 s, miss 10⁻⁷ of the
+// exact top 800's variance and get λ₈₀₀ to 7·10⁻⁵; 2 steps leave λ₈₀₀
+// 0.4 % low, 6 steps cost 3.6 s (BenchmarkTopEigenCIFAR; the README has
+// the table).
 const topIters = 4
 
 // orthonormaliseRows makes the rows of y (m×n, m ≤ n) orthonormal and
