@@ -1235,14 +1235,16 @@ func BenchmarkKernel(b *testing.B) {
 	}
 }
 
-// BenchmarkPackB/op_KxN: packing the 3072×100 operand of the forward pass
-// (op(B) = Xᵀ, strided reads) and of dW1 (op(B) = X, contiguous rows).
+// BenchmarkPackB/op_KxN: packing op(B) for the forward pass, W1ᵀ (T_3072x50,
+// transposed: strided reads), for the wide net's forward computed as Cᵀ
+// (T_3072x100: Xᵀ), and for dW1 (N_100x3072: X, contiguous rows).
 func BenchmarkPackB(b *testing.B) {
 	x := randMatrix(newRNG(1, 1), 100, 3072)
 	for _, tc := range []struct {
 		name         string
 		rs, cs, k, n int
 	}{
+		{"T_3072x50", 1, 3072, 3072, 50},
 		{"T_3072x100", 1, 3072, 3072, 100},
 		{"N_100x3072", 3072, 1, 100, 3072},
 	} {
