@@ -383,12 +383,13 @@ func TestEdgeKernelsSameBits(t *testing.T) {
 	}
 }
 
-// TestNormPixelsSameBits: the pixel kernel (where this CPU has one) gives
-// the bits of the plain-Go normalisation for every byte value, at every
-// length around its 4-input steps (the tail is Go's), and at offsets that
-// leave the operands unaligned.
+// TestNormPixelsSameBits: every pixel kernel of this CPU, alone (its tail
+// done in Go) and as normalise chains them ("all"), gives the bits of the
+// plain-Go normalisation for every byte value, at every length around the
+// kernels' steps of 4 and 16 inputs, and at offsets that leave the
+// operands unaligned.
 func TestNormPixelsSameBits(t *testing.T) {
-	if cpu.Pixels == nil {
+	if len(cpu.Pixels) == 0 {
 		t.Skip("no pixel kernel on this build and CPU")
 	}
 	rng := newRNG(5, 5)
@@ -400,25 +401,33 @@ func TestNormPixelsSameBits(t *testing.T) {
 		mean[j], inv[j] = rng.Float64(), 1/(0.05+rng.Float64())
 	}
 	mean[7], inv[7] = 0, 1 // the identity too
-	for _, tc := range []struct {
-		name     string
-		off, len int
-	}{
-		{"empty", 0, 0}, {"tail only", 0, 3}, {"one step", 0, 4}, {"steps and tail", 0, 7},
-		{"all bytes", 0, d}, {"unaligned", 1, d - 5}, {"unaligned 2", 3, 130},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p, m, v := pix[tc.off:tc.off+tc.len], mean[tc.off:], inv[tc.off:]
-			got, want := make([]float64, tc.len+1), make([]float64, tc.len+1)
-			got[tc.len], want[tc.len] = -1, -1 // must stay untouched
-			normalise(got[:tc.len], p, m, v, nil)
-			normaliseGo(want[:tc.len], p, m, v)
-			for j := range want {
-				if math.Float64bits(got[j]) != math.Float64bits(want[j]) {
-					t.Fatalf("input %d (byte %d): got %v, want %v", j, p[min(j, len(p)-1)], got[j], want[j])
+	kernels := append([]pixelKernel{{"all", func(dst []float64, pix []uint8, mean, inv []float64, next []uint8) int {
+		normalise(dst, pix, mean, inv, next)
+		return len(pix)
+	}}}, cpu.Pixels...)
+	for _, k := range kernels {
+		for _, tc := range []struct {
+			name     string
+			off, len int
+		}{
+			{"empty", 0, 0}, {"tail only", 0, 3}, {"one step", 0, 4}, {"steps and tail", 0, 7},
+			{"sixteen", 0, 16}, {"sixteen and tail", 0, 21}, {"all bytes", 0, d},
+			{"unaligned", 1, d - 5}, {"unaligned 2", 3, 130},
+		} {
+			t.Run(k.name+"/"+tc.name, func(t *testing.T) {
+				p, m, v := pix[tc.off:tc.off+tc.len], mean[tc.off:], inv[tc.off:]
+				got, want := make([]float64, tc.len+1), make([]float64, tc.len+1)
+				got[tc.len], want[tc.len] = -1, -1 // must stay untouched
+				done := k.fn(got[:tc.len], p, m, v, nil)
+				normaliseGo(got[done:tc.len], p[done:], m[done:], v[done:])
+				normaliseGo(want[:tc.len], p, m, v)
+				for j := range want {
+					if math.Float64bits(got[j]) != math.Float64bits(want[j]) {
+						t.Fatalf("input %d (byte %d, %d done by the kernel): got %v, want %v", j, p[min(j, len(p)-1)], done, got[j], want[j])
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
@@ -1202,7 +1211,10 @@ func BenchmarkMulPixels(b *testing.B) {
 	}
 }
 
-// BenchmarkNormPixels/3072: normalising one image's bytes (cache-resident).
+// BenchmarkNormPixels/<kernel>/<inputs>: normalising a run of bytes
+// (cache-resident) with each pixel kernel of this CPU and with plain Go: a
+// K slice of one image (256, as MulPixels' blocks take it) and a whole
+// image (3072, as a training batch's rows).
 func BenchmarkNormPixels(b *testing.B) {
 	const d = inputDim
 	pix, dst := make([]uint8, d), make([]float64, d)
@@ -1210,12 +1222,22 @@ func BenchmarkNormPixels(b *testing.B) {
 	for j := range pix {
 		pix[j], mean[j], inv[j] = uint8(j), 0.5, 4
 	}
-	b.Run(fmt.Sprint(d), func(b *testing.B) {
-		for b.Loop() {
-			normalise(dst, pix, mean, inv, nil)
+	kernels := append(slices.Clone(cpu.Pixels), pixelKernel{"go", func(dst []float64, pix []uint8, mean, inv []float64, _ []uint8) int {
+		normaliseGo(dst, pix, mean, inv)
+		return len(pix)
+	}})
+	for _, k := range kernels {
+		for _, n := range []int{kc, d} {
+			b.Run(fmt.Sprintf("%s/%d", k.name, n), func(b *testing.B) {
+				for b.Loop() {
+					if k.fn(dst[:n], pix[:n], mean, inv, nil) != n {
+						b.Fatal("the kernel left a tail")
+					}
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/input")
+			})
 		}
-		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/d, "ns/input")
-	})
+	}
 }
 
 // BenchmarkKernel/<kernel>: one micro-kernel alone on packed panels that

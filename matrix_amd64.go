@@ -13,8 +13,9 @@ package main
 //	avx512-8x24  CPUID.7:EBX AVX512F, and XCR0 bits 1–2 and 5–7 (opmask and
 //	             the upper halves of ZMM0–15 and ZMM16–31: XCR0 & 0xe6 == 0xe6)
 //
-// The 6×4 and 8×4 edge tiles and the pixel kernel use AVX2 and FMA only,
-// so they run wherever avx2-6x8 does; the 4×24 row-edge tile is AVX-512.
+// The 6×4 and 8×4 edge tiles and the AVX2 pixel kernel use AVX2 and FMA
+// only, so they run wherever avx2-6x8 does; the 4×24 row-edge tile and the
+// AVX-512 pixel kernel run where avx512-8x24 does.
 //
 // The standard library's internal/cpu knows all this but is not importable,
 // hence the two small probes cpuid and xgetbv.
@@ -53,6 +54,9 @@ func fmaPeakZMM(iters int)
 
 //go:noescape
 func normPixelsAVX2(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rlo float64, next *uint8)
+
+//go:noescape
+func normPixelsAVX512(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rlo float64, next *uint8)
 
 // The slice adapters check that the panels and the tile of C are really
 // there (the assembly does not check; a failure is a caller bug), then pass
@@ -112,6 +116,20 @@ func pixelsAVX2(dst []float64, pix []uint8, mean, inv []float64, next []uint8) i
 	return n
 }
 
+// pixelsAVX512 is pixelsAVX2 sixteen inputs at a time (the rest: 0–15).
+func pixelsAVX512(dst []float64, pix []uint8, mean, inv []float64, next []uint8) int {
+	n := len(pix) &^ 15
+	if n == 0 {
+		return 0
+	}
+	_, _, _ = dst[n-1], mean[n-1], inv[n-1]
+	if len(next) == 0 {
+		next = pix
+	}
+	normPixelsAVX512(&dst[0], &pix[0], &mean[0], &inv[0], n, inv255Hi, inv255Lo, &next[0])
+	return n
+}
+
 var (
 	kernelAVX2   = microKernel{name: "avx2", tile: "6x8", mr: 6, nr: 8, direct: true, fn: avx2x6x8, edge: avx2x6x4, edgeNR: 4}
 	kernelAVX512 = microKernel{name: "avx512", tile: "8x24", mr: 8, nr: 24, direct: true, fn: avx512x8x24, edge: avx2x8x4, edgeNR: 4, rowEdge: avx512x4x24, rowEdgeMR: 4}
@@ -157,11 +175,12 @@ func probeCPU() cpuInfo {
 	}
 	if hasAVX2 && osZMM && ebx7&avx512f != 0 {
 		info.Kernels = append(info.Kernels, kernelAVX512)
+		info.Pixels = append(info.Pixels, pixelKernel{"avx512", pixelsAVX512})
 		info.FMALoops = append(info.FMALoops, fmaLoop{name: "zmm", flops: 24 * 8 * 2, fn: fmaPeakZMM})
 	}
 	if hasAVX2 {
 		info.Kernels = append(info.Kernels, kernelAVX2)
-		info.Pixels = pixelsAVX2
+		info.Pixels = append(info.Pixels, pixelKernel{"avx2", pixelsAVX2})
 	}
 	info.L1d, info.L2, info.L3 = cacheSizes(vendor)
 	return info

@@ -747,3 +747,54 @@ normloop:
 
 normdone:
 	RET
+
+// ---------------------------------------------------------------------------
+// AVX-512 pixel normalisation: normPixelsAVX2's arithmetic on eight inputs
+// per step, two steps per iteration (n a multiple of 16).
+//
+// Registers as normPixelsAVX2's, with Z14 = rhi, Z15 = rlo.
+
+// func normPixelsAVX512(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rlo float64, next *uint8)
+TEXT ·normPixelsAVX512(SB), NOSPLIT, $0-64
+	MOVQ next+56(FP), R10
+	MOVQ n+32(FP), DX
+	LEAQ (R10)(DX*1), R11 // end of next
+
+prefetch512:
+	PREFETCHT0 (R10)
+	ADDQ       $64, R10
+	CMPQ       R10, R11
+	JB         prefetch512
+
+	MOVQ dst+0(FP), DI
+	MOVQ pix+8(FP), SI
+	MOVQ mean+16(FP), R8
+	MOVQ inv+24(FP), R9
+	VBROADCASTSD rhi+40(FP), Z14
+	VBROADCASTSD rlo+48(FP), Z15
+	XORQ CX, CX
+	TESTQ DX, DX
+	JE   norm512done
+
+norm512loop:
+	VPMOVZXBD    (SI)(CX*1), Y0     // eight bytes → eight int32
+	VPMOVZXBD    8(SI)(CX*1), Y2
+	VCVTDQ2PD    Y0, Z0             // → eight float64 p (exact)
+	VCVTDQ2PD    Y2, Z2
+	VMULPD       Z15, Z0, Z1        // p·rlo
+	VMULPD       Z15, Z2, Z3
+	VFMADD231PD  Z14, Z0, Z1        // q = fma(p, rhi, p·rlo) = p/255
+	VFMADD231PD  Z14, Z2, Z3
+	VSUBPD       (R8)(CX*8), Z1, Z1 // q − mean
+	VSUBPD       64(R8)(CX*8), Z3, Z3
+	VMULPD       (R9)(CX*8), Z1, Z1 // · inv
+	VMULPD       64(R9)(CX*8), Z3, Z3
+	VMOVUPD      Z1, (DI)(CX*8)
+	VMOVUPD      Z3, 64(DI)(CX*8)
+	ADDQ         $16, CX
+	CMPQ         CX, DX
+	JB           norm512loop
+	VZEROUPPER
+
+norm512done:
+	RET
