@@ -1359,18 +1359,9 @@ func packA(dst, a []float64, rs, cs, i0, mcb, p0, kcb, mr int) {
 			}
 			continue
 		}
-		for i := 0; i < mr; i++ {
-			if i >= rows {
-				for p := 0; p < kcb; p++ {
-					panel[p*mr+i] = 0
-				}
-				continue
-			}
-			src := a[base+i*rs : base+i*rs+(kcb-1)*cs+1]
-			for p := 0; p < kcb; p++ {
-				panel[p*mr+i] = src[p*cs]
-			}
-		}
+		// op(A) = A (cs = 1, see strides): the panel's rows are contiguous
+		// runs of A.
+		packTransposed(panel, a, base, rs, kcb, mr, rows)
 	}
 }
 
@@ -1439,52 +1430,53 @@ func packB(dst, b []float64, rs, cs, p0, kcb, j0, ncb, nr int) {
 				n := copy(out[:cols], b[base+p*rs:])
 				clear(out[n:])
 			}
-		case rs == 1 && cols == nr && nr%4 == 0:
-			// op(B) = Bᵀ, full panel: the panel's columns are stored rows
-			// of B. Transpose 4×4 blocks through registers, so that both
-			// the reads and the writes are runs of four.
-			packBTransposed4(panel, b, base, cs, kcb, nr)
 		default:
-			// op(B) = Bᵀ at the edge: element by element, zero-filled.
-			clear(panel)
-			for j := 0; j < cols; j++ {
-				src := b[base+j*cs : base+j*cs+(kcb-1)*rs+1]
-				for p := 0; p < kcb; p++ {
-					panel[p*nr+j] = src[p*rs]
-				}
-			}
+			// op(B) = Bᵀ (rs = 1, see strides): the panel's columns are
+			// contiguous runs of B.
+			packTransposed(panel, b, base, cs, kcb, nr, cols)
 		}
 	}
 }
 
-// packBTransposed4 fills a full nr-wide panel (nr a multiple of 4) from
-// op(B) = Bᵀ, where panel column j is the contiguous run b[base+j·cs …]:
-// panel[p·nr + j] = b[base + j·cs + p]. It moves 4×4 blocks (four columns,
-// four steps) through registers: four runs of B read in step, 32 bytes
-// each (streams the hardware prefetches well), and four adjacent values
-// written to each of four panel steps. Measured on the Intel Xeon of the
-// README (BenchmarkPackB, T_3072x100, nr = 24): 14.4–15.0 GB/s one step at
-// a time, 19.4–19.7 in 4×4 blocks; the forward product 100×3072×50 4 %
-// faster on one thread, 7 % on two.
-func packBTransposed4(panel, b []float64, base, cs, kcb, nr int) {
-	for j := 0; j < nr; j += 4 {
-		r0 := b[base+j*cs:][:kcb]
-		r1 := b[base+(j+1)*cs:][:kcb]
-		r2 := b[base+(j+2)*cs:][:kcb]
-		r3 := b[base+(j+3)*cs:][:kcb]
+// packTransposed fills a w-wide k-major panel from n ≤ w
+// contiguous runs of src: panel[p·w + j] = src[base + j·stride + p] for
+// j < n and p < kcb, and 0 in columns n … w−1. It is both packings that
+// transpose: op(B) = Bᵀ into B panels (the forward product's W1ᵀ; the runs
+// are rows of W1) and op(A) = A into A panels (runs: rows of A). It moves
+// 4×4 blocks (four runs, four steps) through registers: four runs read in
+// step, 32 bytes each (streams the hardware prefetches well), and four
+// adjacent values written to each of four panel steps. Measured on the
+// Intel Xeon of the README (BenchmarkPackB, T_3072x100, nr = 24): 14.4–15.0
+// GB/s one step at a time, 19.4–19.7 in 4×4 blocks; the forward product
+// 100×3072×50 4 % faster on one thread, 7 % on two.
+func packTransposed(panel, src []float64, base, stride, kcb, w, n int) {
+	if n < w {
+		clear(panel[:kcb*w])
+	}
+	j := 0
+	for ; j+4 <= n; j += 4 {
+		r0 := src[base+j*stride:][:kcb]
+		r1 := src[base+(j+1)*stride:][:kcb]
+		r2 := src[base+(j+2)*stride:][:kcb]
+		r3 := src[base+(j+3)*stride:][:kcb]
 		out := panel[j:]
 		p := 0
 		for ; p+4 <= kcb; p += 4 { // steps p … p+3 of columns j … j+3
 			a0, a1, a2, a3 := r0[p:p+4:p+4], r1[p:p+4:p+4], r2[p:p+4:p+4], r3[p:p+4:p+4]
-			o := out[p*nr : p*nr+3*nr+4]
+			o := out[p*w : p*w+3*w+4]
 			o[0], o[1], o[2], o[3] = a0[0], a1[0], a2[0], a3[0]
-			o[nr], o[nr+1], o[nr+2], o[nr+3] = a0[1], a1[1], a2[1], a3[1]
-			o[2*nr], o[2*nr+1], o[2*nr+2], o[2*nr+3] = a0[2], a1[2], a2[2], a3[2]
-			o[3*nr], o[3*nr+1], o[3*nr+2], o[3*nr+3] = a0[3], a1[3], a2[3], a3[3]
+			o[w], o[w+1], o[w+2], o[w+3] = a0[1], a1[1], a2[1], a3[1]
+			o[2*w], o[2*w+1], o[2*w+2], o[2*w+3] = a0[2], a1[2], a2[2], a3[2]
+			o[3*w], o[3*w+1], o[3*w+2], o[3*w+3] = a0[3], a1[3], a2[3], a3[3]
 		}
 		for ; p < kcb; p++ { // a slice whose depth is not a multiple of 4
-			o := out[p*nr : p*nr+4 : p*nr+4]
+			o := out[p*w : p*w+4 : p*w+4]
 			o[0], o[1], o[2], o[3] = r0[p], r1[p], r2[p], r3[p]
+		}
+	}
+	for ; j < n; j++ { // the last n mod 4 runs, one at a time
+		for p, v := range src[base+j*stride:][:kcb] {
+			panel[p*w+j] = v
 		}
 	}
 }
