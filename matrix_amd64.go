@@ -100,34 +100,24 @@ func avx512x8x24(kc int, alpha float64, a []float64, rsa, csa int, b []float64, 
 // 1 − 255·inv255Hi is exact in one fused multiply-add.
 var inv255Hi, inv255Lo = 1.0 / 255, math.FMA(-1.0/255, 255, 1) / 255
 
-// pixelsAVX2 normalises the longest multiple of 4 inputs of pix (dst, mean
-// and inv at least as long), prefetching as many bytes of next (a
-// prefetch never faults, so only its start matters), and returns how many.
-func pixelsAVX2(dst []float64, pix []uint8, mean, inv []float64, next []uint8) int {
-	n := len(pix) &^ 3
-	if n == 0 {
-		return 0
+// pixelAdapter wraps a pixel kernel of the assembly, which normalises n
+// inputs, n a multiple of step, into a pixelKernel's function: it takes
+// the longest multiple of step inputs of pix (dst, mean and inv at least
+// as long), prefetching as many bytes of next (a prefetch never faults, so
+// only its start matters), and returns how many it did.
+func pixelAdapter(step int, kernel func(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rlo float64, next *uint8)) func(dst []float64, pix []uint8, mean, inv []float64, next []uint8) int {
+	return func(dst []float64, pix []uint8, mean, inv []float64, next []uint8) int {
+		n := len(pix) / step * step
+		if n == 0 {
+			return 0
+		}
+		_, _, _ = dst[n-1], mean[n-1], inv[n-1]
+		if len(next) == 0 {
+			next = pix
+		}
+		kernel(&dst[0], &pix[0], &mean[0], &inv[0], n, inv255Hi, inv255Lo, &next[0])
+		return n
 	}
-	_, _, _ = dst[n-1], mean[n-1], inv[n-1]
-	if len(next) == 0 {
-		next = pix
-	}
-	normPixelsAVX2(&dst[0], &pix[0], &mean[0], &inv[0], n, inv255Hi, inv255Lo, &next[0])
-	return n
-}
-
-// pixelsAVX512 is pixelsAVX2 sixteen inputs at a time (the rest: 0–15).
-func pixelsAVX512(dst []float64, pix []uint8, mean, inv []float64, next []uint8) int {
-	n := len(pix) &^ 15
-	if n == 0 {
-		return 0
-	}
-	_, _, _ = dst[n-1], mean[n-1], inv[n-1]
-	if len(next) == 0 {
-		next = pix
-	}
-	normPixelsAVX512(&dst[0], &pix[0], &mean[0], &inv[0], n, inv255Hi, inv255Lo, &next[0])
-	return n
 }
 
 var (
@@ -175,12 +165,12 @@ func probeCPU() cpuInfo {
 	}
 	if hasAVX2 && osZMM && ebx7&avx512f != 0 {
 		info.Kernels = append(info.Kernels, kernelAVX512)
-		info.Pixels = append(info.Pixels, pixelKernel{"avx512", pixelsAVX512})
+		info.Pixels = append(info.Pixels, pixelKernel{"avx512", pixelAdapter(16, normPixelsAVX512)})
 		info.FMALoops = append(info.FMALoops, fmaLoop{name: "zmm", flops: 24 * 8 * 2, fn: fmaPeakZMM})
 	}
 	if hasAVX2 {
 		info.Kernels = append(info.Kernels, kernelAVX2)
-		info.Pixels = append(info.Pixels, pixelKernel{"avx2", pixelsAVX2})
+		info.Pixels = append(info.Pixels, pixelKernel{"avx2", pixelAdapter(4, normPixelsAVX2)})
 	}
 	info.L1d, info.L2, info.L3 = cacheSizes(vendor)
 	return info

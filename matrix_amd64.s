@@ -79,6 +79,23 @@
 	VXORPD  Y6, Y6, Y6;        \
 	VXORPD  Y7, Y7, Y7
 
+// The pixel kernels' (normPixelsAVX2, normPixelsAVX512, at the end) start:
+// prefetch the n bytes at next, then SI → pix, DI → dst, R8 → mean,
+// R9 → inv, DX = n.
+#define NORM_PIXELS_START \
+	MOVQ next+56(FP), R10;  \
+	MOVQ n+32(FP), DX;      \
+	LEAQ (R10)(DX*1), R11;  \
+prefetchloop:               \
+	PREFETCHT0 (R10);       \
+	ADDQ       $64, R10;    \
+	CMPQ       R10, R11;    \
+	JB         prefetchloop; \
+	MOVQ dst+0(FP), DI;     \
+	MOVQ pix+8(FP), SI;     \
+	MOVQ mean+16(FP), R8;   \
+	MOVQ inv+24(FP), R9
+
 // func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 TEXT ·cpuid(SB), NOSPLIT, $0-24
 	MOVL eaxArg+0(FP), A_PTR
@@ -712,20 +729,7 @@ peakzmmdone:
 
 // func normPixelsAVX2(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rlo float64, next *uint8)
 TEXT ·normPixelsAVX2(SB), NOSPLIT, $0-64
-	MOVQ next+56(FP), R10
-	MOVQ n+32(FP), DX
-	LEAQ (R10)(DX*1), R11 // end of next
-
-prefetchloop:
-	PREFETCHT0 (R10)
-	ADDQ       $64, R10
-	CMPQ       R10, R11
-	JB         prefetchloop
-
-	MOVQ dst+0(FP), DI
-	MOVQ pix+8(FP), SI
-	MOVQ mean+16(FP), R8
-	MOVQ inv+24(FP), R9
+	NORM_PIXELS_START
 	VBROADCASTSD rhi+40(FP), Y14
 	VBROADCASTSD rlo+48(FP), Y15
 	XORQ CX, CX
@@ -756,20 +760,7 @@ normdone:
 
 // func normPixelsAVX512(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rlo float64, next *uint8)
 TEXT ·normPixelsAVX512(SB), NOSPLIT, $0-64
-	MOVQ next+56(FP), R10
-	MOVQ n+32(FP), DX
-	LEAQ (R10)(DX*1), R11 // end of next
-
-prefetch512:
-	PREFETCHT0 (R10)
-	ADDQ       $64, R10
-	CMPQ       R10, R11
-	JB         prefetch512
-
-	MOVQ dst+0(FP), DI
-	MOVQ pix+8(FP), SI
-	MOVQ mean+16(FP), R8
-	MOVQ inv+24(FP), R9
+	NORM_PIXELS_START
 	VBROADCASTSD rhi+40(FP), Z14
 	VBROADCASTSD rlo+48(FP), Z15
 	XORQ CX, CX
