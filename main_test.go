@@ -383,6 +383,35 @@ func TestEdgeKernelsSameBits(t *testing.T) {
 	}
 }
 
+// TestInPlaceBKernelSameBits: a kernel's variant for B read in place
+// (inPlaceB, which prefetches B's rows) computes its main function's tile
+// to the bit, with B's steps as far apart as x's rows, at depths that
+// take the two-step loop, the odd last step, or both.
+func TestInPlaceBKernelSameBits(t *testing.T) {
+	for _, kern := range cpu.Kernels {
+		if kern.inPlaceB == nil {
+			continue
+		}
+		for _, depth := range []int{1, 2, 37, kc} {
+			t.Run(fmt.Sprintf("%s/kc=%d", kern.name, depth), func(t *testing.T) {
+				const csb, ldc = inputDim, 61 // B's steps 24 KiB apart; C wider than the tile
+				rng := newRNG(12, uint64(depth))
+				a := randMatrix(rng, depth, kern.mr).Data // a packed panel
+				b := randMatrix(rng, depth, csb).Data     // B in place: step p at b[p·csb …]
+				c0 := randMatrix(rng, kern.mr, ldc).Data
+				got, want := slices.Clone(c0), slices.Clone(c0)
+				kern.inPlaceB(depth, 0.7, a, 1, kern.mr, b[5:], csb, got[3:], ldc)
+				kern.fn(depth, 0.7, a, 1, kern.mr, b[5:], csb, want[3:], ldc)
+				for i := range want {
+					if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+						t.Fatalf("C[%d][%d]: got %v, want %v", i/ldc, i%ldc, got[i], want[i])
+					}
+				}
+			})
+		}
+	}
+}
+
 // TestNormPixelsSameBits: every pixel kernel of this CPU, alone (its tail
 // done in Go) and as normalise chains them ("all"), gives the bits of the
 // plain-Go normalisation for every byte value, at every length around the

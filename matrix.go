@@ -224,6 +224,11 @@ type microKernel struct {
 	// both operands (rsa = 1, csa = mr, csb = nr).
 	direct bool
 	fn     func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int)
+	// inPlaceB, if not nil, is fn for B read in place (not packed): the
+	// same sums, prefetching B a few steps ahead, since its steps are rows
+	// of B far apart (dW1 = dHᵀ·x reads x's rows, 24 KiB apart), which no
+	// hardware prefetcher follows. With packed B the prefetches only cost.
+	inPlaceB func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int)
 	// edge, if not nil, computes a tile of whole mr rows whose column panel
 	// is ragged with at most edgeNR columns (cols of them), straight into C
 	// and with fn's bits: the N×50 outputs' last 2 columns, which would
@@ -1294,6 +1299,8 @@ func (g *Gemm) tiles(ws *gemmWorkspace, ic, mcb, pc, kcb, j, nrb int) {
 		}
 		ci := (ic+ir)*ldc + j
 		switch narrow := nrb <= kern.edgeNR; {
+		case mrb == mr && nrb == nr && csb != nr && kern.inPlaceB != nil:
+			kern.inPlaceB(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
 		case mrb == mr && nrb == nr:
 			kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
 		case nrb == nr && mrb <= kern.rowEdgeMR:

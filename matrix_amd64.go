@@ -13,6 +13,9 @@ package main
 //	avx512-8x24  CPUID.7:EBX AVX512F, and XCR0 bits 1–2 and 5–7 (opmask and
 //	             the upper halves of ZMM0–15 and ZMM16–31: XCR0 & 0xe6 == 0xe6)
 //
+// avx512-8x24 has a variant for B read in place (prefetchB: it prefetches
+// B 8 steps ahead), the same function with a flag.
+//
 // The 6×4 and 8×4 edge tiles and the AVX2 pixel kernel use AVX2 and FMA
 // only, so they run wherever avx2-6x8 does; the 4×24 row-edge tile and the
 // AVX-512 pixel kernel run where avx512-8x24 does.
@@ -46,7 +49,7 @@ func kernelAVX2x8x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64,
 func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, rows int)
 
 //go:noescape
-func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
+func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool)
 
 func fmaPeakYMM(iters int)
 
@@ -91,7 +94,14 @@ func avx512x4x24(kc int, alpha float64, a []float64, rsa, csa int, b []float64, 
 
 func avx512x8x24(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
 	_, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[7*ldc+23]
-	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc)
+	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, false)
+}
+
+// avx512x8x24InPlace is avx512x8x24 for B read in place: it prefetches B
+// 8 steps ahead (the prefetches may reach past b's end; they never fault).
+func avx512x8x24InPlace(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
+	_, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[7*ldc+23]
+	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, true)
 }
 
 // 1/255 as the unevaluated sum inv255Hi + inv255Lo (the pixel kernel's
@@ -122,7 +132,7 @@ func pixelAdapter(step int, kernel func(dst *float64, pix *uint8, mean, inv *flo
 
 var (
 	kernelAVX2   = microKernel{name: "avx2", tile: "6x8", mr: 6, nr: 8, direct: true, fn: avx2x6x8, edge: avx2x6x4, edgeNR: 4}
-	kernelAVX512 = microKernel{name: "avx512", tile: "8x24", mr: 8, nr: 24, direct: true, fn: avx512x8x24, edge: avx2x8x4, edgeNR: 4, rowEdge: avx512x4x24, rowEdgeMR: 4}
+	kernelAVX512 = microKernel{name: "avx512", tile: "8x24", mr: 8, nr: 24, direct: true, fn: avx512x8x24, inPlaceB: avx512x8x24InPlace, edge: avx2x8x4, edgeNR: 4, rowEdge: avx512x4x24, rowEdgeMR: 4}
 )
 
 func init() {

@@ -381,7 +381,9 @@ edge8update:
 // ---------------------------------------------------------------------------
 // AVX-512, 8×24 tile: 24 ZMM accumulators (Z0–Z23, row i in Z(3i) … Z(3i+2)),
 // three for the step's row of b (Z24–Z26), two for broadcasts (Z27, Z28).
-// 11 loads (3 vector + 8 broadcast) feed 24 FMAs of 8 doubles.
+// 11 loads (3 vector + 8 broadcast) feed 24 FMAs of 8 doubles. With
+// prefetchB set (B read in place) it runs the same steps in a second loop
+// that also prefetches B 8 steps ahead (AVX512_STEP_PF).
 //
 // Register map: as the AVX2 kernel's, with A_PTR → rows 0–3 of step p of A
 // ((A_PTR), (A_PTR)(RSA*1), (A_PTR)(RSA*2), (A_PTR)(R9*1)) and A_HI → rows
@@ -463,6 +465,17 @@ edge8update:
 	ADDQ CSA, A_PTR;   \
 	ADDQ CSA, A_HI;  \
 	ADDQ CSB, B_PTR
+
+// AVX512_STEP_PF is a step that first touches the 24 values of b 8 steps
+// ahead (their 192 bytes span at most four cache lines: bytes 0, 64, 128
+// and the last double, 184): for B read in place, whose steps are rows of
+// B far apart (X's rows, 24 KiB), which no hardware prefetcher follows.
+#define AVX512_STEP_PF \
+	PREFETCHT0 (B_PTR)(CSB*8);     \
+	PREFETCHT0 64(B_PTR)(CSB*8);   \
+	PREFETCHT0 128(B_PTR)(CSB*8);  \
+	PREFETCHT0 184(B_PTR)(CSB*8);  \
+	AVX512_STEP
 
 // C row (three ZMM at DX) += α (Z31) · acc (r0, r1, r2); DX moves one row down.
 #define AVX512_UPDATE_ROW(r0, r1, r2) \
@@ -554,8 +567,8 @@ rowedgedone:
 	VZEROUPPER
 	RET
 
-// func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
-TEXT ·kernelAVX512x8x24(SB), NOSPLIT, $0-72
+// func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool)
+TEXT ·kernelAVX512x8x24(SB), NOSPLIT, $0-73
 	GEMM_ARGS
 	LEAQ (A_PTR)(RSA*4), A_HI
 
@@ -577,12 +590,21 @@ TEXT ·kernelAVX512x8x24(SB), NOSPLIT, $0-72
 	ANDQ $1, KC
 	TESTQ R10, R10
 	JE   avx512tail
+	CMPB prefetchB+72(FP), $0
+	JNE  avx512pfloop2
 
 avx512loop2:
 	AVX512_STEP
 	AVX512_STEP
 	DECQ R10
 	JNZ  avx512loop2
+	JMP  avx512tail
+
+avx512pfloop2: // the same steps, prefetching B (prefetchB)
+	AVX512_STEP_PF
+	AVX512_STEP_PF
+	DECQ R10
+	JNZ  avx512pfloop2
 
 avx512tail:
 	TESTQ KC, KC
