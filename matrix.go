@@ -1305,7 +1305,7 @@ func (g *Gemm) tiles(ws *gemmWorkspace, ic, mcb, pc, kcb, j, nrb int) {
 		}
 		ci := (ic+ir)*ldc + j
 		switch narrow := nrb <= kern.edgeNR; {
-		case mrb == mr && nrb == nr && csb != nr && kern.inPlaceB != nil:
+		case mrb == mr && nrb == nr && !p.packedB && kern.inPlaceB != nil: // a whole panel of B in place (bPanel)
 			kern.inPlaceB(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
 		case mrb == mr && nrb == nr:
 			kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
