@@ -1257,7 +1257,7 @@ func printSummary(w io.Writer, sum *RunSummary, out string, verbose bool) {
 	if verbose {
 		kernel = ", kernel " + sum.Kernel
 	}
-	fmt.Fprintf(w, "steps %d%s in %s (updates %s, evaluations %s)%s\ntrain accuracy %.2f%%  validation accuracy %.2f%%  test accuracy %.2f%%\n",
+	fmt.Fprintf(w, "steps %d%s in %s (updates %s, waiting for evaluations %s)%s\ntrain accuracy %.2f%%  validation accuracy %.2f%%  test accuracy %.2f%%\n",
 		sum.Steps, state, fmtSeconds(sum.TrainSeconds), fmtSeconds(sum.TrainSeconds-sum.EvalSeconds), fmtSeconds(sum.EvalSeconds), kernel, 100*sum.TrainAccuracy, 100*sum.ValAccuracy, 100*sum.TestAccuracy)
 	files := "history.csv,summary.json,cost.svg,loss.svg,accuracy.svg,lr.svg,model.npz"
 	if sum.TTATestAccuracy != 0 {

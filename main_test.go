@@ -1576,6 +1576,75 @@ func TestEvaluateSameBitsAnyWorkers(t *testing.T) {
 	}
 }
 
+// TestTrainEvalsBesideSameBits: the evaluations run beside the steps on
+// two or more workers (evalQueue), the training, validation and test sets
+// each several chunks, a checkpoint completed by each evaluation; the
+// history, every checkpoint's history and the trained weights are the bits
+// of the one-worker run, which evaluates in place; and the engine has all
+// its workers again after the run.
+func TestTrainEvalsBesideSameBits(t *testing.T) {
+	rng := newRNG(21, 21)
+	train := syntheticDataset(4500, 40, numClasses, rng) // 3 chunks of evalChunk
+	val := syntheticDataset(2300, 40, numClasses, rng)   // 2, the last short
+	test := syntheticDataset(700, 40, numClasses, rng)
+	o := TrainOptions{Schedule: Schedule{EtaMin: 1e-3, EtaMax: 5e-2, NS: 30, Cycles: 2}, Batch: 50, Lambda: 0.01,
+		Opt: "sgd", Evals: 5, Seed: 3, EvalTrain: true, Test: test}
+	type run struct {
+		history []HistoryRow
+		cps     [][]HistoryRow // each checkpoint's history
+		w       []float64
+	}
+	strip := func(h []HistoryRow) []HistoryRow { // Seconds is wall time
+		h = slices.Clone(h)
+		for i := range h {
+			h[i].Seconds = 0
+		}
+		return h
+	}
+	var want *run
+	for _, workers := range []int{1, 2, 3, 5} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			g := NewGemm(workers)
+			defer g.Close()
+			net := NewMLP([]int{40, 24, numClasses}, false, newRNG(4, 4))
+			got := &run{}
+			oi := o
+			oi.Checkpoint = func(cp *Checkpoint) error {
+				got.cps = append(got.cps, strip(cp.History))
+				return nil
+			}
+			res, err := Train(context.Background(), net, g, train, val, oi, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if g.Workers() != workers {
+				t.Errorf("after Train the engine has %d workers, want %d", g.Workers(), workers)
+			}
+			got.history, got.w = strip(res.History), net.W[0].Data
+			if len(got.history) != 2*o.Evals+1 || len(got.cps) != 2*o.Evals-1 {
+				t.Fatalf("%d evaluations and %d checkpoints, want %d and %d", len(got.history), len(got.cps), 2*o.Evals+1, 2*o.Evals-1)
+			}
+			for i, cp := range got.cps { // checkpoint i follows evaluation i+1 (0 is step 0's)
+				if !slices.Equal(cp, got.history[:i+2]) {
+					t.Errorf("checkpoint %d holds %d rows, not the history up to its step", i, len(cp))
+				}
+			}
+			if want == nil {
+				want = got
+				ws := NewWorkspace(net, g, evalChunk)
+				last := got.history[len(got.history)-1]
+				if tr, va := net.Evaluate(ws, train, o.Lambda, nil), net.Evaluate(ws, val, o.Lambda, nil); last.Train != tr || last.Val != va {
+					t.Errorf("the last row's figures %+v %+v are not Evaluate's %+v %+v", last.Train, last.Val, tr, va)
+				}
+				return
+			}
+			if !slices.Equal(got.history, want.history) || !slices.Equal(got.w, want.w) {
+				t.Errorf("history or weights differ from the one-worker run:\n%+v\nwant\n%+v", got.history, want.history)
+			}
+		})
+	}
+}
+
 func TestEnsembleOfOneIsTheModel(t *testing.T) {
 	rng := newRNG(6, 6)
 	net := NewMLP([]int{20, 16, 10}, false, rng)

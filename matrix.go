@@ -473,8 +473,9 @@ func measurePeak(l fmaLoop, threads int) float64 {
 // for concurrent calls of Mul; give each goroutine that multiplies its own
 // engine (the λ search runs one serial engine per trial).
 type Gemm struct {
-	kerns   []gemmKernel // the kernels it may use, the widest first
-	workers int
+	kerns   []gemmKernel     // the kernels it may use, the widest first
+	workers int              // the workers a call may use now (see Limit)
+	size    int              // the workers it has
 	ws      []*gemmWorkspace // ws[w] belongs to worker w
 	bpack   []float64        // op(B) packed for the current call, shared (see prepareB)
 	jobs    chan gemmJob
@@ -582,7 +583,7 @@ func newGemm(workers int, ks []gemmKernel) *Gemm {
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	g := &Gemm{kerns: ks, workers: workers}
+	g := &Gemm{kerns: ks, workers: workers, size: workers}
 	apSize, edgeSize := 0, 0
 	for _, k := range ks {
 		apSize, edgeSize = max(apSize, k.mc*kc), max(edgeSize, k.mr*k.nr)
@@ -872,8 +873,20 @@ func (g *Gemm) EachWorker(fn func(w int)) {
 	})
 }
 
-// Workers is the number of workers: EachWorker's range.
+// Workers is the number of workers a call may use (Limit's, at first all
+// the engine has): EachWorker's range.
 func (g *Gemm) Workers() int { return g.workers }
+
+// Limit lets the calls that follow use only the first n of the engine's
+// workers (n < 1 or more than it has: all of them), leaving the others'
+// processors to other goroutines: the trainer's steps, while evaluations
+// run beside them (see evalQueue). The bits of every result stay the same.
+func (g *Gemm) Limit(n int) {
+	if n < 1 || n > g.size {
+		n = g.size
+	}
+	g.workers = n
+}
 
 // Serial returns a new engine with g's kernels and a single worker (no
 // goroutines of its own): what each worker of EachWorker multiplies with.

@@ -141,7 +141,7 @@ type HistoryRow struct {
 type TrainResult struct {
 	History     []HistoryRow
 	Steps       int     // steps done
-	EvalSeconds float64 // wall time spent evaluating (the rest is updates)
+	EvalSeconds float64 // wall time the steps waited for evaluations (the rest is updates; see evalQueue)
 	Interrupted bool    // stopped early by an interrupt
 	// Snapshots are copies of the net at the end of each learning-rate
 	// cycle, taken with Ensemble (Huang et al. 2017).
@@ -186,13 +186,17 @@ func Train(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o Tra
 	if err != nil {
 		return &TrainResult{}, err
 	}
+	defer tr.stop()
 	if tr.res.Steps == 0 && tr.total > 0 {
 		// Step 0: the untrained net, so the curves start where training does.
-		if err := tr.evaluate(-1, o.At(0), false); err != nil {
+		if err := tr.evaluate(-1, o.At(0), false, true); err != nil {
 			return tr.res, err
 		}
 	}
 	for t := tr.res.Steps; t < tr.total; t++ {
+		if err := tr.pace(); err != nil {
+			return tr.res, err
+		}
 		tr.loadBatch(t)
 		eta := o.At(t)
 		if err := tr.step(t, eta); err != nil {
@@ -207,14 +211,8 @@ func Train(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o Tra
 			fmt.Fprintf(progress, "stopping after step %d: evaluating the net and writing its outputs\n", t+1)
 		}
 		if scheduled := (t+1)%tr.evalEvery == 0 || t+1 == tr.total; scheduled || interrupted {
-			if err := tr.evaluate(t, eta, t+1 == tr.total || interrupted); err != nil {
+			if err := tr.evaluate(t, eta, t+1 == tr.total || interrupted, scheduled); err != nil {
 				return tr.res, err
-			}
-			tr.offSchedule = !scheduled
-			if o.Checkpoint != nil && t+1 < tr.total {
-				if err := o.Checkpoint(tr.checkpoint()); err != nil {
-					return tr.res, err
-				}
 			}
 		}
 		tr.print(t, eta)
@@ -237,7 +235,8 @@ type trainer struct {
 	progress   io.Writer
 
 	total, perEpoch, evalEvery int
-	offSchedule                bool // the last evaluation was made because the run stopped between two
+	evals                      *evalQueue // the evaluations not finished, run beside the steps
+	stepWorkers                int        // the engine's workers a step uses while evaluations run
 	// The batch: images idx[i], labels yb[i], moved by shifts[i] with
 	// Augment; perm is the epoch's order of the training images.
 	xb                          *Matrix
@@ -305,6 +304,8 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 		tr.tty = isTerminal(progress)
 		tr.evalCost = tr.probeEvalCost()
 	}
+	tr.stepWorkers = (gemm.Workers() + 1) / 2
+	tr.evals = newEvalQueue(net, gemm, tr.ws.maxN, gemm.Workers()-1, gemm.Workers()-tr.stepWorkers, tr.finishEval)
 	tr.lastPrint = tr.start
 	tr.clock = o.Clock
 	if tr.clock.IsZero() {
@@ -405,34 +406,93 @@ func (tr *trainer) snapshot(t int) {
 	}
 }
 
-// evaluate appends a history row: validation metrics, and training
-// metrics when EvalTrain or final.
-func (tr *trainer) evaluate(t int, eta float64, final bool) error {
-	evalStart := time.Now()
-	row := HistoryRow{Step: t + 1, Epoch: float64(t+1) / float64(tr.perEpoch), Eta: eta}
-	row.Seconds = evalStart.Sub(tr.clock).Seconds() - tr.evalTime
-	row.Train = Metrics{math.NaN(), math.NaN(), math.NaN()}
-	row.Test = row.Train
-	evalTrain := tr.o.EvalTrain || final
-	if evalTrain {
-		row.Train = tr.net.Evaluate(tr.ws, tr.train, tr.o.Lambda, nil)
+// evaluate queues the evaluation of the net after step t (t = −1: before
+// the first step; final: the training set too), with the checkpoint its row
+// completes, and lets the steps go on: it helps with the queue's chunks
+// only while more than evalBacklog evaluations are unfinished, and at the
+// end of the run (or when it stops) until all are. The row's Seconds is
+// the run's time so far less the time its steps waited for evaluations.
+// It returns the error of an evaluation that failed (the run diverged).
+func (tr *trainer) evaluate(t int, eta float64, final, scheduled bool) error {
+	start := time.Now()
+	nan := Metrics{math.NaN(), math.NaN(), math.NaN()}
+	j := &evalJob{row: HistoryRow{Step: t + 1, Epoch: float64(t+1) / float64(tr.perEpoch), Eta: eta,
+		Train: nan, Val: nan, Test: nan, Seconds: start.Sub(tr.clock).Seconds() - tr.evalTime},
+		evalTrain: tr.o.EvalTrain || final, offSchedule: !scheduled}
+	if tr.o.Checkpoint != nil && t >= 0 && t+1 < tr.total {
+		j.cp = tr.checkpoint()
+		j.net = j.cp.Net // read only, by the checkpoint's writer too
+	} else {
+		j.net = tr.net.Clone()
+	}
+	if j.evalTrain {
+		j.add(tr.train, &j.row.Train, tr.ws.maxN)
 	}
 	if tr.val != nil && tr.val.Len() > 0 {
-		row.Val = tr.net.Evaluate(tr.ws, tr.val, tr.o.Lambda, nil)
-	} else {
-		row.Val = Metrics{math.NaN(), math.NaN(), math.NaN()}
+		j.add(tr.val, &j.row.Val, tr.ws.maxN)
 	}
 	if tr.o.Test != nil && tr.o.Test.Len() > 0 {
-		row.Test = tr.net.Evaluate(tr.ws, tr.o.Test, tr.o.Lambda, nil)
+		j.add(tr.o.Test, &j.row.Test, tr.ws.maxN)
 	}
-	tr.res.History = append(tr.res.History, row)
-	spent := time.Since(evalStart).Seconds()
+	backlog := evalBacklog
+	if final {
+		backlog = 0
+	}
+	err := tr.evals.push(j, backlog)
+	spent := time.Since(start).Seconds()
 	tr.res.EvalSeconds += spent
 	tr.evalTime += spent
-	if evalTrain && !finite(row.Train.Cost) {
-		return &DivergedError{Step: t + 1, What: fmt.Sprintf("the training cost is %v", row.Train.Cost)}
+	return err
+}
+
+// finishEval completes an evaluation whose chunks are all in (called in
+// step order, under the queue's lock, by whichever goroutine finished the
+// last chunk): the row's figures, the history, the divergence checks, and
+// the checkpoint.
+func (tr *trainer) finishEval(j *evalJob) error {
+	for _, s := range j.sets {
+		*s.into = j.net.metricsOf(s.lossSums, s.corrects, s.d.Len(), tr.o.Lambda)
 	}
-	return tr.exploded(t, row)
+	row := j.row
+	tr.res.History = append(tr.res.History, row)
+	if j.evalTrain && !finite(row.Train.Cost) {
+		return &DivergedError{Step: row.Step, What: fmt.Sprintf("the training cost is %v", row.Train.Cost)}
+	}
+	if err := tr.exploded(row.Step-1, row); err != nil {
+		return err
+	}
+	if j.cp == nil {
+		return nil
+	}
+	history := tr.res.History
+	if j.offSchedule {
+		// The evaluation made because the run was stopped between two of
+		// its evaluations is this session's, not the run's: the resumed run
+		// writes the uninterrupted run's history.csv.
+		history = history[:len(history)-1]
+	}
+	j.cp.History = slices.Clone(history)
+	return tr.o.Checkpoint(j.cp)
+}
+
+// pace gives the next step the engine's workers that the evaluations
+// beside it leave (all of them when none is unfinished), and returns the
+// error of an evaluation that failed.
+func (tr *trainer) pace() error {
+	busy, err := tr.evals.busy()
+	if busy {
+		tr.gemm.Limit(tr.stepWorkers)
+	} else {
+		tr.gemm.Limit(0)
+	}
+	return err
+}
+
+// stop ends the evaluations' goroutines (what is still queued was dropped
+// by an error) and gives the engine its workers back.
+func (tr *trainer) stop() {
+	tr.evals.close()
+	tr.gemm.Limit(0)
 }
 
 // explodeFactor: a cost that grows to this many times its value at the
@@ -475,8 +535,9 @@ func (tr *trainer) print(t int, eta float64) {
 	}
 	tr.lastPrint = time.Now()
 	msg := fmt.Sprintf("step %d/%d epoch %.1f η=%.3g", t+1, tr.total, float64(t+1)/float64(tr.perEpoch), eta)
-	if h := tr.res.History; len(h) > 0 {
-		m := h[len(h)-1]
+	latest, evaluated := tr.evals.lastRow(&tr.res.History)
+	if evaluated > 0 {
+		m := latest
 		if finite(m.Train.Cost) {
 			msg += fmt.Sprintf(" | train cost %.4g acc %.1f%%", m.Train.Cost, 100*m.Train.Accuracy)
 		}
@@ -488,7 +549,7 @@ func (tr *trainer) print(t int, eta float64) {
 	updates := elapsed.Seconds() - tr.res.EvalSeconds
 	left := float64(tr.total-t-1) * updates / float64(t+1)
 	evals := tr.evalsAfter(t)
-	if n := len(tr.res.History); n > 0 {
+	if n := evaluated; n > 0 {
 		left += float64(evals) * tr.res.EvalSeconds / float64(n)
 	} else {
 		left += float64(evals) * tr.evalCost
@@ -539,6 +600,230 @@ func (tr *trainer) probeEvalCost() float64 {
 }
 
 // ---------------------------------------------------------------------------
+// Evaluations beside the steps.
+//
+// An evaluation reads a copy of the net as it was after its step and
+// writes nothing a step reads, so the steps need not wait for it. On W ≥ 2
+// workers the trainer queues each evaluation (the copy, and the chunks of
+// images to run through it) and steps on with ⌈W/2⌉ workers while W − ⌈W/2⌉
+// goroutines of the queue evaluate its chunks, each with a serial engine
+// of its own; when nothing is left to evaluate, the steps take all W
+// workers again. This pays because the two kinds of work split unequally:
+// a step of the seed's net is a chain of small products, 1.6× faster on
+// two workers than on one, while an evaluation is independent chunks,
+// 1.9× faster (Intel Xeon of the README: updates 8.3 → 5.2 s, evaluations
+// 8.0 → 4.3 s for the default run); side by side, each on one core, the
+// whole run takes about the larger of the two one-core times.
+//
+// The queue holds at most evalBacklog unfinished evaluations while the
+// steps go on: a run whose evaluations cost more than its steps then has
+// its trainer evaluate chunks too (the steps wait, as they used to), and
+// never piles up copies of the net. At the end of the run, or when it
+// stops, the trainer helps until every evaluation is finished. With one
+// worker there is no queue goroutine and the trainer evaluates each
+// evaluation at once, as before.
+//
+// The bits: each chunk's tally goes to its own slot, an evaluation's
+// figures are summed in chunk order (metricsOf, as Evaluate), and
+// evaluations finish in step order, so history, checkpoints and the
+// divergence checks are those of evaluating in place. A diverged
+// evaluation is seen up to evalBacklog evaluations late: the steps after
+// it are wasted, and the error names its step as before.
+
+// evalBacklog is how many evaluations may be unfinished while the steps go
+// on: one being evaluated and one waiting, so that the queue never runs
+// dry between two evaluations of a balanced run.
+const evalBacklog = 2
+
+// evalJob is one queued evaluation: the row it fills, the net it reads, and
+// its chunks, handed out in order (next) and counted in (left).
+type evalJob struct {
+	row         HistoryRow
+	net         *MLP
+	evalTrain   bool        // the training set is evaluated (else its figures stay NaN)
+	offSchedule bool        // made because the run stopped between two evaluations
+	cp          *Checkpoint // completed with the history and handed to Checkpoint (nil: none)
+	sets        []*evalSet
+	parts       []evalPart
+	next, left  int
+}
+
+// evalSet is one data set of an evaluation: where its figures go, and
+// its chunks' tallies (chunkTally), chunk c of maxN images in slot c.
+type evalSet struct {
+	d        *Dataset
+	into     *Metrics
+	maxN     int
+	lossSums []float64
+	corrects []int
+}
+
+// evalPart is one chunk of one set.
+type evalPart struct {
+	set   *evalSet
+	chunk int
+}
+
+// add makes d, in chunks of maxN images, part of the evaluation; its
+// figures go to into.
+func (j *evalJob) add(d *Dataset, into *Metrics, maxN int) {
+	chunks := (d.Len() + maxN - 1) / maxN
+	s := &evalSet{d: d, into: into, maxN: maxN, lossSums: make([]float64, chunks), corrects: make([]int, chunks)}
+	j.sets = append(j.sets, s)
+	for c := range chunks {
+		j.parts = append(j.parts, evalPart{s, c})
+	}
+	j.left += chunks
+}
+
+// run evaluates one chunk with the workspace ws (its own engine).
+func (j *evalJob) run(ws *Workspace, p evalPart) {
+	s := p.set
+	from, to := p.chunk*s.maxN, min((p.chunk+1)*s.maxN, s.d.Len())
+	scores := j.net.forwardImages(ws, s.d, from, to)
+	s.lossSums[p.chunk], s.corrects[p.chunk] = chunkTally(scores, s.d.Y[from:to], nil)
+}
+
+// evalQueue is the trainer's queue of evaluations and the goroutines that
+// work through it. Everything in it is guarded by mu.
+type evalQueue struct {
+	mu       sync.Mutex
+	wake     *sync.Cond // broadcast when a job is queued or a chunk finished, the helpers change, or the queue closes
+	jobs     []*evalJob // the unfinished evaluations, in step order
+	helpers  int        // how many of the goroutines may take chunks now
+	stepping int        // helpers while the steps go on (the rest: all)
+	size     int        // the goroutines
+	closed   bool
+	err      error                // the first failed evaluation's error: the rest are dropped
+	finish   func(*evalJob) error // completes a job (finishEval)
+	own      func() *Workspace    // the trainer's workspace for helping, made when first needed
+	wg       sync.WaitGroup
+}
+
+// newEvalQueue starts size goroutines (each with a serial engine of gemm's
+// kernels and a workspace for chunks of maxN images of net's shape), of
+// which `stepping` take chunks while the steps run beside them and all
+// while the trainer helps; none when size < 1.
+func newEvalQueue(net *MLP, gemm *Gemm, maxN, size, stepping int, finish func(*evalJob) error) *evalQueue {
+	q := &evalQueue{finish: finish, size: max(0, size), own: sync.OnceValue(func() *Workspace {
+		return newForwardWorkspace(net, gemm.Serial(), maxN)
+	})}
+	q.wake = sync.NewCond(&q.mu)
+	q.stepping = min(q.size, max(0, stepping))
+	q.helpers = q.stepping
+	for i := range q.size {
+		ws := newForwardWorkspace(net, gemm.Serial(), maxN)
+		q.wg.Go(func() { q.serve(i, ws) })
+	}
+	return q
+}
+
+// serve is goroutine i's loop: take a chunk when allowed, run it, count it in.
+func (q *evalQueue) serve(i int, ws *Workspace) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for !q.closed {
+		var j *evalJob
+		var p evalPart
+		if i < q.helpers {
+			j, p = q.take()
+		}
+		if j == nil {
+			q.wake.Wait()
+			continue
+		}
+		q.mu.Unlock()
+		j.run(ws, p)
+		q.mu.Lock()
+		q.done(j)
+	}
+}
+
+// take hands out the next chunk nobody has taken, oldest evaluation first
+// (nil when every chunk is taken).
+func (q *evalQueue) take() (*evalJob, evalPart) {
+	for _, j := range q.jobs {
+		if j.next < len(j.parts) {
+			j.next++
+			return j, j.parts[j.next-1]
+		}
+	}
+	return nil, evalPart{}
+}
+
+// done counts a finished chunk of j in and finishes, in step order, every
+// evaluation at the head of the queue whose chunks are all in.
+func (q *evalQueue) done(j *evalJob) {
+	j.left--
+	for len(q.jobs) > 0 && q.jobs[0].left == 0 {
+		first := q.jobs[0]
+		q.jobs = q.jobs[1:]
+		if err := q.finish(first); err != nil {
+			q.err, q.jobs = err, nil
+		}
+	}
+	q.wake.Broadcast()
+}
+
+// push queues j (dropped after a failure) and, on the trainer's goroutine,
+// evaluates chunks itself, with every goroutine of the queue allowed to,
+// until at most backlog evaluations are unfinished (none without
+// goroutines). It returns the first failed evaluation's error.
+func (q *evalQueue) push(j *evalJob, backlog int) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.err == nil {
+		q.jobs = append(q.jobs, j)
+	}
+	if q.size == 0 {
+		backlog = 0
+	}
+	q.helpers = q.size
+	q.wake.Broadcast()
+	for len(q.jobs) > backlog {
+		j, p := q.take()
+		if j == nil { // every chunk taken: wait for the goroutines' last ones
+			q.wake.Wait()
+			continue
+		}
+		q.mu.Unlock()
+		j.run(q.own(), p)
+		q.mu.Lock()
+		q.done(j)
+	}
+	q.helpers = q.stepping
+	return q.err
+}
+
+// busy reports whether an evaluation is unfinished, and the first failed
+// evaluation's error.
+func (q *evalQueue) busy() (bool, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.jobs) > 0, q.err
+}
+
+// lastRow is the last row of the history *h (which finished evaluations
+// append to) and its length.
+func (q *evalQueue) lastRow(h *[]HistoryRow) (HistoryRow, int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(*h) == 0 {
+		return HistoryRow{}, 0
+	}
+	return (*h)[len(*h)-1], len(*h)
+}
+
+// close stops the goroutines once they have finished their chunks.
+func (q *evalQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.wake.Broadcast()
+	q.mu.Unlock()
+	q.wg.Wait()
+}
+
+// ---------------------------------------------------------------------------
 // Checkpoints: the state of a stopped run (Checkpoint), its capture and
 // restore, the writer that saves it in the background, and its file.
 
@@ -559,17 +844,10 @@ type Checkpoint struct {
 }
 
 // checkpoint captures the trainer's state after res.Steps steps (copies:
-// the run goes on).
+// the run goes on); its History is the evaluation's to fill in (finishEval).
 func (tr *trainer) checkpoint() *Checkpoint {
-	history := tr.res.History
-	if tr.offSchedule {
-		// The evaluation made because the run was stopped between two of
-		// its evaluations is this session's, not the run's: the resumed run
-		// writes the uninterrupted run's history.csv.
-		history = history[:len(history)-1]
-	}
 	cp := &Checkpoint{Step: tr.res.Steps, Net: tr.net.Clone(), Perm: slices.Clone(tr.perm), RNG: map[string][]byte{},
-		History: slices.Clone(history), EvalSeconds: tr.res.EvalSeconds, Snapshots: slices.Clone(tr.res.Snapshots)}
+		EvalSeconds: tr.res.EvalSeconds, Snapshots: slices.Clone(tr.res.Snapshots)}
 	if tr.res.Averaged != nil {
 		cp.Averaged = tr.res.Averaged.Clone()
 	}
@@ -992,7 +1270,7 @@ type RunSummary struct {
 	TrainFLOPs     float64            `json:"train_flops"`
 	WallSeconds    float64            `json:"wall_seconds"`
 	TrainSeconds   float64            `json:"train_seconds"` // the training loop, evaluations included
-	EvalSeconds    float64            `json:"eval_seconds"`  // the evaluations during training
+	EvalSeconds    float64            `json:"eval_seconds"`  // the time the steps waited for evaluations (most run beside them)
 	Finished       time.Time          `json:"finished"`
 }
 
