@@ -495,6 +495,36 @@ func TestMulPixelsSameBits(t *testing.T) {
 			}
 		}
 	}
+	// B from bytes (MulAddPixelsB): dW1 = dHᵀ·x + 2λ·W1 on a batch of
+	// bytes, against MulAdd on the normalised floats, across the blocks
+	// of pixelBCols columns and kc images, ragged panels and 1–3 workers.
+	for _, nm := range []*Norm{NewNorm(mean, std), nil} {
+		for _, sh := range [][2]int{{1, 100}, {7, 100}, {100, 50}, {300, 50}, {100, 1}, {2, 20}} {
+			batch, rows := sh[0], sh[1] // K = batch images, M = rows of dW
+			d := &Dataset{Pix: make([]uint8, batch*k), Y: make([]int, batch), Norm: nm}
+			for i := range d.Pix {
+				d.Pix[i] = uint8(rng.IntN(256))
+			}
+			x := inputsOf(d)
+			dh, w := randMatrix(rng, batch, rows), randMatrix(rng, rows, k)
+			for _, kern := range testKernels() {
+				for _, workers := range []int{1, 3} {
+					t.Run(fmt.Sprintf("B/%s/norm=%v/%dx%dx%d/workers=%d", kern.name, nm != nil, rows, batch, k, workers), func(t *testing.T) {
+						g := newGemmKernels(workers, kern)
+						defer g.Close()
+						got, want := NewMatrix(rows, k), NewMatrix(rows, k)
+						g.MulAddPixelsB(true, 1, dh, d.Pix, nm, batch, k, 0.02, w, got)
+						g.MulAdd(true, false, 1, dh, x, 0.02, w, want)
+						for i := range want.Data {
+							if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) {
+								t.Fatalf("element %d: %v from bytes, %v from floats", i, got.Data[i], want.Data[i])
+							}
+						}
+					})
+				}
+			}
+		}
+	}
 	t.Run("Evaluate", func(t *testing.T) {
 		d := &Dataset{Pix: make([]uint8, 250*k), Y: make([]int, 250), Norm: NewNorm(mean, std)}
 		for i := range d.Pix {
@@ -1818,6 +1848,45 @@ func BenchmarkStep(b *testing.B) {
 			b.ReportMetric(stepTime/productTime, "x-products")
 		})
 	}
+}
+
+// BenchmarkTrainerStep times what the trainer does for each step of the
+// seed's net (3072-50-10, batch 100, plain SGD): filling the batch from
+// 45,000 random images stored as bytes (138 MB, as the real training set:
+// the gather from memory is part of the cost) and the step itself. It is
+// the critical path of a run whose evaluations go beside the steps, and
+// all of a search trial's but its evaluations.
+func BenchmarkTrainerStep(b *testing.B) {
+	const n = 45000
+	rng := newRNG(1, 1)
+	d := &Dataset{Pix: make([]uint8, n*inputDim), Y: make([]int, n)}
+	for i := 0; i < len(d.Pix); i += 8 {
+		binary.LittleEndian.PutUint64(d.Pix[i:], rng.Uint64())
+	}
+	for i := range d.Y {
+		d.Y[i] = rng.IntN(numClasses)
+	}
+	d.Norm = NewNorm(pixelMeanStd(d.Pix))
+	b.Run("100-3072-50-10", func(b *testing.B) {
+		net := NewMLP([]int{inputDim, 50, numClasses}, false, newRNG(2, 2))
+		g := NewGemm(0)
+		defer g.Close()
+		o := TrainOptions{Schedule: Schedule{EtaMin: 1e-5, EtaMax: 1e-1, NS: 900, Cycles: 3}, Batch: 100, Lambda: 0.01, Opt: "sgd", Evals: 1}
+		tr, err := newTrainer(net, g, d, nil, o, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer tr.stop()
+		t := 0
+		for b.Loop() {
+			tr.loadBatch(t % tr.total)
+			if err := tr.step(t%tr.total, 1e-3); err != nil {
+				b.Fatal(err)
+			}
+			t++
+		}
+		b.ReportMetric(float64(o.Batch)*float64(b.N)/b.Elapsed().Seconds(), "images/s")
+	})
 }
 
 // stepProducts returns a function that runs a training step's GEMM

@@ -180,12 +180,17 @@ func GemmNaive(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c
 //	    the step's two 30 MFLOP products went out in 13 and 16 parts.)
 //	parallelMinElems: the same for ParallelFor's element-wise passes:
 //	    one part per this many elements (about 10 µs of an update).
+//	pixelBCols: columns of a byte B (MulAddPixelsB) a worker normalises at
+//	    once, a multiple of every nr: kc×240 doubles (480 KiB) stay in L2
+//	    while every row panel of A passes over them, and each row of bytes is
+//	    one run of 240 for the pixel kernels.
 const (
 	kc               = 256
 	maxMC            = 512
 	maxNC            = 4096
 	minPartFlops     = 3_000_000
 	parallelMinElems = 20_000
+	pixelBCols       = 240
 )
 
 // blockingFor returns mc, nc and narrowN (see gemmKernel) for a kernel on
@@ -509,6 +514,8 @@ type gemmKernel struct {
 type gemmWorkspace struct {
 	ap   []float64
 	edge []float64
+	bx   []float64 // MulAddPixelsB: the normalised block of B, kcb × pixelBCols (row-major)
+	bxJ0 int       // its first column
 }
 
 // A gemmJob asks a worker to compute rows [i0,i1) × columns [j0,j1) of C
@@ -536,12 +543,14 @@ type gemmProblem struct {
 	c           []float64
 	ldc         int
 	pix         []uint8 // if not nil, op(A) is these bytes normalised by norm (MulPixels); a is nil
+	pixB        []uint8 // if not nil, B is these bytes normalised by norm (MulAddPixelsB); b is nil
 	norm        *Norm
 	d           []float64   // if not nil, C starts as β·D (D has C's shape) instead of β·C
 	m, n, k     int         // op(A) is m×k, op(B) k×n
 	kern        *gemmKernel // the kernel plan chose for this call
 	packedA     bool        // workers pack their blocks of op(A); else A is read in place
 	packedB     bool        // every panel of op(B) is in bpack; else B is read in place
+	lazyB       bool        // packedB, one K slice at a time, by the one worker (see prepareB)
 	npad        int         // n rounded up to whole panels (nr), the last one lastW wide
 	lastW       int         // width of a ragged last panel of B: nr, or the edge kernel's edgeNR when that covers it
 }
@@ -647,7 +656,7 @@ func (g *Gemm) do(j gemmJob) {
 	case jobFunc:
 		j.fn(j.i0, j.i1)
 	case jobPackB:
-		g.packBPanels(j.i0, j.i1)
+		g.packBPanels(j.i0, j.i1, 0, g.prob.k)
 	default:
 		g.block(j.w, j.i0, j.i1, j.j0, j.j1)
 	}
@@ -857,6 +866,70 @@ func (g *Gemm) MulPixels(alpha float64, pix []uint8, nm *Norm, m, k int, transB 
 		ars: k, acs: 1, brs: brs, bcs: bcs}
 	g.run(m, n)
 	g.prob = gemmProblem{}
+}
+
+// MulAddPixelsB computes C = α·op(A)·X + β·D, where X (k×n) is k images
+// of n inputs kept as bytes (pix, k·n of them), normalised by nm as they
+// are read (nm nil: p/255): dW1 = dHᵀ·x + 2λ·W1 on a training batch of
+// bytes, which then never needs a float64 copy (2.4 MB for the seed's
+// batch of 100, written and read again every step). Each worker normalises
+// its columns of X pixelBCols at a time, K slice by K slice, into a block
+// of its own that the kernels read in place; the numbers, and so the
+// bits, are those of MulAdd on the normalised copy.
+func (g *Gemm) MulAddPixelsB(transA bool, alpha float64, a *Matrix, pix []uint8, nm *Norm, k, n int, beta float64, d, c *Matrix) {
+	m, ka := a.Rows, a.Cols
+	if transA {
+		m, ka = ka, m
+	}
+	if len(pix) != k*n || ka != k || c.Rows != m || c.Cols != n || d.Rows != m || d.Cols != n || len(c.Data) != m*n || len(d.Data) != m*n {
+		panic(fmt.Sprintf("mlp: MulAddPixelsB: op(A) is %dx%d (A %s, trans %v), %d bytes for %d images of %d inputs, C is %s, D %s",
+			m, ka, a.Shape(), transA, len(pix), k, n, c.Shape(), d.Shape()))
+	}
+	if m <= 1 || n <= 1 || k == 0 {
+		x := NewMatrix(k, n) // too small to block: a normalised copy
+		for i := 0; i < k; i++ {
+			nm.apply(x.Row(i), pix[i*n:(i+1)*n], nil)
+		}
+		g.MulAdd(transA, false, alpha, a, x, beta, d, c)
+		return
+	}
+	if nm == nil {
+		nm = identityNorm(n)
+	}
+	ars, acs := strides(a, transA)
+	kern, _ := g.plan(m, n, k, acs, 1, false)
+	g.prob = gemmProblem{kern: kern, alpha: alpha, beta: beta, a: a.Data, ars: ars, acs: acs, pixB: pix, norm: nm,
+		c: c.Data, ldc: c.Cols, k: k, brs: n, bcs: 1}
+	if d != c {
+		g.prob.d = d.Data
+	}
+	g.run(m, n)
+	g.prob = gemmProblem{}
+}
+
+// normaliseB fills ws.bx with rows pc … pc+kcb−1, columns j0 … j0+ncb−1 of
+// the byte B, padded with zeros to whole panels of nr: row after row
+// (pixelBCols apart) for the kernels that read B in place, in packed
+// micro-panels (bPanel's layout) for the one that does not.
+func (p *gemmProblem) normaliseB(ws *gemmWorkspace, pc, kcb, j0, ncb int) {
+	nr, direct := p.kern.nr, p.kern.direct
+	w := (ncb + nr - 1) / nr * nr
+	if len(ws.bx) < (kc+1)*pixelBCols {
+		ws.bx = make([]float64, (kc+1)*pixelBCols) // the last row: a scratch row for packing
+	}
+	mean, inv := p.norm.Mean[j0:j0+ncb], p.norm.inv[j0:j0+ncb]
+	for s := 0; s < kcb; s++ {
+		row := ws.bx[s*pixelBCols : s*pixelBCols+w]
+		if !direct {
+			row = ws.bx[kc*pixelBCols:][:w]
+		}
+		normalise(row[:ncb], p.pixB[(pc+s)*p.n+j0:][:ncb], mean, inv, nil)
+		clear(row[ncb:])
+		for q := 0; !direct && q < w/nr; q++ {
+			copy(ws.bx[q*nr*kcb+s*nr:][:nr], row[q*nr:])
+		}
+	}
+	ws.bxJ0 = j0
 }
 
 // ---------------------------------------------------------------------------
@@ -1111,6 +1184,10 @@ func (g *Gemm) prepareB(parts int) {
 	nr := p.kern.nr
 	p.npad, p.lastW = padded(p.n, nr, p.kern.edgeNR)
 	panels := (p.n + nr - 1) / nr
+	if p.pixB != nil { // normalised block by block as the workers need it (normaliseB)
+		p.packedB = false
+		return
+	}
 	p.packedB = !p.kern.direct || p.bcs != 1 || p.m >= packReuse*p.kern.mr
 	first, size := 0, p.k*p.npad
 	if !p.packedB {
@@ -1119,8 +1196,19 @@ func (g *Gemm) prepareB(parts int) {
 		}
 		first, size = panels-1, p.k*p.lastW
 	}
+	// One worker packs each K slice just before its tiles read it (block),
+	// into the same kc·npad doubles, which stay in L2 (the forward
+	// product's W1ᵀ: 100 KB instead of 1.2 MB written to memory and read
+	// back). Workers that share the panels have them packed up front.
+	p.lazyB = parts == 1 && p.packedB && p.k > kc
+	if p.lazyB {
+		size = kc * p.npad
+	}
 	if len(g.bpack) < size {
 		g.bpack = make([]float64, size)
+	}
+	if p.lazyB {
+		return
 	}
 	todo := panels - first
 	if size < parallelMinElems {
@@ -1133,22 +1221,28 @@ func (g *Gemm) prepareB(parts int) {
 }
 
 // packBPanels packs panels [q0, q1) of op(B) (columns q0·nr … q1·nr-1) for
-// every K slice, in prepareB's layout.
-func (g *Gemm) packBPanels(q0, q1 int) {
+// the K slices from pc0 up to pc1, in prepareB's layout (with lazyB, every
+// slice at the start of bpack).
+func (g *Gemm) packBPanels(q0, q1, pc0, pc1 int) {
 	p := &g.prob
 	nr := p.kern.nr
 	j0, j1 := q0*nr, min(q1*nr, p.n)
 	ragged := p.n - p.n%nr // where a ragged last panel starts (p.n: none)
-	for pc := 0; pc < p.k; pc += kc {
+	for pc := pc0; pc < pc1; pc += kc {
 		kcb := min(kc, p.k-pc)
+		base := pc * p.npad
+		if p.lazyB {
+			base = 0
+		}
 		if p.packedB && j0 < min(j1, ragged) {
-			packB(g.bpack[pc*p.npad+j0*kcb:], p.b, p.brs, p.bcs, pc, kcb, j0, min(j1, ragged)-j0, nr)
+			packB(g.bpack[base+j0*kcb:], p.b, p.brs, p.bcs, pc, kcb, j0, min(j1, ragged)-j0, nr)
 		}
 		if j1 > ragged { // the ragged last panel, lastW wide
-			dst := g.bpack[pc*p.lastW:]
+			at := pc * p.lastW // only that panel is packed
 			if p.packedB {
-				dst = g.bpack[pc*p.npad+ragged*kcb:]
+				at = base + ragged*kcb
 			}
+			dst := g.bpack[at:]
 			packB(dst, p.b, p.brs, p.bcs, pc, kcb, ragged, p.n-ragged, p.lastW)
 		}
 	}
@@ -1166,6 +1260,9 @@ func (g *Gemm) bPanel(pc, kcb, j int) (panel []float64, csb int) {
 			w = p.lastW
 		}
 		off := pc*p.npad + j*kcb
+		if p.lazyB {
+			off = j * kcb
+		}
 		return g.bpack[off : off+kcb*w], w
 	case j+nr <= p.n: // in place: op(B) = B, whose rows are brs apart
 		return p.b[pc*p.brs+j:], p.brs
@@ -1232,15 +1329,28 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 	if j1-j0 <= kern.narrowN {
 		mc = kern.mr // A streamed one micro-panel at a time (see narrowN)
 	}
+	bBlock := kern.nc // columns of B prepared at once: normalised from bytes, pixelBCols of them
+	if p.pixB != nil {
+		bBlock = pixelBCols
+	}
 	for jc := j0; jc < j1; jc += kern.nc {
 		ncb := min(kern.nc, j1-jc)
 		for pc := 0; pc < p.k; pc += kc {
 			kcb := min(kc, p.k-pc)
+			if p.lazyB {
+				g.packBPanels(jc/kern.nr, (jc+ncb+kern.nr-1)/kern.nr, pc, pc+1)
+			}
 			for ic := i0; ic < i1; ic += mc {
 				mcb := min(mc, i1-ic)
 				g.packABlock(ws, ic, mcb, pc, kcb)
-				for jr := 0; jr < ncb; jr += kern.nr {
-					g.tiles(ws, ic, mcb, pc, kcb, jc+jr, min(kern.nr, ncb-jr))
+				for jb := jc; jb < jc+ncb; jb += bBlock {
+					nb := min(bBlock, jc+ncb-jb)
+					if p.pixB != nil {
+						p.normaliseB(ws, pc, kcb, jb, nb)
+					}
+					for jr := 0; jr < nb; jr += kern.nr {
+						g.tiles(ws, ic, mcb, pc, kcb, jb+jr, min(kern.nr, nb-jr))
+					}
 				}
 			}
 		}
@@ -1302,7 +1412,16 @@ func (g *Gemm) tiles(ws *gemmWorkspace, ic, mcb, pc, kcb, j, nrb int) {
 	kern := p.kern
 	mr, nr, ldc := kern.mr, kern.nr, p.ldc
 	ragged := mcb - mcb%mr
-	bpanel, csb := g.bPanel(pc, kcb, j)
+	var bpanel []float64
+	var csb int
+	switch {
+	case p.pixB == nil:
+		bpanel, csb = g.bPanel(pc, kcb, j)
+	case kern.direct: // normaliseB's block, read in place
+		bpanel, csb = ws.bx[j-ws.bxJ0:], pixelBCols
+	default:
+		bpanel, csb = ws.bx[(j-ws.bxJ0)*kcb:], nr
+	}
 	for ir := 0; ir < mcb; ir += mr {
 		mrb := min(mr, mcb-ir)
 		// The A panel: packed, normalised rows, or in place.

@@ -196,6 +196,9 @@ type Workspace struct {
 	// z holds x·Pᵀ (N×Sizes[0]) for a net with an input transform.
 	z    *Matrix
 	zBuf []float64
+	// pix is the batch x as bytes when the last forward pass took it so
+	// (forwardPixels) and act[0] is empty: Backward takes dW1 from them.
+	pix pixelBatch
 	// scores is the top layer's output s (N×C); probs its softmax p (N×C).
 	scores, probs *Matrix
 	// delta[l] is the gradient of the cost with respect to layer l's output
@@ -322,14 +325,19 @@ func linearBackward(g *Gemm, dout, x, w *Matrix, lambda float64, dx, dw, db *Mat
 	// One GEMM: dw = 1·doutᵀ·x + (2λ)·w, the 2λ·w term written by each
 	// worker into its own block of dw just before it accumulates there.
 	g.MulAdd(true, false, 1, dout, x, 2*lambda, w, dw)
+	biasBackward(dout, db)
+	if dx != nil {
+		g.Mul(false, false, 1, dout, w, 0, dx)
+	}
+}
+
+// biasBackward is db = 1_Nᵀ·dout (1×out): the column sums of dout (N×out).
+func biasBackward(dout, db *Matrix) {
 	clear(db.Data)
 	for n := 0; n < dout.Rows; n++ {
 		for j, v := range dout.Row(n) {
 			db.Data[j] += v
 		}
-	}
-	if dx != nil {
-		g.Mul(false, false, 1, dout, w, 0, dx)
 	}
 }
 
@@ -477,8 +485,24 @@ func (net *MLP) Forward(ws *Workspace, x *Matrix) *Matrix {
 // The masks M_l (N×H_l) are drawn from rng and kept in ws; Backward routes
 // the gradient through them. p = 0 is Forward.
 func (net *MLP) ForwardDropout(ws *Workspace, x *Matrix, p float64, rng *rand.Rand) *Matrix {
+	return net.ForwardMasked(ws, x, net.drawMasks(ws, x.Rows, p, rng))
+}
+
+// ForwardPixelsDropout is ForwardDropout on a batch of n images kept as
+// bytes (pix, n·D of them, normalised by nm as they are read; nm nil:
+// p/255): the first layer's product takes them straight from the bytes
+// (Gemm.MulPixels), and Backward the gradient dW1 (Gemm.MulAddPixelsB),
+// so the batch is never copied into floats. Same scores, same gradients,
+// same bits as ForwardDropout on the normalised rows.
+func (net *MLP) ForwardPixelsDropout(ws *Workspace, pix []uint8, nm *Norm, n int, p float64, rng *rand.Rand) *Matrix {
+	return net.forwardPixels(ws, pixelBatch{pix, nm, n}, net.drawMasks(ws, n, p, rng))
+}
+
+// drawMasks draws ForwardDropout's masks M_l for a batch of n into ws and
+// returns them (nil for p = 0: no dropout).
+func (net *MLP) drawMasks(ws *Workspace, n int, p float64, rng *rand.Rand) []*Matrix {
 	if p == 0 {
-		return net.Forward(ws, x)
+		return nil
 	}
 	if p < 0 || p >= 1 {
 		panic(fmt.Sprintf("mlp: ForwardDropout: p = %g, want 0 ≤ p < 1", p))
@@ -488,7 +512,7 @@ func (net *MLP) ForwardDropout(ws *Workspace, x *Matrix, p float64, rng *rand.Ra
 		if ws.maskBuf[l] == nil {
 			ws.maskBuf[l] = make([]float64, ws.maxN*net.Sizes[l+1])
 		}
-		view(m, ws.maskBuf[l], x.Rows, net.Sizes[l+1])
+		view(m, ws.maskBuf[l], n, net.Sizes[l+1])
 		for i := range m.Data {
 			if rng.Float64() < p {
 				m.Data[i] = 0
@@ -497,7 +521,7 @@ func (net *MLP) ForwardDropout(ws *Workspace, x *Matrix, p float64, rng *rand.Ra
 			}
 		}
 	}
-	return net.ForwardMasked(ws, x, ws.mask)
+	return ws.mask
 }
 
 // DropoutMasks returns copies of the masks the last ForwardDropout drew
@@ -530,7 +554,7 @@ func (net *MLP) ForwardMasked(ws *Workspace, x *Matrix, masks []*Matrix) *Matrix
 		ws.gemm.Mul(false, true, 1, x, net.In, 0, z) // z = x·Pᵀ
 		x = z
 	}
-	*ws.act[0] = *x
+	*ws.act[0], ws.pix = *x, pixelBatch{}
 	for l := range net.Layers() {
 		out := net.layerOutput(ws, l, x.Rows)
 		linearForward(ws.gemm, ws.act[l], net.W[l], net.B[l], out)
@@ -560,36 +584,52 @@ func (net *MLP) activate(out *Matrix, l int, masks []*Matrix) {
 	}
 }
 
-// forwardImages is Forward on images [from, to) of d, for evaluation (no
-// Backward may follow). Images stored as bytes go into the first layer's
-// product directly (Gemm.MulPixels normalises them block by block), so no
-// float64 copy of the chunk is made; the scores have the same bits.
+// pixelBatch is a batch of n images kept as bytes (pix, n·D of them),
+// normalised by norm as the products read them (nil: p/255).
+type pixelBatch struct {
+	pix  []uint8
+	norm *Norm
+	n    int
+}
+
+// forwardImages is Forward on images [from, to) of d, for evaluation.
+// Images stored as bytes go into the first layer's product directly
+// (forwardPixels), so no float64 copy of the chunk is made; the scores
+// have the same bits.
 func (net *MLP) forwardImages(ws *Workspace, d *Dataset, from, to int) *Matrix {
 	if d.X != nil {
 		return net.Forward(ws, d.X.RowsView(from, to))
 	}
-	n, dim := to-from, d.Dim()
-	if dim != net.InputDim() || n > ws.maxN {
-		panic(fmt.Sprintf("mlp: Forward: batch is %dx%d, net wants N×%d with N ≤ %d", n, dim, net.InputDim(), ws.maxN))
+	dim := d.Dim()
+	return net.forwardPixels(ws, pixelBatch{d.Pix[from*dim : to*dim], d.Norm, to - from}, nil)
+}
+
+// forwardPixels is ForwardMasked on a batch of bytes: the first product,
+// s1 = x·W1ᵀ (or z = x·Pᵀ with an input transform), is Gemm.MulPixels,
+// which normalises x block by block as it multiplies. Without an input
+// transform, Backward then takes dW1 from the bytes too (ws.pix).
+func (net *MLP) forwardPixels(ws *Workspace, x pixelBatch, masks []*Matrix) *Matrix {
+	n, dim := x.n, net.InputDim()
+	if len(x.pix) != n*dim || n > ws.maxN {
+		panic(fmt.Sprintf("mlp: Forward: %d bytes for a batch of %d, net wants N×%d with N ≤ %d", len(x.pix), n, dim, ws.maxN))
 	}
-	pix := d.Pix[from*dim : to*dim]
-	*ws.act[0] = Matrix{}
+	*ws.act[0], ws.pix = Matrix{}, x
 	if net.In != nil {
 		z := view(ws.z, ws.zBuf, n, net.Sizes[0])
-		ws.gemm.MulPixels(1, pix, d.Norm, n, dim, true, net.In, 0, z) // z = x·Pᵀ
-		*ws.act[0] = *z
+		ws.gemm.MulPixels(1, x.pix, x.norm, n, dim, true, net.In, 0, z) // z = x·Pᵀ
+		*ws.act[0], ws.pix = *z, pixelBatch{}
 	}
 	for l := range net.Layers() {
 		out := net.layerOutput(ws, l, n)
 		if l == 0 && net.In == nil {
-			ws.gemm.MulPixels(1, pix, d.Norm, n, dim, true, net.W[0], 0, out)
+			ws.gemm.MulPixels(1, x.pix, x.norm, n, dim, true, net.W[0], 0, out)
 			addBias(out, net.B[0])
 		} else {
 			linearForward(ws.gemm, ws.act[l], net.W[l], net.B[l], out)
 		}
-		net.activate(out, l, nil)
+		net.activate(out, l, masks)
 	}
-	ws.masked = nil
+	ws.masked = masks
 	return ws.scores
 }
 
@@ -626,6 +666,12 @@ func (net *MLP) BackwardSmoothed(ws *Workspace, y []int, lambda, eps float64) fl
 		var dx *Matrix
 		if l > 0 {
 			dx = view(ws.delta[l-1], ws.deltaBuf[l-1], n, net.Sizes[l])
+		}
+		if l == 0 && ws.pix.pix != nil {
+			// x is the batch's bytes: dW1 = dHᵀ·x + 2λ·W1 straight from them.
+			ws.gemm.MulAddPixelsB(true, 1, ws.delta[0], ws.pix.pix, ws.pix.norm, n, net.Sizes[0], 2*lambda, net.W[0], ws.dW[0])
+			biasBackward(ws.delta[0], ws.dB[0])
+			continue
 		}
 		linearBackward(ws.gemm, ws.delta[l], ws.act[l], net.W[l], lambda, dx, ws.dW[l], ws.dB[l])
 		if dx != nil {

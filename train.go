@@ -238,8 +238,12 @@ type trainer struct {
 	evals                      *evalQueue // the evaluations not finished, run beside the steps
 	stepWorkers                int        // the engine's workers a step uses while evaluations run
 	// The batch: images idx[i], labels yb[i], moved by shifts[i] with
-	// Augment; perm is the epoch's order of the training images.
+	// Augment; perm is the epoch's order of the training images. Images
+	// stored as bytes and not moved are copied as bytes into pb, which the
+	// step's products normalise as they read them (ForwardPixelsDropout);
+	// the others are normalised (and moved) into the floats xb.
 	xb                          *Matrix
+	pb                          []uint8
 	fill                        func(lo, hi int) // tr.fillRows, bound once: no allocation per step
 	yb, idx, perm               []int
 	next                        []int // the next batch's images (−1: not known yet), fetched into cache while this batch is filled
@@ -282,8 +286,12 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 	}
 	tr.ws = NewWorkspace(net, gemm, max(o.Batch, evalChunk))
 	tr.opt = NewOptimizer(o.Opt, o.Momentum, net, tr.ws)
-	tr.xb = NewMatrix(o.Batch, net.InputDim())
-	tr.fill = tr.fillRows
+	if train.Pix != nil && !o.Augment {
+		tr.pb = make([]uint8, o.Batch*train.Dim())
+	} else {
+		tr.xb = NewMatrix(o.Batch, net.InputDim())
+		tr.fill = tr.fillRows
+	}
 	tr.yb, tr.idx, tr.next = make([]int, o.Batch), make([]int, o.Batch), make([]int, o.Batch)
 	if o.Augment {
 		tr.shifts = make([]imageShift, o.Batch)
@@ -336,6 +344,13 @@ func (tr *trainer) loadBatch(t int) {
 			tr.next[i] = tr.perm[(b+1)*tr.o.Batch+i]
 		}
 	}
+	if tr.pb != nil {
+		d := tr.train.Dim()
+		for i, img := range tr.idx {
+			copy(tr.pb[i*d:(i+1)*d], tr.train.Pix[img*d:(img+1)*d])
+		}
+		return
+	}
 	tr.gemm.ParallelFor(len(tr.xb.Data), tr.fill)
 }
 
@@ -353,7 +368,11 @@ func (tr *trainer) fillRows(lo, hi int) {
 
 // step is forward, backward, the divergence check and the update.
 func (tr *trainer) step(t int, eta float64) error {
-	tr.net.ForwardDropout(tr.ws, tr.xb, tr.o.Dropout, tr.dropRNG)
+	if tr.pb != nil {
+		tr.net.ForwardPixelsDropout(tr.ws, tr.pb, tr.train.Norm, tr.o.Batch, tr.o.Dropout, tr.dropRNG)
+	} else {
+		tr.net.ForwardDropout(tr.ws, tr.xb, tr.o.Dropout, tr.dropRNG)
+	}
 	loss := tr.net.BackwardSmoothed(tr.ws, tr.yb, tr.o.Lambda, tr.o.Smooth)
 	if !finite(loss) {
 		return &DivergedError{Step: t + 1, Eta: eta, What: fmt.Sprintf("the batch loss is %v", loss)}
