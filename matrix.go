@@ -806,6 +806,9 @@ func normalise(dst []float64, pix []uint8, mean, inv []float64, next []uint8) {
 	done := 0
 	for _, k := range cpu.Pixels {
 		done += k.fn(dst[done:], pix[done:], mean[done:], inv[done:], next)
+		if done == n {
+			return // the usual case (runs of 16): one call, not three
+		}
 		next = nil
 	}
 	normaliseGo(dst[done:], pix[done:], mean[done:], inv[done:])
