@@ -438,11 +438,14 @@ func (tr *trainer) evaluate(t int, eta float64, final, scheduled bool) error {
 	j := &evalJob{row: HistoryRow{Step: t + 1, Epoch: float64(t+1) / float64(tr.perEpoch), Eta: eta,
 		Train: nan, Val: nan, Test: nan, Seconds: start.Sub(tr.clock).Seconds() - tr.evalTime},
 		evalTrain: tr.o.EvalTrain || final, offSchedule: !scheduled}
-	if tr.o.Checkpoint != nil && t >= 0 && t+1 < tr.total {
+	switch {
+	case tr.o.Checkpoint != nil && t >= 0 && t+1 < tr.total:
 		j.cp = tr.checkpoint()
 		j.net = j.cp.Net // read only, by the checkpoint's writer too
-	} else {
-		j.net = tr.net.Clone()
+	case tr.evals.size == 0:
+		j.net = tr.net // evaluated at once, before the next step changes it
+	default:
+		j.net, j.pooled = tr.evals.copyOf(tr.net), true
 	}
 	if j.evalTrain {
 		j.add(tr.train, &j.row.Train, tr.ws.maxN)
@@ -662,6 +665,7 @@ type evalJob struct {
 	evalTrain   bool        // the training set is evaluated (else its figures stay NaN)
 	offSchedule bool        // made because the run stopped between two evaluations
 	cp          *Checkpoint // completed with the history and handed to Checkpoint (nil: none)
+	pooled      bool        // net is the queue's copy, returned to it when the job is done
 	sets        []*evalSet
 	parts       []evalPart
 	next, left  int
@@ -716,6 +720,7 @@ type evalQueue struct {
 	err      error                // the first failed evaluation's error: the rest are dropped
 	finish   func(*evalJob) error // completes a job (finishEval)
 	own      func() *Workspace    // the trainer's workspace for helping, made when first needed
+	spare    []*MLP               // copies of the net that finished jobs gave back (copyOf)
 	wg       sync.WaitGroup
 }
 
@@ -725,6 +730,9 @@ type evalQueue struct {
 // while the trainer helps; none when size < 1.
 func newEvalQueue(net *MLP, gemm *Gemm, maxN, size, stepping int, finish func(*evalJob) error) *evalQueue {
 	q := &evalQueue{finish: finish, size: max(0, size), own: sync.OnceValue(func() *Workspace {
+		if gemm.size == 1 { // the trainer's own engine is serial, and idle while it helps
+			return newForwardWorkspace(net, gemm, maxN)
+		}
 		return newForwardWorkspace(net, gemm.Serial(), maxN)
 	})}
 	q.wake = sync.NewCond(&q.mu)
@@ -780,6 +788,9 @@ func (q *evalQueue) done(j *evalJob) {
 		if err := q.finish(first); err != nil {
 			q.err, q.jobs = err, nil
 		}
+		if first.pooled {
+			q.spare = append(q.spare, first.net)
+		}
 	}
 	q.wake.Broadcast()
 }
@@ -812,6 +823,28 @@ func (q *evalQueue) push(j *evalJob, backlog int) error {
 	}
 	q.helpers = q.stepping
 	return q.err
+}
+
+// copyOf returns a copy of net's parameters in a net a finished job gave
+// back (a new one when none has): a run's evaluations then allocate no
+// garbage, which would grow the heap towards twice the training set's
+// bytes between collections.
+func (q *evalQueue) copyOf(net *MLP) *MLP {
+	q.mu.Lock()
+	var c *MLP
+	if n := len(q.spare); n > 0 {
+		c, q.spare = q.spare[n-1], q.spare[:n-1]
+	}
+	q.mu.Unlock()
+	if c == nil {
+		return net.Clone()
+	}
+	for l := range net.W {
+		copy(c.W[l].Data, net.W[l].Data)
+		copy(c.B[l].Data, net.B[l].Data)
+	}
+	c.In = net.In
+	return c
 }
 
 // busy reports whether an evaluation is unfinished, and the first failed
