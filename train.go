@@ -31,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -312,8 +313,11 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 		tr.tty = isTerminal(progress)
 		tr.evalCost = tr.probeEvalCost()
 	}
-	tr.stepWorkers = (gemm.Workers() + 1) / 2
-	tr.evals = newEvalQueue(net, gemm, tr.ws.maxN, gemm.Workers()-1, gemm.Workers()-tr.stepWorkers, tr.finishEval)
+	// The split counts the workers that can run at once: more than
+	// GOMAXPROCS (-workers 4 on 2 cores) would only take turns.
+	w := min(gemm.Workers(), runtime.GOMAXPROCS(0))
+	tr.stepWorkers = (w + 1) / 2
+	tr.evals = newEvalQueue(net, gemm, tr.ws.maxN, w-1, w-tr.stepWorkers, tr.finishEval)
 	tr.lastPrint = tr.start
 	tr.clock = o.Clock
 	if tr.clock.IsZero() {
