@@ -514,7 +514,7 @@ type gemmKernel struct {
 type gemmWorkspace struct {
 	ap   []float64
 	edge []float64
-	bx   []float64 // MulAddPixelsB: the normalised block of B, kcb × pixelBCols (row-major)
+	bx   []float64 // MulAddPixelsB: the normalised block of B, kcb × pixelBCols (see normaliseB)
 	bxJ0 int       // its first column
 }
 

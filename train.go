@@ -176,10 +176,12 @@ func diverged(err error) bool {
 
 // Train runs mini-batch gradient descent on train, one step t at a time:
 //
-//	batch → forward → backward → check → step → snapshot → evaluate → print
+//	pace → batch → forward → backward → check → step → snapshot → evaluate → print
 //
 // The training order is reshuffled every epoch; train and val are
-// evaluated at evenly spaced steps (o.Evals per cycle, and at the end).
+// evaluated at evenly spaced steps (o.Evals per cycle, and at the end),
+// on two or more workers beside the steps (evalQueue; pace gives the
+// steps their share of the workers).
 // Progress goes to progress (nil: none). When ctx is cancelled (a signal)
 // the run ends after the current step, evaluated, with Interrupted set.
 func Train(ctx context.Context, net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progress io.Writer) (*TrainResult, error) {
