@@ -249,7 +249,7 @@ type trainer struct {
 	pb                          []uint8
 	fill                        func(lo, hi int) // tr.fillRows, bound once: no allocation per step
 	yb, idx, perm               []int
-	next                        []int // the next batch's images (−1: not known yet), fetched into cache while this batch is filled
+	next                        []int // xb's: the next batch's images (−1: not known yet), fetched into cache while this batch is filled
 	shifts                      []imageShift
 	shuffleRNG, dropRNG, augRNG *rand.Rand
 	pcgs                        map[string]*rand.PCG // their sources, by name, for checkpoints
@@ -293,9 +293,9 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 		tr.pb = make([]uint8, o.Batch*train.Dim())
 	} else {
 		tr.xb = NewMatrix(o.Batch, net.InputDim())
-		tr.fill = tr.fillRows
+		tr.fill, tr.next = tr.fillRows, make([]int, o.Batch)
 	}
-	tr.yb, tr.idx, tr.next = make([]int, o.Batch), make([]int, o.Batch), make([]int, o.Batch)
+	tr.yb, tr.idx = make([]int, o.Batch), make([]int, o.Batch)
 	if o.Augment {
 		tr.shifts = make([]imageShift, o.Batch)
 	}
@@ -344,6 +344,9 @@ func (tr *trainer) loadBatch(t int) {
 		tr.yb[i] = tr.train.Y[tr.idx[i]]
 		if tr.shifts != nil {
 			tr.shifts[i] = drawShift(tr.augRNG)
+		}
+		if tr.next == nil {
+			continue
 		}
 		tr.next[i] = -1 // unknown until the next epoch's shuffle
 		if b+1 < tr.perEpoch {
