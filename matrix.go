@@ -854,11 +854,7 @@ func (g *Gemm) MulPixels(alpha float64, pix []uint8, nm *Norm, m, k int, transB 
 	brs, bcs := strides(b, transB)
 	if m <= 1 || n <= 1 {
 		// Too small to pack: normalise into a float64 copy and multiply.
-		x := NewMatrix(m, k)
-		for i := 0; i < m; i++ {
-			nm.apply(x.Row(i), pix[i*k:(i+1)*k], nil)
-		}
-		g.Mul(false, transB, alpha, x, b, beta, c)
+		g.Mul(false, transB, alpha, normalisedCopy(pix, nm, m, k), b, beta, c)
 		return
 	}
 	if nm == nil {
@@ -888,12 +884,8 @@ func (g *Gemm) MulAddPixelsB(transA bool, alpha float64, a *Matrix, pix []uint8,
 		panic(fmt.Sprintf("mlp: MulAddPixelsB: op(A) is %dx%d (A %s, trans %v), %d bytes for %d images of %d inputs, C is %s, D %s",
 			m, ka, a.Shape(), transA, len(pix), k, n, c.Shape(), d.Shape()))
 	}
-	if m <= 1 || n <= 1 || k == 0 {
-		x := NewMatrix(k, n) // too small to block: a normalised copy
-		for i := 0; i < k; i++ {
-			nm.apply(x.Row(i), pix[i*n:(i+1)*n], nil)
-		}
-		g.MulAdd(transA, false, alpha, a, x, beta, d, c)
+	if m <= 1 || n <= 1 || k == 0 { // too small to block: a normalised copy
+		g.MulAdd(transA, false, alpha, a, normalisedCopy(pix, nm, k, n), beta, d, c)
 		return
 	}
 	if nm == nil {
@@ -908,6 +900,16 @@ func (g *Gemm) MulAddPixelsB(transA bool, alpha float64, a *Matrix, pix []uint8,
 	}
 	g.run(m, n)
 	g.prob = gemmProblem{}
+}
+
+// normalisedCopy is the rows×cols matrix of the images pix (rows of cols
+// bytes) normalised by nm, for the products too small to block.
+func normalisedCopy(pix []uint8, nm *Norm, rows, cols int) *Matrix {
+	x := NewMatrix(rows, cols)
+	for i := range rows {
+		nm.apply(x.Row(i), pix[i*cols:(i+1)*cols], nil)
+	}
+	return x
 }
 
 // normaliseB fills ws.bx with rows pc … pc+kcb−1, columns j0 … j0+ncb−1 of

@@ -287,7 +287,7 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 	if o.Epochs > 0 {
 		tr.evalEvery = tr.perEpoch // once per epoch
 	}
-	tr.ws = NewWorkspace(net, gemm, max(o.Batch, evalChunk))
+	tr.ws = NewWorkspace(net, gemm, o.Batch)
 	tr.opt = NewOptimizer(o.Opt, o.Momentum, net, tr.ws)
 	if train.Pix != nil && !o.Augment {
 		tr.pb = make([]uint8, o.Batch*train.Dim())
@@ -322,7 +322,9 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 	if float64(o.Batch)*flopsPerImage(net, true) <= besideMaxFlops {
 		tr.stepWorkers = (w + 1) / 2
 	}
-	tr.evals = newEvalQueue(net, gemm, tr.ws.maxN, w-1, w-tr.stepWorkers, tr.finishEval)
+	// Evaluations go in chunks of evalChunk images, or of a batch if that
+	// is larger (the chunks fix the order the loss is summed in).
+	tr.evals = newEvalQueue(net, gemm, max(o.Batch, evalChunk), w-1, w-tr.stepWorkers, tr.finishEval)
 	tr.lastPrint = tr.start
 	tr.clock = o.Clock
 	if tr.clock.IsZero() {
@@ -460,13 +462,13 @@ func (tr *trainer) evaluate(t int, eta float64, final, scheduled bool) error {
 		j.net, j.pooled = tr.evals.copyOf(tr.net), true
 	}
 	if j.evalTrain {
-		j.add(tr.train, &j.row.Train, tr.ws.maxN)
+		j.add(tr.train, &j.row.Train, tr.evals.maxN)
 	}
 	if tr.val != nil && tr.val.Len() > 0 {
-		j.add(tr.val, &j.row.Val, tr.ws.maxN)
+		j.add(tr.val, &j.row.Val, tr.evals.maxN)
 	}
 	if tr.o.Test != nil && tr.o.Test.Len() > 0 {
-		j.add(tr.o.Test, &j.row.Test, tr.ws.maxN)
+		j.add(tr.o.Test, &j.row.Test, tr.evals.maxN)
 	}
 	backlog := evalBacklog
 	if final {
@@ -620,8 +622,9 @@ func (tr *trainer) probeEvalCost() float64 {
 		d = tr.train
 	}
 	n := min(d.Len(), evalChunk)
+	ws := newForwardWorkspace(tr.net, tr.gemm, n) // the step's workspace holds a batch
 	start := time.Now()
-	tr.net.forwardImages(tr.ws, d, 0, n)
+	tr.net.forwardImages(ws, d, 0, n)
 	perImage := time.Since(start).Seconds() / float64(n)
 	images := 0
 	if tr.val != nil {
@@ -745,6 +748,7 @@ type evalQueue struct {
 	err      error                // the first failed evaluation's error: the rest are dropped
 	finish   func(*evalJob) error // completes a job (finishEval)
 	own      func() *Workspace    // the trainer's workspace for helping, made when first needed
+	maxN     int                  // images a chunk
 	spare    []*MLP               // copies of the net that finished jobs gave back (copyOf)
 	wg       sync.WaitGroup
 }
@@ -754,7 +758,7 @@ type evalQueue struct {
 // which `stepping` take chunks while the steps run beside them and all
 // while the trainer helps; none when size < 1.
 func newEvalQueue(net *MLP, gemm *Gemm, maxN, size, stepping int, finish func(*evalJob) error) *evalQueue {
-	q := &evalQueue{finish: finish, size: max(0, size), own: sync.OnceValue(func() *Workspace {
+	q := &evalQueue{finish: finish, size: max(0, size), maxN: maxN, own: sync.OnceValue(func() *Workspace {
 		if gemm.size == 1 { // the trainer's own engine is serial, and idle while it helps
 			return newForwardWorkspace(net, gemm, maxN)
 		}
