@@ -194,6 +194,7 @@ func TestGemmMatchesNaive(t *testing.T) {
 				{1, 1, 1}, {3, 5, 7}, {mr, 4, nr}, {mr + 1, 9, nr - 1}, {mr - 1, 9, nr + 1},
 				{mc - 1, kc - 1, 7}, {mc, kc, nr}, {mc + 1, kc + 1, min(nc+1, 4*nr+1)}, {2*mc + 5, 2*kc + 5, 17},
 				{97, 131, 61}, {100, 3072 / 8, 50}, {50, 100, 307}, {13, 600, 3},
+				{mr + 3, 40, packReuse*nr + 2}, {2 * mr, 9, packReuse*nr + 1}, // packed A with a ragged panel of 2 and 1 columns: wide tiles
 				{0, 5, 5}, {5, 0, 5}, {5, 5, 0},
 			}
 			for _, workers := range []int{1, 3} {
@@ -383,6 +384,42 @@ func TestEdgeKernelsSameBits(t *testing.T) {
 	}
 }
 
+// TestWideKernelSameBits: a kernel's wide tile (its tile and 1–2 columns of
+// a ragged panel in one pass, on packed A) gives the bits of its main tile
+// and its edge tile computed apart, with the ragged panel's steps 4 apart
+// (packed) or as far apart as a row of x (in place), at depths that take
+// the two-step loop, the odd last step, or both.
+func TestWideKernelSameBits(t *testing.T) {
+	for _, kern := range cpu.Kernels {
+		if kern.wide == nil {
+			continue
+		}
+		for _, depth := range []int{1, 2, 37, kc} {
+			for cols := 1; cols <= kern.wideNR; cols++ {
+				for _, cse := range []int{kern.edgeNR, inputDim} {
+					t.Run(fmt.Sprintf("%s/kc=%d/cols=%d/cse=%d", kern.name, depth, cols, cse), func(t *testing.T) {
+						const ldc = 61 // C wider than the tile
+						rng := newRNG(13, uint64(depth*10+cols))
+						a := randMatrix(rng, depth, kern.mr).Data // a packed panel
+						b := randMatrix(rng, depth, kern.nr).Data
+						be := randMatrix(rng, depth+1, cse).Data // read from be[3:]
+						c0 := randMatrix(rng, kern.mr, ldc).Data
+						got, want := slices.Clone(c0), slices.Clone(c0)
+						kern.wide(depth, 0.7, a, b, kern.nr, be[3:], cse, got[2:], ldc, cols)
+						kern.fn(depth, 0.7, a, 1, kern.mr, b, kern.nr, want[2:], ldc)
+						kern.edge(depth, 0.7, a, 1, kern.mr, be[3:], cse, want[2+kern.nr:], ldc, cols)
+						for i := range want {
+							if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+								t.Fatalf("C[%d][%d]: got %v, want %v", i/ldc, i%ldc, got[i], want[i])
+							}
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
 // TestInPlaceBKernelSameBits: a kernel's variant for B read in place
 // (inPlaceB, which prefetches B's rows) computes its main function's tile
 // to the bit, with B's steps as far apart as x's rows, at depths that
@@ -460,6 +497,61 @@ func TestNormPixelsSameBits(t *testing.T) {
 	}
 }
 
+// TestPixelPanelSameBits: every kernel's pixel panel kernel normalises 8
+// runs of bytes (every byte value, unaligned, of lengths around its step)
+// into a k-major panel with the bits of the plain-Go normalisation, and
+// writes nothing past the steps it reports.
+func TestPixelPanelSameBits(t *testing.T) {
+	rng := newRNG(6, 6)
+	const d = 300
+	pix := make([]uint8, 8*d)
+	mean, inv := make([]float64, d), make([]float64, d)
+	for j := range pix {
+		pix[j] = uint8(j*7 + j/256)
+	}
+	for j := range mean {
+		mean[j], inv[j] = rng.Float64(), 1/(0.05+rng.Float64())
+	}
+	mean[7], inv[7] = 0, 1 // the identity too
+	for _, kern := range cpu.Kernels {
+		if kern.pixelPanel == nil {
+			continue
+		}
+		for _, n := range []int{0, 15, 16, 37, 256, d - 3} {
+			t.Run(fmt.Sprintf("%s/%d", kern.name, n), func(t *testing.T) {
+				var rows, next [8][]uint8
+				for r := range rows {
+					rows[r] = pix[r*d+3:][:n] // unaligned runs, d apart
+					next[r] = pix[(7-r)*d:]
+				}
+				got := make([]float64, 8*n+1)
+				got[8*n] = -1 // must stay untouched
+				done := kern.pixelPanel(got[:8*n], &rows, &next, mean, inv)
+				if done%16 != 0 || done > n || n-done >= 16 {
+					t.Fatalf("did %d of %d steps", done, n)
+				}
+				want := make([]float64, d)
+				for r, row := range rows {
+					normaliseGo(want[:n], row, mean, inv)
+					for p := range done {
+						if math.Float64bits(got[p*8+r]) != math.Float64bits(want[p]) {
+							t.Fatalf("step %d, row %d (byte %d): got %v, want %v", p, r, row[p], got[p*8+r], want[p])
+						}
+					}
+				}
+				for j := 8 * done; j < len(got)-1; j++ {
+					if got[j] != 0 {
+						t.Fatalf("element %d past the %d steps done was written", j, done)
+					}
+				}
+				if got[8*n] != -1 {
+					t.Fatal("wrote past dst")
+				}
+			})
+		}
+	}
+}
+
 // TestMulPixelsSameBits: the first layer on images stored as bytes
 // (normalised block by block) gives the bits of Mul on a float64 copy, for
 // every kernel and on shapes that straddle the block edges; and evaluation
@@ -472,18 +564,19 @@ func TestMulPixelsSameBits(t *testing.T) {
 		mean[j], std[j] = 0.3+0.4*rng.Float64(), 0.1+0.3*rng.Float64()
 	}
 	for _, nm := range []*Norm{NewNorm(mean, std), nil} {
-		for _, m := range []int{1, 7, 100, 301} {
+		for _, sh := range [][2]int{{1, 50}, {7, 50}, {100, 50}, {301, 50}, {100, 25}, {9, 49}} {
+			m, n := sh[0], sh[1] // n: two panels of 24 and 2 columns, one and 1, two and 1
 			d := &Dataset{Pix: make([]uint8, m*k), Y: make([]int, m), Norm: nm}
 			for i := range d.Pix {
 				d.Pix[i] = uint8(rng.IntN(256))
 			}
 			x := inputsOf(d)
-			w := randMatrix(rng, 50, k)
+			w := randMatrix(rng, n, k)
 			for _, kern := range testKernels() {
-				t.Run(fmt.Sprintf("%s/norm=%v/m=%d", kern.name, nm != nil, m), func(t *testing.T) {
+				t.Run(fmt.Sprintf("%s/norm=%v/%dx%d", kern.name, nm != nil, m, n), func(t *testing.T) {
 					g := newGemmKernels(2, kern)
 					defer g.Close()
-					got, want := NewMatrix(m, 50), NewMatrix(m, 50)
+					got, want := NewMatrix(m, n), NewMatrix(m, n)
 					g.MulPixels(1, d.Pix, nm, m, k, true, w, 0, got)
 					g.Mul(false, true, 1, x, w, 0, want)
 					for i := range want.Data {

@@ -246,6 +246,21 @@ type microKernel struct {
 	// the 50 hidden units' last 2 rows in dW1 = dHᵀ·x.
 	rowEdge   func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int)
 	rowEdgeMR int
+	// wide, if not nil, computes a tile of mr rows and nr+cols columns
+	// (1 ≤ cols ≤ wideNR) with fn's bits, A packed (rsa = 1, csa = mr):
+	// fn's tile plus the columns of a ragged last panel (its own b, be,
+	// steps cse apart) in one pass over A. The N×50 outputs' second panel
+	// and last 2 columns, whose edge tile alone costs a fifth of the
+	// product otherwise (see kernelAVX512x8x26).
+	wide   func(kc int, alpha float64, a, b []float64, csb int, be []float64, cse int, c []float64, ldc, cols int)
+	wideNR int
+	// pixelPanel, if not nil, normalises the runs of bytes of mr = 8
+	// images (rows) into one k-major micro-panel of packed A,
+	// dst[p·8 + r] = normalised rows[r][p], with normalise's bits,
+	// prefetching the runs of next. It does the longest multiple of its
+	// step it can and returns how many steps that is. MulPixels then packs
+	// its blocks of A (normPanels), so that wide can run on them.
+	pixelPanel func(dst []float64, rows, next *[8][]uint8, mean, inv []float64) int
 }
 
 // kernelGo is the portable micro-kernel: a 2×4 tile held in 8 scalar
@@ -516,6 +531,9 @@ type gemmWorkspace struct {
 	edge []float64
 	bx   []float64 // MulAddPixelsB: the normalised block of B, kcb × pixelBCols (see normaliseB)
 	bxJ0 int       // its first column
+	// normPanels: the runs of bytes of a panel's images and of the next
+	// panel's (here, not on the stack: a function value's arguments escape)
+	runs, next [8][]uint8
 }
 
 // A gemmJob asks a worker to compute rows [i0,i1) × columns [j0,j1) of C
@@ -1354,7 +1372,14 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 						p.normaliseB(ws, pc, kcb, jb, nb)
 					}
 					for jr := 0; jr < nb; jr += kern.nr {
-						g.tiles(ws, ic, mcb, pc, kcb, jb+jr, min(kern.nr, nb-jr))
+						w := min(kern.nr, nb-jr)
+						if rest := nb - jr - kern.nr; rest > 0 && rest <= kern.wideNR && p.aPanels() {
+							w = nb - jr // the last whole panel and the ragged one, in one wide tile
+						}
+						g.tiles(ws, ic, mcb, pc, kcb, jb+jr, w)
+						if w > kern.nr {
+							break
+						}
 					}
 				}
 			}
@@ -1397,6 +1422,8 @@ func (g *Gemm) packABlock(ws *gemmWorkspace, ic, mcb, pc, kcb int) {
 	mr := p.kern.mr
 	ragged := mcb - mcb%mr // offset in the block of a ragged last panel
 	switch {
+	case p.pix != nil && p.kern.pixelPanel != nil:
+		normPanels(ws, p.pix, p.norm, p.k, ic, mcb, pc, kcb, p.kern.pixelPanel)
 	case p.pix != nil && p.kern.direct:
 		normBlock(ws.ap, p.pix, p.norm, p.k, ic, mcb, pc, kcb, mr)
 	case p.pix != nil:
@@ -1408,31 +1435,34 @@ func (g *Gemm) packABlock(ws *gemmWorkspace, ic, mcb, pc, kcb int) {
 	}
 }
 
-// tiles runs the micro-kernel down one nr-wide panel of B (columns
-// j … j+nrb−1) over the block of A at rows ic … ic+mcb−1, K slice pc: whole
-// tiles with the kernel, ragged ones with its edge tiles or on a scratch
-// copy of C.
+// aPanels reports whether the workers' blocks of op(A) are packed in
+// k-major micro-panels (rsa = 1, csa = mr), as wide needs: packed A, or
+// pixels normalised by a pixel panel kernel, but not normBlock's rows.
+func (p *gemmProblem) aPanels() bool {
+	return p.packedA && (p.pix == nil || !p.kern.direct || p.kern.pixelPanel != nil)
+}
+
+// tiles runs the micro-kernel down one panel of B, columns j … j+nrb−1
+// (nrb ≤ nr, or nr + at most wideNR for the wide tile), over the block of
+// A at rows ic … ic+mcb−1, K slice pc: whole tiles with the kernel (or its
+// wide tile), ragged ones with its edge tiles or on a scratch copy of C.
 func (g *Gemm) tiles(ws *gemmWorkspace, ic, mcb, pc, kcb, j, nrb int) {
 	p := &g.prob
 	kern := p.kern
 	mr, nr, ldc := kern.mr, kern.nr, p.ldc
 	ragged := mcb - mcb%mr
-	var bpanel []float64
-	var csb int
-	switch {
-	case p.pixB == nil:
-		bpanel, csb = g.bPanel(pc, kcb, j)
-	case kern.direct: // normaliseB's block, read in place
-		bpanel, csb = ws.bx[j-ws.bxJ0:], pixelBCols
-	default:
-		bpanel, csb = ws.bx[(j-ws.bxJ0)*kcb:], nr
+	bpanel, csb := g.bPanelOf(ws, pc, kcb, j)
+	var bedge []float64 // the wide tile's ragged panel
+	var cse int
+	if nrb > nr {
+		bedge, cse = g.bPanelOf(ws, pc, kcb, j+nr)
 	}
 	for ir := 0; ir < mcb; ir += mr {
 		mrb := min(mr, mcb-ir)
 		// The A panel: packed, normalised rows, or in place.
 		apanel, rsa, csa := ws.ap[ir*kcb:], 1, mr
-		if p.pix != nil && kern.direct {
-			rsa, csa = kcb, 1
+		if p.pix != nil && kern.direct && kern.pixelPanel == nil {
+			rsa, csa = kcb, 1 // normBlock's rows
 		} else if !p.packedA {
 			if ir < ragged {
 				apanel, rsa, csa = p.a[(ic+ir)*p.ars+pc*p.acs:], p.ars, p.acs
@@ -1441,34 +1471,68 @@ func (g *Gemm) tiles(ws *gemmWorkspace, ic, mcb, pc, kcb, j, nrb int) {
 			}
 		}
 		ci := (ic+ir)*ldc + j
-		switch narrow := nrb <= kern.edgeNR; {
-		case mrb == mr && nrb == nr && !p.packedB && kern.inPlaceB != nil: // a whole panel of B in place (bPanel)
-			kern.inPlaceB(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
-		case mrb == mr && nrb == nr:
-			kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
-		case nrb == nr && mrb <= kern.rowEdgeMR:
-			kern.rowEdge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, mrb)
-		case mrb == mr && narrow:
-			// A ragged panel of at most edgeNR columns is packed lastW =
-			// edgeNR wide: only the edge kernel reads it, straight into C
-			// when the rows are whole.
-			kern.edge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, nrb)
+		switch {
+		case nrb > nr && mrb == mr:
+			kern.wide(kcb, p.alpha, apanel, bpanel, csb, bedge, cse, p.c[ci:], ldc, nrb-nr)
+		case nrb > nr: // a ragged row panel of the wide tile: its two panels apart
+			g.tile(ws, kcb, apanel, rsa, csa, bpanel, csb, ci, mrb, nr)
+			g.tile(ws, kcb, apanel, rsa, csa, bedge, cse, ci+nr, mrb, nrb-nr)
 		default:
-			// Ragged edge: copy the valid part of C into a full scratch
-			// tile, run the kernel on it, copy it back. Each element gets
-			// the same arithmetic as in a full tile.
-			clear(ws.edge)
-			for i := 0; i < mrb; i++ {
-				copy(ws.edge[i*nr:i*nr+nrb], p.c[ci+i*ldc:ci+i*ldc+nrb])
-			}
-			if narrow {
-				kern.edge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, ws.edge, nr, nrb)
-			} else {
-				kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, ws.edge, nr)
-			}
-			for i := 0; i < mrb; i++ {
-				copy(p.c[ci+i*ldc:ci+i*ldc+nrb], ws.edge[i*nr:i*nr+nrb])
-			}
+			g.tile(ws, kcb, apanel, rsa, csa, bpanel, csb, ci, mrb, nrb)
+		}
+	}
+}
+
+// bPanelOf is the kcb×nr micro-panel of op(B) for the K slice at pc and
+// columns j…j+nr-1, and the distance between its steps: bPanel's, or in
+// the block of B normalised from bytes (MulAddPixelsB).
+func (g *Gemm) bPanelOf(ws *gemmWorkspace, pc, kcb, j int) (panel []float64, csb int) {
+	p := &g.prob
+	switch {
+	case p.pixB == nil:
+		return g.bPanel(pc, kcb, j)
+	case p.kern.direct: // normaliseB's block, read in place
+		return ws.bx[j-ws.bxJ0:], pixelBCols
+	default:
+		return ws.bx[(j-ws.bxJ0)*kcb:], p.kern.nr
+	}
+}
+
+// tile computes one tile of C, mrb ≤ mr rows and nrb ≤ nr columns from
+// element ci on, over one K slice: whole with the kernel (or its variant
+// for B read in place), ragged with the kernel's edge tiles or on a
+// scratch copy of C.
+func (g *Gemm) tile(ws *gemmWorkspace, kcb int, apanel []float64, rsa, csa int, bpanel []float64, csb, ci, mrb, nrb int) {
+	p := &g.prob
+	kern := p.kern
+	mr, nr, ldc := kern.mr, kern.nr, p.ldc
+	switch narrow := nrb <= kern.edgeNR; {
+	case mrb == mr && nrb == nr && !p.packedB && kern.inPlaceB != nil: // a whole panel of B in place (bPanel)
+		kern.inPlaceB(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
+	case mrb == mr && nrb == nr:
+		kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
+	case nrb == nr && mrb <= kern.rowEdgeMR:
+		kern.rowEdge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, mrb)
+	case mrb == mr && narrow:
+		// A ragged panel of at most edgeNR columns is packed lastW =
+		// edgeNR wide: only the edge kernel reads it, straight into C
+		// when the rows are whole.
+		kern.edge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, nrb)
+	default:
+		// Ragged edge: copy the valid part of C into a full scratch
+		// tile, run the kernel on it, copy it back. Each element gets
+		// the same arithmetic as in a full tile.
+		clear(ws.edge)
+		for i := 0; i < mrb; i++ {
+			copy(ws.edge[i*nr:i*nr+nrb], p.c[ci+i*ldc:ci+i*ldc+nrb])
+		}
+		if narrow {
+			kern.edge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, ws.edge, nr, nrb)
+		} else {
+			kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, ws.edge, nr)
+		}
+		for i := 0; i < mrb; i++ {
+			copy(p.c[ci+i*ldc:ci+i*ldc+nrb], ws.edge[i*nr:i*nr+nrb])
 		}
 	}
 }
@@ -1561,6 +1625,34 @@ func normBlock(dst []float64, pix []uint8, nm *Norm, k, i0, mcb, p0, kcb, mr int
 		normalise(dst[i*kcb:(i+1)*kcb], row(i), mean, inv, row(i+prefetchRows))
 	}
 	clear(dst[mcb*kcb : (mcb+mr-1)/mr*mr*kcb])
+}
+
+// normPanels is MulPixels' A block for kernels with a pixel panel kernel
+// (8-row panels): rows i0 … i0+mcb−1, inputs p0 … p0+kcb−1 of the images
+// in pix (k bytes each), normalised by nm into k-major micro-panels in
+// ws.ap (packA's layout, ap[q·8·kcb + p·8 + r]), which the kernels read as
+// packed A and the wide tile needs. The rows of a ragged last panel past
+// the block's end repeat its last image instead of zeros: a row of C
+// depends on its own row of A only, and those rows of C are computed on
+// scratch and never written back. Each panel prefetches the next one's
+// runs, as normBlock does rows ahead.
+func normPanels(ws *gemmWorkspace, pix []uint8, nm *Norm, k, i0, mcb, p0, kcb int, panel func(dst []float64, rows, next *[8][]uint8, mean, inv []float64) int) {
+	const mr = 8
+	mean, inv := nm.Mean[p0:p0+kcb], nm.inv[p0:p0+kcb]
+	last := len(pix)/k - 1 // the last image
+	run := func(i int) []uint8 { return pix[min(i, last)*k+p0:][:kcb] }
+	rows, next := &ws.runs, &ws.next
+	for ir := 0; ir < mcb; ir += mr {
+		for r := range mr {
+			rows[r], next[r] = run(i0+min(ir+r, mcb-1)), run(i0+ir+mr+r)
+		}
+		out := ws.ap[ir*kcb : (ir+mr)*kcb]
+		for p := panel(out, rows, next, mean, inv); p < kcb; p++ { // a tail shorter than the kernel's step
+			for r, row := range rows {
+				out[p*mr+r] = (scale255[row[p]] - mean[p]) * inv[p]
+			}
+		}
+	}
 }
 
 // packB copies op(B)[p0:p0+kcb, j0:j0+ncb] into dst as nr-wide micro-panels:

@@ -51,6 +51,9 @@ func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float
 //go:noescape
 func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool)
 
+//go:noescape
+func kernelAVX512x8x26(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, be *float64, cse int, ev *float64)
+
 func fmaPeakYMM(iters int)
 
 func fmaPeakZMM(iters int)
@@ -60,6 +63,9 @@ func normPixelsAVX2(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rl
 
 //go:noescape
 func normPixelsAVX512(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rlo float64, next *uint8)
+
+//go:noescape
+func normPanelVBMI(dst *float64, rows *[8]*uint8, mean, inv *float64, n int, rhi, rlo float64, idx *[8][64]uint8, next *[8]*uint8)
 
 // The slice adapters check that the panels and the tile of C are really
 // there (the assembly does not check; a failure is a caller bug), then pass
@@ -102,6 +108,61 @@ func avx512x8x24(kc int, alpha float64, a []float64, rsa, csa int, b []float64, 
 func avx512x8x24InPlace(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
 	_, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[7*ldc+23]
 	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, true)
+}
+
+// avx512x8x26 is the 8×24 tile and cols ≤ 2 more columns, C[0…7][24…23+cols],
+// whose b is the panel be (steps cse apart): the wide tile of kernelAVX512,
+// on A packed k-major (rsa = 1, csa = 8). The assembly returns the extra
+// columns' sums in ev; they go into C here, C += α·acc fused, as the
+// assembly does for the others (math.FMA rounds once, like VFMADD).
+func avx512x8x26(kc int, alpha float64, a, b []float64, csb int, be []float64, cse int, c []float64, ldc, cols int) {
+	if cols < 1 || cols > 2 {
+		panic("mlp: avx512x8x26: cols out of 1…2")
+	}
+	_, _, _, _ = a[(kc-1)*8+7], b[(kc-1)*csb+23], be[(kc-1)*cse+1], c[7*ldc+23+cols]
+	var ev [16]float64
+	kernelAVX512x8x26(kc, alpha, &a[0], 1, 8, &b[0], csb, &c[0], ldc, &be[0], cse, &ev[0])
+	for i := range 8 {
+		for j := range cols {
+			e := &c[i*ldc+24+j]
+			*e = math.FMA(alpha, ev[j*8+i], *e)
+		}
+	}
+}
+
+// pixelPanelIdx are normPanelVBMI's byte permutations, one per pair of
+// steps s = 0…7 of its 16: it loads 16 bytes of rows 0–3 into one table
+// (row r at bytes 16r…) and of rows 4–7 into the second (bytes 64 + 16(r−4)…),
+// and dword d = 8·h + r of permutation s takes byte 2s + h of row r (its
+// other three bytes are zeroed by the mask): step 2s + h, row r, in
+// step-major order.
+var pixelPanelIdx = func() (idx [8][64]uint8) {
+	for s := range 8 {
+		for h := range 2 {
+			for r := range 8 {
+				idx[s][4*(8*h+r)] = uint8(r/4*64 + r%4*16 + 2*s + h)
+			}
+		}
+	}
+	return idx
+}()
+
+// pixelPanelVBMI is normPanelVBMI as a pixel panel kernel (see microKernel):
+// the longest multiple of 16 of the rows' runs, which must be as long as
+// rows[0].
+func pixelPanelVBMI(dst []float64, rows, next *[8][]uint8, mean, inv []float64) int {
+	n := len(rows[0]) / 16 * 16
+	if n == 0 {
+		return 0
+	}
+	_, _, _ = dst[8*n-1], mean[n-1], inv[n-1]
+	var rp, np [8]*uint8
+	for r := range 8 {
+		_ = rows[r][n-1]
+		rp[r], np[r] = &rows[r][0], &next[r][0]
+	}
+	normPanelVBMI(&dst[0], &rp, &mean[0], &inv[0], n, inv255Hi, inv255Lo, &pixelPanelIdx, &np)
+	return n
 }
 
 // 1/255 as the unevaluated sum inv255Hi + inv255Lo (the pixel kernel's
@@ -155,13 +216,15 @@ func probeCPU() cpuInfo {
 		return info
 	}
 	_, _, ecx1, _ := cpuid(1, 0)
-	_, ebx7, _, _ := cpuid(7, 0)
+	_, ebx7, ecx7, _ := cpuid(7, 0)
 	const (
-		fma     = 1 << 12 // CPUID.1:ECX
-		osxsave = 1 << 27
-		avx     = 1 << 28
-		avx2    = 1 << 5 // CPUID.7:EBX
-		avx512f = 1 << 16
+		fma        = 1 << 12 // CPUID.1:ECX
+		osxsave    = 1 << 27
+		avx        = 1 << 28
+		avx2       = 1 << 5 // CPUID.7:EBX
+		avx512f    = 1 << 16
+		avx512bw   = 1 << 30 // CPUID.7:EBX
+		avx512vbmi = 1 << 1  // CPUID.7:ECX
 	)
 	if ecx1&osxsave == 0 {
 		return info // the OS does not let us read XCR0, so no AVX state either
@@ -174,7 +237,11 @@ func probeCPU() cpuInfo {
 		info.FMALoops = append(info.FMALoops, fmaLoop{name: "ymm", flops: 24 * 4 * 2, fn: fmaPeakYMM})
 	}
 	if hasAVX2 && osZMM && ebx7&avx512f != 0 {
-		info.Kernels = append(info.Kernels, kernelAVX512)
+		k := kernelAVX512
+		if ebx7&avx512bw != 0 && ecx7&avx512vbmi != 0 {
+			k.wide, k.wideNR, k.pixelPanel = avx512x8x26, 2, pixelPanelVBMI
+		}
+		info.Kernels = append(info.Kernels, k)
 		info.Pixels = append(info.Pixels, pixelKernel{"avx512", pixelAdapter(16, normPixelsAVX512)})
 		info.FMALoops = append(info.FMALoops, fmaLoop{name: "zmm", flops: 24 * 8 * 2, fn: fmaPeakZMM})
 	}

@@ -625,6 +625,102 @@ avx512update:
 	RET
 
 // ---------------------------------------------------------------------------
+// AVX-512, 8×24 tile and up to 2 more columns: the 8×24 kernel's steps on
+// columns 0–23 and, in the same loop, columns 24 and 25 (the MLP's N×50
+// outputs are two 24-wide panels and 2 columns: the second panel and the
+// 2 columns are one call). It needs A packed in k-major micro-panels
+// (rsa = 1, csa = 8: step p's 8 values of a contiguous), so that one load
+// gives the 8 rows of a step as a vector: the 2 columns are then 2 FMAs
+// (Z29 = a₀…a₇ times the step's b[24] or b[25] broadcast from memory)
+// into accumulators that hold a column each, Z30 and Z31. An 8×4 edge tile
+// (kernelAVX2x8x4) spends 8 broadcast loads and 8 FMAs per step on them,
+// and its accumulator chains are too few to hide the FMA latency; here they
+// ride on the 24 FMAs of the main tile. Each element is still summed over p
+// in order, one fused multiply-add a step (a·b = b·a exactly): the bits of
+// the other kernels.
+//
+// The two extra columns' b is its own panel (be, cse: the ragged panel the
+// engine packs 4 wide, or B's rows in place); their sums are stored raw
+// into ev (column 24 in ev[0…7], column 25 in ev[8…15]) for the caller to
+// add into C (C += α·acc, fused, as here), which keeps the transposition
+// out of the assembly.
+//
+// Register map: as the 8×24 kernel's (RSA = 8 bytes, CSA = 64), plus DI → step
+// p of be, R14 = cse in bytes; Z29 the step's column of a; Z30, Z31 the two
+// columns' accumulators (Z31 then α).
+#define E_PTR DI
+#define CSE   R14
+
+#define AVX512_WIDE_STEP \
+	AVX512_ROWS0_3;                     \
+	VMOVUPD          (A_PTR), Z29;      \
+	VFMADD231PD.BCST (E_PTR), Z29, Z30; \
+	VFMADD231PD.BCST 8(E_PTR), Z29, Z31; \
+	AVX512_ROWS4_7;                     \
+	ADDQ CSA, A_PTR;                    \
+	ADDQ CSA, A_HI;                     \
+	ADDQ CSB, B_PTR;                    \
+	ADDQ CSE, E_PTR
+
+// func kernelAVX512x8x26(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, be *float64, cse int, ev *float64)
+TEXT ·kernelAVX512x8x26(SB), NOSPLIT, $0-96
+	GEMM_ARGS
+	LEAQ (A_PTR)(RSA*4), A_HI
+	MOVQ be+72(FP), E_PTR
+	MOVQ cse+80(FP), CSE
+	SHLQ $3, CSE
+
+	MOVQ C_PTR, R10
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+	PREFETCH_C_ROW
+
+	ZERO_Z0_Z23
+	VPXORQ Z30, Z30, Z30
+	VPXORQ Z31, Z31, Z31
+
+	MOVQ KC, R10
+	SHRQ $1, R10
+	ANDQ $1, KC
+	TESTQ R10, R10
+	JE   widetail
+
+wideloop2:
+	AVX512_WIDE_STEP
+	AVX512_WIDE_STEP
+	DECQ R10
+	JNZ  wideloop2
+
+widetail:
+	TESTQ KC, KC
+	JE    wideupdate
+	AVX512_WIDE_STEP
+
+wideupdate:
+	MOVQ    ev+88(FP), R10
+	VMOVUPD Z30, (R10)
+	VMOVUPD Z31, 64(R10)
+	VBROADCASTSD alpha+8(FP), Z31
+	AVX512_UPDATE_ROW(Z0, Z1, Z2)
+	AVX512_UPDATE_ROW(Z3, Z4, Z5)
+	AVX512_UPDATE_ROW(Z6, Z7, Z8)
+	AVX512_UPDATE_ROW(Z9, Z10, Z11)
+	AVX512_UPDATE_ROW(Z12, Z13, Z14)
+	AVX512_UPDATE_ROW(Z15, Z16, Z17)
+	AVX512_UPDATE_ROW(Z18, Z19, Z20)
+	AVX512_UPDATE_ROW(Z21, Z22, Z23)
+	VZEROUPPER
+	RET
+
+#undef E_PTR
+#undef CSE
+
+// ---------------------------------------------------------------------------
 // The FMA peak: register-only loops of independent fused multiply-adds,
 // with no loads or stores, so that nothing but the FMA units can limit
 // them. Each of the 12 (YMM) or 24 (ZMM) accumulators is its own chain;
@@ -810,4 +906,119 @@ norm512loop:
 	VZEROUPPER
 
 norm512done:
+	RET
+
+// ---------------------------------------------------------------------------
+// AVX-512 VBMI pixel panel: eight images' runs of bytes normalised into one
+// k-major micro-panel, as the 8×24 kernels read packed A (and the 8×26 one
+// must):
+//
+//	dst[p·8 + r] = (rows[r][p]/255 − mean[p]) · inv[p]   (r < 8, p < n, n a multiple of 16)
+//
+// with normPixelsAVX2's arithmetic, so the bits of normalise. The
+// transposition costs almost nothing: each iteration loads 16 bytes of each
+// row (two ZMM of 4 rows, Z0 and Z1), and one two-table byte permutation
+// (VPERMI2B, with a zeroing mask that keeps one byte in four) takes the
+// bytes of two steps, 8 rows each, straight to 16 zero-extended int32 in
+// step-major order, where normPixelsAVX512 zero-extends with VPMOVZXBD:
+// one shuffle either way. idx holds the 8 permutations (pixelPanelIdx),
+// one per pair of steps; mean[p] and inv[p] are broadcast from memory.
+// First it prefetches the n bytes of each of the 8 rows at next.
+//
+// Registers: AX, BX, SI, R10–R13, R15 → the 8 rows (CX = p), DI → dst (the
+// iteration's 16 steps), R8 → mean, R9 → inv, DX = n; Z14 = rhi, Z15 = rlo,
+// Z16–Z23 the permutations, K1 the mask; Z2–Z6 scratch.
+
+// PIXEL_PAIR normalises steps p+s and p+s+1 (mean and inv at byte offsets
+// m0, m1 from p's, dst at d0, d1 from the iteration's) with permutation ix.
+#define PIXEL_PAIR(ix, m0, m1, d0, d1) \
+	VMOVDQA64        ix, Z2;              \
+	VPERMI2B.Z       Z1, Z0, K1, Z2;      \
+	VCVTDQ2PD        Y2, Z3;              \
+	VEXTRACTI64X4    $1, Z2, Y4;          \
+	VCVTDQ2PD        Y4, Z4;              \
+	VMULPD           Z15, Z3, Z5;         \
+	VMULPD           Z15, Z4, Z6;         \
+	VFMADD231PD      Z14, Z3, Z5;         \
+	VFMADD231PD      Z14, Z4, Z6;         \
+	VSUBPD.BCST      m0(R8)(CX*8), Z5, Z5; \
+	VSUBPD.BCST      m1(R8)(CX*8), Z6, Z6; \
+	VMULPD.BCST      m0(R9)(CX*8), Z5, Z5; \
+	VMULPD.BCST      m1(R9)(CX*8), Z6, Z6; \
+	VMOVUPD          Z5, d0(DI);          \
+	VMOVUPD          Z6, d1(DI)
+
+// func normPanelVBMI(dst *float64, rows *[8]*uint8, mean, inv *float64, n int, rhi, rlo float64, idx *[8][64]uint8, next *[8]*uint8)
+TEXT ·normPanelVBMI(SB), NOSPLIT, $0-72
+	MOVQ n+32(FP), DX
+	TESTQ DX, DX
+	JE   paneldone
+
+	MOVQ next+64(FP), R14 // prefetch the next panel's 8 runs
+	XORQ R11, R11
+
+panelpfrows:
+	MOVQ (R14)(R11*8), R15
+	LEAQ (R15)(DX*1), R13
+
+panelpfbytes:
+	PREFETCHT0 (R15)
+	ADDQ       $64, R15
+	CMPQ       R15, R13
+	JB         panelpfbytes
+	INCQ       R11
+	CMPQ       R11, $8
+	JB         panelpfrows
+
+	MOVQ rows+8(FP), R14
+	MOVQ 0(R14), AX
+	MOVQ 8(R14), BX
+	MOVQ 16(R14), SI
+	MOVQ 24(R14), R10
+	MOVQ 32(R14), R11
+	MOVQ 40(R14), R12
+	MOVQ 48(R14), R13
+	MOVQ 56(R14), R15
+	MOVQ idx+56(FP), R14
+	VMOVDQU64 0(R14), Z16
+	VMOVDQU64 64(R14), Z17
+	VMOVDQU64 128(R14), Z18
+	VMOVDQU64 192(R14), Z19
+	VMOVDQU64 256(R14), Z20
+	VMOVDQU64 320(R14), Z21
+	VMOVDQU64 384(R14), Z22
+	VMOVDQU64 448(R14), Z23
+	MOVQ $0x1111111111111111, R14
+	KMOVQ R14, K1
+	VBROADCASTSD rhi+40(FP), Z14
+	VBROADCASTSD rlo+48(FP), Z15
+	MOVQ dst+0(FP), DI
+	MOVQ mean+16(FP), R8
+	MOVQ inv+24(FP), R9
+	XORQ CX, CX
+
+panelloop:
+	VMOVDQU      (AX)(CX*1), X0 // rows 0–3, 16 bytes each
+	VINSERTI32X4 $1, (BX)(CX*1), Z0, Z0
+	VINSERTI32X4 $2, (SI)(CX*1), Z0, Z0
+	VINSERTI32X4 $3, (R10)(CX*1), Z0, Z0
+	VMOVDQU      (R11)(CX*1), X1 // rows 4–7
+	VINSERTI32X4 $1, (R12)(CX*1), Z1, Z1
+	VINSERTI32X4 $2, (R13)(CX*1), Z1, Z1
+	VINSERTI32X4 $3, (R15)(CX*1), Z1, Z1
+	PIXEL_PAIR(Z16, 0, 8, 0, 64)
+	PIXEL_PAIR(Z17, 16, 24, 128, 192)
+	PIXEL_PAIR(Z18, 32, 40, 256, 320)
+	PIXEL_PAIR(Z19, 48, 56, 384, 448)
+	PIXEL_PAIR(Z20, 64, 72, 512, 576)
+	PIXEL_PAIR(Z21, 80, 88, 640, 704)
+	PIXEL_PAIR(Z22, 96, 104, 768, 832)
+	PIXEL_PAIR(Z23, 112, 120, 896, 960)
+	ADDQ $1024, DI
+	ADDQ $16, CX
+	CMPQ CX, DX
+	JB   panelloop
+	VZEROUPPER
+
+paneldone:
 	RET
