@@ -280,6 +280,10 @@ type cpuInfo struct {
 	// Pixels are the pixel kernels (see normalise), widest first; none
 	// on builds without assembly.
 	Pixels []pixelKernel
+	// Transpose8, if not nil, moves 8 runs of src (lds apart) into dst
+	// as steps of 8 (step p at dst[p·ldd …]), the longest multiple of 8
+	// steps of n it can, and returns how many (see packTransposed).
+	Transpose8 func(dst []float64, ldd int, src []float64, lds, n int) int
 }
 
 // pixelKernel normalises pixel bytes as normaliseGo does, to the bit, a
@@ -1696,6 +1700,13 @@ func packTransposed(panel, src []float64, base, stride, kcb, w, n int) {
 		clear(panel[:kcb*w])
 	}
 	j := 0
+	for ; cpu.Transpose8 != nil && j+8 <= n; j += 8 { // 8 runs at a time, the steps' tail in Go
+		for p := cpu.Transpose8(panel[j:], w, src[base+j*stride:], stride, kcb); p < kcb; p++ {
+			for r := range 8 {
+				panel[p*w+j+r] = src[base+(j+r)*stride+p]
+			}
+		}
+	}
 	for ; j+4 <= n; j += 4 {
 		r0 := src[base+j*stride:][:kcb]
 		r1 := src[base+(j+1)*stride:][:kcb]

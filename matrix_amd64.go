@@ -65,6 +65,9 @@ func normPixelsAVX2(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rl
 func normPixelsAVX512(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rlo float64, next *uint8)
 
 //go:noescape
+func transpose8AVX512(dst *float64, ldd int, src *float64, lds int, n int)
+
+//go:noescape
 func normPanelVBMI(dst *float64, rows *[8]*uint8, mean, inv *float64, n int, rhi, rlo float64, idx *[8][64]uint8, next *[8]*uint8)
 
 // The slice adapters check that the panels and the tile of C are really
@@ -165,6 +168,19 @@ func pixelPanelVBMI(dst []float64, rows, next *[8][]uint8, mean, inv []float64) 
 	return n
 }
 
+// transpose8 is transpose8AVX512 on slices: the longest multiple of 8
+// steps of the 8 runs of src (lds apart, n long) into dst, step p at
+// dst[p·ldd …]; it returns how many steps it did.
+func transpose8(dst []float64, ldd int, src []float64, lds, n int) int {
+	n8 := n / 8 * 8
+	if n8 == 0 {
+		return 0
+	}
+	_, _ = dst[(n8-1)*ldd+7], src[7*lds+n8-1]
+	transpose8AVX512(&dst[0], ldd, &src[0], lds, n8)
+	return n8
+}
+
 // 1/255 as the unevaluated sum inv255Hi + inv255Lo (the pixel kernel's
 // division by 255): inv255Hi = RN(1/255), inv255Lo = RN(1/255 − inv255Hi),
 // where the residual 1/255 − inv255Hi = (1 − 255·inv255Hi)/255 and
@@ -242,6 +258,7 @@ func probeCPU() cpuInfo {
 			k.wide, k.wideNR, k.pixelPanel = avx512x8x26, 2, pixelPanelVBMI
 		}
 		info.Kernels = append(info.Kernels, k)
+		info.Transpose8 = transpose8
 		info.Pixels = append(info.Pixels, pixelKernel{"avx512", pixelAdapter(16, normPixelsAVX512)})
 		info.FMALoops = append(info.FMALoops, fmaLoop{name: "zmm", flops: 24 * 8 * 2, fn: fmaPeakZMM})
 	}

@@ -1022,3 +1022,85 @@ panelloop:
 
 paneldone:
 	RET
+
+// ---------------------------------------------------------------------------
+// AVX-512 transposition of 8×8 blocks, for packing the operands that must
+// be transposed (packTransposed: the forward product's W1ᵀ, every step):
+//
+//	dst[(p+q)·ldd + r] = src[r·lds + p + q]     (r, q < 8; p = 0, 8, … < n)
+//
+// Each block is 8 loads, 24 shuffles and 8 stores: the rows' pairs
+// interleaved (VUNPCKLPD/HPD: rows r, r+1 at even or odd steps), then
+// 128-bit lanes gathered twice (VSHUFF64X2 0x88 takes lanes 0 and 2 of
+// each source, 0xDD lanes 1 and 3), which leaves step q's 8 rows in one
+// register. The plain-Go packing moves a value at a time.
+//
+// Registers: SI → the block's row 0 of src, R10 → row 4; R8 = lds, R9 =
+// 3·lds (bytes); DI → its row 0 of dst, R13 → row 4; R11 = ldd, R12 =
+// 3·ldd; CX the blocks left. Z0–Z7 the rows, then the steps; Z8–Z23 scratch.
+
+// func transpose8AVX512(dst *float64, ldd int, src *float64, lds int, n int)
+TEXT ·transpose8AVX512(SB), NOSPLIT, $0-40
+	MOVQ n+32(FP), CX
+	SHRQ $3, CX
+	JE   transdone
+	MOVQ dst+0(FP), DI
+	MOVQ ldd+8(FP), R11
+	SHLQ $3, R11
+	LEAQ (R11)(R11*2), R12
+	MOVQ src+16(FP), SI
+	MOVQ lds+24(FP), R8
+	SHLQ $3, R8
+	LEAQ (R8)(R8*2), R9
+
+transloop:
+	LEAQ    (SI)(R8*4), R10
+	LEAQ    (DI)(R11*4), R13
+	VMOVUPD (SI), Z0
+	VMOVUPD (SI)(R8*1), Z1
+	VMOVUPD (SI)(R8*2), Z2
+	VMOVUPD (SI)(R9*1), Z3
+	VMOVUPD (R10), Z4
+	VMOVUPD (R10)(R8*1), Z5
+	VMOVUPD (R10)(R8*2), Z6
+	VMOVUPD (R10)(R9*1), Z7
+	VUNPCKLPD Z1, Z0, Z8 // rows 0, 1 at steps 0, 2, 4, 6
+	VUNPCKHPD Z1, Z0, Z9 // … at steps 1, 3, 5, 7
+	VUNPCKLPD Z3, Z2, Z10
+	VUNPCKHPD Z3, Z2, Z11
+	VUNPCKLPD Z5, Z4, Z12
+	VUNPCKHPD Z5, Z4, Z13
+	VUNPCKLPD Z7, Z6, Z14
+	VUNPCKHPD Z7, Z6, Z15
+	VSHUFF64X2 $0x88, Z10, Z8, Z16 // rows 0–3 at steps 0, 4
+	VSHUFF64X2 $0xDD, Z10, Z8, Z17 // … 2, 6
+	VSHUFF64X2 $0x88, Z11, Z9, Z18 // … 1, 5
+	VSHUFF64X2 $0xDD, Z11, Z9, Z19 // … 3, 7
+	VSHUFF64X2 $0x88, Z14, Z12, Z20 // rows 4–7 at steps 0, 4
+	VSHUFF64X2 $0xDD, Z14, Z12, Z21
+	VSHUFF64X2 $0x88, Z15, Z13, Z22
+	VSHUFF64X2 $0xDD, Z15, Z13, Z23
+	VSHUFF64X2 $0x88, Z20, Z16, Z0 // step 0, rows 0–7
+	VSHUFF64X2 $0xDD, Z20, Z16, Z4 // step 4
+	VSHUFF64X2 $0x88, Z21, Z17, Z2
+	VSHUFF64X2 $0xDD, Z21, Z17, Z6
+	VSHUFF64X2 $0x88, Z22, Z18, Z1
+	VSHUFF64X2 $0xDD, Z22, Z18, Z5
+	VSHUFF64X2 $0x88, Z23, Z19, Z3
+	VSHUFF64X2 $0xDD, Z23, Z19, Z7
+	VMOVUPD Z0, (DI)
+	VMOVUPD Z1, (DI)(R11*1)
+	VMOVUPD Z2, (DI)(R11*2)
+	VMOVUPD Z3, (DI)(R12*1)
+	VMOVUPD Z4, (R13)
+	VMOVUPD Z5, (R13)(R11*1)
+	VMOVUPD Z6, (R13)(R11*2)
+	VMOVUPD Z7, (R13)(R12*1)
+	ADDQ $64, SI
+	LEAQ (DI)(R11*8), DI
+	DECQ CX
+	JNZ  transloop
+	VZEROUPPER
+
+transdone:
+	RET
