@@ -552,6 +552,37 @@ func TestPixelPanelSameBits(t *testing.T) {
 	}
 }
 
+// testImages returns m random images of inputDim bytes and their rows
+// normalised by nm, as floats: a chunk (the set's first m images), or
+// picked from a set of 3m+5 at random, repeats included, the way a
+// training batch is (Images.Rows).
+func testImages(rng *rand.Rand, nm *Norm, m int, picked bool) (Images, *Matrix) {
+	set := m
+	if picked {
+		set = 3*m + 5
+	}
+	d := &Dataset{Pix: make([]uint8, set*inputDim), Y: make([]int, set), Norm: nm}
+	for i := range d.Pix {
+		d.Pix[i] = uint8(rng.IntN(256))
+	}
+	x := Images{Pix: d.Pix, K: inputDim}
+	ref := NewMatrix(m, inputDim)
+	if picked {
+		x.Rows = make([]int, m)
+		for i := range x.Rows {
+			x.Rows[i] = rng.IntN(set)
+		}
+	}
+	for i := range m {
+		r := i
+		if picked {
+			r = x.Rows[i]
+		}
+		d.Row(ref.Row(i), r)
+	}
+	return x, ref
+}
+
 // TestMulPixelsSameBits: the first layer on images stored as bytes
 // (normalised block by block) gives the bits of Mul on a float64 copy, for
 // every kernel and on shapes that straddle the block edges; and evaluation
@@ -566,25 +597,23 @@ func TestMulPixelsSameBits(t *testing.T) {
 	for _, nm := range []*Norm{NewNorm(mean, std), nil} {
 		for _, sh := range [][2]int{{1, 50}, {7, 50}, {100, 50}, {301, 50}, {100, 25}, {9, 49}} {
 			m, n := sh[0], sh[1] // n: two panels of 24 and 2 columns, one and 1, two and 1
-			d := &Dataset{Pix: make([]uint8, m*k), Y: make([]int, m), Norm: nm}
-			for i := range d.Pix {
-				d.Pix[i] = uint8(rng.IntN(256))
-			}
-			x := inputsOf(d)
 			w := randMatrix(rng, n, k)
-			for _, kern := range testKernels() {
-				t.Run(fmt.Sprintf("%s/norm=%v/%dx%d", kern.name, nm != nil, m, n), func(t *testing.T) {
-					g := newGemmKernels(2, kern)
-					defer g.Close()
-					got, want := NewMatrix(m, n), NewMatrix(m, n)
-					g.MulPixels(1, d.Pix, nm, m, k, true, w, 0, got)
-					g.Mul(false, true, 1, x, w, 0, want)
-					for i := range want.Data {
-						if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) {
-							t.Fatalf("element %d: %v from bytes, %v from floats", i, got.Data[i], want.Data[i])
+			for _, picked := range []bool{false, true} {
+				x, ref := testImages(rng, nm, m, picked)
+				for _, kern := range testKernels() {
+					t.Run(fmt.Sprintf("%s/norm=%v/%dx%d/picked=%v", kern.name, nm != nil, m, n, picked), func(t *testing.T) {
+						g := newGemmKernels(2, kern)
+						defer g.Close()
+						got, want := NewMatrix(m, n), NewMatrix(m, n)
+						g.MulPixels(1, x, nm, true, w, 0, got)
+						g.Mul(false, true, 1, ref, w, 0, want)
+						for i := range want.Data {
+							if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) {
+								t.Fatalf("element %d: %v from bytes, %v from floats", i, got.Data[i], want.Data[i])
+							}
 						}
-					}
-				})
+					})
+				}
 			}
 		}
 	}
@@ -594,26 +623,24 @@ func TestMulPixelsSameBits(t *testing.T) {
 	for _, nm := range []*Norm{NewNorm(mean, std), nil} {
 		for _, sh := range [][2]int{{1, 100}, {7, 100}, {100, 50}, {300, 50}, {100, 1}, {2, 20}} {
 			batch, rows := sh[0], sh[1] // K = batch images, M = rows of dW
-			d := &Dataset{Pix: make([]uint8, batch*k), Y: make([]int, batch), Norm: nm}
-			for i := range d.Pix {
-				d.Pix[i] = uint8(rng.IntN(256))
-			}
-			x := inputsOf(d)
 			dh, w := randMatrix(rng, batch, rows), randMatrix(rng, rows, k)
-			for _, kern := range testKernels() {
-				for _, workers := range []int{1, 3} {
-					t.Run(fmt.Sprintf("B/%s/norm=%v/%dx%dx%d/workers=%d", kern.name, nm != nil, rows, batch, k, workers), func(t *testing.T) {
-						g := newGemmKernels(workers, kern)
-						defer g.Close()
-						got, want := NewMatrix(rows, k), NewMatrix(rows, k)
-						g.MulAddPixelsB(true, 1, dh, d.Pix, nm, batch, k, 0.02, w, got)
-						g.MulAdd(true, false, 1, dh, x, 0.02, w, want)
-						for i := range want.Data {
-							if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) {
-								t.Fatalf("element %d: %v from bytes, %v from floats", i, got.Data[i], want.Data[i])
+			for _, picked := range []bool{false, true} {
+				x, ref := testImages(rng, nm, batch, picked)
+				for _, kern := range testKernels() {
+					for _, workers := range []int{1, 3} {
+						t.Run(fmt.Sprintf("B/%s/norm=%v/%dx%dx%d/workers=%d/picked=%v", kern.name, nm != nil, rows, batch, k, workers, picked), func(t *testing.T) {
+							g := newGemmKernels(workers, kern)
+							defer g.Close()
+							got, want := NewMatrix(rows, k), NewMatrix(rows, k)
+							g.MulAddPixelsB(true, 1, dh, x, nm, 0.02, w, got)
+							g.MulAdd(true, false, 1, dh, ref, 0.02, w, want)
+							for i := range want.Data {
+								if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) {
+									t.Fatalf("element %d: %v from bytes, %v from floats", i, got.Data[i], want.Data[i])
+								}
 							}
-						}
-					})
+						})
+					}
 				}
 			}
 		}
@@ -815,6 +842,26 @@ func TestGemmShapeMismatchPanics(t *testing.T) {
 				}
 			}()
 			g.Mul(false, false, 1, tc.a, tc.b, 0, tc.c)
+		})
+	}
+	// Images that do not lie in their bytes: a row past the end, a
+	// negative row, bytes that are not whole images.
+	w := NewMatrix(2, 4)
+	for _, tc := range []struct {
+		name string
+		x    Images
+	}{
+		{"row past the end", Images{Pix: make([]uint8, 12), Rows: []int{0, 3}, K: 4}},
+		{"negative row", Images{Pix: make([]uint8, 12), Rows: []int{-1, 0}, K: 4}},
+		{"part of an image", Images{Pix: make([]uint8, 10), K: 4}},
+	} {
+		t.Run("MulPixels/"+tc.name, func(t *testing.T) {
+			defer func() {
+				if msg, _ := recover().(string); !strings.HasPrefix(msg, "mlp: MulPixels") {
+					t.Fatalf("got panic %q, want an mlp: MulPixels message", msg)
+				}
+			}()
+			g.MulPixels(1, tc.x, nil, true, w, 0, NewMatrix(2, 2))
 		})
 	}
 }
@@ -1356,7 +1403,7 @@ func BenchmarkMulPixels(b *testing.B) {
 		defer g.Close()
 		b.Run(fmt.Sprintf("auto-%dT/%dx%dx%d", workers, m, k, n), func(b *testing.B) {
 			for b.Loop() {
-				g.MulPixels(1, pix, nm, m, k, true, w, 0, c)
+				g.MulPixels(1, Images{Pix: pix, K: k}, nm, true, w, 0, c)
 			}
 			reportSpeed(b, 2*m*k*n, "auto", workers)
 		})

@@ -566,6 +566,7 @@ type gemmProblem struct {
 	ldc         int
 	pix         []uint8 // if not nil, op(A) is these bytes normalised by norm (MulPixels); a is nil
 	pixB        []uint8 // if not nil, B is these bytes normalised by norm (MulAddPixelsB); b is nil
+	rows        []int   // pix's or pixB's images, as Images.Rows
 	norm        *Norm
 	d           []float64   // if not nil, C starts as β·D (D has C's shape) instead of β·C
 	m, n, k     int         // op(A) is m×k, op(B) k×n
@@ -853,10 +854,50 @@ func (nm *Norm) value(p uint8, j int) float64 {
 	return (scale255[p] - nm.Mean[j]) * nm.inv[j]
 }
 
+// Images is a list of images stored as bytes, K of them each: image i is
+// the run Pix[r·K : (r+1)·K] with r = Rows[i], or r = i when Rows is nil.
+// A chunk of a data set is its runs in order (Rows nil); a training batch
+// is the batch's rows of the whole set, read where they lie (the runs are
+// never gathered into a copy: the products' prefetches fetch them).
+type Images struct {
+	Pix  []uint8
+	Rows []int
+	K    int
+}
+
+// Len is the number of images.
+func (x Images) Len() int {
+	if x.Rows != nil {
+		return len(x.Rows)
+	}
+	return len(x.Pix) / x.K
+}
+
+// Image is the bytes of image i.
+func (x Images) Image(i int) []uint8 {
+	if x.Rows != nil {
+		i = x.Rows[i]
+	}
+	return x.Pix[i*x.K : (i+1)*x.K]
+}
+
+// check panics (a caller bug) unless the images are whole runs of K bytes
+// that lie in Pix.
+func (x Images) check(op string) {
+	bad := x.K <= 0 || len(x.Pix)%x.K != 0
+	for _, r := range x.Rows {
+		bad = bad || r < 0 || r >= len(x.Pix)/max(x.K, 1)
+	}
+	if bad {
+		panic(fmt.Sprintf("mlp: %s: images of %d bytes in %d bytes, rows %v", op, x.K, len(x.Pix), x.Rows))
+	}
+}
+
 // MulPixels computes C = α·X·op(B) + β·C where X (m×k) is the network
-// input of m images stored as bytes, one row each:
+// input of m images stored as bytes (x: m images of k bytes), one row
+// each:
 //
-//	X[i, j] = (pix[i·k + j]/255 − mean[j]) · (1/std[j])     (nm's mean and std; nm nil: pix/255)
+//	X[i, j] = (x.Image(i)[j]/255 − mean[j]) · (1/std[j])     (nm's mean and std; nm nil: pix/255)
 //
 // Each mc×kc block of X is normalised just before the micro-kernels use
 // it, into the worker's packing buffer (row after row by the pixel kernel,
@@ -864,50 +905,54 @@ func (nm *Norm) value(p uint8, j int) float64 {
 // Go kernel), so no float64 copy of X is ever made; the bits are those of
 // Mul on such a copy. Evaluation runs the first layer of every chunk of
 // images so.
-func (g *Gemm) MulPixels(alpha float64, pix []uint8, nm *Norm, m, k int, transB bool, b *Matrix, beta float64, c *Matrix) {
+func (g *Gemm) MulPixels(alpha float64, x Images, nm *Norm, transB bool, b *Matrix, beta float64, c *Matrix) {
+	x.check("MulPixels")
+	m, k := x.Len(), x.K
 	kb, n := b.Rows, b.Cols
 	if transB {
 		kb, n = n, kb
 	}
-	if len(pix) != m*k || kb != k || c.Rows != m || c.Cols != n || len(b.Data) != b.Rows*b.Cols || len(c.Data) != m*n {
-		panic(fmt.Sprintf("mlp: MulPixels: %d bytes for %d images of %d inputs, op(B) is %dx%d (B %s, trans %v), C is %s",
-			len(pix), m, k, kb, n, b.Shape(), transB, c.Shape()))
+	if kb != k || c.Rows != m || c.Cols != n || len(b.Data) != b.Rows*b.Cols || len(c.Data) != m*n {
+		panic(fmt.Sprintf("mlp: MulPixels: %d images of %d inputs, op(B) is %dx%d (B %s, trans %v), C is %s",
+			m, k, kb, n, b.Shape(), transB, c.Shape()))
 	}
 	brs, bcs := strides(b, transB)
 	if m <= 1 || n <= 1 {
 		// Too small to pack: normalise into a float64 copy and multiply.
-		g.Mul(false, transB, alpha, normalisedCopy(pix, nm, m, k), b, beta, c)
+		g.Mul(false, transB, alpha, normalisedCopy(x, nm), b, beta, c)
 		return
 	}
 	if nm == nil {
 		nm = identityNorm(k) // p/255, the same bits as Norm's nil case
 	}
 	kern, _ := g.plan(m, n, k, 1, bcs, false) // X is packed (and normalised) either way
-	g.prob = gemmProblem{kern: kern, alpha: alpha, beta: beta, pix: pix, norm: nm, b: b.Data, c: c.Data, ldc: c.Cols, k: k,
+	g.prob = gemmProblem{kern: kern, alpha: alpha, beta: beta, pix: x.Pix, rows: x.Rows, norm: nm, b: b.Data, c: c.Data, ldc: c.Cols, k: k,
 		ars: k, acs: 1, brs: brs, bcs: bcs}
 	g.run(m, n)
 	g.prob = gemmProblem{}
 }
 
 // MulAddPixelsB computes C = α·op(A)·X + β·D, where X (k×n) is k images
-// of n inputs kept as bytes (pix, k·n of them), normalised by nm as they
+// of n inputs kept as bytes (x, one row each), normalised by nm as they
 // are read (nm nil: p/255): dW1 = dHᵀ·x + 2λ·W1 on a training batch of
 // bytes, which then never needs a float64 copy (2.4 MB for the seed's
 // batch of 100, written and read again every step). Each worker normalises
 // its columns of X pixelBCols at a time, K slice by K slice, into a block
 // of its own that the kernels read in place; the numbers, and so the
 // bits, are those of MulAdd on the normalised copy.
-func (g *Gemm) MulAddPixelsB(transA bool, alpha float64, a *Matrix, pix []uint8, nm *Norm, k, n int, beta float64, d, c *Matrix) {
+func (g *Gemm) MulAddPixelsB(transA bool, alpha float64, a *Matrix, x Images, nm *Norm, beta float64, d, c *Matrix) {
+	x.check("MulAddPixelsB")
+	k, n := x.Len(), x.K
 	m, ka := a.Rows, a.Cols
 	if transA {
 		m, ka = ka, m
 	}
-	if len(pix) != k*n || ka != k || c.Rows != m || c.Cols != n || d.Rows != m || d.Cols != n || len(c.Data) != m*n || len(d.Data) != m*n {
-		panic(fmt.Sprintf("mlp: MulAddPixelsB: op(A) is %dx%d (A %s, trans %v), %d bytes for %d images of %d inputs, C is %s, D %s",
-			m, ka, a.Shape(), transA, len(pix), k, n, c.Shape(), d.Shape()))
+	if ka != k || c.Rows != m || c.Cols != n || d.Rows != m || d.Cols != n || len(c.Data) != m*n || len(d.Data) != m*n {
+		panic(fmt.Sprintf("mlp: MulAddPixelsB: op(A) is %dx%d (A %s, trans %v), %d images of %d inputs, C is %s, D %s",
+			m, ka, a.Shape(), transA, k, n, c.Shape(), d.Shape()))
 	}
 	if m <= 1 || n <= 1 || k == 0 { // too small to block: a normalised copy
-		g.MulAdd(transA, false, alpha, a, normalisedCopy(pix, nm, k, n), beta, d, c)
+		g.MulAdd(transA, false, alpha, a, normalisedCopy(x, nm), beta, d, c)
 		return
 	}
 	if nm == nil {
@@ -915,7 +960,7 @@ func (g *Gemm) MulAddPixelsB(transA bool, alpha float64, a *Matrix, pix []uint8,
 	}
 	ars, acs := strides(a, transA)
 	kern, _ := g.plan(m, n, k, acs, 1, false)
-	g.prob = gemmProblem{kern: kern, alpha: alpha, beta: beta, a: a.Data, ars: ars, acs: acs, pixB: pix, norm: nm,
+	g.prob = gemmProblem{kern: kern, alpha: alpha, beta: beta, a: a.Data, ars: ars, acs: acs, pixB: x.Pix, rows: x.Rows, norm: nm,
 		c: c.Data, ldc: c.Cols, k: k, brs: n, bcs: 1}
 	if d != c {
 		g.prob.d = d.Data
@@ -924,14 +969,14 @@ func (g *Gemm) MulAddPixelsB(transA bool, alpha float64, a *Matrix, pix []uint8,
 	g.prob = gemmProblem{}
 }
 
-// normalisedCopy is the rows×cols matrix of the images pix (rows of cols
-// bytes) normalised by nm, for the products too small to block.
-func normalisedCopy(pix []uint8, nm *Norm, rows, cols int) *Matrix {
-	x := NewMatrix(rows, cols)
-	for i := range rows {
-		nm.apply(x.Row(i), pix[i*cols:(i+1)*cols], nil)
+// normalisedCopy is the matrix of the images x (one row each) normalised
+// by nm, for the products too small to block.
+func normalisedCopy(x Images, nm *Norm) *Matrix {
+	out := NewMatrix(x.Len(), x.K)
+	for i := range out.Rows {
+		nm.apply(out.Row(i), x.Image(i), nil)
 	}
-	return x
+	return out
 }
 
 // normaliseB fills ws.bx with rows pc … pc+kcb−1, columns j0 … j0+ncb−1 of
@@ -950,7 +995,7 @@ func (p *gemmProblem) normaliseB(ws *gemmWorkspace, pc, kcb, j0, ncb int) {
 		if !direct {
 			row = ws.bx[kc*pixelBCols:][:w]
 		}
-		normalise(row[:ncb], p.pixB[(pc+s)*p.n+j0:][:ncb], mean, inv, nil)
+		normalise(row[:ncb], p.image(p.pixB, pc+s, p.n)[j0:j0+ncb], mean, inv, nil)
 		clear(row[ncb:])
 		for q := 0; !direct && q < w/nr; q++ {
 			copy(ws.bx[q*nr*kcb+s*nr:][:nr], row[q*nr:])
@@ -1427,11 +1472,11 @@ func (g *Gemm) packABlock(ws *gemmWorkspace, ic, mcb, pc, kcb int) {
 	ragged := mcb - mcb%mr // offset in the block of a ragged last panel
 	switch {
 	case p.pix != nil && p.kern.pixelPanel != nil:
-		normPanels(ws, p.pix, p.norm, p.k, ic, mcb, pc, kcb, p.kern.pixelPanel)
+		p.normPanels(ws, ic, mcb, pc, kcb)
 	case p.pix != nil && p.kern.direct:
-		normBlock(ws.ap, p.pix, p.norm, p.k, ic, mcb, pc, kcb, mr)
+		p.normBlock(ws.ap, ic, mcb, pc, kcb)
 	case p.pix != nil:
-		packPixels(ws.ap, p.pix, p.norm, p.k, ic, mcb, pc, kcb, mr)
+		p.packPixels(ws.ap, ic, mcb, pc, kcb)
 	case p.packedA:
 		packA(ws.ap, p.a, p.ars, p.acs, ic, mcb, pc, kcb, mr)
 	case ragged < mcb:
@@ -1583,25 +1628,34 @@ func packA(dst, a []float64, rs, cs, i0, mcb, p0, kcb, mr int) {
 	}
 }
 
+// image is the bytes of image i of pix (pix or pixB), size bytes each: as
+// Images.Image with the problem's rows.
+func (p *gemmProblem) image(pix []uint8, i, size int) []uint8 {
+	if p.rows != nil {
+		i = p.rows[i]
+	}
+	return pix[i*size : (i+1)*size]
+}
+
 // packPixels is packA for MulPixels with the plain-Go kernel: it writes
-// rows i0 … i0+mcb−1, inputs p0 … p0+kcb−1 of the images in pix (k bytes
-// each), normalised by nm, as mr-tall micro-panels
-// (dst[q·mr·kcb + p·mr + i]), zero-filling rows past the edge (nm must not
-// be nil: MulPixels sees to that).
-func packPixels(dst []float64, pix []uint8, nm *Norm, k, i0, mcb, p0, kcb, mr int) {
-	mean, inv := nm.Mean[p0:p0+kcb], nm.inv[p0:p0+kcb]
+// rows ic … ic+mcb−1, inputs pc … pc+kcb−1 of the images, normalised by
+// p.norm, as mr-tall micro-panels (dst[q·mr·kcb + p·mr + i]), zero-filling
+// rows past the edge (p.norm is never nil: MulPixels sees to that).
+func (p *gemmProblem) packPixels(dst []float64, ic, mcb, pc, kcb int) {
+	mr := p.kern.mr
+	mean, inv := p.norm.Mean[pc:pc+kcb], p.norm.inv[pc:pc+kcb]
 	for ir := 0; ir < mcb; ir += mr {
 		panel := dst[ir*kcb : (ir+mr)*kcb]
 		for i := 0; i < mr; i++ {
 			if ir+i >= mcb {
-				for p := 0; p < kcb; p++ {
-					panel[p*mr+i] = 0
+				for s := 0; s < kcb; s++ {
+					panel[s*mr+i] = 0
 				}
 				continue
 			}
-			row := pix[(i0+ir+i)*k+p0:][:kcb]
-			for p, b := range row {
-				panel[p*mr+i] = (scale255[b] - mean[p]) * inv[p]
+			row := p.image(p.pix, ic+ir+i, p.k)[pc : pc+kcb]
+			for s, b := range row {
+				panel[s*mr+i] = (scale255[b] - mean[s]) * inv[s]
 			}
 		}
 	}
@@ -1614,17 +1668,17 @@ func packPixels(dst []float64, pix []uint8, nm *Norm, k, i0, mcb, p0, kcb, mr in
 const prefetchRows = 8
 
 // normBlock is MulPixels' A block for the assembly kernels, which read A in
-// place: rows i0 … i0+mcb−1, inputs p0 … p0+kcb−1 of the images in pix
-// (k bytes each), normalised by nm, row after row into dst (row i at
-// dst[i·kcb …], so the kernel reads it with rsa = kcb, csa = 1), and rows
-// of zeros up to the next multiple of mr, so the last panel is whole. Each
-// row is one contiguous run for the pixel kernel (normalise), where
-// interleaving rows into packed panels costs an input at a time: on AMD
-// Zen 4 this made the evaluation's first layer 1.3× faster.
-func normBlock(dst []float64, pix []uint8, nm *Norm, k, i0, mcb, p0, kcb, mr int) {
-	mean, inv := nm.Mean[p0:p0+kcb], nm.inv[p0:p0+kcb]
-	last := len(pix)/k - 1 // the last image
-	row := func(i int) []uint8 { return pix[min(i0+i, last)*k+p0:][:kcb] }
+// place: rows ic … ic+mcb−1, inputs pc … pc+kcb−1 of the images,
+// normalised by p.norm, row after row into dst (row i at dst[i·kcb …], so
+// the kernel reads it with rsa = kcb, csa = 1), and rows of zeros up to
+// the next multiple of mr, so the last panel is whole. Each row is one
+// contiguous run for the pixel kernel (normalise), where interleaving rows
+// into packed panels costs an input at a time: on AMD Zen 4 this made the
+// evaluation's first layer 1.3× faster.
+func (p *gemmProblem) normBlock(dst []float64, ic, mcb, pc, kcb int) {
+	mr := p.kern.mr
+	mean, inv := p.norm.Mean[pc:pc+kcb], p.norm.inv[pc:pc+kcb]
+	row := func(i int) []uint8 { return p.image(p.pix, min(ic+i, p.m-1), p.k)[pc : pc+kcb] }
 	for i := 0; i < mcb; i++ {
 		normalise(dst[i*kcb:(i+1)*kcb], row(i), mean, inv, row(i+prefetchRows))
 	}
@@ -1632,28 +1686,26 @@ func normBlock(dst []float64, pix []uint8, nm *Norm, k, i0, mcb, p0, kcb, mr int
 }
 
 // normPanels is MulPixels' A block for kernels with a pixel panel kernel
-// (8-row panels): rows i0 … i0+mcb−1, inputs p0 … p0+kcb−1 of the images
-// in pix (k bytes each), normalised by nm into k-major micro-panels in
-// ws.ap (packA's layout, ap[q·8·kcb + p·8 + r]), which the kernels read as
+// (8-row panels): rows ic … ic+mcb−1, inputs pc … pc+kcb−1 of the images,
+// normalised by p.norm into k-major micro-panels in ws.ap (packA's layout, ap[q·8·kcb + p·8 + r]), which the kernels read as
 // packed A and the wide tile needs. The rows of a ragged last panel past
 // the block's end repeat its last image instead of zeros: a row of C
 // depends on its own row of A only, and those rows of C are computed on
 // scratch and never written back. Each panel prefetches the next one's
 // runs, as normBlock does rows ahead.
-func normPanels(ws *gemmWorkspace, pix []uint8, nm *Norm, k, i0, mcb, p0, kcb int, panel func(dst []float64, rows, next *[8][]uint8, mean, inv []float64) int) {
+func (p *gemmProblem) normPanels(ws *gemmWorkspace, ic, mcb, pc, kcb int) {
 	const mr = 8
-	mean, inv := nm.Mean[p0:p0+kcb], nm.inv[p0:p0+kcb]
-	last := len(pix)/k - 1 // the last image
-	run := func(i int) []uint8 { return pix[min(i, last)*k+p0:][:kcb] }
+	mean, inv := p.norm.Mean[pc:pc+kcb], p.norm.inv[pc:pc+kcb]
+	run := func(i int) []uint8 { return p.image(p.pix, min(i, p.m-1), p.k)[pc : pc+kcb] }
 	rows, next := &ws.runs, &ws.next
 	for ir := 0; ir < mcb; ir += mr {
 		for r := range mr {
-			rows[r], next[r] = run(i0+min(ir+r, mcb-1)), run(i0+ir+mr+r)
+			rows[r], next[r] = run(ic+min(ir+r, mcb-1)), run(ic+ir+mr+r)
 		}
 		out := ws.ap[ir*kcb : (ir+mr)*kcb]
-		for p := panel(out, rows, next, mean, inv); p < kcb; p++ { // a tail shorter than the kernel's step
+		for s := p.kern.pixelPanel(out, rows, next, mean, inv); s < kcb; s++ { // a tail shorter than the kernel's step
 			for r, row := range rows {
-				out[p*mr+r] = (scale255[row[p]] - mean[p]) * inv[p]
+				out[s*mr+r] = (scale255[row[s]] - mean[s]) * inv[s]
 			}
 		}
 	}

@@ -488,14 +488,15 @@ func (net *MLP) ForwardDropout(ws *Workspace, x *Matrix, p float64, rng *rand.Ra
 	return net.ForwardMasked(ws, x, net.drawMasks(ws, x.Rows, p, rng))
 }
 
-// ForwardPixelsDropout is ForwardDropout on a batch of n images kept as
-// bytes (pix, n·D of them, normalised by nm as they are read; nm nil:
-// p/255): the first layer's product takes them straight from the bytes
-// (Gemm.MulPixels), and Backward the gradient dW1 (Gemm.MulAddPixelsB),
-// so the batch is never copied into floats. Same scores, same gradients,
-// same bits as ForwardDropout on the normalised rows.
-func (net *MLP) ForwardPixelsDropout(ws *Workspace, pix []uint8, nm *Norm, n int, p float64, rng *rand.Rand) *Matrix {
-	return net.forwardPixels(ws, pixelBatch{pix, nm, n}, net.drawMasks(ws, n, p, rng))
+// ForwardPixelsDropout is ForwardDropout on a batch of images kept as
+// bytes (x: N images of D bytes, such as a training batch's rows of the
+// whole set, normalised by nm as they are read; nm nil: p/255): the first
+// layer's product takes them straight from the bytes (Gemm.MulPixels),
+// and Backward the gradient dW1 (Gemm.MulAddPixelsB), so the batch is
+// never copied, into floats or bytes. Same scores, same gradients, same
+// bits as ForwardDropout on the normalised rows.
+func (net *MLP) ForwardPixelsDropout(ws *Workspace, x Images, nm *Norm, p float64, rng *rand.Rand) *Matrix {
+	return net.forwardPixels(ws, pixelBatch{x, nm}, net.drawMasks(ws, x.Len(), p, rng))
 }
 
 // drawMasks draws ForwardDropout's masks M_l for a batch of n into ws and
@@ -584,12 +585,11 @@ func (net *MLP) activate(out *Matrix, l int, masks []*Matrix) {
 	}
 }
 
-// pixelBatch is a batch of n images kept as bytes (pix, n·D of them),
-// normalised by norm as the products read them (nil: p/255).
+// pixelBatch is a batch of images kept as bytes, normalised by norm as
+// the products read them (nil: p/255).
 type pixelBatch struct {
-	pix  []uint8
+	Images
 	norm *Norm
-	n    int
 }
 
 // forwardImages is Forward on images [from, to) of d, for evaluation.
@@ -601,7 +601,7 @@ func (net *MLP) forwardImages(ws *Workspace, d *Dataset, from, to int) *Matrix {
 		return net.Forward(ws, d.X.RowsView(from, to))
 	}
 	dim := d.Dim()
-	return net.forwardPixels(ws, pixelBatch{d.Pix[from*dim : to*dim], d.Norm, to - from}, nil)
+	return net.forwardPixels(ws, pixelBatch{Images{Pix: d.Pix[from*dim : to*dim], K: dim}, d.Norm}, nil)
 }
 
 // forwardPixels is ForwardMasked on a batch of bytes: the first product,
@@ -609,20 +609,20 @@ func (net *MLP) forwardImages(ws *Workspace, d *Dataset, from, to int) *Matrix {
 // which normalises x block by block as it multiplies. Without an input
 // transform, Backward then takes dW1 from the bytes too (ws.pix).
 func (net *MLP) forwardPixels(ws *Workspace, x pixelBatch, masks []*Matrix) *Matrix {
-	n, dim := x.n, net.InputDim()
-	if len(x.pix) != n*dim || n > ws.maxN {
-		panic(fmt.Sprintf("mlp: Forward: %d bytes for a batch of %d, net wants N×%d with N ≤ %d", len(x.pix), n, dim, ws.maxN))
+	n, dim := x.Len(), net.InputDim()
+	if x.K != dim || n > ws.maxN {
+		panic(fmt.Sprintf("mlp: Forward: a batch of %d images of %d bytes, net wants N×%d with N ≤ %d", n, x.K, dim, ws.maxN))
 	}
 	*ws.act[0], ws.pix = Matrix{}, x
 	if net.In != nil {
 		z := view(ws.z, ws.zBuf, n, net.Sizes[0])
-		ws.gemm.MulPixels(1, x.pix, x.norm, n, dim, true, net.In, 0, z) // z = x·Pᵀ
+		ws.gemm.MulPixels(1, x.Images, x.norm, true, net.In, 0, z) // z = x·Pᵀ
 		*ws.act[0], ws.pix = *z, pixelBatch{}
 	}
 	for l := range net.Layers() {
 		out := net.layerOutput(ws, l, n)
 		if l == 0 && net.In == nil {
-			ws.gemm.MulPixels(1, x.pix, x.norm, n, dim, true, net.W[0], 0, out)
+			ws.gemm.MulPixels(1, x.Images, x.norm, true, net.W[0], 0, out)
 			addBias(out, net.B[0])
 		} else {
 			linearForward(ws.gemm, ws.act[l], net.W[l], net.B[l], out)
@@ -667,9 +667,9 @@ func (net *MLP) BackwardSmoothed(ws *Workspace, y []int, lambda, eps float64) fl
 		if l > 0 {
 			dx = view(ws.delta[l-1], ws.deltaBuf[l-1], n, net.Sizes[l])
 		}
-		if l == 0 && ws.pix.pix != nil {
+		if l == 0 && ws.pix.Pix != nil {
 			// x is the batch's bytes: dW1 = dHᵀ·x + 2λ·W1 straight from them.
-			ws.gemm.MulAddPixelsB(true, 1, ws.delta[0], ws.pix.pix, ws.pix.norm, n, net.Sizes[0], 2*lambda, net.W[0], ws.dW[0])
+			ws.gemm.MulAddPixelsB(true, 1, ws.delta[0], ws.pix.Images, ws.pix.norm, 2*lambda, net.W[0], ws.dW[0])
 			biasBackward(ws.delta[0], ws.dB[0])
 			continue
 		}

@@ -242,11 +242,12 @@ type trainer struct {
 	stepWorkers                int        // the engine's workers a step uses while evaluations run
 	// The batch: images idx[i], labels yb[i], moved by shifts[i] with
 	// Augment; perm is the epoch's order of the training images. Images
-	// stored as bytes and not moved are copied as bytes into pb, which the
-	// step's products normalise as they read them (ForwardPixelsDropout);
-	// the others are normalised (and moved) into the floats xb.
+	// stored as bytes and not moved are read where they lie (bytes: the
+	// rows idx of the set), by the step's products, which normalise them
+	// as they read them (ForwardPixelsDropout); the others are normalised
+	// (and moved) into the floats xb.
 	xb                          *Matrix
-	pb                          []uint8
+	bytes                       bool
 	fill                        func(lo, hi int) // tr.fillRows, bound once: no allocation per step
 	yb, idx, perm               []int
 	next                        []int // xb's: the next batch's images (−1: not known yet), fetched into cache while this batch is filled
@@ -290,7 +291,7 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 	tr.ws = NewWorkspace(net, gemm, o.Batch)
 	tr.opt = NewOptimizer(o.Opt, o.Momentum, net, tr.ws)
 	if train.Pix != nil && !o.Augment {
-		tr.pb = make([]uint8, o.Batch*train.Dim())
+		tr.bytes = true
 	} else {
 		tr.xb = NewMatrix(o.Batch, net.InputDim())
 		tr.fill, tr.next = tr.fillRows, make([]int, o.Batch)
@@ -358,11 +359,7 @@ func (tr *trainer) loadBatch(t int) {
 			tr.next[i] = tr.perm[(b+1)*tr.o.Batch+i]
 		}
 	}
-	if tr.pb != nil {
-		d := tr.train.Dim()
-		for i, img := range tr.idx {
-			copy(tr.pb[i*d:(i+1)*d], tr.train.Pix[img*d:(img+1)*d])
-		}
+	if tr.bytes {
 		return
 	}
 	tr.gemm.ParallelFor(len(tr.xb.Data), tr.fill)
@@ -382,8 +379,9 @@ func (tr *trainer) fillRows(lo, hi int) {
 
 // step is forward, backward, the divergence check and the update.
 func (tr *trainer) step(t int, eta float64) error {
-	if tr.pb != nil {
-		tr.net.ForwardPixelsDropout(tr.ws, tr.pb, tr.train.Norm, tr.o.Batch, tr.o.Dropout, tr.dropRNG)
+	if tr.bytes {
+		x := Images{Pix: tr.train.Pix, Rows: tr.idx, K: tr.train.Dim()}
+		tr.net.ForwardPixelsDropout(tr.ws, x, tr.train.Norm, tr.o.Dropout, tr.dropRNG)
 	} else {
 		tr.net.ForwardDropout(tr.ws, tr.xb, tr.o.Dropout, tr.dropRNG)
 	}
