@@ -420,6 +420,61 @@ func TestWideKernelSameBits(t *testing.T) {
 	}
 }
 
+// TestFromDKernelSameBits: a kernel's variants that start C from β·D
+// (fromD, rowFromD) give the bits of C set to β·D and then updated by the
+// kernel (fn, inPlaceB, rowEdge), for whole tiles and ragged row panels,
+// and leave D and the rest of C alone.
+func TestFromDKernelSameBits(t *testing.T) {
+	for _, kern := range cpu.Kernels {
+		if kern.fromD == nil {
+			continue
+		}
+		for _, depth := range []int{1, 37, 100} {
+			for rows := 1; rows <= kern.mr; rows++ {
+				if rows < kern.mr && rows > kern.rowEdgeMR {
+					continue
+				}
+				for _, inPlace := range []bool{false, true} {
+					t.Run(fmt.Sprintf("%s/kc=%d/rows=%d/inPlace=%v", kern.name, depth, rows, inPlace), func(t *testing.T) {
+						const ldc, beta = 61, 0.03
+						rng := newRNG(14, uint64(depth*10+rows))
+						a := randMatrix(rng, depth, kern.mr).Data // a packed panel
+						b := randMatrix(rng, depth, kern.nr).Data
+						c0 := randMatrix(rng, kern.mr, ldc).Data
+						d := randMatrix(rng, kern.mr, ldc).Data
+						dCopy := slices.Clone(d)
+						got, want := slices.Clone(c0), slices.Clone(c0)
+						for i := range rows { // want: C set to β·D, then the kernel
+							for j := range kern.nr {
+								want[i*ldc+2+j] = beta * d[i*ldc+2+j]
+							}
+						}
+						switch {
+						case rows < kern.mr:
+							kern.rowFromD(depth, 0.7, a, 1, kern.mr, b, kern.nr, got[2:], ldc, rows, d[2:], beta)
+							kern.rowEdge(depth, 0.7, a, 1, kern.mr, b, kern.nr, want[2:], ldc, rows)
+						case inPlace:
+							kern.fromD(depth, 0.7, a, 1, kern.mr, b, kern.nr, got[2:], ldc, d[2:], beta, true)
+							kern.inPlaceB(depth, 0.7, a, 1, kern.mr, b, kern.nr, want[2:], ldc)
+						default:
+							kern.fromD(depth, 0.7, a, 1, kern.mr, b, kern.nr, got[2:], ldc, d[2:], beta, false)
+							kern.fn(depth, 0.7, a, 1, kern.mr, b, kern.nr, want[2:], ldc)
+						}
+						for i := range want {
+							if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+								t.Fatalf("C[%d][%d]: got %v, want %v", i/ldc, i%ldc, got[i], want[i])
+							}
+						}
+						if !slices.Equal(d, dCopy) {
+							t.Fatal("D changed")
+						}
+					})
+				}
+			}
+		}
+	}
+}
+
 // TestInPlaceBKernelSameBits: a kernel's variant for B read in place
 // (inPlaceB, which prefetches B's rows) computes its main function's tile
 // to the bit, with B's steps as far apart as x's rows, at depths that

@@ -254,6 +254,13 @@ type microKernel struct {
 	// product otherwise (see kernelAVX512x8x26).
 	wide   func(kc int, alpha float64, a, b []float64, csb int, be []float64, cse int, c []float64, ldc, cols int)
 	wideNR int
+	// fromD and rowFromD, if not nil, are fn (or inPlaceB, for inPlace)
+	// and rowEdge starting the tile from β·D instead of C:
+	// C = fma(α, acc, β·d), d the tile of D (rows ldc apart), with the
+	// bits of C set to β·D (startC) and then updated. A product of one K
+	// slice with a D (dW1 = dHᵀ·x + 2λ·W1) then writes C once, not twice.
+	fromD    func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int, d []float64, beta float64, inPlace bool)
+	rowFromD func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int, d []float64, beta float64)
 	// pixelPanel, if not nil, normalises the runs of bytes of mr = 8
 	// images (rows) into one k-major micro-panel of packed A,
 	// dst[p·8 + r] = normalised rows[r][p], with normalise's bits,
@@ -576,6 +583,7 @@ type gemmProblem struct {
 	lazyB       bool        // packedB, one K slice at a time, by the one worker (see prepareB)
 	npad        int         // n rounded up to whole panels (nr), the last one lastW wide
 	lastW       int         // width of a ragged last panel of B: nr, or the edge kernel's edgeNR when that covers it
+	fromD       bool        // C starts as β·D in the kernels' update (see startsInKernel), not in startC
 }
 
 // NewGemm returns an engine with the given number of workers (≤ 0 means
@@ -1192,6 +1200,7 @@ func (g *Gemm) run(m, n int) {
 		return
 	}
 	parts := g.partsFor(2 * float64(m) * float64(n) * float64(p.k))
+	p.fromD = p.startsInKernel()
 	if p.alpha != 0 {
 		p.packedA = !p.kern.direct || n >= packReuse*p.kern.nr || p.pix != nil
 		g.prepareB(parts)
@@ -1393,7 +1402,9 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 	p := &g.prob
 	ws := g.ws[w]
 	kern := p.kern
-	p.startC(i0, i1, j0, j1)
+	if !p.fromD {
+		p.startC(i0, i1, j0, j1)
+	}
 	if p.alpha == 0 || p.k == 0 {
 		return
 	}
@@ -1433,6 +1444,24 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 				}
 			}
 		}
+	}
+}
+
+// startsInKernel reports whether C's start value β·D is better left to
+// the kernels' update (fromD): when the product has a D, one K slice (so
+// each tile of C is one kernel call) and a kernel with fromD variants.
+// Tiles on other paths (edges, scratch) start their own region (startTile).
+// dW1 = dHᵀ·x + 2λ·W1 then writes and reads its 1.2 MB once, not twice.
+func (p *gemmProblem) startsInKernel() bool {
+	return p.d != nil && p.beta != 0 && p.alpha != 0 && p.k > 0 && p.k <= kc && p.kern.fromD != nil && p.kern.rowFromD != nil
+}
+
+// startTile starts the mrb×nrb region of C at element ci (startC) when the
+// kernels start C (fromD) and this tile's does not.
+func (p *gemmProblem) startTile(ci, mrb, nrb int) {
+	if p.fromD {
+		i, j := ci/p.ldc, ci%p.ldc
+		p.startC(i, i+mrb, j, j+nrb)
 	}
 }
 
@@ -1522,6 +1551,7 @@ func (g *Gemm) tiles(ws *gemmWorkspace, ic, mcb, pc, kcb, j, nrb int) {
 		ci := (ic+ir)*ldc + j
 		switch {
 		case nrb > nr && mrb == mr:
+			p.startTile(ci, mrb, nrb)
 			kern.wide(kcb, p.alpha, apanel, bpanel, csb, bedge, cse, p.c[ci:], ldc, nrb-nr)
 		case nrb > nr: // a ragged row panel of the wide tile: its two panels apart
 			g.tile(ws, kcb, apanel, rsa, csa, bpanel, csb, ci, mrb, nr)
@@ -1555,14 +1585,20 @@ func (g *Gemm) tile(ws *gemmWorkspace, kcb int, apanel []float64, rsa, csa int, 
 	p := &g.prob
 	kern := p.kern
 	mr, nr, ldc := kern.mr, kern.nr, p.ldc
+	inPlace := !p.packedB && kern.inPlaceB != nil // a whole panel of B in place (bPanel)
 	switch narrow := nrb <= kern.edgeNR; {
-	case mrb == mr && nrb == nr && !p.packedB && kern.inPlaceB != nil: // a whole panel of B in place (bPanel)
+	case mrb == mr && nrb == nr && p.fromD:
+		kern.fromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, p.d[ci:], p.beta, inPlace)
+	case mrb == mr && nrb == nr && inPlace:
 		kern.inPlaceB(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
 	case mrb == mr && nrb == nr:
 		kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
+	case nrb == nr && mrb <= kern.rowEdgeMR && p.fromD:
+		kern.rowFromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, mrb, p.d[ci:], p.beta)
 	case nrb == nr && mrb <= kern.rowEdgeMR:
 		kern.rowEdge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, mrb)
 	case mrb == mr && narrow:
+		p.startTile(ci, mrb, nrb)
 		// A ragged panel of at most edgeNR columns is packed lastW =
 		// edgeNR wide: only the edge kernel reads it, straight into C
 		// when the rows are whole.
@@ -1571,6 +1607,7 @@ func (g *Gemm) tile(ws *gemmWorkspace, kcb int, apanel []float64, rsa, csa int, 
 		// Ragged edge: copy the valid part of C into a full scratch
 		// tile, run the kernel on it, copy it back. Each element gets
 		// the same arithmetic as in a full tile.
+		p.startTile(ci, mrb, nrb)
 		clear(ws.edge)
 		for i := 0; i < mrb; i++ {
 			copy(ws.edge[i*nr:i*nr+nrb], p.c[ci+i*ldc:ci+i*ldc+nrb])

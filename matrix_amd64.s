@@ -490,6 +490,22 @@ edge8update:
 	VMOVUPD     Z26, 128(C_PTR);     \
 	ADDQ        LDC, C_PTR
 
+// C row (three ZMM at DX) = α (Z31) · acc (r0, r1, r2) + β (Z30) · D row
+// (at R14), fused as AVX512_UPDATE_ROW with β·D in C's place: the bits of
+// C set to β·D, then updated. DX and R14 move one row down.
+#define AVX512_START_ROW(r0, r1, r2) \
+	VMULPD      (R14), Z30, Z24;     \
+	VMULPD      64(R14), Z30, Z25;   \
+	VMULPD      128(R14), Z30, Z26;  \
+	VFMADD231PD r0, Z31, Z24;     \
+	VFMADD231PD r1, Z31, Z25;     \
+	VFMADD231PD r2, Z31, Z26;     \
+	VMOVUPD     Z24, (C_PTR);        \
+	VMOVUPD     Z25, 64(C_PTR);      \
+	VMOVUPD     Z26, 128(C_PTR);     \
+	ADDQ        LDC, C_PTR;          \
+	ADDQ        LDC, R14
+
 // PREFETCH_C_ROW touches one row of the tile of C at R10 and moves R10 one
 // row down: 24 doubles, 192 bytes at any 8-byte boundary, span at most four
 // cache lines, reached from its bytes 0, 64, 128 and its last double (184).
@@ -515,8 +531,8 @@ edge8update:
 	ADDQ CSA, A_PTR;   \
 	ADDQ CSB, B_PTR
 
-// func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, rows int)
-TEXT ·kernelAVX512x4x24(SB), NOSPLIT, $0-80
+// func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, rows int, d *float64, beta float64)
+TEXT ·kernelAVX512x4x24(SB), NOSPLIT, $0-96
 	GEMM_ARGS
 
 	VPXORQ Z0, Z0, Z0
@@ -552,6 +568,9 @@ rowedgetail:
 rowedgeupdate:
 	VBROADCASTSD alpha+8(FP), Z31
 	MOVQ rows+72(FP), R10
+	MOVQ d+80(FP), R14
+	TESTQ R14, R14
+	JNE  rowedgestart
 	AVX512_UPDATE_ROW(Z0, Z1, Z2)
 	DECQ R10
 	JE   rowedgedone
@@ -562,17 +581,36 @@ rowedgeupdate:
 	DECQ R10
 	JE   rowedgedone
 	AVX512_UPDATE_ROW(Z9, Z10, Z11)
+	JMP  rowedgedone
+
+rowedgestart: // C = α·acc + β·D
+	VBROADCASTSD beta+88(FP), Z30
+	AVX512_START_ROW(Z0, Z1, Z2)
+	DECQ R10
+	JE   rowedgedone
+	AVX512_START_ROW(Z3, Z4, Z5)
+	DECQ R10
+	JE   rowedgedone
+	AVX512_START_ROW(Z6, Z7, Z8)
+	DECQ R10
+	JE   rowedgedone
+	AVX512_START_ROW(Z9, Z10, Z11)
 
 rowedgedone:
 	VZEROUPPER
 	RET
 
-// func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool)
-TEXT ·kernelAVX512x8x24(SB), NOSPLIT, $0-73
+// func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool, d *float64, beta float64)
+TEXT ·kernelAVX512x8x24(SB), NOSPLIT, $0-96
 	GEMM_ARGS
 	LEAQ (A_PTR)(RSA*4), A_HI
 
-	MOVQ C_PTR, R10
+	MOVQ  d+80(FP), R10 // the rows the update will read: D's, or C's
+	TESTQ R10, R10
+	JNE   avx512prefetch
+	MOVQ  C_PTR, R10
+
+avx512prefetch:
 	PREFETCH_C_ROW
 	PREFETCH_C_ROW
 	PREFETCH_C_ROW
@@ -613,6 +651,9 @@ avx512tail:
 
 avx512update:
 	VBROADCASTSD alpha+8(FP), Z31
+	MOVQ d+80(FP), R14
+	TESTQ R14, R14
+	JNE  avx512start
 	AVX512_UPDATE_ROW(Z0, Z1, Z2)
 	AVX512_UPDATE_ROW(Z3, Z4, Z5)
 	AVX512_UPDATE_ROW(Z6, Z7, Z8)
@@ -621,6 +662,19 @@ avx512update:
 	AVX512_UPDATE_ROW(Z15, Z16, Z17)
 	AVX512_UPDATE_ROW(Z18, Z19, Z20)
 	AVX512_UPDATE_ROW(Z21, Z22, Z23)
+	VZEROUPPER
+	RET
+
+avx512start: // C = α·acc + β·D
+	VBROADCASTSD beta+88(FP), Z30
+	AVX512_START_ROW(Z0, Z1, Z2)
+	AVX512_START_ROW(Z3, Z4, Z5)
+	AVX512_START_ROW(Z6, Z7, Z8)
+	AVX512_START_ROW(Z9, Z10, Z11)
+	AVX512_START_ROW(Z12, Z13, Z14)
+	AVX512_START_ROW(Z15, Z16, Z17)
+	AVX512_START_ROW(Z18, Z19, Z20)
+	AVX512_START_ROW(Z21, Z22, Z23)
 	VZEROUPPER
 	RET
 
