@@ -607,6 +607,41 @@ func TestPixelPanelSameBits(t *testing.T) {
 	}
 }
 
+// TestGemmLazyColumnsSameBits: a product whose workers split C by columns
+// and pack their own panels of B one K slice at a time (lazyB), with a
+// ragged last slice, gives the bits of one worker: images of 2·kc+5 bytes
+// times a transposed (so packed) B of 1537 columns, 16 images (two row
+// panels, so the columns are split), on 1, 2 and 3 workers.
+func TestGemmLazyColumnsSameBits(t *testing.T) {
+	const m, k, n = 16, 2*kc + 5, 1537
+	rng := newRNG(15, 15)
+	x := Images{Pix: make([]uint8, m*k), K: k}
+	for i := range x.Pix {
+		x.Pix[i] = uint8(rng.IntN(256))
+	}
+	w := randMatrix(rng, n, k)
+	for _, kern := range testKernels() {
+		var want *Matrix
+		for _, workers := range []int{1, 2, 3} {
+			t.Run(fmt.Sprintf("%s/workers=%d", kern.name, workers), func(t *testing.T) {
+				g := newGemmKernels(workers, kern)
+				defer g.Close()
+				got := NewMatrix(m, n)
+				g.MulPixels(1, x, nil, true, w, 0, got)
+				if want == nil {
+					want = got
+					return
+				}
+				for i := range want.Data {
+					if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) {
+						t.Fatalf("element %d: %v on %d workers, %v on one", i, got.Data[i], workers, want.Data[i])
+					}
+				}
+			})
+		}
+	}
+}
+
 // testImages returns m random images of inputDim bytes and their rows
 // normalised by nm, as floats: a chunk (the set's first m images), or
 // picked from a set of 3m+5 at random, repeats included, the way a

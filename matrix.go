@@ -1201,15 +1201,20 @@ func (g *Gemm) run(m, n int) {
 	}
 	parts := g.partsFor(2 * float64(m) * float64(n) * float64(p.k))
 	p.fromD = p.startsInKernel()
-	if p.alpha != 0 {
-		p.packedA = !p.kern.direct || n >= packReuse*p.kern.nr || p.pix != nil
-		g.prepareB(parts)
-	}
+	p.packedA = !p.kern.direct || n >= packReuse*p.kern.nr || p.pix != nil
 	// Split C along the side whose whole tiles share out more evenly over
-	// the workers (rows on a tie).
+	// the workers (rows on a tie). A ragged last panel that the wide tile
+	// takes with the one before it is not a tile of its own: the N×50
+	// outputs are two column tiles, 24 and 26 wide, one per worker on two.
 	mr, nr := p.kern.mr, p.kern.nr
 	rowTiles, colTiles := (m+mr-1)/mr, (n+nr-1)/nr
+	if rest := n % nr; p.aPanels() && n > nr && rest > 0 && rest <= p.kern.wideNR {
+		colTiles--
+	}
 	splitRows := evenness(rowTiles, parts) >= evenness(colTiles, parts)
+	if p.alpha != 0 {
+		g.prepareB(parts, splitRows)
+	}
 	unit, extent, tiles := nr, n, colTiles
 	if splitRows {
 		unit, extent, tiles = mr, m, rowTiles
@@ -1218,6 +1223,9 @@ func (g *Gemm) run(m, n int) {
 	g.fanOut(parts, func(w int) gemmJob {
 		lo := tiles * w / parts * unit
 		hi := min(tiles*(w+1)/parts*unit, extent)
+		if w == parts-1 {
+			hi = extent // the last part takes a merged wide tile's columns too
+		}
 		if splitRows {
 			return gemmJob{kind: jobBlock, w: w, i0: lo, i1: hi, j0: 0, j1: n}
 		}
@@ -1251,16 +1259,18 @@ func evenness(tiles, parts int) float64 {
 }
 
 // prepareB decides which panels of op(B) the kernel reads in place and
-// packs the others into g.bpack, split over `parts` workers by panel.
+// packs the others into g.bpack, split over `parts` workers by panel (C
+// split by rows, splitRows, or by columns).
 //
 // Layout of g.bpack when every panel is packed (p.packedB): the K slice that
 // starts at pc takes kcb·npad elements from pc·npad on, and within it the
 // panel of columns j…j+nr-1 starts at pc·npad + j·kcb (k-major: step p's nr
-// values are contiguous). A ragged last panel is lastW wide: edgeNR columns
+// values are contiguous); packed lazily, one slice at a time, panel j
+// starts at j·kc (bOffset). A ragged last panel is lastW wide: edgeNR columns
 // when the kernel's edge tile covers it (2 of 50 columns are packed 4 wide,
 // not 8 or 24), else nr. When only a ragged last panel is packed, slice pc
 // of that panel is at pc·lastW.
-func (g *Gemm) prepareB(parts int) {
+func (g *Gemm) prepareB(parts int, splitRows bool) {
 	p := &g.prob
 	nr := p.kern.nr
 	p.npad, p.lastW = padded(p.n, nr, p.kern.edgeNR)
@@ -1277,11 +1287,15 @@ func (g *Gemm) prepareB(parts int) {
 		}
 		first, size = panels-1, p.k*p.lastW
 	}
-	// One worker packs each K slice just before its tiles read it (block),
-	// into the same kc·npad doubles, which stay in L2 (the forward
-	// product's W1ᵀ: 100 KB instead of 1.2 MB written to memory and read
-	// back). Workers that share the panels have them packed up front.
-	p.lazyB = parts == 1 && p.packedB && p.k > kc
+	// A worker packs each K slice of its panels just before its tiles read
+	// it (block), into the same kc·npad doubles, which stay in L2 (the
+	// forward product's W1ᵀ: 100 KB instead of 1.2 MB written to memory and
+	// read back): one worker, or workers that split C by columns, whose
+	// panels are their own (on two, the forward product from bytes then
+	// takes 24 and 26 columns and packs them: the trainer's step on two
+	// workers 856 / 855 / 824 → 789 / 777 / 817 µs). Workers that share
+	// the panels (C split by rows) have them packed up front.
+	p.lazyB = (parts == 1 || !splitRows) && p.packedB && p.k > kc
 	if p.lazyB {
 		size = kc * p.npad
 	}
@@ -1302,31 +1316,39 @@ func (g *Gemm) prepareB(parts int) {
 }
 
 // packBPanels packs panels [q0, q1) of op(B) (columns q0·nr … q1·nr-1) for
-// the K slices from pc0 up to pc1, in prepareB's layout (with lazyB, every
-// slice at the start of bpack).
+// the K slices from pc0 up to pc1, in prepareB's layout (see bOffset).
 func (g *Gemm) packBPanels(q0, q1, pc0, pc1 int) {
 	p := &g.prob
 	nr := p.kern.nr
-	j0, j1 := q0*nr, min(q1*nr, p.n)
-	ragged := p.n - p.n%nr // where a ragged last panel starts (p.n: none)
 	for pc := pc0; pc < pc1; pc += kc {
 		kcb := min(kc, p.k-pc)
-		base := pc * p.npad
-		if p.lazyB {
-			base = 0
-		}
-		if p.packedB && j0 < min(j1, ragged) {
-			packB(g.bpack[base+j0*kcb:], p.b, p.brs, p.bcs, pc, kcb, j0, min(j1, ragged)-j0, nr)
-		}
-		if j1 > ragged { // the ragged last panel, lastW wide
-			at := pc * p.lastW // only that panel is packed
-			if p.packedB {
-				at = base + ragged*kcb
+		for q := q0; q < q1; q++ {
+			j := q * nr
+			switch cols := min(nr, p.n-j); {
+			case cols < nr: // the ragged last panel, lastW wide
+				at := pc * p.lastW // only that panel is packed
+				if p.packedB {
+					at = p.bOffset(pc, kcb, j)
+				}
+				packB(g.bpack[at:], p.b, p.brs, p.bcs, pc, kcb, j, cols, p.lastW)
+			case p.packedB:
+				packB(g.bpack[p.bOffset(pc, kcb, j):], p.b, p.brs, p.bcs, pc, kcb, j, nr, nr)
 			}
-			dst := g.bpack[at:]
-			packB(dst, p.b, p.brs, p.bcs, pc, kcb, ragged, p.n-ragged, p.lastW)
 		}
 	}
+}
+
+// bOffset is where the packed micro-panel of op(B) for the K slice at pc
+// and the columns from j on starts in g.bpack: slice pc at pc·npad, its
+// panel j at j·kcb within it; with lazyB, every slice at the start, panel
+// j at j·kc, a stride that does not depend on the slice's depth, so that
+// workers packing their own panels at different slices (C split by
+// columns) never write over each other's.
+func (p *gemmProblem) bOffset(pc, kcb, j int) int {
+	if p.lazyB {
+		return j * kc
+	}
+	return pc*p.npad + j*kcb
 }
 
 // bPanel returns the kcb×nr micro-panel of op(B) for the K slice at pc and
@@ -1340,10 +1362,7 @@ func (g *Gemm) bPanel(pc, kcb, j int) (panel []float64, csb int) {
 		if j+nr > p.n {
 			w = p.lastW
 		}
-		off := pc*p.npad + j*kcb
-		if p.lazyB {
-			off = j * kcb
-		}
+		off := p.bOffset(pc, kcb, j)
 		return g.bpack[off : off+kcb*w], w
 	case j+nr <= p.n: // in place: op(B) = B, whose rows are brs apart
 		return p.b[pc*p.brs+j:], p.brs
