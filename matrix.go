@@ -1203,12 +1203,15 @@ func (g *Gemm) run(m, n int) {
 	p.fromD = p.startsInKernel()
 	p.packedA = !p.kern.direct || n >= packReuse*p.kern.nr || p.pix != nil
 	// Split C along the side whose whole tiles share out more evenly over
-	// the workers (rows on a tie). A ragged last panel that the wide tile
-	// takes with the one before it is not a tile of its own: the N×50
-	// outputs are two column tiles, 24 and 26 wide, one per worker on two.
+	// the workers (rows on a tie). A ragged last panel narrow enough for
+	// the wide or the edge tile is not a tile of its own but goes with the
+	// one before it: the N×50 outputs are two column tiles, 24 and 26 wide,
+	// one per worker on two (the forward product 100×3072×50 from floats
+	// on two workers 84–87 → 98–100 GFLOP/s, each worker packing its own
+	// columns of W1ᵀ instead of sharing all of them, split by rows).
 	mr, nr := p.kern.mr, p.kern.nr
 	rowTiles, colTiles := (m+mr-1)/mr, (n+nr-1)/nr
-	if rest := n % nr; p.aPanels() && n > nr && rest > 0 && rest <= p.kern.wideNR {
+	if rest := n % nr; n > nr && rest > 0 && rest <= max(p.kern.wideNR, p.kern.edgeNR) {
 		colTiles--
 	}
 	splitRows := evenness(rowTiles, parts) >= evenness(colTiles, parts)
