@@ -423,7 +423,8 @@ func TestWideKernelSameBits(t *testing.T) {
 // TestFromDKernelSameBits: a kernel's variants that start C from β·D
 // (fromD, rowFromD) give the bits of C set to β·D and then updated by the
 // kernel (fn, inPlaceB, rowEdge), for whole tiles and ragged row panels,
-// and leave D and the rest of C alone.
+// and leave the rest of C alone; D too for γ = 0, and for γ ≠ 0 they take
+// D ← D − γ·C over the tile with the bits of subTile's loop.
 func TestFromDKernelSameBits(t *testing.T) {
 	for _, kern := range cpu.Kernels {
 		if kern.fromD == nil {
@@ -435,42 +436,50 @@ func TestFromDKernelSameBits(t *testing.T) {
 					continue
 				}
 				for _, inPlace := range []bool{false, true} {
-					t.Run(fmt.Sprintf("%s/kc=%d/rows=%d/inPlace=%v", kern.name, depth, rows, inPlace), func(t *testing.T) {
-						const ldc, beta = 61, 0.03
-						rng := newRNG(14, uint64(depth*10+rows))
-						a := randMatrix(rng, depth, kern.mr).Data // a packed panel
-						b := randMatrix(rng, depth, kern.nr).Data
-						c0 := randMatrix(rng, kern.mr, ldc).Data
-						d := randMatrix(rng, kern.mr, ldc).Data
-						dCopy := slices.Clone(d)
-						got, want := slices.Clone(c0), slices.Clone(c0)
-						for i := range rows { // want: C set to β·D, then the kernel
-							for j := range kern.nr {
-								want[i*ldc+2+j] = beta * d[i*ldc+2+j]
-							}
-						}
-						switch {
-						case rows < kern.mr:
-							kern.rowFromD(depth, 0.7, a, 1, kern.mr, b, kern.nr, got[2:], ldc, rows, d[2:], beta)
-							kern.rowEdge(depth, 0.7, a, 1, kern.mr, b, kern.nr, want[2:], ldc, rows)
-						case inPlace:
-							kern.fromD(depth, 0.7, a, 1, kern.mr, b, kern.nr, got[2:], ldc, d[2:], beta, true)
-							kern.inPlaceB(depth, 0.7, a, 1, kern.mr, b, kern.nr, want[2:], ldc)
-						default:
-							kern.fromD(depth, 0.7, a, 1, kern.mr, b, kern.nr, got[2:], ldc, d[2:], beta, false)
-							kern.fn(depth, 0.7, a, 1, kern.mr, b, kern.nr, want[2:], ldc)
-						}
-						for i := range want {
-							if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
-								t.Fatalf("C[%d][%d]: got %v, want %v", i/ldc, i%ldc, got[i], want[i])
-							}
-						}
-						if !slices.Equal(d, dCopy) {
-							t.Fatal("D changed")
-						}
-					})
+					for _, gamma := range []float64{0, 0.0731} {
+						t.Run(fmt.Sprintf("%s/kc=%d/rows=%d/inPlace=%v/gamma=%g", kern.name, depth, rows, inPlace, gamma), func(t *testing.T) {
+							testFromD(t, kern, depth, rows, inPlace, gamma)
+						})
+					}
 				}
 			}
+		}
+	}
+}
+
+func testFromD(t *testing.T, kern microKernel, depth, rows int, inPlace bool, gamma float64) {
+	const ldc, beta = 61, 0.03
+	rng := newRNG(14, uint64(depth*10+rows))
+	a := randMatrix(rng, depth, kern.mr).Data // a packed panel
+	b := randMatrix(rng, depth, kern.nr).Data
+	c0 := randMatrix(rng, kern.mr, ldc).Data
+	d := randMatrix(rng, kern.mr, ldc).Data
+	gotD, wantD := slices.Clone(d), slices.Clone(d)
+	got, want := slices.Clone(c0), slices.Clone(c0)
+	for i := range rows { // want: C set to β·D, then the kernel
+		for j := range kern.nr {
+			want[i*ldc+2+j] = beta * d[i*ldc+2+j]
+		}
+	}
+	switch {
+	case rows < kern.mr:
+		kern.rowFromD(depth, 0.7, a, 1, kern.mr, b, kern.nr, got[2:], ldc, rows, gotD[2:], beta, gamma)
+		kern.rowEdge(depth, 0.7, a, 1, kern.mr, b, kern.nr, want[2:], ldc, rows)
+	case inPlace:
+		kern.fromD(depth, 0.7, a, 1, kern.mr, b, kern.nr, got[2:], ldc, gotD[2:], beta, gamma, true)
+		kern.inPlaceB(depth, 0.7, a, 1, kern.mr, b, kern.nr, want[2:], ldc)
+	default:
+		kern.fromD(depth, 0.7, a, 1, kern.mr, b, kern.nr, got[2:], ldc, gotD[2:], beta, gamma, false)
+		kern.fn(depth, 0.7, a, 1, kern.mr, b, kern.nr, want[2:], ldc)
+	}
+	p := gemmProblem{c: want, d: wantD, ldc: ldc, gamma: gamma}
+	p.subTile(2, rows, kern.nr) // D's step, as the Go paths take it
+	for i := range want {
+		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+			t.Fatalf("C[%d][%d]: got %v, want %v", i/ldc, i%ldc, got[i], want[i])
+		}
+		if math.Float64bits(gotD[i]) != math.Float64bits(wantD[i]) {
+			t.Fatalf("D[%d][%d]: got %v, want %v", i/ldc, i%ldc, gotD[i], wantD[i])
 		}
 	}
 }
@@ -727,6 +736,18 @@ func TestMulPixelsSameBits(t *testing.T) {
 							for i := range want.Data {
 								if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) {
 									t.Fatalf("element %d: %v from bytes, %v from floats", i, got.Data[i], want.Data[i])
+								}
+							}
+							// With the SGD step fused: the same C, and D − γ·C in D.
+							const gamma = 0.0731
+							gotW, wantW := w.Clone(), w.Clone()
+							g.MulAddPixelsBSub(true, 1, dh, x, nm, 0.02, gotW, got, gamma)
+							for i, v := range want.Data {
+								wantW.Data[i] -= gamma * v
+							}
+							for i := range want.Data {
+								if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) || math.Float64bits(gotW.Data[i]) != math.Float64bits(wantW.Data[i]) {
+									t.Fatalf("element %d with the step: C %v and D %v, want %v and %v", i, got.Data[i], gotW.Data[i], want.Data[i], wantW.Data[i])
 								}
 							}
 						})
@@ -1743,6 +1764,62 @@ func TestTrainStepZeroAllocs(t *testing.T) {
 			})
 			if allocs != 0 {
 				t.Errorf("got %v allocations per Train step, want 0", allocs)
+			}
+		})
+	}
+}
+
+// TestBackwardSGDStepSameBits: Backward asked to take W1's SGD step in
+// dW1's product (Workspace.SGDEta) leaves, after the Optimizer's step, the
+// net that Backward and the Optimizer give apart, bit for bit, on a batch
+// of picked byte images, with every kernel; and on a non-finite loss it
+// takes no step (the trainer stops there, with W1 as it was).
+func TestBackwardSGDStepSameBits(t *testing.T) {
+	const eta, lambda = 0.05, 0.01
+	rng := newRNG(17, 17)
+	x, _ := testImages(rng, nil, 30, true)
+	y := make([]int, 30)
+	for i := range y {
+		y[i] = rng.IntN(numClasses)
+	}
+	for _, kern := range testKernels() {
+		t.Run(kern.name, func(t *testing.T) {
+			g := newGemmKernels(2, kern)
+			defer g.Close()
+			net := NewMLP([]int{inputDim, 50, numClasses}, false, newRNG(3, 3))
+			apart := net.Clone()
+			step := func(n *MLP, fuse bool) float64 {
+				ws := NewWorkspace(n, g, 30)
+				opt := NewOptimizer("sgd", 0, n, ws)
+				n.ForwardPixelsDropout(ws, x, nil, 0, nil)
+				if fuse {
+					ws.SGDEta = eta
+				}
+				loss := n.Backward(ws, y, lambda)
+				if fuse && ws.W1Stepped != finite(loss) {
+					t.Fatalf("W1Stepped %v on a loss of %v", ws.W1Stepped, loss)
+				}
+				if finite(loss) {
+					opt.Step(eta)
+				}
+				return loss
+			}
+			for range 2 {
+				step(net, true)
+				step(apart, false)
+			}
+			for l := range net.W {
+				if !slices.Equal(net.W[l].Data, apart.W[l].Data) || !slices.Equal(net.B[l].Data, apart.B[l].Data) {
+					t.Fatalf("layer %d differs with W1's step in dW1's product", l+1)
+				}
+			}
+			net.W[1].Data[0] = math.NaN() // a non-finite loss: no step
+			w1 := net.W[0].Clone()
+			if loss := step(net, true); finite(loss) {
+				t.Fatalf("loss %v with a NaN weight", loss)
+			}
+			if !slices.Equal(net.W[0].Data, w1.Data) {
+				t.Fatal("W1 stepped on a non-finite loss")
 			}
 		})
 	}

@@ -259,8 +259,10 @@ type microKernel struct {
 	// C = fma(α, acc, β·d), d the tile of D (rows ldc apart), with the
 	// bits of C set to β·D (startC) and then updated. A product of one K
 	// slice with a D (dW1 = dHᵀ·x + 2λ·W1) then writes C once, not twice.
-	fromD    func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int, d []float64, beta float64, inPlace bool)
-	rowFromD func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int, d []float64, beta float64)
+	// With γ ≠ 0 they then also take D ← D − γ·C (subTile's bits): the
+	// SGD step W1 ← W1 − η·dW1 while dW1's tile is in registers.
+	fromD    func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int, d []float64, beta, gamma float64, inPlace bool)
+	rowFromD func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int, d []float64, beta, gamma float64)
 	// pixelPanel, if not nil, normalises the runs of bytes of mr = 8
 	// images (rows) into one k-major micro-panel of packed A,
 	// dst[p·8 + r] = normalised rows[r][p], with normalise's bits,
@@ -584,6 +586,7 @@ type gemmProblem struct {
 	npad        int         // n rounded up to whole panels (nr), the last one lastW wide
 	lastW       int         // width of a ragged last panel of B: nr, or the edge kernel's edgeNR when that covers it
 	fromD       bool        // C starts as β·D in the kernels' update (see startsInKernel), not in startC
+	gamma       float64     // if not 0, D ← D − γ·C once C is done (MulAddPixelsBSub)
 }
 
 // NewGemm returns an engine with the given number of workers (≤ 0 means
@@ -949,7 +952,21 @@ func (g *Gemm) MulPixels(alpha float64, x Images, nm *Norm, transB bool, b *Matr
 // of its own that the kernels read in place; the numbers, and so the
 // bits, are those of MulAdd on the normalised copy.
 func (g *Gemm) MulAddPixelsB(transA bool, alpha float64, a *Matrix, x Images, nm *Norm, beta float64, d, c *Matrix) {
+	g.MulAddPixelsBSub(transA, alpha, a, x, nm, beta, d, c, 0)
+}
+
+// MulAddPixelsBSub is MulAddPixelsB, C = α·op(A)·X + β·D, and then, for
+// γ ≠ 0, D ← D − γ·C element by element: dW1 = dHᵀ·x + 2λ·W1 and the SGD
+// step W1 ← W1 − η·dW1 in one call (D = W1, γ = η). The kernels that start
+// C from β·D (fromD) take the step while C's tile is in registers, so W1
+// is read once and dW1 is not read back; elsewhere a pass over C follows.
+// The bits are those of the two apart (the step as the optimiser's loop
+// rounds it). D must not be C.
+func (g *Gemm) MulAddPixelsBSub(transA bool, alpha float64, a *Matrix, x Images, nm *Norm, beta float64, d, c *Matrix, gamma float64) {
 	x.check("MulAddPixelsB")
+	if gamma != 0 && d == c {
+		panic("mlp: MulAddPixelsBSub: D is C")
+	}
 	k, n := x.Len(), x.K
 	m, ka := a.Rows, a.Cols
 	if transA {
@@ -961,6 +978,7 @@ func (g *Gemm) MulAddPixelsB(transA bool, alpha float64, a *Matrix, x Images, nm
 	}
 	if m <= 1 || n <= 1 || k == 0 { // too small to block: a normalised copy
 		g.MulAdd(transA, false, alpha, a, normalisedCopy(x, nm), beta, d, c)
+		subAll(d.Data, c.Data, gamma)
 		return
 	}
 	if nm == nil {
@@ -969,12 +987,28 @@ func (g *Gemm) MulAddPixelsB(transA bool, alpha float64, a *Matrix, x Images, nm
 	ars, acs := strides(a, transA)
 	kern, _ := g.plan(m, n, k, acs, 1, false)
 	g.prob = gemmProblem{kern: kern, alpha: alpha, beta: beta, a: a.Data, ars: ars, acs: acs, pixB: x.Pix, rows: x.Rows, norm: nm,
-		c: c.Data, ldc: c.Cols, k: k, brs: n, bcs: 1}
+		c: c.Data, ldc: c.Cols, k: k, brs: n, bcs: 1, gamma: gamma}
 	if d != c {
 		g.prob.d = d.Data
 	}
 	g.run(m, n)
+	fused := g.prob.fromD
 	g.prob = gemmProblem{}
+	if !fused {
+		subAll(d.Data, c.Data, gamma)
+	}
+}
+
+// subAll takes d ← d − γ·c element by element (nothing for γ = 0), with
+// subTile's roundings.
+func subAll(d, c []float64, gamma float64) {
+	if gamma == 0 {
+		return
+	}
+	d = d[:len(c)]
+	for i, v := range c {
+		d[i] -= gamma * v
+	}
 }
 
 // normalisedCopy is the matrix of the images x (one row each) normalised
@@ -1487,6 +1521,23 @@ func (p *gemmProblem) startTile(ci, mrb, nrb int) {
 	}
 }
 
+// subTile takes D ← D − γ·C (γ = p.gamma, if not 0) over the mrb×nrb
+// region of C at element ci, once it is done: with the optimiser's
+// roundings, the product and then the difference (as the fused kernels).
+func (p *gemmProblem) subTile(ci, mrb, nrb int) {
+	if p.gamma == 0 {
+		return
+	}
+	gamma := p.gamma
+	for i := range mrb {
+		at := ci + i*p.ldc
+		d, c := p.d[at:at+nrb], p.c[at:at+nrb]
+		for j, v := range c {
+			d[j] -= gamma * v
+		}
+	}
+}
+
 // startC sets rows [i0,i1) × columns [j0,j1) of C to their start value
 // before any product is added: β·D, 0 (β = 0, even over NaN), β·C. β is
 // read into a local: as p.beta the loop reloaded it after every store (a
@@ -1575,6 +1626,9 @@ func (g *Gemm) tiles(ws *gemmWorkspace, ic, mcb, pc, kcb, j, nrb int) {
 		case nrb > nr && mrb == mr:
 			p.startTile(ci, mrb, nrb)
 			kern.wide(kcb, p.alpha, apanel, bpanel, csb, bedge, cse, p.c[ci:], ldc, nrb-nr)
+			if p.fromD {
+				p.subTile(ci, mrb, nrb)
+			}
 		case nrb > nr: // a ragged row panel of the wide tile: its two panels apart
 			g.tile(ws, kcb, apanel, rsa, csa, bpanel, csb, ci, mrb, nr)
 			g.tile(ws, kcb, apanel, rsa, csa, bedge, cse, ci+nr, mrb, nrb-nr)
@@ -1610,13 +1664,15 @@ func (g *Gemm) tile(ws *gemmWorkspace, kcb int, apanel []float64, rsa, csa int, 
 	inPlace := !p.packedB && kern.inPlaceB != nil // a whole panel of B in place (bPanel)
 	switch narrow := nrb <= kern.edgeNR; {
 	case mrb == mr && nrb == nr && p.fromD:
-		kern.fromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, p.d[ci:], p.beta, inPlace)
+		kern.fromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, p.d[ci:], p.beta, p.gamma, inPlace)
+		return
 	case mrb == mr && nrb == nr && inPlace:
 		kern.inPlaceB(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
 	case mrb == mr && nrb == nr:
 		kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
 	case nrb == nr && mrb <= kern.rowEdgeMR && p.fromD:
-		kern.rowFromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, mrb, p.d[ci:], p.beta)
+		kern.rowFromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, mrb, p.d[ci:], p.beta, p.gamma)
+		return
 	case nrb == nr && mrb <= kern.rowEdgeMR:
 		kern.rowEdge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, mrb)
 	case mrb == mr && narrow:
@@ -1642,6 +1698,9 @@ func (g *Gemm) tile(ws *gemmWorkspace, kcb int, apanel []float64, rsa, csa int, 
 		for i := 0; i < mrb; i++ {
 			copy(p.c[ci+i*ldc:ci+i*ldc+nrb], ws.edge[i*nr:i*nr+nrb])
 		}
+	}
+	if p.fromD {
+		p.subTile(ci, mrb, nrb) // the fused kernels returned above
 	}
 }
 

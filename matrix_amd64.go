@@ -46,10 +46,10 @@ func kernelAVX2x6x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64,
 func kernelAVX2x8x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, m *int64)
 
 //go:noescape
-func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, rows int, d *float64, beta float64)
+func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, rows int, d *float64, beta, gamma float64)
 
 //go:noescape
-func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool, d *float64, beta float64)
+func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool, d *float64, beta, gamma float64)
 
 //go:noescape
 func kernelAVX512x8x26(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, be *float64, cse int, ev *float64)
@@ -98,36 +98,38 @@ func avx512x4x24(kc int, alpha float64, a []float64, rsa, csa int, b []float64, 
 		panic("mlp: avx512x4x24: rows out of 1…4")
 	}
 	_, _, _ = a[3*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[(rows-1)*ldc+23]
-	kernelAVX512x4x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, rows, nil, 0)
+	kernelAVX512x4x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, rows, nil, 0, 0)
 }
 
-// avx512x4x24FromD is avx512x4x24 starting C from β·D (rows of d ldc apart).
-func avx512x4x24FromD(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int, d []float64, beta float64) {
+// avx512x4x24FromD is avx512x4x24 starting C from β·D (rows of d ldc apart),
+// then, for γ ≠ 0, D −= γ·C.
+func avx512x4x24FromD(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int, d []float64, beta, gamma float64) {
 	if rows < 1 || rows > 4 {
 		panic("mlp: avx512x4x24: rows out of 1…4")
 	}
 	_, _, _, _ = a[3*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[(rows-1)*ldc+23], d[(rows-1)*ldc+23]
-	kernelAVX512x4x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, rows, &d[0], beta)
+	kernelAVX512x4x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, rows, &d[0], beta, gamma)
 }
 
 func avx512x8x24(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
 	_, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[7*ldc+23]
-	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, false, nil, 0)
+	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, false, nil, 0, 0)
 }
 
 // avx512x8x24InPlace is avx512x8x24 for B read in place: it prefetches B
 // 8 steps ahead (the prefetches may reach past b's end; they never fault).
 func avx512x8x24InPlace(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
 	_, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[7*ldc+23]
-	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, true, nil, 0)
+	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, true, nil, 0, 0)
 }
 
 // avx512x8x24FromD is avx512x8x24 (or, inPlace, avx512x8x24InPlace)
 // starting C from β·D: C = fma(α, acc, β·d), d the tile of D (rows ldc
-// apart), the bits of C set to β·D and then updated.
-func avx512x8x24FromD(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int, d []float64, beta float64, inPlace bool) {
+// apart), the bits of C set to β·D and then updated; then, for γ ≠ 0,
+// D −= γ·C.
+func avx512x8x24FromD(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int, d []float64, beta, gamma float64, inPlace bool) {
 	_, _, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[7*ldc+23], d[7*ldc+23]
-	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, inPlace, &d[0], beta)
+	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, inPlace, &d[0], beta, gamma)
 }
 
 // avx512x8x26 is the 8×24 tile and cols ≤ 2 more columns, C[0…7][24…23+cols],

@@ -506,6 +506,35 @@ edge8update:
 	ADDQ        LDC, C_PTR;          \
 	ADDQ        LDC, R14
 
+// AVX512_START_ROW, then D row ← D row − γ (Z29) · C row: an SGD step
+// θ ← θ − η·∇ with D = θ and C = ∇, fused into the product that computes ∇
+// (the optimiser's own pass, with its roundings: the product, then the
+// difference). Z27 and Z28 (the loop's broadcasts) are scratch here.
+#define AVX512_START_SUB_ROW(r0, r1, r2) \
+	VMULPD      (R14), Z30, Z24;     \
+	VMULPD      64(R14), Z30, Z25;   \
+	VMULPD      128(R14), Z30, Z26;  \
+	VFMADD231PD r0, Z31, Z24;     \
+	VFMADD231PD r1, Z31, Z25;     \
+	VFMADD231PD r2, Z31, Z26;     \
+	VMOVUPD     Z24, (C_PTR);        \
+	VMOVUPD     Z25, 64(C_PTR);      \
+	VMOVUPD     Z26, 128(C_PTR);     \
+	VMULPD      Z29, Z24, Z24;       \
+	VMULPD      Z29, Z25, Z25;       \
+	VMULPD      Z29, Z26, Z26;       \
+	VMOVUPD     (R14), Z27;          \
+	VSUBPD      Z24, Z27, Z27;       \
+	VMOVUPD     Z27, (R14);          \
+	VMOVUPD     64(R14), Z28;        \
+	VSUBPD      Z25, Z28, Z28;       \
+	VMOVUPD     Z28, 64(R14);        \
+	VMOVUPD     128(R14), Z27;       \
+	VSUBPD      Z26, Z27, Z27;       \
+	VMOVUPD     Z27, 128(R14);       \
+	ADDQ        LDC, C_PTR;          \
+	ADDQ        LDC, R14
+
 // PREFETCH_C_ROW touches one row of the tile of C at R10 and moves R10 one
 // row down: 24 doubles, 192 bytes at any 8-byte boundary, span at most four
 // cache lines, reached from its bytes 0, 64, 128 and its last double (184).
@@ -531,8 +560,8 @@ edge8update:
 	ADDQ CSA, A_PTR;   \
 	ADDQ CSB, B_PTR
 
-// func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, rows int, d *float64, beta float64)
-TEXT ·kernelAVX512x4x24(SB), NOSPLIT, $0-96
+// func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, rows int, d *float64, beta, gamma float64)
+TEXT ·kernelAVX512x4x24(SB), NOSPLIT, $0-104
 	GEMM_ARGS
 
 	VPXORQ Z0, Z0, Z0
@@ -585,6 +614,9 @@ rowedgeupdate:
 
 rowedgestart: // C = α·acc + β·D
 	VBROADCASTSD beta+88(FP), Z30
+	MOVQ gamma+96(FP), R11
+	TESTQ R11, R11
+	JNE  rowedgesub
 	AVX512_START_ROW(Z0, Z1, Z2)
 	DECQ R10
 	JE   rowedgedone
@@ -595,13 +627,27 @@ rowedgestart: // C = α·acc + β·D
 	DECQ R10
 	JE   rowedgedone
 	AVX512_START_ROW(Z9, Z10, Z11)
+	JMP  rowedgedone
+
+rowedgesub: // and D −= γ·C
+	VBROADCASTSD gamma+96(FP), Z29
+	AVX512_START_SUB_ROW(Z0, Z1, Z2)
+	DECQ R10
+	JE   rowedgedone
+	AVX512_START_SUB_ROW(Z3, Z4, Z5)
+	DECQ R10
+	JE   rowedgedone
+	AVX512_START_SUB_ROW(Z6, Z7, Z8)
+	DECQ R10
+	JE   rowedgedone
+	AVX512_START_SUB_ROW(Z9, Z10, Z11)
 
 rowedgedone:
 	VZEROUPPER
 	RET
 
-// func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool, d *float64, beta float64)
-TEXT ·kernelAVX512x8x24(SB), NOSPLIT, $0-96
+// func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool, d *float64, beta, gamma float64)
+TEXT ·kernelAVX512x8x24(SB), NOSPLIT, $0-104
 	GEMM_ARGS
 	LEAQ (A_PTR)(RSA*4), A_HI
 
@@ -667,6 +713,9 @@ avx512update:
 
 avx512start: // C = α·acc + β·D
 	VBROADCASTSD beta+88(FP), Z30
+	MOVQ gamma+96(FP), R11
+	TESTQ R11, R11
+	JNE  avx512sub
 	AVX512_START_ROW(Z0, Z1, Z2)
 	AVX512_START_ROW(Z3, Z4, Z5)
 	AVX512_START_ROW(Z6, Z7, Z8)
@@ -675,6 +724,19 @@ avx512start: // C = α·acc + β·D
 	AVX512_START_ROW(Z15, Z16, Z17)
 	AVX512_START_ROW(Z18, Z19, Z20)
 	AVX512_START_ROW(Z21, Z22, Z23)
+	VZEROUPPER
+	RET
+
+avx512sub: // and D −= γ·C
+	VBROADCASTSD gamma+96(FP), Z29
+	AVX512_START_SUB_ROW(Z0, Z1, Z2)
+	AVX512_START_SUB_ROW(Z3, Z4, Z5)
+	AVX512_START_SUB_ROW(Z6, Z7, Z8)
+	AVX512_START_SUB_ROW(Z9, Z10, Z11)
+	AVX512_START_SUB_ROW(Z12, Z13, Z14)
+	AVX512_START_SUB_ROW(Z15, Z16, Z17)
+	AVX512_START_SUB_ROW(Z18, Z19, Z20)
+	AVX512_START_SUB_ROW(Z21, Z22, Z23)
 	VZEROUPPER
 	RET
 

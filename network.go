@@ -199,6 +199,14 @@ type Workspace struct {
 	// pix is the batch x as bytes when the last forward pass took it so
 	// (forwardPixels) and act[0] is empty: Backward takes dW1 from them.
 	pix pixelBatch
+	// SGDEta, if not 0, asks the next Backward on a batch of bytes to take
+	// the SGD step W1 ← W1 − η·dW1 itself, inside dW1's product
+	// (Gemm.MulAddPixelsBSub), if the loss is finite; it sets W1Stepped
+	// when it did, and the Optimizer then leaves W1 alone. Backward clears
+	// SGDEta. W1 is read once instead of twice and dW1 is not read back;
+	// the bits are those of the Optimizer's step.
+	SGDEta    float64
+	W1Stepped bool
 	// scores is the top layer's output s (N×C); probs its softmax p (N×C).
 	scores, probs *Matrix
 	// delta[l] is the gradient of the cost with respect to layer l's output
@@ -655,6 +663,11 @@ func (net *MLP) BackwardSmoothed(ws *Workspace, y []int, lambda, eps float64) fl
 	probs := view(ws.probs, ws.probsBuf, n, ws.scores.Cols)
 	softmaxForward(ws.scores, probs)
 	loss := smoothedCrossEntropy(ws.scores, y, eps)
+	sgdEta := ws.SGDEta // W1's SGD step in dW1's product, on a finite loss only
+	ws.SGDEta, ws.W1Stepped = 0, false
+	if !finite(loss) {
+		sgdEta = 0
+	}
 	G := view(ws.delta[L-1], ws.deltaBuf[L-1], n, net.Sizes[L])
 	softmaxCrossEntropyBackward(probs, y, eps, G)
 	for l := L - 1; l >= 0; l-- {
@@ -668,8 +681,10 @@ func (net *MLP) BackwardSmoothed(ws *Workspace, y []int, lambda, eps float64) fl
 			dx = view(ws.delta[l-1], ws.deltaBuf[l-1], n, net.Sizes[l])
 		}
 		if l == 0 && ws.pix.Pix != nil {
-			// x is the batch's bytes: dW1 = dHᵀ·x + 2λ·W1 straight from them.
-			ws.gemm.MulAddPixelsB(true, 1, ws.delta[0], ws.pix.Images, ws.pix.norm, 2*lambda, net.W[0], ws.dW[0])
+			// x is the batch's bytes: dW1 = dHᵀ·x + 2λ·W1 straight from
+			// them (and W1 ← W1 − η·dW1 with it, if asked: SGDEta).
+			ws.gemm.MulAddPixelsBSub(true, 1, ws.delta[0], ws.pix.Images, ws.pix.norm, 2*lambda, net.W[0], ws.dW[0], sgdEta)
+			ws.W1Stepped = sgdEta != 0
 			biasBackward(ws.delta[0], ws.dB[0])
 			continue
 		}
@@ -710,6 +725,7 @@ type Optimizer struct {
 	params       []Param
 	m, v         [][]float64 // per parameter: velocity (v) or Adam's moments (m, v)
 	gemm         *Gemm       // its workers run the passes
+	ws           *Workspace  // the gradients' workspace (W1Stepped: W1's step already taken)
 	t            int         // steps taken (Adam's bias correction)
 
 	// The pass in progress, read by rangeFn on every worker: parameter cur,
@@ -726,7 +742,7 @@ var Optimizers = []string{"sgd", "momentum", "nesterov", "adam"}
 // net's parameters, whose gradients ws holds. It panics on an unknown kind
 // (flags are checked in main).
 func NewOptimizer(kind string, momentum float64, net *MLP, ws *Workspace) *Optimizer {
-	o := &Optimizer{Kind: kind, Momentum: momentum, params: net.Params(ws), gemm: ws.gemm, beta1: 0.9, beta2: 0.999}
+	o := &Optimizer{Kind: kind, Momentum: momentum, params: net.Params(ws), gemm: ws.gemm, ws: ws, beta1: 0.9, beta2: 0.999}
 	switch kind {
 	case "", "sgd":
 		o.Kind = "sgd"
@@ -781,9 +797,13 @@ func (o *Optimizer) Step(eta float64) {
 		o.c2 = 1 / (1 - math.Pow(o.beta2, float64(o.t)))
 	}
 	for i, p := range o.params {
+		if i == 0 && o.ws.W1Stepped {
+			continue // Backward took W1's step in dW1's product (Workspace.SGDEta)
+		}
 		o.cur = i
 		o.gemm.ParallelFor(len(p.Val.Data), o.rangeFn)
 	}
+	o.ws.W1Stepped = false
 }
 
 // updateRange updates elements [lo, hi) of parameter o.cur.
