@@ -408,14 +408,21 @@ func TestWideKernelSameBits(t *testing.T) {
 						kern.wide(depth, 0.7, a, b, kern.nr, be[3:], cse, got[2:], ldc, cols)
 						kern.fn(depth, 0.7, a, 1, kern.mr, b, kern.nr, want[2:], ldc)
 						kern.edge(depth, 0.7, a, 1, kern.mr, be[3:], cse, want[2+kern.nr:], ldc, cols)
-						for i := range want {
-							if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
-								t.Fatalf("C[%d][%d]: got %v, want %v", i/ldc, i%ldc, got[i], want[i])
-							}
-						}
+						sameTileBits(t, "C", got, want, ldc)
 					})
 				}
 			}
+		}
+	}
+}
+
+// sameTileBits fails the test at the first element of got (a matrix with
+// rows ldc apart, named what) whose bits differ from want's.
+func sameTileBits(t *testing.T, what string, got, want []float64, ldc int) {
+	t.Helper()
+	for i := range want {
+		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
+			t.Fatalf("%s[%d][%d]: got %v, want %v", what, i/ldc, i%ldc, got[i], want[i])
 		}
 	}
 }
@@ -474,14 +481,8 @@ func testFromD(t *testing.T, kern microKernel, depth, rows int, inPlace bool, ga
 	}
 	p := gemmProblem{c: want, d: wantD, ldc: ldc, gamma: gamma}
 	p.subTile(2, rows, kern.nr) // D's step, as the Go paths take it
-	for i := range want {
-		if math.Float64bits(got[i]) != math.Float64bits(want[i]) {
-			t.Fatalf("C[%d][%d]: got %v, want %v", i/ldc, i%ldc, got[i], want[i])
-		}
-		if math.Float64bits(gotD[i]) != math.Float64bits(wantD[i]) {
-			t.Fatalf("D[%d][%d]: got %v, want %v", i/ldc, i%ldc, gotD[i], wantD[i])
-		}
-	}
+	sameTileBits(t, "C", got, want, ldc)
+	sameTileBits(t, "D", gotD, wantD, ldc)
 }
 
 // TestInPlaceBKernelSameBits: a kernel's variant for B read in place

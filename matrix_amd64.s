@@ -492,8 +492,8 @@ edge8update:
 
 // C row (three ZMM at DX) = α (Z31) · acc (r0, r1, r2) + β (Z30) · D row
 // (at R14), fused as AVX512_UPDATE_ROW with β·D in C's place: the bits of
-// C set to β·D, then updated. DX and R14 move one row down.
-#define AVX512_START_ROW(r0, r1, r2) \
+// C set to β·D, then updated; the row stays in Z24–Z26.
+#define AVX512_FROM_D(r0, r1, r2) \
 	VMULPD      (R14), Z30, Z24;     \
 	VMULPD      64(R14), Z30, Z25;   \
 	VMULPD      128(R14), Z30, Z26;  \
@@ -502,38 +502,47 @@ edge8update:
 	VFMADD231PD r2, Z31, Z26;     \
 	VMOVUPD     Z24, (C_PTR);        \
 	VMOVUPD     Z25, 64(C_PTR);      \
-	VMOVUPD     Z26, 128(C_PTR);     \
-	ADDQ        LDC, C_PTR;          \
-	ADDQ        LDC, R14
+	VMOVUPD     Z26, 128(C_PTR)
 
-// AVX512_START_ROW, then D row ← D row − γ (Z29) · C row: an SGD step
+// AVX512_FROM_D, then DX and R14 move one row down.
+#define AVX512_START_ROW(r0, r1, r2) \
+	AVX512_FROM_D(r0, r1, r2); \
+	ADDQ LDC, C_PTR;           \
+	ADDQ LDC, R14
+
+// AVX512_FROM_D, then D row ← D row − γ (Z29) · C row: an SGD step
 // θ ← θ − η·∇ with D = θ and C = ∇, fused into the product that computes ∇
 // (the optimiser's own pass, with its roundings: the product, then the
-// difference). Z27 and Z28 (the loop's broadcasts) are scratch here.
+// difference); then DX and R14 move one row down. Z27 and Z28 (the loop's
+// broadcasts) are scratch here.
 #define AVX512_START_SUB_ROW(r0, r1, r2) \
-	VMULPD      (R14), Z30, Z24;     \
-	VMULPD      64(R14), Z30, Z25;   \
-	VMULPD      128(R14), Z30, Z26;  \
-	VFMADD231PD r0, Z31, Z24;     \
-	VFMADD231PD r1, Z31, Z25;     \
-	VFMADD231PD r2, Z31, Z26;     \
-	VMOVUPD     Z24, (C_PTR);        \
-	VMOVUPD     Z25, 64(C_PTR);      \
-	VMOVUPD     Z26, 128(C_PTR);     \
-	VMULPD      Z29, Z24, Z24;       \
-	VMULPD      Z29, Z25, Z25;       \
-	VMULPD      Z29, Z26, Z26;       \
-	VMOVUPD     (R14), Z27;          \
-	VSUBPD      Z24, Z27, Z27;       \
-	VMOVUPD     Z27, (R14);          \
-	VMOVUPD     64(R14), Z28;        \
-	VSUBPD      Z25, Z28, Z28;       \
-	VMOVUPD     Z28, 64(R14);        \
-	VMOVUPD     128(R14), Z27;       \
-	VSUBPD      Z26, Z27, Z27;       \
-	VMOVUPD     Z27, 128(R14);       \
-	ADDQ        LDC, C_PTR;          \
+	AVX512_FROM_D(r0, r1, r2);     \
+	VMULPD      Z29, Z24, Z24;     \
+	VMULPD      Z29, Z25, Z25;     \
+	VMULPD      Z29, Z26, Z26;     \
+	VMOVUPD     (R14), Z27;        \
+	VSUBPD      Z24, Z27, Z27;     \
+	VMOVUPD     Z27, (R14);        \
+	VMOVUPD     64(R14), Z28;      \
+	VSUBPD      Z25, Z28, Z28;     \
+	VMOVUPD     Z28, 64(R14);      \
+	VMOVUPD     128(R14), Z27;     \
+	VSUBPD      Z26, Z27, Z27;     \
+	VMOVUPD     Z27, 128(R14);     \
+	ADDQ        LDC, C_PTR;        \
 	ADDQ        LDC, R14
+
+// AVX512_EACH_ROW applies ROW (AVX512_UPDATE_ROW, _START_ROW or
+// _START_SUB_ROW) to the 8×24 tile's rows, top to bottom.
+#define AVX512_EACH_ROW(ROW) \
+	ROW(Z0, Z1, Z2);    \
+	ROW(Z3, Z4, Z5);    \
+	ROW(Z6, Z7, Z8);    \
+	ROW(Z9, Z10, Z11);  \
+	ROW(Z12, Z13, Z14); \
+	ROW(Z15, Z16, Z17); \
+	ROW(Z18, Z19, Z20); \
+	ROW(Z21, Z22, Z23)
 
 // PREFETCH_C_ROW touches one row of the tile of C at R10 and moves R10 one
 // row down: 24 doubles, 192 bytes at any 8-byte boundary, span at most four
@@ -545,6 +554,17 @@ edge8update:
 	PREFETCHT0 184(R10);   \
 	ADDQ       LDC, R10
 
+// PREFETCH_C_TILE touches the 8 rows of the tile of C (or D) at R10.
+#define PREFETCH_C_TILE \
+	PREFETCH_C_ROW; \
+	PREFETCH_C_ROW; \
+	PREFETCH_C_ROW; \
+	PREFETCH_C_ROW; \
+	PREFETCH_C_ROW; \
+	PREFETCH_C_ROW; \
+	PREFETCH_C_ROW; \
+	PREFETCH_C_ROW
+
 // AVX-512, 4×24 row-edge tile: the 8×24 kernel's ragged last row panel of
 // 1–4 rows (the MLP's 50 hidden units are six 8-row panels and 2 rows; a
 // batch of 100, twelve and 4). 12 ZMM accumulators (Z0–Z11), the same sums
@@ -554,6 +574,21 @@ edge8update:
 // Register map: as the 8×24 kernel's rows 0–3 (A_PTR, RSA, R9), without
 // A_HI; R10 the count of 2-step iterations, then of the rows to write;
 // Z0–Z11 the accumulators, Z24–Z26 b, Z27–Z28 the broadcasts, Z31 α.
+
+// AVX512_ROW_EDGE_ROWS applies ROW (as AVX512_EACH_ROW) to the first R10
+// rows of the 4×24 tile, then jumps to rowedgedone.
+#define AVX512_ROW_EDGE_ROWS(ROW) \
+	ROW(Z0, Z1, Z2);   \
+	DECQ R10;          \
+	JE   rowedgedone;  \
+	ROW(Z3, Z4, Z5);   \
+	DECQ R10;          \
+	JE   rowedgedone;  \
+	ROW(Z6, Z7, Z8);   \
+	DECQ R10;          \
+	JE   rowedgedone;  \
+	ROW(Z9, Z10, Z11); \
+	JMP  rowedgedone
 
 #define AVX512_EDGE_STEP \
 	AVX512_ROWS0_3; \
@@ -600,47 +635,18 @@ rowedgeupdate:
 	MOVQ d+80(FP), R14
 	TESTQ R14, R14
 	JNE  rowedgestart
-	AVX512_UPDATE_ROW(Z0, Z1, Z2)
-	DECQ R10
-	JE   rowedgedone
-	AVX512_UPDATE_ROW(Z3, Z4, Z5)
-	DECQ R10
-	JE   rowedgedone
-	AVX512_UPDATE_ROW(Z6, Z7, Z8)
-	DECQ R10
-	JE   rowedgedone
-	AVX512_UPDATE_ROW(Z9, Z10, Z11)
-	JMP  rowedgedone
+	AVX512_ROW_EDGE_ROWS(AVX512_UPDATE_ROW)
 
 rowedgestart: // C = α·acc + β·D
 	VBROADCASTSD beta+88(FP), Z30
 	MOVQ gamma+96(FP), R11
 	TESTQ R11, R11
 	JNE  rowedgesub
-	AVX512_START_ROW(Z0, Z1, Z2)
-	DECQ R10
-	JE   rowedgedone
-	AVX512_START_ROW(Z3, Z4, Z5)
-	DECQ R10
-	JE   rowedgedone
-	AVX512_START_ROW(Z6, Z7, Z8)
-	DECQ R10
-	JE   rowedgedone
-	AVX512_START_ROW(Z9, Z10, Z11)
-	JMP  rowedgedone
+	AVX512_ROW_EDGE_ROWS(AVX512_START_ROW)
 
 rowedgesub: // and D −= γ·C
 	VBROADCASTSD gamma+96(FP), Z29
-	AVX512_START_SUB_ROW(Z0, Z1, Z2)
-	DECQ R10
-	JE   rowedgedone
-	AVX512_START_SUB_ROW(Z3, Z4, Z5)
-	DECQ R10
-	JE   rowedgedone
-	AVX512_START_SUB_ROW(Z6, Z7, Z8)
-	DECQ R10
-	JE   rowedgedone
-	AVX512_START_SUB_ROW(Z9, Z10, Z11)
+	AVX512_ROW_EDGE_ROWS(AVX512_START_SUB_ROW)
 
 rowedgedone:
 	VZEROUPPER
@@ -657,14 +663,7 @@ TEXT ·kernelAVX512x8x24(SB), NOSPLIT, $0-104
 	MOVQ  C_PTR, R10
 
 avx512prefetch:
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
+	PREFETCH_C_TILE
 
 	ZERO_Z0_Z23
 
@@ -700,14 +699,7 @@ avx512update:
 	MOVQ d+80(FP), R14
 	TESTQ R14, R14
 	JNE  avx512start
-	AVX512_UPDATE_ROW(Z0, Z1, Z2)
-	AVX512_UPDATE_ROW(Z3, Z4, Z5)
-	AVX512_UPDATE_ROW(Z6, Z7, Z8)
-	AVX512_UPDATE_ROW(Z9, Z10, Z11)
-	AVX512_UPDATE_ROW(Z12, Z13, Z14)
-	AVX512_UPDATE_ROW(Z15, Z16, Z17)
-	AVX512_UPDATE_ROW(Z18, Z19, Z20)
-	AVX512_UPDATE_ROW(Z21, Z22, Z23)
+	AVX512_EACH_ROW(AVX512_UPDATE_ROW)
 	VZEROUPPER
 	RET
 
@@ -716,27 +708,13 @@ avx512start: // C = α·acc + β·D
 	MOVQ gamma+96(FP), R11
 	TESTQ R11, R11
 	JNE  avx512sub
-	AVX512_START_ROW(Z0, Z1, Z2)
-	AVX512_START_ROW(Z3, Z4, Z5)
-	AVX512_START_ROW(Z6, Z7, Z8)
-	AVX512_START_ROW(Z9, Z10, Z11)
-	AVX512_START_ROW(Z12, Z13, Z14)
-	AVX512_START_ROW(Z15, Z16, Z17)
-	AVX512_START_ROW(Z18, Z19, Z20)
-	AVX512_START_ROW(Z21, Z22, Z23)
+	AVX512_EACH_ROW(AVX512_START_ROW)
 	VZEROUPPER
 	RET
 
 avx512sub: // and D −= γ·C
 	VBROADCASTSD gamma+96(FP), Z29
-	AVX512_START_SUB_ROW(Z0, Z1, Z2)
-	AVX512_START_SUB_ROW(Z3, Z4, Z5)
-	AVX512_START_SUB_ROW(Z6, Z7, Z8)
-	AVX512_START_SUB_ROW(Z9, Z10, Z11)
-	AVX512_START_SUB_ROW(Z12, Z13, Z14)
-	AVX512_START_SUB_ROW(Z15, Z16, Z17)
-	AVX512_START_SUB_ROW(Z18, Z19, Z20)
-	AVX512_START_SUB_ROW(Z21, Z22, Z23)
+	AVX512_EACH_ROW(AVX512_START_SUB_ROW)
 	VZEROUPPER
 	RET
 
@@ -787,14 +765,7 @@ TEXT ·kernelAVX512x8x26(SB), NOSPLIT, $0-96
 	SHLQ $3, CSE
 
 	MOVQ C_PTR, R10
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
-	PREFETCH_C_ROW
+	PREFETCH_C_TILE
 
 	ZERO_Z0_Z23
 	VPXORQ Z30, Z30, Z30
@@ -822,14 +793,7 @@ wideupdate:
 	VMOVUPD Z30, (R10)
 	VMOVUPD Z31, 64(R10)
 	VBROADCASTSD alpha+8(FP), Z31
-	AVX512_UPDATE_ROW(Z0, Z1, Z2)
-	AVX512_UPDATE_ROW(Z3, Z4, Z5)
-	AVX512_UPDATE_ROW(Z6, Z7, Z8)
-	AVX512_UPDATE_ROW(Z9, Z10, Z11)
-	AVX512_UPDATE_ROW(Z12, Z13, Z14)
-	AVX512_UPDATE_ROW(Z15, Z16, Z17)
-	AVX512_UPDATE_ROW(Z18, Z19, Z20)
-	AVX512_UPDATE_ROW(Z21, Z22, Z23)
+	AVX512_EACH_ROW(AVX512_UPDATE_ROW)
 	VZEROUPPER
 	RET
 
