@@ -690,11 +690,8 @@ func testImages(rng *rand.Rand, nm *Norm, m int, picked bool) (Images, *Matrix) 
 func TestMulPixelsSameBits(t *testing.T) {
 	rng := newRNG(21, 21)
 	const k = inputDim
-	mean, std := make([]float64, k), make([]float64, k)
-	for j := range mean {
-		mean[j], std[j] = 0.3+0.4*rng.Float64(), 0.1+0.3*rng.Float64()
-	}
-	for _, nm := range []*Norm{NewNorm(mean, std), nil} {
+	norm := randomNorm(rng, k)
+	for _, nm := range []*Norm{norm, nil} {
 		for _, sh := range [][2]int{{1, 50}, {7, 50}, {100, 50}, {301, 50}, {100, 25}, {9, 49}} {
 			m, n := sh[0], sh[1] // n: two panels of 24 and 2 columns, one and 1, two and 1
 			w := randMatrix(rng, n, k)
@@ -717,10 +714,35 @@ func TestMulPixelsSameBits(t *testing.T) {
 			}
 		}
 	}
-	// B from bytes (MulAddPixelsB): dW1 = dHᵀ·x + 2λ·W1 on a batch of
-	// bytes, against MulAdd on the normalised floats, across the blocks
-	// of pixelBCols columns and kc images, ragged panels and 1–3 workers.
-	for _, nm := range []*Norm{NewNorm(mean, std), nil} {
+	t.Run("Evaluate", func(t *testing.T) {
+		d := &Dataset{Pix: make([]uint8, 250*k), Y: make([]int, 250), Norm: norm}
+		for i := range d.Pix {
+			d.Pix[i] = uint8(rng.IntN(256))
+		}
+		for i := range d.Y {
+			d.Y[i] = rng.IntN(numClasses)
+		}
+		net := NewMLP([]int{k, 20, numClasses}, false, rng)
+		g := NewGemm(2)
+		defer g.Close()
+		ws := NewWorkspace(net, g, 100)
+		got := net.Evaluate(ws, d, 0.01, nil)
+		want := net.Evaluate(ws, &Dataset{X: inputsOf(d), Y: d.Y}, 0.01, nil)
+		if got != want {
+			t.Errorf("from bytes %+v, from floats %+v", got, want)
+		}
+	})
+}
+
+// TestMulAddPixelsBSameBits: B from bytes (MulAddPixelsB), dW1 = dHᵀ·x +
+// 2λ·W1 on a batch of bytes, chunk or picked rows, against MulAdd on the
+// normalised floats, across the blocks of pixelBCols columns and kc images,
+// ragged panels and 1–3 workers; and with the SGD step fused
+// (MulAddPixelsBSub), the same C and D − γ·C in D.
+func TestMulAddPixelsBSameBits(t *testing.T) {
+	rng := newRNG(22, 22)
+	const k = inputDim
+	for _, nm := range []*Norm{randomNorm(rng, k), nil} {
 		for _, sh := range [][2]int{{1, 100}, {7, 100}, {100, 50}, {300, 50}, {100, 1}, {2, 20}} {
 			batch, rows := sh[0], sh[1] // K = batch images, M = rows of dW
 			dh, w := randMatrix(rng, batch, rows), randMatrix(rng, rows, k)
@@ -757,24 +779,16 @@ func TestMulPixelsSameBits(t *testing.T) {
 			}
 		}
 	}
-	t.Run("Evaluate", func(t *testing.T) {
-		d := &Dataset{Pix: make([]uint8, 250*k), Y: make([]int, 250), Norm: NewNorm(mean, std)}
-		for i := range d.Pix {
-			d.Pix[i] = uint8(rng.IntN(256))
-		}
-		for i := range d.Y {
-			d.Y[i] = rng.IntN(numClasses)
-		}
-		net := NewMLP([]int{k, 20, numClasses}, false, rng)
-		g := NewGemm(2)
-		defer g.Close()
-		ws := NewWorkspace(net, g, 100)
-		got := net.Evaluate(ws, d, 0.01, nil)
-		want := net.Evaluate(ws, &Dataset{X: inputsOf(d), Y: d.Y}, 0.01, nil)
-		if got != want {
-			t.Errorf("from bytes %+v, from floats %+v", got, want)
-		}
-	})
+}
+
+// randomNorm is a normalisation of k inputs with means in 0.3…0.7 and
+// standard deviations in 0.1…0.4.
+func randomNorm(rng *rand.Rand, k int) *Norm {
+	mean, std := make([]float64, k), make([]float64, k)
+	for j := range mean {
+		mean[j], std[j] = 0.3+0.4*rng.Float64(), 0.1+0.3*rng.Float64()
+	}
+	return NewNorm(mean, std)
 }
 
 // TestGemmSwappedSameBits: computing Cᵀ = op(B)ᵀ·op(A)ᵀ (chosen for narrow

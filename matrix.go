@@ -999,8 +999,8 @@ func (g *Gemm) MulAddPixelsBSub(transA bool, alpha float64, a *Matrix, x Images,
 	}
 }
 
-// subAll takes d ← d − γ·c element by element (nothing for γ = 0), with
-// subTile's roundings.
+// subAll takes d ← d − γ·c element by element (nothing for γ = 0): the
+// product rounded, then the difference, as the optimiser's loop.
 func subAll(d, c []float64, gamma float64) {
 	if gamma == 0 {
 		return
@@ -1525,16 +1525,9 @@ func (p *gemmProblem) startTile(ci, mrb, nrb int) {
 // region of C at element ci, once it is done: with the optimiser's
 // roundings, the product and then the difference (as the fused kernels).
 func (p *gemmProblem) subTile(ci, mrb, nrb int) {
-	if p.gamma == 0 {
-		return
-	}
-	gamma := p.gamma
-	for i := range mrb {
+	for i := 0; i < mrb && p.gamma != 0; i++ {
 		at := ci + i*p.ldc
-		d, c := p.d[at:at+nrb], p.c[at:at+nrb]
-		for j, v := range c {
-			d[j] -= gamma * v
-		}
+		subAll(p.d[at:at+nrb], p.c[at:at+nrb], p.gamma)
 	}
 }
 
