@@ -337,9 +337,10 @@ func newTrainer(net *MLP, gemm *Gemm, train, val *Dataset, o TrainOptions, progr
 	return tr, nil
 }
 
-// loadBatch fills xb and yb with batch t of the epoch (reshuffling at the
-// start of each epoch). The shifts are drawn in order, then the rows
-// filled over the GEMM's workers.
+// loadBatch picks batch t of the epoch (reshuffling at the start of each
+// epoch): its images idx and labels yb, and, for a float batch, the rows
+// of xb, filled over the GEMM's workers after the shifts are drawn in
+// order. A batch of bytes is read where it lies (step).
 func (tr *trainer) loadBatch(t int) {
 	b := t % tr.perEpoch
 	if b == 0 {
