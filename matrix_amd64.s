@@ -79,6 +79,14 @@
 	VXORPD  Y6, Y6, Y6;        \
 	VXORPD  Y7, Y7, Y7
 
+// The AVX-512 kernels' start from D (their update when d is not nil):
+// β into Z30, then on to label sub when γ is not 0 (the SGD step too).
+#define AVX512_FROM_D_BRANCH(sub) \
+	VBROADCASTSD beta+88(FP), Z30; \
+	MOVQ         gamma+96(FP), R11; \
+	TESTQ        R11, R11;          \
+	JNE          sub
+
 // The pixel kernels' (normPixelsAVX2, normPixelsAVX512, at the end) start:
 // prefetch the n bytes at next, then SI → pix, DI → dst, R8 → mean,
 // R9 → inv, DX = n.
@@ -638,10 +646,7 @@ rowedgeupdate:
 	AVX512_ROW_EDGE_ROWS(AVX512_UPDATE_ROW)
 
 rowedgestart: // C = α·acc + β·D
-	VBROADCASTSD beta+88(FP), Z30
-	MOVQ gamma+96(FP), R11
-	TESTQ R11, R11
-	JNE  rowedgesub
+	AVX512_FROM_D_BRANCH(rowedgesub)
 	AVX512_ROW_EDGE_ROWS(AVX512_START_ROW)
 
 rowedgesub: // and D −= γ·C
@@ -704,10 +709,7 @@ avx512update:
 	RET
 
 avx512start: // C = α·acc + β·D
-	VBROADCASTSD beta+88(FP), Z30
-	MOVQ gamma+96(FP), R11
-	TESTQ R11, R11
-	JNE  avx512sub
+	AVX512_FROM_D_BRANCH(avx512sub)
 	AVX512_EACH_ROW(AVX512_START_ROW)
 	VZEROUPPER
 	RET

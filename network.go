@@ -797,7 +797,7 @@ func (o *Optimizer) Step(eta float64) {
 		o.c2 = 1 / (1 - math.Pow(o.beta2, float64(o.t)))
 	}
 	for i, p := range o.params {
-		if i == 0 && o.ws.W1Stepped {
+		if o.ws.W1Stepped && p.Grad == o.ws.dW[0] {
 			continue // Backward took W1's step in dW1's product (Workspace.SGDEta)
 		}
 		o.cur = i
