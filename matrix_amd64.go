@@ -13,8 +13,8 @@ package main
 //	avx512-8x24  CPUID.7:EBX AVX512F, and XCR0 bits 1–2 and 5–7 (opmask and
 //	             the upper halves of ZMM0–15 and ZMM16–31: XCR0 & 0xe6 == 0xe6)
 //
-// avx512-8x24 has a variant for B read in place (prefetchB: it prefetches
-// B 8 steps ahead), the same function with a flag.
+// Both have a variant for B read in place (prefetchB: it prefetches B 8
+// steps ahead), the same function with a flag.
 //
 // The 6×4 and 8×4 edge tiles and the AVX2 pixel kernel use AVX2 and FMA
 // only, so they run wherever avx2-6x8 does; the 4×24 row-edge tile and the
@@ -37,7 +37,7 @@ func cpuid(eaxArg, ecxArg uint32) (eax, ebx, ecx, edx uint32)
 func xgetbv() (eax, edx uint32)
 
 //go:noescape
-func kernelAVX2x6x8(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
+func kernelAVX2x6x8(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool)
 
 //go:noescape
 func kernelAVX2x6x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, m *int64)
@@ -76,7 +76,14 @@ func normPanelVBMI(dst *float64, rows *[8]*uint8, mean, inv *float64, n int, rhi
 
 func avx2x6x8(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
 	_, _, _ = a[5*rsa+(kc-1)*csa], b[(kc-1)*csb+7], c[5*ldc+7]
-	kernelAVX2x6x8(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc)
+	kernelAVX2x6x8(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, false)
+}
+
+// avx2x6x8InPlace is avx2x6x8 for B read in place: it prefetches B 8 steps
+// ahead (as avx512x8x24InPlace).
+func avx2x6x8InPlace(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
+	_, _, _ = a[5*rsa+(kc-1)*csa], b[(kc-1)*csb+7], c[5*ldc+7]
+	kernelAVX2x6x8(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, true)
 }
 
 // edgeMasks[cols] selects the first cols of four columns (VMASKMOVPD uses
@@ -227,7 +234,7 @@ func pixelAdapter(step int, kernel func(dst *float64, pix *uint8, mean, inv *flo
 }
 
 var (
-	kernelAVX2   = microKernel{name: "avx2", tile: "6x8", mr: 6, nr: 8, direct: true, fn: avx2x6x8, edge: avx2x6x4, edgeNR: 4}
+	kernelAVX2   = microKernel{name: "avx2", tile: "6x8", mr: 6, nr: 8, direct: true, fn: avx2x6x8, inPlaceB: avx2x6x8InPlace, edge: avx2x6x4, edgeNR: 4}
 	kernelAVX512 = microKernel{name: "avx512", tile: "8x24", mr: 8, nr: 24, direct: true, fn: avx512x8x24, inPlaceB: avx512x8x24InPlace, edge: avx2x8x4, edgeNR: 4, rowEdge: avx512x4x24, rowEdgeMR: 4,
 		fromD: avx512x8x24FromD, rowFromD: avx512x4x24FromD}
 )

@@ -161,6 +161,14 @@ TEXT ·xgetbv(SB), NOSPLIT, $0-8
 	ADDQ         CSA, A_HI;              \
 	ADDQ         CSB, B_PTR
 
+// AVX2_STEP_PF is a step that first touches the 8 values of b 8 steps
+// ahead (64 bytes at any 8-byte boundary: their first byte and their last
+// double), for B read in place (see AVX512_STEP_PF).
+#define AVX2_STEP_PF \
+	PREFETCHT0 (B_PTR)(CSB*8);    \
+	PREFETCHT0 56(B_PTR)(CSB*8);  \
+	AVX2_STEP
+
 // C row (two YMM at DX) += α (Y15) · acc (lo, hi); then DX moves one row down.
 #define AVX2_UPDATE_ROW(lo, hi) \
 	VMOVUPD     (C_PTR), Y12;      \
@@ -171,8 +179,8 @@ TEXT ·xgetbv(SB), NOSPLIT, $0-8
 	VMOVUPD     Y13, 32(C_PTR);    \
 	ADDQ        LDC, C_PTR
 
-// func kernelAVX2x6x8(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int)
-TEXT ·kernelAVX2x6x8(SB), NOSPLIT, $0-72
+// func kernelAVX2x6x8(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool)
+TEXT ·kernelAVX2x6x8(SB), NOSPLIT, $0-73
 	GEMM_ARGS
 	LEAQ (A_PTR)(R9*1), A_HI
 
@@ -219,6 +227,8 @@ TEXT ·kernelAVX2x6x8(SB), NOSPLIT, $0-72
 	ANDQ $3, KC
 	TESTQ R10, R10
 	JE   avx2tail
+	CMPB prefetchB+72(FP), $0
+	JNE  avx2pfloop4
 
 avx2loop4:
 	AVX2_STEP
@@ -227,6 +237,15 @@ avx2loop4:
 	AVX2_STEP
 	DECQ R10
 	JNZ  avx2loop4
+	JMP  avx2tail
+
+avx2pfloop4: // the same steps, prefetching B (prefetchB)
+	AVX2_STEP_PF
+	AVX2_STEP_PF
+	AVX2_STEP_PF
+	AVX2_STEP_PF
+	DECQ R10
+	JNZ  avx2pfloop4
 
 avx2tail:
 	TESTQ KC, KC
