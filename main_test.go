@@ -781,6 +781,38 @@ func TestMulAddPixelsBSameBits(t *testing.T) {
 	}
 }
 
+// TestMulAddSubSameBits: MulAddSub, C = α·op(A)·op(B) + β·D and then
+// D ← D − γ·C, gives the C of MulAdd and D − γ·C rounded as the
+// optimiser's loop, with every kernel and 1 or 3 workers, on every path:
+// dW = doutᵀ·x shapes of one K slice (the kernels take the step), two
+// slices (a pass after), a product computed as Cᵀ, and a single row.
+func TestMulAddSubSameBits(t *testing.T) {
+	const gamma = 0.0731
+	for _, s := range [][3]int{{50, 100, 3072}, {1000, 100, 200}, {30, 300, 70}, {10, 100, 1000}, {1, 100, 50}, {13, 7, 5}} {
+		m, k, n := s[0], s[1], s[2]
+		rng := newRNG(23, uint64(m*n))
+		a, b := operands(rng, true, false, m, k, n)
+		d := randMatrix(rng, m, n)
+		for _, kern := range testKernels() {
+			for _, workers := range []int{1, 3} {
+				t.Run(fmt.Sprintf("%s/%dx%dx%d/workers=%d", kern.name, m, k, n, workers), func(t *testing.T) {
+					g := newGemmKernels(workers, kern)
+					defer g.Close()
+					want, got := NewMatrix(m, n), NewMatrix(m, n)
+					g.MulAdd(true, false, 1, a, b, 0.02, d, want)
+					wantD, gotD := d.Clone(), d.Clone()
+					for i, v := range want.Data {
+						wantD.Data[i] -= gamma * v
+					}
+					g.MulAddSub(true, false, 1, a, b, 0.02, gotD, got, gamma)
+					sameBits(t, "C", got, want)
+					sameBits(t, "D − γ·C", gotD, wantD)
+				})
+			}
+		}
+	}
+}
+
 // randomNorm is a normalisation of k inputs with means in 0.3…0.7 and
 // standard deviations in 0.1…0.4.
 func randomNorm(rng *rand.Rand, k int) *Norm {
@@ -1784,59 +1816,80 @@ func TestTrainStepZeroAllocs(t *testing.T) {
 	}
 }
 
-// TestBackwardSGDStepSameBits: Backward asked to take W1's SGD step in
-// dW1's product (Workspace.SGDEta) leaves, after the Optimizer's step, the
-// net that Backward and the Optimizer give apart, bit for bit, on a batch
-// of picked byte images, with every kernel; and on a non-finite loss it
-// takes no step (the trainer stops there, with W1 as it was).
+// TestBackwardSGDStepSameBits: Backward asked to take the weights' SGD
+// steps in their gradients' products (Workspace.SGDEta) leaves, after the
+// Optimizer's step (the biases'), the net that Backward and the Optimizer
+// give apart, bit for bit, with every kernel: on a batch of picked byte
+// images (dW1 from bytes) and of floats, and for a net of two hidden
+// layers (dx = delta·W must see W before its step); and on a non-finite
+// loss it takes no step (the trainer stops there, with W as it was).
 func TestBackwardSGDStepSameBits(t *testing.T) {
-	const eta, lambda = 0.05, 0.01
+	const eta, lambda, n = 0.05, 0.01, 30
 	rng := newRNG(17, 17)
-	x, _ := testImages(rng, nil, 30, true)
-	y := make([]int, 30)
+	pix, _ := testImages(rng, nil, n, true)
+	floats := randMatrix(rng, n, inputDim)
+	y := make([]int, n)
 	for i := range y {
 		y[i] = rng.IntN(numClasses)
 	}
+	cases := []struct {
+		name  string
+		sizes []int
+		bytes bool
+	}{
+		{"bytes/3072-50-10", []int{inputDim, 50, numClasses}, true},
+		{"floats/3072-50-10", []int{inputDim, 50, numClasses}, false},
+		{"floats/3072-40-30-10", []int{inputDim, 40, 30, numClasses}, false},
+	}
 	for _, kern := range testKernels() {
-		t.Run(kern.name, func(t *testing.T) {
-			g := newGemmKernels(2, kern)
-			defer g.Close()
-			net := NewMLP([]int{inputDim, 50, numClasses}, false, newRNG(3, 3))
-			apart := net.Clone()
-			step := func(n *MLP, fuse bool) float64 {
-				ws := NewWorkspace(n, g, 30)
-				opt := NewOptimizer("sgd", 0, n, ws)
-				n.ForwardPixelsDropout(ws, x, nil, 0, nil)
-				if fuse {
-					ws.SGDEta = eta
+		for _, tc := range cases {
+			t.Run(kern.name+"/"+tc.name, func(t *testing.T) {
+				g := newGemmKernels(2, kern)
+				defer g.Close()
+				net := NewMLP(tc.sizes, false, newRNG(3, 3))
+				apart := net.Clone()
+				step := func(m *MLP, fuse bool) float64 {
+					ws := NewWorkspace(m, g, n)
+					opt := NewOptimizer("sgd", 0, m, ws)
+					if tc.bytes {
+						m.ForwardPixelsDropout(ws, pix, nil, 0, nil)
+					} else {
+						m.Forward(ws, floats)
+					}
+					if fuse {
+						ws.SGDEta = eta
+					}
+					loss := m.Backward(ws, y, lambda)
+					if fuse && ws.WStepped != finite(loss) {
+						t.Fatalf("WStepped %v on a loss of %v", ws.WStepped, loss)
+					}
+					if finite(loss) {
+						opt.Step(eta)
+					}
+					return loss
 				}
-				loss := n.Backward(ws, y, lambda)
-				if fuse && ws.W1Stepped != finite(loss) {
-					t.Fatalf("W1Stepped %v on a loss of %v", ws.W1Stepped, loss)
+				for range 2 {
+					step(net, true)
+					step(apart, false)
 				}
-				if finite(loss) {
-					opt.Step(eta)
+				for l := range net.W {
+					if !slices.Equal(net.W[l].Data, apart.W[l].Data) || !slices.Equal(net.B[l].Data, apart.B[l].Data) {
+						t.Fatalf("layer %d differs with the steps in dW's products", l+1)
+					}
 				}
-				return loss
-			}
-			for range 2 {
-				step(net, true)
-				step(apart, false)
-			}
-			for l := range net.W {
-				if !slices.Equal(net.W[l].Data, apart.W[l].Data) || !slices.Equal(net.B[l].Data, apart.B[l].Data) {
-					t.Fatalf("layer %d differs with W1's step in dW1's product", l+1)
+				last := net.Layers() - 1
+				net.W[last].Data[0] = math.NaN() // a non-finite loss: no step
+				before := net.Clone()
+				if loss := step(net, true); finite(loss) {
+					t.Fatalf("loss %v with a NaN weight", loss)
 				}
-			}
-			net.W[1].Data[0] = math.NaN() // a non-finite loss: no step
-			w1 := net.W[0].Clone()
-			if loss := step(net, true); finite(loss) {
-				t.Fatalf("loss %v with a NaN weight", loss)
-			}
-			if !slices.Equal(net.W[0].Data, w1.Data) {
-				t.Fatal("W1 stepped on a non-finite loss")
-			}
-		})
+				for l := range last {
+					if !slices.Equal(net.W[l].Data, before.W[l].Data) {
+						t.Fatalf("W%d stepped on a non-finite loss", l+1)
+					}
+				}
+			})
+		}
 	}
 }
 
@@ -2129,7 +2182,8 @@ func TestTimeToAccuracy(t *testing.T) {
 }
 
 // BenchmarkStep/N-D-H…-C: one forward + backward + SGD update of a batch of
-// N = 100 with the GEMM on every core, for the seed's net, a wide one and a
+// N = 100 with the GEMM on every core (the weights' steps fused into dW's
+// products, as the trainer takes them), for the seed's net, a wide one and a
 // deep one. Besides GFLOP/s and the share of the cores' FMA peak it reports
 // x-products: the step's time over that of its GEMM products alone (the
 // same calls on the same engine, timed after the steps), i.e. what the
@@ -2154,6 +2208,7 @@ func BenchmarkStep(b *testing.B) {
 			products() // warm the engine's buffers
 			for b.Loop() {
 				net.Forward(ws, x)
+				ws.SGDEta = eta // the weights' steps in dW's products, as the trainer takes them
 				net.Backward(ws, y, lambda)
 				opt.Step(eta)
 			}

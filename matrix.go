@@ -586,7 +586,7 @@ type gemmProblem struct {
 	npad        int         // n rounded up to whole panels (nr), the last one lastW wide
 	lastW       int         // width of a ragged last panel of B: nr, or the edge kernel's edgeNR when that covers it
 	fromD       bool        // C starts as β·D in the kernels' update (see startsInKernel), not in startC
-	gamma       float64     // if not 0, D ← D − γ·C once C is done (MulAddPixelsBSub)
+	gamma       float64     // if not 0, D ← D − γ·C once C is done (MulAddSub, MulAddPixelsBSub)
 }
 
 // NewGemm returns an engine with the given number of workers (≤ 0 means
@@ -761,24 +761,40 @@ func (g *Gemm) Mul(transA, transB bool, alpha float64, a, b *Matrix, beta float6
 // block of D into C just before accumulating into it. The bits are those of
 // C ← β·D followed by Mul with β = 1.
 func (g *Gemm) MulAdd(transA, transB bool, alpha float64, a, b *Matrix, beta float64, d, c *Matrix) {
+	g.MulAddSub(transA, transB, alpha, a, b, beta, d, c, 0)
+}
+
+// MulAddSub is MulAdd, C = α·op(A)·op(B) + β·D, and then, for γ ≠ 0,
+// D ← D − γ·C element by element: dW = doutᵀ·x + 2λ·W and the SGD step
+// W ← W − η·dW in one call (D = W, γ = η), as MulAddPixelsBSub does for
+// a batch of bytes. The bits are those of the two apart. D must not be C.
+func (g *Gemm) MulAddSub(transA, transB bool, alpha float64, a, b *Matrix, beta float64, d, c *Matrix, gamma float64) {
 	m, k, n := gemmShape(transA, transB, a, b, c)
 	if d.Rows != m || d.Cols != n || len(d.Data) != len(c.Data) {
 		panic(fmt.Sprintf("mlp: gemm: D is %s, want C's shape %s", d.Shape(), c.Shape()))
+	}
+	if gamma != 0 && d == c {
+		panic("mlp: MulAddSub: D is C")
 	}
 	ars, acs := strides(a, transA)
 	brs, bcs := strides(b, transB)
 	kern, swap := g.plan(m, n, k, acs, bcs, k >= 64 && m > 1 && n > 1)
 	if swap {
 		g.mulSwapped(kern, alpha, a.Data, ars, acs, b.Data, brs, bcs, beta, d, c, m, n, k)
+		subAll(d.Data, c.Data, gamma)
 		return
 	}
 	g.prob = gemmProblem{kern: kern, alpha: alpha, beta: beta, a: a.Data, b: b.Data, c: c.Data, ldc: c.Cols, k: k,
 		ars: ars, acs: acs, brs: brs, bcs: bcs}
 	if d != c {
-		g.prob.d = d.Data
+		g.prob.d, g.prob.gamma = d.Data, gamma
 	}
 	g.run(m, n)
+	fused := g.prob.fromD
 	g.prob = gemmProblem{} // drop references to the operands
+	if !fused {
+		subAll(d.Data, c.Data, gamma)
+	}
 }
 
 // ---------------------------------------------------------------------------

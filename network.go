@@ -199,14 +199,15 @@ type Workspace struct {
 	// pix is the batch x as bytes when the last forward pass took it so
 	// (forwardPixels) and act[0] is empty: Backward takes dW1 from them.
 	pix pixelBatch
-	// SGDEta, if not 0, asks the next Backward on a batch of bytes to take
-	// the SGD step W1 ← W1 − η·dW1 itself, inside dW1's product
-	// (Gemm.MulAddPixelsBSub), if the loss is finite; it sets W1Stepped
-	// when it did, and the Optimizer then leaves W1 alone. Backward clears
-	// SGDEta. W1 is read once instead of twice and dW1 is not read back;
-	// the bits are those of the Optimizer's step.
-	SGDEta    float64
-	W1Stepped bool
+	// SGDEta, if not 0, asks the next Backward to take the SGD step
+	// W ← W − η·dW of every layer itself, inside dW's product
+	// (Gemm.MulAddSub, MulAddPixelsBSub), if the loss is finite; it sets
+	// WStepped when it did, and the Optimizer then leaves the weights alone
+	// (it still steps the biases). Backward clears SGDEta. Each W is read
+	// once instead of twice and dW is not read back; the bits are those of
+	// the Optimizer's step.
+	SGDEta   float64
+	WStepped bool
 	// scores is the top layer's output s (N×C); probs its softmax p (N×C).
 	scores, probs *Matrix
 	// delta[l] is the gradient of the cost with respect to layer l's output
@@ -328,15 +329,17 @@ func addBias(out, b *Matrix) {
 //	db = 1_Nᵀ·dout           1×out    (db1 = Σ_n dH[n,:])
 //	dx = dout·w              N×in   (skipped when dx is nil: the input layer)
 //
+// and, for eta ≠ 0, the SGD step w ← w − η·dw (Workspace.SGDEta).
 // dout is N×out, x is N×in, w is out×in.
-func linearBackward(g *Gemm, dout, x, w *Matrix, lambda float64, dx, dw, db *Matrix) {
-	// One GEMM: dw = 1·doutᵀ·x + (2λ)·w, the 2λ·w term written by each
-	// worker into its own block of dw just before it accumulates there.
-	g.MulAdd(true, false, 1, dout, x, 2*lambda, w, dw)
-	biasBackward(dout, db)
+func linearBackward(g *Gemm, dout, x, w *Matrix, lambda, eta float64, dx, dw, db *Matrix) {
 	if dx != nil {
-		g.Mul(false, false, 1, dout, w, 0, dx)
+		g.Mul(false, false, 1, dout, w, 0, dx) // first: it needs w before the step
 	}
+	// One GEMM: dw = 1·doutᵀ·x + (2λ)·w, the 2λ·w term written by each
+	// worker into its own block of dw just before it accumulates there,
+	// and w ← w − η·dw while dw's tile is still in registers.
+	g.MulAddSub(true, false, 1, dout, x, 2*lambda, w, dw, eta)
+	biasBackward(dout, db)
 }
 
 // biasBackward is db = 1_Nᵀ·dout (1×out): the column sums of dout (N×out).
@@ -663,8 +666,8 @@ func (net *MLP) BackwardSmoothed(ws *Workspace, y []int, lambda, eps float64) fl
 	probs := view(ws.probs, ws.probsBuf, n, ws.scores.Cols)
 	softmaxForward(ws.scores, probs)
 	loss := smoothedCrossEntropy(ws.scores, y, eps)
-	sgdEta := ws.SGDEta // W1's SGD step in dW1's product, on a finite loss only
-	ws.SGDEta, ws.W1Stepped = 0, false
+	sgdEta := ws.SGDEta // the weights' SGD step in dW's products, on a finite loss only
+	ws.SGDEta, ws.WStepped = 0, false
 	if !finite(loss) {
 		sgdEta = 0
 	}
@@ -684,11 +687,10 @@ func (net *MLP) BackwardSmoothed(ws *Workspace, y []int, lambda, eps float64) fl
 			// x is the batch's bytes: dW1 = dHᵀ·x + 2λ·W1 straight from
 			// them (and W1 ← W1 − η·dW1 with it, if asked: SGDEta).
 			ws.gemm.MulAddPixelsBSub(true, 1, ws.delta[0], ws.pix.Images, ws.pix.norm, 2*lambda, net.W[0], ws.dW[0], sgdEta)
-			ws.W1Stepped = sgdEta != 0
 			biasBackward(ws.delta[0], ws.dB[0])
 			continue
 		}
-		linearBackward(ws.gemm, ws.delta[l], ws.act[l], net.W[l], lambda, dx, ws.dW[l], ws.dB[l])
+		linearBackward(ws.gemm, ws.delta[l], ws.act[l], net.W[l], lambda, sgdEta, dx, ws.dW[l], ws.dB[l])
 		if dx != nil {
 			// In the forward pass this was act[l] = max(0, s_l) ⊙ M_l; so
 			// now delta[l−1] = ∂cost/∂act[l] ⊙ 1[s_l > 0] ⊙ M_l (dH).
@@ -698,6 +700,7 @@ func (net *MLP) BackwardSmoothed(ws *Workspace, y []int, lambda, eps float64) fl
 			}
 		}
 	}
+	ws.WStepped = sgdEta != 0
 	return loss
 }
 
@@ -725,7 +728,7 @@ type Optimizer struct {
 	params       []Param
 	m, v         [][]float64 // per parameter: velocity (v) or Adam's moments (m, v)
 	gemm         *Gemm       // its workers run the passes
-	ws           *Workspace  // the gradients' workspace (W1Stepped: W1's step already taken)
+	ws           *Workspace  // the gradients' workspace (WStepped: the weights' steps already taken)
 	t            int         // steps taken (Adam's bias correction)
 
 	// The pass in progress, read by rangeFn on every worker: parameter cur,
@@ -797,13 +800,13 @@ func (o *Optimizer) Step(eta float64) {
 		o.c2 = 1 / (1 - math.Pow(o.beta2, float64(o.t)))
 	}
 	for i, p := range o.params {
-		if o.ws.W1Stepped && p.Grad == o.ws.dW[0] {
-			continue // Backward took W1's step in dW1's product (Workspace.SGDEta)
+		if o.ws.WStepped && slices.Contains(o.ws.dW, p.Grad) {
+			continue // Backward took this W's step in dW's product (Workspace.SGDEta)
 		}
 		o.cur = i
 		o.gemm.ParallelFor(len(p.Val.Data), o.rangeFn)
 	}
-	o.ws.W1Stepped = false
+	o.ws.WStepped = false
 }
 
 // updateRange updates elements [lo, hi) of parameter o.cur.

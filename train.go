@@ -383,11 +383,11 @@ func (tr *trainer) step(t int, eta float64) error {
 	if tr.bytes {
 		x := Images{Pix: tr.train.Pix, Rows: tr.idx, K: tr.train.Dim()}
 		tr.net.ForwardPixelsDropout(tr.ws, x, tr.train.Norm, tr.o.Dropout, tr.dropRNG)
-		if tr.opt.Kind == "sgd" {
-			tr.ws.SGDEta = eta // W1's step inside dW1's product (same bits)
-		}
 	} else {
 		tr.net.ForwardDropout(tr.ws, tr.xb, tr.o.Dropout, tr.dropRNG)
+	}
+	if tr.opt.Kind == "sgd" {
+		tr.ws.SGDEta = eta // the weights' steps inside dW's products (same bits)
 	}
 	loss := tr.net.BackwardSmoothed(tr.ws, tr.yb, tr.o.Lambda, tr.o.Smooth)
 	if !finite(loss) {
