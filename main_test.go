@@ -582,7 +582,7 @@ func TestPixelPanelSameBits(t *testing.T) {
 		if kern.pixelPanel == nil {
 			continue
 		}
-		for _, n := range []int{0, 15, 16, 37, 256, d - 3} {
+		for _, n := range []int{0, 15, 63, 64, 100, 256, d - 3} {
 			t.Run(fmt.Sprintf("%s/%d", kern.name, n), func(t *testing.T) {
 				var rows, next [8][]uint8
 				for r := range rows {
@@ -592,7 +592,7 @@ func TestPixelPanelSameBits(t *testing.T) {
 				got := make([]float64, 8*n+1)
 				got[8*n] = -1 // must stay untouched
 				done := kern.pixelPanel(got[:8*n], &rows, &next, mean, inv)
-				if done%16 != 0 || done > n || n-done >= 16 {
+				if done%64 != 0 || done > n || n-done >= 64 {
 					t.Fatalf("did %d of %d steps", done, n)
 				}
 				want := make([]float64, d)
@@ -1594,6 +1594,39 @@ func BenchmarkNormPixels(b *testing.B) {
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/input")
 			})
 		}
+	}
+}
+
+// BenchmarkPixelPanel/<kernel>/<steps>: normalising 8 runs of bytes into
+// one k-major panel (cache-resident) with the pixel panel kernel of each
+// micro-kernel that has one: a K slice of 8 images, as MulPixels packs its
+// blocks of A.
+func BenchmarkPixelPanel(b *testing.B) {
+	const n = kc
+	pix, dst := make([]uint8, 8*inputDim), make([]float64, 8*n)
+	mean, inv := make([]float64, n), make([]float64, n)
+	for j := range pix {
+		pix[j] = uint8(j)
+	}
+	for j := range mean {
+		mean[j], inv[j] = 0.5, 4
+	}
+	var rows, next [8][]uint8
+	for r := range rows {
+		rows[r], next[r] = pix[r*inputDim:][:n], pix[r*inputDim+n:][:n]
+	}
+	for _, kern := range cpu.Kernels {
+		if kern.pixelPanel == nil {
+			continue
+		}
+		b.Run(fmt.Sprintf("%s/%d", kern.name, n), func(b *testing.B) {
+			for b.Loop() {
+				if kern.pixelPanel(dst, &rows, &next, mean, inv) != n {
+					b.Fatal("the kernel left a tail")
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(8*n), "ns/input")
+		})
 	}
 }
 

@@ -65,10 +65,10 @@ func normPixelsAVX2(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rl
 func normPixelsAVX512(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, rlo float64, next *uint8)
 
 //go:noescape
-func transpose8AVX512(dst *float64, ldd int, src *float64, lds int, n int)
+func normPanelBW(dst *float64, rows *[8]*uint8, mean, inv *float64, n int, rhi, rlo float64, tmp *[8][64]uint8, next *[8]*uint8)
 
 //go:noescape
-func normPanelVBMI(dst *float64, rows *[8]*uint8, mean, inv *float64, n int, rhi, rlo float64, idx *[8][64]uint8, next *[8]*uint8)
+func transpose8AVX512(dst *float64, ldd int, src *float64, lds int, n int)
 
 // The slice adapters check that the panels and the tile of C are really
 // there (the assembly does not check; a failure is a caller bug), then pass
@@ -159,28 +159,10 @@ func avx512x8x26(kc int, alpha float64, a, b []float64, csb int, be []float64, c
 	}
 }
 
-// pixelPanelIdx are normPanelVBMI's byte permutations, one per pair of
-// steps s = 0…7 of its 16: it loads 16 bytes of rows 0–3 into one table
-// (row r at bytes 16r…) and of rows 4–7 into the second (bytes 64 + 16(r−4)…),
-// and dword d = 8·h + r of permutation s takes byte 2s + h of row r (its
-// other three bytes are zeroed by the mask): step 2s + h, row r, in
-// step-major order.
-var pixelPanelIdx = func() (idx [8][64]uint8) {
-	for s := range 8 {
-		for h := range 2 {
-			for r := range 8 {
-				idx[s][4*(8*h+r)] = uint8(r/4*64 + r%4*16 + 2*s + h)
-			}
-		}
-	}
-	return idx
-}()
-
-// pixelPanelVBMI is normPanelVBMI as a pixel panel kernel (see microKernel):
-// the longest multiple of 16 of the rows' runs, which must be as long as
-// rows[0].
-func pixelPanelVBMI(dst []float64, rows, next *[8][]uint8, mean, inv []float64) int {
-	n := len(rows[0]) / 16 * 16
+// pixelPanelBW is normPanelBW as a pixel panel kernel: the longest
+// multiple of 64 of the rows' runs, which must be as long as rows[0].
+func pixelPanelBW(dst []float64, rows, next *[8][]uint8, mean, inv []float64) int {
+	n := len(rows[0]) / 64 * 64
 	if n == 0 {
 		return 0
 	}
@@ -190,7 +172,8 @@ func pixelPanelVBMI(dst []float64, rows, next *[8][]uint8, mean, inv []float64) 
 		_ = rows[r][n-1]
 		rp[r], np[r] = &rows[r][0], &next[r][0]
 	}
-	normPanelVBMI(&dst[0], &rp, &mean[0], &inv[0], n, inv255Hi, inv255Lo, &pixelPanelIdx, &np)
+	var tmp [8][64]uint8
+	normPanelBW(&dst[0], &rp, &mean[0], &inv[0], n, inv255Hi, inv255Lo, &tmp, &np)
 	return n
 }
 
@@ -259,15 +242,14 @@ func probeCPU() cpuInfo {
 		return info
 	}
 	_, _, ecx1, _ := cpuid(1, 0)
-	_, ebx7, ecx7, _ := cpuid(7, 0)
+	_, ebx7, _, _ := cpuid(7, 0)
 	const (
-		fma        = 1 << 12 // CPUID.1:ECX
-		osxsave    = 1 << 27
-		avx        = 1 << 28
-		avx2       = 1 << 5 // CPUID.7:EBX
-		avx512f    = 1 << 16
-		avx512bw   = 1 << 30 // CPUID.7:EBX
-		avx512vbmi = 1 << 1  // CPUID.7:ECX
+		fma      = 1 << 12 // CPUID.1:ECX
+		osxsave  = 1 << 27
+		avx      = 1 << 28
+		avx2     = 1 << 5 // CPUID.7:EBX
+		avx512f  = 1 << 16
+		avx512bw = 1 << 30 // CPUID.7:EBX
 	)
 	if ecx1&osxsave == 0 {
 		return info // the OS does not let us read XCR0, so no AVX state either
@@ -281,8 +263,8 @@ func probeCPU() cpuInfo {
 	}
 	if hasAVX2 && osZMM && ebx7&avx512f != 0 {
 		k := kernelAVX512
-		if ebx7&avx512bw != 0 && ecx7&avx512vbmi != 0 {
-			k.wide, k.wideNR, k.pixelPanel = avx512x8x26, 2, pixelPanelVBMI
+		if ebx7&avx512bw != 0 {
+			k.wide, k.wideNR, k.pixelPanel = avx512x8x26, 2, pixelPanelBW
 		}
 		info.Kernels = append(info.Kernels, k)
 		info.Transpose8 = transpose8

@@ -1010,31 +1010,37 @@ norm512done:
 	RET
 
 // ---------------------------------------------------------------------------
-// AVX-512 VBMI pixel panel: eight images' runs of bytes normalised into one
+// AVX-512BW pixel panel: eight images' runs of bytes normalised into one
 // k-major micro-panel, as the 8×24 kernels read packed A (and the 8×26 one
 // must):
 //
-//	dst[p·8 + r] = (rows[r][p]/255 − mean[p]) · inv[p]   (r < 8, p < n, n a multiple of 16)
+//	dst[p·8 + r] = (rows[r][p]/255 − mean[p]) · inv[p]   (r < 8, p < n, n a multiple of 64)
 //
-// with normPixelsAVX2's arithmetic, so the bits of normalise. The
-// transposition costs almost nothing: each iteration loads 16 bytes of each
-// row (two ZMM of 4 rows, Z0 and Z1), and one two-table byte permutation
-// (VPERMI2B, with a zeroing mask that keeps one byte in four) takes the
-// bytes of two steps, 8 rows each, straight to 16 zero-extended int32 in
-// step-major order, where normPixelsAVX512 zero-extends with VPMOVZXBD:
-// one shuffle either way. idx holds the 8 permutations (pixelPanelIdx),
-// one per pair of steps; mean[p] and inv[p] are broadcast from memory.
-// First it prefetches the n bytes of each of the 8 rows at next.
+// with normPixelsAVX2's arithmetic, so the bits of normalise. Each
+// iteration loads 64 bytes of each of the 8 rows (Z16–Z23) and transposes
+// them with byte, word and dword unpacks. Unpacks work within 128-bit
+// lanes, so lane k of every register is its own 8 rows × 16 steps (steps
+// 16k … 16k+15 of the iteration), and three rounds turn them step-major:
+//
+//	bytes:  rows r, r+1 interleaved          steps 0–7 (L), 8–15 (H)
+//	words:  rows 0–3 of a step in a dword    steps 0–3, 4–7, 8–11, 12–15
+//	dwords: rows 0–7 of a step in a qword    steps 0–1, 2–3, …, 14–15
+//
+// 24 unpacks for 512 bytes. Register i of the last round holds steps 2i
+// and 2i+1 of each lane, 16 bytes: it goes to tmp (row i, lane k at byte
+// 16k), and VPMOVZXBD reads each lane back as 16 zero-extended int32, the
+// 8 rows of two steps, for PIXEL_NORM, as normPixelsAVX512 zero-extends a
+// row's bytes. mean[p] and inv[p] are broadcast from memory. First it
+// prefetches the n bytes of each of the 8 rows at next.
 //
 // Registers: AX, BX, SI, R10–R13, R15 → the 8 rows (CX = p), DI → dst (the
-// iteration's 16 steps), R8 → mean, R9 → inv, DX = n; Z14 = rhi, Z15 = rlo,
-// Z16–Z23 the permutations, K1 the mask; Z2–Z6 scratch.
+// iteration's 64 steps), R8 → mean, R9 → inv, R14 → tmp, DX = n; Z14 = rhi,
+// Z15 = rlo; Z16–Z31 the rounds; Z2–Z6 scratch.
 
-// PIXEL_PAIR normalises steps p+s and p+s+1 (mean and inv at byte offsets
-// m0, m1 from p's, dst at d0, d1 from the iteration's) with permutation ix.
-#define PIXEL_PAIR(ix, m0, m1, d0, d1) \
-	VMOVDQA64        ix, Z2;              \
-	VPERMI2B.Z       Z1, Z0, K1, Z2;      \
+// PIXEL_NORM normalises steps p+s and p+s+1 from Z2, their 16 bytes
+// zero-extended to int32 in step-major order (mean and inv at byte offsets
+// m0, m1 from p's, dst at d0, d1 from the iteration's).
+#define PIXEL_NORM(m0, m1, d0, d1) \
 	VCVTDQ2PD        Y2, Z3;              \
 	VEXTRACTI64X4    $1, Z2, Y4;          \
 	VCVTDQ2PD        Y4, Z4;              \
@@ -1049,8 +1055,24 @@ norm512done:
 	VMOVUPD          Z5, d0(DI);          \
 	VMOVUPD          Z6, d1(DI)
 
-// func normPanelVBMI(dst *float64, rows *[8]*uint8, mean, inv *float64, n int, rhi, rlo float64, idx *[8][64]uint8, next *[8]*uint8)
-TEXT ·normPanelVBMI(SB), NOSPLIT, $0-72
+// PIXEL_PANEL_PAIR normalises steps 16k+2i and 16k+2i+1 of the iteration.
+#define PIXEL_PANEL_PAIR(k, i) \
+	VPMOVZXBD (i*64+k*16)(R14), Z2; \
+	PIXEL_NORM((16*k+2*i)*8, (16*k+2*i+1)*8, (16*k+2*i)*64, (16*k+2*i+1)*64)
+
+// PIXEL_PANEL_LANE normalises lane k's 16 steps.
+#define PIXEL_PANEL_LANE(k) \
+	PIXEL_PANEL_PAIR(k, 0); \
+	PIXEL_PANEL_PAIR(k, 1); \
+	PIXEL_PANEL_PAIR(k, 2); \
+	PIXEL_PANEL_PAIR(k, 3); \
+	PIXEL_PANEL_PAIR(k, 4); \
+	PIXEL_PANEL_PAIR(k, 5); \
+	PIXEL_PANEL_PAIR(k, 6); \
+	PIXEL_PANEL_PAIR(k, 7)
+
+// func normPanelBW(dst *float64, rows *[8]*uint8, mean, inv *float64, n int, rhi, rlo float64, tmp *[8][64]uint8, next *[8]*uint8)
+TEXT ·normPanelBW(SB), NOSPLIT, $0-72
 	MOVQ n+32(FP), DX
 	TESTQ DX, DX
 	JE   paneldone
@@ -1080,43 +1102,61 @@ panelpfbytes:
 	MOVQ 40(R14), R12
 	MOVQ 48(R14), R13
 	MOVQ 56(R14), R15
-	MOVQ idx+56(FP), R14
-	VMOVDQU64 0(R14), Z16
-	VMOVDQU64 64(R14), Z17
-	VMOVDQU64 128(R14), Z18
-	VMOVDQU64 192(R14), Z19
-	VMOVDQU64 256(R14), Z20
-	VMOVDQU64 320(R14), Z21
-	VMOVDQU64 384(R14), Z22
-	VMOVDQU64 448(R14), Z23
-	MOVQ $0x1111111111111111, R14
-	KMOVQ R14, K1
 	VBROADCASTSD rhi+40(FP), Z14
 	VBROADCASTSD rlo+48(FP), Z15
 	MOVQ dst+0(FP), DI
 	MOVQ mean+16(FP), R8
 	MOVQ inv+24(FP), R9
+	MOVQ tmp+56(FP), R14
 	XORQ CX, CX
 
 panelloop:
-	VMOVDQU      (AX)(CX*1), X0 // rows 0–3, 16 bytes each
-	VINSERTI32X4 $1, (BX)(CX*1), Z0, Z0
-	VINSERTI32X4 $2, (SI)(CX*1), Z0, Z0
-	VINSERTI32X4 $3, (R10)(CX*1), Z0, Z0
-	VMOVDQU      (R11)(CX*1), X1 // rows 4–7
-	VINSERTI32X4 $1, (R12)(CX*1), Z1, Z1
-	VINSERTI32X4 $2, (R13)(CX*1), Z1, Z1
-	VINSERTI32X4 $3, (R15)(CX*1), Z1, Z1
-	PIXEL_PAIR(Z16, 0, 8, 0, 64)
-	PIXEL_PAIR(Z17, 16, 24, 128, 192)
-	PIXEL_PAIR(Z18, 32, 40, 256, 320)
-	PIXEL_PAIR(Z19, 48, 56, 384, 448)
-	PIXEL_PAIR(Z20, 64, 72, 512, 576)
-	PIXEL_PAIR(Z21, 80, 88, 640, 704)
-	PIXEL_PAIR(Z22, 96, 104, 768, 832)
-	PIXEL_PAIR(Z23, 112, 120, 896, 960)
-	ADDQ $1024, DI
-	ADDQ $16, CX
+	VMOVDQU64 (AX)(CX*1), Z16 // rows 0–7, 64 bytes each
+	VMOVDQU64 (BX)(CX*1), Z17
+	VMOVDQU64 (SI)(CX*1), Z18
+	VMOVDQU64 (R10)(CX*1), Z19
+	VMOVDQU64 (R11)(CX*1), Z20
+	VMOVDQU64 (R12)(CX*1), Z21
+	VMOVDQU64 (R13)(CX*1), Z22
+	VMOVDQU64 (R15)(CX*1), Z23
+	VPUNPCKLBW Z17, Z16, Z24 // bytes: rows 0, 1
+	VPUNPCKHBW Z17, Z16, Z25
+	VPUNPCKLBW Z19, Z18, Z26 // rows 2, 3
+	VPUNPCKHBW Z19, Z18, Z27
+	VPUNPCKLBW Z21, Z20, Z28 // rows 4, 5
+	VPUNPCKHBW Z21, Z20, Z29
+	VPUNPCKLBW Z23, Z22, Z30 // rows 6, 7
+	VPUNPCKHBW Z23, Z22, Z31
+	VPUNPCKLWD Z26, Z24, Z16 // words: rows 0–3, steps 0–3
+	VPUNPCKHWD Z26, Z24, Z17 // steps 4–7
+	VPUNPCKLWD Z27, Z25, Z18 // steps 8–11
+	VPUNPCKHWD Z27, Z25, Z19 // steps 12–15
+	VPUNPCKLWD Z30, Z28, Z20 // rows 4–7, steps 0–3
+	VPUNPCKHWD Z30, Z28, Z21
+	VPUNPCKLWD Z31, Z29, Z22
+	VPUNPCKHWD Z31, Z29, Z23
+	VPUNPCKLDQ Z20, Z16, Z24 // dwords: rows 0–7, steps 0–1
+	VPUNPCKHDQ Z20, Z16, Z25 // steps 2–3
+	VPUNPCKLDQ Z21, Z17, Z26 // steps 4–5
+	VPUNPCKHDQ Z21, Z17, Z27 // steps 6–7
+	VPUNPCKLDQ Z22, Z18, Z28 // steps 8–9
+	VPUNPCKHDQ Z22, Z18, Z29 // steps 10–11
+	VPUNPCKLDQ Z23, Z19, Z30 // steps 12–13
+	VPUNPCKHDQ Z23, Z19, Z31 // steps 14–15
+	VMOVDQU64 Z24, 0(R14)
+	VMOVDQU64 Z25, 64(R14)
+	VMOVDQU64 Z26, 128(R14)
+	VMOVDQU64 Z27, 192(R14)
+	VMOVDQU64 Z28, 256(R14)
+	VMOVDQU64 Z29, 320(R14)
+	VMOVDQU64 Z30, 384(R14)
+	VMOVDQU64 Z31, 448(R14)
+	PIXEL_PANEL_LANE(0)
+	PIXEL_PANEL_LANE(1)
+	PIXEL_PANEL_LANE(2)
+	PIXEL_PANEL_LANE(3)
+	ADDQ $4096, DI
+	ADDQ $64, CX
 	CMPQ CX, DX
 	JB   panelloop
 	VZEROUPPER
