@@ -444,9 +444,11 @@ func TestFromDKernelSameBits(t *testing.T) {
 				}
 				for _, inPlace := range []bool{false, true} {
 					for _, gamma := range []float64{0, 0.0731} {
-						t.Run(fmt.Sprintf("%s/kc=%d/rows=%d/inPlace=%v/gamma=%g", kern.name, depth, rows, inPlace, gamma), func(t *testing.T) {
-							testFromD(t, kern, depth, rows, inPlace, gamma)
-						})
+						for _, beta := range []float64{0.03, 0} {
+							t.Run(fmt.Sprintf("%s/kc=%d/rows=%d/inPlace=%v/gamma=%g/beta=%g", kern.name, depth, rows, inPlace, gamma, beta), func(t *testing.T) {
+								testFromD(t, kern, depth, rows, inPlace, gamma, beta)
+							})
+						}
 					}
 				}
 			}
@@ -454,18 +456,28 @@ func TestFromDKernelSameBits(t *testing.T) {
 	}
 }
 
-func testFromD(t *testing.T, kern microKernel, depth, rows int, inPlace bool, gamma float64) {
-	const ldc, beta = 61, 0.03
+// testFromD runs one fromD case; with β = 0 the tile of D holds NaN and
+// ±Inf, which must not reach C (C starts from 0, as startC clears it).
+func testFromD(t *testing.T, kern microKernel, depth, rows int, inPlace bool, gamma, beta float64) {
+	const ldc = 61
 	rng := newRNG(14, uint64(depth*10+rows))
 	a := randMatrix(rng, depth, kern.mr).Data // a packed panel
 	b := randMatrix(rng, depth, kern.nr).Data
 	c0 := randMatrix(rng, kern.mr, ldc).Data
 	d := randMatrix(rng, kern.mr, ldc).Data
+	if beta == 0 && gamma == 0 {
+		for i := range d {
+			d[i] = []float64{math.NaN(), math.Inf(1), math.Inf(-1)}[i%3]
+		}
+	}
 	gotD, wantD := slices.Clone(d), slices.Clone(d)
 	got, want := slices.Clone(c0), slices.Clone(c0)
-	for i := range rows { // want: C set to β·D, then the kernel
+	for i := range rows { // want: C set to β·D (0 for β = 0), then the kernel
 		for j := range kern.nr {
-			want[i*ldc+2+j] = beta * d[i*ldc+2+j]
+			want[i*ldc+2+j] = 0
+			if beta != 0 {
+				want[i*ldc+2+j] = beta * d[i*ldc+2+j]
+			}
 		}
 	}
 	switch {

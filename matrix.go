@@ -1519,13 +1519,24 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 	}
 }
 
-// startsInKernel reports whether C's start value β·D is better left to
-// the kernels' update (fromD): when the product has a D, one K slice (so
-// each tile of C is one kernel call) and a kernel with fromD variants.
-// Tiles on other paths (edges, scratch) start their own region (startTile).
-// dW1 = dHᵀ·x + 2λ·W1 then writes and reads its 1.2 MB once, not twice.
+// startsInKernel reports whether C's start value (β·D, β·C, or 0 for
+// β = 0) is better left to the kernels' update (fromD): when the product
+// has one K slice (so each tile of C is one kernel call) and a kernel with
+// fromD variants. Tiles on other paths (edges, scratch) start their own
+// region (startTile). dW1 = dHᵀ·x + 2λ·W1 then writes and reads its
+// 1.2 MB once, not twice; so does any product of one K slice with β = 0
+// (dW for λ = 0, the 1000×100×3072 benchmark's 24.6 MB).
 func (p *gemmProblem) startsInKernel() bool {
-	return p.d != nil && p.beta != 0 && p.alpha != 0 && p.k > 0 && p.k <= kc && p.kern.fromD != nil && p.kern.rowFromD != nil
+	return p.alpha != 0 && p.k > 0 && p.k <= kc && p.kern.fromD != nil && p.kern.rowFromD != nil
+}
+
+// start is the matrix the kernels' fromD variants start C from: D, or C
+// itself (β·C; with β = 0 they do not read it).
+func (p *gemmProblem) start() []float64 {
+	if p.d != nil {
+		return p.d
+	}
+	return p.c
 }
 
 // startTile starts the mrb×nrb region of C at element ci (startC) when the
@@ -1673,14 +1684,14 @@ func (g *Gemm) tile(ws *gemmWorkspace, kcb int, apanel []float64, rsa, csa int, 
 	inPlace := !p.packedB && kern.inPlaceB != nil // a whole panel of B in place (bPanel)
 	switch narrow := nrb <= kern.edgeNR; {
 	case mrb == mr && nrb == nr && p.fromD:
-		kern.fromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, p.d[ci:], p.beta, p.gamma, inPlace)
+		kern.fromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, p.start()[ci:], p.beta, p.gamma, inPlace)
 		return
 	case mrb == mr && nrb == nr && inPlace:
 		kern.inPlaceB(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
 	case mrb == mr && nrb == nr:
 		kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
 	case nrb == nr && mrb <= kern.rowEdgeMR && p.fromD:
-		kern.rowFromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, mrb, p.d[ci:], p.beta, p.gamma)
+		kern.rowFromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, mrb, p.start()[ci:], p.beta, p.gamma)
 		return
 	case nrb == nr && mrb <= kern.rowEdgeMR:
 		kern.rowEdge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, mrb)

@@ -80,9 +80,14 @@
 	VXORPD  Y7, Y7, Y7
 
 // The AVX-512 kernels' start from D (their update when d is not nil):
-// β into Z30, then on to label sub when γ is not 0 (the SGD step too).
+// β into Z30 and K2 = the lanes where β ≠ 0 (all of them or none: with
+// β = 0, AVX512_FROM_D starts from 0 without reading D, which may be C
+// itself holding anything, NaN included, as startC clears it), then on to
+// label sub when γ is not 0 (the SGD step too).
 #define AVX512_FROM_D_BRANCH(sub) \
 	VBROADCASTSD beta+88(FP), Z30; \
+	VPXORQ       Z27, Z27, Z27;     \
+	VCMPPD       $4, Z27, Z30, K2;  \
 	MOVQ         gamma+96(FP), R11; \
 	TESTQ        R11, R11;          \
 	JNE          sub
@@ -518,12 +523,13 @@ edge8update:
 	ADDQ        LDC, C_PTR
 
 // C row (three ZMM at DX) = α (Z31) · acc (r0, r1, r2) + β (Z30) · D row
-// (at R14), fused as AVX512_UPDATE_ROW with β·D in C's place: the bits of
-// C set to β·D, then updated; the row stays in Z24–Z26.
+// (at R14; 0 where K2 is clear), fused as AVX512_UPDATE_ROW with β·D in
+// C's place: the bits of C set to β·D, then updated; the row stays in
+// Z24–Z26.
 #define AVX512_FROM_D(r0, r1, r2) \
-	VMULPD      (R14), Z30, Z24;     \
-	VMULPD      64(R14), Z30, Z25;   \
-	VMULPD      128(R14), Z30, Z26;  \
+	VMULPD.Z    (R14), Z30, K2, Z24;   \
+	VMULPD.Z    64(R14), Z30, K2, Z25; \
+	VMULPD.Z    128(R14), Z30, K2, Z26; \
 	VFMADD231PD r0, Z31, Z24;     \
 	VFMADD231PD r1, Z31, Z25;     \
 	VFMADD231PD r2, Z31, Z26;     \
