@@ -255,7 +255,8 @@ type microKernel struct {
 	wide   func(kc int, alpha float64, a, b []float64, csb int, be []float64, cse int, c []float64, ldc, cols int)
 	wideNR int
 	// fromD and rowFromD, if not nil, are fn (or inPlaceB, for inPlace)
-	// and rowEdge starting the tile from β·D instead of C:
+	// and rowEdge starting the tile from β·D instead of C (a kernel with
+	// fromD and rowEdge has rowFromD too):
 	// C = fma(α, acc, β·d), d the tile of D (rows ldc apart), with the
 	// bits of C set to β·D (startC) and then updated. A product of one K
 	// slice with a D (dW1 = dHᵀ·x + 2λ·W1) then writes C once, not twice.
@@ -1527,7 +1528,7 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 // 1.2 MB once, not twice; so does any product of one K slice with β = 0
 // (dW for λ = 0, the 1000×100×3072 benchmark's 24.6 MB).
 func (p *gemmProblem) startsInKernel() bool {
-	return p.alpha != 0 && p.k > 0 && p.k <= kc && p.kern.fromD != nil && p.kern.rowFromD != nil
+	return p.alpha != 0 && p.k > 0 && p.k <= kc && p.kern.fromD != nil
 }
 
 // start is the matrix the kernels' fromD variants start C from: D, or C
