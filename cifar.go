@@ -550,7 +550,7 @@ func pixelMeanStd(pix []uint8) (mean, std []float64) {
 		for r := 0; r < n; r++ {
 			for j, p := range pix[r*inputDim+lo : r*inputDim+hi] {
 				d := scale255[p] - m[j]
-				s[j] += d * d
+				s[j] += float64(d * d)
 			}
 		}
 		for j := range s {

@@ -41,7 +41,7 @@ type GradCheckRow struct {
 // λ·Σ‖W‖² for the batch x, y, with the given dropout masks held fixed (nil:
 // no dropout).
 func costOf(net *MLP, ws *Workspace, x *Matrix, y []int, lambda, eps float64, masks []*Matrix) float64 {
-	return smoothedCrossEntropy(net.ForwardMasked(ws, x, masks), y, eps) + lambda*net.RegTerm()
+	return smoothedCrossEntropy(net.ForwardMasked(ws, x, masks), y, eps) + float64(lambda*net.RegTerm())
 }
 
 // NumericalGrads returns the numerical gradient of the cost (λ its L2

@@ -541,7 +541,7 @@ func TestNormPixelsSameBits(t *testing.T) {
 	mean, inv := make([]float64, d), make([]float64, d)
 	for j := range pix {
 		pix[j] = uint8(j) // every value once (and 44 twice)
-		mean[j], inv[j] = rng.Float64(), 1/(0.05+rng.Float64())
+		mean[j], inv[j] = rng.Float64(), 1/(0.05+float64(rng.Float64()))
 	}
 	mean[7], inv[7] = 0, 1 // the identity too
 	kernels := append([]pixelKernel{{"all", func(dst []float64, pix []uint8, mean, inv []float64, next []uint8) int {
@@ -587,7 +587,7 @@ func TestPixelPanelSameBits(t *testing.T) {
 		pix[j] = uint8(j*7 + j/256)
 	}
 	for j := range mean {
-		mean[j], inv[j] = rng.Float64(), 1/(0.05+rng.Float64())
+		mean[j], inv[j] = rng.Float64(), 1/(0.05+float64(rng.Float64()))
 	}
 	mean[7], inv[7] = 0, 1 // the identity too
 	for _, kern := range cpu.Kernels {
@@ -778,7 +778,7 @@ func TestMulAddPixelsBSameBits(t *testing.T) {
 							gotW, wantW := w.Clone(), w.Clone()
 							g.MulAddPixelsBSub(true, 1, dh, x, nm, 0.02, gotW, got, gamma)
 							for i, v := range want.Data {
-								wantW.Data[i] -= gamma * v
+								wantW.Data[i] -= float64(gamma * v)
 							}
 							for i := range want.Data {
 								if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) || math.Float64bits(gotW.Data[i]) != math.Float64bits(wantW.Data[i]) {
@@ -814,7 +814,7 @@ func TestMulAddSubSameBits(t *testing.T) {
 					g.MulAdd(true, false, 1, a, b, 0.02, d, want)
 					wantD, gotD := d.Clone(), d.Clone()
 					for i, v := range want.Data {
-						wantD.Data[i] -= gamma * v
+						wantD.Data[i] -= float64(gamma * v)
 					}
 					g.MulAddSub(true, false, 1, a, b, 0.02, gotD, got, gamma)
 					sameBits(t, "C", got, want)
@@ -830,7 +830,7 @@ func TestMulAddSubSameBits(t *testing.T) {
 func randomNorm(rng *rand.Rand, k int) *Norm {
 	mean, std := make([]float64, k), make([]float64, k)
 	for j := range mean {
-		mean[j], std[j] = 0.3+0.4*rng.Float64(), 0.1+0.3*rng.Float64()
+		mean[j], std[j] = 0.3+float64(0.4*rng.Float64()), 0.1+float64(0.3*rng.Float64())
 	}
 	return NewNorm(mean, std)
 }
@@ -1186,7 +1186,7 @@ func checkEigen(t *testing.T, a *Matrix, vals []float64, v *Matrix) {
 			t.Fatalf("eigenvalue %d (%g) above eigenvalue %d (%g): want largest first", i, vals[i], i-1, vals[i-1])
 		}
 		for j := range n {
-			if d := math.Abs(av.At(i, j) - vals[i]*v.At(i, j)); d > tol {
+			if d := math.Abs(av.At(i, j) - float64(vals[i]*v.At(i, j))); d > tol {
 				t.Fatalf("(a·v%dᵀ)[%d] − λ·v%d[%d] = %g, over %g", i, j, i, j, d, tol)
 			}
 			want := 0.0
@@ -1321,7 +1321,7 @@ func TestTopEigen(t *testing.T) {
 				}
 			}
 			for i := range k { // Ritz values never exceed the true ones (interlacing)
-				if vals[i] > ev[i]*(1+1e-12)+1e-15*ev[0] {
+				if vals[i] > float64(ev[i]*(1+1e-12))+float64(1e-15*ev[0]) {
 					t.Errorf("Ritz value %d = %.15g above λ_%d = %.15g", i, vals[i], i, ev[i])
 				}
 			}
@@ -1559,7 +1559,7 @@ func BenchmarkMulPixels(b *testing.B) {
 	rng := newRNG(21, 21)
 	mean, std := make([]float64, k), make([]float64, k)
 	for j := range mean {
-		mean[j], std[j] = 0.3+0.4*rng.Float64(), 0.1+0.3*rng.Float64()
+		mean[j], std[j] = 0.3+float64(0.4*rng.Float64()), 0.1+float64(0.3*rng.Float64())
 	}
 	nm := NewNorm(mean, std)
 	pix := make([]uint8, m*k)
@@ -1948,18 +1948,18 @@ func TestOptimizerRules(t *testing.T) {
 		kind string
 		rule func(s *state, g float64, t int)
 	}{
-		{"sgd", func(s *state, g float64, t int) { s.theta -= eta * g }},
+		{"sgd", func(s *state, g float64, t int) { s.theta -= float64(eta * g) }},
 		{"momentum", func(s *state, g float64, t int) {
-			s.v = mu*s.v - eta*g
+			s.v = float64(mu*s.v) - float64(eta*g)
 			s.theta += s.v
 		}},
 		{"nesterov", func(s *state, g float64, t int) {
-			s.v = mu*s.v - eta*g
-			s.theta += mu*s.v - eta*g
+			s.v = float64(mu*s.v) - float64(eta*g)
+			s.theta += float64(mu*s.v) - float64(eta*g)
 		}},
 		{"adam", func(s *state, g float64, t int) {
-			s.m = 0.9*s.m + 0.1*g
-			s.v = 0.999*s.v + 0.001*g*g
+			s.m = float64(0.9*s.m) + float64(0.1*g)
+			s.v = float64(0.999*s.v) + float64(0.001*g*g)
 			mhat := s.m / (1 - math.Pow(0.9, float64(t)))
 			vhat := s.v / (1 - math.Pow(0.999, float64(t)))
 			s.theta -= eta * mhat / (math.Sqrt(vhat) + 1e-8)
@@ -2265,9 +2265,9 @@ func BenchmarkStep(b *testing.B) {
 			productTime := time.Since(start).Seconds() / float64(b.N)
 			var flops float64 // forward 2·N·in·out per layer; backward twice that, but the input layer's dx
 			for l := 0; l+1 < len(sizes); l++ {
-				flops += 3 * 2 * n * float64(sizes[l]*sizes[l+1])
+				flops += float64(3 * 2 * n * float64(sizes[l]*sizes[l+1]))
 			}
-			flops -= 2 * n * float64(sizes[0]*sizes[1])
+			flops -= float64(2 * n * float64(sizes[0]*sizes[1]))
 			b.ReportMetric(n/stepTime, "images/s")
 			reportSpeed(b, flops, "auto", g.Workers())
 			b.ReportMetric(stepTime/productTime, "x-products")
@@ -2357,7 +2357,7 @@ func syntheticBatch(n int, rng *rand.Rand) []byte {
 		k := rng.IntN(numClasses)
 		b = append(b, byte(k))
 		for j := 0; j < inputDim; j++ {
-			v := 128 + 30*patterns[k][j] + 40*rng.NormFloat64()
+			v := 128 + float64(30*patterns[k][j]) + float64(40*rng.NormFloat64())
 			b = append(b, byte(math.Max(0, math.Min(255, v))))
 		}
 	}
@@ -2380,7 +2380,7 @@ func meanStd(x *Matrix) (mean, std []float64) {
 	for n := 0; n < x.Rows; n++ {
 		for j, v := range x.Row(n) {
 			d := v - mean[j]
-			std[j] += d * d
+			std[j] += float64(d * d)
 		}
 	}
 	for j := range std {
@@ -2778,8 +2778,8 @@ func TestAugmentation(t *testing.T) {
 	mean := make([]float64, inputDim)
 	std := make([]float64, inputDim)
 	for j := range mean {
-		mean[j] = 0.4 + 0.1*rng.Float64()
-		std[j] = 0.2 + 0.1*rng.Float64()
+		mean[j] = 0.4 + float64(0.1*rng.Float64())
+		std[j] = 0.2 + float64(0.1*rng.Float64())
 	}
 	src := &Dataset{Pix: make([]uint8, inputDim), Y: []int{3}, Norm: NewNorm(mean, std)}
 	for j := range src.Pix {
@@ -2788,7 +2788,7 @@ func TestAugmentation(t *testing.T) {
 	// raw undoes the normalisation of input (c, y, x) of v: the pixel/255.
 	raw := func(v []float64, c, y, x int) float64 {
 		j := c*imageSide*imageSide + y*imageSide + x
-		return v[j]*std[j] + mean[j]
+		return float64(v[j]*std[j]) + mean[j]
 	}
 	orig := make([]float64, inputDim)
 	src.Row(orig, 0)
@@ -3158,7 +3158,7 @@ func TestWeightAverage(t *testing.T) {
 	}
 	for l := range net.W {
 		for i, v := range res.Averaged.W[l].Data {
-			if want := 0.25*start.W[l].Data[i] + 0.75*net.W[l].Data[i]; v != want {
+			if want := float64(0.25*start.W[l].Data[i]) + float64(0.75*net.W[l].Data[i]); v != want {
 				t.Fatalf("W%d[%d]: average %v, want %v", l+1, i, v, want)
 			}
 		}

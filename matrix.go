@@ -37,6 +37,15 @@ package main
 // into C with one more. Workers only decide *which* elements of C they own,
 // and kernels only how many at once, never how an element is summed, so
 // results are bitwise identical for any GOMAXPROCS and on any CPU.
+//
+// Roundings. Go may fuse x*y + z (and, on arm64, x*y − z and z − x*y) into
+// one fused multiply-add where the target has one (arm64; amd64 built with
+// GOAMD64=v3), which rounds once instead of twice and so changes the bits
+// from one build to another. Every product that is rounded before it is
+// added is therefore written float64(x*y): the conversion rounds, and the
+// Go spec forbids fusing across it. The only fused multiply-adds are the
+// kernels' math.FMA and VFMADD, the same on every target; .ci/check-fma
+// checks that no other one creeps in.
 
 import (
 	"cmp"
@@ -136,13 +145,13 @@ func GemmNaive(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c
 		for j := 0; j < n; j++ {
 			var sum float64
 			for p := 0; p < k; p++ {
-				sum += a.Data[i*ars+p*acs] * b.Data[p*brs+j*bcs]
+				sum += float64(a.Data[i*ars+p*acs] * b.Data[p*brs+j*bcs])
 			}
 			cij := &c.Data[i*c.Cols+j]
 			if beta == 0 {
 				*cij = alpha * sum // β = 0 overwrites, even a NaN already in C
 			} else {
-				*cij = alpha*sum + beta*(*cij)
+				*cij = float64(alpha*sum) + float64(beta*(*cij))
 			}
 		}
 	}
@@ -1024,7 +1033,7 @@ func subAll(d, c []float64, gamma float64) {
 	}
 	d = d[:len(c)]
 	for i, v := range c {
-		d[i] -= gamma * v
+		d[i] -= float64(gamma * v)
 	}
 }
 
@@ -1156,9 +1165,9 @@ const packFlops = 40
 // packing of op(B) when it cannot be read in place (bcs, op(B)'s column
 // stride, is 1 when its rows are contiguous).
 func cost(kern *gemmKernel, m, n, k, bcs int) float64 {
-	work := 2 * float64(k) * float64(tiledArea(kern, m, n))
+	work := float64(2 * float64(k) * float64(tiledArea(kern, m, n)))
 	if bcs != 1 || !kern.direct {
-		work += packFlops * float64(k) * float64(n)
+		work += float64(packFlops * float64(k) * float64(n))
 	}
 	return work / kern.speed
 }
@@ -1192,7 +1201,7 @@ func (g *Gemm) plan(m, n, k, acs, bcs int, canSwap bool) (kern *gemmKernel, swap
 	best := math.Inf(1)
 	for i := range g.kerns {
 		kr := &g.kerns[i]
-		penalty := 1 + 0.05*float64(i)
+		penalty := 1 + float64(0.05*float64(i))
 		if c := penalty * cost(kr, m, n, k, bcs); c < best {
 			best, kern, swap = c, kr, false
 		}
@@ -1434,22 +1443,22 @@ func gemmDot(p *gemmProblem, m, n int) {
 			ai, bj := i*p.ars, j*p.bcs
 			k := 0
 			for ; k+4 <= p.k; k += 4 {
-				s0 += p.a[ai+k*p.acs] * p.b[bj+k*p.brs]
-				s1 += p.a[ai+(k+1)*p.acs] * p.b[bj+(k+1)*p.brs]
-				s2 += p.a[ai+(k+2)*p.acs] * p.b[bj+(k+2)*p.brs]
-				s3 += p.a[ai+(k+3)*p.acs] * p.b[bj+(k+3)*p.brs]
+				s0 += float64(p.a[ai+k*p.acs] * p.b[bj+k*p.brs])
+				s1 += float64(p.a[ai+(k+1)*p.acs] * p.b[bj+(k+1)*p.brs])
+				s2 += float64(p.a[ai+(k+2)*p.acs] * p.b[bj+(k+2)*p.brs])
+				s3 += float64(p.a[ai+(k+3)*p.acs] * p.b[bj+(k+3)*p.brs])
 			}
 			for ; k < p.k; k++ {
-				s0 += p.a[ai+k*p.acs] * p.b[bj+k*p.brs]
+				s0 += float64(p.a[ai+k*p.acs] * p.b[bj+k*p.brs])
 			}
 			sum := (s0 + s1) + (s2 + s3)
 			c := &p.c[i*p.ldc+j]
 			if p.beta == 0 {
 				*c = p.alpha * sum
 			} else if p.d != nil {
-				*c = p.alpha*sum + p.beta*p.d[i*p.ldc+j]
+				*c = float64(p.alpha*sum) + float64(p.beta*p.d[i*p.ldc+j])
 			} else {
-				*c = p.alpha*sum + p.beta*(*c)
+				*c = float64(p.alpha*sum) + float64(p.beta*(*c))
 			}
 		}
 	}
@@ -2017,7 +2026,7 @@ func tridiagonalise(g *Gemm, a *Matrix) (d, e, beta []float64) {
 		if b != 0 {
 			half := b / 2 * dot(u, p[:k])
 			for i := range u {
-				w[i] = p[i] - half*u[i]
+				w[i] = p[i] - float64(half*u[i])
 			}
 			rank2(a.Row(k - 1)[:k], u, w[:k], u[k-1], w[k-1])
 		}
@@ -2039,13 +2048,13 @@ func householder(a *Matrix, k int, d, e, beta []float64) {
 		return
 	}
 	xk := x[k-1]
-	alpha := math.Sqrt(sigma + xk*xk)
+	alpha := math.Sqrt(sigma + float64(xk*xk))
 	if xk > 0 {
 		alpha = -alpha
 	}
 	e[k] = alpha
-	x[k-1] = xk - alpha                    // u, in place of x
-	beta[k] = 1 / (alpha*alpha - alpha*xk) // 2/(uᵀu), uᵀu = 2·(α² − α·x_{k−1})
+	x[k-1] = xk - alpha                                      // u, in place of x
+	beta[k] = 1 / (float64(alpha*alpha) - float64(alpha*xk)) // 2/(uᵀu), uᵀu = 2·(α² − α·x_{k−1})
 }
 
 // productRows runs over rows i < k of a: with b ≠ 0 it applies the rank-2
@@ -2070,7 +2079,7 @@ func productRows(g *Gemm, a *Matrix, k int, b float64, u, w []float64, bNext flo
 func rank2(row, u, w []float64, ui, wi float64) {
 	u, w = u[:len(row)], w[:len(row)]
 	for j := range row {
-		row[j] -= ui*w[j] + wi*u[j]
+		row[j] -= float64(ui*w[j]) + float64(wi*u[j])
 	}
 }
 
@@ -2082,13 +2091,13 @@ func dot(x, y []float64) float64 {
 	var s0, s1, s2, s3 float64
 	i := 0
 	for ; i+4 <= len(x); i += 4 {
-		s0 += x[i] * y[i]
-		s1 += x[i+1] * y[i+1]
-		s2 += x[i+2] * y[i+2]
-		s3 += x[i+3] * y[i+3]
+		s0 += float64(x[i] * y[i])
+		s1 += float64(x[i+1] * y[i+1])
+		s2 += float64(x[i+2] * y[i+2])
+		s3 += float64(x[i+3] * y[i+3])
 	}
 	for ; i < len(x); i++ {
-		s0 += x[i] * y[i]
+		s0 += float64(x[i] * y[i])
 	}
 	return (s0 + s1) + (s2 + s3)
 }
@@ -2130,7 +2139,7 @@ func buildQT(g *Gemm, a *Matrix, beta []float64) *Matrix {
 			for i := range j { // T[0:j, j] = −β·T[0:j, 0:j]·yu[0:j] (T upper triangular)
 				var s float64
 				for l := i; l < j; l++ {
-					s += tb.Data[i*b+l] * yu[l]
+					s += float64(tb.Data[i*b+l] * yu[l])
 				}
 				tb.Data[i*b+j] = -beta[k] * s
 			}
@@ -2205,7 +2214,7 @@ func qlStep(d, off []float64, l, m int, cs, sn []float64) int {
 	g = d[m] - d[l] + off[l]/(g+math.Copysign(r, g))
 	s, c, p := 1.0, 1.0, 0.0
 	for i := m - 1; i >= l; i-- {
-		f, b := s*off[i], c*off[i]
+		f, b := s*off[i], float64(c*off[i])
 		r = math.Hypot(f, g)
 		off[i+1] = r
 		if r == 0 {
@@ -2215,10 +2224,10 @@ func qlStep(d, off []float64, l, m int, cs, sn []float64) int {
 		}
 		s, c = f/r, g/r
 		g = d[i+1] - p
-		r = (d[i]-g)*s + 2*c*b
-		p = s * r
+		r = float64((d[i]-g)*s) + float64(2*c*b)
+		p = float64(s * r)
 		d[i+1] = g + p
-		g = c*r - b
+		g = float64(c*r) - b
 		cs[i], sn[i] = c, s
 	}
 	d[l] -= p
@@ -2245,8 +2254,8 @@ func rotateRows(g *Gemm, v *Matrix, lo, hi int, cs, sn []float64) {
 				c, s := cs[i], sn[i]
 				x, y := v.Row(i)[s0:s1], v.Row(i + 1)[s0:s1]
 				for k, f := range y {
-					y[k] = s*x[k] + c*f
-					x[k] = c*x[k] - s*f
+					y[k] = float64(s*x[k]) + float64(c*f)
+					x[k] = float64(c*x[k]) - float64(s*f)
 				}
 			}
 		}
@@ -2419,7 +2428,7 @@ func invertLower(a *Matrix) *Matrix {
 		xi[i] = 1
 		for p, l := range a.Row(i)[:i] {
 			for j, v := range x.Row(p)[:p+1] {
-				xi[j] -= l * v
+				xi[j] -= float64(l * v)
 			}
 		}
 		inv := 1 / a.Data[i*n+i]

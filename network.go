@@ -177,7 +177,7 @@ func (net *MLP) RegTerm() float64 {
 	var r float64
 	for _, w := range net.W {
 		for _, v := range w.Data {
-			r += v * v
+			r += float64(v * v)
 		}
 	}
 	return r
@@ -452,7 +452,7 @@ func smoothedCrossEntropy(s *Matrix, y []int, eps float64) float64 {
 		if eps == 0 {
 			total += math.Log(sum) - (row[y[n]] - mx)
 		} else {
-			total += math.Log(sum) - (1-eps)*(row[y[n]]-mx) - eps/float64(len(row))*all
+			total += math.Log(sum) - float64((1-eps)*(row[y[n]]-mx)) - float64(eps/float64(len(row))*all)
 		}
 	}
 	return total / float64(s.Rows)
@@ -471,7 +471,7 @@ func softmaxCrossEntropyBackward(p *Matrix, y []int, eps float64, G *Matrix) {
 		for j, v := range prow {
 			grow[j] = (v - spread) * inv
 		}
-		grow[y[n]] -= (1 - eps) * inv
+		grow[y[n]] -= float64((1 - eps) * inv)
 	}
 }
 
@@ -817,26 +817,26 @@ func (o *Optimizer) updateRange(lo, hi int) {
 	switch o.Kind {
 	case "sgd":
 		for i, gt := range grad {
-			theta[i] -= eta * gt
+			theta[i] -= float64(eta * gt)
 		}
 	case "momentum":
 		v := o.v[o.cur][lo:hi]
 		for i, gt := range grad {
-			v[i] = mu*v[i] - eta*gt
+			v[i] = float64(mu*v[i]) - float64(eta*gt)
 			theta[i] += v[i]
 		}
 	case "nesterov":
 		v := o.v[o.cur][lo:hi]
 		for i, gt := range grad {
-			v[i] = mu*v[i] - eta*gt
-			theta[i] += mu*v[i] - eta*gt
+			v[i] = float64(mu*v[i]) - float64(eta*gt)
+			theta[i] += float64(mu*v[i]) - float64(eta*gt)
 		}
 	case "adam":
 		m, v := o.m[o.cur][lo:hi], o.v[o.cur][lo:hi]
 		beta1, beta2, c1, c2 := o.beta1, o.beta2, o.c1, o.c2
 		for i, gt := range grad {
-			m[i] = beta1*m[i] + (1-beta1)*gt
-			v[i] = beta2*v[i] + (1-beta2)*gt*gt
+			m[i] = float64(beta1*m[i]) + float64((1-beta1)*gt)
+			v[i] = float64(beta2*v[i]) + float64((1-beta2)*gt*gt)
 			theta[i] -= eta * (m[i] * c1) / (math.Sqrt(v[i]*c2) + 1e-8)
 		}
 	}
@@ -1109,7 +1109,7 @@ func (net *MLP) metricsOf(lossSums []float64, corrects []int, n int, lambda floa
 	loss := lossSum / float64(n)
 	return Metrics{
 		Loss:     loss,
-		Cost:     loss + lambda*net.RegTerm(),
+		Cost:     loss + float64(lambda*net.RegTerm()),
 		Accuracy: float64(correct) / float64(n),
 	}
 }

@@ -474,7 +474,7 @@ func (spec *SearchSpec) coarseSpace() searchSpace {
 func (spec *SearchSpec) fineSpace(best Trial) (s searchSpace) {
 	centre := [3]float64{best.LogLambda, math.Log2(float64(max(1, best.Hidden))), best.Dropout}
 	for d, r := range spec.coarseSpace() {
-		half := (r[1] - r[0]) / 8
+		half := float64((r[1] - r[0]) / 8)
 		s[d] = [2]float64{math.Max(r[0], centre[d]-half), math.Min(r[1], centre[d]+half)}
 	}
 	return s
@@ -487,13 +487,13 @@ func (spec *SearchSpec) drawPoints(stream uint64, s searchSpace) []trialPoint {
 	rl, rh, rd := newRNG(spec.Seed, stream), newRNG(spec.Seed, stream+1000), newRNG(spec.Seed, stream+2000)
 	ps := make([]trialPoint, spec.Trials)
 	for i := range ps {
-		ps[i].LogLambda = s[0][0] + (s[0][1]-s[0][0])*rl.Float64()
+		ps[i].LogLambda = s[0][0] + float64((s[0][1]-s[0][0])*rl.Float64())
 		if spec.SearchHidden != nil {
-			ps[i].Hidden = int(math.Round(math.Exp2(s[1][0] + (s[1][1]-s[1][0])*rh.Float64())))
+			ps[i].Hidden = int(math.Round(math.Exp2(s[1][0] + float64((s[1][1]-s[1][0])*rh.Float64()))))
 		}
 		ps[i].Dropout = spec.Base.Dropout
 		if spec.SearchDropout != nil {
-			ps[i].Dropout = s[2][0] + (s[2][1]-s[2][0])*rd.Float64()
+			ps[i].Dropout = s[2][0] + float64((s[2][1]-s[2][0])*rd.Float64())
 		}
 	}
 	return ps

@@ -97,9 +97,9 @@ func axisRange(lo, hi float64) (min, max float64, ticks []float64) {
 		lo, hi = lo-d, hi+d
 	}
 	step := niceStep(hi - lo)
-	min = math.Floor(lo/step+1e-9) * step
-	max = math.Ceil(hi/step-1e-9) * step
-	for t := min; t <= max+step*1e-9; t += step {
+	min = float64(math.Floor(lo/step+1e-9) * step)
+	max = float64(math.Ceil(hi/step-1e-9) * step)
+	for t := min; t <= max+float64(step*1e-9); t += step {
 		ticks = append(ticks, math.Round(t/step)*step)
 	}
 	return min, max, ticks
@@ -110,7 +110,7 @@ func axisRange(lo, hi float64) (min, max float64, ticks []float64) {
 func dataTicks(lo, hi float64) []float64 {
 	step := niceStep(hi - lo)
 	var ticks []float64
-	for t := math.Ceil(lo/step-1e-9) * step; t <= hi+step*1e-9; t += step {
+	for t := math.Ceil(lo/step-1e-9) * step; t <= hi+float64(step*1e-9); t += step {
 		ticks = append(ticks, math.Round(t/step)*step)
 	}
 	return ticks
@@ -125,7 +125,7 @@ func formatTick(v, step float64) string {
 	if a := math.Abs(v); a >= 1e5 || a < 1e-3 {
 		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
-	decimals := max(0, int(math.Ceil(-math.Log10(step)-1e-9)))
+	decimals := max(0, int(math.Ceil(-float64(math.Log10(step))-1e-9)))
 	return strconv.FormatFloat(v, 'f', decimals, 64)
 }
 
@@ -177,10 +177,10 @@ func (a *axes) tx(x float64) float64 {
 // an already transformed x (a tick).
 func (a *axes) px(x float64) float64 { return a.pxT(a.tx(x)) }
 func (a *axes) pxT(t float64) float64 {
-	return plotLeft + (t-a.xmin)/(a.xmax-a.xmin)*plotAreaW
+	return plotLeft + float64((t-a.xmin)/(a.xmax-a.xmin)*plotAreaW)
 }
 func (a *axes) py(y float64) float64 {
-	return plotTop + plotAreaH - (y-a.ymin)/(a.ymax-a.ymin)*plotAreaH
+	return plotTop + plotAreaH - float64((y-a.ymin)/(a.ymax-a.ymin)*plotAreaH)
 }
 
 // axes finds the data's range over the drawable points and rounds it to
@@ -209,7 +209,7 @@ func (p *Plot) axes() *axes {
 	}
 	if p.scatterOnly() && xlo < xhi && !p.LogX {
 		// Markers are drawn whole: room for half a marker at either end.
-		pad := (xhi - xlo) * 0.02
+		pad := float64((xhi - xlo) * 0.02)
 		xlo, xhi = xlo-pad, xhi+pad
 	}
 	if p.LogX {
@@ -232,7 +232,7 @@ func (p *Plot) axes() *axes {
 	}
 	// Headroom of 4 % above and below, so no curve touches the frame; the
 	// ticks are the round values inside.
-	pad := (yhi - ylo) * 0.04
+	pad := float64((yhi - ylo) * 0.04)
 	a.ymin, a.ymax = ylo-pad, yhi+pad
 	a.yticks = dataTicks(a.ymin, a.ymax)
 	return a
@@ -602,7 +602,7 @@ func BarsSVG(title string, labels []string, values []float64) []byte {
 	fmt.Fprintf(&b, `<rect x="0" y="0" width="%d" height="%d" fill="white"/>`+"\n", w, h)
 	fmt.Fprintf(&b, `<text x="%d" y="22" text-anchor="middle" font-size="15">%s</text>`+"\n", w/2, esc(title))
 	for _, t := range []float64{0, 25, 50, 75, 100} {
-		x := left + t/100*width
+		x := left + float64(t/100*width)
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/>`+"\n", x, top-4, x, h-26)
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%g %%</text>`+"\n", x, h-12, t)
 	}
@@ -611,7 +611,7 @@ func BarsSVG(title string, labels []string, values []float64) []byte {
 		v := math.Max(0, math.Min(100, values[i]))
 		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", left-8, y+barH/2, esc(l))
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", left, y, v/100*width, barH, palette[0])
-		fmt.Fprintf(&b, `<text x="%.1f" y="%d" dominant-baseline="middle">%.1f %%</text>`+"\n", left+v/100*width+5, y+barH/2, values[i])
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" dominant-baseline="middle">%.1f %%</text>`+"\n", left+float64(v/100*width)+5, y+barH/2, values[i])
 	}
 	b.WriteString("</svg>\n")
 	return b.Bytes()

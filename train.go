@@ -86,9 +86,9 @@ func (s Schedule) Cyclical() bool { return s.Eta == 0 && s.Epochs == 0 }
 func cyclicalEta(t, ns int, etaMin, etaMax float64) float64 {
 	tc := t % (2 * ns)
 	if tc < ns {
-		return etaMin + float64(tc)/float64(ns)*(etaMax-etaMin)
+		return etaMin + float64(float64(tc)/float64(ns)*(etaMax-etaMin))
 	}
-	return etaMax - float64(tc-ns)/float64(ns)*(etaMax-etaMin)
+	return etaMax - float64(float64(tc-ns)/float64(ns)*(etaMax-etaMin))
 }
 
 // ---------------------------------------------------------------------------
@@ -428,7 +428,7 @@ func (tr *trainer) averageRange(lo, hi int) {
 	for _, pair := range tr.averaged {
 		a, th := pair[0], pair[1]
 		for i := max(lo-off, 0); i < min(hi-off, len(a)); i++ {
-			a[i] = beta*a[i] + (1-beta)*th[i]
+			a[i] = float64(beta*a[i]) + float64((1-beta)*th[i])
 		}
 		off += len(a)
 	}
@@ -590,7 +590,7 @@ func (tr *trainer) print(t int, eta float64) {
 	if n := evaluated; n > 0 {
 		left += float64(evals) * tr.res.EvalSeconds / float64(n)
 	} else {
-		left += float64(evals) * tr.evalCost
+		left += float64(float64(evals) * tr.evalCost)
 	}
 	msg += " | " + fmtDuration(elapsed) + " elapsed"
 	if t > 0 { // the first step includes start-up costs: no estimate from it
@@ -1282,7 +1282,7 @@ func suggestEtas(pts []LRPoint) (etaMin, etaMax float64, ok bool) {
 		return 0, 0, false
 	}
 	for _, p := range pts[:peak+1] {
-		if p.Smoothed >= start+0.1*rise {
+		if p.Smoothed >= start+float64(0.1*rise) {
 			return p.Eta, pts[peak].Eta, true
 		}
 	}
@@ -1523,12 +1523,12 @@ func timeToAccuracy(h []HistoryRow, testCurve bool) (seconds []float64, reached 
 func flopsPerImage(net *MLP, backward bool) float64 {
 	var f float64
 	if net.In != nil {
-		f += 2 * float64(net.In.Rows) * float64(net.In.Cols)
+		f += float64(2 * float64(net.In.Rows) * float64(net.In.Cols))
 	}
 	for l := range net.Layers() {
-		mul := 2 * float64(net.Sizes[l]) * float64(net.Sizes[l+1])
+		mul := float64(2 * float64(net.Sizes[l]) * float64(net.Sizes[l+1]))
 		if backward {
-			mul *= 3
+			mul = float64(mul * 3)
 		}
 		f += mul
 	}
