@@ -385,7 +385,8 @@ func TestEdgeKernelsSameBits(t *testing.T) {
 }
 
 // TestWideKernelSameBits: a kernel's wide tile (its tile and 1–2 columns of
-// a ragged panel in one pass, on packed A) gives the bits of its main tile
+// a ragged panel in one pass, on packed A or on rows of A read in place
+// through a gather) gives the bits of its main tile
 // and its edge tile computed apart, with the ragged panel's steps 4 apart
 // (packed) or as far apart as a row of x (in place), at depths that take
 // the two-step loop, the odd last step, or both.
@@ -397,19 +398,25 @@ func TestWideKernelSameBits(t *testing.T) {
 		for _, depth := range []int{1, 2, 37, kc} {
 			for cols := 1; cols <= kern.wideNR; cols++ {
 				for _, cse := range []int{kern.edgeNR, inputDim} {
-					t.Run(fmt.Sprintf("%s/kc=%d/cols=%d/cse=%d", kern.name, depth, cols, cse), func(t *testing.T) {
-						const ldc = 61 // C wider than the tile
-						rng := newRNG(13, uint64(depth*10+cols))
-						a := randMatrix(rng, depth, kern.mr).Data // a packed panel
-						b := randMatrix(rng, depth, kern.nr).Data
-						be := randMatrix(rng, depth+1, cse).Data // read from be[3:]
-						c0 := randMatrix(rng, kern.mr, ldc).Data
-						got, want := slices.Clone(c0), slices.Clone(c0)
-						kern.wide(depth, 0.7, a, b, kern.nr, be[3:], cse, got[2:], ldc, cols)
-						kern.fn(depth, 0.7, a, 1, kern.mr, b, kern.nr, want[2:], ldc)
-						kern.edge(depth, 0.7, a, 1, kern.mr, be[3:], cse, want[2+kern.nr:], ldc, cols)
-						sameTileBits(t, "C", got, want, ldc)
-					})
+					for _, inPlace := range []bool{false, true} {
+						t.Run(fmt.Sprintf("%s/kc=%d/cols=%d/cse=%d/inPlace=%v", kern.name, depth, cols, cse, inPlace), func(t *testing.T) {
+							const ldc = 61 // C wider than the tile
+							rng := newRNG(13, uint64(depth*10+cols))
+							a := randMatrix(rng, depth, kern.mr).Data // a packed panel
+							rsa, csa := 1, kern.mr
+							if inPlace { // rows of A, depth+5 apart (read through the gather)
+								a, rsa, csa = randMatrix(rng, kern.mr, depth+5).Data, depth+5, 1
+							}
+							b := randMatrix(rng, depth, kern.nr).Data
+							be := randMatrix(rng, depth+1, cse).Data // read from be[3:]
+							c0 := randMatrix(rng, kern.mr, ldc).Data
+							got, want := slices.Clone(c0), slices.Clone(c0)
+							kern.wide(depth, 0.7, a, rsa, csa, b, kern.nr, be[3:], cse, got[2:], ldc, cols)
+							kern.fn(depth, 0.7, a, rsa, csa, b, kern.nr, want[2:], ldc)
+							kern.edge(depth, 0.7, a, rsa, csa, be[3:], cse, want[2+kern.nr:], ldc, cols)
+							sameTileBits(t, "C", got, want, ldc)
+						})
+					}
 				}
 			}
 		}

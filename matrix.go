@@ -256,12 +256,12 @@ type microKernel struct {
 	rowEdge   func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int)
 	rowEdgeMR int
 	// wide, if not nil, computes a tile of mr rows and nr+cols columns
-	// (1 ≤ cols ≤ wideNR) with fn's bits, A packed (rsa = 1, csa = mr):
-	// fn's tile plus the columns of a ragged last panel (its own b, be,
-	// steps cse apart) in one pass over A. The N×50 outputs' second panel
+	// (1 ≤ cols ≤ wideNR) with fn's bits, A packed or in place: fn's tile
+	// plus the columns of a ragged last panel (its own b, be, steps cse
+	// apart) in one pass over A. The N×50 outputs' second panel
 	// and last 2 columns, whose edge tile alone costs a fifth of the
 	// product otherwise (see kernelAVX512x8x26).
-	wide   func(kc int, alpha float64, a, b []float64, csb int, be []float64, cse int, c []float64, ldc, cols int)
+	wide   func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, be []float64, cse int, c []float64, ldc, cols int)
 	wideNR int
 	// fromD and rowFromD, if not nil, are fn (or inPlaceB, for inPlace)
 	// and rowEdge starting the tile from β·D instead of C (a kernel with
@@ -1515,7 +1515,7 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 					}
 					for jr := 0; jr < nb; jr += kern.nr {
 						w := min(kern.nr, nb-jr)
-						if rest := nb - jr - kern.nr; rest > 0 && rest <= kern.wideNR && p.aPanels() {
+						if rest := nb - jr - kern.nr; rest > 0 && rest <= kern.wideNR {
 							w = nb - jr // the last whole panel and the ragged one, in one wide tile
 						}
 						g.tiles(ws, ic, mcb, pc, kcb, jb+jr, w)
@@ -1616,13 +1616,6 @@ func (g *Gemm) packABlock(ws *gemmWorkspace, ic, mcb, pc, kcb int) {
 	}
 }
 
-// aPanels reports whether the workers' blocks of op(A) are packed in
-// k-major micro-panels (rsa = 1, csa = mr), as wide needs: packed A, or
-// pixels normalised by a pixel panel kernel, but not normBlock's rows.
-func (p *gemmProblem) aPanels() bool {
-	return p.packedA && (p.pix == nil || !p.kern.direct || p.kern.pixelPanel != nil)
-}
-
 // tiles runs the micro-kernel down one panel of B, columns j … j+nrb−1
 // (nrb ≤ nr, or nr + at most wideNR for the wide tile), over the block of
 // A at rows ic … ic+mcb−1, K slice pc: whole tiles with the kernel (or its
@@ -1655,7 +1648,7 @@ func (g *Gemm) tiles(ws *gemmWorkspace, ic, mcb, pc, kcb, j, nrb int) {
 		switch {
 		case nrb > nr && mrb == mr:
 			p.startTile(ci, mrb, nrb)
-			kern.wide(kcb, p.alpha, apanel, bpanel, csb, bedge, cse, p.c[ci:], ldc, nrb-nr)
+			kern.wide(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, bedge, cse, p.c[ci:], ldc, nrb-nr)
 			if p.fromD {
 				p.subTile(ci, mrb, nrb)
 			}

@@ -52,7 +52,7 @@ func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float
 func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool, d *float64, beta, gamma float64)
 
 //go:noescape
-func kernelAVX512x8x26(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, be *float64, cse int, ev *float64)
+func kernelAVX512x8x26(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, be *float64, cse int, ev *float64, ix *int64)
 
 func fmaPeakYMM(iters int)
 
@@ -150,16 +150,25 @@ func avx512x8x24FromD(kc int, alpha float64, a []float64, rsa, csa int, b []floa
 
 // avx512x8x26 is the 8×24 tile and cols ≤ 2 more columns, C[0…7][24…23+cols],
 // whose b is the panel be (steps cse apart): the wide tile of kernelAVX512,
-// on A packed k-major (rsa = 1, csa = 8). The assembly returns the extra
+// on A packed k-major (rsa = 1, csa = 8) or read in place, its 8 rows'
+// offsets then in ix for the gather. The assembly returns the extra
 // columns' sums in ev; they go into C here, C += α·acc fused, as the
 // assembly does for the others (math.FMA rounds once, like VFMADD).
-func avx512x8x26(kc int, alpha float64, a, b []float64, csb int, be []float64, cse int, c []float64, ldc, cols int) {
+func avx512x8x26(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, be []float64, cse int, c []float64, ldc, cols int) {
 	if cols < 1 || cols > 2 {
 		panic("mlp: avx512x8x26: cols out of 1…2")
 	}
-	_, _, _, _ = a[(kc-1)*8+7], b[(kc-1)*csb+23], be[(kc-1)*cse+1], c[7*ldc+23+cols]
+	_, _, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+23], be[(kc-1)*cse+1], c[7*ldc+23+cols]
 	var ev [16]float64
-	kernelAVX512x8x26(kc, alpha, &a[0], 1, 8, &b[0], csb, &c[0], ldc, &be[0], cse, &ev[0])
+	var ix *int64
+	if rsa != 1 || csa != 8 {
+		var offsets [8]int64
+		for r := range offsets {
+			offsets[r] = int64(r * rsa * 8)
+		}
+		ix = &offsets[0]
+	}
+	kernelAVX512x8x26(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, &be[0], cse, &ev[0], ix)
 	for i := range 8 {
 		for j := range cols {
 			e := &c[i*ldc+24+j]

@@ -544,49 +544,51 @@ edge8update:
 	VPXORQ Z23, Z23, Z23
 
 // Rows 0–3 of a step (after loading the step's 24 values of b) and rows
-// 4–7: the 8×24 kernel runs both, its 4×24 row-edge tile the first.
-#define AVX512_ROWS0_3 \
+// 4–7: the 8×24 kernel runs both, its 4×24 row-edge tile the first. t0 and
+// t1 take the broadcasts of a in turn (Z27 and Z28; the same register
+// twice where Z28 is taken: renaming keeps the broadcasts independent).
+#define AVX512_ROWS0_3(t0, t1) \
 	VMOVUPD      (B_PTR), Z24; \
 	VMOVUPD      64(B_PTR), Z25; \
 	VMOVUPD      128(B_PTR), Z26; \
-	VBROADCASTSD (A_PTR), Z27; \
-	VFMADD231PD  Z24, Z27, Z0; \
-	VFMADD231PD  Z25, Z27, Z1; \
-	VFMADD231PD  Z26, Z27, Z2; \
-	VBROADCASTSD (A_PTR)(RSA*1), Z28; \
-	VFMADD231PD  Z24, Z28, Z3; \
-	VFMADD231PD  Z25, Z28, Z4; \
-	VFMADD231PD  Z26, Z28, Z5; \
-	VBROADCASTSD (A_PTR)(RSA*2), Z27; \
-	VFMADD231PD  Z24, Z27, Z6; \
-	VFMADD231PD  Z25, Z27, Z7; \
-	VFMADD231PD  Z26, Z27, Z8; \
-	VBROADCASTSD (A_PTR)(R9*1), Z28; \
-	VFMADD231PD  Z24, Z28, Z9; \
-	VFMADD231PD  Z25, Z28, Z10; \
-	VFMADD231PD  Z26, Z28, Z11
+	VBROADCASTSD (A_PTR), t0; \
+	VFMADD231PD  Z24, t0, Z0; \
+	VFMADD231PD  Z25, t0, Z1; \
+	VFMADD231PD  Z26, t0, Z2; \
+	VBROADCASTSD (A_PTR)(RSA*1), t1; \
+	VFMADD231PD  Z24, t1, Z3; \
+	VFMADD231PD  Z25, t1, Z4; \
+	VFMADD231PD  Z26, t1, Z5; \
+	VBROADCASTSD (A_PTR)(RSA*2), t0; \
+	VFMADD231PD  Z24, t0, Z6; \
+	VFMADD231PD  Z25, t0, Z7; \
+	VFMADD231PD  Z26, t0, Z8; \
+	VBROADCASTSD (A_PTR)(R9*1), t1; \
+	VFMADD231PD  Z24, t1, Z9; \
+	VFMADD231PD  Z25, t1, Z10; \
+	VFMADD231PD  Z26, t1, Z11
 
-#define AVX512_ROWS4_7 \
-	VBROADCASTSD (A_HI), Z27; \
-	VFMADD231PD  Z24, Z27, Z12; \
-	VFMADD231PD  Z25, Z27, Z13; \
-	VFMADD231PD  Z26, Z27, Z14; \
-	VBROADCASTSD (A_HI)(RSA*1), Z28; \
-	VFMADD231PD  Z24, Z28, Z15; \
-	VFMADD231PD  Z25, Z28, Z16; \
-	VFMADD231PD  Z26, Z28, Z17; \
-	VBROADCASTSD (A_HI)(RSA*2), Z27; \
-	VFMADD231PD  Z24, Z27, Z18; \
-	VFMADD231PD  Z25, Z27, Z19; \
-	VFMADD231PD  Z26, Z27, Z20; \
-	VBROADCASTSD (A_HI)(R9*1), Z28; \
-	VFMADD231PD  Z24, Z28, Z21; \
-	VFMADD231PD  Z25, Z28, Z22; \
-	VFMADD231PD  Z26, Z28, Z23
+#define AVX512_ROWS4_7(t0, t1) \
+	VBROADCASTSD (A_HI), t0; \
+	VFMADD231PD  Z24, t0, Z12; \
+	VFMADD231PD  Z25, t0, Z13; \
+	VFMADD231PD  Z26, t0, Z14; \
+	VBROADCASTSD (A_HI)(RSA*1), t1; \
+	VFMADD231PD  Z24, t1, Z15; \
+	VFMADD231PD  Z25, t1, Z16; \
+	VFMADD231PD  Z26, t1, Z17; \
+	VBROADCASTSD (A_HI)(RSA*2), t0; \
+	VFMADD231PD  Z24, t0, Z18; \
+	VFMADD231PD  Z25, t0, Z19; \
+	VFMADD231PD  Z26, t0, Z20; \
+	VBROADCASTSD (A_HI)(R9*1), t1; \
+	VFMADD231PD  Z24, t1, Z21; \
+	VFMADD231PD  Z25, t1, Z22; \
+	VFMADD231PD  Z26, t1, Z23
 
 #define AVX512_STEP \
-	AVX512_ROWS0_3; \
-	AVX512_ROWS4_7; \
+	AVX512_ROWS0_3(Z27, Z28); \
+	AVX512_ROWS4_7(Z27, Z28); \
 	ADDQ CSA, A_PTR;   \
 	ADDQ CSA, A_HI;  \
 	ADDQ CSB, B_PTR
@@ -717,7 +719,7 @@ edge8update:
 	JMP  rowedgedone
 
 #define AVX512_EDGE_STEP \
-	AVX512_ROWS0_3; \
+	AVX512_ROWS0_3(Z27, Z28); \
 	ADDQ CSA, A_PTR;   \
 	ADDQ CSB, B_PTR
 
@@ -842,9 +844,10 @@ avx512sub: // and D −= γ·C
 // AVX-512, 8×24 tile and up to 2 more columns: the 8×24 kernel's steps on
 // columns 0–23 and, in the same loop, columns 24 and 25 (the MLP's N×50
 // outputs are two 24-wide panels and 2 columns: the second panel and the
-// 2 columns are one call). It needs A packed in k-major micro-panels
-// (rsa = 1, csa = 8: step p's 8 values of a contiguous), so that one load
-// gives the 8 rows of a step as a vector: the 2 columns are then 2 FMAs
+// 2 columns are one call). With A packed in k-major micro-panels (rsa = 1,
+// csa = 8: step p's 8 values of a contiguous) one load gives the 8 rows of
+// a step as a vector; with A read in place (rows rsa apart, ix holding
+// their 8 byte offsets) one gather does: the 2 columns are then 2 FMAs
 // (Z29 = a₀…a₇ times the step's b[24] or b[25] broadcast from memory)
 // into accumulators that hold a column each, Z30 and Z31. An 8×4 edge tile
 // (kernelAVX2x8x4) spends 8 broadcast loads and 8 FMAs per step on them,
@@ -859,25 +862,42 @@ avx512sub: // and D −= γ·C
 // add into C (C += α·acc, fused, as here), which keeps the transposition
 // out of the assembly.
 //
-// Register map: as the 8×24 kernel's (RSA = 8 bytes, CSA = 64), plus DI → step
-// p of be, R14 = cse in bytes; Z29 the step's column of a; Z30, Z31 the two
-// columns' accumulators (Z31 then α).
+// Register map: as the 8×24 kernel's, plus DI → step p of be, R14 = cse
+// in bytes, R15 → ix; Z29 the step's column of a (Z28 its offsets when
+// gathered, K1 the gather's mask); Z30, Z31 the two columns' accumulators
+// (Z31 then α).
 #define E_PTR DI
 #define CSE   R14
 
 #define AVX512_WIDE_STEP \
-	AVX512_ROWS0_3;                     \
+	AVX512_ROWS0_3(Z27, Z28);           \
 	VMOVUPD          (A_PTR), Z29;      \
 	VFMADD231PD.BCST (E_PTR), Z29, Z30; \
 	VFMADD231PD.BCST 8(E_PTR), Z29, Z31; \
-	AVX512_ROWS4_7;                     \
+	AVX512_ROWS4_7(Z27, Z28);           \
 	ADDQ CSA, A_PTR;                    \
 	ADDQ CSA, A_HI;                     \
 	ADDQ CSB, B_PTR;                    \
 	ADDQ CSE, E_PTR
 
-// func kernelAVX512x8x26(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, be *float64, cse int, ev *float64)
-TEXT ·kernelAVX512x8x26(SB), NOSPLIT, $0-96
+// AVX512_WIDE_GATHER_STEP is AVX512_WIDE_STEP for A read in place (rows
+// RSA apart, not a packed panel): the step's 8 values of a are gathered
+// into Z29 (offsets in Z28, mask K1 reset each step: the gather clears
+// it), so the broadcasts all go through Z27.
+#define AVX512_WIDE_GATHER_STEP \
+	KXNORB           K1, K1, K1;        \
+	VGATHERQPD       (A_PTR)(Z28*1), K1, Z29; \
+	AVX512_ROWS0_3(Z27, Z27);           \
+	VFMADD231PD.BCST (E_PTR), Z29, Z30; \
+	VFMADD231PD.BCST 8(E_PTR), Z29, Z31; \
+	AVX512_ROWS4_7(Z27, Z27);           \
+	ADDQ CSA, A_PTR;                    \
+	ADDQ CSA, A_HI;                     \
+	ADDQ CSB, B_PTR;                    \
+	ADDQ CSE, E_PTR
+
+// func kernelAVX512x8x26(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, be *float64, cse int, ev *float64, ix *int64)
+TEXT ·kernelAVX512x8x26(SB), NOSPLIT, $0-104
 	GEMM_ARGS
 	LEAQ (A_PTR)(RSA*4), A_HI
 	MOVQ be+72(FP), E_PTR
@@ -894,6 +914,9 @@ TEXT ·kernelAVX512x8x26(SB), NOSPLIT, $0-96
 	MOVQ KC, R10
 	SHRQ $1, R10
 	ANDQ $1, KC
+	MOVQ ix+96(FP), R15 // nil: A packed; else the 8 rows' byte offsets
+	TESTQ R15, R15
+	JNE  widegather
 	TESTQ R10, R10
 	JE   widetail
 
@@ -907,6 +930,23 @@ widetail:
 	TESTQ KC, KC
 	JE    wideupdate
 	AVX512_WIDE_STEP
+	JMP   wideupdate
+
+widegather: // A in place: the same steps, a's column gathered
+	VMOVDQU64 (R15), Z28
+	TESTQ R10, R10
+	JE   widegathertail
+
+widegatherloop2:
+	AVX512_WIDE_GATHER_STEP
+	AVX512_WIDE_GATHER_STEP
+	DECQ R10
+	JNZ  widegatherloop2
+
+widegathertail:
+	TESTQ KC, KC
+	JE    wideupdate
+	AVX512_WIDE_GATHER_STEP
 
 wideupdate:
 	MOVQ    ev+88(FP), R10
