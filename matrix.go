@@ -1262,19 +1262,12 @@ func (g *Gemm) run(m, n int) {
 	parts := g.partsFor(2 * float64(m) * float64(n) * float64(p.k))
 	p.fromD = p.startsInKernel()
 	p.packedA = !p.kern.direct || n >= packReuse*p.kern.nr || p.pix != nil
-	// Split C along the side whose whole tiles share out more evenly over
-	// the workers (rows on a tie). A ragged last panel narrow enough for
-	// the wide or the edge tile is not a tile of its own but goes with the
-	// one before it: the N×50 outputs are two column tiles, 24 and 26 wide,
-	// one per worker on two (the forward product 100×3072×50 from floats
-	// on two workers 84–87 → 98–100 GFLOP/s, each worker packing its own
-	// columns of W1ᵀ instead of sharing all of them, split by rows).
 	mr, nr := p.kern.mr, p.kern.nr
 	rowTiles, colTiles := (m+mr-1)/mr, (n+nr-1)/nr
 	if rest := n % nr; n > nr && rest > 0 && rest <= max(p.kern.wideNR, p.kern.edgeNR) {
 		colTiles--
 	}
-	splitRows := evenness(rowTiles, parts) >= evenness(colTiles, parts)
+	splitRows := splitByRows(m, n, rowTiles, colTiles, parts)
 	if p.alpha != 0 {
 		g.prepareB(parts, splitRows)
 	}
@@ -1294,6 +1287,30 @@ func (g *Gemm) run(m, n int) {
 		}
 		return gemmJob{kind: jobBlock, w: w, i0: 0, i1: m, j0: lo, j1: hi}
 	})
+}
+
+// splitByRows reports whether an m×n C of rowTiles × colTiles whole tiles
+// is cut into `parts` strips of rows (else of columns). A ragged last
+// panel narrow enough for the wide or the edge tile is not a tile of its
+// own but goes with the one before it (the caller counts so): the N×50
+// outputs are two column tiles, 24 and 26 wide, one per worker on two
+// (the forward product 100×3072×50 from floats on two workers 84–87 →
+// 98–100 GFLOP/s, each worker packing its own columns of W1ᵀ instead of
+// sharing all of them, split by rows).
+//
+// The side whose tiles share out more evenly wins; within 2 % of each
+// other, the longer side of C (rows when m ≥ n). Every worker reads all of
+// op(A) when C is cut by columns and all of op(B) when by rows, so the
+// longer side duplicates the smaller operand: 1000×3072×50 on two workers
+// (125 row tiles, 0.992 as even as its 2 column tiles) 94–96 → 121–123
+// GFLOP/s by rows, each worker streaming half of A's 24.6 MB instead of
+// all of it.
+func splitByRows(m, n, rowTiles, colTiles, parts int) bool {
+	re, ce := evenness(rowTiles, parts), evenness(colTiles, parts)
+	if math.Abs(re-ce) <= 0.02*max(re, ce) {
+		return m >= n
+	}
+	return re > ce
 }
 
 // balance is how many parts `tiles` equal tiles are cut into when at most
