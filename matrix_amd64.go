@@ -40,6 +40,9 @@ func xgetbv() (eax, edx uint32)
 func kernelAVX2x6x8(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool, d *float64, beta, gamma float64)
 
 //go:noescape
+func kernelAVX2x4x8(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, rows int, d *float64, beta, gamma float64)
+
+//go:noescape
 func kernelAVX2x6x4(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, m *int64)
 
 //go:noescape
@@ -93,6 +96,24 @@ func avx2x6x8InPlace(kc int, alpha float64, a []float64, rsa, csa int, b []float
 func avx2x6x8FromD(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int, d []float64, beta, gamma float64, inPlace bool) {
 	_, _, _, _ = a[5*rsa+(kc-1)*csa], b[(kc-1)*csb+7], c[5*ldc+7], d[5*ldc+7]
 	kernelAVX2x6x8(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, inPlace, &d[0], beta, gamma)
+}
+
+func avx2x4x8(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int) {
+	if rows < 1 || rows > 4 {
+		panic("mlp: avx2x4x8: rows out of 1…4")
+	}
+	_, _, _ = a[3*rsa+(kc-1)*csa], b[(kc-1)*csb+7], c[(rows-1)*ldc+7]
+	kernelAVX2x4x8(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, rows, nil, 0, 0)
+}
+
+// avx2x4x8FromD is avx2x4x8 starting C from β·D (0 for β = 0, D not
+// read), then, for γ ≠ 0, D −= γ·C.
+func avx2x4x8FromD(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int, d []float64, beta, gamma float64) {
+	if rows < 1 || rows > 4 {
+		panic("mlp: avx2x4x8: rows out of 1…4")
+	}
+	_, _, _, _ = a[3*rsa+(kc-1)*csa], b[(kc-1)*csb+7], c[(rows-1)*ldc+7], d[(rows-1)*ldc+7]
+	kernelAVX2x4x8(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, rows, &d[0], beta, gamma)
 }
 
 // edgeMasks[cols] selects the first cols of four columns (VMASKMOVPD uses
@@ -235,8 +256,8 @@ func pixelAdapter(step int, kernel func(dst *float64, pix *uint8, mean, inv *flo
 }
 
 var (
-	kernelAVX2 = microKernel{name: "avx2", tile: "6x8", mr: 6, nr: 8, direct: true, fn: avx2x6x8, inPlaceB: avx2x6x8InPlace, edge: avx2x6x4,
-		fromD: avx2x6x8FromD, edgeNR: 4}
+	kernelAVX2 = microKernel{name: "avx2", tile: "6x8", mr: 6, nr: 8, direct: true, fn: avx2x6x8, inPlaceB: avx2x6x8InPlace, edge: avx2x6x4, edgeNR: 4,
+		rowEdge: avx2x4x8, rowEdgeMR: 4, fromD: avx2x6x8FromD, rowFromD: avx2x4x8FromD}
 	kernelAVX512 = microKernel{name: "avx512", tile: "8x24", mr: 8, nr: 24, direct: true, fn: avx512x8x24, inPlaceB: avx512x8x24InPlace, edge: avx2x8x4, edgeNR: 4, rowEdge: avx512x4x24, rowEdgeMR: 4,
 		fromD: avx512x8x24FromD, rowFromD: avx512x4x24FromD}
 )

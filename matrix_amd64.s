@@ -136,15 +136,49 @@
 	ADDQ         LDC, C_PTR;       \
 	ADDQ         LDC, R14
 
-// AVX2_EACH_ROW applies ROW (AVX2_START_ROW or _START_SUB_ROW) with the
-// start value FROM to the 6×8 tile's rows, top to bottom.
-#define AVX2_EACH_ROW(ROW, FROM) \
-	ROW(FROM, Y0, Y1); \
-	ROW(FROM, Y2, Y3); \
-	ROW(FROM, Y4, Y5); \
-	ROW(FROM, Y6, Y7); \
-	ROW(FROM, Y8, Y9); \
-	ROW(FROM, Y10, Y11)
+// The four ways a row of an AVX2 tile starts from D: from β·D or from 0,
+// without or with the SGD step.
+#define AVX2_BETA_ROW(lo, hi) AVX2_START_ROW(AVX2_BETA_D, lo, hi)
+#define AVX2_ZERO_ROW(lo, hi) AVX2_START_ROW(AVX2_ZERO, lo, hi)
+#define AVX2_BETA_SUB_ROW(lo, hi) AVX2_START_SUB_ROW(AVX2_BETA_D, lo, hi)
+#define AVX2_ZERO_SUB_ROW(lo, hi) AVX2_START_SUB_ROW(AVX2_ZERO, lo, hi)
+
+// AVX2_EACH_ROW applies ROW (one of the four above) to the 6×8 tile's
+// rows, top to bottom.
+#define AVX2_EACH_ROW(ROW) \
+	ROW(Y0, Y1); \
+	ROW(Y2, Y3); \
+	ROW(Y4, Y5); \
+	ROW(Y6, Y7); \
+	ROW(Y8, Y9); \
+	ROW(Y10, Y11)
+
+// AVX2_ROW_EDGE_ROWS applies ROW (AVX2_UPDATE_ROW or one of the four
+// above) to the first R10 rows of the 4×8 row-edge tile, then jumps to
+// avx2rowedgedone.
+#define AVX2_ROW_EDGE_ROWS(ROW) \
+	ROW(Y0, Y1);          \
+	DECQ R10;             \
+	JE   avx2rowedgedone; \
+	ROW(Y2, Y3);          \
+	DECQ R10;             \
+	JE   avx2rowedgedone; \
+	ROW(Y4, Y5);          \
+	DECQ R10;             \
+	JE   avx2rowedgedone; \
+	ROW(Y6, Y7);          \
+	JMP  avx2rowedgedone
+
+// AVX2_START_BRANCH is the AVX2 kernels' start from D (their update when
+// d is not nil): β into Y14, R11 = γ's bits, then on to label beta when
+// β ≠ 0 (or NaN); falling through, β = 0.
+#define AVX2_START_BRANCH(beta) \
+	VBROADCASTSD beta+88(FP), Y14; \
+	MOVQ     gamma+96(FP), R11;   \
+	VXORPD   X13, X13, X13;       \
+	VUCOMISD X13, X14;            \
+	JNE      beta;                \
+	JP       beta
 
 // The pixel kernels' (normPixelsAVX2, normPixelsAVX512, at the end) start:
 // prefetch the n bytes at next, then SI → pix, DI → dst, R8 → mean,
@@ -336,32 +370,123 @@ avx2update:
 	RET
 
 avx2start: // C = α·acc + β·D (0 for β = 0); then, for γ ≠ 0, D −= γ·C
-	VBROADCASTSD beta+88(FP), Y14
-	MOVQ  gamma+96(FP), R11
-	VXORPD  X13, X13, X13
-	VUCOMISD X13, X14 // β = 0 (not NaN): ZF = 1, PF = 0
-	JNE   avx2beta
-	JP    avx2beta
+	AVX2_START_BRANCH(avx2beta)
 	TESTQ R11, R11
 	JNE   avx2zerosub
-	AVX2_EACH_ROW(AVX2_START_ROW, AVX2_ZERO)
+	AVX2_EACH_ROW(AVX2_ZERO_ROW)
 	VZEROUPPER
 	RET
 
 avx2zerosub:
-	AVX2_EACH_ROW(AVX2_START_SUB_ROW, AVX2_ZERO)
+	AVX2_EACH_ROW(AVX2_ZERO_SUB_ROW)
 	VZEROUPPER
 	RET
 
 avx2beta:
 	TESTQ R11, R11
 	JNE   avx2betasub
-	AVX2_EACH_ROW(AVX2_START_ROW, AVX2_BETA_D)
+	AVX2_EACH_ROW(AVX2_BETA_ROW)
 	VZEROUPPER
 	RET
 
 avx2betasub:
-	AVX2_EACH_ROW(AVX2_START_SUB_ROW, AVX2_BETA_D)
+	AVX2_EACH_ROW(AVX2_BETA_SUB_ROW)
+	VZEROUPPER
+	RET
+
+// ---------------------------------------------------------------------------
+// AVX2/FMA, 4×8 row-edge tile: the 6×8 kernel's ragged last row panel of
+// 1–4 rows (the MLP's 50 hidden units are eight 6-row panels and 2 rows; a
+// batch of 100, sixteen and 4), which otherwise runs the whole 6×8 tile on
+// a scratch copy of C. 8 YMM accumulators (Y0–Y7, row i in Y(2i),
+// Y(2i+1)), the same sums in the same order as the 6×8 kernel; four rows
+// are computed (A's ragged panel is packed with zero rows) and the first
+// `rows` written, updated as the 6×8 kernel's are (C += α·acc, or from D).
+//
+// Register map: as the 6×8 kernel's rows 0–3 (A_PTR with RSA and R9 =
+// 3·RSA), without A_HI; R10 the count of 4-step iterations, then of the
+// rows to write; Y12–Y13 b, Y14–Y15 the broadcasts (Y15: α at the end).
+
+#define AVX2_ROW_EDGE_STEP \
+	VMOVUPD      (B_PTR), Y12;        \
+	VMOVUPD      32(B_PTR), Y13;      \
+	VBROADCASTSD (A_PTR), Y14;        \
+	VFMADD231PD  Y12, Y14, Y0;        \
+	VFMADD231PD  Y13, Y14, Y1;        \
+	VBROADCASTSD (A_PTR)(RSA*1), Y15; \
+	VFMADD231PD  Y12, Y15, Y2;        \
+	VFMADD231PD  Y13, Y15, Y3;        \
+	VBROADCASTSD (A_PTR)(RSA*2), Y14; \
+	VFMADD231PD  Y12, Y14, Y4;        \
+	VFMADD231PD  Y13, Y14, Y5;        \
+	VBROADCASTSD (A_PTR)(R9*1), Y15;  \
+	VFMADD231PD  Y12, Y15, Y6;        \
+	VFMADD231PD  Y13, Y15, Y7;        \
+	ADDQ         CSA, A_PTR;          \
+	ADDQ         CSB, B_PTR
+
+// func kernelAVX2x4x8(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, rows int, d *float64, beta, gamma float64)
+TEXT ·kernelAVX2x4x8(SB), NOSPLIT, $0-104
+	GEMM_ARGS
+	VXORPD Y0, Y0, Y0
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4
+	VXORPD Y5, Y5, Y5
+	VXORPD Y6, Y6, Y6
+	VXORPD Y7, Y7, Y7
+
+	// Four steps per iteration, then the remaining kc mod 4 one at a time.
+	MOVQ KC, R10
+	SHRQ $2, R10
+	ANDQ $3, KC
+	TESTQ R10, R10
+	JE   avx2rowedgetail
+
+avx2rowedgeloop4:
+	AVX2_ROW_EDGE_STEP
+	AVX2_ROW_EDGE_STEP
+	AVX2_ROW_EDGE_STEP
+	AVX2_ROW_EDGE_STEP
+	DECQ R10
+	JNZ  avx2rowedgeloop4
+
+avx2rowedgetail:
+	TESTQ KC, KC
+	JE    avx2rowedgeupdate
+
+avx2rowedgeloop1:
+	AVX2_ROW_EDGE_STEP
+	DECQ KC
+	JNZ  avx2rowedgeloop1
+
+avx2rowedgeupdate:
+	VBROADCASTSD alpha+8(FP), Y15
+	MOVQ rows+72(FP), R10
+	MOVQ d+80(FP), R14
+	TESTQ R14, R14
+	JNE  avx2rowedgestart
+	AVX2_ROW_EDGE_ROWS(AVX2_UPDATE_ROW)
+
+avx2rowedgestart: // C = α·acc + β·D (0 for β = 0); then, for γ ≠ 0, D −= γ·C
+	AVX2_START_BRANCH(avx2rowedgebeta)
+	TESTQ R11, R11
+	JNE   avx2rowedgezerosub
+	AVX2_ROW_EDGE_ROWS(AVX2_ZERO_ROW)
+
+avx2rowedgezerosub:
+	AVX2_ROW_EDGE_ROWS(AVX2_ZERO_SUB_ROW)
+
+avx2rowedgebeta:
+	TESTQ R11, R11
+	JNE   avx2rowedgebetasub
+	AVX2_ROW_EDGE_ROWS(AVX2_BETA_ROW)
+
+avx2rowedgebetasub:
+	AVX2_ROW_EDGE_ROWS(AVX2_BETA_SUB_ROW)
+
+avx2rowedgedone:
 	VZEROUPPER
 	RET
 
