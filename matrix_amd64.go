@@ -16,9 +16,10 @@ package main
 // Both have a variant for B read in place (prefetchB: it prefetches B 8
 // steps ahead), the same function with a flag.
 //
-// The 6×4 and 8×4 edge tiles and the AVX2 pixel kernel use AVX2 and FMA
-// only, so they run wherever avx2-6x8 does; the 4×24 row-edge tile and the
-// AVX-512 pixel kernel run where avx512-8x24 does.
+// The 6×4 and 8×4 edge tiles, the 4×8 row-edge tile and the AVX2 pixel
+// kernel use AVX2 and FMA only, so they run wherever avx2-6x8 does; the
+// 4×24 row-edge tile, the 8×26 tile and the AVX-512 pixel kernel run where
+// avx512-8x24 does, the pixel panel kernel where AVX-512BW is there too.
 //
 // The standard library's internal/cpu knows all this but is not importable,
 // hence the two small probes cpuid and xgetbv.
