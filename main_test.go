@@ -237,7 +237,8 @@ func TestGemmMatchesNaive(t *testing.T) {
 
 // TestSplit: a product goes to one worker per minPartFlops of work, never
 // more than the engine has, and its tiles to as few of them as give the
-// same longest part.
+// same longest part; C is cut along the side that shares out more evenly,
+// or on a near-tie along its longer side.
 func TestSplit(t *testing.T) {
 	g := NewGemm(16)
 	defer g.Close()
@@ -267,6 +268,24 @@ func TestSplit(t *testing.T) {
 			}
 		})
 	}
+	for _, tc := range []struct {
+		name                            string
+		m, n, rowTiles, colTiles, parts int
+		rows                            bool
+	}{
+		{"forward 100x3072x50 on 2: columns share out evenly", 100, 50, 13, 2, 2, false},
+		{"1000x3072x50 on 2: a near-tie, the longer side", 1000, 50, 125, 2, 2, true},
+		{"1000x100x3072 on 2: a near-tie, the longer side", 1000, 3072, 125, 128, 2, false},
+		{"dW1 50x100x3072 on 2: rows share out unevenly", 50, 3072, 7, 128, 2, false},
+		{"1000x3072x50 on 16: two column tiles cannot", 1000, 50, 125, 2, 16, true},
+		{"an exact tie, the longer side", 96, 192, 12, 8, 2, false},
+	} {
+		t.Run("splitByRows/"+tc.name, func(t *testing.T) {
+			if got := splitByRows(tc.m, tc.n, tc.rowTiles, tc.colTiles, tc.parts); got != tc.rows {
+				t.Errorf("splitByRows(%d, %d, %d, %d, %d) = %v, want %v", tc.m, tc.n, tc.rowTiles, tc.colTiles, tc.parts, got, tc.rows)
+			}
+		})
+	}
 }
 
 // TestGemmSameBitsAnyWorkers: the MLP's products give the same bits on 1,
@@ -283,6 +302,7 @@ func TestGemmSameBitsAnyWorkers(t *testing.T) {
 		{"dW1 1000x100x3072", 1000, 100, 3072, true, false},
 		{"dx 100x1000x1000", 100, 1000, 1000, false, false},
 		{"evaluation 2000x3072x50", 2000, 3072, 50, false, true},
+		{"1000x3072x50 (a near-tie of the split)", 1000, 3072, 50, false, true},
 	}
 	for _, s := range shapes {
 		t.Run(s.name, func(t *testing.T) {
