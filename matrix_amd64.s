@@ -180,6 +180,31 @@
 	JNE      beta;                \
 	JP       beta
 
+// AVX2_START is the AVX2 kernels' whole update from D: C = α·acc + β·D
+// (0 for β = 0), then, for γ ≠ 0, D −= γ·C, each of the four ways by
+// EACH (AVX2_EACH_ROW_RET, AVX2_ROW_EDGE_ROWS) applied to its row macro;
+// EACH must not fall through. beta, zerosub and betasub are the
+// function's own labels for the other three ways.
+#define AVX2_START(EACH, beta, zerosub, betasub) \
+	AVX2_START_BRANCH(beta);     \
+	TESTQ R11, R11;              \
+	JNE   zerosub;               \
+	EACH(AVX2_ZERO_ROW);         \
+zerosub:                         \
+	EACH(AVX2_ZERO_SUB_ROW);     \
+beta:                            \
+	TESTQ R11, R11;              \
+	JNE   betasub;               \
+	EACH(AVX2_BETA_ROW);         \
+betasub:                         \
+	EACH(AVX2_BETA_SUB_ROW)
+
+// AVX2_EACH_ROW_RET is AVX2_EACH_ROW, then the 6×8 kernel's return.
+#define AVX2_EACH_ROW_RET(ROW) \
+	AVX2_EACH_ROW(ROW); \
+	VZEROUPPER;         \
+	RET
+
 // The pixel kernels' (normPixelsAVX2, normPixelsAVX512, at the end) start:
 // prefetch the n bytes at next, then SI → pix, DI → dst, R8 → mean,
 // R9 → inv, DX = n.
@@ -370,29 +395,7 @@ avx2update:
 	RET
 
 avx2start: // C = α·acc + β·D (0 for β = 0); then, for γ ≠ 0, D −= γ·C
-	AVX2_START_BRANCH(avx2beta)
-	TESTQ R11, R11
-	JNE   avx2zerosub
-	AVX2_EACH_ROW(AVX2_ZERO_ROW)
-	VZEROUPPER
-	RET
-
-avx2zerosub:
-	AVX2_EACH_ROW(AVX2_ZERO_SUB_ROW)
-	VZEROUPPER
-	RET
-
-avx2beta:
-	TESTQ R11, R11
-	JNE   avx2betasub
-	AVX2_EACH_ROW(AVX2_BETA_ROW)
-	VZEROUPPER
-	RET
-
-avx2betasub:
-	AVX2_EACH_ROW(AVX2_BETA_SUB_ROW)
-	VZEROUPPER
-	RET
+	AVX2_START(AVX2_EACH_ROW_RET, avx2beta, avx2zerosub, avx2betasub)
 
 // ---------------------------------------------------------------------------
 // AVX2/FMA, 4×8 row-edge tile: the 6×8 kernel's ragged last row panel of
@@ -470,21 +473,7 @@ avx2rowedgeupdate:
 	AVX2_ROW_EDGE_ROWS(AVX2_UPDATE_ROW)
 
 avx2rowedgestart: // C = α·acc + β·D (0 for β = 0); then, for γ ≠ 0, D −= γ·C
-	AVX2_START_BRANCH(avx2rowedgebeta)
-	TESTQ R11, R11
-	JNE   avx2rowedgezerosub
-	AVX2_ROW_EDGE_ROWS(AVX2_ZERO_ROW)
-
-avx2rowedgezerosub:
-	AVX2_ROW_EDGE_ROWS(AVX2_ZERO_SUB_ROW)
-
-avx2rowedgebeta:
-	TESTQ R11, R11
-	JNE   avx2rowedgebetasub
-	AVX2_ROW_EDGE_ROWS(AVX2_BETA_ROW)
-
-avx2rowedgebetasub:
-	AVX2_ROW_EDGE_ROWS(AVX2_BETA_SUB_ROW)
+	AVX2_START(AVX2_ROW_EDGE_ROWS, avx2rowedgebeta, avx2rowedgezerosub, avx2rowedgebetasub)
 
 avx2rowedgedone:
 	VZEROUPPER
