@@ -1690,7 +1690,7 @@ func BenchmarkKernel(b *testing.B) {
 // transposed: strided reads), for the wide net's forward computed as Cᵀ
 // (T_3072x100: Xᵀ), and for dW1 (N_100x3072: X, contiguous rows).
 func BenchmarkPackB(b *testing.B) {
-	x := randMatrix(newRNG(1, 1), 100, 3072)
+	x := randMatrix(newRNG(1, 1), 1024, 3072)
 	for _, tc := range []struct {
 		name         string
 		rs, cs, k, n int
@@ -1698,6 +1698,7 @@ func BenchmarkPackB(b *testing.B) {
 		{"T_3072x50", 1, 3072, 3072, 50},
 		{"T_3072x100", 1, 3072, 3072, 100},
 		{"N_100x3072", 3072, 1, 100, 3072},
+		{"N_1024x1024", 1024, 1, 1024, 1024},
 	} {
 		for _, nr := range []int{8, 24} { // the AVX2 and AVX-512 panels
 			b.Run(fmt.Sprintf("%s/nr=%d", tc.name, nr), func(b *testing.B) {

@@ -977,7 +977,8 @@ avx512sub: // and D −= γ·C
 // out of the assembly.
 //
 // Register map: as the 8×24 kernel's, plus DI → step p of be, R14 = cse
-// in bytes, R15 → ix; Z29 the step's column of a (Z28 its offsets when
+// in bytes, R15 → ix (with A in place, then the next panel's rows for
+// the prefetches); Z29 the step's column of a (Z28 its offsets when
 // gathered, K1 the gather's mask); Z30, Z31 the two columns' accumulators
 // (Z31 then α).
 #define E_PTR DI
@@ -1009,6 +1010,24 @@ avx512sub: // and D −= γ·C
 	ADDQ CSA, A_HI;                     \
 	ADDQ CSB, B_PTR;                    \
 	ADDQ CSE, E_PTR
+
+// AVX512_GATHER_STEPS_PF(rows) is 4 steps of AVX512_WIDE_GATHER_STEP,
+// each after touching, 8 rows below rows (A_PTR: the tile's rows 0–3;
+// A_HI: 4–7), one of 4 rows' line of this step: there the next row panel
+// of A read in place begins. Twice per 8 steps, it brings the next panel's
+// rows in while this tile reads its own from L1, so that the next panel's
+// first tile (8×24) does not wait on memory for them. Prefetches never
+// fault: past A's last row they touch nothing that matters.
+#define AVX512_GATHER_STEPS_PF(rows) \
+	LEAQ       (rows)(RSA*8), R15; \
+	PREFETCHT0 (R15);              \
+	AVX512_WIDE_GATHER_STEP;       \
+	PREFETCHT0 (R15)(RSA*1);       \
+	AVX512_WIDE_GATHER_STEP;       \
+	PREFETCHT0 (R15)(RSA*2);       \
+	AVX512_WIDE_GATHER_STEP;       \
+	PREFETCHT0 (R15)(R9*1);        \
+	AVX512_WIDE_GATHER_STEP
 
 // func kernelAVX512x8x26(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, be *float64, cse int, ev *float64, ix *int64)
 TEXT ·kernelAVX512x8x26(SB), NOSPLIT, $0-104
@@ -1046,21 +1065,27 @@ widetail:
 	AVX512_WIDE_STEP
 	JMP   wideupdate
 
-widegather: // A in place: the same steps, a's column gathered
-	VMOVDQU64 (R15), Z28
+widegather: // A in place: the same steps, a's column gathered, 8 at a time
+	VMOVDQU64 (R15), Z28 // R15 is free from here: the prefetch pointer
+	MOVQ kc+0(FP), R10
+	SHRQ $3, R10
+	MOVQ kc+0(FP), KC
+	ANDQ $7, KC
 	TESTQ R10, R10
 	JE   widegathertail
 
-widegatherloop2:
-	AVX512_WIDE_GATHER_STEP
-	AVX512_WIDE_GATHER_STEP
+widegatherloop8: // 8 steps, touching the next panel's 8 rows
+	AVX512_GATHER_STEPS_PF(A_PTR)
+	AVX512_GATHER_STEPS_PF(A_HI)
 	DECQ R10
-	JNZ  widegatherloop2
+	JNZ  widegatherloop8
 
 widegathertail:
 	TESTQ KC, KC
 	JE    wideupdate
 	AVX512_WIDE_GATHER_STEP
+	DECQ KC
+	JMP  widegathertail
 
 wideupdate:
 	MOVQ    ev+88(FP), R10
