@@ -803,7 +803,7 @@ func TestMulAddPixelsBSameBits(t *testing.T) {
 							// With the SGD step fused: the same C, and D − γ·C in D.
 							const gamma = 0.0731
 							gotW, wantW := w.Clone(), w.Clone()
-							g.MulAddPixelsBSub(true, 1, dh, x, nm, 0.02, gotW, got, gamma)
+							g.MulAddPixelsBSub(true, 1, dh, x, nm, 0.02, gotW, got, gamma, true)
 							for i, v := range want.Data {
 								wantW.Data[i] -= float64(gamma * v)
 							}
@@ -812,6 +812,10 @@ func TestMulAddPixelsBSameBits(t *testing.T) {
 									t.Fatalf("element %d with the step: C %v and D %v, want %v and %v", i, got.Data[i], gotW.Data[i], want.Data[i], wantW.Data[i])
 								}
 							}
+							// Keeping only D (C scratch): the same D.
+							gotW = w.Clone()
+							g.MulAddPixelsBSub(true, 1, dh, x, nm, 0.02, gotW, NewMatrix(rows, k), gamma, false)
+							sameBits(t, "D − γ·C, C not kept", gotW, wantW)
 						})
 					}
 				}
@@ -843,9 +847,26 @@ func TestMulAddSubSameBits(t *testing.T) {
 					for i, v := range want.Data {
 						wantD.Data[i] -= float64(gamma * v)
 					}
-					g.MulAddSub(true, false, 1, a, b, 0.02, gotD, got, gamma)
+					g.MulAddSub(true, false, 1, a, b, 0.02, gotD, got, gamma, true)
 					sameBits(t, "C", got, want)
 					sameBits(t, "D − γ·C", gotD, wantD)
+					// Keeping only D: the same D; C untouched where every
+					// tile is a fused kernel's (dW₁'s 50×3072: whole
+					// tiles and the row-edge tile for the last 2 rows,
+					// on AVX-512 and AVX2).
+					gotD, scratch := d.Clone(), NewMatrix(m, n)
+					for i := range scratch.Data {
+						scratch.Data[i] = 12345
+					}
+					g.MulAddSub(true, false, 1, a, b, 0.02, gotD, scratch, gamma, false)
+					sameBits(t, "D − γ·C, C not kept", gotD, wantD)
+					if kern.fromD != nil && m == 50 && n == 3072 {
+						for i, v := range scratch.Data {
+							if v != 12345 {
+								t.Fatalf("C[%d] = %v: written, though not kept", i, v)
+							}
+						}
+					}
 				})
 			}
 		}

@@ -270,7 +270,10 @@ type microKernel struct {
 	// bits of C set to β·D (startC) and then updated. A product of one K
 	// slice with a D (dW1 = dHᵀ·x + 2λ·W1) then writes C once, not twice.
 	// With γ ≠ 0 they then also take D ← D − γ·C (subTile's bits): the
-	// SGD step W1 ← W1 − η·dW1 while dW1's tile is in registers.
+	// SGD step W1 ← W1 − η·dW1 while dW1's tile is in registers; then
+	// they take c = nil to mean that the caller keeps only D
+	// (MulAddSub's keepC = false): the product never leaves the
+	// registers, and C is neither read nor written.
 	fromD    func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int, d []float64, beta, gamma float64, inPlace bool)
 	rowFromD func(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int, d []float64, beta, gamma float64)
 	// pixelPanel, if not nil, normalises the runs of bytes of mr = 8
@@ -597,6 +600,7 @@ type gemmProblem struct {
 	lastW       int         // width of a ragged last panel of B: nr, or the edge kernel's edgeNR when that covers it
 	fromD       bool        // C starts as β·D in the kernels' update (see startsInKernel), not in startC
 	gamma       float64     // if not 0, D ← D − γ·C once C is done (MulAddSub, MulAddPixelsBSub)
+	dropC       bool        // the fused kernels need not store C: the caller keeps only D (keepC = false)
 }
 
 // NewGemm returns an engine with the given number of workers (≤ 0 means
@@ -771,14 +775,18 @@ func (g *Gemm) Mul(transA, transB bool, alpha float64, a, b *Matrix, beta float6
 // block of D into C just before accumulating into it. The bits are those of
 // C ← β·D followed by Mul with β = 1.
 func (g *Gemm) MulAdd(transA, transB bool, alpha float64, a, b *Matrix, beta float64, d, c *Matrix) {
-	g.MulAddSub(transA, transB, alpha, a, b, beta, d, c, 0)
+	g.MulAddSub(transA, transB, alpha, a, b, beta, d, c, 0, true)
 }
 
 // MulAddSub is MulAdd, C = α·op(A)·op(B) + β·D, and then, for γ ≠ 0,
 // D ← D − γ·C element by element: dW = doutᵀ·x + 2λ·W and the SGD step
 // W ← W − η·dW in one call (D = W, γ = η), as MulAddPixelsBSub does for
 // a batch of bytes. The bits are those of the two apart. D must not be C.
-func (g *Gemm) MulAddSub(transA, transB bool, alpha float64, a, b *Matrix, beta float64, d, c *Matrix, gamma float64) {
+// keepC = false (with γ ≠ 0) says that the caller keeps only D: C is then
+// scratch, and kernels that can take the step without storing the
+// product (dropC) leave it alone, which saves writing C (the trainer's
+// dW) to memory; what C holds afterwards is unspecified.
+func (g *Gemm) MulAddSub(transA, transB bool, alpha float64, a, b *Matrix, beta float64, d, c *Matrix, gamma float64, keepC bool) {
 	m, k, n := gemmShape(transA, transB, a, b, c)
 	if d.Rows != m || d.Cols != n || len(d.Data) != len(c.Data) {
 		panic(fmt.Sprintf("mlp: gemm: D is %s, want C's shape %s", d.Shape(), c.Shape()))
@@ -797,7 +805,7 @@ func (g *Gemm) MulAddSub(transA, transB bool, alpha float64, a, b *Matrix, beta 
 	g.prob = gemmProblem{kern: kern, alpha: alpha, beta: beta, a: a.Data, b: b.Data, c: c.Data, ldc: c.Cols, k: k,
 		ars: ars, acs: acs, brs: brs, bcs: bcs}
 	if d != c {
-		g.prob.d, g.prob.gamma = d.Data, gamma
+		g.prob.d, g.prob.gamma, g.prob.dropC = d.Data, gamma, !keepC && gamma != 0
 	}
 	g.run(m, n)
 	fused := g.prob.fromD
@@ -978,7 +986,7 @@ func (g *Gemm) MulPixels(alpha float64, x Images, nm *Norm, transB bool, b *Matr
 // of its own that the kernels read in place; the numbers, and so the
 // bits, are those of MulAdd on the normalised copy.
 func (g *Gemm) MulAddPixelsB(transA bool, alpha float64, a *Matrix, x Images, nm *Norm, beta float64, d, c *Matrix) {
-	g.MulAddPixelsBSub(transA, alpha, a, x, nm, beta, d, c, 0)
+	g.MulAddPixelsBSub(transA, alpha, a, x, nm, beta, d, c, 0, true)
 }
 
 // MulAddPixelsBSub is MulAddPixelsB, C = α·op(A)·X + β·D, and then, for
@@ -987,8 +995,9 @@ func (g *Gemm) MulAddPixelsB(transA bool, alpha float64, a *Matrix, x Images, nm
 // C from β·D (fromD) take the step while C's tile is in registers, so W1
 // is read once and dW1 is not read back; elsewhere a pass over C follows.
 // The bits are those of the two apart (the step as the optimiser's loop
-// rounds it). D must not be C.
-func (g *Gemm) MulAddPixelsBSub(transA bool, alpha float64, a *Matrix, x Images, nm *Norm, beta float64, d, c *Matrix, gamma float64) {
+// rounds it). D must not be C. keepC as MulAddSub's: false lets the
+// kernels leave C, scratch then, alone.
+func (g *Gemm) MulAddPixelsBSub(transA bool, alpha float64, a *Matrix, x Images, nm *Norm, beta float64, d, c *Matrix, gamma float64, keepC bool) {
 	x.check("MulAddPixelsB")
 	if gamma != 0 && d == c {
 		panic("mlp: MulAddPixelsBSub: D is C")
@@ -1015,7 +1024,7 @@ func (g *Gemm) MulAddPixelsBSub(transA bool, alpha float64, a *Matrix, x Images,
 	g.prob = gemmProblem{kern: kern, alpha: alpha, beta: beta, a: a.Data, ars: ars, acs: acs, pixB: x.Pix, rows: x.Rows, norm: nm,
 		c: c.Data, ldc: c.Cols, k: k, brs: n, bcs: 1, gamma: gamma}
 	if d != c {
-		g.prob.d = d.Data
+		g.prob.d, g.prob.dropC = d.Data, !keepC && gamma != 0
 	}
 	g.run(m, n)
 	fused := g.prob.fromD
@@ -1261,6 +1270,7 @@ func (g *Gemm) run(m, n int) {
 	}
 	parts := g.partsFor(2 * float64(m) * float64(n) * float64(p.k))
 	p.fromD = p.startsInKernel()
+	p.dropC = p.dropC && p.fromD // else C is read back (subAll)
 	p.packedA = !p.kern.direct || n >= packReuse*p.kern.nr || p.pix != nil
 	mr, nr := p.kern.mr, p.kern.nr
 	rowTiles, colTiles := (m+mr-1)/mr, (n+nr-1)/nr
@@ -1588,6 +1598,16 @@ func (p *gemmProblem) startsInKernel() bool {
 	return p.alpha != 0 && p.k > 0 && p.k <= kc && p.kern.fromD != nil
 }
 
+// out is C from element ci on for the kernels' fromD variants, or nil
+// where they need not store it (dropC: the caller keeps only D, after the
+// SGD step they take).
+func (p *gemmProblem) out(ci int) []float64 {
+	if p.dropC {
+		return nil
+	}
+	return p.c[ci:]
+}
+
 // start is the matrix the kernels' fromD variants start C from: D, or C
 // itself (β·C; with β = 0 they do not read it).
 func (p *gemmProblem) start() []float64 {
@@ -1740,14 +1760,14 @@ func (g *Gemm) tile(ws *gemmWorkspace, kcb int, apanel []float64, rsa, csa int, 
 	inPlace := !p.packedB && kern.inPlaceB != nil && p.pixB == nil
 	switch narrow := nrb <= kern.edgeNR; {
 	case mrb == mr && nrb == nr && p.fromD:
-		kern.fromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, p.start()[ci:], p.beta, p.gamma, inPlace)
+		kern.fromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.out(ci), ldc, p.start()[ci:], p.beta, p.gamma, inPlace)
 		return
 	case mrb == mr && nrb == nr && inPlace:
 		kern.inPlaceB(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
 	case mrb == mr && nrb == nr:
 		kern.fn(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc)
 	case nrb == nr && mrb <= kern.rowEdgeMR && p.fromD:
-		kern.rowFromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, mrb, p.start()[ci:], p.beta, p.gamma)
+		kern.rowFromD(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.out(ci), ldc, mrb, p.start()[ci:], p.beta, p.gamma)
 		return
 	case nrb == nr && mrb <= kern.rowEdgeMR:
 		kern.rowEdge(kcb, p.alpha, apanel, rsa, csa, bpanel, csb, p.c[ci:], ldc, mrb)

@@ -95,8 +95,8 @@ func avx2x6x8InPlace(kc int, alpha float64, a []float64, rsa, csa int, b []float
 // (rows ldc apart), the bits of C set to β·D and then updated; then, for
 // γ ≠ 0, D −= γ·C.
 func avx2x6x8FromD(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int, d []float64, beta, gamma float64, inPlace bool) {
-	_, _, _, _ = a[5*rsa+(kc-1)*csa], b[(kc-1)*csb+7], c[5*ldc+7], d[5*ldc+7]
-	kernelAVX2x6x8(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, inPlace, &d[0], beta, gamma)
+	_, _, _ = a[5*rsa+(kc-1)*csa], b[(kc-1)*csb+7], d[5*ldc+7]
+	kernelAVX2x6x8(kc, alpha, &a[0], rsa, csa, &b[0], csb, tileOut(c, 5*ldc+7, gamma), ldc, inPlace, &d[0], beta, gamma)
 }
 
 func avx2x4x8(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int) {
@@ -113,8 +113,8 @@ func avx2x4x8FromD(kc int, alpha float64, a []float64, rsa, csa int, b []float64
 	if rows < 1 || rows > 4 {
 		panic("mlp: avx2x4x8: rows out of 1…4")
 	}
-	_, _, _, _ = a[3*rsa+(kc-1)*csa], b[(kc-1)*csb+7], c[(rows-1)*ldc+7], d[(rows-1)*ldc+7]
-	kernelAVX2x4x8(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, rows, &d[0], beta, gamma)
+	_, _, _ = a[3*rsa+(kc-1)*csa], b[(kc-1)*csb+7], d[(rows-1)*ldc+7]
+	kernelAVX2x4x8(kc, alpha, &a[0], rsa, csa, &b[0], csb, tileOut(c, (rows-1)*ldc+7, gamma), ldc, rows, &d[0], beta, gamma)
 }
 
 // edgeMasks[cols] selects the first cols of four columns (VMASKMOVPD uses
@@ -140,13 +140,28 @@ func avx512x4x24(kc int, alpha float64, a []float64, rsa, csa int, b []float64, 
 }
 
 // avx512x4x24FromD is avx512x4x24 starting C from β·D (rows of d ldc apart),
-// then, for γ ≠ 0, D −= γ·C.
+// then, for γ ≠ 0, D −= γ·C (with c nil, C is not stored: see tileOut).
 func avx512x4x24FromD(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc, rows int, d []float64, beta, gamma float64) {
 	if rows < 1 || rows > 4 {
 		panic("mlp: avx512x4x24: rows out of 1…4")
 	}
-	_, _, _, _ = a[3*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[(rows-1)*ldc+23], d[(rows-1)*ldc+23]
-	kernelAVX512x4x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, rows, &d[0], beta, gamma)
+	_, _, _ = a[3*rsa+(kc-1)*csa], b[(kc-1)*csb+23], d[(rows-1)*ldc+23]
+	kernelAVX512x4x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, tileOut(c, (rows-1)*ldc+23, gamma), ldc, rows, &d[0], beta, gamma)
+}
+
+// tileOut is the fromD kernels' C: &c[0], once c[last] is checked, or nil
+// for c nil, which they take to mean that the caller keeps only D after
+// the SGD step (γ ≠ 0): they do not store C, and the product never leaves
+// the registers.
+func tileOut(c []float64, last int, gamma float64) *float64 {
+	if c == nil {
+		if gamma == 0 {
+			panic("mlp: a product that is neither stored nor stepped")
+		}
+		return nil
+	}
+	_ = c[last]
+	return &c[0]
 }
 
 func avx512x8x24(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int) {
@@ -166,8 +181,8 @@ func avx512x8x24InPlace(kc int, alpha float64, a []float64, rsa, csa int, b []fl
 // apart), the bits of C set to β·D and then updated; then, for γ ≠ 0,
 // D −= γ·C.
 func avx512x8x24FromD(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, c []float64, ldc int, d []float64, beta, gamma float64, inPlace bool) {
-	_, _, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+23], c[7*ldc+23], d[7*ldc+23]
-	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, inPlace, &d[0], beta, gamma)
+	_, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+23], d[7*ldc+23]
+	kernelAVX512x8x24(kc, alpha, &a[0], rsa, csa, &b[0], csb, tileOut(c, 7*ldc+23, gamma), ldc, inPlace, &d[0], beta, gamma)
 }
 
 // avx512x8x26 is the 8×24 tile and cols ≤ 2 more columns, C[0…7][24…23+cols],

@@ -105,11 +105,15 @@
 
 // C row (two YMM at DX) = α (Y15) · acc (lo, hi) + the start value FROM
 // (AVX2_BETA_D or AVX2_ZERO), fused as AVX2_UPDATE_ROW with it in C's
-// place; the row stays in Y12, Y13.
-#define AVX2_FROM(FROM, lo, hi) \
+// place; the row stays in Y12, Y13 (AVX2_VALUE computes it, AVX2_FROM
+// also stores it).
+#define AVX2_VALUE(FROM, lo, hi) \
 	FROM;                     \
 	VFMADD231PD lo, Y15, Y12; \
-	VFMADD231PD hi, Y15, Y13; \
+	VFMADD231PD hi, Y15, Y13
+
+#define AVX2_FROM(FROM, lo, hi) \
+	AVX2_VALUE(FROM, lo, hi); \
 	VMOVUPD     Y12, (C_PTR); \
 	VMOVUPD     Y13, 32(C_PTR)
 
@@ -122,8 +126,16 @@
 // AVX2_FROM, then D row ← D row − γ · C row (the SGD step, as
 // AVX512_START_SUB_ROW), then DX and R14 move one row down. The row's
 // accumulators are spent, so lo takes γ and hi is scratch.
+// AVX2_START_SUB_ROW_NOC does the same without storing C (c nil: the
+// caller keeps only D).
 #define AVX2_START_SUB_ROW(FROM, lo, hi) \
-	AVX2_FROM(FROM, lo, hi);       \
+	AVX2_STEP_D(AVX2_FROM, FROM, lo, hi)
+
+#define AVX2_START_SUB_ROW_NOC(FROM, lo, hi) \
+	AVX2_STEP_D(AVX2_VALUE, FROM, lo, hi)
+
+#define AVX2_STEP_D(ROW, FROM, lo, hi) \
+	ROW(FROM, lo, hi);             \
 	VBROADCASTSD gamma+96(FP), lo; \
 	VMULPD       lo, Y12, Y12;     \
 	VMULPD       lo, Y13, Y13;     \
@@ -136,12 +148,14 @@
 	ADDQ         LDC, C_PTR;       \
 	ADDQ         LDC, R14
 
-// The four ways a row of an AVX2 tile starts from D: from β·D or from 0,
-// without or with the SGD step.
+// The six ways a row of an AVX2 tile starts from D: from β·D or from 0,
+// without the SGD step, with it, or with it and C not kept.
 #define AVX2_BETA_ROW(lo, hi) AVX2_START_ROW(AVX2_BETA_D, lo, hi)
 #define AVX2_ZERO_ROW(lo, hi) AVX2_START_ROW(AVX2_ZERO, lo, hi)
 #define AVX2_BETA_SUB_ROW(lo, hi) AVX2_START_SUB_ROW(AVX2_BETA_D, lo, hi)
 #define AVX2_ZERO_SUB_ROW(lo, hi) AVX2_START_SUB_ROW(AVX2_ZERO, lo, hi)
+#define AVX2_BETA_SUB_ROW_NOC(lo, hi) AVX2_START_SUB_ROW_NOC(AVX2_BETA_D, lo, hi)
+#define AVX2_ZERO_SUB_ROW_NOC(lo, hi) AVX2_START_SUB_ROW_NOC(AVX2_ZERO, lo, hi)
 
 // AVX2_EACH_ROW applies ROW (one of the four above) to the 6×8 tile's
 // rows, top to bottom.
@@ -181,23 +195,32 @@
 	JP       beta
 
 // AVX2_START is the AVX2 kernels' whole update from D: C = α·acc + β·D
-// (0 for β = 0), then, for γ ≠ 0, D −= γ·C, each of the four ways by
-// EACH (AVX2_EACH_ROW_RET, AVX2_ROW_EDGE_ROWS) applied to its row macro;
-// EACH must not fall through. beta, zerosub and betasub are the
-// function's own labels for the other three ways.
-#define AVX2_START(EACH, beta, zerosub, betasub) \
+// (0 for β = 0), then, for γ ≠ 0, D −= γ·C (without storing C when c is
+// nil), each of the six ways by EACH (AVX2_EACH_ROW_RET,
+// AVX2_ROW_EDGE_ROWS) applied to its row macro; EACH must not fall
+// through. The other five arguments are the function's own labels for
+// the other five ways.
+#define AVX2_START(EACH, beta, zerosub, betasub, zerosubnoc, betasubnoc) \
 	AVX2_START_BRANCH(beta);     \
 	TESTQ R11, R11;              \
 	JNE   zerosub;               \
 	EACH(AVX2_ZERO_ROW);         \
 zerosub:                         \
+	TESTQ C_PTR, C_PTR;          \
+	JE    zerosubnoc;            \
 	EACH(AVX2_ZERO_SUB_ROW);     \
+zerosubnoc:                      \
+	EACH(AVX2_ZERO_SUB_ROW_NOC); \
 beta:                            \
 	TESTQ R11, R11;              \
 	JNE   betasub;               \
 	EACH(AVX2_BETA_ROW);         \
 betasub:                         \
-	EACH(AVX2_BETA_SUB_ROW)
+	TESTQ C_PTR, C_PTR;          \
+	JE    betasubnoc;            \
+	EACH(AVX2_BETA_SUB_ROW);     \
+betasubnoc:                      \
+	EACH(AVX2_BETA_SUB_ROW_NOC)
 
 // AVX2_EACH_ROW_RET is AVX2_EACH_ROW, then the 6×8 kernel's return.
 #define AVX2_EACH_ROW_RET(ROW) \
@@ -395,7 +418,7 @@ avx2update:
 	RET
 
 avx2start: // C = α·acc + β·D (0 for β = 0); then, for γ ≠ 0, D −= γ·C
-	AVX2_START(AVX2_EACH_ROW_RET, avx2beta, avx2zerosub, avx2betasub)
+	AVX2_START(AVX2_EACH_ROW_RET, avx2beta, avx2zerosub, avx2betasub, avx2zerosubnoc, avx2betasubnoc)
 
 // ---------------------------------------------------------------------------
 // AVX2/FMA, 4×8 row-edge tile: the 6×8 kernel's ragged last row panel of
@@ -473,7 +496,7 @@ avx2rowedgeupdate:
 	AVX2_ROW_EDGE_ROWS(AVX2_UPDATE_ROW)
 
 avx2rowedgestart: // C = α·acc + β·D (0 for β = 0); then, for γ ≠ 0, D −= γ·C
-	AVX2_START(AVX2_ROW_EDGE_ROWS, avx2rowedgebeta, avx2rowedgezerosub, avx2rowedgebetasub)
+	AVX2_START(AVX2_ROW_EDGE_ROWS, avx2rowedgebeta, avx2rowedgezerosub, avx2rowedgebetasub, avx2rowedgezerosubnoc, avx2rowedgebetasubnoc)
 
 avx2rowedgedone:
 	VZEROUPPER
@@ -734,14 +757,17 @@ edge8update:
 // C row (three ZMM at DX) = α (Z31) · acc (r0, r1, r2) + β (Z30) · D row
 // (at R14; 0 where K2 is clear), fused as AVX512_UPDATE_ROW with β·D in
 // C's place: the bits of C set to β·D, then updated; the row stays in
-// Z24–Z26.
-#define AVX512_FROM_D(r0, r1, r2) \
+// Z24–Z26 (AVX512_D_ROW computes it, AVX512_FROM_D also stores it).
+#define AVX512_D_ROW(r0, r1, r2) \
 	VMULPD.Z    (R14), Z30, K2, Z24;   \
 	VMULPD.Z    64(R14), Z30, K2, Z25; \
 	VMULPD.Z    128(R14), Z30, K2, Z26; \
 	VFMADD231PD r0, Z31, Z24;     \
 	VFMADD231PD r1, Z31, Z25;     \
-	VFMADD231PD r2, Z31, Z26;     \
+	VFMADD231PD r2, Z31, Z26
+
+#define AVX512_FROM_D(r0, r1, r2) \
+	AVX512_D_ROW(r0, r1, r2);        \
 	VMOVUPD     Z24, (C_PTR);        \
 	VMOVUPD     Z25, 64(C_PTR);      \
 	VMOVUPD     Z26, 128(C_PTR)
@@ -752,13 +778,21 @@ edge8update:
 	ADDQ LDC, C_PTR;           \
 	ADDQ LDC, R14
 
-// AVX512_FROM_D, then D row ← D row − γ (Z29) · C row: an SGD step
-// θ ← θ − η·∇ with D = θ and C = ∇, fused into the product that computes ∇
-// (the optimiser's own pass, with its roundings: the product, then the
-// difference); then DX and R14 move one row down. Z27 and Z28 (the loop's
-// broadcasts) are scratch here.
+// AVX512_FROM_D (FROM), then D row ← D row − γ (Z29) · C row: an SGD
+// step θ ← θ − η·∇ with D = θ and C = ∇, fused into the product that
+// computes ∇ (the optimiser's own pass, with its roundings: the product,
+// then the difference); then DX and R14 move one row down. Z27 and Z28
+// (the loop's broadcasts) are scratch here. AVX512_START_SUB_ROW_NOC does
+// the same without storing C (FROM = AVX512_D_ROW), for a caller that
+// keeps only D (c nil): the product never leaves the registers.
 #define AVX512_START_SUB_ROW(r0, r1, r2) \
-	AVX512_FROM_D(r0, r1, r2);     \
+	AVX512_STEP_D(AVX512_FROM_D, r0, r1, r2)
+
+#define AVX512_START_SUB_ROW_NOC(r0, r1, r2) \
+	AVX512_STEP_D(AVX512_D_ROW, r0, r1, r2)
+
+#define AVX512_STEP_D(FROM, r0, r1, r2) \
+	FROM(r0, r1, r2);              \
 	VMULPD      Z29, Z24, Z24;     \
 	VMULPD      Z29, Z25, Z25;     \
 	VMULPD      Z29, Z26, Z26;     \
@@ -885,7 +919,12 @@ rowedgestart: // C = α·acc + β·D
 
 rowedgesub: // and D −= γ·C
 	VBROADCASTSD gamma+96(FP), Z29
+	TESTQ C_PTR, C_PTR
+	JE    rowedgesubnoc
 	AVX512_ROW_EDGE_ROWS(AVX512_START_SUB_ROW)
+
+rowedgesubnoc: // C not kept (c nil)
+	AVX512_ROW_EDGE_ROWS(AVX512_START_SUB_ROW_NOC)
 
 rowedgedone:
 	VZEROUPPER
@@ -950,7 +989,14 @@ avx512start: // C = α·acc + β·D
 
 avx512sub: // and D −= γ·C
 	VBROADCASTSD gamma+96(FP), Z29
+	TESTQ C_PTR, C_PTR
+	JE    avx512subnoc
 	AVX512_EACH_ROW(AVX512_START_SUB_ROW)
+	VZEROUPPER
+	RET
+
+avx512subnoc: // C not kept (c nil)
+	AVX512_EACH_ROW(AVX512_START_SUB_ROW_NOC)
 	VZEROUPPER
 	RET
 

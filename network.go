@@ -204,8 +204,10 @@ type Workspace struct {
 	// (Gemm.MulAddSub, MulAddPixelsBSub), if the loss is finite; it sets
 	// WStepped when it did, and the Optimizer then leaves the weights alone
 	// (it still steps the biases). Backward clears SGDEta. Each W is read
-	// once instead of twice and dW is not read back; the bits are those of
-	// the Optimizer's step.
+	// once instead of twice and dW is not read back, nor, where the
+	// kernels can take the step with dW's tile in registers (AVX-512),
+	// written: after such a step dW is scratch, and what it holds is
+	// unspecified. The bits of W are those of the Optimizer's step.
 	SGDEta   float64
 	WStepped bool
 	// scores is the top layer's output s (N×C); probs its softmax p (N×C).
@@ -329,8 +331,9 @@ func addBias(out, b *Matrix) {
 //	db = 1_Nᵀ·dout           1×out    (db1 = Σ_n dH[n,:])
 //	dx = dout·w              N×in   (skipped when dx is nil: the input layer)
 //
-// and, for eta ≠ 0, the SGD step w ← w − η·dw (Workspace.SGDEta).
-// dout is N×out, x is N×in, w is out×in.
+// and, for eta ≠ 0, the SGD step w ← w − η·dw (Workspace.SGDEta), after
+// which dw is scratch (MulAddSub's keepC = false). dout is N×out, x is
+// N×in, w is out×in.
 func linearBackward(g *Gemm, dout, x, w *Matrix, lambda, eta float64, dx, dw, db *Matrix) {
 	if dx != nil {
 		g.Mul(false, false, 1, dout, w, 0, dx) // first: it needs w before the step
@@ -338,7 +341,7 @@ func linearBackward(g *Gemm, dout, x, w *Matrix, lambda, eta float64, dx, dw, db
 	// One GEMM: dw = 1·doutᵀ·x + (2λ)·w, the 2λ·w term written by each
 	// worker into its own block of dw just before it accumulates there,
 	// and w ← w − η·dw while dw's tile is still in registers.
-	g.MulAddSub(true, false, 1, dout, x, 2*lambda, w, dw, eta)
+	g.MulAddSub(true, false, 1, dout, x, 2*lambda, w, dw, eta, eta == 0)
 	biasBackward(dout, db)
 }
 
@@ -686,7 +689,7 @@ func (net *MLP) BackwardSmoothed(ws *Workspace, y []int, lambda, eps float64) fl
 		if l == 0 && ws.pix.Pix != nil {
 			// x is the batch's bytes: dW1 = dHᵀ·x + 2λ·W1 straight from
 			// them (and W1 ← W1 − η·dW1 with it, if asked: SGDEta).
-			ws.gemm.MulAddPixelsBSub(true, 1, ws.delta[0], ws.pix.Images, ws.pix.norm, 2*lambda, net.W[0], ws.dW[0], sgdEta)
+			ws.gemm.MulAddPixelsBSub(true, 1, ws.delta[0], ws.pix.Images, ws.pix.norm, 2*lambda, net.W[0], ws.dW[0], sgdEta, sgdEta == 0)
 			biasBackward(ws.delta[0], ws.dB[0])
 			continue
 		}
