@@ -783,9 +783,9 @@ func (g *Gemm) MulAdd(transA, transB bool, alpha float64, a, b *Matrix, beta flo
 // W ← W − η·dW in one call (D = W, γ = η), as MulAddPixelsBSub does for
 // a batch of bytes. The bits are those of the two apart. D must not be C.
 // keepC = false (with γ ≠ 0) says that the caller keeps only D: C is then
-// scratch, and kernels that can take the step without storing the
-// product (dropC) leave it alone, which saves writing C (the trainer's
-// dW) to memory; what C holds afterwards is unspecified.
+// scratch, and the kernels that take the step in their update (fromD)
+// leave it alone, which saves writing C (the trainer's dW) to memory;
+// what C holds afterwards is unspecified.
 func (g *Gemm) MulAddSub(transA, transB bool, alpha float64, a, b *Matrix, beta float64, d, c *Matrix, gamma float64, keepC bool) {
 	m, k, n := gemmShape(transA, transB, a, b, c)
 	if d.Rows != m || d.Cols != n || len(d.Data) != len(c.Data) {

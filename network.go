@@ -205,7 +205,7 @@ type Workspace struct {
 	// WStepped when it did, and the Optimizer then leaves the weights alone
 	// (it still steps the biases). Backward clears SGDEta. Each W is read
 	// once instead of twice and dW is not read back, nor, where the
-	// kernels can take the step with dW's tile in registers (AVX-512),
+	// kernels take the step with dW's tile in registers (AVX-512, AVX2),
 	// written: after such a step dW is scratch, and what it holds is
 	// unspecified. The bits of W are those of the Optimizer's step.
 	SGDEta   float64
