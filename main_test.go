@@ -1727,7 +1727,7 @@ func BenchmarkPackB(b *testing.B) {
 				for b.Loop() {
 					for pc := 0; pc < tc.k; pc += kc {
 						kcb := min(kc, tc.k-pc)
-						packB(dst, x.Data, tc.rs, tc.cs, pc, kcb, 0, tc.n, nr)
+						packB(dst, x.Data, tc.rs, tc.cs, pc, kcb, 0, tc.n, nr, kcb)
 					}
 				}
 				b.ReportMetric(float64(tc.k*tc.n)*8*float64(b.N)/b.Elapsed().Seconds()/1e9, "GB/s")

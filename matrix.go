@@ -1408,53 +1408,25 @@ func (g *Gemm) prepareB(parts int, splitRows bool) {
 }
 
 // packBPanels packs panels [q0, q1) of op(B) (columns q0·nr … q1·nr-1) for
-// the K slices from pc0 up to pc1, in prepareB's layout (see bOffset).
+// the K slices from pc0 up to pc1, in prepareB's layout (see bOffset): its
+// whole panels in one packB, a ragged last one lastW wide.
 func (g *Gemm) packBPanels(q0, q1, pc0, pc1 int) {
 	p := &g.prob
 	nr := p.kern.nr
+	whole := min(q1, p.n/nr) // panels before it are whole
 	for pc := pc0; pc < pc1; pc += kc {
 		kcb := min(kc, p.k-pc)
-		q := q0
-		if p.packedB && p.bcs == 1 {
-			for ; q+8 <= q1 && (q+8)*nr <= p.n; q += 8 {
-				g.packRowsOf8(q, pc, kcb)
-			}
+		if p.packedB && q0 < whole {
+			j := q0 * nr
+			ps := p.bOffset(pc, kcb, 1) - p.bOffset(pc, kcb, 0) // kc with lazyB, else kcb
+			packB(g.bpack[p.bOffset(pc, kcb, j):], p.b, p.brs, p.bcs, pc, kcb, j, whole*nr-j, nr, ps)
 		}
-		for ; q < q1; q++ {
-			j := q * nr
-			switch cols := min(nr, p.n-j); {
-			case cols < nr: // the ragged last panel, lastW wide
-				at := pc * p.lastW // only that panel is packed
-				if p.packedB {
-					at = p.bOffset(pc, kcb, j)
-				}
-				packB(g.bpack[at:], p.b, p.brs, p.bcs, pc, kcb, j, cols, p.lastW)
-			case p.packedB:
-				packB(g.bpack[p.bOffset(pc, kcb, j):], p.b, p.brs, p.bcs, pc, kcb, j, nr, nr)
+		if j := whole * nr; whole < q1 && j < p.n { // the ragged last panel
+			at := pc * p.lastW // only that panel is packed
+			if p.packedB {
+				at = p.bOffset(pc, kcb, j)
 			}
-		}
-	}
-}
-
-// packRowsOf8 packs the 8 whole panels of op(B) = B from panel q on for
-// the K slice at pc, step by step: each step's 8·nr values are one run of
-// a row of B (8 cache lines for AVX2's panels), where panel by panel each
-// step reads one line of a row 8 KiB or more from the last, too many
-// streams for the hardware prefetchers. Measured on the Intel Xeon of the
-// README, medians of five interleaved runs of BenchmarkGEMM 1024³, AVX2
-// kernel: 42.3 → 43.6 GFLOP/s on one worker, 83.9 → 87.1 on two (the
-// packing 8 → 6 % of the profile); AVX-512: 69.4 → 70.1 and 135.3 → 135.1.
-func (g *Gemm) packRowsOf8(q, pc, kcb int) {
-	p := &g.prob
-	nr := p.kern.nr
-	var at [8]int
-	for i := range at {
-		at[i] = p.bOffset(pc, kcb, (q+i)*nr)
-	}
-	for s := range kcb {
-		row := p.b[(pc+s)*p.brs+q*nr:][:8*nr]
-		for i := range at {
-			copy(g.bpack[at[i]+s*nr:][:nr], row[i*nr:])
+			packB(g.bpack[at:], p.b, p.brs, p.bcs, pc, kcb, j, p.n-j, p.lastW, kcb)
 		}
 	}
 }
@@ -1926,41 +1898,42 @@ func (p *gemmProblem) normPanels(ws *gemmWorkspace, ic, mcb, pc, kcb int) {
 }
 
 // packB copies op(B)[p0:p0+kcb, j0:j0+ncb] into dst as nr-wide micro-panels:
-// panel q holds columns j0+q·nr … j0+q·nr+nr-1, stored k-major
-// (dst[q·nr·kcb + p·nr + j]). Columns past the edge are zero-filled.
-func packB(dst, b []float64, rs, cs, p0, kcb, j0, ncb, nr int) {
+// the panel of columns j0+jr … j0+jr+nr-1 starts at dst[jr·ps] (ps = kcb:
+// panels back to back) and is stored k-major (step p's nr values from
+// dst[jr·ps + p·nr] on). Columns past the edge are zero-filled.
+func packB(dst, b []float64, rs, cs, p0, kcb, j0, ncb, nr, ps int) {
+	if cs == 1 {
+		packRuns(dst, b, rs, p0, kcb, j0, ncb, nr, ps)
+		return
+	}
+	// op(B) = Bᵀ (rs = 1, see strides): the panel's columns are
+	// contiguous runs of B.
 	for jr := 0; jr < ncb; jr += nr {
-		panel := dst[jr*kcb : (jr+nr)*kcb]
-		cols := min(nr, ncb-jr)
-		base := p0*rs + (j0+jr)*cs
-		switch {
-		case cs == 1 && cols == 8 && nr == 8:
-			// op(B) = B, the AVX2 kernel's whole panel (packRun8).
-			packRun8(panel, b, base, rs, kcb)
-		case cs == 1:
-			// op(B) = B: each panel row is a contiguous run, zero-filled
-			// past a ragged right edge.
-			for p := 0; p < kcb; p++ {
-				out := panel[p*nr : p*nr+nr]
-				n := copy(out[:cols], b[base+p*rs:])
-				clear(out[n:])
-			}
-		default:
-			// op(B) = Bᵀ (rs = 1, see strides): the panel's columns are
-			// contiguous runs of B.
-			packTransposed(panel, b, base, cs, kcb, nr, cols)
-		}
+		packTransposed(dst[jr*ps:], b, p0*rs+(j0+jr)*cs, cs, kcb, nr, min(nr, ncb-jr))
 	}
 }
 
-// packRun8 fills an 8-wide k-major panel from kcb runs of 8 values of
-// src, rs apart: panel[p·8 + j] = src[base + p·rs + j], one 64-byte array
-// assignment a step instead of copy and clear's bounds and length work.
-// BenchmarkPackB/N_100x3072/nr=8 on the Intel Xeon of the README, medians
-// of three: 6.1 → 7.7 GB/s.
-func packRun8(panel, src []float64, base, rs, kcb int) {
-	for p := range kcb {
-		*(*[8]float64)(panel[p*8:]) = *(*[8]float64)(src[base+p*rs:])
+// packRuns is packB for op(B) = B, whose rows are contiguous: step by
+// step, for up to 8 panels at a time, so that a step's values are one run
+// of a row of B (8 cache lines for AVX2's panels), where panel by panel
+// each step reads one line of a row 8 KiB or more from the last, too many
+// streams for the hardware prefetchers. Measured on the Intel Xeon of the
+// README, medians of five interleaved runs of BenchmarkGEMM 1024³, AVX2
+// kernel: 42.3 → 43.6 GFLOP/s on one worker, 83.9 → 87.1 on two (the
+// packing 8 → 6 % of the profile); AVX-512: 69.4 → 70.1 and 135.3 → 135.1.
+func packRuns(dst, b []float64, rs, p0, kcb, j0, ncb, nr, ps int) {
+	const group = 8 // panels packed together
+	for g0 := 0; g0 < ncb; g0 += group * nr {
+		g1 := min(ncb, g0+group*nr)
+		for p := range kcb {
+			row := b[(p0+p)*rs+j0:]
+			for jr := g0; jr < g1; jr += nr {
+				out := dst[jr*ps+p*nr:][:nr]
+				if n := copy(out, row[jr:min(ncb, jr+nr)]); n < nr {
+					clear(out[n:]) // past a ragged right edge
+				}
+			}
+		}
 	}
 }
 
