@@ -1090,12 +1090,14 @@ TEXT ·kernelAVX512x8x26(SB), NOSPLIT, $0-104
 	VPXORQ Z30, Z30, Z30
 	VPXORQ Z31, Z31, Z31
 
-	MOVQ KC, R10
-	SHRQ $1, R10
-	ANDQ $1, KC
 	MOVQ ix+96(FP), R15 // nil: A packed; else the 8 rows' byte offsets
 	TESTQ R15, R15
 	JNE  widegather
+
+	// A packed: two steps per iteration, then the last one if kc is odd.
+	MOVQ KC, R10
+	SHRQ $1, R10
+	ANDQ $1, KC
 	TESTQ R10, R10
 	JE   widetail
 
@@ -1113,9 +1115,8 @@ widetail:
 
 widegather: // A in place: the same steps, a's column gathered, 8 at a time
 	VMOVDQU64 (R15), Z28 // R15 is free from here: the prefetch pointer
-	MOVQ kc+0(FP), R10
+	MOVQ KC, R10
 	SHRQ $3, R10
-	MOVQ kc+0(FP), KC
 	ANDQ $7, KC
 	TESTQ R10, R10
 	JE   widegathertail
