@@ -195,6 +195,7 @@ func TestGemmMatchesNaive(t *testing.T) {
 				{mc - 1, kc - 1, 7}, {mc, kc, nr}, {mc + 1, kc + 1, min(nc+1, 4*nr+1)}, {2*mc + 5, 2*kc + 5, 17},
 				{97, 131, 61}, {100, 3072 / 8, 50}, {50, 100, 307}, {13, 600, 3},
 				{mr + 3, 40, packReuse*nr + 2}, {2 * mr, 9, packReuse*nr + 1}, // packed A with a ragged panel of 2 and 1 columns: wide tiles
+				{2*mr + 1, kc + 9, 512}, // B's rows 4 KiB apart: staged (see Staging B)
 				{0, 5, 5}, {5, 0, 5}, {5, 5, 0},
 			}
 			for _, workers := range []int{1, 3} {
@@ -910,6 +911,58 @@ func TestGemmSwappedSameBits(t *testing.T) {
 	}
 }
 
+// TestGemmStagedBSameBits: B whose rows are a multiple of 4 KiB apart,
+// copied block by block into the workers' workspaces (stageB, the kernels
+// whose panel is one cache line wide), gives the bits of the same product
+// with B packed from its transpose; the staging happens where the rule says.
+func TestGemmStagedBSameBits(t *testing.T) {
+	cases := []struct {
+		name    string
+		m, k, n int
+		transA  bool
+	}{
+		{"dW1 50x100x3072", 50, 100, 3072, true},
+		{"slices 13x521x512", 13, 2*kc + 9, 512, false},
+		{"two panels 9x40x1024", 9, 40, 1024, false},
+	}
+	for _, kern := range testKernels() {
+		for _, tc := range cases {
+			for _, workers := range []int{1, 2, 3} {
+				t.Run(fmt.Sprintf("%s/%s/w%d", kern.name, tc.name, workers), func(t *testing.T) {
+					rng := newRNG(9, uint64(tc.m))
+					a, b := operands(rng, tc.transA, false, tc.m, tc.k, tc.n)
+					bT := NewMatrix(tc.n, tc.k)
+					for i := range tc.k {
+						for j := range tc.n {
+							bT.Data[j*tc.k+i] = b.At(i, j)
+						}
+					}
+					c0 := randMatrix(rng, tc.m, tc.n)
+					g := newGemmKernels(workers, kern)
+					defer g.Close()
+					want := c0.Clone()
+					g.Mul(tc.transA, true, 0.7, a, bT, 0.5, want)
+					got := c0.Clone()
+					ars, acs := strides(a, tc.transA)
+					g.prob = gemmProblem{kern: &g.kerns[0], alpha: 0.7, beta: 0.5, a: a.Data, b: b.Data, c: got.Data, ldc: tc.n, k: tc.k,
+						ars: ars, acs: acs, brs: tc.n, bcs: 1}
+					g.run(tc.m, tc.n)
+					staged := g.prob.stageB
+					g.prob = gemmProblem{}
+					if wantStaged := kern.direct && kern.nr*8 <= cacheLine; staged != wantStaged {
+						t.Errorf("staged %v, want %v", staged, wantStaged)
+					}
+					for i := range want.Data {
+						if math.Float64bits(got.Data[i]) != math.Float64bits(want.Data[i]) {
+							t.Fatalf("element %d: %v staged, %v packed", i, got.Data[i], want.Data[i])
+						}
+					}
+				})
+			}
+		}
+	}
+}
+
 // TestGemmMulAddSameBits: C = α·op(A)·op(B) + β·D in one call must give the
 // bits of C ← β·D followed by Mul with β = 1, on the direct, transposed
 // (narrow) and dot-product (single column) paths.
@@ -1600,31 +1653,54 @@ func BenchmarkGEMM(b *testing.B) {
 	}
 }
 
-// BenchmarkMulPixels/auto-<w>T/2000x3072x50: the first layer of an
-// evaluation chunk, straight from image bytes (normalised while packed).
+// BenchmarkMulPixels/<kernel>-<w>T/<shape>: the products that read image
+// bytes (normalised as they are packed), as the trainer runs them: the
+// first layer of an evaluation chunk (2000x3072x50), of a training batch
+// (100x3072x50), and the batch's dW1 = dHᵀ·x + 2λ·W1 with the SGD step
+// W1 ← W1 − η·dW1 in its kernels (dW1+sgd/50x100x3072). The float
+// products of BenchmarkGEMM at these shapes are what numpy is timed on;
+// these are what a run spends its time in. auto, and avx2 where the CPU
+// runs it (the kernel an AVX2-only CPU gets).
 func BenchmarkMulPixels(b *testing.B) {
-	const m, k, n = evalChunk, inputDim, 50
+	const k, n = inputDim, 50
 	rng := newRNG(21, 21)
 	mean, std := make([]float64, k), make([]float64, k)
 	for j := range mean {
 		mean[j], std[j] = 0.3+float64(0.4*rng.Float64()), 0.1+float64(0.3*rng.Float64())
 	}
 	nm := NewNorm(mean, std)
-	pix := make([]uint8, m*k)
+	pix := make([]uint8, evalChunk*k)
 	for i := range pix {
 		pix[i] = uint8(rng.IntN(256))
 	}
-	w := randMatrix(rng, n, k)
-	c := NewMatrix(m, n)
-	for _, workers := range []int{1, 2} {
-		g := NewGemm(workers)
-		defer g.Close()
-		b.Run(fmt.Sprintf("auto-%dT/%dx%dx%d", workers, m, k, n), func(b *testing.B) {
-			for b.Loop() {
-				g.MulPixels(1, Images{Pix: pix, K: k}, nm, true, w, 0, c)
+	w, dw := randMatrix(rng, n, k), NewMatrix(n, k)
+	dh := randMatrix(rng, 100, n)
+	c := NewMatrix(evalChunk, n)
+	kernels := []string{"auto"}
+	if slices.Contains(KernelNames(), "avx2") {
+		kernels = append(kernels, "avx2")
+	}
+	for _, kname := range kernels {
+		for _, workers := range []int{1, 2} {
+			g := NewGemmNamed(workers, kname)
+			defer g.Close()
+			for _, m := range []int{evalChunk, 100} {
+				b.Run(fmt.Sprintf("%s-%dT/%dx%dx%d", kname, workers, m, k, n), func(b *testing.B) {
+					x := Images{Pix: pix[:m*k], K: k}
+					for b.Loop() {
+						g.MulPixels(1, x, nm, true, w, 0, c.RowsView(0, m))
+					}
+					reportSpeed(b, 2*float64(m*k*n), kname, workers)
+				})
 			}
-			reportSpeed(b, 2*m*k*n, "auto", workers)
-		})
+			b.Run(fmt.Sprintf("%s-%dT/dW1+sgd/%dx%dx%d", kname, workers, n, 100, k), func(b *testing.B) {
+				x := Images{Pix: pix[:100*k], K: k}
+				for b.Loop() { // η tiny: W1 stays about where it is over the rounds
+					g.MulAddPixelsBSub(true, 1, dh, x, nm, 2e-3, w, dw, 1e-12, false)
+				}
+				reportSpeed(b, 2*float64(n*100*k), kname, workers)
+			})
+		}
 	}
 }
 
@@ -1704,6 +1780,45 @@ func BenchmarkKernel(b *testing.B) {
 			}
 			reportSpeed(b, 2*float64(kc*k.mr*k.nr), k.name, 1)
 		})
+	}
+}
+
+// BenchmarkKernelFootprint/<kernel>/<case>: one micro-kernel on packed
+// panels, as BenchmarkKernel, but with its operands where the engine's
+// loops leave them. A tile reads mr·kcb doubles of A and kcb·nr of B:
+// at kc = 256, 16 + 48 KiB for the 8×24 tile, more than a 48 KiB L1d. The
+// cases: same (the same two panels every call, kc = 256, BenchmarkKernel's
+// case), in-L1 (the same at kc = 128, half the footprint), A-streamed (one
+// B panel against 32 A panels in turn, as a panel of B meets the row
+// panels of a block of A), B-streamed (one A panel against 16 B panels in
+// turn, as the narrow products' tiles go along a row panel).
+func BenchmarkKernelFootprint(b *testing.B) {
+	cases := []struct {
+		name           string
+		depth, aPanels int
+		bPanels        int
+	}{
+		{"same", kc, 1, 1},
+		{"in-L1", kc / 2, 1, 1},
+		{"A-streamed", kc, 32, 1},
+		{"B-streamed", kc, 1, 16},
+	}
+	for _, k := range testKernels() {
+		for _, tc := range cases {
+			b.Run(k.name+"-"+k.tile+"/"+tc.name, func(b *testing.B) {
+				rng := newRNG(1, 2)
+				a := randMatrix(rng, tc.aPanels*kc, k.mr).Data
+				bp := randMatrix(rng, tc.bPanels*kc, k.nr).Data
+				c := make([]float64, k.mr*k.nr)
+				i := 0
+				for b.Loop() {
+					ia, ib := i%tc.aPanels, i%tc.bPanels
+					k.fn(tc.depth, 1, a[ia*kc*k.mr:], 1, k.mr, bp[ib*kc*k.nr:], k.nr, c, k.nr)
+					i++
+				}
+				reportSpeed(b, 2*float64(tc.depth*k.mr*k.nr), k.name, 1)
+			})
+		}
 	}
 }
 
