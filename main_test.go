@@ -2390,57 +2390,66 @@ func TestTimeToAccuracy(t *testing.T) {
 	}
 }
 
-// BenchmarkStep/N-D-H…-C: one forward + backward + SGD update of a batch of
-// N = 100 with the GEMM on every core (the weights' steps fused into dW's
-// products, as the trainer takes them), for the seed's net, a wide one and a
-// deep one. Besides GFLOP/s and the share of the cores' FMA peak it reports
+// BenchmarkStep/<W>T/N-D-H…-C: one forward + backward + SGD update of a
+// batch of N = 100 on an engine of W = 1 or 2 workers (the weights' steps
+// fused into dW's products, as the trainer takes them), for the seed's net,
+// a wide one and a deep one. W is named rather than taken from -test.cpu:
+// Go runs a sub-benchmark's first round before it sets GOMAXPROCS, so with
+// -test.cpu 1 that round ran on every core. Besides GFLOP/s and the share of the cores' FMA peak it reports
 // x-products: the step's time over that of its GEMM products alone (the
 // same calls on the same engine, timed after the steps), i.e. what the
 // bias, ReLU, softmax, the gradient sums and the update cost on top.
 func BenchmarkStep(b *testing.B) {
 	const n, lambda, eta = 100, 0.01, 0.01
-	for _, sizes := range [][]int{{3072, 50, 10}, {3072, 1000, 10}, {3072, 1000, 1000, 10}} {
-		name := fmt.Sprint(n)
-		for _, d := range sizes {
-			name += fmt.Sprintf("-%d", d)
+	for _, workers := range []int{1, 2} {
+		for _, sizes := range [][]int{{3072, 50, 10}, {3072, 1000, 10}, {3072, 1000, 1000, 10}} {
+			name := fmt.Sprintf("%dT/%d", workers, n)
+			for _, d := range sizes {
+				name += fmt.Sprintf("-%d", d)
+			}
+			b.Run(name, func(b *testing.B) { benchStep(b, workers, sizes, n, lambda, eta) })
 		}
-		b.Run(name, func(b *testing.B) {
-			rng := newRNG(1, 1)
-			net := NewMLP(sizes, false, rng)
-			x := randMatrix(rng, n, sizes[0])
-			y := make([]int, n)
-			g := NewGemm(0)
-			defer g.Close()
-			ws := NewWorkspace(net, g, n)
-			opt := NewOptimizer("sgd", 0, net, ws)
-			products := stepProducts(g, net, x, lambda)
-			products() // warm the engine's buffers
-			for b.Loop() {
-				net.Forward(ws, x)
-				ws.SGDEta = eta // the weights' steps in dW's products, as the trainer takes them
-				net.Backward(ws, y, lambda)
-				opt.Step(eta)
-			}
-			stepTime := b.Elapsed().Seconds() / float64(b.N)
-			start := time.Now()
-			for range b.N {
-				products()
-			}
-			productTime := time.Since(start).Seconds() / float64(b.N)
-			var flops float64 // forward 2·N·in·out per layer; backward twice that, but the input layer's dx
-			for l := 0; l+1 < len(sizes); l++ {
-				flops += float64(3 * 2 * n * float64(sizes[l]*sizes[l+1]))
-			}
-			flops -= float64(2 * n * float64(sizes[0]*sizes[1]))
-			b.ReportMetric(n/stepTime, "images/s")
-			reportSpeed(b, flops, "auto", g.Workers())
-			b.ReportMetric(stepTime/productTime, "x-products")
-		})
 	}
 }
 
-// BenchmarkTrainerStep times what the trainer does for each step of the
-// seed's net (3072-50-10, batch 100, plain SGD): filling the batch from
+// benchStep is one BenchmarkStep: the net of the given sizes on an engine
+// of `workers` workers.
+func benchStep(b *testing.B, workers int, sizes []int, n int, lambda, eta float64) {
+	rng := newRNG(1, 1)
+	net := NewMLP(sizes, false, rng)
+	x := randMatrix(rng, n, sizes[0])
+	y := make([]int, n)
+	g := NewGemm(workers)
+	defer g.Close()
+	ws := NewWorkspace(net, g, n)
+	opt := NewOptimizer("sgd", 0, net, ws)
+	products := stepProducts(g, net, x, lambda)
+	products() // warm the engine's buffers
+	for b.Loop() {
+		net.Forward(ws, x)
+		ws.SGDEta = eta // the weights' steps in dW's products, as the trainer takes them
+		net.Backward(ws, y, lambda)
+		opt.Step(eta)
+	}
+	stepTime := b.Elapsed().Seconds() / float64(b.N)
+	start := time.Now()
+	for range b.N {
+		products()
+	}
+	productTime := time.Since(start).Seconds() / float64(b.N)
+	var flops float64 // forward 2·N·in·out per layer; backward twice that, but the input layer's dx
+	for l := 0; l+1 < len(sizes); l++ {
+		flops += float64(3 * 2 * float64(n) * float64(sizes[l]*sizes[l+1]))
+	}
+	flops -= float64(2 * float64(n) * float64(sizes[0]*sizes[1]))
+	b.ReportMetric(float64(n)/stepTime, "images/s")
+	reportSpeed(b, flops, "auto", g.Workers())
+	b.ReportMetric(stepTime/productTime, "x-products")
+}
+
+// BenchmarkTrainerStep/<W>T/100-3072-50-10 times what the trainer does for
+// each step of the seed's net (3072-50-10, batch 100, plain SGD) on an
+// engine of W = 1 or 2 workers (see BenchmarkStep): filling the batch from
 // 45,000 random images stored as bytes (138 MB, as the real training set:
 // the gather from memory is part of the cost) and the step itself. It is
 // the critical path of a run whose evaluations go beside the steps, and
@@ -2456,26 +2465,32 @@ func BenchmarkTrainerStep(b *testing.B) {
 		d.Y[i] = rng.IntN(numClasses)
 	}
 	d.Norm = NewNorm(pixelMeanStd(d.Pix))
-	b.Run("100-3072-50-10", func(b *testing.B) {
-		net := NewMLP([]int{inputDim, 50, numClasses}, false, newRNG(2, 2))
-		g := NewGemm(0)
-		defer g.Close()
-		o := TrainOptions{Schedule: Schedule{EtaMin: 1e-5, EtaMax: 1e-1, NS: 900, Cycles: 3}, Batch: 100, Lambda: 0.01, Opt: "sgd", Evals: 1}
-		tr, err := newTrainer(net, g, d, nil, o, nil)
-		if err != nil {
+	for _, workers := range []int{1, 2} {
+		b.Run(fmt.Sprintf("%dT/100-3072-50-10", workers), func(b *testing.B) { benchTrainerStep(b, d, workers) })
+	}
+}
+
+// benchTrainerStep is one BenchmarkTrainerStep, on an engine of `workers`
+// workers.
+func benchTrainerStep(b *testing.B, d *Dataset, workers int) {
+	net := NewMLP([]int{inputDim, 50, numClasses}, false, newRNG(2, 2))
+	g := NewGemm(workers)
+	defer g.Close()
+	o := TrainOptions{Schedule: Schedule{EtaMin: 1e-5, EtaMax: 1e-1, NS: 900, Cycles: 3}, Batch: 100, Lambda: 0.01, Opt: "sgd", Evals: 1}
+	tr, err := newTrainer(net, g, d, nil, o, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.stop()
+	t := 0
+	for b.Loop() {
+		tr.loadBatch(t % tr.total)
+		if err := tr.step(t%tr.total, 1e-3); err != nil {
 			b.Fatal(err)
 		}
-		defer tr.stop()
-		t := 0
-		for b.Loop() {
-			tr.loadBatch(t % tr.total)
-			if err := tr.step(t%tr.total, 1e-3); err != nil {
-				b.Fatal(err)
-			}
-			t++
-		}
-		b.ReportMetric(float64(o.Batch)*float64(b.N)/b.Elapsed().Seconds(), "images/s")
-	})
+		t++
+	}
+	b.ReportMetric(float64(o.Batch)*float64(b.N)/b.Elapsed().Seconds(), "images/s")
 }
 
 // stepProducts returns a function that runs a training step's GEMM
