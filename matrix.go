@@ -1374,7 +1374,7 @@ func evenness(tiles, parts int) float64 {
 // five rounds in turn: AVX2 36.1 → 39.3 GFLOP/s on one worker, 77.6 → 79.1
 // on two. The AVX-512 kernel's 24-wide panel spreads over three sets and
 // gained nothing (60.5 → 60.3, 119.3 → 123.2), nor did wider blocks (960
-// columns: AVX2 37.4, AVX-512 58.8, against 40.9 and 61.1 with 240).
+// columns against 240: AVX2 37.4 against 40.9, AVX-512 58.8 against 61.1).
 const (
 	cacheLine = 64   // bytes
 	pageBytes = 4096 // the L1 set stride: 64 sets of 64-byte lines
@@ -1559,7 +1559,7 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 	if j1-j0 <= kern.narrowN {
 		mc = kern.mr // A streamed one micro-panel at a time (see narrowN)
 	}
-	bBlock := kern.nc // columns of B prepared at once: normalised from bytes, pixelBCols of them
+	bBlock := kern.nc // columns of B prepared at once: pixelBCols where staged (stageBlock)
 	if p.staged() {
 		bBlock = pixelBCols
 	}
@@ -1767,9 +1767,8 @@ func (g *Gemm) tile(ws *gemmWorkspace, kcb int, apanel []float64, rsa, csa int, 
 	// A whole panel of B in place (bPanel) is prefetched by the kernel; a
 	// staged block of B (normalised from bytes or copied: stageBlock) is
 	// in L2 already, and prefetching it only took load slots: the
-	// trainer's step, ten
-	// rounds in turn on one worker, 1.078 → 1.061 ms (medians), five on
-	// two 0.699 → 0.686 ms.
+	// trainer's step, ten rounds in turn on one worker, 1.078 → 1.061 ms
+	// (medians), five on two 0.699 → 0.686 ms.
 	inPlace := !p.packedB && kern.inPlaceB != nil && !p.staged()
 	switch narrow := nrb <= kern.edgeNR; {
 	case mrb == mr && nrb == nr && p.fromD:
