@@ -2395,10 +2395,11 @@ func TestTimeToAccuracy(t *testing.T) {
 // fused into dW's products, as the trainer takes them), for the seed's net,
 // a wide one and a deep one. W is named rather than taken from -test.cpu:
 // Go runs a sub-benchmark's first round before it sets GOMAXPROCS, so with
-// -test.cpu 1 that round ran on every core. Besides GFLOP/s and the share of the cores' FMA peak it reports
-// x-products: the step's time over that of its GEMM products alone (the
-// same calls on the same engine, timed after the steps), i.e. what the
-// bias, ReLU, softmax, the gradient sums and the update cost on top.
+// -test.cpu 1 that round ran on every core. Besides GFLOP/s and the share
+// of the cores' FMA peak it reports x-products: the step's time over that
+// of its GEMM products alone (the same calls on the same engine, timed
+// after the steps), i.e. what the bias, ReLU, softmax, the gradient sums
+// and the update cost on top.
 func BenchmarkStep(b *testing.B) {
 	const n, lambda, eta = 100, 0.01, 0.01
 	for _, workers := range []int{1, 2} {
