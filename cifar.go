@@ -28,6 +28,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -71,19 +72,35 @@ func (e *FormatError) Error() string {
 // checkBatch validates the layout of a batch file's bytes and returns the
 // number of records.
 func checkBatch(name string, data []byte) (int, error) {
-	if len(data) == 0 {
-		return 0, &FormatError{name, -1, "file is empty"}
+	if err := checkSize(name, int64(len(data))); err != nil {
+		return 0, err
 	}
-	if len(data)%recordSize != 0 {
-		return 0, &FormatError{name, -1, fmt.Sprintf("size %d bytes is not a whole number of %d-byte records (1 label + 3072 pixels); the file is truncated or not a CIFAR-10 binary batch", len(data), recordSize)}
+	if err := checkLabels(name, data, 0); err != nil {
+		return 0, err
 	}
-	n := len(data) / recordSize
-	for r := 0; r < n; r++ {
+	return len(data) / recordSize, nil
+}
+
+// checkSize validates a batch file's size: whole records, at least one.
+func checkSize(name string, size int64) error {
+	if size == 0 {
+		return &FormatError{name, -1, "file is empty"}
+	}
+	if size%recordSize != 0 {
+		return &FormatError{name, -1, fmt.Sprintf("size %d bytes is not a whole number of %d-byte records (1 label + 3072 pixels); the file is truncated or not a CIFAR-10 binary batch", size, recordSize)}
+	}
+	return nil
+}
+
+// checkLabels validates the label byte of each whole record in data, the
+// file's records from number first on.
+func checkLabels(name string, data []byte, first int) error {
+	for r := 0; r < len(data)/recordSize; r++ {
 		if lbl := data[r*recordSize]; lbl >= numClasses {
-			return 0, &FormatError{name, r, fmt.Sprintf("label %d is not a class (want 0–9); this is not a CIFAR-10 batch (CIFAR-100 has 2 label bytes)", lbl)}
+			return &FormatError{name, first + r, fmt.Sprintf("label %d is not a class (want 0–9); this is not a CIFAR-10 batch (CIFAR-100 has 2 label bytes)", lbl)}
 		}
 	}
-	return n, nil
+	return nil
 }
 
 // decodeRecords splits the records of a checked batch into pix (D bytes
@@ -109,13 +126,18 @@ func ParseBatch(name string, data []byte) (*Dataset, error) {
 }
 
 // readBatches reads the named files from dir into one dataset, keeping at
-// most limit images (limit ≤ 0: all). The dataset's bytes are allocated
-// once, at their final size (file sizes are looked up first), and every
-// file is read into one reused buffer: the peak memory is the images' bytes
-// plus one file.
+// most limit images (limit ≤ 0: all, else the first limit in file order).
+// The files' sizes are looked up first, so that every file's images have
+// their place in the dataset before any is read; then the files are read
+// at the same time, one per core (readRecords), each straight into its
+// place. Reading is mostly the OS copying the file and giving the dataset's
+// fresh memory its pages, work that shares out over the cores; the peak
+// memory is the images' bytes plus a chunk per core. (Measured on 2 cores:
+// see README, Development, Loading the data.)
 func readBatches(ctx context.Context, dir string, names []string, limit int) (*Dataset, error) {
+	paths, counts := make([]string, len(names)), make([]int, len(names))
 	total := 0
-	for _, name := range names {
+	for i, name := range names {
 		p := filepath.Join(dir, name)
 		st, err := os.Stat(p)
 		if err != nil {
@@ -124,58 +146,67 @@ func readBatches(ctx context.Context, dir string, names []string, limit int) (*D
 			}
 			return nil, fmt.Errorf("read %s: %w", p, err)
 		}
-		total += int(st.Size() / recordSize)
+		if err := checkSize(p, st.Size()); err != nil {
+			return nil, err
+		}
+		paths[i], counts[i] = p, int(st.Size()/recordSize)
+		total += counts[i]
 	}
 	if limit > 0 {
 		total = min(total, limit)
 	}
-	d := &Dataset{Pix: make([]uint8, 0, total*inputDim), Y: make([]int, 0, total)}
-	var buf []byte
-	for _, name := range names {
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("read %s: %w", dir, context.Cause(ctx))
-		}
-		p := filepath.Join(dir, name)
-		b, err := readFileInto(p, buf)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", p, err)
-		}
-		buf = b
-		n, err := checkBatch(p, b)
+	d := &Dataset{Pix: make([]uint8, total*inputDim), Y: make([]int, total)}
+	errs := make([]error, len(names))
+	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
+	var wg sync.WaitGroup
+	for i, at := 0, 0; i < len(paths) && at < total; i++ {
+		lo, hi := at, min(at+counts[i], total)
+		at = hi
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			errs[i] = readRecords(ctx, paths[i], d.Pix[lo*inputDim:hi*inputDim], d.Y[lo:hi])
+		})
+	}
+	wg.Wait()
+	for _, err := range errs { // the first file's error, whatever finished first
 		if err != nil {
 			return nil, err
-		}
-		at := d.Len()
-		n = min(n, cap(d.Y)-at) // the file may have grown since the Stat
-		d.Pix, d.Y = d.Pix[:(at+n)*inputDim], d.Y[:at+n]
-		decodeRecords(b[:n*recordSize], d.Pix[at*inputDim:], d.Y[at:])
-		if d.Len() == cap(d.Y) {
-			break
 		}
 	}
 	return d, nil
 }
 
-// readFileInto reads the whole file at p into buf's storage (grown if
-// needed) and returns the bytes read.
-func readFileInto(p string, buf []byte) ([]byte, error) {
+// readChunk is how many records readRecords reads at once: 1.5 MB, which
+// is still in the cache when decodeRecords copies it, where a whole file
+// (30 MB) would be read back from memory.
+const readChunk = 512
+
+// readRecords reads the first len(y) records of the batch file at p, a
+// chunk at a time, checking each chunk's labels before decoding it into pix
+// (len(y)·D bytes) and y.
+func readRecords(ctx context.Context, p string, pix []uint8, y []int) error {
 	f, err := os.Open(p)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("read %s: %w", p, err)
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
+	buf := make([]byte, min(readChunk, len(y))*recordSize)
+	for r := 0; r < len(y); r += readChunk {
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("read %s: %w", p, context.Cause(ctx))
+		}
+		n := min(readChunk, len(y)-r)
+		b := buf[:n*recordSize]
+		if _, err := io.ReadFull(f, b); err != nil {
+			return fmt.Errorf("read %s: %w", p, err)
+		}
+		if err := checkLabels(p, b, r); err != nil {
+			return err
+		}
+		decodeRecords(b, pix[r*inputDim:], y[r:r+n])
 	}
-	if int64(cap(buf)) < st.Size() {
-		buf = make([]byte, st.Size())
-	}
-	buf = buf[:st.Size()]
-	if _, err := io.ReadFull(f, buf); err != nil {
-		return nil, err
-	}
-	return buf, nil
+	return nil
 }
 
 // readClassNames reads batches.meta.txt (one class per line), falling back
@@ -531,40 +562,60 @@ func isStdin(path string) bool {
 // pixelMeanStd returns the per-input mean and (population) standard
 // deviation of p/255 over images stored as bytes (N×D); a constant input
 // gets std 1 so that normalising leaves it at 0. Each column is summed over
-// n in increasing order; columns are independent, so they are cut over two
-// goroutines.
+// n in increasing order; columns are independent, so they are cut over the
+// cores (meanStdColumns), and the bits do not depend on how many.
 func pixelMeanStd(pix []uint8) (mean, std []float64) {
-	n := len(pix) / inputDim
-	mean = make([]float64, inputDim)
-	std = make([]float64, inputDim)
-	column := func(lo, hi int) {
-		m, s := mean[lo:hi], std[lo:hi]
-		for r := 0; r < n; r++ {
-			for j, p := range pix[r*inputDim+lo : r*inputDim+hi] {
-				m[j] += scale255[p]
-			}
-		}
-		for j := range m {
-			m[j] /= float64(n)
-		}
-		for r := 0; r < n; r++ {
-			for j, p := range pix[r*inputDim+lo : r*inputDim+hi] {
-				d := scale255[p] - m[j]
-				s[j] += float64(d * d)
-			}
-		}
-		for j := range s {
-			s[j] = math.Sqrt(s[j] / float64(n))
-			if s[j] == 0 {
-				s[j] = 1
-			}
-		}
-	}
+	mean, std = make([]float64, inputDim), make([]float64, inputDim)
+	parts := min(runtime.GOMAXPROCS(0), inputDim/cacheLine)
 	var wg sync.WaitGroup
-	wg.Go(func() { column(0, inputDim/2) })
-	column(inputDim/2, inputDim)
+	for w := range parts {
+		lo, hi := inputDim*w/parts, inputDim*(w+1)/parts
+		wg.Go(func() { meanStdColumns(pix, lo, hi, mean[lo:hi], std[lo:hi]) })
+	}
 	wg.Wait()
 	return mean, std
+}
+
+// meanStdColumns computes pixelMeanStd's columns lo … hi−1 into m and s.
+// Four rows a pass, so that m[j] and s[j] are loaded and stored once for
+// four additions, in the same order as one row a pass (about 2× faster).
+func meanStdColumns(pix []uint8, lo, hi int, m, s []float64) {
+	n := len(pix) / inputDim
+	row := func(r int) []uint8 { return pix[r*inputDim+lo : r*inputDim+hi] }
+	r := 0
+	for ; r+4 <= n; r += 4 {
+		p0, p1, p2, p3 := row(r), row(r+1), row(r+2), row(r+3)
+		for j := range m {
+			m[j] = m[j] + scale255[p0[j]] + scale255[p1[j]] + scale255[p2[j]] + scale255[p3[j]]
+		}
+	}
+	for ; r < n; r++ {
+		for j, p := range row(r) {
+			m[j] += scale255[p]
+		}
+	}
+	for j := range m {
+		m[j] /= float64(n)
+	}
+	for r = 0; r+4 <= n; r += 4 {
+		p0, p1, p2, p3 := row(r), row(r+1), row(r+2), row(r+3)
+		for j, mj := range m {
+			d0, d1, d2, d3 := scale255[p0[j]]-mj, scale255[p1[j]]-mj, scale255[p2[j]]-mj, scale255[p3[j]]-mj
+			s[j] = s[j] + float64(d0*d0) + float64(d1*d1) + float64(d2*d2) + float64(d3*d3)
+		}
+	}
+	for ; r < n; r++ {
+		for j, p := range row(r) {
+			d := scale255[p] - m[j]
+			s[j] += float64(d * d)
+		}
+	}
+	for j := range s {
+		s[j] = math.Sqrt(s[j] / float64(n))
+		if s[j] == 0 {
+			s[j] = 1
+		}
+	}
 }
 
 // maxShift is the largest translation, in pixels, of -augment.

@@ -2678,6 +2678,118 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
+// TestReadBatchesConcurrent: the files read at the same time, in chunks,
+// give the dataset that parsing them one after the other gives, for any
+// number of cores and any limit (within a chunk, at a chunk's or a file's
+// end, past the last file); a bad label in a later chunk is reported with
+// its record's number in the file, and of two bad files the first named.
+func TestReadBatchesConcurrent(t *testing.T) {
+	const perFile = readChunk + 188 // two chunks, the second partial
+	dir := t.TempDir()
+	rng := newRNG(5, 8)
+	var want Dataset
+	for _, f := range batchFiles[:5] {
+		raw := syntheticBatch(perFile, rng)
+		if err := os.WriteFile(filepath.Join(dir, f), raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		d, err := ParseBatch(f, raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.Pix, want.Y = append(want.Pix, d.Pix...), append(want.Y, d.Y...)
+	}
+	for _, procs := range []int{1, 2, 3} {
+		for _, limit := range []int{0, 100, readChunk, perFile, 2*perFile + 5, 5 * perFile, 9 * perFile} {
+			t.Run(fmt.Sprintf("procs=%d/limit=%d", procs, limit), func(t *testing.T) {
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+				d, err := readBatches(context.Background(), dir, batchFiles[:5], limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := len(want.Y)
+				if limit > 0 {
+					n = min(n, limit)
+				}
+				if !slices.Equal(d.Y, want.Y[:n]) || !bytes.Equal(d.Pix, want.Pix[:n*inputDim]) {
+					t.Fatalf("%d images read differ from the %d parsed one file after the other", d.Len(), n)
+				}
+			})
+		}
+	}
+	bad := func(f string, r int) {
+		p := filepath.Join(dir, f)
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[r*recordSize] = 12
+		if err := os.WriteFile(p, raw, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bad(batchFiles[3], readChunk+100)
+	bad(batchFiles[1], perFile-1)
+	_, err := readBatches(context.Background(), dir, batchFiles[:5], 0)
+	var fe *FormatError
+	if !errors.As(err, &fe) || fe.File != filepath.Join(dir, batchFiles[1]) || fe.Record != perFile-1 {
+		t.Fatalf("got %v, want the label error of %s, record %d", err, batchFiles[1], perFile-1)
+	}
+	_, err = readBatches(context.Background(), dir, batchFiles[2:5], 0)
+	if !errors.As(err, &fe) || fe.File != filepath.Join(dir, batchFiles[3]) || fe.Record != readChunk+100 {
+		t.Fatalf("got %v, want the label error of %s, record %d", err, batchFiles[3], readChunk+100)
+	}
+}
+
+// TestPixelMeanStdSameBits: the mean and standard deviation summed four
+// rows a pass, the columns cut over 1–3 cores, are those of the plain
+// loops, one row a pass, to the bit; row counts 0–3 mod 4.
+func TestPixelMeanStdSameBits(t *testing.T) {
+	rng := newRNG(9, 9)
+	for _, n := range []int{1, 4, 7, 50, 103} {
+		pix := make([]uint8, n*inputDim)
+		for i := range pix {
+			pix[i] = uint8(rng.IntN(256))
+		}
+		for j := 0; j < inputDim; j += 301 { // constant columns get std 1
+			for r := range n {
+				pix[r*inputDim+j] = 77
+			}
+		}
+		mean, std := make([]float64, inputDim), make([]float64, inputDim)
+		for r := range n {
+			for j, p := range pix[r*inputDim : (r+1)*inputDim] {
+				mean[j] += scale255[p]
+			}
+		}
+		for j := range mean {
+			mean[j] /= float64(n)
+		}
+		for r := range n {
+			for j, p := range pix[r*inputDim : (r+1)*inputDim] {
+				d := scale255[p] - mean[j]
+				std[j] += float64(d * d)
+			}
+		}
+		for j := range std {
+			if std[j] = math.Sqrt(std[j] / float64(n)); std[j] == 0 {
+				std[j] = 1
+			}
+		}
+		for _, procs := range []int{1, 2, 3} {
+			t.Run(fmt.Sprintf("n=%d/procs=%d", n, procs), func(t *testing.T) {
+				defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+				m, s := pixelMeanStd(pix)
+				for j := range m {
+					if math.Float64bits(m[j]) != math.Float64bits(mean[j]) || math.Float64bits(s[j]) != math.Float64bits(std[j]) {
+						t.Fatalf("column %d: mean %v std %v, want %v and %v", j, m[j], s[j], mean[j], std[j])
+					}
+				}
+			})
+		}
+	}
+}
+
 // TestDownloadDisabledSaysHow: the data layer says what is missing (a
 // DataError), the command line what to do about it, naming the flags.
 func TestDownloadDisabledSaysHow(t *testing.T) {
