@@ -2523,6 +2523,13 @@ func stepProducts(g *Gemm, net *MLP, x *Matrix, lambda float64) func() {
 
 // syntheticBatch returns n records in the CIFAR-10 binary layout: class k's
 // images are a fixed random pattern plus noise, so a net can learn them.
+// npyBytes encodes m as a .npy file (writeNpy) in memory.
+func npyBytes(m *Matrix) []byte {
+	var b bytes.Buffer
+	writeNpy(&b, m)
+	return b.Bytes()
+}
+
 func syntheticBatch(n int, rng *rand.Rand) []byte {
 	patterns := make([][]float64, numClasses)
 	prng := newRNG(777, 777) // the same patterns in every batch

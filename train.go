@@ -16,7 +16,6 @@ package main
 
 import (
 	"archive/zip"
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/binary"
@@ -1856,26 +1855,34 @@ func curves(o *outputs, dir, title string, h []HistoryRow, sched Schedule) {
 // ---------------------------------------------------------------------------
 // The model file: a NumPy .npz (a zip of .npy arrays) that numpy.load opens.
 
-// npyBytes encodes m as a version 1.0 .npy file of little-endian float64.
-// The header is a Python dict literal padded with spaces to a multiple of 64
-// bytes and ended by a newline.
-func npyBytes(m *Matrix) []byte {
+// writeNpy writes m to w as a version 1.0 .npy file of little-endian
+// float64: the magic, the header's length, the header (padded with spaces
+// so that the data starts at a multiple of 64 bytes), then the values
+// row-major, through a buffer of npyChunk values (a checkpoint writes its
+// arrays straight into the zip member, not into a copy of each first).
+func writeNpy(w io.Writer, m *Matrix) error {
 	hdr := fmt.Sprintf("{'descr': '<f8', 'fortran_order': False, 'shape': (%d, %d), }", m.Rows, m.Cols)
 	pad := 64 - (10+len(hdr)+1)%64
 	if pad == 64 {
 		pad = 0
 	}
 	hdr += strings.Repeat(" ", pad) + "\n"
-	var b bytes.Buffer
-	b.WriteString("\x93NUMPY\x01\x00")
-	binary.Write(&b, binary.LittleEndian, uint16(len(hdr)))
-	b.WriteString(hdr)
-	buf := make([]byte, 8*len(m.Data))
-	for i, v := range m.Data {
-		binary.LittleEndian.PutUint64(buf[8*i:], math.Float64bits(v))
+	head := append([]byte("\x93NUMPY\x01\x00"), byte(len(hdr)), byte(len(hdr)>>8))
+	if _, err := w.Write(append(head, hdr...)); err != nil {
+		return err
 	}
-	b.Write(buf)
-	return b.Bytes()
+	const npyChunk = 4096
+	buf := make([]byte, 8*min(npyChunk, len(m.Data)))
+	for lo := 0; lo < len(m.Data); lo += npyChunk {
+		vals := m.Data[lo:min(lo+npyChunk, len(m.Data))]
+		for i, v := range vals {
+			binary.LittleEndian.PutUint64(buf[8*i:], math.Float64bits(v))
+		}
+		if _, err := w.Write(buf[:8*len(vals)]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // maxArrayElems bounds one array of a model file (2 GiB of float64): a
@@ -2102,7 +2109,13 @@ func (z npzWriter) raw(name string, b []byte) error {
 }
 
 // array adds name.npy holding m.
-func (z npzWriter) array(name string, m *Matrix) error { return z.raw(name+".npy", npyBytes(m)) }
+func (z npzWriter) array(name string, m *Matrix) error {
+	f, err := z.zw.CreateHeader(&zip.FileHeader{Name: name + ".npy", Method: zip.Store})
+	if err != nil {
+		return err
+	}
+	return writeNpy(f, m)
+}
 
 // net adds W1, b1, W2, b2, … of n, each name after prefix.
 func (z npzWriter) net(prefix string, n *MLP) error {
