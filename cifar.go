@@ -566,7 +566,7 @@ func isStdin(path string) bool {
 // cores (meanStdColumns), and the bits do not depend on how many.
 func pixelMeanStd(pix []uint8) (mean, std []float64) {
 	mean, std = make([]float64, inputDim), make([]float64, inputDim)
-	parts := min(runtime.GOMAXPROCS(0), inputDim/cacheLine)
+	parts := min(runtime.GOMAXPROCS(0), inputDim/64) // 64 columns or more a part
 	var wg sync.WaitGroup
 	for w := range parts {
 		lo, hi := inputDim*w/parts, inputDim*(w+1)/parts

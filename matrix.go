@@ -1362,23 +1362,24 @@ func evenness(tiles, parts int) float64 {
 // Staging B. A kernel reading B in place takes one step of its panel from
 // each of kcb rows of B; when those rows are a multiple of pageBytes apart
 // (dW1 = dHᵀ·x reads x's rows, 3072 doubles = 24 KiB apart), every step's
-// line of a panel falls in the same set of the L1 cache, whose 12 ways
-// (48 KiB L1d) or 8 (32 KiB) cannot hold the panel for the next row panel
-// of A, nor the prefetches ahead of the one reading it. A panel one cache
-// line wide (the AVX2 kernel's 8 doubles) then costs an L2 round trip a
-// step, so such products copy B block by block (pixelBCols columns, rows
-// pixelBCols apart) into the worker's own workspace first, as
-// MulAddPixelsB does with bytes (stageBlock): the same values in the same
-// order, so the same bits. Measured on 2 cores of an Intel Xeon (AVX-512
-// with FP16 and AMX flags), 50×100×3072 (dHᵀ·x from floats), medians of
-// five rounds in turn: AVX2 36.1 → 39.3 GFLOP/s on one worker, 77.6 → 79.1
-// on two. The AVX-512 kernel's 24-wide panel spreads over three sets and
-// gained nothing (60.5 → 60.3, 119.3 → 123.2), nor did wider blocks (960
-// columns against 240: AVX2 37.4 against 40.9, AVX-512 58.8 against 61.1).
-const (
-	cacheLine = 64   // bytes
-	pageBytes = 4096 // the L1 set stride: 64 sets of 64-byte lines
-)
+// lines of a panel fall in the same one to three sets of the L1 cache,
+// whose 12 ways (48 KiB L1d) or 8 (32 KiB) cannot hold the panel for the
+// next row panel of A, nor the prefetches ahead of the one reading it: a
+// step costs an L2 round trip. So such products copy B block by block
+// (pixelBCols columns, rows pixelBCols apart) into the worker's own
+// workspace first, as MulAddPixelsB does with bytes (stageBlock): the same
+// values in the same order, so the same bits. 50×100×3072 (dHᵀ·x from
+// floats), GFLOP/s in place → staged, rounds of the two builds in turn:
+//
+//	                                   AVX2, 1T / 2T            AVX-512, 1T / 2T
+//	Intel Xeon (FP16, AMX), 5 rounds   36.1→39.3 / 77.6→79.1    60.5→60.3 / 119.3→123.2
+//	AMD EPYC Zen 5, 6 rounds           (staged already)         60.2→71.2 / 110.0→114.5
+//
+// (the AVX-512 kernel's 24-wide panel spreads over three sets: no loss on
+// the Xeon, a sixth of its speed on Zen 5). Wider blocks (960 columns
+// against 240) were slower on the Xeon: AVX2 37.4 against 40.9, AVX-512
+// 58.8 against 61.1.
+const pageBytes = 4096 // the L1 set stride: 64 sets of 64-byte lines
 
 // prepareB decides which panels of op(B) the kernel reads in place and
 // packs the others into g.bpack, split over `parts` workers by panel (C
@@ -1403,7 +1404,7 @@ func (g *Gemm) prepareB(parts int, splitRows bool) {
 		return
 	}
 	p.packedB = !p.kern.direct || p.bcs != 1 || p.m >= packReuse*p.kern.mr
-	p.stageB = !p.packedB && p.m > p.kern.mr && p.kern.nr*8 <= cacheLine && p.brs*8%pageBytes == 0
+	p.stageB = !p.packedB && p.m > p.kern.mr && p.brs*8%pageBytes == 0
 	if p.stageB {
 		return
 	}
