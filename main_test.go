@@ -238,8 +238,9 @@ func TestGemmMatchesNaive(t *testing.T) {
 
 // TestSplit: a product goes to one worker per minPartFlops of work, never
 // more than the engine has, and its tiles to as few of them as give the
-// same longest part; C is cut along the side that shares out more evenly,
-// or on a near-tie along its longer side.
+// same longest part; C is cut along the side where the busiest worker has
+// less to do, its share of the tiles and the operand every worker prepares
+// whole (on a tie, the longer side).
 func TestSplit(t *testing.T) {
 	g := NewGemm(16)
 	defer g.Close()
@@ -270,20 +271,25 @@ func TestSplit(t *testing.T) {
 		})
 	}
 	for _, tc := range []struct {
-		name                            string
-		m, n, rowTiles, colTiles, parts int
-		rows                            bool
+		name                               string
+		m, n, k, rowTiles, colTiles, parts int
+		rows                               bool
 	}{
-		{"forward 100x3072x50 on 2: columns share out evenly", 100, 50, 13, 2, 2, false},
-		{"1000x3072x50 on 2: a near-tie, the longer side", 1000, 50, 125, 2, 2, true},
-		{"1000x100x3072 on 2: a near-tie, the longer side", 1000, 3072, 125, 128, 2, false},
-		{"dW1 50x100x3072 on 2: rows share out unevenly", 50, 3072, 7, 128, 2, false},
-		{"1000x3072x50 on 16: two column tiles cannot", 1000, 50, 125, 2, 16, true},
-		{"an exact tie, the longer side", 96, 192, 12, 8, 2, false},
+		{"forward 100x3072x50 on 2: A costs more to prepare than B", 100, 50, 3072, 13, 2, 2, true},
+		{"forward 100x3072x50 on 16: 7 strips of rows, not 2 of columns", 100, 50, 3072, 13, 2, 16, true},
+		{"evaluation 1000x3072x50 on 2: half of A each", 1000, 50, 3072, 125, 2, 2, true},
+		{"1000x100x3072 on 2: B costs more to prepare than A", 1000, 3072, 100, 125, 128, 2, false},
+		{"dW1 50x100x3072 on 2: rows share out unevenly", 50, 3072, 100, 7, 128, 2, false},
+		{"wide forward 100x3072x1000 on 2", 100, 1000, 3072, 13, 42, 2, false},
+		{"1000x3072x50 on 16: two column tiles cannot", 1000, 50, 3072, 125, 2, 16, true},
+		{"an exact tie, rows (m ≥ n)", 96, 96, 64, 12, 4, 2, true},
+		{"three workers: a third of the rows beats half the columns", 96, 96, 64, 12, 4, 3, true},
+		{"rows share out worse than columns", 40, 40, 64, 5, 4, 2, false},
+		{"a square tie on one worker, rows", 64, 64, 64, 8, 3, 1, true},
 	} {
 		t.Run("splitByRows/"+tc.name, func(t *testing.T) {
-			if got := splitByRows(tc.m, tc.n, tc.rowTiles, tc.colTiles, tc.parts); got != tc.rows {
-				t.Errorf("splitByRows(%d, %d, %d, %d, %d) = %v, want %v", tc.m, tc.n, tc.rowTiles, tc.colTiles, tc.parts, got, tc.rows)
+			if got := splitByRows(tc.m, tc.n, tc.k, tc.rowTiles, tc.colTiles, tc.parts); got != tc.rows {
+				t.Errorf("splitByRows(%d, %d, %d, %d, %d, %d) = %v, want %v", tc.m, tc.n, tc.k, tc.rowTiles, tc.colTiles, tc.parts, got, tc.rows)
 			}
 		})
 	}
@@ -957,6 +963,56 @@ func TestGemmStagedBSameBits(t *testing.T) {
 							t.Fatalf("element %d: %v staged, %v packed", i, got.Data[i], want.Data[i])
 						}
 					}
+				})
+			}
+		}
+	}
+}
+
+// TestGemmPrivatePacksSameBits: C cut by rows on 2 and 3 workers, each
+// worker packing every panel of op(B) itself where a K slice of them fits
+// in a quarter of L2 (privB), else sharing panels packed up front: the
+// bits of one worker, for every kernel, with whole and ragged panels, one K
+// slice or several. Packing only the worker's own columns, or reading the
+// engine's shared buffer, fails it.
+func TestGemmPrivatePacksSameBits(t *testing.T) {
+	const must, mustNot, either = 1, 0, -1
+	cases := []struct {
+		name    string
+		m, k, n int
+		transB  bool
+		priv    int
+	}{
+		{"forward 100x3072x50", 100, 3072, 50, true, must},
+		{"ragged 83x700x57", 83, 700, 57, true, either},
+		{"one K slice 64x200x30", 64, 200, 30, false, either},
+		{"B too wide to copy 3000x100x520", 3000, 100, 520, true, mustNot},
+	}
+	for _, kern := range testKernels() {
+		for _, tc := range cases {
+			rng := newRNG(11, uint64(tc.m))
+			a, b := operands(rng, false, tc.transB, tc.m, tc.k, tc.n)
+			c0 := randMatrix(rng, tc.m, tc.n)
+			want := c0.Clone()
+			serial := newGemmKernels(1, kern)
+			serial.Mul(false, tc.transB, 0.7, a, b, 0.5, want)
+			serial.Close()
+			for _, workers := range []int{2, 3} {
+				t.Run(fmt.Sprintf("%s/%s/w%d", kern.name, tc.name, workers), func(t *testing.T) {
+					g := newGemmKernels(workers, kern)
+					defer g.Close()
+					got := c0.Clone()
+					ars, acs := strides(a, false)
+					brs, bcs := strides(b, tc.transB)
+					g.prob = gemmProblem{kern: &g.kerns[0], alpha: 0.7, beta: 0.5, a: a.Data, b: b.Data, c: got.Data, ldc: tc.n, k: tc.k,
+						ars: ars, acs: acs, brs: brs, bcs: bcs}
+					g.run(tc.m, tc.n)
+					priv := g.prob.privB
+					g.prob = gemmProblem{}
+					if tc.priv != either && priv != (tc.priv == must) {
+						t.Errorf("each worker packing B itself: %v, want %v", priv, tc.priv == must)
+					}
+					sameBits(t, fmt.Sprintf("%d workers against 1", workers), got, want)
 				})
 			}
 		}

@@ -189,6 +189,11 @@ func GemmNaive(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c
 //	    the step's two 30 MFLOP products went out in 13 and 16 parts.)
 //	parallelMinElems: the same for ParallelFor's element-wise passes:
 //	    one part per this many elements (about 10 µs of an update).
+//	prepFlops: what preparing one element of an operand costs a worker, in
+//	    flops of kernel work (splitByRows): normalising a pixel takes 0.12 ns
+//	    in cache (BenchmarkPixelPanel) to 0.24 ns in a run (its profile),
+//	    about as long as 16 flops at 100 GFLOP/s; packing a float costs
+//	    less, but each worker reads the operand from the shared cache too.
 //	pixelBCols: columns of a byte B (MulAddPixelsB) a worker normalises at
 //	    once, a multiple of every nr: kc×240 doubles (480 KiB) stay in L2
 //	    while every row panel of A passes over them, and each row of bytes is
@@ -200,6 +205,7 @@ const (
 	minPartFlops     = 3_000_000
 	parallelMinElems = 20_000
 	pixelBCols       = 240
+	prepFlops        = 16
 )
 
 // blockingFor returns mc, nc and narrowN (see gemmKernel) for a kernel on
@@ -553,10 +559,11 @@ type gemmKernel struct {
 // kernels that need packing, else only a ragged last panel) and a scratch
 // tile for the ragged edges of C.
 type gemmWorkspace struct {
-	ap   []float64
-	edge []float64
-	bx   []float64 // MulAddPixelsB and staged B: the worker's block of B, kcb × pixelBCols (see stageBlock)
-	bxJ0 int       // its first column
+	ap    []float64
+	edge  []float64
+	bx    []float64 // MulAddPixelsB and staged B: the worker's block of B, kcb × pixelBCols (see stageBlock)
+	bxJ0  int       // its first column
+	bpack []float64 // with privB: the worker's own packed K slice of op(B), kc × npad
 	// normPanels: the runs of bytes of a panel's images and of the next
 	// panel's (here, not on the stack: a function value's arguments escape)
 	runs, next [8][]uint8
@@ -596,6 +603,7 @@ type gemmProblem struct {
 	packedA     bool        // workers pack their blocks of op(A); else A is read in place
 	packedB     bool        // every panel of op(B) is in bpack; else B is read in place
 	lazyB       bool        // packedB, one K slice at a time, by the one worker (see prepareB)
+	privB       bool        // lazyB, by every worker into its own ws.bpack: C split by rows (see prepareB)
 	stageB      bool        // B is copied block by block into the workers' ws.bx, as pixB is normalised (see prepareB)
 	npad        int         // n rounded up to whole panels (nr), the last one lastW wide
 	lastW       int         // width of a ragged last panel of B: nr, or the edge kernel's edgeNR when that covers it
@@ -705,7 +713,7 @@ func (g *Gemm) do(j gemmJob) {
 	case jobFunc:
 		j.fn(j.i0, j.i1)
 	case jobPackB:
-		g.packBPanels(j.i0, j.i1, 0, g.prob.k)
+		g.packBPanels(g.bpack, j.i0, j.i1, 0, g.prob.k)
 	default:
 		g.block(j.w, j.i0, j.i1, j.j0, j.j1)
 	}
@@ -1286,7 +1294,7 @@ func (g *Gemm) run(m, n int) {
 	if rest := n % nr; n > nr && rest > 0 && rest <= max(p.kern.wideNR, p.kern.edgeNR) {
 		colTiles--
 	}
-	splitRows := splitByRows(m, n, rowTiles, colTiles, parts)
+	splitRows := splitByRows(m, n, p.k, rowTiles, colTiles, parts)
 	if p.alpha != 0 {
 		g.prepareB(parts, splitRows)
 	}
@@ -1308,30 +1316,38 @@ func (g *Gemm) run(m, n int) {
 	})
 }
 
-// splitByRows reports whether an m×n C of rowTiles × colTiles whole tiles
-// is cut into `parts` strips of rows (else of columns). A ragged last
-// panel narrow enough for the wide or the edge tile is not a tile of its
-// own but goes with the one before it (the caller counts so): the N×50
-// outputs are two column tiles, 24 and 26 wide, one per worker on two
-// (the forward product 100×3072×50 from floats on two workers 84–87 →
-// 98–100 GFLOP/s, each worker packing its own columns of W1ᵀ instead of
-// sharing all of them, split by rows).
+// splitByRows reports whether an m×n C (depth k) of rowTiles × colTiles
+// whole tiles is cut into `parts` strips of rows (else of columns). A
+// ragged last panel narrow enough for the wide or the edge tile is not a
+// tile of its own but goes with the one before it (the caller counts so):
+// the N×50 outputs are two column tiles, 24 and 26 wide.
 //
-// The side whose tiles share out more evenly wins; within 2 % of each
-// other, the longer side of C (rows when m ≥ n). Every worker reads all of
-// op(A) when C is cut by columns and all of op(B) when by rows, so the
-// longer side duplicates the smaller operand: 1000×3072×50 on two workers
-// (125 row tiles, 0.992 as even as its 2 column tiles) 94–96 → 121–123
-// GFLOP/s by rows, each worker streaming half of A's 24.6 MB instead of
-// all of it. A wider margin, 8 %, would cut the forward product
-// 100×3072×50 (13 row tiles, 0.93 as even) by rows too: 92–94 → 80–83
-// GFLOP/s, the trainer's step on two workers 0.73–0.75 → 0.81–0.82 ms.
-func splitByRows(m, n, rowTiles, colTiles, parts int) bool {
-	re, ce := evenness(rowTiles, parts), evenness(colTiles, parts)
-	if math.Abs(re-ce) <= 0.02*max(re, ce) {
+// Each way, the busiest worker's time, in flops of kernel work, is its
+// share of the tiles plus the operand every worker prepares whole: cut by
+// columns, every worker packs or normalises all of op(A) (m·k elements);
+// cut by rows, all of op(B) (k·n):
+//
+//	rows:     ⌈rowTiles/parts⌉/rowTiles · 2mnk + k·n·prepFlops
+//	columns:  ⌈colTiles/parts⌉/colTiles · 2mnk + m·k·prepFlops
+//
+// and the cheaper way wins (rows on a tie when m ≥ n). The MLP's products on
+// two workers: the evaluation's 1000×3072×50 by rows (each worker
+// normalising half of A, not all: 94–96 → 121–123 GFLOP/s on an Intel
+// Xeon), dW1 50×100×3072 and the wide layers' 100×3072×1000 and
+// 1000×100×3072 by columns, and the forward product 100×3072×50 by rows
+// since the eighth sitting of 2026-12-05: 13 row tiles share out 7 | 6,
+// but its 100×3072 A costs twice its 3072×50 B to prepare (with B shared,
+// packed up front, rows had been slower: 92–94 → 80–83 GFLOP/s on the
+// Xeon; see prepareB's privB for the way that pays).
+func splitByRows(m, n, k, rowTiles, colTiles, parts int) bool {
+	flops := 2 * float64(m) * float64(n) * float64(k)
+	share := func(tiles int) float64 { return float64((tiles+parts-1)/parts) / float64(max(tiles, 1)) }
+	rows := share(rowTiles)*flops + float64(k)*float64(n)*prepFlops
+	cols := share(colTiles)*flops + float64(m)*float64(k)*prepFlops
+	if rows == cols {
 		return m >= n
 	}
-	return re > ce
+	return rows < cols
 }
 
 // balance is how many parts `tiles` equal tiles are cut into when at most
@@ -1422,12 +1438,26 @@ func (g *Gemm) prepareB(parts int, splitRows bool) {
 	// panels are their own (on two, the forward product from bytes then
 	// takes 24 and 26 columns and packs them: the trainer's step on two
 	// workers 856 / 855 / 824 → 789 / 777 / 817 µs). Workers that share
-	// the panels (C split by rows) have them packed up front.
-	p.lazyB = (parts == 1 || !splitRows) && p.packedB && p.k > kc
+	// the panels (C split by rows) pack them all, each its own copy, the
+	// same way (privB), when a K slice of them fits in a quarter of L2
+	// (npad ≤ narrowN): copying a few hundred KB again costs less than
+	// waiting for each other's halves, packed up front, and reading them
+	// from the other core's cache. On 2 cores of an AMD EPYC (Zen 5), the
+	// forward product 100×3072×50 on two workers (now cut by rows: see
+	// splitByRows), six rounds in turn, split by columns → by rows, private
+	// packs: from floats 64 → 82 GFLOP/s, from bytes 70 → 99. Larger B are
+	// still packed up front, once.
+	p.privB = splitRows && parts > 1 && p.packedB && p.npad <= p.kern.narrowN
+	p.lazyB = (parts == 1 || !splitRows) && p.packedB && p.k > kc || p.privB
 	if p.lazyB {
 		size = kc * p.npad
 	}
-	if len(g.bpack) < size {
+	for w, ws := range g.ws {
+		if p.privB && w < parts && len(ws.bpack) < size {
+			ws.bpack = make([]float64, size)
+		}
+	}
+	if !p.privB && len(g.bpack) < size {
 		g.bpack = make([]float64, size)
 	}
 	if p.lazyB {
@@ -1444,9 +1474,10 @@ func (g *Gemm) prepareB(parts int, splitRows bool) {
 }
 
 // packBPanels packs panels [q0, q1) of op(B) (columns q0·nr … q1·nr-1) for
-// the K slices from pc0 up to pc1, in prepareB's layout (see bOffset): its
-// whole panels in one packB, a ragged last one lastW wide.
-func (g *Gemm) packBPanels(q0, q1, pc0, pc1 int) {
+// the K slices from pc0 up to pc1 into bpack (g.bpack, or a worker's own:
+// see bpackOf), in prepareB's layout (see bOffset): its whole panels in
+// one packB, a ragged last one lastW wide.
+func (g *Gemm) packBPanels(bpack []float64, q0, q1, pc0, pc1 int) {
 	p := &g.prob
 	nr := p.kern.nr
 	whole := min(q1, p.n/nr) // panels before it are whole
@@ -1455,14 +1486,14 @@ func (g *Gemm) packBPanels(q0, q1, pc0, pc1 int) {
 		if p.packedB && q0 < whole {
 			j := q0 * nr
 			ps := p.bOffset(pc, kcb, 1) - p.bOffset(pc, kcb, 0) // kc with lazyB, else kcb
-			packB(g.bpack[p.bOffset(pc, kcb, j):], p.b, p.brs, p.bcs, pc, kcb, j, whole*nr-j, nr, ps)
+			packB(bpack[p.bOffset(pc, kcb, j):], p.b, p.brs, p.bcs, pc, kcb, j, whole*nr-j, nr, ps)
 		}
 		if j := whole * nr; whole < q1 && j < p.n { // the ragged last panel
 			at := pc * p.lastW // only that panel is packed
 			if p.packedB {
 				at = p.bOffset(pc, kcb, j)
 			}
-			packB(g.bpack[at:], p.b, p.brs, p.bcs, pc, kcb, j, p.n-j, p.lastW, kcb)
+			packB(bpack[at:], p.b, p.brs, p.bcs, pc, kcb, j, p.n-j, p.lastW, kcb)
 		}
 	}
 }
@@ -1480,9 +1511,20 @@ func (p *gemmProblem) bOffset(pc, kcb, j int) int {
 	return pc*p.npad + j*kcb
 }
 
+// bpackOf is where the worker with workspace ws finds the packed panels of
+// op(B): its own ws.bpack when each worker packs all of them (privB), else
+// the engine's g.bpack.
+func (g *Gemm) bpackOf(ws *gemmWorkspace) []float64 {
+	if g.prob.privB {
+		return ws.bpack
+	}
+	return g.bpack
+}
+
 // bPanel returns the kcb×nr micro-panel of op(B) for the K slice at pc and
-// columns j…j+nr-1, with the distance between its steps.
-func (g *Gemm) bPanel(pc, kcb, j int) (panel []float64, csb int) {
+// columns j…j+nr-1, with the distance between its steps, from bpack when
+// it is packed (see bpackOf).
+func (g *Gemm) bPanel(bpack []float64, pc, kcb, j int) (panel []float64, csb int) {
 	p := &g.prob
 	nr := p.kern.nr
 	switch {
@@ -1492,11 +1534,11 @@ func (g *Gemm) bPanel(pc, kcb, j int) (panel []float64, csb int) {
 			w = p.lastW
 		}
 		off := p.bOffset(pc, kcb, j)
-		return g.bpack[off : off+kcb*w], w
+		return bpack[off : off+kcb*w], w
 	case j+nr <= p.n: // in place: op(B) = B, whose rows are brs apart
 		return p.b[pc*p.brs+j:], p.brs
 	default: // the ragged last panel, packed by prepareB
-		return g.bpack[pc*p.lastW : (pc+kcb)*p.lastW], p.lastW
+		return bpack[pc*p.lastW : (pc+kcb)*p.lastW], p.lastW
 	}
 }
 
@@ -1569,7 +1611,7 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 		for pc := 0; pc < p.k; pc += kc {
 			kcb := min(kc, p.k-pc)
 			if p.lazyB {
-				g.packBPanels(jc/kern.nr, (jc+ncb+kern.nr-1)/kern.nr, pc, pc+1)
+				g.packBPanels(g.bpackOf(ws), jc/kern.nr, (jc+ncb+kern.nr-1)/kern.nr, pc, pc+1)
 			}
 			for ic := i0; ic < i1; ic += mc {
 				mcb := min(mc, i1-ic)
@@ -1749,7 +1791,7 @@ func (g *Gemm) bPanelOf(ws *gemmWorkspace, pc, kcb, j int) (panel []float64, csb
 	p := &g.prob
 	switch {
 	case !p.staged():
-		return g.bPanel(pc, kcb, j)
+		return g.bPanel(g.bpackOf(ws), pc, kcb, j)
 	case p.kern.direct: // the staged block, read in place
 		return ws.bx[j-ws.bxJ0:], pixelBCols
 	default:
