@@ -761,15 +761,19 @@ func (g *Gemm) KernelName() string {
 // share storage with A or B. With β = 0, C's previous contents (even NaN)
 // are ignored.
 //
-// Parallel scheme, in two phases. First the panels of op(B) that must be
-// packed (all of them when B is transposed or the kernel cannot read in
-// place, else only a ragged last panel) are packed once into a buffer
-// shared by the workers, each packing its own range of panels. Then C is
-// cut into at most `workers` strips, along whichever side splits into
-// whole micro-tiles most evenly; worker w computes strip w completely,
-// every K slice in order, reading A in place (or packing its own A blocks
-// for the plain-Go kernel). Strips never overlap, so workers share nothing
-// but read-only A, B and packed B.
+// Parallel scheme. C is cut into at most `workers` strips of rows or of
+// columns, whichever leaves the busiest worker the least to do: its share
+// of the whole micro-tiles plus the operand every worker prepares whole
+// (all of op(A) for strips of columns, all of op(B) for strips of rows;
+// see splitByRows). Worker w computes strip w completely, every K slice in
+// order, reading A in place or packing its own blocks of it. The panels
+// of op(B) that must be packed (all of them when B is transposed or the
+// kernel cannot read in place, else only a ragged last panel) are packed
+// by each worker one K slice at a time into a buffer of its own, or, when
+// B is too large to copy per worker, once up front into a shared buffer,
+// each worker packing its own range of panels, before the strips start
+// (see prepareB). Strips never overlap, so workers share nothing but
+// read-only A, B and packed B.
 //
 // Narrow outputs (N much smaller than M, such as the MLP's N×50 layer
 // outputs) may be computed transposed, Cᵀ = op(B)ᵀ·op(A)ᵀ, when that costs
@@ -1398,9 +1402,11 @@ func evenness(tiles, parts int) float64 {
 const pageBytes = 4096 // the L1 set stride: 64 sets of 64-byte lines
 
 // prepareB decides which panels of op(B) the kernel reads in place and
-// packs the others into g.bpack, split over `parts` workers by panel (C
-// split by rows, splitRows, or by columns); or that the workers stage B
-// (see Staging B).
+// which are packed, and where: by the workers as they go, one K slice at a
+// time (lazyB; each into its own ws.bpack when all of them need all panels,
+// privB), or up front into g.bpack, split over `parts` workers by panel;
+// or that the workers stage B (see Staging B). splitRows: C is cut into
+// strips of rows, else of columns.
 //
 // Layout of g.bpack when every panel is packed (p.packedB): the K slice that
 // starts at pc takes kcb·npad elements from pc·npad on, and within it the
@@ -1442,11 +1448,13 @@ func (g *Gemm) prepareB(parts int, splitRows bool) {
 	// same way (privB), when a K slice of them fits in a quarter of L2
 	// (npad ≤ narrowN): copying a few hundred KB again costs less than
 	// waiting for each other's halves, packed up front, and reading them
-	// from the other core's cache. On 2 cores of an AMD EPYC (Zen 5), the
-	// forward product 100×3072×50 on two workers (now cut by rows: see
-	// splitByRows), six rounds in turn, split by columns → by rows, private
-	// packs: from floats 64 → 82 GFLOP/s, from bytes 70 → 99. Larger B are
-	// still packed up front, once.
+	// from the other core's cache. On 2 cores of an AMD EPYC (Zen 5), two
+	// workers, medians of six rounds of the builds in turn (before: the
+	// forward product cut by columns, the others by rows with B shared):
+	// forward 100×3072×50 from floats 73 → 99 GFLOP/s, from bytes 77 →
+	// 108; evaluation 10000×3072×50 93 → 112, 1000×3072×50 108 → 117, a
+	// chunk from bytes 130 → 130; the trainer's step 892 → 831 µs. Larger
+	// B are still packed up front, once.
 	p.privB = splitRows && parts > 1 && p.packedB && p.npad <= p.kern.narrowN
 	p.lazyB = (parts == 1 || !splitRows) && p.packedB && p.k > kc || p.privB
 	if p.lazyB {
