@@ -1346,8 +1346,9 @@ func (g *Gemm) run(m, n int) {
 func splitByRows(m, n, k, rowTiles, colTiles, parts int) bool {
 	flops := 2 * float64(m) * float64(n) * float64(k)
 	share := func(tiles int) float64 { return float64((tiles+parts-1)/parts) / float64(max(tiles, 1)) }
-	rows := share(rowTiles)*flops + float64(k)*float64(n)*prepFlops
-	cols := share(colTiles)*flops + float64(m)*float64(k)*prepFlops
+	// Each product rounded on its own (float64(…)), never fused into an FMA.
+	rows := float64(share(rowTiles)*flops) + float64(float64(k)*float64(n)*prepFlops)
+	cols := float64(share(colTiles)*flops) + float64(float64(m)*float64(k)*prepFlops)
 	if rows == cols {
 		return m >= n
 	}
