@@ -297,6 +297,29 @@ func TestSplit(t *testing.T) {
 	}
 }
 
+// TestLegacyCacheSizes decodes AMD's older cache leaves as the AMD EPYC
+// Zen 5 guest of the README answers them (its newer leaf, 0x8000001D, is
+// all zeros there), and as a Zen 3 with one die answers them.
+func TestLegacyCacheSizes(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		ecx5, ecx6, edx6 uint32
+		l1d, l2, l3      int
+	}{
+		{"Zen 5 guest: the socket's 508 MiB of L3 capped", 0x300c0140, 0x04006140, 0x0fe09140, 48 << 10, 1 << 20, 32 << 20},
+		{"Zen 3, one die of 32 MiB", 0x20080140, 0x02006140, 0x01009140, 32 << 10, 512 << 10, 32 << 20},
+		{"no L3", 0x20080140, 0x02006140, 0, 32 << 10, 512 << 10, 0},
+		{"leaves missing", 0, 0, 0, 0, 0, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l1d, l2, l3 := legacyCacheSizes(tc.ecx5, tc.ecx6, tc.edx6)
+			if l1d != tc.l1d || l2 != tc.l2 || l3 != tc.l3 {
+				t.Errorf("legacyCacheSizes(%#x, %#x, %#x) = %d, %d, %d; want %d, %d, %d", tc.ecx5, tc.ecx6, tc.edx6, l1d, l2, l3, tc.l1d, tc.l2, tc.l3)
+			}
+		})
+	}
+}
+
 // TestGemmSameBitsAnyWorkers: the MLP's products give the same bits on 1,
 // 2, 3, 8 and 16 workers (more workers than this machine has cores
 // included), whichever kernel auto picks.

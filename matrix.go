@@ -225,6 +225,21 @@ func blockingFor(k microKernel, l2, l3 int) (mc, nc, narrowN int) {
 	return min(max(mc, k.mr), maxMC/k.mr*k.mr), min(max(nc, k.nr), maxNC/k.nr*k.nr), narrowN
 }
 
+// maxLegacyL3 caps the L3 of AMD's older cache leaf, which gives the whole
+// socket's (508 MiB on the AMD EPYC Zen 5 guest of the README: 16 dies of
+// 32 MiB) where a core shares only its own die's: 32 MiB on Zen 3–5 (16 on
+// Zen 2, 96 with 3D V-Cache).
+const maxLegacyL3 = 32 << 20
+
+// legacyCacheSizes decodes AMD's older cache leaves, for CPUs whose
+// hypervisor hides the newer one (cacheSizes): ecx5 is ECX of 0x80000005
+// (bits 31–24: L1d in KiB), ecx6 and edx6 ECX and EDX of 0x80000006 (bits
+// 31–16 of ECX: L2 in KiB; bits 31–18 of EDX: L3 in 512 KiB units, capped
+// at maxLegacyL3).
+func legacyCacheSizes(ecx5, ecx6, edx6 uint32) (l1d, l2, l3 int) {
+	return int(ecx5>>24) << 10, int(ecx6>>16) << 10, min(int(edx6>>18)<<19, maxLegacyL3)
+}
+
 // microKernel computes one mr×nr tile:
 //
 //	C[i, j] = fma(α, Σ_{p<kc} a[p*csa + i*rsa] · b[p*csb + j], C[i, j])

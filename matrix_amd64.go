@@ -337,12 +337,14 @@ func probeCPU() cpuInfo {
 
 // cacheSizes walks the deterministic cache parameters leaf (4 on Intel,
 // 0x8000001D on AMD): one sub-leaf per cache until type 0, each giving
-// ways × partitions × line size × sets bytes.
+// ways × partitions × line size × sets bytes. AMD CPUs whose hypervisor
+// hides that leaf (no TOPOEXT: the AMD EPYC Zen 5 guests of the README
+// return zeros there) still answer the older leaves (amdLegacyCaches).
 func cacheSizes(vendor string) (l1d, l2, l3 int) {
 	leaf := uint32(4)
 	if vendor == "AuthenticAMD" || vendor == "HygonGenuine" {
 		if maxExt, _, _, _ := cpuid(0x80000000, 0); maxExt < 0x8000001D {
-			return 0, 0, 0
+			return amdLegacyCaches()
 		}
 		leaf = 0x8000001D
 	}
@@ -366,7 +368,24 @@ func cacheSizes(vendor string) (l1d, l2, l3 int) {
 			l3 = size
 		}
 	}
+	if leaf == 0x8000001D && l2 == 0 {
+		return amdLegacyCaches()
+	}
 	return l1d, l2, l3
+}
+
+// amdLegacyCaches reads AMD's older cache leaves, 0x80000005 and
+// 0x80000006 (see legacyCacheSizes), 0 where a leaf is missing.
+func amdLegacyCaches() (l1d, l2, l3 int) {
+	var ecx5, ecx6, edx6 uint32
+	maxExt, _, _, _ := cpuid(0x80000000, 0)
+	if maxExt >= 0x80000005 {
+		_, _, ecx5, _ = cpuid(0x80000005, 0)
+	}
+	if maxExt >= 0x80000006 {
+		_, _, ecx6, edx6 = cpuid(0x80000006, 0)
+	}
+	return legacyCacheSizes(ecx5, ecx6, edx6)
 }
 
 // brandString is the processor's name from CPUID 0x80000002–4, as lscpu
