@@ -295,6 +295,26 @@ func TestSplit(t *testing.T) {
 			}
 		})
 	}
+	for _, tc := range []struct {
+		name                               string
+		m, n, k, rowTiles, colTiles, parts int
+		byK                                bool
+	}{
+		{"forward 100x3072x50 on 2: half of A and of B each", 100, 50, 3072, 13, 2, 2, true},
+		{"forward 100x3072x50 on 10 (16 cores): 2 slices each", 100, 50, 3072, 13, 2, 10, true},
+		{"forward 100x3072x50 on 1", 100, 50, 3072, 13, 2, 1, false},
+		{"evaluation 1000x3072x50 on 2: sums apart as large as C", 1000, 50, 3072, 125, 2, 2, false},
+		{"evaluation chunk 2000x3072x50 on 2", 2000, 50, 3072, 250, 2, 2, false},
+		{"dW1 50x100x3072: one K slice", 50, 3072, 100, 7, 128, 2, false},
+		{"output layer 100x50x10: one K slice", 100, 10, 50, 13, 1, 2, false},
+		{"1024³ on 2", 1024, 1024, 1024, 128, 43, 2, false},
+	} {
+		t.Run("splitByK/"+tc.name, func(t *testing.T) {
+			if got := splitByK(tc.m, tc.n, tc.k, tc.rowTiles, tc.colTiles, tc.parts); got != tc.byK {
+				t.Errorf("splitByK(%d, %d, %d, %d, %d, %d) = %v, want %v", tc.m, tc.n, tc.k, tc.rowTiles, tc.colTiles, tc.parts, got, tc.byK)
+			}
+		})
+	}
 }
 
 // TestLegacyCacheSizes decodes AMD's older cache leaves as the AMD EPYC
@@ -1089,6 +1109,89 @@ func TestGemmPackedWideSameBits(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestGemmSplitKSameBits: C cut along K (runSplitK, forced) on 2, 3 and
+// 5 workers, the later slices summed apart and chained into C, must give
+// the bits of one worker for every kernel: K ragged or not, α ≠ 1, β·C and
+// β·D starts, A transposed, B read in place or packed, A from bytes (as
+// MulPixels sets it up). Without the chain, or with it out of slice order,
+// it fails. The cost model must pick the cut for the forward product on
+// two workers, and the workers must then use it.
+func TestGemmSplitKSameBits(t *testing.T) {
+	cases := []struct {
+		name           string
+		m, k, n        int
+		transA, transB bool
+		beta           float64
+		d, pix         bool
+	}{
+		{"forward 100x3072x50", 100, 3072, 50, false, true, 0, false, false},
+		{"ragged 37x700x49, β·C", 37, 700, 49, false, true, 0.5, false, false},
+		{"A transposed 20x1000x30, β·D", 20, 1000, 30, true, false, -1.5, true, false},
+		{"B in place 9x520x16", 9, 520, 16, false, false, 1, false, false},
+		{"bytes 100x3072x50", 100, 3072, 50, false, true, 0, false, true},
+	}
+	for _, kern := range testKernels() {
+		for _, tc := range cases {
+			rng := newRNG(17, uint64(tc.m+tc.k))
+			a, b := operands(rng, tc.transA, tc.transB, tc.m, tc.k, tc.n)
+			c0, d := randMatrix(rng, tc.m, tc.n), randMatrix(rng, tc.m, tc.n)
+			var x Images
+			nm := randomNorm(rng, tc.k)
+			if tc.pix {
+				x, a = testImages(rng, nm, tc.m, false)
+			}
+			problem := func(g *Gemm, c *Matrix) gemmProblem {
+				ars, acs := strides(a, tc.transA)
+				brs, bcs := strides(b, tc.transB)
+				p := gemmProblem{kern: &g.kerns[0], alpha: -0.7, beta: tc.beta, a: a.Data, b: b.Data, c: c.Data, ldc: tc.n, k: tc.k,
+					ars: ars, acs: acs, brs: brs, bcs: bcs}
+				if tc.d {
+					p.d = d.Data
+				}
+				if tc.pix {
+					p.a, p.pix, p.norm, p.ars, p.acs = nil, x.Pix, nm, tc.k, 1
+				}
+				return p
+			}
+			want := c0.Clone()
+			serial := newGemmKernels(1, kern)
+			serial.prob = problem(serial, want)
+			serial.run(tc.m, tc.n)
+			serial.Close()
+			for _, workers := range []int{2, 3, 5} {
+				t.Run(fmt.Sprintf("%s/%s/w%d", kern.name, tc.name, workers), func(t *testing.T) {
+					g := newGemmKernels(workers, kern)
+					defer g.Close()
+					got := c0.Clone()
+					g.prob = problem(g, got)
+					g.runSplit(tc.m, tc.n, splitK)
+					apart := g.prob.sumsFrom
+					g.prob = gemmProblem{}
+					if apart == 0 {
+						t.Fatalf("no K slice summed apart")
+					}
+					sameBits(t, fmt.Sprintf("cut along K on %d workers against 1", workers), got, want)
+				})
+			}
+		}
+	}
+	t.Run("the forward product picks it", func(t *testing.T) {
+		a, b := operands(newRNG(18, 1), false, true, 100, 3072, 50)
+		g := NewGemm(2)
+		defer g.Close()
+		ars, acs := strides(a, false)
+		brs, bcs := strides(b, true)
+		kern, _ := g.plan(100, 50, 3072, acs, bcs, false)
+		g.prob = gemmProblem{kern: kern, alpha: 1, a: a.Data, b: b.Data, c: NewMatrix(100, 50).Data, ldc: 50, k: 3072,
+			ars: ars, acs: acs, brs: brs, bcs: bcs}
+		g.run(100, 50)
+		if g.prob.sumsFrom == 0 {
+			t.Errorf("100x3072x50 on 2 workers (%s): not cut along K", kern.name)
+		}
+		g.prob = gemmProblem{}
+	})
 }
 
 // TestGemmMulAddSameBits: C = α·op(A)·op(B) + β·D in one call must give the

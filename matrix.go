@@ -206,6 +206,7 @@ const (
 	parallelMinElems = 20_000
 	pixelBCols       = 240
 	prepFlops        = 16
+	chainFlops       = 64
 )
 
 // blockingFor returns mc, nc and narrowN (see gemmKernel) for a kernel on
@@ -550,6 +551,8 @@ type Gemm struct {
 	pending atomic.Int32   // the same count, polled before wg.Wait blocks
 	prob    gemmProblem    // the current call's operands, read by every worker
 	tbuf    []float64      // scratch Cᵀ for mulSwapped, grown as needed
+	sums    []float64      // the K slices summed apart (splitK), m×n each, grown as needed
+	chainFn func(lo, hi int)
 }
 
 // gemmKernel is a micro-kernel with its blocking on this CPU and its
@@ -594,6 +597,7 @@ type gemmJob struct {
 	kind           int
 	w              int
 	i0, i1, j0, j1 int
+	pc0, pc1       int // jobBlock: the K range [pc0, pc1), whole slices (see splitByK)
 	fn             func(lo, hi int)
 }
 
@@ -621,7 +625,8 @@ type gemmProblem struct {
 	packedA     bool        // workers pack their blocks of op(A); else A is read in place
 	packedB     bool        // every panel of op(B) is in bpack; else B is read in place
 	lazyB       bool        // packedB, one K slice at a time, by the one worker (see prepareB)
-	privB       bool        // lazyB, by every worker into its own ws.bpack: C split by rows (see prepareB)
+	privB       bool        // lazyB, by every worker into its own ws.bpack: C split by rows or K (see prepareB)
+	sumsFrom    int         // with splitK: the first K slice summed apart into g.sums (0: none)
 	stageB      bool        // B is copied block by block into the workers' ws.bx, as pixB is normalised (see prepareB)
 	npad        int         // n rounded up to whole panels (nr), the last one lastW wide
 	lastW       int         // width of a ragged last panel of B: nr, or the edge kernel's edgeNR when that covers it
@@ -669,6 +674,7 @@ func newGemm(workers int, ks []gemmKernel) *Gemm {
 		workers = runtime.GOMAXPROCS(0)
 	}
 	g := &Gemm{kerns: ks, workers: workers, size: workers}
+	g.chainFn = g.chainRows // bound once: a method value made per call would allocate
 	apSize, edgeSize := 0, 0
 	for _, k := range ks {
 		apSize, edgeSize = max(apSize, k.mc*kc), max(edgeSize, k.mr*k.nr)
@@ -734,7 +740,7 @@ func (g *Gemm) do(j gemmJob) {
 	case jobPackB:
 		g.packBPanels(g.bpack, j.i0, j.i1, 0, g.prob.k)
 	default:
-		g.block(j.w, j.i0, j.i1, j.j0, j.j1)
+		g.block(j.w, j.i0, j.i1, j.j0, j.j1, j.pc0, j.pc1)
 	}
 }
 
@@ -793,6 +799,12 @@ func (g *Gemm) KernelName() string {
 // each worker packing its own range of panels, before the strips start
 // (see prepareB). Strips never overlap, so workers share nothing but
 // read-only A, B and packed B.
+//
+// A narrow C (N×50) of several K slices may instead be cut along K, when
+// the cost model says so (splitByK): every worker computes all of C over
+// its own run of K slices, the first into C, the others into sums apart,
+// which are then added into C in slice order with the kernels' own
+// rounding (runSplitK), so the bits stay those of one worker.
 //
 // Narrow outputs (N much smaller than M, such as the MLP's N×50 layer
 // outputs) may be computed transposed, Cᵀ = op(B)ᵀ·op(A)ᵀ, when that costs
@@ -1322,8 +1334,13 @@ func (g *Gemm) mulSwapped(kern *gemmKernel, alpha float64, a []float64, ars, acs
 // ---------------------------------------------------------------------------
 // Running a product: the split, the packing, the tiles.
 
-// run computes the m×n product described by g.prob, split over the workers.
-func (g *Gemm) run(m, n int) {
+// run computes the m×n product described by g.prob, split over the workers
+// as the cost model says (splitByK, splitByRows).
+func (g *Gemm) run(m, n int) { g.runSplit(m, n, splitAuto) }
+
+// runSplit is run with C's work cut as split says (splitAuto: as the cost
+// model says; tests force the others).
+func (g *Gemm) runSplit(m, n, split int) {
 	p := &g.prob
 	p.m, p.n = m, n
 	if m == 0 || n == 0 {
@@ -1344,12 +1361,24 @@ func (g *Gemm) run(m, n int) {
 	if rest := n % nr; n > nr && rest > 0 && rest <= max(p.kern.wideNR, p.kern.edgeNR) {
 		colTiles--
 	}
-	splitRows := splitByRows(m, n, p.k, rowTiles, colTiles, parts)
+	switch {
+	case split != splitAuto:
+	case p.alpha != 0 && n <= p.kern.narrowN && splitByK(m, n, p.k, rowTiles, colTiles, parts):
+		split = splitK
+	case splitByRows(m, n, p.k, rowTiles, colTiles, parts):
+		split = splitRows
+	default:
+		split = splitCols
+	}
 	if p.alpha != 0 {
-		g.prepareB(parts, splitRows)
+		g.prepareB(parts, split)
+	}
+	if split == splitK {
+		g.runSplitK(parts)
+		return
 	}
 	unit, extent, tiles := nr, n, colTiles
-	if splitRows {
+	if split == splitRows {
 		unit, extent, tiles = mr, m, rowTiles
 	}
 	parts = balance(tiles, parts)
@@ -1359,12 +1388,20 @@ func (g *Gemm) run(m, n int) {
 		if w == parts-1 {
 			hi = extent // the last part takes a merged wide tile's columns too
 		}
-		if splitRows {
-			return gemmJob{kind: jobBlock, w: w, i0: lo, i1: hi, j0: 0, j1: n}
+		if split == splitRows {
+			return gemmJob{kind: jobBlock, w: w, i0: lo, i1: hi, j0: 0, j1: n, pc1: p.k}
 		}
-		return gemmJob{kind: jobBlock, w: w, i0: 0, i1: m, j0: lo, j1: hi}
+		return gemmJob{kind: jobBlock, w: w, i0: 0, i1: m, j0: lo, j1: hi, pc1: p.k}
 	})
 }
+
+// How C's work is cut among the workers (see splitByRows and splitByK).
+const (
+	splitAuto = iota - 1 // as the cost model says
+	splitCols            // strips of columns, every K slice each
+	splitRows            // strips of rows, every K slice each
+	splitK               // all of C each, a run of K slices each (runSplitK)
+)
 
 // splitByRows reports whether an m×n C (depth k) of rowTiles × colTiles
 // whole tiles is cut into `parts` strips of rows (else of columns). A
@@ -1388,7 +1425,8 @@ func (g *Gemm) run(m, n int) {
 // since the eighth sitting of 2026-12-05: 13 row tiles share out 7 | 6,
 // but its 100×3072 A costs twice its 3072×50 B to prepare (with B shared,
 // packed up front, rows had been slower: 92–94 → 80–83 GFLOP/s on the
-// Xeon; see prepareB's privB for the way that pays).
+// Xeon; see prepareB's privB for the way that pays), where splitByK does
+// not cut it along K first (it does, since the later sitting).
 func splitByRows(m, n, k, rowTiles, colTiles, parts int) bool {
 	flops := 2 * float64(m) * float64(n) * float64(k)
 	share := func(tiles int) float64 { return float64((tiles+parts-1)/parts) / float64(max(tiles, 1)) }
@@ -1399,6 +1437,113 @@ func splitByRows(m, n, k, rowTiles, colTiles, parts int) bool {
 		return m >= n
 	}
 	return rows < cols
+}
+
+// splitByK reports whether an m×n C (depth k, rowTiles × colTiles tiles
+// as for splitByRows) is better cut along K: each of `parts` workers takes
+// a run of whole K slices (kc deep) of all of C, and so prepares only its
+// share of op(A) and op(B). The first run goes into C; the others are
+// summed apart, each slice into its own m×n buffer, and added into C in
+// slice order once all are done (runSplitK). The busiest worker's time,
+// in flops of kernel work, each way, with every operand element it
+// prepares (prepFlops):
+//
+//	rows:     r·2mnk + (k·n + r·m·k)·prepFlops        r = ⌈rowTiles/parts⌉/rowTiles
+//	columns:  c·2mnk + (m·k + c·k·n)·prepFlops        c = ⌈colTiles/parts⌉/colTiles
+//	K:        s·2mnk + s·(m·k + k·n)·prepFlops + (slices − ⌈slices/parts⌉)·m·n·chainFlops/parts
+//	                                                  s = ⌈slices/parts⌉/slices
+//
+// and K wins when it is cheapest. The forward product 100×3072×50 on two
+// workers: rows 21.6 M, columns 21.5 M, K (6 slices each) 20.0 M; on 16
+// (10 parts of its 31 MFLOP): rows 7.9 M, K (2 slices each) 6.9 M; the
+// evaluation's 1000 or 2000 rows stay cut by rows, whose sums apart would
+// be as large as C. Timed alone, the forward product gains little from
+// it on two cores of an AMD EPYC Zen 5 (from floats 241–246 → 231–237 µs,
+// from bytes 239–247 → 230–248, three rounds of the builds in turn). In
+// the training step it gains more: dW1 = dHᵀ·x before it was cut by
+// columns, so each worker's SGD step wrote its own half of W1's columns,
+// and cut by rows, the next forward product had each worker pack all of
+// W1ᵀ, half of it from the other core's cache; cut along K, each worker
+// reads the half of W1 it wrote itself. Four rounds in turn, medians:
+// BenchmarkStep/2T 3072-50-10 680 → 583 µs (x-products 1.27–1.40 →
+// 1.11–1.18), BenchmarkTrainerStep/2T 726 → 626 µs.
+func splitByK(m, n, k, rowTiles, colTiles, parts int) bool {
+	slices := (k + kc - 1) / kc
+	if parts < 2 || slices < 2 {
+		return false
+	}
+	flops := 2 * float64(m) * float64(n) * float64(k)
+	share := func(tiles int) float64 { return float64((tiles+parts-1)/parts) / float64(max(tiles, 1)) }
+	a, b := float64(m)*float64(k), float64(k)*float64(n)
+	r, c, s := share(rowTiles), share(colTiles), share(slices)
+	// Each product rounded on its own (float64(…)), never fused into an FMA.
+	rows := float64(r*flops) + float64((b+float64(r*a))*prepFlops)
+	cols := float64(c*flops) + float64((a+float64(c*b))*prepFlops)
+	apart := float64(slices - (slices+parts-1)/parts)
+	byK := float64(s*flops) + float64(s*(a+b)*prepFlops) + float64(apart*float64(m)*float64(n)*chainFlops/float64(parts))
+	return byK < min(rows, cols)
+}
+
+// runSplitK runs the product cut along K (see splitByK): worker w takes
+// K slices [slices·w/parts, slices·(w+1)/parts) of all of C, worker 0 into
+// C itself (after C's start value), the others each slice into its own
+// buffer, S_s = Σ_{p in slice s} op(A)[i,p]·op(B)[p,j] (partialSums); then
+// chainRows adds them in slice order, C = fma(α, S_s, C), the update a
+// tile's kernel makes after each slice: the bits of one worker.
+func (g *Gemm) runSplitK(parts int) {
+	p := &g.prob
+	m, n := p.m, p.n
+	slices := (p.k + kc - 1) / kc
+	parts = balance(slices, parts)
+	p.sumsFrom = slices / parts // worker 1's first slice
+	if size := (slices - p.sumsFrom) * m * n; len(g.sums) < size {
+		g.sums = make([]float64, size)
+	}
+	g.fanOut(parts, func(w int) gemmJob {
+		return gemmJob{kind: jobBlock, w: w, i0: 0, i1: m, j0: 0, j1: n,
+			pc0: slices * w / parts * kc, pc1: min(slices*(w+1)/parts*kc, p.k)}
+	})
+	elems := (slices - p.sumsFrom) * m * n
+	chain := max(1, min(parts, elems/(parallelMinElems/4), m))
+	g.fanOut(chain, func(w int) gemmJob {
+		return gemmJob{kind: jobFunc, i0: m * w / chain, i1: m * (w + 1) / chain, fn: g.chainFn}
+	})
+}
+
+// sliceSums is the buffer of K slice pc's sums apart (splitK): m×n, rows n apart.
+func (g *Gemm) sliceSums(pc int) []float64 {
+	mn := g.prob.m * g.prob.n
+	at := (pc/kc - g.prob.sumsFrom) * mn
+	return g.sums[at : at+mn]
+}
+
+// partialSums computes rows [i0,i1) × columns [j0,j1) of the sums apart of
+// the K slices in [pc0, pc1), each into its own buffer (sliceSums),
+// started at 0 with α = 1: the kernels' update fma(1, acc, 0) stores the
+// slice's register sums exactly.
+func (g *Gemm) partialSums(ws *gemmWorkspace, i0, i1, j0, j1, pc0, pc1 int) {
+	for pc := pc0; pc < pc1; pc += kc {
+		q := g.prob
+		q.c, q.ldc, q.alpha, q.beta, q.d = g.sliceSums(pc), q.n, 1, 0, nil
+		q.startC(i0, i1, j0, j1)
+		g.blockSlices(&q, ws, i0, i1, j0, j1, pc, min(pc+kc, q.k))
+	}
+}
+
+// chainRows adds the sums apart (splitK) into rows [lo, hi) of C, slice
+// by slice in order: C = fma(α, S_s, C), rounded once, as the kernels do.
+func (g *Gemm) chainRows(lo, hi int) {
+	p := &g.prob
+	n, slices := p.n, (p.k+kc-1)/kc
+	for i := lo; i < hi; i++ {
+		row := p.c[i*p.ldc : i*p.ldc+n]
+		for pc := p.sumsFrom * kc; pc < slices*kc; pc += kc {
+			sums := g.sliceSums(pc)[i*n : i*n+n]
+			for j, v := range sums {
+				row[j] = math.FMA(p.alpha, v, row[j])
+			}
+		}
+	}
 }
 
 // balance is how many parts `tiles` equal tiles are cut into when at most
@@ -1452,8 +1597,8 @@ const pageBytes = 4096 // the L1 set stride: 64 sets of 64-byte lines
 // which are packed, and where: by the workers as they go, one K slice at a
 // time (lazyB; each into its own ws.bpack when all of them need all panels,
 // privB), or up front into g.bpack, split over `parts` workers by panel;
-// or that the workers stage B (see Staging B). splitRows: C is cut into
-// strips of rows, else of columns.
+// or that the workers stage B (see Staging B). split: how C's work is cut
+// (splitCols, splitRows, splitK).
 //
 // Layout of g.bpack when every panel is packed (p.packedB): the K slice that
 // starts at pc takes kcb·npad elements from pc·npad on, and within it the
@@ -1463,7 +1608,7 @@ const pageBytes = 4096 // the L1 set stride: 64 sets of 64-byte lines
 // when the kernel's edge tile covers it (2 of 50 columns are packed 4 wide,
 // not 8 or 24), else nr. When only a ragged last panel is packed, slice pc
 // of that panel is at pc·lastW.
-func (g *Gemm) prepareB(parts int, splitRows bool) {
+func (g *Gemm) prepareB(parts, split int) {
 	p := &g.prob
 	nr := p.kern.nr
 	p.npad, p.lastW = padded(p.n, nr, p.kern.edgeNR)
@@ -1502,8 +1647,10 @@ func (g *Gemm) prepareB(parts int, splitRows bool) {
 	// 108; evaluation 10000×3072×50 93 → 112, 1000×3072×50 108 → 117, a
 	// chunk from bytes 130 → 130; the trainer's step 892 → 831 µs. Larger
 	// B are still packed up front, once.
-	p.privB = splitRows && parts > 1 && p.packedB && p.npad <= p.kern.narrowN
-	p.lazyB = (parts == 1 || !splitRows) && p.packedB && p.k > kc || p.privB
+	// Workers that split K each pack only their own slices, each into its
+	// own ws.bpack too.
+	p.privB = p.packedB && (split == splitRows && parts > 1 && p.npad <= p.kern.narrowN || split == splitK)
+	p.lazyB = (parts == 1 || split == splitCols) && p.packedB && p.k > kc || p.privB
 	if p.lazyB {
 		size = kc * p.npad
 	}
@@ -1643,16 +1790,26 @@ func gemmDot(p *gemmProblem, m, n int) {
 // it region by region just before each panel's first tile measured 6 %
 // slower for dW₁ at H = 1000 (the regions are 24-wide column strips of
 // rows 24 KiB apart, which share cache sets).
-func (g *Gemm) block(w, i0, i1, j0, j1 int) {
+func (g *Gemm) block(w, i0, i1, j0, j1, pc0, pc1 int) {
 	p := &g.prob
 	ws := g.ws[w]
-	kern := p.kern
+	if pc0 > 0 { // K slices summed apart (splitK)
+		g.partialSums(ws, i0, i1, j0, j1, pc0, pc1)
+		return
+	}
 	if !p.fromD {
 		p.startC(i0, i1, j0, j1)
 	}
 	if p.alpha == 0 || p.k == 0 {
 		return
 	}
+	g.blockSlices(p, ws, i0, i1, j0, j1, pc0, pc1)
+}
+
+// blockSlices runs block's loops over the K slices in [pc0, pc1) of
+// problem p (g.prob, or a copy that writes a slice's sums apart).
+func (g *Gemm) blockSlices(p *gemmProblem, ws *gemmWorkspace, i0, i1, j0, j1, pc0, pc1 int) {
+	kern := p.kern
 	mc := kern.mc
 	if j1-j0 <= kern.narrowN {
 		mc = kern.mr // A streamed one micro-panel at a time (see narrowN)
@@ -1663,7 +1820,7 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 	}
 	for jc := j0; jc < j1; jc += kern.nc {
 		ncb := min(kern.nc, j1-jc)
-		for pc := 0; pc < p.k; pc += kc {
+		for pc := pc0; pc < pc1; pc += kc {
 			kcb := min(kc, p.k-pc)
 			if p.lazyB {
 				g.packBPanels(g.bpackOf(ws), jc/kern.nr, (jc+ncb+kern.nr-1)/kern.nr, pc, pc+1)
@@ -1681,7 +1838,7 @@ func (g *Gemm) block(w, i0, i1, j0, j1 int) {
 						if rest := nb - jr - kern.nr; rest > 0 && rest <= kern.wideNR {
 							w = nb - jr // the last whole panel and the ragged one, in one wide tile
 						}
-						g.tiles(ws, ic, mcb, pc, kcb, jb+jr, w)
+						g.tiles(p, ws, ic, mcb, pc, kcb, jb+jr, w)
 						if w > kern.nr {
 							break
 						}
@@ -1798,8 +1955,7 @@ func (g *Gemm) packABlock(ws *gemmWorkspace, ic, mcb, pc, kcb int) {
 // (nrb ≤ nr, or nr + at most wideNR for the wide tile), over the block of
 // A at rows ic … ic+mcb−1, K slice pc: whole tiles with the kernel (or its
 // wide tile), ragged ones with its edge tiles or on a scratch copy of C.
-func (g *Gemm) tiles(ws *gemmWorkspace, ic, mcb, pc, kcb, j, nrb int) {
-	p := &g.prob
+func (g *Gemm) tiles(p *gemmProblem, ws *gemmWorkspace, ic, mcb, pc, kcb, j, nrb int) {
 	kern := p.kern
 	mr, nr, ldc := kern.mr, kern.nr, p.ldc
 	ragged := mcb - mcb%mr
@@ -1831,10 +1987,10 @@ func (g *Gemm) tiles(ws *gemmWorkspace, ic, mcb, pc, kcb, j, nrb int) {
 				p.subTile(ci, mrb, nrb)
 			}
 		case nrb > nr: // a ragged row panel of the wide tile: its two panels apart
-			g.tile(ws, kcb, apanel, rsa, csa, bpanel, csb, ci, mrb, nr)
-			g.tile(ws, kcb, apanel, rsa, csa, bedge, cse, ci+nr, mrb, nrb-nr)
+			g.tile(p, ws, kcb, apanel, rsa, csa, bpanel, csb, ci, mrb, nr)
+			g.tile(p, ws, kcb, apanel, rsa, csa, bedge, cse, ci+nr, mrb, nrb-nr)
 		default:
-			g.tile(ws, kcb, apanel, rsa, csa, bpanel, csb, ci, mrb, nrb)
+			g.tile(p, ws, kcb, apanel, rsa, csa, bpanel, csb, ci, mrb, nrb)
 		}
 	}
 }
@@ -1858,8 +2014,7 @@ func (g *Gemm) bPanelOf(ws *gemmWorkspace, pc, kcb, j int) (panel []float64, csb
 // element ci on, over one K slice: whole with the kernel (or its variant
 // for B read in place), ragged with the kernel's edge tiles or on a
 // scratch copy of C.
-func (g *Gemm) tile(ws *gemmWorkspace, kcb int, apanel []float64, rsa, csa int, bpanel []float64, csb, ci, mrb, nrb int) {
-	p := &g.prob
+func (g *Gemm) tile(p *gemmProblem, ws *gemmWorkspace, kcb int, apanel []float64, rsa, csa int, bpanel []float64, csb, ci, mrb, nrb int) {
 	kern := p.kern
 	mr, nr, ldc := kern.mr, kern.nr, p.ldc
 	// A whole panel of B in place (bPanel) is prefetched by the kernel; a
