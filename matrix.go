@@ -1474,7 +1474,7 @@ func splitByK(m, n, k, rowTiles, colTiles, parts int) bool {
 	}
 	flops := 2 * float64(m) * float64(n) * float64(k)
 	share := func(tiles int) float64 { return float64((tiles+parts-1)/parts) / float64(max(tiles, 1)) }
-	a, b := float64(m)*float64(k), float64(k)*float64(n)
+	a, b := float64(float64(m)*float64(k)), float64(float64(k)*float64(n)) // rounded: never fused into the sums below
 	r, c, s := share(rowTiles), share(colTiles), share(slices)
 	// Each product rounded on its own (float64(…)), never fused into an FMA.
 	rows := float64(r*flops) + float64((b+float64(r*a))*prepFlops)
