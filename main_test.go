@@ -376,6 +376,16 @@ func TestGemmSameBitsAnyWorkers(t *testing.T) {
 }
 
 // sameBits fails unless got holds want's bits, element for element.
+// testProblem is the gemmProblem Mul sets up for C = α·op(A)·op(B) + β·C
+// with kernel kern, for the tests that look inside run or force its split.
+func testProblem(kern *gemmKernel, transA, transB bool, alpha float64, a, b *Matrix, beta float64, c *Matrix) gemmProblem {
+	_, k, _ := gemmShape(transA, transB, a, b, c)
+	ars, acs := strides(a, transA)
+	brs, bcs := strides(b, transB)
+	return gemmProblem{kern: kern, alpha: alpha, beta: beta, a: a.Data, b: b.Data, c: c.Data, ldc: c.Cols, k: k,
+		ars: ars, acs: acs, brs: brs, bcs: bcs}
+}
+
 func sameBits(t *testing.T, what string, got, want *Matrix) {
 	t.Helper()
 	for i := range want.Data {
@@ -948,8 +958,7 @@ func TestGemmSwappedSameBits(t *testing.T) {
 				swapped := c0.Clone()
 				g.mulSwapped(&g.kerns[0], 1.5, a.Data, a.Cols, 1, b.Data, 1, b.Cols, beta, swapped, swapped, s[0], s[2], s[1])
 				direct := c0.Clone()
-				g.prob = gemmProblem{kern: &g.kerns[0], alpha: 1.5, beta: beta, a: a.Data, b: b.Data, c: direct.Data, ldc: direct.Cols, k: s[1],
-					ars: a.Cols, acs: 1, brs: 1, bcs: b.Cols}
+				g.prob = testProblem(&g.kerns[0], false, true, 1.5, a, b, beta, direct)
 				g.run(s[0], s[2])
 				g.Close()
 				for i := range direct.Data {
@@ -994,9 +1003,7 @@ func TestGemmStagedBSameBits(t *testing.T) {
 					want := c0.Clone()
 					g.Mul(tc.transA, true, 0.7, a, bT, 0.5, want)
 					got := c0.Clone()
-					ars, acs := strides(a, tc.transA)
-					g.prob = gemmProblem{kern: &g.kerns[0], alpha: 0.7, beta: 0.5, a: a.Data, b: b.Data, c: got.Data, ldc: tc.n, k: tc.k,
-						ars: ars, acs: acs, brs: tc.n, bcs: 1}
+					g.prob = testProblem(&g.kerns[0], tc.transA, false, 0.7, a, b, 0.5, got)
 					g.run(tc.m, tc.n)
 					staged := g.prob.stageB
 					g.prob = gemmProblem{}
@@ -1047,10 +1054,7 @@ func TestGemmPrivatePacksSameBits(t *testing.T) {
 					g := newGemmKernels(workers, kern)
 					defer g.Close()
 					got := c0.Clone()
-					ars, acs := strides(a, false)
-					brs, bcs := strides(b, tc.transB)
-					g.prob = gemmProblem{kern: &g.kerns[0], alpha: 0.7, beta: 0.5, a: a.Data, b: b.Data, c: got.Data, ldc: tc.n, k: tc.k,
-						ars: ars, acs: acs, brs: brs, bcs: bcs}
+					g.prob = testProblem(&g.kerns[0], false, tc.transB, 0.7, a, b, 0.5, got)
 					g.run(tc.m, tc.n)
 					priv := g.prob.privB
 					g.prob = gemmProblem{}
@@ -1093,10 +1097,7 @@ func TestGemmPackedWideSameBits(t *testing.T) {
 						g := newGemmKernels(workers, kern)
 						g.kerns[0].cachedA = cached
 						out[i] = c0.Clone()
-						ars, acs := strides(a, tc.transA)
-						brs, bcs := strides(b, true)
-						g.prob = gemmProblem{kern: &g.kerns[0], alpha: 0.7, beta: 0.5, a: a.Data, b: b.Data, c: out[i].Data, ldc: tc.n, k: tc.k,
-							ars: ars, acs: acs, brs: brs, bcs: bcs}
+						g.prob = testProblem(&g.kerns[0], tc.transA, true, 0.7, a, b, 0.5, out[i])
 						g.run(tc.m, tc.n)
 						packed[i] = g.prob.packedA
 						g.Close()
@@ -1143,10 +1144,7 @@ func TestGemmSplitKSameBits(t *testing.T) {
 				x, a = testImages(rng, nm, tc.m, false)
 			}
 			problem := func(g *Gemm, c *Matrix) gemmProblem {
-				ars, acs := strides(a, tc.transA)
-				brs, bcs := strides(b, tc.transB)
-				p := gemmProblem{kern: &g.kerns[0], alpha: -0.7, beta: tc.beta, a: a.Data, b: b.Data, c: c.Data, ldc: tc.n, k: tc.k,
-					ars: ars, acs: acs, brs: brs, bcs: bcs}
+				p := testProblem(&g.kerns[0], tc.transA, tc.transB, -0.7, a, b, tc.beta, c)
 				if tc.d {
 					p.d = d.Data
 				}
@@ -1181,11 +1179,10 @@ func TestGemmSplitKSameBits(t *testing.T) {
 		a, b := operands(newRNG(18, 1), false, true, 100, 3072, 50)
 		g := NewGemm(2)
 		defer g.Close()
-		ars, acs := strides(a, false)
-		brs, bcs := strides(b, true)
+		_, acs := strides(a, false)
+		_, bcs := strides(b, true)
 		kern, _ := g.plan(100, 50, 3072, acs, bcs, false)
-		g.prob = gemmProblem{kern: kern, alpha: 1, a: a.Data, b: b.Data, c: NewMatrix(100, 50).Data, ldc: 50, k: 3072,
-			ars: ars, acs: acs, brs: brs, bcs: bcs}
+		g.prob = testProblem(kern, false, true, 1, a, b, 0, NewMatrix(100, 50))
 		g.run(100, 50)
 		if g.prob.sumsFrom == 0 {
 			t.Errorf("100x3072x50 on 2 workers (%s): not cut along K", kern.name)

@@ -215,10 +215,10 @@ const (
 // on). mc is a multiple of mr and nc of nr, so blocks split into whole tiles.
 func blockingFor(k microKernel, l2, l3 int) (mc, nc, narrowN int) {
 	if l2 <= 0 {
-		l2 = 512 << 10
+		l2 = assumedL2
 	}
 	if l3 <= 0 {
-		l3 = 8 << 20
+		l3 = assumedL3
 	}
 	mc = l2 / 2 / (8 * kc) / k.mr * k.mr
 	nc = l3 / 4 / (8 * kc) / k.nr * k.nr
@@ -240,6 +240,13 @@ const maxLegacyL3 = 32 << 20
 func legacyCacheSizes(ecx5, ecx6, edx6 uint32) (l1d, l2, l3 int) {
 	return int(ecx5>>24) << 10, int(ecx6>>16) << 10, min(int(edx6>>18)<<19, maxLegacyL3)
 }
+
+// assumedL2 and assumedL3 are the cache sizes taken when the CPU reports
+// none (blockingFor, cachedElems).
+const (
+	assumedL2 = 512 << 10
+	assumedL3 = 8 << 20
+)
 
 // microKernel computes one mr×nr tile:
 //
@@ -1235,10 +1242,10 @@ func (p *gemmProblem) packWide(m, n int) bool {
 }
 
 // cachedElems is half of an L3 cache of l3 bytes, in float64 elements
-// (8 MiB assumed when unknown, as blockingFor does).
+// (assumedL3 when unknown).
 func cachedElems(l3 int) int {
 	if l3 <= 0 {
-		l3 = 8 << 20
+		l3 = assumedL3
 	}
 	return l3 / 2 / 8
 }
@@ -1429,10 +1436,9 @@ const (
 // not cut it along K first (it does, since the later sitting).
 func splitByRows(m, n, k, rowTiles, colTiles, parts int) bool {
 	flops := 2 * float64(m) * float64(n) * float64(k)
-	share := func(tiles int) float64 { return float64((tiles+parts-1)/parts) / float64(max(tiles, 1)) }
 	// Each product rounded on its own (float64(…)), never fused into an FMA.
-	rows := float64(share(rowTiles)*flops) + float64(float64(k)*float64(n)*prepFlops)
-	cols := float64(share(colTiles)*flops) + float64(float64(m)*float64(k)*prepFlops)
+	rows := float64(busiestShare(rowTiles, parts)*flops) + float64(float64(k)*float64(n)*prepFlops)
+	cols := float64(busiestShare(colTiles, parts)*flops) + float64(float64(m)*float64(k)*prepFlops)
 	if rows == cols {
 		return m >= n
 	}
@@ -1473,9 +1479,8 @@ func splitByK(m, n, k, rowTiles, colTiles, parts int) bool {
 		return false
 	}
 	flops := 2 * float64(m) * float64(n) * float64(k)
-	share := func(tiles int) float64 { return float64((tiles+parts-1)/parts) / float64(max(tiles, 1)) }
 	a, b := float64(float64(m)*float64(k)), float64(float64(k)*float64(n)) // rounded: never fused into the sums below
-	r, c, s := share(rowTiles), share(colTiles), share(slices)
+	r, c, s := busiestShare(rowTiles, parts), busiestShare(colTiles, parts), busiestShare(slices, parts)
 	// Each product rounded on its own (float64(…)), never fused into an FMA.
 	rows := float64(r*flops) + float64((b+float64(r*a))*prepFlops)
 	cols := float64(c*flops) + float64((a+float64(c*b))*prepFlops)
@@ -1495,16 +1500,16 @@ func (g *Gemm) runSplitK(parts int) {
 	m, n := p.m, p.n
 	slices := (p.k + kc - 1) / kc
 	parts = balance(slices, parts)
-	p.sumsFrom = slices / parts // worker 1's first slice
-	if size := (slices - p.sumsFrom) * m * n; len(g.sums) < size {
-		g.sums = make([]float64, size)
+	p.sumsFrom = slices / parts            // worker 1's first slice
+	elems := (slices - p.sumsFrom) * m * n // the sums apart
+	if len(g.sums) < elems {
+		g.sums = make([]float64, elems)
 	}
 	g.fanOut(parts, func(w int) gemmJob {
 		return gemmJob{kind: jobBlock, w: w, i0: 0, i1: m, j0: 0, j1: n,
 			pc0: slices * w / parts * kc, pc1: min(slices*(w+1)/parts*kc, p.k)}
 	})
-	elems := (slices - p.sumsFrom) * m * n
-	chain := max(1, min(parts, elems/(parallelMinElems/4), m))
+	chain := max(1, min(parts, elems/(parallelMinElems/4), m)) // a part per 5,000 sums: an FMA, a load and a store each
 	g.fanOut(chain, func(w int) gemmJob {
 		return gemmJob{kind: jobFunc, i0: m * w / chain, i1: m * (w + 1) / chain, fn: g.chainFn}
 	})
@@ -1544,6 +1549,12 @@ func (g *Gemm) chainRows(lo, hi int) {
 			}
 		}
 	}
+}
+
+// busiestShare is the fraction of `tiles` equal tiles the busiest of
+// `parts` workers computes: ⌈tiles/parts⌉/tiles.
+func busiestShare(tiles, parts int) float64 {
+	return float64((tiles+parts-1)/parts) / float64(max(tiles, 1))
 }
 
 // balance is how many parts `tiles` equal tiles are cut into when at most
@@ -1646,9 +1657,8 @@ func (g *Gemm) prepareB(parts, split int) {
 	// forward 100×3072×50 from floats 73 → 99 GFLOP/s, from bytes 77 →
 	// 108; evaluation 10000×3072×50 93 → 112, 1000×3072×50 108 → 117, a
 	// chunk from bytes 130 → 130; the trainer's step 892 → 831 µs. Larger
-	// B are still packed up front, once.
-	// Workers that split K each pack only their own slices, each into its
-	// own ws.bpack too.
+	// B are still packed up front, once. Workers that split K (splitK) each
+	// pack only their own slices, each into its own ws.bpack too.
 	p.privB = p.packedB && (split == splitRows && parts > 1 && p.npad <= p.kern.narrowN || split == splitK)
 	p.lazyB = (parts == 1 || split == splitCols) && p.packedB && p.k > kc || p.privB
 	if p.lazyB {

@@ -2101,7 +2101,7 @@ type npzWriter struct{ zw *zip.Writer }
 
 // raw adds a member holding b.
 func (z npzWriter) raw(name string, b []byte) error {
-	f, err := z.zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store})
+	f, err := z.member(name)
 	if err == nil {
 		_, err = f.Write(b)
 	}
@@ -2110,11 +2110,16 @@ func (z npzWriter) raw(name string, b []byte) error {
 
 // array adds name.npy holding m.
 func (z npzWriter) array(name string, m *Matrix) error {
-	f, err := z.zw.CreateHeader(&zip.FileHeader{Name: name + ".npy", Method: zip.Store})
+	f, err := z.member(name + ".npy")
 	if err != nil {
 		return err
 	}
 	return writeNpy(f, m)
+}
+
+// member starts the stored (uncompressed) member name and returns its writer.
+func (z npzWriter) member(name string) (io.Writer, error) {
+	return z.zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Store})
 }
 
 // net adds W1, b1, W2, b2, … of n, each name after prefix.
