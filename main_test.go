@@ -185,11 +185,9 @@ func TestGemmMatchesNaive(t *testing.T) {
 		// Three blockings: this CPU's, and a tiny one so that the shapes
 		// below straddle several mc and nc blocks too, once with every
 		// block streaming A a panel at a time (narrowN) and once with none.
-		// With this CPU's, the N×50 shapes pack A for the wide tile; with
-		// the tiny ones (cachedA 0) it reads A in place (see packWide).
 		cpuMC, cpuNC, cpuNarrow := blockingFor(kern, cpu.L2, cpu.L3)
-		for _, bl := range [][4]int{{cpuMC, cpuNC, cpuNarrow, cachedElems(cpu.L3)}, {2 * mr, 3 * nr, 0, 0}, {2 * mr, 3 * nr, math.MaxInt, 0}} {
-			mc, nc, narrowN, cached := bl[0], bl[1], bl[2], bl[3]
+		for _, bl := range [][3]int{{cpuMC, cpuNC, cpuNarrow}, {2 * mr, 3 * nr, 0}, {2 * mr, 3 * nr, math.MaxInt}} {
+			mc, nc, narrowN := bl[0], bl[1], bl[2]
 			// Shapes straddle every block edge (mr, nr, mc, nc, kc) and
 			// include primes, ones and empty dimensions.
 			shapes := [][3]int{
@@ -201,7 +199,7 @@ func TestGemmMatchesNaive(t *testing.T) {
 				{0, 5, 5}, {5, 0, 5}, {5, 5, 0},
 			}
 			for _, workers := range []int{1, 3} {
-				g := newGemmBlocked(workers, kern, mc, nc, narrowN, cached)
+				g := newGemmBlocked(workers, kern, mc, nc, narrowN)
 				defer g.Close()
 				for _, s := range shapes {
 					for _, ta := range []bool{false, true} {
@@ -467,8 +465,8 @@ func TestEdgeKernelsSameBits(t *testing.T) {
 }
 
 // TestWideKernelSameBits: a kernel's wide tile (its tile and 1–2 columns of
-// a ragged panel in one pass, on packed A or on rows of A read in place
-// through a gather) gives the bits of its main tile
+// a ragged panel in one pass, on packed A or on rows of A read in place,
+// their broadcasts merged into pairs) gives the bits of its main tile
 // and its edge tile computed apart, with the ragged panel's steps 4 apart
 // (packed) or as far apart as a row of x (in place), at depths that take
 // the two-step loop, the odd last step, or both.
@@ -486,7 +484,7 @@ func TestWideKernelSameBits(t *testing.T) {
 							rng := newRNG(13, uint64(depth*10+cols))
 							a := randMatrix(rng, depth, kern.mr).Data // a packed panel
 							rsa, csa := 1, kern.mr
-							if inPlace { // rows of A, depth+5 apart (read through the gather)
+							if inPlace { // rows of A, depth+5 apart
 								a, rsa, csa = randMatrix(rng, kern.mr, depth+5).Data, depth+5, 1
 							}
 							b := randMatrix(rng, depth, kern.nr).Data
@@ -1062,50 +1060,6 @@ func TestGemmPrivatePacksSameBits(t *testing.T) {
 						t.Errorf("each worker packing B itself: %v, want %v", priv, tc.priv == must)
 					}
 					sameBits(t, fmt.Sprintf("%d workers against 1", workers), got, want)
-				})
-			}
-		}
-	}
-}
-
-// TestGemmPackedWideSameBits: an N×50-like product whose A is small
-// enough to sit in the cache packs A for the wide tile (packWide), one that
-// is not reads it in place; both must give the bits of the other, on one
-// worker and on several, for every kernel (only those with a wide tile
-// pack), with a ragged last row panel and A transposed.
-func TestGemmPackedWideSameBits(t *testing.T) {
-	cases := []struct {
-		name    string
-		m, k, n int
-		transA  bool
-	}{
-		{"forward 100x3072x50", 100, 3072, 50, false},
-		{"ragged 37x700x49", 37, 700, 49, false},
-		{"one more column 9x300x25", 9, 300, 25, false},
-		{"A transposed 20x257x50", 20, 257, 50, true},
-	}
-	for _, kern := range testKernels() {
-		for _, tc := range cases {
-			for _, workers := range []int{1, 2} {
-				t.Run(fmt.Sprintf("%s/%s/w%d", kern.name, tc.name, workers), func(t *testing.T) {
-					rng := newRNG(13, uint64(tc.m))
-					a, b := operands(rng, tc.transA, true, tc.m, tc.k, tc.n)
-					c0 := randMatrix(rng, tc.m, tc.n)
-					var out [2]*Matrix
-					var packed [2]bool
-					for i, cached := range []int{0, math.MaxInt} {
-						g := newGemmKernels(workers, kern)
-						g.kerns[0].cachedA = cached
-						out[i] = c0.Clone()
-						g.prob = testProblem(&g.kerns[0], tc.transA, true, 0.7, a, b, 0.5, out[i])
-						g.run(tc.m, tc.n)
-						packed[i] = g.prob.packedA
-						g.Close()
-					}
-					if kern.wide != nil && (packed[0] || !packed[1]) {
-						t.Errorf("A packed with cachedA 0: %v, with no limit: %v; want false, true", packed[0], packed[1])
-					}
-					sameBits(t, "A packed against A in place", out[1], out[0])
 				})
 			}
 		}

@@ -242,7 +242,7 @@ func legacyCacheSizes(ecx5, ecx6, edx6 uint32) (l1d, l2, l3 int) {
 }
 
 // assumedL2 and assumedL3 are the cache sizes taken when the CPU reports
-// none (blockingFor, cachedElems).
+// none (blockingFor).
 const (
 	assumedL2 = 512 << 10
 	assumedL3 = 8 << 20
@@ -577,9 +577,6 @@ type gemmKernel struct {
 	// 1000×3072×50 47 → 56, 100×3072×1000 47 → 59; the forward product
 	// (13 row panels of 8) unchanged.
 	narrowN int
-	// cachedA is the largest op(A), in elements, taken to sit in the
-	// cache when the product starts: half of L3 (see packWide).
-	cachedA int
 	speed   float64 // GFLOP/s on cache-resident panels (calibrate), 1 if unmeasured
 }
 
@@ -664,16 +661,15 @@ func newGemmKernels(workers int, ks ...microKernel) *Gemm {
 	var gks []gemmKernel
 	for _, k := range ks {
 		mc, nc, narrowN := blockingFor(k, cpu.L2, cpu.L3)
-		gks = append(gks, gemmKernel{microKernel: k, mc: mc, nc: nc, narrowN: narrowN, cachedA: cachedElems(cpu.L3), speed: cpu.speed(k)})
+		gks = append(gks, gemmKernel{microKernel: k, mc: mc, nc: nc, narrowN: narrowN, speed: cpu.speed(k)})
 	}
 	return newGemm(workers, gks)
 }
 
 // newGemmBlocked returns an engine with one kernel and the blocking given
-// (tests use tiny blocks so that small products cross many block edges,
-// and cachedA 0 so that the wide tile reads A in place: see packWide).
-func newGemmBlocked(workers int, k microKernel, mc, nc, narrowN, cachedA int) *Gemm {
-	return newGemm(workers, []gemmKernel{{microKernel: k, mc: mc, nc: nc, narrowN: narrowN, cachedA: cachedA, speed: 1}})
+// (tests use tiny blocks so that small products cross many block edges).
+func newGemmBlocked(workers int, k microKernel, mc, nc, narrowN int) *Gemm {
+	return newGemm(workers, []gemmKernel{{microKernel: k, mc: mc, nc: nc, narrowN: narrowN, speed: 1}})
 }
 
 func newGemm(workers int, ks []gemmKernel) *Gemm {
@@ -1221,34 +1217,16 @@ func padded(n, w, edge int) (total, last int) {
 // 1024³ product), B when M ≥ packReuse·mr; the MLP's N×50 outputs read X in
 // place. Measured on AMD Zen 4: dW1 29 → 36 GFLOP/s (AVX2), 1024³ 40 → 44
 // (AVX-512).
+//
+// The N×50 outputs read X in place even on the AVX-512 kernel's wide tile
+// (8×24 and 2 more columns), which needs each step's 8 values of a as one
+// vector for the 2 columns: it merges them in pairs from the broadcasts
+// its 24 columns take anyway (kernelAVX512x8x26). When it gathered them
+// instead, it ran at half the 8×24 tile's speed, and an A that fits in
+// half of L3 was packed for it (packWide, dropped): on 2 cores of an AMD
+// EPYC (Zen 5), three rounds in turn, 1T / 2T, GFLOP/s, 100×3072×50 packed
+// 76.5–79.8 / 111–142 against in place with pairs 78.8–87.0 / 104–151.
 const packReuse = 16
-
-// packWide reports whether a kernel that reads A in place packs it anyway
-// because its wide tile would run on it (nr < n ≤ 2·nr + wideNR: the N×50
-// outputs) and op(A), m×k, is small enough to sit in the cache (cachedA).
-// In place, the wide tile gathers each step's 8 values of A from 8 rows
-// (kernelAVX512x8x26), which cost it a third more than the 8×24 tile
-// beside it (a profile of 100×3072×50: 1.81 s against 1.23 s); packed, it
-// broadcasts them from a contiguous panel. But the in-place tile also
-// fetches the next row panel ahead, which a packing pass does not: for an
-// A that streams from memory it wins. On 2 cores of an AMD EPYC (Zen 5),
-// three rounds of the builds in turn, GFLOP/s, 1T / 2T, in place → packed:
-// 100×3072×50 (2.4 MB) 73.5–77.6 → 79.3–80.4 / 109–120 → 126–129;
-// 10000×3072×50 (245 MB) 71.3–73.7 → 65.3–67.1 / 142–146 → 134–140;
-// 1000×3072×50 (24.6 MB) 73–82 → 75–77 / 141–150 → 147–154.
-func (p *gemmProblem) packWide(m, n int) bool {
-	nr := p.kern.nr
-	return p.kern.wide != nil && n > nr && n <= 2*nr+p.kern.wideNR && m*p.k <= p.kern.cachedA
-}
-
-// cachedElems is half of an L3 cache of l3 bytes, in float64 elements
-// (assumedL3 when unknown).
-func cachedElems(l3 int) int {
-	if l3 <= 0 {
-		l3 = assumedL3
-	}
-	return l3 / 2 / 8
-}
 
 // packFlops is what packing one element of B costs, in flops of kernel
 // time (about 1 ns against ~40 GFLOP/s); it weighs packing against wasted
@@ -1362,7 +1340,7 @@ func (g *Gemm) runSplit(m, n, split int) {
 	parts := g.partsFor(2 * float64(m) * float64(n) * float64(p.k))
 	p.fromD = p.startsInKernel()
 	p.dropC = p.dropC && p.fromD // else C is read back (subAll)
-	p.packedA = !p.kern.direct || n >= packReuse*p.kern.nr || p.pix != nil || p.packWide(m, n)
+	p.packedA = !p.kern.direct || n >= packReuse*p.kern.nr || p.pix != nil
 	mr, nr := p.kern.mr, p.kern.nr
 	rowTiles, colTiles := (m+mr-1)/mr, (n+nr-1)/nr
 	if rest := n % nr; n > nr && rest > 0 && rest <= max(p.kern.wideNR, p.kern.edgeNR) {

@@ -56,7 +56,7 @@ func kernelAVX512x4x24(kc int, alpha float64, a *float64, rsa, csa int, b *float
 func kernelAVX512x8x24(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, prefetchB bool, d *float64, beta, gamma float64)
 
 //go:noescape
-func kernelAVX512x8x26(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, be *float64, cse int, ev *float64, ix *int64)
+func kernelAVX512x8x26(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, be *float64, cse int, ev *float64, inPlace bool)
 
 func fmaPeakYMM(iters int)
 
@@ -187,9 +187,9 @@ func avx512x8x24FromD(kc int, alpha float64, a []float64, rsa, csa int, b []floa
 
 // avx512x8x26 is the 8×24 tile and cols ≤ 2 more columns, C[0…7][24…23+cols],
 // whose b is the panel be (steps cse apart): the wide tile of kernelAVX512,
-// on A packed k-major (rsa = 1, csa = 8) or read in place, its 8 rows'
-// offsets then in ix for the gather. The assembly returns the extra
-// columns' sums in ev; they go into C here, C += α·acc fused, as the
+// on A packed k-major (rsa = 1, csa = 8) or read in place. The assembly
+// returns the extra columns' sums in ev (packed: column by column; in
+// place: row by row); they go into C here, C += α·acc fused, as the
 // assembly does for the others (math.FMA rounds once, like VFMADD).
 func avx512x8x26(kc int, alpha float64, a []float64, rsa, csa int, b []float64, csb int, be []float64, cse int, c []float64, ldc, cols int) {
 	if cols < 1 || cols > 2 {
@@ -197,19 +197,16 @@ func avx512x8x26(kc int, alpha float64, a []float64, rsa, csa int, b []float64, 
 	}
 	_, _, _, _ = a[7*rsa+(kc-1)*csa], b[(kc-1)*csb+23], be[(kc-1)*cse+1], c[7*ldc+23+cols]
 	var ev [16]float64
-	var ix *int64
-	if rsa != 1 || csa != 8 {
-		var offsets [8]int64
-		for r := range offsets {
-			offsets[r] = int64(r * rsa * 8)
-		}
-		ix = &offsets[0]
+	inPlace := rsa != 1 || csa != 8
+	kernelAVX512x8x26(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, &be[0], cse, &ev[0], inPlace)
+	at := [2]int{8, 1} // ev's stride between columns and between rows: packed …
+	if inPlace {
+		at = [2]int{1, 2} // … and in place
 	}
-	kernelAVX512x8x26(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, &be[0], cse, &ev[0], ix)
 	for i := range 8 {
 		for j := range cols {
 			e := &c[i*ldc+24+j]
-			*e = math.FMA(alpha, ev[j*8+i], *e)
+			*e = math.FMA(alpha, ev[j*at[0]+i*at[1]], *e)
 		}
 	}
 }

@@ -1006,10 +1006,11 @@ avx512subnoc: // C not kept (c nil)
 // outputs are two 24-wide panels and 2 columns: the second panel and the
 // 2 columns are one call). With A packed in k-major micro-panels (rsa = 1,
 // csa = 8: step p's 8 values of a contiguous) one load gives the 8 rows of
-// a step as a vector; with A read in place (rows rsa apart, ix holding
-// their 8 byte offsets) one gather does: the 2 columns are then 2 FMAs
-// (Z29 = a₀…a₇ times the step's b[24] or b[25] broadcast from memory)
-// into accumulators that hold a column each, Z30 and Z31. An 8×4 edge tile
+// a step as a vector; the 2 columns are then 2 FMAs (Z29 = a₀…a₇ times
+// the step's b[24] or b[25] broadcast from memory) into accumulators that
+// hold a column each, Z30 and Z31. With A read in place (rows rsa apart)
+// the rows' broadcasts are merged into pairs instead (see
+// AVX512_WIDE_INPLACE_STEP). An 8×4 edge tile
 // (kernelAVX2x8x4) spends 8 broadcast loads and 8 FMAs per step on them,
 // and its accumulator chains are too few to hide the FMA latency; here they
 // ride on the 24 FMAs of the main tile. Each element is still summed over p
@@ -1018,15 +1019,15 @@ avx512subnoc: // C not kept (c nil)
 //
 // The two extra columns' b is its own panel (be, cse: the ragged panel the
 // engine packs 4 wide, or B's rows in place); their sums are stored raw
-// into ev (column 24 in ev[0…7], column 25 in ev[8…15]) for the caller to
-// add into C (C += α·acc, fused, as here), which keeps the transposition
-// out of the assembly.
+// into ev for the caller to add into C (C += α·acc, fused, as here), which
+// keeps the transposition out of the assembly: with A packed, column 24 in
+// ev[0…7] and column 25 in ev[8…15]; read in place, row i's two in
+// ev[2i], ev[2i+1].
 //
 // Register map: as the 8×24 kernel's, plus DI → step p of be, R14 = cse
-// in bytes, R15 → ix (with A in place, then the next panel's rows for
-// the prefetches); Z29 the step's column of a (Z28 its offsets when
-// gathered, K1 the gather's mask); Z30, Z31 the two columns' accumulators
-// (Z31 then α).
+// in bytes, R15 the prefetch pointer (with A in place); Z29 the step's
+// column of a (or pairs of it, in place: Z28 the pair of b, K3–K5 the
+// masks); Z30, Z31 the two columns' accumulators (Z31 then α).
 #define E_PTR DI
 #define CSE   R14
 
@@ -1041,42 +1042,91 @@ avx512subnoc: // C not kept (c nil)
 	ADDQ CSB, B_PTR;                    \
 	ADDQ CSE, E_PTR
 
-// AVX512_WIDE_GATHER_STEP is AVX512_WIDE_STEP for A read in place (rows
-// RSA apart, not a packed panel): the step's 8 values of a are gathered
-// into Z29 (offsets in Z28, mask K1 reset each step: the gather clears
-// it), so the broadcasts all go through Z27.
-#define AVX512_WIDE_GATHER_STEP \
-	KXNORB           K1, K1, K1;        \
-	VGATHERQPD       (A_PTR)(Z28*1), K1, Z29; \
-	AVX512_ROWS0_3(Z27, Z27);           \
-	VFMADD231PD.BCST (E_PTR), Z29, Z30; \
-	VFMADD231PD.BCST 8(E_PTR), Z29, Z31; \
-	AVX512_ROWS4_7(Z27, Z27);           \
-	ADDQ CSA, A_PTR;                    \
-	ADDQ CSA, A_HI;                     \
-	ADDQ CSB, B_PTR;                    \
+// AVX512_WIDE_INPLACE_STEP is AVX512_WIDE_STEP for A read in place (rows
+// RSA apart, not a packed panel), where no load gives the step's 8 values
+// of a as one vector. The 2 columns' accumulators then hold 4 rows each,
+// a row's two columns side by side (Z30: rows 0–3, Z31: rows 4–7, lanes
+// 2i and 2i+1 = row i's columns 24 and 25), and step p adds
+//
+//	Z30 += (a₀ a₀ a₁ a₁ a₂ a₂ a₃ a₃) · (b₂₄ b₂₅ b₂₄ b₂₅ b₂₄ b₂₅ b₂₄ b₂₅)
+//
+// (the same for rows 4–7 into Z31): the pair of b broadcast from memory
+// into Z28 (VBROADCASTF32X4: the 16 bytes of two doubles, four times), the
+// pairs of a merged into Z29 from the broadcasts the 24-wide rows take
+// anyway (row 0 broadcast into Z29 itself, rows 1–3 copied into lanes
+// 2–3, 4–5, 6–7 under the masks K3, K4, K5). Six masked moves a step
+// replace the gather of 8 values, which cost this tile twice the 8×24
+// tile's time.
+#define AVX512_WIDE_INPLACE_STEP \
+	VMOVUPD          (B_PTR), Z24;       \
+	VMOVUPD          64(B_PTR), Z25;     \
+	VMOVUPD          128(B_PTR), Z26;    \
+	VBROADCASTF32X4  (E_PTR), Z28;       \
+	VBROADCASTSD     (A_PTR), Z29;       \
+	VFMADD231PD      Z24, Z29, Z0;       \
+	VFMADD231PD      Z25, Z29, Z1;       \
+	VFMADD231PD      Z26, Z29, Z2;       \
+	VBROADCASTSD     (A_PTR)(RSA*1), Z27; \
+	VFMADD231PD      Z24, Z27, Z3;       \
+	VFMADD231PD      Z25, Z27, Z4;       \
+	VFMADD231PD      Z26, Z27, Z5;       \
+	VMOVAPD          Z27, K3, Z29;       \
+	VBROADCASTSD     (A_PTR)(RSA*2), Z27; \
+	VFMADD231PD      Z24, Z27, Z6;       \
+	VFMADD231PD      Z25, Z27, Z7;       \
+	VFMADD231PD      Z26, Z27, Z8;       \
+	VMOVAPD          Z27, K4, Z29;       \
+	VBROADCASTSD     (A_PTR)(R9*1), Z27; \
+	VFMADD231PD      Z24, Z27, Z9;       \
+	VFMADD231PD      Z25, Z27, Z10;      \
+	VFMADD231PD      Z26, Z27, Z11;      \
+	VMOVAPD          Z27, K5, Z29;       \
+	VFMADD231PD      Z28, Z29, Z30;      \
+	VBROADCASTSD     (A_HI), Z29;        \
+	VFMADD231PD      Z24, Z29, Z12;      \
+	VFMADD231PD      Z25, Z29, Z13;      \
+	VFMADD231PD      Z26, Z29, Z14;      \
+	VBROADCASTSD     (A_HI)(RSA*1), Z27; \
+	VFMADD231PD      Z24, Z27, Z15;      \
+	VFMADD231PD      Z25, Z27, Z16;      \
+	VFMADD231PD      Z26, Z27, Z17;      \
+	VMOVAPD          Z27, K3, Z29;       \
+	VBROADCASTSD     (A_HI)(RSA*2), Z27; \
+	VFMADD231PD      Z24, Z27, Z18;      \
+	VFMADD231PD      Z25, Z27, Z19;      \
+	VFMADD231PD      Z26, Z27, Z20;      \
+	VMOVAPD          Z27, K4, Z29;       \
+	VBROADCASTSD     (A_HI)(R9*1), Z27;  \
+	VFMADD231PD      Z24, Z27, Z21;      \
+	VFMADD231PD      Z25, Z27, Z22;      \
+	VFMADD231PD      Z26, Z27, Z23;      \
+	VMOVAPD          Z27, K5, Z29;       \
+	VFMADD231PD      Z28, Z29, Z31;      \
+	ADDQ CSA, A_PTR;                     \
+	ADDQ CSA, A_HI;                      \
+	ADDQ CSB, B_PTR;                     \
 	ADDQ CSE, E_PTR
 
-// AVX512_GATHER_STEPS_PF(rows) is 4 steps of AVX512_WIDE_GATHER_STEP,
+// AVX512_INPLACE_STEPS_PF(rows) is 4 steps of AVX512_WIDE_INPLACE_STEP,
 // each after touching, 8 rows below rows (A_PTR: the tile's rows 0–3;
 // A_HI: 4–7), one of 4 rows' line of this step: there the next row panel
 // of A read in place begins. Twice per 8 steps, it brings the next panel's
 // rows in while this tile reads its own from L1, so that the next panel's
 // first tile (8×24) does not wait on memory for them. Prefetches never
 // fault: past A's last row they touch nothing that matters.
-#define AVX512_GATHER_STEPS_PF(rows) \
+#define AVX512_INPLACE_STEPS_PF(rows) \
 	LEAQ       (rows)(RSA*8), R15; \
 	PREFETCHT0 (R15);              \
-	AVX512_WIDE_GATHER_STEP;       \
+	AVX512_WIDE_INPLACE_STEP;      \
 	PREFETCHT0 (R15)(RSA*1);       \
-	AVX512_WIDE_GATHER_STEP;       \
+	AVX512_WIDE_INPLACE_STEP;      \
 	PREFETCHT0 (R15)(RSA*2);       \
-	AVX512_WIDE_GATHER_STEP;       \
+	AVX512_WIDE_INPLACE_STEP;      \
 	PREFETCHT0 (R15)(R9*1);        \
-	AVX512_WIDE_GATHER_STEP
+	AVX512_WIDE_INPLACE_STEP
 
-// func kernelAVX512x8x26(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, be *float64, cse int, ev *float64, ix *int64)
-TEXT ·kernelAVX512x8x26(SB), NOSPLIT, $0-104
+// func kernelAVX512x8x26(kc int, alpha float64, a *float64, rsa, csa int, b *float64, csb int, c *float64, ldc int, be *float64, cse int, ev *float64, inPlace bool)
+TEXT ·kernelAVX512x8x26(SB), NOSPLIT, $0-97
 	GEMM_ARGS
 	LEAQ (A_PTR)(RSA*4), A_HI
 	MOVQ be+72(FP), E_PTR
@@ -1090,9 +1140,9 @@ TEXT ·kernelAVX512x8x26(SB), NOSPLIT, $0-104
 	VPXORQ Z30, Z30, Z30
 	VPXORQ Z31, Z31, Z31
 
-	MOVQ ix+96(FP), R15 // nil: A packed; else the 8 rows' byte offsets
-	TESTQ R15, R15
-	JNE  widegather
+	MOVBQZX inPlace+96(FP), R15 // false: A packed; true: A read in place
+	TESTQ   R15, R15
+	JNE     wideinplace
 
 	// A packed: two steps per iteration, then the last one if kc is odd.
 	MOVQ KC, R10
@@ -1113,26 +1163,31 @@ widetail:
 	AVX512_WIDE_STEP
 	JMP   wideupdate
 
-widegather: // A in place: the same steps, a's column gathered, 8 at a time
-	VMOVDQU64 (R15), Z28 // R15 is free from here: the prefetch pointer
-	MOVQ KC, R10
-	SHRQ $3, R10
-	ANDQ $7, KC
+wideinplace: // A in place: the same steps, the 2 columns' a merged from the rows' broadcasts
+	MOVQ  $0x0c, R15 // the masks of rows 1, 2, 3 (4 … 7): lanes 2–3, 4–5, 6–7
+	KMOVW R15, K3
+	MOVQ  $0x30, R15
+	KMOVW R15, K4
+	MOVQ  $0xc0, R15
+	KMOVW R15, K5
+	MOVQ  KC, R10
+	SHRQ  $3, R10
+	ANDQ  $7, KC
 	TESTQ R10, R10
-	JE   widegathertail
+	JE    wideinplacetail
 
-widegatherloop8: // 8 steps, touching the next panel's 8 rows
-	AVX512_GATHER_STEPS_PF(A_PTR)
-	AVX512_GATHER_STEPS_PF(A_HI)
+wideinplaceloop8: // 8 steps, touching the next panel's 8 rows
+	AVX512_INPLACE_STEPS_PF(A_PTR)
+	AVX512_INPLACE_STEPS_PF(A_HI)
 	DECQ R10
-	JNZ  widegatherloop8
+	JNZ  wideinplaceloop8
 
-widegathertail:
+wideinplacetail:
 	TESTQ KC, KC
 	JE    wideupdate
-	AVX512_WIDE_GATHER_STEP
+	AVX512_WIDE_INPLACE_STEP
 	DECQ KC
-	JMP  widegathertail
+	JMP  wideinplacetail
 
 wideupdate:
 	MOVQ    ev+88(FP), R10
