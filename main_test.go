@@ -1066,6 +1066,26 @@ func TestGemmPrivatePacksSameBits(t *testing.T) {
 	}
 }
 
+// TestFmaAddSameBits: every kernel's fmaAdd (c[j] = fma(α, s[j], c[j]),
+// how the sums apart of a product cut along K go into C) gives fmaAddGo's
+// bits, at lengths that take each of its loops (16, 4 and 1 values at a
+// time) and none, and leaves c past n alone.
+func TestFmaAddSameBits(t *testing.T) {
+	for _, kern := range testKernels() {
+		for _, n := range []int{0, 1, 3, 4, 5, 15, 16, 17, 37, 50, 5000} {
+			t.Run(fmt.Sprintf("%s/n=%d", kern.name, n), func(t *testing.T) {
+				rng := newRNG(17, uint64(n))
+				s := randMatrix(rng, 1, n+1).Data[:n]
+				c := randMatrix(rng, 1, n+1).Data
+				got, want := slices.Clone(c), slices.Clone(c)
+				kern.fmaAdd(0.7, s, got[:n])
+				fmaAddGo(0.7, s, want[:n])
+				sameTileBits(t, "c", got, want, n+1)
+			})
+		}
+	}
+}
+
 // TestGemmSplitKSameBits: C cut along K (runSplitK, forced) on 2, 3 and
 // 5 workers, the later slices summed apart and chained into C, must give
 // the bits of one worker for every kernel: K ragged or not, α ≠ 1, β·C and

@@ -194,6 +194,12 @@ func GemmNaive(transA, transB bool, alpha float64, a, b *Matrix, beta float64, c
 //	    in cache (BenchmarkPixelPanel) to 0.24 ns in a run (its profile),
 //	    about as long as 16 flops at 100 GFLOP/s; packing a float costs
 //	    less, but each worker reads the operand from the shared cache too.
+//	chainFlops: what adding one sum apart into C costs after a product cut
+//	    along K (splitByK, chainRows), in flops of kernel work. It was the
+//	    scalar loop's 0.5 ns an element (the forward product's 30,000 in
+//	    about 14 µs); fmaAdd's four lanes took the rest of that wait to
+//	    within the noise of no chain at all on an AMD EPYC Zen 5, so 64 is
+//	    an upper bound now, kept where it was measured to choose well.
 //	pixelBCols: columns of a byte B (MulAddPixelsB) a worker normalises at
 //	    once, a multiple of every nr: kc×240 doubles (480 KiB) stay in L2
 //	    while every row panel of A passes over them, and each row of bytes is
@@ -312,12 +318,24 @@ type microKernel struct {
 	// step it can and returns how many steps that is. MulPixels then packs
 	// its blocks of A (normPanels), so that wide can run on them.
 	pixelPanel func(dst []float64, rows, next *[8][]uint8, mean, inv []float64) int
+	// fmaAdd is fmaAddGo or its bits faster: c[j] = fma(α, s[j], c[j]),
+	// how the sums apart of a product cut along K go into C (chainRows).
+	fmaAdd func(alpha float64, s, c []float64)
 }
 
 // kernelGo is the portable micro-kernel: a 2×4 tile held in 8 scalar
 // accumulators. This is the readable version of the fast kernels, and the
 // one of -tags purego builds and of other architectures.
-var kernelGo = microKernel{name: "go", tile: "2x4", mr: 2, nr: 4, fn: kernelGo2x4}
+var kernelGo = microKernel{name: "go", tile: "2x4", mr: 2, nr: 4, fn: kernelGo2x4, fmaAdd: fmaAddGo}
+
+// fmaAddGo adds α·s into c, c[j] = fma(α, s[j], c[j]) (len(s) = len(c)),
+// rounded once, as the kernels' update of C after a K slice.
+func fmaAddGo(alpha float64, s, c []float64) {
+	c = c[:len(s)]
+	for j, v := range s {
+		c[j] = math.FMA(alpha, v, c[j])
+	}
+}
 
 // cpuInfo is what the start-up probe learnt about the processor.
 type cpuInfo struct {
@@ -1514,17 +1532,21 @@ func (g *Gemm) partialSums(ws *gemmWorkspace, i0, i1, j0, j1, pc0, pc1 int) {
 }
 
 // chainRows adds the sums apart (splitK) into rows [lo, hi) of C, slice
-// by slice in order: C = fma(α, S_s, C), rounded once, as the kernels do.
+// by slice in order: C = fma(α, S_s, C), rounded once, as the kernels do
+// (the kernel's fmaAdd), a row at a time, or the rows at once where C's
+// rows are contiguous (ldc = n, as the forward product's 100×50).
 func (g *Gemm) chainRows(lo, hi int) {
 	p := &g.prob
 	n, slices := p.n, (p.k+kc-1)/kc
-	for i := lo; i < hi; i++ {
-		row := p.c[i*p.ldc : i*p.ldc+n]
-		for pc := p.sumsFrom * kc; pc < slices*kc; pc += kc {
-			sums := g.sliceSums(pc)[i*n : i*n+n]
-			for j, v := range sums {
-				row[j] = math.FMA(p.alpha, v, row[j])
-			}
+	runs, width := hi-lo, n
+	if p.ldc == n {
+		runs, width = 1, (hi-lo)*n
+	}
+	for pc := p.sumsFrom * kc; pc < slices*kc; pc += kc {
+		sums := g.sliceSums(pc)[lo*n:]
+		for r := range runs {
+			c := p.c[(lo+r)*p.ldc:]
+			p.kern.fmaAdd(p.alpha, sums[r*n:r*n+width], c[:width])
 		}
 	}
 }

@@ -72,6 +72,9 @@ func normPixelsAVX512(dst *float64, pix *uint8, mean, inv *float64, n int, rhi, 
 func normPanelBW(dst *float64, rows *[8]*uint8, mean, inv *float64, n int, rhi, rlo float64, tmp *[8][64]uint8, next *[8]*uint8)
 
 //go:noescape
+func fmaAddAVX2(alpha float64, s, c *float64, n int)
+
+//go:noescape
 func transpose8AVX512(dst *float64, ldd int, src *float64, lds int, n int)
 
 // The slice adapters check that the panels and the tile of C are really
@@ -211,6 +214,18 @@ func avx512x8x26(kc int, alpha float64, a []float64, rsa, csa int, b []float64, 
 	}
 }
 
+// fmaAdd is fmaAddGo in AVX2 (fmaAddAVX2): c[j] = fma(α, s[j], c[j]), the
+// same bits four values at a time. The AVX-512 kernel uses it too: a pass
+// over memory, not over the FMA units.
+func fmaAdd(alpha float64, s, c []float64) {
+	if len(s) != len(c) {
+		panic("mlp: fmaAdd: lengths differ")
+	}
+	if len(c) > 0 {
+		fmaAddAVX2(alpha, &s[0], &c[0], len(c))
+	}
+}
+
 // pixelPanelBW is normPanelBW as a pixel panel kernel: the longest
 // multiple of 64 of the rows' runs, which must be as long as rows[0].
 func pixelPanelBW(dst []float64, rows, next *[8][]uint8, mean, inv []float64) int {
@@ -270,9 +285,9 @@ func pixelAdapter(step int, kernel func(dst *float64, pix *uint8, mean, inv *flo
 
 var (
 	kernelAVX2 = microKernel{name: "avx2", tile: "6x8", mr: 6, nr: 8, direct: true, fn: avx2x6x8, inPlaceB: avx2x6x8InPlace, edge: avx2x6x4, edgeNR: 4,
-		rowEdge: avx2x4x8, rowEdgeMR: 4, fromD: avx2x6x8FromD, rowFromD: avx2x4x8FromD}
+		rowEdge: avx2x4x8, rowEdgeMR: 4, fromD: avx2x6x8FromD, rowFromD: avx2x4x8FromD, fmaAdd: fmaAdd}
 	kernelAVX512 = microKernel{name: "avx512", tile: "8x24", mr: 8, nr: 24, direct: true, fn: avx512x8x24, inPlaceB: avx512x8x24InPlace, edge: avx2x8x4, edgeNR: 4, rowEdge: avx512x4x24, rowEdgeMR: 4,
-		fromD: avx512x8x24FromD, rowFromD: avx512x4x24FromD}
+		fromD: avx512x8x24FromD, rowFromD: avx512x4x24FromD, fmaAdd: fmaAdd}
 )
 
 func init() {

@@ -1625,3 +1625,67 @@ transloop:
 
 transdone:
 	RET
+
+// ---------------------------------------------------------------------------
+// The sums apart of a product cut along K added into C (chainRows), AVX2:
+//
+//	c[j] = fma(α, s[j], c[j])     (0 ≤ j < n)
+//
+// 16 values an iteration (four YMM), then 4, then one (VFMADD231SD): every
+// element rounded once, as math.FMA does, so the bits of the Go loop
+// (fmaAddGo).
+//
+// Registers: SI → s, DI → c, CX = values left; Y15 = α.
+
+// func fmaAddAVX2(alpha float64, s, c *float64, n int)
+TEXT ·fmaAddAVX2(SB), NOSPLIT, $0-32
+	VBROADCASTSD alpha+0(FP), Y15
+	MOVQ         s+8(FP), SI
+	MOVQ         c+16(FP), DI
+	MOVQ         n+24(FP), CX
+
+fmaadd16:
+	CMPQ        CX, $16
+	JLT         fmaadd4
+	VMOVUPD     (DI), Y0
+	VMOVUPD     32(DI), Y1
+	VMOVUPD     64(DI), Y2
+	VMOVUPD     96(DI), Y3
+	VFMADD231PD (SI), Y15, Y0
+	VFMADD231PD 32(SI), Y15, Y1
+	VFMADD231PD 64(SI), Y15, Y2
+	VFMADD231PD 96(SI), Y15, Y3
+	VMOVUPD     Y0, (DI)
+	VMOVUPD     Y1, 32(DI)
+	VMOVUPD     Y2, 64(DI)
+	VMOVUPD     Y3, 96(DI)
+	ADDQ        $128, SI
+	ADDQ        $128, DI
+	SUBQ        $16, CX
+	JMP         fmaadd16
+
+fmaadd4:
+	CMPQ        CX, $4
+	JLT         fmaadd1
+	VMOVUPD     (DI), Y0
+	VFMADD231PD (SI), Y15, Y0
+	VMOVUPD     Y0, (DI)
+	ADDQ        $32, SI
+	ADDQ        $32, DI
+	SUBQ        $4, CX
+	JMP         fmaadd4
+
+fmaadd1:
+	TESTQ       CX, CX
+	JE          fmaadddone
+	VMOVSD      (DI), X0
+	VFMADD231SD (SI), X15, X0
+	VMOVSD      X0, (DI)
+	ADDQ        $8, SI
+	ADDQ        $8, DI
+	DECQ        CX
+	JMP         fmaadd1
+
+fmaadddone:
+	VZEROUPPER
+	RET
