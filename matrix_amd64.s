@@ -1042,6 +1042,32 @@ avx512subnoc: // C not kept (c nil)
 	ADDQ CSB, B_PTR;                    \
 	ADDQ CSE, E_PTR
 
+// AVX512_PAIRS_ROWS4(rows, c0 … c11, acc) is one step of 4 rows of the
+// tile read in place (at rows, rows RSA apart): their 12 accumulators
+// c0 … c11 of the 24 columns (b in Z24–Z26), and acc += their pairs of a
+// (merged into Z29) times the pair of b in Z28.
+#define AVX512_PAIRS_ROWS4(rows, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, acc) \
+	VBROADCASTSD (rows), Z29;         \
+	VFMADD231PD  Z24, Z29, c0;        \
+	VFMADD231PD  Z25, Z29, c1;        \
+	VFMADD231PD  Z26, Z29, c2;        \
+	VBROADCASTSD (rows)(RSA*1), Z27;  \
+	VFMADD231PD  Z24, Z27, c3;        \
+	VFMADD231PD  Z25, Z27, c4;        \
+	VFMADD231PD  Z26, Z27, c5;        \
+	VMOVAPD      Z27, K3, Z29;        \
+	VBROADCASTSD (rows)(RSA*2), Z27;  \
+	VFMADD231PD  Z24, Z27, c6;        \
+	VFMADD231PD  Z25, Z27, c7;        \
+	VFMADD231PD  Z26, Z27, c8;        \
+	VMOVAPD      Z27, K4, Z29;        \
+	VBROADCASTSD (rows)(R9*1), Z27;   \
+	VFMADD231PD  Z24, Z27, c9;        \
+	VFMADD231PD  Z25, Z27, c10;       \
+	VFMADD231PD  Z26, Z27, c11;       \
+	VMOVAPD      Z27, K5, Z29;        \
+	VFMADD231PD  Z28, Z29, acc
+
 // AVX512_WIDE_INPLACE_STEP is AVX512_WIDE_STEP for A read in place (rows
 // RSA apart, not a packed panel), where no load gives the step's 8 values
 // of a as one vector. The 2 columns' accumulators then hold 4 rows each,
@@ -1058,53 +1084,15 @@ avx512subnoc: // C not kept (c nil)
 // replace the gather of 8 values, which cost this tile twice the 8×24
 // tile's time.
 #define AVX512_WIDE_INPLACE_STEP \
-	VMOVUPD          (B_PTR), Z24;       \
-	VMOVUPD          64(B_PTR), Z25;     \
-	VMOVUPD          128(B_PTR), Z26;    \
-	VBROADCASTF32X4  (E_PTR), Z28;       \
-	VBROADCASTSD     (A_PTR), Z29;       \
-	VFMADD231PD      Z24, Z29, Z0;       \
-	VFMADD231PD      Z25, Z29, Z1;       \
-	VFMADD231PD      Z26, Z29, Z2;       \
-	VBROADCASTSD     (A_PTR)(RSA*1), Z27; \
-	VFMADD231PD      Z24, Z27, Z3;       \
-	VFMADD231PD      Z25, Z27, Z4;       \
-	VFMADD231PD      Z26, Z27, Z5;       \
-	VMOVAPD          Z27, K3, Z29;       \
-	VBROADCASTSD     (A_PTR)(RSA*2), Z27; \
-	VFMADD231PD      Z24, Z27, Z6;       \
-	VFMADD231PD      Z25, Z27, Z7;       \
-	VFMADD231PD      Z26, Z27, Z8;       \
-	VMOVAPD          Z27, K4, Z29;       \
-	VBROADCASTSD     (A_PTR)(R9*1), Z27; \
-	VFMADD231PD      Z24, Z27, Z9;       \
-	VFMADD231PD      Z25, Z27, Z10;      \
-	VFMADD231PD      Z26, Z27, Z11;      \
-	VMOVAPD          Z27, K5, Z29;       \
-	VFMADD231PD      Z28, Z29, Z30;      \
-	VBROADCASTSD     (A_HI), Z29;        \
-	VFMADD231PD      Z24, Z29, Z12;      \
-	VFMADD231PD      Z25, Z29, Z13;      \
-	VFMADD231PD      Z26, Z29, Z14;      \
-	VBROADCASTSD     (A_HI)(RSA*1), Z27; \
-	VFMADD231PD      Z24, Z27, Z15;      \
-	VFMADD231PD      Z25, Z27, Z16;      \
-	VFMADD231PD      Z26, Z27, Z17;      \
-	VMOVAPD          Z27, K3, Z29;       \
-	VBROADCASTSD     (A_HI)(RSA*2), Z27; \
-	VFMADD231PD      Z24, Z27, Z18;      \
-	VFMADD231PD      Z25, Z27, Z19;      \
-	VFMADD231PD      Z26, Z27, Z20;      \
-	VMOVAPD          Z27, K4, Z29;       \
-	VBROADCASTSD     (A_HI)(R9*1), Z27;  \
-	VFMADD231PD      Z24, Z27, Z21;      \
-	VFMADD231PD      Z25, Z27, Z22;      \
-	VFMADD231PD      Z26, Z27, Z23;      \
-	VMOVAPD          Z27, K5, Z29;       \
-	VFMADD231PD      Z28, Z29, Z31;      \
-	ADDQ CSA, A_PTR;                     \
-	ADDQ CSA, A_HI;                      \
-	ADDQ CSB, B_PTR;                     \
+	VMOVUPD         (B_PTR), Z24;   \
+	VMOVUPD         64(B_PTR), Z25; \
+	VMOVUPD         128(B_PTR), Z26; \
+	VBROADCASTF32X4 (E_PTR), Z28;   \
+	AVX512_PAIRS_ROWS4(A_PTR, Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z30); \
+	AVX512_PAIRS_ROWS4(A_HI, Z12, Z13, Z14, Z15, Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z31); \
+	ADDQ CSA, A_PTR;                \
+	ADDQ CSA, A_HI;                 \
+	ADDQ CSB, B_PTR;                \
 	ADDQ CSE, E_PTR
 
 // AVX512_INPLACE_STEPS_PF(rows) is 4 steps of AVX512_WIDE_INPLACE_STEP,
