@@ -270,46 +270,38 @@ func TestSplit(t *testing.T) {
 			}
 		})
 	}
+	// The split rules, each the busiest worker's cost of its cut against
+	// the others' (splitByRows: rows against columns; splitByK: along K
+	// against both).
+	rules := map[string]func(m, n, k, rowTiles, colTiles, parts int) bool{"splitByRows": splitByRows, "splitByK": splitByK}
 	for _, tc := range []struct {
-		name                               string
+		rule, name                         string
 		m, n, k, rowTiles, colTiles, parts int
-		rows                               bool
+		want                               bool
 	}{
-		{"forward 100x3072x50 on 2: A costs more to prepare than B", 100, 50, 3072, 13, 2, 2, true},
-		{"forward 100x3072x50 on 16: 7 strips of rows, not 2 of columns", 100, 50, 3072, 13, 2, 16, true},
-		{"evaluation 1000x3072x50 on 2: half of A each", 1000, 50, 3072, 125, 2, 2, true},
-		{"1000x100x3072 on 2: B costs more to prepare than A", 1000, 3072, 100, 125, 128, 2, false},
-		{"dW1 50x100x3072 on 2: rows share out unevenly", 50, 3072, 100, 7, 128, 2, false},
-		{"wide forward 100x3072x1000 on 2", 100, 1000, 3072, 13, 42, 2, false},
-		{"1000x3072x50 on 16: two column tiles cannot", 1000, 50, 3072, 125, 2, 16, true},
-		{"an exact tie, rows (m ≥ n)", 96, 96, 64, 12, 4, 2, true},
-		{"three workers: a third of the rows beats half the columns", 96, 96, 64, 12, 4, 3, true},
-		{"rows share out worse than columns", 40, 40, 64, 5, 4, 2, false},
-		{"a square tie on one worker, rows", 64, 64, 64, 8, 3, 1, true},
+		{"splitByRows", "forward 100x3072x50 on 2: A costs more to prepare than B", 100, 50, 3072, 13, 2, 2, true},
+		{"splitByRows", "forward 100x3072x50 on 16: 7 strips of rows, not 2 of columns", 100, 50, 3072, 13, 2, 16, true},
+		{"splitByRows", "evaluation 1000x3072x50 on 2: half of A each", 1000, 50, 3072, 125, 2, 2, true},
+		{"splitByRows", "1000x100x3072 on 2: B costs more to prepare than A", 1000, 3072, 100, 125, 128, 2, false},
+		{"splitByRows", "dW1 50x100x3072 on 2: rows share out unevenly", 50, 3072, 100, 7, 128, 2, false},
+		{"splitByRows", "wide forward 100x3072x1000 on 2", 100, 1000, 3072, 13, 42, 2, false},
+		{"splitByRows", "1000x3072x50 on 16: two column tiles cannot", 1000, 50, 3072, 125, 2, 16, true},
+		{"splitByRows", "an exact tie, rows (m ≥ n)", 96, 96, 64, 12, 4, 2, true},
+		{"splitByRows", "three workers: a third of the rows beats half the columns", 96, 96, 64, 12, 4, 3, true},
+		{"splitByRows", "rows share out worse than columns", 40, 40, 64, 5, 4, 2, false},
+		{"splitByRows", "a square tie on one worker, rows", 64, 64, 64, 8, 3, 1, true},
+		{"splitByK", "forward 100x3072x50 on 2: half of A and of B each", 100, 50, 3072, 13, 2, 2, true},
+		{"splitByK", "forward 100x3072x50 on 10 (16 cores): 2 slices each", 100, 50, 3072, 13, 2, 10, true},
+		{"splitByK", "forward 100x3072x50 on 1", 100, 50, 3072, 13, 2, 1, false},
+		{"splitByK", "evaluation 1000x3072x50 on 2: sums apart as large as C", 1000, 50, 3072, 125, 2, 2, false},
+		{"splitByK", "evaluation chunk 2000x3072x50 on 2", 2000, 50, 3072, 250, 2, 2, false},
+		{"splitByK", "dW1 50x100x3072: one K slice", 50, 3072, 100, 7, 128, 2, false},
+		{"splitByK", "output layer 100x50x10: one K slice", 100, 10, 50, 13, 1, 2, false},
+		{"splitByK", "1024³ on 2", 1024, 1024, 1024, 128, 43, 2, false},
 	} {
-		t.Run("splitByRows/"+tc.name, func(t *testing.T) {
-			if got := splitByRows(tc.m, tc.n, tc.k, tc.rowTiles, tc.colTiles, tc.parts); got != tc.rows {
-				t.Errorf("splitByRows(%d, %d, %d, %d, %d, %d) = %v, want %v", tc.m, tc.n, tc.k, tc.rowTiles, tc.colTiles, tc.parts, got, tc.rows)
-			}
-		})
-	}
-	for _, tc := range []struct {
-		name                               string
-		m, n, k, rowTiles, colTiles, parts int
-		byK                                bool
-	}{
-		{"forward 100x3072x50 on 2: half of A and of B each", 100, 50, 3072, 13, 2, 2, true},
-		{"forward 100x3072x50 on 10 (16 cores): 2 slices each", 100, 50, 3072, 13, 2, 10, true},
-		{"forward 100x3072x50 on 1", 100, 50, 3072, 13, 2, 1, false},
-		{"evaluation 1000x3072x50 on 2: sums apart as large as C", 1000, 50, 3072, 125, 2, 2, false},
-		{"evaluation chunk 2000x3072x50 on 2", 2000, 50, 3072, 250, 2, 2, false},
-		{"dW1 50x100x3072: one K slice", 50, 3072, 100, 7, 128, 2, false},
-		{"output layer 100x50x10: one K slice", 100, 10, 50, 13, 1, 2, false},
-		{"1024³ on 2", 1024, 1024, 1024, 128, 43, 2, false},
-	} {
-		t.Run("splitByK/"+tc.name, func(t *testing.T) {
-			if got := splitByK(tc.m, tc.n, tc.k, tc.rowTiles, tc.colTiles, tc.parts); got != tc.byK {
-				t.Errorf("splitByK(%d, %d, %d, %d, %d, %d) = %v, want %v", tc.m, tc.n, tc.k, tc.rowTiles, tc.colTiles, tc.parts, got, tc.byK)
+		t.Run(tc.rule+"/"+tc.name, func(t *testing.T) {
+			if got := rules[tc.rule](tc.m, tc.n, tc.k, tc.rowTiles, tc.colTiles, tc.parts); got != tc.want {
+				t.Errorf("%s(%d, %d, %d, %d, %d, %d) = %v, want %v", tc.rule, tc.m, tc.n, tc.k, tc.rowTiles, tc.colTiles, tc.parts, got, tc.want)
 			}
 		})
 	}
