@@ -331,7 +331,9 @@ var kernelGo = microKernel{name: "go", tile: "2x4", mr: 2, nr: 4, fn: kernelGo2x
 // fmaAddGo adds α·s into c, c[j] = fma(α, s[j], c[j]) (len(s) = len(c)),
 // rounded once, as the kernels' update of C after a K slice.
 func fmaAddGo(alpha float64, s, c []float64) {
-	c = c[:len(s)]
+	if len(s) != len(c) {
+		panic("mlp: fmaAdd: lengths differ")
+	}
 	for j, v := range s {
 		c[j] = math.FMA(alpha, v, c[j])
 	}

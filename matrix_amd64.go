@@ -202,14 +202,14 @@ func avx512x8x26(kc int, alpha float64, a []float64, rsa, csa int, b []float64, 
 	var ev [16]float64
 	inPlace := rsa != 1 || csa != 8
 	kernelAVX512x8x26(kc, alpha, &a[0], rsa, csa, &b[0], csb, &c[0], ldc, &be[0], cse, &ev[0], inPlace)
-	at := [2]int{8, 1} // ev's stride between columns and between rows: packed …
+	colStride, rowStride := 8, 1 // ev column by column (A packed) …
 	if inPlace {
-		at = [2]int{1, 2} // … and in place
+		colStride, rowStride = 1, 2 // … or row by row (A in place)
 	}
 	for i := range 8 {
 		for j := range cols {
 			e := &c[i*ldc+24+j]
-			*e = math.FMA(alpha, ev[j*at[0]+i*at[1]], *e)
+			*e = math.FMA(alpha, ev[j*colStride+i*rowStride], *e)
 		}
 	}
 }

@@ -1047,7 +1047,9 @@ avx512subnoc: // C not kept (c nil)
 // AVX512_PAIRS_ROWS4(rows, c0 … c11, acc) is one step of 4 rows of the
 // tile read in place (at rows, rows RSA apart): their 12 accumulators
 // c0 … c11 of the 24 columns (b in Z24–Z26), and acc += their pairs of a
-// (merged into Z29) times the pair of b in Z28.
+// (merged into Z29) times the pair of b in Z28. It is AVX512_ROWS0_3's
+// steps with a masked move after each broadcast, while the broadcast is
+// still in its register.
 #define AVX512_PAIRS_ROWS4(rows, c0, c1, c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, acc) \
 	VBROADCASTSD (rows), Z29;         \
 	VFMADD231PD  Z24, Z29, c0;        \
