@@ -1058,6 +1058,64 @@ func TestGemmPrivatePacksSameBits(t *testing.T) {
 	}
 }
 
+// TestPacking: packB and packA lay out exactly the micro-panels the
+// kernels read, zeros past a ragged edge, by whichever route this CPU
+// takes (the assembly copies and transpositions of cpuInfo where it has
+// them, else Go), for both layouts of each operand, panel widths of
+// every kernel, and depths and widths that leave tails for each loop.
+func TestPacking(t *testing.T) {
+	const rows, cols = 300, 400
+	x := randMatrix(newRNG(5, 5), rows, cols)
+	for _, trans := range []bool{false, true} {
+		rs, cs := cols, 1 // op(X) = X
+		if trans {
+			rs, cs = 1, cols // op(X) = Xᵀ: element (i, p) at p·cols + i
+		}
+		op := func(i, p int) float64 { return x.Data[i*rs+p*cs] }
+		for _, w := range []int{2, 4, 6, 8, 24} {
+			for _, sh := range [][4]int{{0, 256, 0, 8 * w}, {3, 7, 5, 3*w + 1}, {11, 13, 2, 9*w + w - 1}, {1, kc, 17, w - 1}} {
+				p0, kcb, j0, width := sh[0], sh[1], sh[2], sh[3]
+				t.Run(fmt.Sprintf("trans=%v/w=%d/p0=%d,kcb=%d,j0=%d,width=%d", trans, w, p0, kcb, j0, width), func(t *testing.T) {
+					panels := (width + w - 1) / w
+					// B: op(B) = X read with rows p (steps) and columns j.
+					got := make([]float64, panels*w*kcb+1)
+					got[len(got)-1] = 7 // past the panels: left alone
+					packB(got, x.Data, cs, rs, p0, kcb, j0, width, w, kcb)
+					checkPanels(t, "packB", got, panels, w, kcb, width, func(j, p int) float64 { return op(j0+j, p0+p) })
+					// A: op(A) = X read with rows i and steps p.
+					got = make([]float64, panels*w*kcb+1)
+					got[len(got)-1] = 7
+					packA(got, x.Data, rs, cs, j0, width, p0, kcb, w)
+					checkPanels(t, "packA", got, panels, w, kcb, width, func(i, p int) float64 { return op(j0+i, p0+p) })
+				})
+			}
+		}
+	}
+}
+
+// checkPanels fails unless dst holds `panels` k-major micro-panels w wide
+// and kcb deep of want(j, p) (j < width; 0 past it), and its last element
+// is still 7.
+func checkPanels(t *testing.T, what string, dst []float64, panels, w, kcb, width int, want func(j, p int) float64) {
+	t.Helper()
+	for q := range panels {
+		for p := range kcb {
+			for r := range w {
+				v, j := 0.0, q*w+r
+				if j < width {
+					v = want(j, p)
+				}
+				if got := dst[q*w*kcb+p*w+r]; got != v {
+					t.Fatalf("%s: panel %d, step %d, lane %d: %v, want %v", what, q, p, r, got, v)
+				}
+			}
+		}
+	}
+	if dst[len(dst)-1] != 7 {
+		t.Fatalf("%s: wrote past its panels", what)
+	}
+}
+
 // TestFmaAddSameBits: every kernel's fmaAdd (c[j] = fma(α, s[j], c[j]),
 // how the sums apart of a product cut along K go into C) gives fmaAddGo's
 // bits, at lengths that take each of its loops (16, 4 and 1 values at a
@@ -1193,6 +1251,68 @@ func TestGemmMulAddSameBits(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestGemmFirstSliceSameBits: in a product of several K slices, the
+// kernels with fromD variants start C in the first slice
+// (startsFirstSlice) where the Go kernel starts it in a pass of its own
+// (startC); both must give the same bits, for every start value (β = 0
+// over NaN, β·C, β·D), on whole, ragged and wide tiles, A packed or in
+// place, B packed or in place, on one worker and on several.
+func TestGemmFirstSliceSameBits(t *testing.T) {
+	cases := []struct {
+		name           string
+		m, k, n        int
+		transA, transB bool
+	}{
+		{"ragged 13x517x29", 13, 2*kc + 5, 29, false, false},
+		{"forward 100x3072x50", 100, 3072, 50, false, true},
+		{"packed A 50x600x400", 50, 600, 400, false, false},
+		{"transposed 31x300x70", 31, kc + 44, 70, true, true},
+	}
+	starts := []struct {
+		name        string
+		alpha, beta float64
+		withD       bool
+	}{
+		{"β=0 over NaN", 0.9, 0, false},
+		{"β=1", 1, 1, false},
+		{"β·C", -0.7, 0.3, false},
+		{"β·D", 1.3, 0.02, true},
+	}
+	for _, tc := range cases {
+		rng := newRNG(31, uint64(tc.m))
+		a, b := operands(rng, tc.transA, tc.transB, tc.m, tc.k, tc.n)
+		c0, d := randMatrix(rng, tc.m, tc.n), randMatrix(rng, tc.m, tc.n)
+		for _, st := range starts {
+			if st.beta == 0 {
+				for i := range c0.Data {
+					c0.Data[i] = math.NaN()
+				}
+			}
+			product := func(g *Gemm) *Matrix {
+				c := c0.Clone()
+				if st.withD {
+					g.MulAdd(tc.transA, tc.transB, st.alpha, a, b, st.beta, d, c)
+				} else {
+					g.Mul(tc.transA, tc.transB, st.alpha, a, b, st.beta, c)
+				}
+				return c
+			}
+			ref := newGemmKernels(1, kernelGo)
+			want := product(ref)
+			ref.Close()
+			for _, kern := range cpu.Kernels {
+				for _, workers := range []int{1, 3} {
+					t.Run(fmt.Sprintf("%s/%s/%s/workers=%d", tc.name, st.name, kern.name, workers), func(t *testing.T) {
+						g := newGemmKernels(workers, kern)
+						defer g.Close()
+						sameBits(t, kern.name+" against go", product(g), want)
+					})
+				}
+			}
 		}
 	}
 }

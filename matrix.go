@@ -355,6 +355,13 @@ type cpuInfo struct {
 	// as steps of 8 (step p at dst[p·ldd …]), the longest multiple of 8
 	// steps of n it can, and returns how many (see packTransposed).
 	Transpose8 func(dst []float64, ldd int, src []float64, lds, n int) int
+	// Transpose4 and Transpose2 do the same for 4 and 2 runs, in steps
+	// of 4.
+	Transpose4, Transpose2 func(dst []float64, ldd int, src []float64, lds, n int) int
+	// PackRuns, if not nil, is packRuns' loop for whole panels a multiple
+	// of 8 wide: dst[jr·ps + p·nr + j] = src[p·rs + jr·nr + j] for
+	// p < kcb, jr < panels, j < nr.
+	PackRuns func(dst []float64, ps int, src []float64, rs, kcb, panels, nr int)
 }
 
 // pixelKernel normalises pixel bytes as normaliseGo does, to the bit, a
@@ -1809,13 +1816,34 @@ func (g *Gemm) block(w, i0, i1, j0, j1, pc0, pc1 int) {
 		g.partialSums(ws, i0, i1, j0, j1, pc0, pc1)
 		return
 	}
-	if !p.fromD {
+	if !p.fromD && !p.startsFirstSlice() {
 		p.startC(i0, i1, j0, j1)
 	}
 	if p.alpha == 0 || p.k == 0 {
 		return
 	}
 	g.blockSlices(p, ws, i0, i1, j0, j1, pc0, pc1)
+}
+
+// startsFirstSlice reports whether the kernels start C (fromD) in the
+// first of a product's several K slices, as startsInKernel does for a
+// product of one: C is then not cleared or scaled in a pass of its own
+// before the tiles, and the later slices add to it. Not where they fuse
+// the SGD step (γ ≠ 0), which belongs after the last slice (subAll).
+// It saves a pass over C (1.5 % of the AVX2 kernel's 1024³ profile):
+// measured on 2 cores of an AMD EPYC Zen 5, five rounds in turn, medians,
+// GFLOP/s, AVX2 47.6 → 48.8 on one worker and 94.8 → 95.6 on two,
+// AVX-512 88.2 → 88.2 and 168.5 → 170.0: in the noise, never slower.
+func (p *gemmProblem) startsFirstSlice() bool {
+	return !p.fromD && p.alpha != 0 && p.k > kc && p.kern.fromD != nil && p.gamma == 0
+}
+
+// firstSlice is problem p as its first K slice computes it when
+// startsFirstSlice: the kernels start C.
+func (p *gemmProblem) firstSlice() *gemmProblem {
+	q := *p
+	q.fromD = true
+	return &q
 }
 
 // blockSlices runs block's loops over the K slices in [pc0, pc1) of
@@ -1830,10 +1858,18 @@ func (g *Gemm) blockSlices(p *gemmProblem, ws *gemmWorkspace, i0, i1, j0, j1, pc
 	if p.staged() {
 		bBlock = pixelBCols
 	}
+	first := p // the problem of slice 0: the kernels start C (startsFirstSlice)
+	if pc0 == 0 && p.startsFirstSlice() {
+		first = p.firstSlice()
+	}
 	for jc := j0; jc < j1; jc += kern.nc {
 		ncb := min(kern.nc, j1-jc)
 		for pc := pc0; pc < pc1; pc += kc {
 			kcb := min(kc, p.k-pc)
+			sp := p
+			if pc == 0 {
+				sp = first
+			}
 			if p.lazyB {
 				g.packBPanels(g.bpackOf(ws), jc/kern.nr, (jc+ncb+kern.nr-1)/kern.nr, pc, pc+1)
 			}
@@ -1850,7 +1886,7 @@ func (g *Gemm) blockSlices(p *gemmProblem, ws *gemmWorkspace, i0, i1, j0, j1, pc
 						if rest := nb - jr - kern.nr; rest > 0 && rest <= kern.wideNR {
 							w = nb - jr // the last whole panel and the ragged one, in one wide tile
 						}
-						g.tiles(p, ws, ic, mcb, pc, kcb, jb+jr, w)
+						g.tiles(sp, ws, ic, mcb, pc, kcb, jb+jr, w)
 						if w > kern.nr {
 							break
 						}
@@ -2226,13 +2262,26 @@ func packB(dst, b []float64, rs, cs, p0, kcb, j0, ncb, nr, ps int) {
 // README, medians of five interleaved runs of BenchmarkGEMM 1024³, AVX2
 // kernel: 42.3 → 43.6 GFLOP/s on one worker, 83.9 → 87.1 on two (the
 // packing 8 → 6 % of the profile); AVX-512: 69.4 → 70.1 and 135.3 → 135.1.
+// The whole panels of a group go in assembly where the CPU has AVX2
+// (cpu.PackRuns: two YMM moves per 8 values, where copy cost a call per
+// panel and step): on 2 cores of an AMD EPYC Zen 5, two rounds in turn,
+// BenchmarkPackB N_1024x1024 at 10.4–11.7 → 36.9–39.9 GB/s for nr = 8 and
+// 20.8–21.8 → 39.4–42.7 for nr = 24, and 1024³ with the AVX2 kernel (A's
+// panels transposed by cpu.Transpose4 and Transpose2 too) 47.2–47.7 →
+// 48.7–49.7 GFLOP/s on one worker, 93.1–94.2 → 97.8–98.2 on two.
 func packRuns(dst, b []float64, rs, p0, kcb, j0, ncb, nr, ps int) {
 	const group = 8 // panels packed together
 	for g0 := 0; g0 < ncb; g0 += group * nr {
 		g1 := min(ncb, g0+group*nr)
-		for p := range kcb {
+		rest := g0 // the first column the Go loop packs
+		if cpu.PackRuns != nil && nr%8 == 0 {
+			whole := (g1 - g0) / nr // the group's whole panels, in assembly
+			cpu.PackRuns(dst[g0*ps:], nr*ps, b[p0*rs+j0+g0:], rs, kcb, whole, nr)
+			rest += whole * nr
+		}
+		for p := 0; p < kcb && rest < g1; p++ {
 			row := b[(p0+p)*rs+j0:]
-			for jr := g0; jr < g1; jr += nr {
+			for jr := rest; jr < g1; jr += nr {
 				out := dst[jr*ps+p*nr:][:nr]
 				if n := copy(out, row[jr:min(ncb, jr+nr)]); n < nr {
 					clear(out[n:]) // past a ragged right edge
@@ -2252,7 +2301,9 @@ func packRuns(dst, b []float64, rs, p0, kcb, j0, ncb, nr, ps int) {
 // adjacent values written to each of four panel steps. Measured on the
 // Intel Xeon of the README (BenchmarkPackB, T_3072x100, nr = 24): 14.4–15.0
 // GB/s one step at a time, 19.4–19.7 in 4×4 blocks; the forward product
-// 100×3072×50 4 % faster on one thread, 7 % on two.
+// 100×3072×50 4 % faster on one thread, 7 % on two. Where the CPU has
+// them, 8, 4 and 2 runs at a time go in assembly (cpu.Transpose8, 4, 2:
+// the AVX2 kernel's 6-row A panels as 4 + 2), the rest in Go.
 func packTransposed(panel, src []float64, base, stride, kcb, w, n int) {
 	if n < w {
 		clear(panel[:kcb*w])
@@ -2261,6 +2312,20 @@ func packTransposed(panel, src []float64, base, stride, kcb, w, n int) {
 	for ; cpu.Transpose8 != nil && j+8 <= n; j += 8 { // 8 runs at a time, the steps' tail in Go
 		for p := cpu.Transpose8(panel[j:], w, src[base+j*stride:], stride, kcb); p < kcb; p++ {
 			for r := range 8 {
+				panel[p*w+j+r] = src[base+(j+r)*stride+p]
+			}
+		}
+	}
+	for ; cpu.Transpose4 != nil && j+4 <= n; j += 4 { // the same, 4 runs
+		for p := cpu.Transpose4(panel[j:], w, src[base+j*stride:], stride, kcb); p < kcb; p++ {
+			for r := range 4 {
+				panel[p*w+j+r] = src[base+(j+r)*stride+p]
+			}
+		}
+	}
+	for ; cpu.Transpose2 != nil && j+2 <= n; j += 2 { // and 2
+		for p := cpu.Transpose2(panel[j:], w, src[base+j*stride:], stride, kcb); p < kcb; p++ {
+			for r := range 2 {
 				panel[p*w+j+r] = src[base+(j+r)*stride+p]
 			}
 		}

@@ -77,6 +77,15 @@ func fmaAddAVX2(alpha float64, s, c *float64, n int)
 //go:noescape
 func transpose8AVX512(dst *float64, ldd int, src *float64, lds int, n int)
 
+//go:noescape
+func transpose4AVX2(dst *float64, ldd int, src *float64, lds int, n int)
+
+//go:noescape
+func transpose2AVX2(dst *float64, ldd int, src *float64, lds int, n int)
+
+//go:noescape
+func packRunsAVX2(dst *float64, ps int, src *float64, rs, kcb, panels, nr int)
+
 // The slice adapters check that the panels and the tile of C are really
 // there (the assembly does not check; a failure is a caller bug), then pass
 // pointers to the assembly.
@@ -257,6 +266,41 @@ func transpose8(dst []float64, ldd int, src []float64, lds, n int) int {
 	return n8
 }
 
+// transpose4 and transpose2 are transpose8 for 4 and 2 runs (AVX2), in
+// blocks of 4 steps.
+func transpose4(dst []float64, ldd int, src []float64, lds, n int) int {
+	n4 := n / 4 * 4
+	if n4 == 0 {
+		return 0
+	}
+	_, _ = dst[(n4-1)*ldd+3], src[3*lds+n4-1]
+	transpose4AVX2(&dst[0], ldd, &src[0], lds, n4)
+	return n4
+}
+
+func transpose2(dst []float64, ldd int, src []float64, lds, n int) int {
+	n4 := n / 4 * 4
+	if n4 == 0 {
+		return 0
+	}
+	_, _ = dst[(n4-1)*ldd+1], src[lds+n4-1]
+	transpose2AVX2(&dst[0], ldd, &src[0], lds, n4)
+	return n4
+}
+
+// packRunsFull is packRunsAVX2 on slices: kcb steps of panels whole
+// panels of nr (a multiple of 8) values, panel jr of dst at jr·ps.
+func packRunsFull(dst []float64, ps int, src []float64, rs, kcb, panels, nr int) {
+	if kcb == 0 || panels == 0 {
+		return
+	}
+	if nr%8 != 0 {
+		panic("mlp: packRunsFull: panels must be a multiple of 8 wide")
+	}
+	_, _ = dst[(panels-1)*ps+kcb*nr-1], src[(kcb-1)*rs+panels*nr-1]
+	packRunsAVX2(&dst[0], ps, &src[0], rs, kcb, panels, nr)
+}
+
 // 1/255 as the unevaluated sum inv255Hi + inv255Lo (the pixel kernel's
 // division by 255): inv255Hi = RN(1/255), inv255Lo = RN(1/255 − inv255Hi),
 // where the residual 1/255 − inv255Hi = (1 − 255·inv255Hi)/255 and
@@ -341,6 +385,7 @@ func probeCPU() cpuInfo {
 	}
 	if hasAVX2 {
 		info.Kernels = append(info.Kernels, kernelAVX2)
+		info.Transpose4, info.Transpose2, info.PackRuns = transpose4, transpose2, packRunsFull
 		info.Pixels = append(info.Pixels, pixelKernel{"avx2", pixelAdapter(4, normPixelsAVX2)})
 	}
 	info.L1d, info.L2, info.L3 = cacheSizes(vendor)

@@ -1619,6 +1619,152 @@ transdone:
 	RET
 
 // ---------------------------------------------------------------------------
+// AVX2 transposition of 4×4 and 2×4 blocks, the packings that transpose
+// on CPUs without AVX-512 and the runs that transpose8AVX512 leaves
+// (packTransposed: the 6×8 kernel's A panels from the rows of A, 4 and 2
+// of their 6 runs; B panels of 8 from the rows of W1):
+//
+//	dst[(p+q)·ldd + r] = src[r·lds + p + q]     (r < 4 or 2, q < 4; p = 0, 4, … < n)
+//
+// A 4×4 block is 4 loads, 4 VUNPCKLPD/HPD (rows r, r+1 at even or odd
+// steps) and 4 VPERM2F128 (the 128-bit halves: steps 0, 1 from the low
+// halves, 2, 3 from the high ones), then 4 stores. A 2×4 block is 2 loads,
+// 2 unpacks and 4 stores of 128 bits.
+//
+// Registers: SI → the block's row 0 of src, R8 = lds, R9 = 3·lds (bytes);
+// DI → its step 0 of dst, R11 = ldd, R12 = 3·ldd; CX the blocks left.
+
+// func transpose4AVX2(dst *float64, ldd int, src *float64, lds int, n int)
+TEXT ·transpose4AVX2(SB), NOSPLIT, $0-40
+	MOVQ n+32(FP), CX
+	SHRQ $2, CX
+	JE   t4done
+	MOVQ dst+0(FP), DI
+	MOVQ ldd+8(FP), R11
+	SHLQ $3, R11
+	LEAQ (R11)(R11*2), R12
+	MOVQ src+16(FP), SI
+	MOVQ lds+24(FP), R8
+	SHLQ $3, R8
+	LEAQ (R8)(R8*2), R9
+
+t4loop:
+	VMOVUPD    (SI), Y0
+	VMOVUPD    (SI)(R8*1), Y1
+	VMOVUPD    (SI)(R8*2), Y2
+	VMOVUPD    (SI)(R9*1), Y3
+	VUNPCKLPD  Y1, Y0, Y4      // rows 0, 1 at steps 0 | 2
+	VUNPCKHPD  Y1, Y0, Y5      // … at steps 1 | 3
+	VUNPCKLPD  Y3, Y2, Y6      // rows 2, 3 at steps 0 | 2
+	VUNPCKHPD  Y3, Y2, Y7      // … at steps 1 | 3
+	VPERM2F128 $0x20, Y6, Y4, Y0 // step 0, rows 0–3
+	VPERM2F128 $0x20, Y7, Y5, Y1 // step 1
+	VPERM2F128 $0x31, Y6, Y4, Y2 // step 2
+	VPERM2F128 $0x31, Y7, Y5, Y3 // step 3
+	VMOVUPD    Y0, (DI)
+	VMOVUPD    Y1, (DI)(R11*1)
+	VMOVUPD    Y2, (DI)(R11*2)
+	VMOVUPD    Y3, (DI)(R12*1)
+	ADDQ       $32, SI
+	LEAQ       (DI)(R11*4), DI
+	DECQ       CX
+	JNZ        t4loop
+	VZEROUPPER
+
+t4done:
+	RET
+
+// func transpose2AVX2(dst *float64, ldd int, src *float64, lds int, n int)
+TEXT ·transpose2AVX2(SB), NOSPLIT, $0-40
+	MOVQ n+32(FP), CX
+	SHRQ $2, CX
+	JE   t2done
+	MOVQ dst+0(FP), DI
+	MOVQ ldd+8(FP), R11
+	SHLQ $3, R11
+	LEAQ (R11)(R11*2), R12
+	MOVQ src+16(FP), SI
+	MOVQ lds+24(FP), R8
+	SHLQ $3, R8
+
+t2loop:
+	VMOVUPD      (SI), Y0
+	VMOVUPD      (SI)(R8*1), Y1
+	VUNPCKLPD    Y1, Y0, Y2        // rows 0, 1 at steps 0 | 2
+	VUNPCKHPD    Y1, Y0, Y3        // … at steps 1 | 3
+	VMOVUPD      X2, (DI)
+	VMOVUPD      X3, (DI)(R11*1)
+	VEXTRACTF128 $1, Y2, (DI)(R11*2)
+	VEXTRACTF128 $1, Y3, (DI)(R12*1)
+	ADDQ         $32, SI
+	LEAQ         (DI)(R11*4), DI
+	DECQ         CX
+	JNZ          t2loop
+	VZEROUPPER
+
+t2done:
+	RET
+
+// ---------------------------------------------------------------------------
+// AVX2 copy of B's rows into packed panels (packRuns, op(B) = B), for
+// panels a multiple of 8 wide (the 6×8 and 8×24 kernels'):
+//
+//	dst[jr·ps + p·nr + j] = src[p·rs + jr·nr + j]   (p < kcb, jr < panels, j < nr)
+//
+// Step p copies one run of panels·nr values of a row of B, 64 bytes (two
+// YMM) at a time, to the same step of each panel: one pass over every
+// row, where copy would cost a call per panel and step.
+//
+// Registers: SI → row p of src, DI → step p of panel 0, R9 = rs, R8 = ps,
+// R12 = nr (bytes); AX → the run, BX → the panel being filled, R13 the
+// offset in the panel's step; CX the steps left, R10 the panels, DX those
+// left in this step.
+
+// func packRunsAVX2(dst *float64, ps int, src *float64, rs, kcb, panels, nr int)
+TEXT ·packRunsAVX2(SB), NOSPLIT, $0-56
+	MOVQ kcb+32(FP), CX
+	TESTQ CX, CX
+	JE   prdone
+	MOVQ dst+0(FP), DI
+	MOVQ ps+8(FP), R8
+	SHLQ $3, R8
+	MOVQ src+16(FP), SI
+	MOVQ rs+24(FP), R9
+	SHLQ $3, R9
+	MOVQ panels+40(FP), R10
+	MOVQ nr+48(FP), R12
+	SHLQ $3, R12
+
+prstep:
+	MOVQ SI, AX
+	MOVQ DI, BX
+	MOVQ R10, DX
+
+prpanel:
+	XORQ R13, R13
+
+prchunk:
+	VMOVUPD (AX)(R13*1), Y0
+	VMOVUPD 32(AX)(R13*1), Y1
+	VMOVUPD Y0, (BX)(R13*1)
+	VMOVUPD Y1, 32(BX)(R13*1)
+	ADDQ    $64, R13
+	CMPQ    R13, R12
+	JLT     prchunk
+	ADDQ    R12, AX
+	ADDQ    R8, BX
+	DECQ    DX
+	JNZ     prpanel
+	ADDQ    R9, SI
+	ADDQ    R12, DI
+	DECQ    CX
+	JNZ     prstep
+	VZEROUPPER
+
+prdone:
+	RET
+
+// ---------------------------------------------------------------------------
 // The sums apart of a product cut along K added into C (chainRows), AVX2:
 //
 //	c[j] = fma(α, s[j], c[j])     (0 ≤ j < n)
