@@ -5,9 +5,10 @@
 // matrix_amd64.s: the GEMM micro-kernels (6×8 and 8×24, with their 6×4,
 // 8×4 and 4×24 edge tiles and the 8×26 wide tile), the pixel kernels that
 // normalise image bytes, the FMA peak loops that measure the machine's
-// limit, the 8×8 transposition and the vector FMA that adds a product's
-// sums apart into C (packing; splitting along K), and the CPU feature
-// probes: the only assembly in the program. Everything
+// limit, the 8×8, 4×4 and 2×4 transpositions and the copy of B's rows
+// into panels (packing), the vector FMA that adds a product's sums apart
+// into C (splitting along K), and the CPU feature probes: the only
+// assembly in the program. Everything
 // around them (packing, blocking, the goroutine split) is Go;
 // see matrix.go and matrix_amd64.go. Each kernel computes one mr×nr tile of
 //
