@@ -359,8 +359,8 @@ type cpuInfo struct {
 	// of 4.
 	Transpose4, Transpose2 func(dst []float64, ldd int, src []float64, lds, n int) int
 	// PackRuns, if not nil, is packRuns' loop for whole panels a multiple
-	// of 8 wide: dst[jr·ps + p·nr + j] = src[p·rs + jr·nr + j] for
-	// p < kcb, jr < panels, j < nr.
+	// of 8 wide, ps values apart: dst[q·ps + p·nr + j] = src[p·rs + q·nr + j]
+	// for steps p < kcb, panels q < panels, j < nr.
 	PackRuns func(dst []float64, ps int, src []float64, rs, kcb, panels, nr int)
 }
 

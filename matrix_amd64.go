@@ -288,8 +288,8 @@ func transpose2(dst []float64, ldd int, src []float64, lds, n int) int {
 	return n4
 }
 
-// packRunsFull is packRunsAVX2 on slices: kcb steps of panels whole
-// panels of nr (a multiple of 8) values, panel jr of dst at jr·ps.
+// packRunsFull is packRunsAVX2 on slices: kcb steps of `panels` whole
+// panels nr (a multiple of 8) wide, panel q of dst at q·ps (cpu.PackRuns).
 func packRunsFull(dst []float64, ps int, src []float64, rs, kcb, panels, nr int) {
 	if kcb == 0 || panels == 0 {
 		return

@@ -1710,7 +1710,7 @@ t2done:
 // AVX2 copy of B's rows into packed panels (packRuns, op(B) = B), for
 // panels a multiple of 8 wide (the 6×8 and 8×24 kernels'):
 //
-//	dst[jr·ps + p·nr + j] = src[p·rs + jr·nr + j]   (p < kcb, jr < panels, j < nr)
+//	dst[q·ps + p·nr + j] = src[p·rs + q·nr + j]   (p < kcb, q < panels, j < nr)
 //
 // Step p copies one run of panels·nr values of a row of B, 64 bytes (two
 // YMM) at a time, to the same step of each panel: one pass over every
