@@ -253,39 +253,21 @@ func pixelPanelBW(dst []float64, rows, next *[8][]uint8, mean, inv []float64) in
 	return n
 }
 
-// transpose8 is transpose8AVX512 on slices: the longest multiple of 8
-// steps of the 8 runs of src (lds apart, n long) into dst, step p at
-// dst[p·ldd …]; it returns how many steps it did.
-func transpose8(dst []float64, ldd int, src []float64, lds, n int) int {
-	n8 := n / 8 * 8
-	if n8 == 0 {
-		return 0
+// transposer makes a cpuInfo transposition (Transpose8, 4, 2) of fn, an
+// assembly routine that moves `runs` runs of src (lds apart) into dst as
+// steps (step p at dst[p·ldd …]) in blocks of `block` steps: the hook does
+// the longest multiple of block steps of n, after checking that dst and
+// src hold them, and returns how many steps it did.
+func transposer(fn func(dst *float64, ldd int, src *float64, lds int, n int), runs, block int) func(dst []float64, ldd int, src []float64, lds, n int) int {
+	return func(dst []float64, ldd int, src []float64, lds, n int) int {
+		nb := n / block * block
+		if nb == 0 {
+			return 0
+		}
+		_, _ = dst[(nb-1)*ldd+runs-1], src[(runs-1)*lds+nb-1]
+		fn(&dst[0], ldd, &src[0], lds, nb)
+		return nb
 	}
-	_, _ = dst[(n8-1)*ldd+7], src[7*lds+n8-1]
-	transpose8AVX512(&dst[0], ldd, &src[0], lds, n8)
-	return n8
-}
-
-// transpose4 and transpose2 are transpose8 for 4 and 2 runs (AVX2), in
-// blocks of 4 steps.
-func transpose4(dst []float64, ldd int, src []float64, lds, n int) int {
-	n4 := n / 4 * 4
-	if n4 == 0 {
-		return 0
-	}
-	_, _ = dst[(n4-1)*ldd+3], src[3*lds+n4-1]
-	transpose4AVX2(&dst[0], ldd, &src[0], lds, n4)
-	return n4
-}
-
-func transpose2(dst []float64, ldd int, src []float64, lds, n int) int {
-	n4 := n / 4 * 4
-	if n4 == 0 {
-		return 0
-	}
-	_, _ = dst[(n4-1)*ldd+1], src[lds+n4-1]
-	transpose2AVX2(&dst[0], ldd, &src[0], lds, n4)
-	return n4
 }
 
 // packRunsFull is packRunsAVX2 on slices: kcb steps of `panels` whole
@@ -379,13 +361,14 @@ func probeCPU() cpuInfo {
 			k.wide, k.wideNR, k.pixelPanel = avx512x8x26, 2, pixelPanelBW
 		}
 		info.Kernels = append(info.Kernels, k)
-		info.Transpose8 = transpose8
+		info.Transpose8 = transposer(transpose8AVX512, 8, 8)
 		info.Pixels = append(info.Pixels, pixelKernel{"avx512", pixelAdapter(16, normPixelsAVX512)})
 		info.FMALoops = append(info.FMALoops, fmaLoop{name: "zmm", flops: 24 * 8 * 2, fn: fmaPeakZMM})
 	}
 	if hasAVX2 {
 		info.Kernels = append(info.Kernels, kernelAVX2)
-		info.Transpose4, info.Transpose2, info.PackRuns = transpose4, transpose2, packRunsFull
+		info.Transpose4, info.Transpose2 = transposer(transpose4AVX2, 4, 4), transposer(transpose2AVX2, 2, 4)
+		info.PackRuns = packRunsFull
 		info.Pixels = append(info.Pixels, pixelKernel{"avx2", pixelAdapter(4, normPixelsAVX2)})
 	}
 	info.L1d, info.L2, info.L3 = cacheSizes(vendor)

@@ -64,6 +64,23 @@
 	SHLQ $3, LDC;          \
 	LEAQ (RSA)(RSA*2), R9
 
+// The transpositions' start (transpose8AVX512, transpose4AVX2,
+// transpose2AVX2, below): CX = the blocks of 2^shift steps in n (to done
+// if none), DI → dst, R11 = ldd and R12 = 3·ldd, SI → src, R8 = lds and
+// R9 = 3·lds (strides in bytes). (Here for go vet, as the next.)
+#define TRANSPOSE_ARGS(shift, done) \
+	MOVQ n+32(FP), CX;      \
+	SHRQ $shift, CX;        \
+	JE   done;              \
+	MOVQ dst+0(FP), DI;     \
+	MOVQ ldd+8(FP), R11;    \
+	SHLQ $3, R11;           \
+	LEAQ (R11)(R11*2), R12; \
+	MOVQ src+16(FP), SI;    \
+	MOVQ lds+24(FP), R8;    \
+	SHLQ $3, R8;            \
+	LEAQ (R8)(R8*2), R9
+
 // The edge kernels' (6×4, 8×4, below) start: their arguments, as the 6×8
 // kernel's plus the mask (into Y15); A_HI → row 3 of A; accumulators Y0–Y7
 // zeroed. (Here, before any TEXT, because go vet checks a macro's
@@ -1555,17 +1572,7 @@ paneldone:
 
 // func transpose8AVX512(dst *float64, ldd int, src *float64, lds int, n int)
 TEXT ·transpose8AVX512(SB), NOSPLIT, $0-40
-	MOVQ n+32(FP), CX
-	SHRQ $3, CX
-	JE   transdone
-	MOVQ dst+0(FP), DI
-	MOVQ ldd+8(FP), R11
-	SHLQ $3, R11
-	LEAQ (R11)(R11*2), R12
-	MOVQ src+16(FP), SI
-	MOVQ lds+24(FP), R8
-	SHLQ $3, R8
-	LEAQ (R8)(R8*2), R9
+	TRANSPOSE_ARGS(3, transdone)
 
 transloop:
 	LEAQ    (SI)(R8*4), R10
@@ -1637,17 +1644,7 @@ transdone:
 
 // func transpose4AVX2(dst *float64, ldd int, src *float64, lds int, n int)
 TEXT ·transpose4AVX2(SB), NOSPLIT, $0-40
-	MOVQ n+32(FP), CX
-	SHRQ $2, CX
-	JE   t4done
-	MOVQ dst+0(FP), DI
-	MOVQ ldd+8(FP), R11
-	SHLQ $3, R11
-	LEAQ (R11)(R11*2), R12
-	MOVQ src+16(FP), SI
-	MOVQ lds+24(FP), R8
-	SHLQ $3, R8
-	LEAQ (R8)(R8*2), R9
+	TRANSPOSE_ARGS(2, t4done)
 
 t4loop:
 	VMOVUPD    (SI), Y0
@@ -1677,16 +1674,7 @@ t4done:
 
 // func transpose2AVX2(dst *float64, ldd int, src *float64, lds int, n int)
 TEXT ·transpose2AVX2(SB), NOSPLIT, $0-40
-	MOVQ n+32(FP), CX
-	SHRQ $2, CX
-	JE   t2done
-	MOVQ dst+0(FP), DI
-	MOVQ ldd+8(FP), R11
-	SHLQ $3, R11
-	LEAQ (R11)(R11*2), R12
-	MOVQ src+16(FP), SI
-	MOVQ lds+24(FP), R8
-	SHLQ $3, R8
+	TRANSPOSE_ARGS(2, t2done)
 
 t2loop:
 	VMOVUPD      (SI), Y0
