@@ -1257,7 +1257,7 @@ func TestGemmMulAddSameBits(t *testing.T) {
 
 // TestGemmFirstSliceSameBits: in a product of several K slices, the
 // kernels with fromD variants start C in the first slice
-// (startsFirstSlice) where the Go kernel starts it in a pass of its own
+// (startsInKernel) where the Go kernel starts it in a pass of its own
 // (startC); both must give the same bits, for every start value (β = 0
 // over NaN, β·C, β·D), on whole, ragged and wide tiles, A packed or in
 // place, B packed or in place, on one worker and on several.

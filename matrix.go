@@ -661,7 +661,7 @@ type gemmProblem struct {
 	stageB      bool        // B is copied block by block into the workers' ws.bx, as pixB is normalised (see prepareB)
 	npad        int         // n rounded up to whole panels (nr), the last one lastW wide
 	lastW       int         // width of a ragged last panel of B: nr, or the edge kernel's edgeNR when that covers it
-	fromD       bool        // C starts as β·D in the kernels' update (see startsInKernel), not in startC
+	fromD       bool        // C starts as β·D in the kernels' update of the first K slice (see startsInKernel), not in startC
 	gamma       float64     // if not 0, D ← D − γ·C once C is done (MulAddSub, MulAddPixelsBSub)
 	dropC       bool        // the fused kernels need not store C: the caller keeps only D (keepC = false)
 }
@@ -1541,7 +1541,7 @@ func (g *Gemm) partialSums(ws *gemmWorkspace, i0, i1, j0, j1, pc0, pc1 int) {
 	for pc := pc0; pc < pc1; pc += kc {
 		q := g.prob
 		q.c, q.ldc, q.alpha, q.beta, q.d, q.gamma, q.dropC = g.sliceSums(pc), q.n, 1, 0, nil, 0, false
-		q.fromD = q.kern.fromD != nil
+		q.fromD = q.startsInKernel()
 		if !q.fromD {
 			q.startC(i0, i1, j0, j1)
 		}
@@ -1825,34 +1825,13 @@ func (g *Gemm) block(w, i0, i1, j0, j1, pc0, pc1 int) {
 		g.partialSums(ws, i0, i1, j0, j1, pc0, pc1)
 		return
 	}
-	if !p.fromD && !p.startsFirstSlice() {
+	if !p.fromD {
 		p.startC(i0, i1, j0, j1)
 	}
 	if p.alpha == 0 || p.k == 0 {
 		return
 	}
 	g.blockSlices(p, ws, i0, i1, j0, j1, pc0, pc1)
-}
-
-// startsFirstSlice reports whether the kernels start C (fromD) in the
-// first of a product's several K slices, as startsInKernel does for a
-// product of one: C is then not cleared or scaled in a pass of its own
-// before the tiles, and the later slices add to it. Not where they fuse
-// the SGD step (γ ≠ 0), which belongs after the last slice (subAll).
-// It saves a pass over C (1.5 % of the AVX2 kernel's 1024³ profile):
-// measured on 2 cores of an AMD EPYC Zen 5, five rounds in turn, medians,
-// GFLOP/s, AVX2 47.6 → 48.8 on one worker and 94.8 → 95.6 on two,
-// AVX-512 88.2 → 88.2 and 168.5 → 170.0: in the noise, never slower.
-func (p *gemmProblem) startsFirstSlice() bool {
-	return !p.fromD && p.alpha != 0 && p.k > kc && p.kern.fromD != nil && p.gamma == 0
-}
-
-// firstSlice is problem p as its first K slice computes it when
-// startsFirstSlice: the kernels start C.
-func (p *gemmProblem) firstSlice() *gemmProblem {
-	q := *p
-	q.fromD = true
-	return &q
 }
 
 // blockSlices runs block's loops over the K slices in [pc0, pc1) of
@@ -1867,17 +1846,19 @@ func (g *Gemm) blockSlices(p *gemmProblem, ws *gemmWorkspace, i0, i1, j0, j1, pc
 	if p.staged() {
 		bBlock = pixelBCols
 	}
-	first := p // the problem of slice 0: the kernels start C (startsFirstSlice)
-	if pc0 == 0 && p.startsFirstSlice() {
-		first = p.firstSlice()
+	later := p // the problem of the range's later K slices: they add to C
+	if p.fromD && pc1-pc0 > kc {
+		rest := *p
+		rest.fromD = false
+		later = &rest
 	}
 	for jc := j0; jc < j1; jc += kern.nc {
 		ncb := min(kern.nc, j1-jc)
 		for pc := pc0; pc < pc1; pc += kc {
 			kcb := min(kc, p.k-pc)
-			sp := p
-			if pc == 0 {
-				sp = first
+			sp := p // the first slice starts C where the kernels do (fromD)
+			if pc > pc0 {
+				sp = later
 			}
 			if p.lazyB {
 				g.packBPanels(g.bpackOf(ws), jc/kern.nr, (jc+ncb+kern.nr-1)/kern.nr, pc, pc+1)
@@ -1912,14 +1893,22 @@ func (g *Gemm) blockSlices(p *gemmProblem, ws *gemmWorkspace, i0, i1, j0, j1, pc
 func (p *gemmProblem) staged() bool { return p.pixB != nil || p.stageB }
 
 // startsInKernel reports whether C's start value (β·D, β·C, or 0 for
-// β = 0) is better left to the kernels' update (fromD): when the product
-// has one K slice (so each tile of C is one kernel call) and a kernel with
-// fromD variants. Tiles on other paths (edges, scratch) start their own
-// region (startTile). dW1 = dHᵀ·x + 2λ·W1 then writes and reads its
-// 1.2 MB once, not twice; so does any product of one K slice with β = 0
-// (dW for λ = 0, the 1000×100×3072 benchmark's 24.6 MB).
+// β = 0) is better left to the kernels' update (fromD) of the first K
+// slice, whose tiles then write C rather than add to it (the later
+// slices add, as ever): whenever the kernel has fromD variants. Tiles on
+// other paths (edges, scratch) start their own region (startTile). With
+// one K slice, dW1 = dHᵀ·x + 2λ·W1 then writes and reads its 1.2 MB
+// once, not twice; so does any product of one slice with β = 0 (dW for
+// λ = 0, the 1000×100×3072 benchmark's 24.6 MB). With several, it saves
+// the pass that cleared or scaled C first (1.5 % of the AVX2 kernel's
+// 1024³ profile: on 2 cores of an AMD EPYC Zen 5, five rounds in turn,
+// medians, GFLOP/s, AVX2 47.6 → 48.8 on one worker and 94.8 → 95.6 on
+// two, AVX-512 88.2 → 88.2 and 168.5 → 170.0: in the noise, never
+// slower). The SGD step the kernels can take with it (γ ≠ 0) belongs
+// after the last slice, so a product of several slices with one starts C
+// in a pass of its own and takes the step after (subAll).
 func (p *gemmProblem) startsInKernel() bool {
-	return p.alpha != 0 && p.k > 0 && p.k <= kc && p.kern.fromD != nil
+	return p.alpha != 0 && p.k > 0 && p.kern.fromD != nil && (p.k <= kc || p.gamma == 0)
 }
 
 // out is C from element ci on for the kernels' fromD variants, or nil
