@@ -2314,24 +2314,17 @@ func packTransposed(panel, src []float64, base, stride, kcb, w, n int) {
 		clear(panel[:kcb*w])
 	}
 	j := 0
-	for ; cpu.Transpose8 != nil && j+8 <= n; j += 8 { // 8 runs at a time, the steps' tail in Go
-		for p := cpu.Transpose8(panel[j:], w, src[base+j*stride:], stride, kcb); p < kcb; p++ {
-			for r := range 8 {
-				panel[p*w+j+r] = src[base+(j+r)*stride+p]
-			}
-		}
-	}
-	for ; cpu.Transpose4 != nil && j+4 <= n; j += 4 { // the same, 4 runs
-		for p := cpu.Transpose4(panel[j:], w, src[base+j*stride:], stride, kcb); p < kcb; p++ {
-			for r := range 4 {
-				panel[p*w+j+r] = src[base+(j+r)*stride+p]
-			}
-		}
-	}
-	for ; cpu.Transpose2 != nil && j+2 <= n; j += 2 { // and 2
-		for p := cpu.Transpose2(panel[j:], w, src[base+j*stride:], stride, kcb); p < kcb; p++ {
-			for r := range 2 {
-				panel[p*w+j+r] = src[base+(j+r)*stride+p]
+	// The assembly's blocks of 8, 4 and 2 runs, where the CPU has them,
+	// each with the steps past its last whole block in Go.
+	for _, t := range [...]struct {
+		runs int
+		fn   func(dst []float64, ldd int, src []float64, lds, n int) int
+	}{{8, cpu.Transpose8}, {4, cpu.Transpose4}, {2, cpu.Transpose2}} {
+		for ; t.fn != nil && j+t.runs <= n; j += t.runs {
+			for p := t.fn(panel[j:], w, src[base+j*stride:], stride, kcb); p < kcb; p++ {
+				for r := range t.runs {
+					panel[p*w+j+r] = src[base+(j+r)*stride+p]
+				}
 			}
 		}
 	}
