@@ -365,7 +365,6 @@ func TestGemmSameBitsAnyWorkers(t *testing.T) {
 	}
 }
 
-// sameBits fails unless got holds want's bits, element for element.
 // testProblem is the gemmProblem Mul sets up for C = α·op(A)·op(B) + β·C
 // with kernel kern, for the tests that look inside run or force its split.
 func testProblem(kern *gemmKernel, transA, transB bool, alpha float64, a, b *Matrix, beta float64, c *Matrix) gemmProblem {
@@ -376,6 +375,7 @@ func testProblem(kern *gemmKernel, transA, transB bool, alpha float64, a, b *Mat
 		ars: ars, acs: acs, brs: brs, bcs: bcs}
 }
 
+// sameBits fails unless got holds want's bits, element for element.
 func sameBits(t *testing.T, what string, got, want *Matrix) {
 	t.Helper()
 	for i := range want.Data {
@@ -1287,13 +1287,13 @@ func TestGemmFirstSliceSameBits(t *testing.T) {
 		a, b := operands(rng, tc.transA, tc.transB, tc.m, tc.k, tc.n)
 		c0, d := randMatrix(rng, tc.m, tc.n), randMatrix(rng, tc.m, tc.n)
 		for _, st := range starts {
-			if st.beta == 0 {
-				for i := range c0.Data {
-					c0.Data[i] = math.NaN()
-				}
-			}
 			product := func(g *Gemm) *Matrix {
 				c := c0.Clone()
+				if st.beta == 0 { // C is not read: NaN must not reach the product
+					for i := range c.Data {
+						c.Data[i] = math.NaN()
+					}
+				}
 				if st.withD {
 					g.MulAdd(tc.transA, tc.transB, st.alpha, a, b, st.beta, d, c)
 				} else {
