@@ -26,6 +26,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -5355,7 +5356,7 @@ func TestIntegrationReportInChromium(t *testing.T) {
 	defer c.close()
 	for _, p := range pages {
 		name, _ := filepath.Rel(out, p)
-		page, err := c.render("file://" + p)
+		page, err := c.render((&url.URL{Scheme: "file", Path: p}).String())
 		if err != nil {
 			t.Fatalf("%s: %v\nchromium's log:\n%s", name, err, c.stderr.Bytes())
 		}
@@ -5514,15 +5515,16 @@ type renderedPage struct {
 	errors []string
 }
 
-// render loads url in the page, waits for its load event, and returns its
-// DOM, a screenshot and every error logged on the way: console.error and
-// console.assert calls, uncaught exceptions, log entries of level error
-// (such as a resource that failed to load).
-func (c *chromium) render(url string) (renderedPage, error) {
+// render loads pageURL in the page, waits for its load event, and returns
+// its DOM, a screenshot and every error logged on the way: console.error
+// and console.assert calls, uncaught exceptions, log entries of level
+// error (such as a resource that failed to load). The page must then be at
+// pageURL (file URLs as net/url writes them), fully loaded.
+func (c *chromium) render(pageURL string) (renderedPage, error) {
 	var page renderedPage
 	c.events = nil
 	var nav struct{ ErrorText string }
-	if err := c.send("Page.navigate", map[string]any{"url": url}, &nav); err != nil {
+	if err := c.send("Page.navigate", map[string]any{"url": pageURL}, &nav); err != nil {
 		return page, err
 	}
 	if nav.ErrorText != "" {
@@ -5540,7 +5542,7 @@ func (c *chromium) render(url string) (renderedPage, error) {
 	if err := c.send("Runtime.evaluate", map[string]any{"expression": expr, "returnByValue": true}, &dom); err != nil {
 		return page, err
 	}
-	if v := dom.Result.Value; v.URL != url || v.State != "complete" {
+	if v := dom.Result.Value; v.URL != pageURL || v.State != "complete" {
 		return page, fmt.Errorf("after the load event the page is %s, %q", v.URL, v.State)
 	}
 	var shot struct{ Data []byte } // base64 in the JSON
