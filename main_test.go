@@ -5397,7 +5397,8 @@ func darkPixels(img image.Image) int {
 type chromium struct {
 	cmd     *exec.Cmd
 	in      *os.File      // commands, to its fd 3
-	out     *bufio.Reader // replies and events, from its fd 4
+	outFile *os.File      // replies and events, from its fd 4
+	out     *bufio.Reader // outFile, read a message at a time
 	stderr  bytes.Buffer
 	session string       // the page's session (Target.attachToTarget)
 	lastID  int          // the last command's id
@@ -5428,7 +5429,7 @@ func startChromium(path string, width, height int) (*chromium, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &chromium{in: cmdW, out: bufio.NewReader(outR)}
+	c := &chromium{in: cmdW, outFile: outR, out: bufio.NewReader(outR)}
 	c.cmd = exec.Command(path, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--remote-debugging-pipe", "about:blank")
 	c.cmd.ExtraFiles = []*os.File{cmdR, outW} // fds 3 and 4
 	c.cmd.Stderr = &c.stderr
@@ -5436,26 +5437,34 @@ func startChromium(path string, width, height int) (*chromium, error) {
 	cmdR.Close()
 	outW.Close()
 	if err != nil {
+		cmdW.Close()
+		outR.Close()
 		return nil, fmt.Errorf("start %s: %w", path, err)
 	}
+	if err := c.openPage(width, height); err != nil {
+		c.close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// openPage opens the page render loads files in and attaches to it.
+func (c *chromium) openPage(width, height int) error {
 	var target struct{ TargetID string }
 	var attached struct{ SessionID string }
 	if err := c.send("Target.createTarget", map[string]any{"url": "about:blank"}, &target); err != nil {
-		c.close()
-		return nil, err
+		return err
 	}
 	if err := c.send("Target.attachToTarget", map[string]any{"targetId": target.TargetID, "flatten": true}, &attached); err != nil {
-		c.close()
-		return nil, err
+		return err
 	}
 	c.session = attached.SessionID
 	for _, m := range []string{"Page.enable", "Runtime.enable", "Log.enable"} {
 		if err := c.send(m, nil, nil); err != nil {
-			c.close()
-			return nil, err
+			return err
 		}
 	}
-	return c, c.send("Emulation.setDeviceMetricsOverride", map[string]any{"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}, nil)
+	return c.send("Emulation.setDeviceMetricsOverride", map[string]any{"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false}, nil)
 }
 
 // send sends one command (to the page's session once there is one) and
@@ -5557,21 +5566,20 @@ func (c *chromium) render(pageURL string) (renderedPage, error) {
 	return page, nil
 }
 
-// waitFor reads until the event method arrives (or finds it among the
-// events already read).
+// waitFor returns once the event method is among the events read, reading
+// more until it arrives.
 func (c *chromium) waitFor(method string) error {
-	for _, e := range c.events {
-		if e.Method == method {
-			return nil
+	for i := 0; ; i++ {
+		for i == len(c.events) {
+			m, err := c.read()
+			if err != nil {
+				return fmt.Errorf("waiting for %s: %w", method, err)
+			}
+			if m.Method != "" {
+				c.events = append(c.events, m)
+			}
 		}
-	}
-	for {
-		m, err := c.read()
-		if err != nil {
-			return fmt.Errorf("waiting for %s: %w", method, err)
-		}
-		c.events = append(c.events, m)
-		if m.Method == method {
+		if c.events[i].Method == method {
 			return nil
 		}
 	}
@@ -5621,6 +5629,7 @@ func (c *chromium) close() {
 	}
 	c.in.Close()
 	c.cmd.Wait()
+	c.outFile.Close()
 }
 
 func TestIntegrationTrainOneCycle(t *testing.T) {
