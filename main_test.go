@@ -32,6 +32,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -177,6 +178,35 @@ func testKernels() []microKernel {
 	return append([]microKernel{kernelGo}, cpu.Kernels...)
 }
 
+// testWorkers are the worker counts of the engine tests that run every
+// kernel on many shapes: one (no goroutine: the serial reference of the
+// split) and three (every split, with a ragged share). Under the race
+// detector only three: one worker starts no goroutine for it to watch,
+// and the one-worker cases were 29 s of TestGemmMatchesNaive's 58 s
+// there (CI's race step took 125–135 s in all).
+func testWorkers() []int {
+	if raceEnabled() {
+		return []int{3}
+	}
+	return []int{1, 3}
+}
+
+// raceEnabled reports whether this test binary was built with -race (its
+// build settings say so; a file with a build tag would say it too, but
+// the package keeps to its listed files).
+func raceEnabled() bool {
+	info, ok := debug.ReadBuildInfo()
+	if !ok {
+		return false
+	}
+	for _, s := range info.Settings {
+		if s.Key == "-race" {
+			return s.Value == "true"
+		}
+	}
+	return false
+}
+
 func TestGemmMatchesNaive(t *testing.T) {
 	scalars := []struct{ alpha, beta float64 }{{1, 0}, {1, 1}, {-0.7, 0.3}, {2.5, -1}, {0, 0.5}}
 	// The naive products are the slow part: each is computed once and
@@ -200,7 +230,7 @@ func TestGemmMatchesNaive(t *testing.T) {
 				{2*mr + 1, kc + 9, 512}, // B's rows 4 KiB apart: staged (see Staging B)
 				{0, 5, 5}, {5, 0, 5}, {5, 5, 0},
 			}
-			for _, workers := range []int{1, 3} {
+			for _, workers := range testWorkers() {
 				g := newGemmBlocked(workers, kern, mc, nc, narrowN)
 				defer g.Close()
 				for _, s := range shapes {
@@ -842,7 +872,7 @@ func TestMulAddPixelsBSameBits(t *testing.T) {
 			for _, picked := range []bool{false, true} {
 				x, ref := testImages(rng, nm, batch, picked)
 				for _, kern := range testKernels() {
-					for _, workers := range []int{1, 3} {
+					for _, workers := range testWorkers() {
 						t.Run(fmt.Sprintf("B/%s/norm=%v/%dx%dx%d/workers=%d/picked=%v", kern.name, nm != nil, rows, batch, k, workers, picked), func(t *testing.T) {
 							g := newGemmKernels(workers, kern)
 							defer g.Close()
