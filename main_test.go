@@ -183,29 +183,19 @@ func testKernels() []microKernel {
 // split) and three (every split, with a ragged share). Under the race
 // detector only three: one worker starts no goroutine for it to watch,
 // and the one-worker cases were 29 s of TestGemmMatchesNaive's 58 s
-// there (CI's race step took 125–135 s in all).
-func testWorkers() []int {
-	if raceEnabled() {
-		return []int{3}
-	}
-	return []int{1, 3}
-}
-
-// raceEnabled reports whether this test binary was built with -race (its
-// build settings say so; a file with a build tag would say it too, but
-// the package keeps to its listed files).
-func raceEnabled() bool {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return false
-	}
-	for _, s := range info.Settings {
-		if s.Key == "-race" {
-			return s.Value == "true"
+// there (CI's race step took 125–135 s in all). Whether the binary was
+// built with -race is read once from its build settings (a file with a
+// build tag would say it too, but the package keeps to its listed files).
+var testWorkers = sync.OnceValue(func() []int {
+	if info, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range info.Settings {
+			if s.Key == "-race" && s.Value == "true" {
+				return []int{3}
+			}
 		}
 	}
-	return false
-}
+	return []int{1, 3}
+})
 
 func TestGemmMatchesNaive(t *testing.T) {
 	scalars := []struct{ alpha, beta float64 }{{1, 0}, {1, 1}, {-0.7, 0.3}, {2.5, -1}, {0, 0.5}}
