@@ -5447,6 +5447,8 @@ func startChromium(path string, width, height int) (*chromium, error) {
 	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
+		cmdR.Close()
+		cmdW.Close()
 		return nil, err
 	}
 	c := &chromium{in: cmdW, outFile: outR, out: bufio.NewReader(outR)}
